@@ -1,0 +1,140 @@
+// Cross-checks between sections, run after every section was read: each domain has one way
+// of being delivered (local, ETRN-held, ODMR-held), names are unique where lookups need them,
+// and no two listeners claim the same address.
+// Invariant: works on the resolved Config; entries whose own key was invalid (empty domain or
+// name) are skipped, so one mistake is reported once.
+// Failure: records problems; never throws.
+
+import { formatHostPort, type HostPort } from './net.js';
+import type { Problems } from './reader.js';
+import type { Config } from './schema.js';
+
+interface Claim {
+  domain: string;
+  path: string;
+  kind: string;
+  /** ETRN with subdomains = true also claims every name below `domain`. */
+  subdomains: boolean;
+}
+
+function covers(a: Claim, domain: string): boolean {
+  return a.domain === domain || (a.subdomains && domain.endsWith(`.${a.domain}`));
+}
+
+function unique(problems: Problems, entries: { value: string; path: string }[], what: string): void {
+  const first = new Map<string, string>();
+  for (const { value, path } of entries) {
+    if (value === '') continue;
+    const prev = first.get(value);
+    if (prev !== undefined) problems.add(path, `${what} ${JSON.stringify(value)} is already used by ${prev}`);
+    else first.set(value, path);
+  }
+}
+
+function checkDomains(c: Config, problems: Problems): void {
+  const claims: Claim[] = [
+    ...c.local.map((l, i) => ({
+      domain: l.domain,
+      path: `local[${i + 1}]`,
+      kind: 'local',
+      subdomains: false,
+    })),
+    ...c.etrn.map((e, i) => ({
+      domain: e.domain,
+      path: `etrn[${i + 1}]`,
+      kind: 'ETRN',
+      subdomains: e.subdomains,
+    })),
+    ...c.odmr.accounts.flatMap((a, i) =>
+      a.domains.map((domain, j) => ({
+        domain,
+        path: `odmr.account[${i + 1}].domains[${j + 1}]`,
+        kind: 'ODMR',
+        subdomains: false,
+      })),
+    ),
+  ].filter((cl) => cl.domain !== '');
+  // Same-kind duplicates are reported by unique() below with a clearer message.
+  for (let i = 0; i < claims.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const a = claims[j]!;
+      const b = claims[i]!;
+      if (a.kind === b.kind) continue;
+      if (covers(a, b.domain) || covers(b, a.domain)) {
+        const how = a.domain === b.domain ? 'is also' : 'overlaps';
+        problems.add(
+          `${b.path}`,
+          `${b.kind} domain ${JSON.stringify(b.domain)} ${how} ${a.kind} domain ${JSON.stringify(a.domain)} (${a.path})`,
+        );
+      }
+    }
+  }
+  unique(
+    problems,
+    c.local.map((l, i) => ({ value: l.domain, path: `local[${i + 1}].domain` })),
+    'local domain',
+  );
+  unique(
+    problems,
+    c.etrn.map((e, i) => ({ value: e.domain, path: `etrn[${i + 1}].domain` })),
+    'ETRN domain',
+  );
+  unique(
+    problems,
+    c.odmr.accounts.flatMap((a, i) =>
+      a.domains.map((d, j) => ({ value: d, path: `odmr.account[${i + 1}].domains[${j + 1}]` })),
+    ),
+    'ODMR domain',
+  );
+  const local = new Set(c.local.map((l) => l.domain));
+  c.routes.forEach((r, i) => {
+    if (local.has(r.domain)) {
+      problems.add(
+        `route[${i + 1}].domain`,
+        `${JSON.stringify(r.domain)} is a local domain; its mail never uses a route`,
+      );
+    }
+  });
+  unique(
+    problems,
+    c.routes.map((r, i) => ({ value: r.domain, path: `route[${i + 1}].domain` })),
+    'route domain',
+  );
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+function checkListeners(c: Config, problems: Problems): void {
+  const all: { hp: HostPort; path: string }[] = [
+    ...c.smtp.listen.map((hp, i) => ({ hp, path: `smtp.listen[${i + 1}]` })),
+    ...c.smtp.submission.map((hp, i) => ({ hp, path: `smtp.submission[${i + 1}]` })),
+    ...c.odmr.listen.map((hp, i) => ({ hp, path: `odmr.listen[${i + 1}]` })),
+    ...(c.admin.listen ? [{ hp: c.admin.listen, path: 'admin.listen' }] : []),
+  ].filter((l) => l.hp.port !== 0);
+  for (let i = 0; i < all.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const a = all[j]!;
+      const b = all[i]!;
+      const clash =
+        a.hp.port === b.hp.port &&
+        (a.hp.host === b.hp.host || WILDCARDS.has(a.hp.host) || WILDCARDS.has(b.hp.host));
+      if (clash)
+        problems.add(b.path, `${formatHostPort(b.hp)} clashes with ${a.path} (${formatHostPort(a.hp)})`);
+    }
+  }
+}
+
+export function checkConfig(c: Config, problems: Problems): void {
+  checkDomains(c, problems);
+  checkListeners(c, problems);
+  unique(
+    problems,
+    c.users.map((u, i) => ({ value: u.name, path: `user[${i + 1}].name` })),
+    'user name',
+  );
+  unique(
+    problems,
+    c.odmr.accounts.map((a, i) => ({ value: a.user, path: `odmr.account[${i + 1}].user` })),
+    'ODMR account',
+  );
+}

@@ -1,0 +1,67 @@
+// Built-in defaults of every configuration key, in the file's own notation (strings with
+// units, "host:port"), so that defaults pass through exactly the same parsers as the file.
+// Invariant: each default here is listed with the same value in docs/configuration.md.
+// Defaults that depend on other keys (paths under data_dir) are functions of the resolved
+// data_dir and are applied by load.ts.
+
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+export const DEFAULTS = {
+  /** Relative to the current directory (not to the config file). */
+  dataDir: './logmta-data',
+  hostname: (): string => hostname(),
+  smtp: {
+    listen: ['127.0.0.1:2525'],
+    submission: [] as string[],
+    maxMessageSize: '50MiB',
+    maxRecipients: 1000,
+    maxConnections: 1000,
+    maxConnectionsPerIp: 50,
+    relayNetworks: [] as string[],
+    idleTimeout: '5m',
+    allowPlainAuthWithoutTls: false,
+  },
+  queue: {
+    paths: (dataDir: string): string[] => [join(dataDir, 'queue')],
+    retry: ['5m', '15m', '30m', '1h', '2h', '4h', '8h'],
+    maxAge: '5d',
+    delayWarning: '4h',
+    segmentSize: '64MiB',
+    /** Smallest accepted segment_size, to catch a unit forgotten ("64" meaning bytes). */
+    minSegmentSize: 4096,
+  },
+  local: {
+    /** Used when the file has no `local` key at all; `local = []` means no local domains. */
+    domains: ['localhost'],
+    maildir: (dataDir: string): string => join(dataDir, 'mail', '{user}'),
+  },
+  route: {
+    port: 25,
+    requireTls: false,
+    verifyTls: false,
+  },
+  delivery: {
+    concurrencyPerDestination: 20,
+    maxConnections: 200,
+    connectTimeout: '30s',
+  },
+  etrn: {
+    port: 25,
+    probeInterval: '15m',
+    subdomains: false,
+  },
+  odmr: {
+    listen: ['127.0.0.1:3366'],
+    providerPort: 366,
+    providerInterval: '15m',
+  },
+  admin: {
+    socket: (dataDir: string): string => join(dataDir, 'admin.sock'),
+    allowRemote: false,
+  },
+  log: {
+    format: 'json' as const,
+    level: 'info' as const,
+  },
+} as const;

@@ -1,0 +1,25 @@
+// The configuration's public surface: load it once (daemon, CLI), read the typed result.
+// Everything else in src/config/ is internal to loading.
+
+export type * from './schema.js';
+export {
+  ConfigError,
+  type ConfigOverrides,
+  configFromToml,
+  type LoadOptions,
+  loadConfig,
+  type TextOptions,
+} from './load.js';
+export {
+  cidrContains,
+  cidrListContains,
+  formatHostPort,
+  type HostPortOptions,
+  ipToBigInt,
+  isHostName,
+  isLoopbackHost,
+  parseCidr,
+  parseHostPort,
+} from './net.js';
+export { formatDuration, parseDuration, parseSize } from './units.js';
+export { DEFAULTS } from './defaults.js';

@@ -1,0 +1,560 @@
+// Tests of configuration loading: defaults, a full file, overrides, one test per class of problem, cross-checks.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { writeTestCertFiles } from '../../test/support/certs.js';
+import { ConfigError, configFromToml, loadConfig } from './load.js';
+import { cidrListContains } from './net.js';
+
+let dir: string;
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'logmta-config-'));
+});
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The problems of an invalid configuration (fails the test if it is valid). */
+function problemsOf(text: string): string[] {
+  try {
+    configFromToml(text, { source: 'config.toml', baseDir: dir });
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.equal(e.code, 'CONFIG_INVALID');
+    assert.equal(e.kind, 'permanent');
+    assert.equal(e.message, e.problems.join('\n'));
+    return [...e.problems];
+  }
+  assert.fail('expected the configuration to be refused');
+}
+
+function assertProblem(text: string, expected: string | RegExp): void {
+  const list = problemsOf(text);
+  const hit = list.some((p) => (typeof expected === 'string' ? p === expected : expected.test(p)));
+  assert.ok(hit, `no problem matching ${String(expected)} in:\n${list.join('\n')}`);
+}
+
+describe('defaults', () => {
+  test('without a file every default applies', () => {
+    const c = loadConfig({});
+    const data = resolve('logmta-data');
+    assert.equal(c.hostname, hostname());
+    assert.equal(c.dataDir, data);
+    assert.equal(c.configFile, undefined);
+    assert.deepEqual(c.smtp.listen, [{ host: '127.0.0.1', port: 2525 }]);
+    assert.deepEqual(c.smtp.submission, []);
+    assert.equal(c.smtp.maxMessageSize, 50 * 1024 * 1024);
+    assert.equal(c.smtp.maxRecipients, 1000);
+    assert.equal(c.smtp.maxConnections, 1000);
+    assert.equal(c.smtp.maxConnectionsPerIp, 50);
+    assert.deepEqual(c.smtp.relayNetworks, []);
+    assert.equal(c.smtp.idleTimeoutMs, 300_000);
+    assert.equal(c.smtp.allowPlainAuthWithoutTls, false);
+    assert.equal(c.tls, undefined);
+    assert.deepEqual(c.users, []);
+    assert.deepEqual(c.queue, {
+      paths: [join(data, 'queue')],
+      retryMs: [5, 15, 30, 60, 120, 240, 480].map((m) => m * 60_000),
+      maxAgeMs: 5 * 86_400_000,
+      delayWarningMs: 4 * 3_600_000,
+      segmentSize: 64 * 1024 * 1024,
+    });
+    assert.deepEqual(c.local, [
+      { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined },
+    ]);
+    assert.deepEqual(c.routes, []);
+    assert.deepEqual(c.delivery, {
+      concurrencyPerDestination: 20,
+      maxConnections: 200,
+      connectTimeoutMs: 30_000,
+    });
+    assert.deepEqual(c.etrn, []);
+    assert.deepEqual(c.odmr, { listen: [{ host: '127.0.0.1', port: 3366 }], accounts: [], providers: [] });
+    assert.deepEqual(c.admin, {
+      socket: join(data, 'admin.sock'),
+      listen: undefined,
+      token: undefined,
+      allowRemote: false,
+    });
+    assert.deepEqual(c.log, { format: 'json', level: 'info' });
+  });
+
+  test('an empty file gives the same configuration as no file', () => {
+    const file = join(dir, 'empty.toml');
+    writeFileSync(file, '# nothing\n');
+    const c = loadConfig({ file, overrides: { dataDir: dir } });
+    const d = loadConfig({ overrides: { dataDir: dir } });
+    assert.equal(c.configFile, file);
+    assert.deepEqual({ ...c, configFile: undefined }, d);
+  });
+
+  test('`local = []` means no local domains, while a missing key means localhost', () => {
+    assert.deepEqual(configFromToml('local = []').local, []);
+    assert.equal(configFromToml('').local[0]?.domain, 'localhost');
+  });
+});
+
+describe('a full file', () => {
+  test('parses to the expected values, with secrets read from files', async () => {
+    const { certFile, keyFile } = await writeTestCertFiles(dir);
+    writeFileSync(join(dir, 'bob.pass'), 'bob-secret\n');
+    writeFileSync(join(dir, 'admin.token'), 'tok123\r\n');
+    writeFileSync(join(dir, 'relay.pass'), 'relay-secret');
+    const file = join(dir, 'full.toml');
+    writeFileSync(
+      file,
+      `
+hostname = "mx.example.test"
+data_dir = "data"
+[smtp]
+listen = ["0.0.0.0:25", "[::1]:2525"]
+submission = ["0.0.0.0:587"]
+max_message_size = "10MB"
+max_recipients = 500
+max_connections = 100
+max_connections_per_ip = 5
+relay_networks = ["127.0.0.0/8", "::1/128", "192.0.2.0/24"]
+idle_timeout = "2m"
+allow_plain_auth_without_tls = true
+[tls]
+cert = "cert.pem"
+key = "${keyFile}"
+[[user]]
+name = "alice"
+password = "secret"
+[[user]]
+name = "bob"
+password_file = "bob.pass"
+[queue]
+paths = ["q0", "/srv/q1"]
+retry = ["1m", 600, "1h"]
+max_age = "3d"
+delay_warning = "0"
+segment_size = "16MiB"
+[[local]]
+domain = "Example.TEST."
+maildir = "/var/mail/{domain}/{user}"
+users = ["alice", "bob"]
+[[local]]
+domain = "localhost"
+[[route]]
+domain = "relay.example"
+host = ["a.relay.example:2526", "b.relay.example"]
+require_tls = true
+verify_tls = true
+auth_user = "relayuser"
+auth_password_file = "relay.pass"
+[[route]]
+domain = "*"
+host = "smarthost.example:587"
+[delivery]
+concurrency_per_destination = 4
+max_connections = 50
+connect_timeout = "10s"
+[[etrn]]
+domain = "branch.example"
+host = "192.0.2.10:25"
+probe_interval = "5m"
+subdomains = true
+max_age = "7d"
+[[etrn]]
+domain = "other.example"
+[odmr]
+listen = ["0.0.0.0:366"]
+[[odmr.account]]
+user = "acme"
+password = "acme-pw"
+domains = ["acme.example", "acme2.example"]
+max_age = "10d"
+[[odmr.provider]]
+host = "provider.example"
+user = "me"
+password = "pw"
+interval = "1m"
+[admin]
+socket = "ctl.sock"
+listen = "127.0.0.1:8025"
+token_file = "admin.token"
+[log]
+format = "pretty"
+level = "debug"
+`,
+    );
+    const c = loadConfig({ file });
+    const data = join(dir, 'data');
+    assert.equal(c.hostname, 'mx.example.test');
+    assert.equal(c.dataDir, data, 'data_dir is relative to the config file');
+    assert.equal(c.configFile, file);
+    assert.deepEqual(c.smtp.listen, [
+      { host: '0.0.0.0', port: 25 },
+      { host: '::1', port: 2525 },
+    ]);
+    assert.deepEqual(c.smtp.submission, [{ host: '0.0.0.0', port: 587 }]);
+    assert.equal(c.smtp.maxMessageSize, 10_000_000);
+    assert.equal(c.smtp.maxRecipients, 500);
+    assert.equal(c.smtp.maxConnections, 100);
+    assert.equal(c.smtp.maxConnectionsPerIp, 5);
+    assert.deepEqual(
+      c.smtp.relayNetworks.map((n) => n.text),
+      ['127.0.0.0/8', '::1/128', '192.0.2.0/24'],
+    );
+    assert.equal(cidrListContains(c.smtp.relayNetworks, '::ffff:127.0.0.1'), true);
+    assert.equal(cidrListContains(c.smtp.relayNetworks, '198.51.100.1'), false);
+    assert.equal(c.smtp.idleTimeoutMs, 120_000);
+    assert.equal(c.smtp.allowPlainAuthWithoutTls, true);
+    assert.equal(c.tls?.certFile, certFile);
+    assert.equal(c.tls?.keyFile, keyFile);
+    assert.match(c.tls?.cert ?? '', /BEGIN CERTIFICATE/);
+    assert.match(c.tls?.key ?? '', /BEGIN PRIVATE KEY/);
+    assert.deepEqual(c.users, [
+      { name: 'alice', password: 'secret' },
+      { name: 'bob', password: 'bob-secret' },
+    ]);
+    assert.deepEqual(c.queue, {
+      paths: [join(data, 'q0'), '/srv/q1'],
+      retryMs: [60_000, 600_000, 3_600_000],
+      maxAgeMs: 3 * 86_400_000,
+      delayWarningMs: 0,
+      segmentSize: 16 * 1024 * 1024,
+    });
+    assert.deepEqual(c.local, [
+      { domain: 'example.test', maildir: '/var/mail/{domain}/{user}', users: ['alice', 'bob'] },
+      { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined },
+    ]);
+    assert.deepEqual(c.routes, [
+      {
+        domain: 'relay.example',
+        hosts: [
+          { host: 'a.relay.example', port: 2526 },
+          { host: 'b.relay.example', port: 25 },
+        ],
+        requireTls: true,
+        verifyTls: true,
+        auth: { user: 'relayuser', password: 'relay-secret' },
+      },
+      {
+        domain: '*',
+        hosts: [{ host: 'smarthost.example', port: 587 }],
+        requireTls: false,
+        verifyTls: false,
+        auth: undefined,
+      },
+    ]);
+    assert.deepEqual(c.delivery, {
+      concurrencyPerDestination: 4,
+      maxConnections: 50,
+      connectTimeoutMs: 10_000,
+    });
+    assert.deepEqual(c.etrn, [
+      {
+        domain: 'branch.example',
+        host: { host: '192.0.2.10', port: 25 },
+        probeIntervalMs: 300_000,
+        subdomains: true,
+        maxAgeMs: 7 * 86_400_000,
+      },
+      {
+        domain: 'other.example',
+        host: undefined,
+        probeIntervalMs: 900_000,
+        subdomains: false,
+        maxAgeMs: undefined,
+      },
+    ]);
+    assert.deepEqual(c.odmr, {
+      listen: [{ host: '0.0.0.0', port: 366 }],
+      accounts: [
+        {
+          user: 'acme',
+          password: 'acme-pw',
+          domains: ['acme.example', 'acme2.example'],
+          maxAgeMs: 10 * 86_400_000,
+        },
+      ],
+      providers: [
+        {
+          host: { host: 'provider.example', port: 366 },
+          user: 'me',
+          password: 'pw',
+          domains: undefined,
+          intervalMs: 60_000,
+        },
+      ],
+    });
+    assert.deepEqual(c.admin, {
+      socket: join(data, 'ctl.sock'),
+      listen: { host: '127.0.0.1', port: 8025 },
+      token: 'tok123',
+      allowRemote: false,
+    });
+    assert.deepEqual(c.log, { format: 'pretty', level: 'debug' });
+  });
+});
+
+describe('overrides', () => {
+  test('--listen replaces smtp.listen and --data-dir moves every derived path', () => {
+    const c = configFromToml('[smtp]\nlisten = ["0.0.0.0:25"]\n', {
+      overrides: { listen: ['127.0.0.1:0', '[::1]:2526'], dataDir: join(dir, 'elsewhere') },
+    });
+    assert.deepEqual(c.smtp.listen, [
+      { host: '127.0.0.1', port: 0 },
+      { host: '::1', port: 2526 },
+    ]);
+    assert.equal(c.dataDir, join(dir, 'elsewhere'));
+    assert.deepEqual(c.queue.paths, [join(dir, 'elsewhere', 'queue')]);
+    assert.equal(c.admin.socket, join(dir, 'elsewhere', 'admin.sock'));
+    assert.equal(c.local[0]?.maildir, join(dir, 'elsewhere', 'mail', '{user}'));
+  });
+  test('a bad --listen is reported as a command-line problem', () => {
+    assert.throws(
+      () => loadConfig({ overrides: { listen: ['nowhere'] } }),
+      (e: ConfigError) => e.problems.some((p) => p.startsWith('command line: --listen: expected an address')),
+    );
+  });
+});
+
+describe('problems', () => {
+  test('the message names the file, the key path and the value', () => {
+    assertProblem(
+      '[smtp]\nmax_recipients = "abc"\n',
+      'config.toml: smtp.max_recipients: expected a positive integer, got "abc"',
+    );
+  });
+  test('every problem is collected, not only the first', () => {
+    const list = problemsOf('[smtp]\nmax_recipients = 0\nidle_timeout = "soon"\n[log]\nlevel = "loud"\n');
+    assert.equal(list.length, 3, list.join('\n'));
+    assert.match(list[0]!, /smtp\.max_recipients: expected a positive integer, got 0/);
+    assert.match(list[1]!, /smtp\.idle_timeout: expected a duration like .*, got "soon"/);
+    assert.match(list[2]!, /log\.level: expected one of "fatal", .*, got "loud"/);
+  });
+  test('unknown keys are refused at every level, with a suggestion when close', () => {
+    assertProblem('hostnme = "x"\n', 'config.toml: hostnme: unknown key (did you mean "hostname"?)');
+    assertProblem('[smtp]\nlisen = []\n', 'config.toml: smtp.lisen: unknown key (did you mean "listen"?)');
+    assertProblem(
+      '[[route]]\ndomain = "a.example"\nhost = "x:25"\nport = 1\n',
+      'config.toml: route[1].port: unknown key',
+    );
+    assertProblem('[odmr.account.extra]\n', /odmr\.account: expected an array of tables/);
+    assertProblem('[nonsense]\n', 'config.toml: nonsense: unknown key');
+  });
+  test('wrong types name what was expected', () => {
+    assertProblem('hostname = 5\n', 'config.toml: hostname: expected a non-empty string, got 5');
+    assertProblem('smtp = 1\n', /smtp: expected a table \(\[smtp\]\), got 1/);
+    assertProblem(
+      '[smtp]\nlisten = "127.0.0.1:25"\n',
+      /smtp\.listen: expected an array of strings, got "127\.0\.0\.1:25"/,
+    );
+    assertProblem(
+      '[smtp]\nallow_plain_auth_without_tls = "yes"\n',
+      /allow_plain_auth_without_tls: expected true or false/,
+    );
+    assertProblem('[smtp]\nmax_message_size = 1.5\n', /smtp\.max_message_size: expected a size/);
+    assertProblem('[smtp]\nmax_message_size = "50 parsecs"\n', /smtp\.max_message_size: expected a size/);
+    assertProblem(
+      '[queue]\nmax_age = 0\n',
+      'config.toml: queue.max_age: expected a duration greater than zero, got 0',
+    );
+    assertProblem(
+      '[queue]\nretry = ["5m", "0s"]\n',
+      /queue\.retry\[2\]: expected a duration greater than zero/,
+    );
+    assertProblem('[queue]\nretry = []\n', /queue\.retry: expected a non-empty array/);
+    assertProblem(
+      '[queue]\nsegment_size = 64\n',
+      /queue\.segment_size: expected a size of at least 4096 bytes/,
+    );
+  });
+  test('addresses and networks are validated per element', () => {
+    assertProblem(
+      '[smtp]\nlisten = ["127.0.0.1:25", "127.0.0.1:99999"]\n',
+      /smtp\.listen\[2\]: expected an address/,
+    );
+    assertProblem(
+      '[smtp]\nsubmission = ["mail.example:587"]\n',
+      /smtp\.submission\[1\]: expected an address/,
+    );
+    assertProblem(
+      '[smtp]\nrelay_networks = ["10.0.0.0/8", "10.0.0.0/33"]\n',
+      /smtp\.relay_networks\[2\]: expected a CIDR/,
+    );
+    assertProblem(
+      '[[route]]\ndomain = "x.example"\nhost = []\n',
+      /route\[1\]\.host: expected at least one entry/,
+    );
+  });
+  test('required keys are named', () => {
+    assertProblem('[[route]]\nhost = "a:25"\n', 'config.toml: route[1].domain: required');
+    assertProblem('[[route]]\ndomain = "x.example"\n', 'config.toml: route[1].host: required');
+    assertProblem('[[user]]\nname = "a"\n', 'config.toml: user[1].password: required (or password_file)');
+    assertProblem('[[odmr.account]]\nuser = "a"\npassword = "p"\n', /odmr\.account\[1\]\.domains: required/);
+    assertProblem('[[local]]\nmaildir = "/m/{user}"\n', 'config.toml: local[1].domain: required');
+    assertProblem('[tls]\ncert = "c.pem"\n', /tls\.key: required when \[tls\] is present/);
+  });
+  test('secrets: exactly one of the value and the file, and the file must be readable', () => {
+    assertProblem(
+      '[[user]]\nname = "a"\npassword = "p"\npassword_file = "f"\n',
+      'config.toml: user[1].password: give either password or password_file, not both',
+    );
+    assertProblem(
+      '[[user]]\nname = "a"\npassword_file = "missing.pass"\n',
+      /user\[1\]\.password_file: cannot read ".*missing\.pass" \(ENOENT\)/,
+    );
+    writeFileSync(join(dir, 'empty.pass'), '\n');
+    assertProblem(
+      '[[user]]\nname = "a"\npassword_file = "empty.pass"\n',
+      /user\[1\]\.password_file: "empty\.pass" is empty/,
+    );
+    assertProblem(
+      '[[route]]\ndomain = "x.example"\nhost = "a:25"\nauth_password = "p"\n',
+      /route\[1\]\.auth_user: required when a password is given/,
+    );
+    assertProblem(
+      '[[route]]\ndomain = "x.example"\nhost = "a:25"\nauth_user = "u"\n',
+      /route\[1\]\.auth_password: required/,
+    );
+  });
+  test('TLS files must exist, hold PEM, and the key must fit the certificate', async () => {
+    assertProblem(
+      '[tls]\ncert = "nope.pem"\nkey = "nope.key"\n',
+      /tls\.cert: cannot read ".*nope\.pem" \(ENOENT\)/,
+    );
+    writeFileSync(join(dir, 'junk.pem'), 'not a certificate');
+    assertProblem(
+      '[tls]\ncert = "junk.pem"\nkey = "junk.pem"\n',
+      /tls\.cert: ".*junk\.pem" holds no PEM block/,
+    );
+    const { certFile } = await writeTestCertFiles(dir);
+    const { generateKeyPairSync } = await import('node:crypto');
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    });
+    writeFileSync(join(dir, 'other.key'), other);
+    assertProblem(
+      `[tls]\ncert = "${certFile}"\nkey = "other.key"\n`,
+      /tls\.key: does not fit the certificate/,
+    );
+  });
+  test('maildir must contain {user}; local users must be safe path parts', () => {
+    assertProblem(
+      '[[local]]\ndomain = "a.example"\nmaildir = "/var/mail"\n',
+      /local\[1\]\.maildir: must contain "\{user\}"/,
+    );
+    assertProblem(
+      '[[local]]\ndomain = "a.example"\nusers = ["ok", "../etc"]\n',
+      /local\[1\]\.users\[2\]: expected a local part/,
+    );
+  });
+  test('domains are validated', () => {
+    assertProblem('[[etrn]]\ndomain = "bad domain"\n', /etrn\[1\]\.domain: expected a domain name/);
+    assertProblem(
+      '[[route]]\ndomain = "-x.example"\nhost = "a:25"\n',
+      /route\[1\]\.domain: expected a domain name/,
+    );
+  });
+  test('the HTTP admin listens on loopback unless remote access is allowed, and then needs a token', () => {
+    assertProblem(
+      '[admin]\nlisten = "0.0.0.0:8025"\n',
+      /admin\.listen: "0\.0\.0\.0:8025" is not a loopback address/,
+    );
+    assertProblem(
+      '[admin]\nlisten = "0.0.0.0:8025"\nallow_remote = true\n',
+      /admin\.token: required \(or token_file\)/,
+    );
+    const c = configFromToml('[admin]\nlisten = "0.0.0.0:8025"\nallow_remote = true\ntoken = "t"\n');
+    assert.equal(c.admin.allowRemote, true);
+  });
+  test('a TOML syntax error reports line and column', () => {
+    assertProblem('[smtp]\nlisten = [\n', /^config\.toml: line \d+, column \d+: /);
+  });
+  test('an unreadable file is a CONFIG_INVALID error naming it', () => {
+    assert.throws(
+      () => loadConfig({ file: join(dir, 'absent.toml') }),
+      (e: ConfigError) =>
+        e.code === 'CONFIG_INVALID' &&
+        /absent\.toml: cannot read the configuration file \(ENOENT\)/.test(e.message),
+    );
+  });
+});
+
+describe('cross-checks', () => {
+  test('a domain cannot be both local and ETRN, or local and ODMR', () => {
+    assertProblem(
+      '[[local]]\ndomain = "a.example"\n[[etrn]]\ndomain = "a.example"\n',
+      /etrn\[1\]: ETRN domain "a\.example" is also local domain/,
+    );
+    assertProblem(
+      '[[local]]\ndomain = "a.example"\n[[odmr.account]]\nuser = "u"\npassword = "p"\ndomains = ["a.example"]\n',
+      /odmr\.account\[1\]\.domains\[1\]: ODMR domain "a\.example" is also local domain/,
+    );
+  });
+  test('ETRN and ODMR domains are disjoint, including ETRN subdomains', () => {
+    const odmr = '[[odmr.account]]\nuser = "u"\npassword = "p"\ndomains = ["x.branch.example"]\n';
+    assertProblem(
+      `[[etrn]]\ndomain = "x.branch.example"\n${odmr}`,
+      /ODMR domain "x\.branch\.example" is also ETRN domain/,
+    );
+    assertProblem(
+      `[[etrn]]\ndomain = "branch.example"\nsubdomains = true\n${odmr}`,
+      /overlaps ETRN domain "branch\.example"/,
+    );
+    // Without subdomains = true the two do not meet.
+    configFromToml(`[[etrn]]\ndomain = "branch.example"\n${odmr}`);
+  });
+  test('ODMR account domains are unique across accounts', () => {
+    assertProblem(
+      '[[odmr.account]]\nuser = "a"\npassword = "p"\ndomains = ["d.example"]\n[[odmr.account]]\nuser = "b"\npassword = "p"\ndomains = ["D.example"]\n',
+      'config.toml: odmr.account[2].domains[1]: ODMR domain "d.example" is already used by odmr.account[1].domains[1]',
+    );
+  });
+  test('duplicate names and domains are refused', () => {
+    assertProblem(
+      '[[user]]\nname = "a"\npassword = "p"\n[[user]]\nname = "a"\npassword = "q"\n',
+      /user\[2\]\.name: user name "a" is already used/,
+    );
+    assertProblem(
+      '[[etrn]]\ndomain = "e.example"\n[[etrn]]\ndomain = "e.example"\n',
+      /etrn\[2\]\.domain: ETRN domain "e\.example" is already used/,
+    );
+    assertProblem(
+      '[[route]]\ndomain = "*"\nhost = "a:25"\n[[route]]\ndomain = "*"\nhost = "b:25"\n',
+      /route\[2\]\.domain: route domain "\*" is already used/,
+    );
+    assertProblem(
+      '[[route]]\ndomain = "localhost"\nhost = "a:25"\n',
+      /route\[1\]\.domain: "localhost" is a local domain/,
+    );
+  });
+  test('two listeners on the same address clash; port 0 never does', () => {
+    assertProblem(
+      '[smtp]\nlisten = ["0.0.0.0:2525"]\nsubmission = ["127.0.0.1:2525"]\n',
+      /smtp\.submission\[1\]: 127\.0\.0\.1:2525 clashes with smtp\.listen\[1\]/,
+    );
+    assertProblem(
+      '[odmr]\nlisten = ["127.0.0.1:2525"]\n',
+      /odmr\.listen\[1\]: .* clashes with smtp\.listen\[1\]/,
+    );
+    const c = configFromToml(
+      '[smtp]\nlisten = ["127.0.0.1:0"]\nsubmission = ["127.0.0.1:0"]\n[odmr]\nlisten = ["127.0.0.1:0"]\n',
+    );
+    assert.equal(c.smtp.submission[0]?.port, 0);
+  });
+});
+
+test('relative state paths follow data_dir, operator files follow the config file', () => {
+  const sub = join(dir, 'etc');
+  mkdirSync(sub, { recursive: true });
+  writeFileSync(join(sub, 'u.pass'), 'pw');
+  const file = join(sub, 'paths.toml');
+  writeFileSync(
+    file,
+    'data_dir = "/srv/lm"\n[[user]]\nname = "u"\npassword_file = "u.pass"\n[queue]\npaths = ["a"]\n',
+  );
+  const c = loadConfig({ file });
+  assert.equal(c.users[0]?.password, 'pw');
+  assert.deepEqual(c.queue.paths, ['/srv/lm/a']);
+});

@@ -1,0 +1,166 @@
+// The resolved configuration: what every other part of logmta reads. Produced only by
+// load.ts, which validates the TOML file, applies defaults.ts and resolves paths.
+// Invariant: every value here is already checked and in its working unit — durations in
+// milliseconds (fields ending in Ms), sizes in bytes, paths absolute, domains lower-case
+// without a trailing dot, secrets read from their files. Consumers never re-validate.
+// Docs: docs/configuration.md describes each key of the file and its default.
+
+import type { LogLevel } from '../log.js';
+import type { Cidr, HostPort } from './net.js';
+
+export type { Cidr, HostPort, LogLevel };
+
+export type LogFormat = 'json' | 'pretty';
+
+export interface Config {
+  /** Name used in the greeting, EHLO, Received: and bounces. */
+  hostname: string;
+  /** Absolute directory of the daemon's state. */
+  dataDir: string;
+  /** Absolute path of the file this was read from; undefined when built from defaults only. */
+  configFile: string | undefined;
+  smtp: SmtpConfig;
+  /** STARTTLS material for the SMTP listeners (listen and submission); undefined = no TLS. */
+  tls: TlsConfig | undefined;
+  /** SMTP AUTH accounts ([[user]]). */
+  users: UserAccount[];
+  queue: QueueConfig;
+  /** Domains delivered to Maildirs on this host ([[local]]). */
+  local: LocalDomain[];
+  /** Static routes ([[route]]), in file order; domain "*" is the catch-all. */
+  routes: Route[];
+  delivery: DeliveryConfig;
+  /** Domains held for ETRN ([[etrn]]). */
+  etrn: EtrnDomain[];
+  odmr: OdmrConfig;
+  admin: AdminConfig;
+  log: LogConfig;
+}
+
+export interface SmtpConfig {
+  /** Port-25 style listeners: mail for local/held domains, relaying for relay_networks and authenticated users. */
+  listen: HostPort[];
+  /** Submission listeners: AUTH is required before MAIL. */
+  submission: HostPort[];
+  maxMessageSize: number;
+  maxRecipients: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  /** Clients in these blocks may relay without AUTH. */
+  relayNetworks: Cidr[];
+  idleTimeoutMs: number;
+  /** AUTH PLAIN/LOGIN without TLS on non-loopback connections (loopback is always allowed). */
+  allowPlainAuthWithoutTls: boolean;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** PEM text of the certificate chain, read at load time. */
+  cert: string;
+  /** PEM text of the private key, read at load time. */
+  key: string;
+}
+
+export interface UserAccount {
+  name: string;
+  password: string;
+}
+
+export interface QueueConfig {
+  /** Absolute queue directories, one per disk; at least one. */
+  paths: string[];
+  /** Delays between attempts; the last one repeats until maxAgeMs. Each > 0. */
+  retryMs: number[];
+  /** Give up (and bounce) after this long in the queue. */
+  maxAgeMs: number;
+  /** Send a delay warning (DSN NOTIFY=DELAY) after this long; 0 = never. */
+  delayWarningMs: number;
+  /** Target size of one log segment file. */
+  segmentSize: number;
+}
+
+export interface LocalDomain {
+  domain: string;
+  /** Absolute Maildir template containing "{user}" (and optionally "{domain}"). */
+  maildir: string;
+  /** Known local parts (as written); undefined = any local part is accepted. */
+  users: string[] | undefined;
+}
+
+export interface Credentials {
+  user: string;
+  password: string;
+}
+
+export interface Route {
+  /** Lower-case domain, or "*" for every domain without a more specific route. */
+  domain: string;
+  /** Hosts tried in order; port defaults to 25. */
+  hosts: HostPort[];
+  requireTls: boolean;
+  verifyTls: boolean;
+  /** AUTH credentials for the next hop; undefined = no AUTH. */
+  auth: Credentials | undefined;
+}
+
+export interface DeliveryConfig {
+  concurrencyPerDestination: number;
+  maxConnections: number;
+  connectTimeoutMs: number;
+}
+
+export interface EtrnDomain {
+  domain: string;
+  /** Host probed and delivered to; undefined = MX lookup of the domain. */
+  host: HostPort | undefined;
+  probeIntervalMs: number;
+  /** Whether subdomains of `domain` are held in the same lane. */
+  subdomains: boolean;
+  /** Per-domain give-up age; undefined = queue.maxAgeMs. */
+  maxAgeMs: number | undefined;
+}
+
+export interface OdmrConfig {
+  /** ODMR (RFC 2645) provider listeners. */
+  listen: HostPort[];
+  /** Customers that may collect mail with ATRN. */
+  accounts: OdmrAccount[];
+  /** Providers this host collects from as an ODMR customer. */
+  providers: OdmrProvider[];
+}
+
+export interface OdmrAccount {
+  user: string;
+  password: string;
+  /** Lower-case domains held for this account; unique across accounts. */
+  domains: string[];
+  /** Per-account give-up age; undefined = queue.maxAgeMs. */
+  maxAgeMs: number | undefined;
+}
+
+export interface OdmrProvider {
+  /** Provider address; port defaults to 366. */
+  host: HostPort;
+  user: string;
+  password: string;
+  /** Domains to request with ATRN; undefined = every domain of the account (bare ATRN). */
+  domains: string[] | undefined;
+  intervalMs: number;
+}
+
+export interface AdminConfig {
+  /** Absolute path of the control socket used by the CLI. */
+  socket: string;
+  /** Optional HTTP admin listener. */
+  listen: HostPort | undefined;
+  /** Bearer token required by the HTTP admin; undefined = none (loopback only). */
+  token: string | undefined;
+  /** Whether `listen` may be a non-loopback address (then a token is required). */
+  allowRemote: boolean;
+}
+
+export interface LogConfig {
+  format: LogFormat;
+  level: LogLevel;
+}

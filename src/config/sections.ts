@@ -1,0 +1,269 @@
+// One reader per section of the configuration file: each takes the section's strict reader
+// (or undefined when the section is absent), applies defaults.ts and returns the resolved
+// part of the Config. Paths: files the operator provides (TLS, *_file secrets) resolve
+// against the config file's directory (`baseDir`); state logmta writes (queue, maildirs,
+// admin socket) resolves against data_dir.
+// Failure: never throws for bad input; problems are recorded on the reader and the returned
+// value is incomplete (load.ts throws before anyone sees it).
+
+import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import { DEFAULTS } from './defaults.js';
+import { type HostPort, isLoopbackHost, parseCidr, parseHostPort } from './net.js';
+import type { Section } from './reader.js';
+import type {
+  AdminConfig,
+  DeliveryConfig,
+  EtrnDomain,
+  LocalDomain,
+  LogConfig,
+  OdmrAccount,
+  OdmrConfig,
+  OdmrProvider,
+  QueueConfig,
+  Route,
+  SmtpConfig,
+  TlsConfig,
+  UserAccount,
+} from './schema.js';
+import { parseDuration, parseSize } from './units.js';
+import {
+  parseDomain,
+  parseLocalUser,
+  parseRouteDomain,
+  parseUserName,
+  readPem,
+  readSecret,
+} from './values.js';
+
+export interface Paths {
+  /** Directory of the config file (cwd without a file): base of operator-provided files. */
+  baseDir: string;
+  /** Resolved data_dir: base of state paths. */
+  dataDir: string;
+}
+
+export const parseListen = (s: string): HostPort =>
+  parseHostPort(s, { requireIp: true, allowPortZero: true });
+
+/** Runs `fn` on the section, or on an empty one when absent, and checks unknown keys. */
+function within<T>(sec: Section | undefined, empty: () => Section, fn: (s: Section) => T): T {
+  const s = sec ?? empty();
+  const r = fn(s);
+  s.finish();
+  return r;
+}
+
+export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpConfig {
+  const d = DEFAULTS.smtp;
+  return within(sec, empty, (s) => ({
+    listen: s.listOf('listen', parseListen) ?? d.listen.map(parseListen),
+    submission: s.listOf('submission', parseListen) ?? [],
+    maxMessageSize: s.size('max_message_size') ?? parseSize(d.maxMessageSize),
+    maxRecipients: s.positiveInt('max_recipients') ?? d.maxRecipients,
+    maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
+    maxConnectionsPerIp: s.positiveInt('max_connections_per_ip') ?? d.maxConnectionsPerIp,
+    relayNetworks: s.listOf('relay_networks', parseCidr) ?? [],
+    idleTimeoutMs: s.duration('idle_timeout') ?? parseDuration(d.idleTimeout),
+    allowPlainAuthWithoutTls: s.bool('allow_plain_auth_without_tls') ?? d.allowPlainAuthWithoutTls,
+  }));
+}
+
+export function readTls(sec: Section | undefined, paths: Paths): TlsConfig | undefined {
+  if (sec === undefined) return undefined;
+  const cert = readPem(sec, 'cert', paths.baseDir);
+  const key = readPem(sec, 'key', paths.baseDir);
+  if (!sec.has('cert')) sec.problem('cert', 'required when [tls] is present');
+  if (!sec.has('key')) sec.problem('key', 'required when [tls] is present');
+  sec.finish();
+  if (!cert || !key) return undefined;
+  try {
+    // Fails here, at start-up, rather than on the first STARTTLS.
+    createSecureContext({ cert: cert.text, key: key.text });
+  } catch (e) {
+    sec.problem('key', `does not fit the certificate (${(e as Error).message})`);
+    return undefined;
+  }
+  return { certFile: cert.file, keyFile: key.file, cert: cert.text, key: key.text };
+}
+
+export function readUsers(list: Section[] | undefined, paths: Paths): UserAccount[] {
+  return (list ?? []).map((s) => {
+    const name = s.required('name', parseUserName);
+    const password = readSecret(s, 'password', 'password_file', paths.baseDir, true);
+    s.finish();
+    return { name: name ?? '', password: password ?? '' };
+  });
+}
+
+/** A list of durations (strings with units or integer seconds), each > 0. */
+function durationList(s: Section, k: string): number[] | undefined {
+  const v = s.raw(k);
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.length === 0) {
+    s.problem(k, 'expected a non-empty array of durations like ["5m", "1h"]');
+    return undefined;
+  }
+  const out = v.map((e, i) => s.durationValue(`${s.key(k)}[${i + 1}]`, e));
+  return out.every((x) => x !== undefined) ? (out as number[]) : undefined;
+}
+
+export function readQueue(sec: Section | undefined, empty: () => Section, paths: Paths): QueueConfig {
+  const d = DEFAULTS.queue;
+  return within(sec, empty, (s) => {
+    const queuePaths =
+      s.listOf('paths', (p) => resolve(paths.dataDir, p), { nonEmpty: true }) ?? d.paths(paths.dataDir);
+    if (new Set(queuePaths).size !== queuePaths.length) s.problem('paths', 'a directory is listed twice');
+    return {
+      paths: queuePaths,
+      retryMs: durationList(s, 'retry') ?? d.retry.map(parseDuration),
+      maxAgeMs: s.duration('max_age') ?? parseDuration(d.maxAge),
+      delayWarningMs: s.duration('delay_warning', { allowZero: true }) ?? parseDuration(d.delayWarning),
+      segmentSize: s.size('segment_size', d.minSegmentSize) ?? parseSize(d.segmentSize),
+    };
+  });
+}
+
+export function readLocal(list: Section[] | undefined, present: boolean, paths: Paths): LocalDomain[] {
+  const defaultMaildir = DEFAULTS.local.maildir(paths.dataDir);
+  if (!present)
+    return DEFAULTS.local.domains.map((domain) => ({ domain, maildir: defaultMaildir, users: undefined }));
+  return (list ?? []).map((s) => {
+    const domain = s.required('domain', parseDomain);
+    let maildir = s.map('maildir', (m) => resolve(paths.dataDir, m)) ?? defaultMaildir;
+    if (!maildir.includes('{user}')) {
+      s.problem('maildir', `must contain "{user}", got ${JSON.stringify(s.raw('maildir'))}`);
+      maildir = defaultMaildir;
+    }
+    const users = s.listOf('users', parseLocalUser);
+    s.finish();
+    return { domain: domain ?? '', maildir, users };
+  });
+}
+
+export function readRoutes(list: Section[] | undefined, paths: Paths): Route[] {
+  const d = DEFAULTS.route;
+  return (list ?? []).map((s) => {
+    const domain = s.required('domain', parseRouteDomain);
+    const hosts = s.has('host')
+      ? s.listOf('host', (h) => parseHostPort(h, { defaultPort: d.port }), {
+          allowSingle: true,
+          nonEmpty: true,
+        })
+      : s.required('host', () => []);
+    const user = s.has('auth_user') ? s.map('auth_user', parseUserName) : undefined;
+    const password = readSecret(s, 'auth_password', 'auth_password_file', paths.baseDir, s.has('auth_user'));
+    if (!s.has('auth_user') && (s.has('auth_password') || s.has('auth_password_file'))) {
+      s.problem('auth_user', 'required when a password is given');
+    }
+    const route: Route = {
+      domain: domain ?? '',
+      hosts: hosts ?? [],
+      requireTls: s.bool('require_tls') ?? d.requireTls,
+      verifyTls: s.bool('verify_tls') ?? d.verifyTls,
+      auth: user !== undefined && password !== undefined ? { user, password } : undefined,
+    };
+    s.finish();
+    return route;
+  });
+}
+
+export function readDelivery(sec: Section | undefined, empty: () => Section): DeliveryConfig {
+  const d = DEFAULTS.delivery;
+  return within(sec, empty, (s) => ({
+    concurrencyPerDestination: s.positiveInt('concurrency_per_destination') ?? d.concurrencyPerDestination,
+    maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
+    connectTimeoutMs: s.duration('connect_timeout') ?? parseDuration(d.connectTimeout),
+  }));
+}
+
+export function readEtrn(list: Section[] | undefined): EtrnDomain[] {
+  const d = DEFAULTS.etrn;
+  return (list ?? []).map((s) => {
+    const domain = s.required('domain', parseDomain);
+    const e: EtrnDomain = {
+      domain: domain ?? '',
+      host: s.map('host', (h) => parseHostPort(h, { defaultPort: d.port })),
+      probeIntervalMs: s.duration('probe_interval') ?? parseDuration(d.probeInterval),
+      subdomains: s.bool('subdomains') ?? d.subdomains,
+      maxAgeMs: s.duration('max_age'),
+    };
+    s.finish();
+    return e;
+  });
+}
+
+function readAccount(s: Section, paths: Paths): OdmrAccount {
+  const user = s.required('user', parseUserName);
+  const password = readSecret(s, 'password', 'password_file', paths.baseDir, true);
+  const domains = s.has('domains')
+    ? s.listOf('domains', parseDomain, { nonEmpty: true })
+    : s.required('domains', () => [], 'required (the domains this account collects)');
+  const a = {
+    user: user ?? '',
+    password: password ?? '',
+    domains: domains ?? [],
+    maxAgeMs: s.duration('max_age'),
+  };
+  s.finish();
+  return a;
+}
+
+function readProvider(s: Section, paths: Paths): OdmrProvider {
+  const d = DEFAULTS.odmr;
+  const host = s.required('host', (h) => parseHostPort(h, { defaultPort: d.providerPort }));
+  const user = s.required('user', parseUserName);
+  const p: OdmrProvider = {
+    host: host ?? { host: '', port: 0 },
+    user: user ?? '',
+    password: readSecret(s, 'password', 'password_file', paths.baseDir, true) ?? '',
+    domains: s.listOf('domains', parseDomain, { nonEmpty: true }),
+    intervalMs: s.duration('interval') ?? parseDuration(d.providerInterval),
+  };
+  s.finish();
+  return p;
+}
+
+export function readOdmr(sec: Section | undefined, empty: () => Section, paths: Paths): OdmrConfig {
+  return within(sec, empty, (s) => ({
+    listen: s.listOf('listen', parseListen) ?? DEFAULTS.odmr.listen.map(parseListen),
+    accounts: (s.tables('account') ?? []).map((a) => readAccount(a, paths)),
+    providers: (s.tables('provider') ?? []).map((p) => readProvider(p, paths)),
+  }));
+}
+
+export function readAdmin(sec: Section | undefined, empty: () => Section, paths: Paths): AdminConfig {
+  const d = DEFAULTS.admin;
+  return within(sec, empty, (s) => {
+    const listen = s.map('listen', parseListen);
+    const allowRemote = s.bool('allow_remote') ?? d.allowRemote;
+    const token = readSecret(s, 'token', 'token_file', paths.baseDir, false);
+    if (listen && !isLoopbackHost(listen.host) && !allowRemote) {
+      s.problem(
+        'listen',
+        `${JSON.stringify(s.raw('listen'))} is not a loopback address (set allow_remote = true)`,
+      );
+    }
+    if (listen && allowRemote && token === undefined && !s.has('token') && !s.has('token_file')) {
+      s.problem('token', 'required (or token_file) when allow_remote = true');
+    }
+    return {
+      socket: s.map('socket', (p) => resolve(paths.dataDir, p)) ?? d.socket(paths.dataDir),
+      listen,
+      token,
+      allowRemote,
+    };
+  });
+}
+
+export function readLog(sec: Section | undefined, empty: () => Section): LogConfig {
+  const d = DEFAULTS.log;
+  return within(sec, empty, (s) => ({
+    format:
+      (s.string('format', { oneOf: ['json', 'pretty'] }) as LogConfig['format'] | undefined) ?? d.format,
+    level:
+      (s.string('level', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }) as
+        | LogConfig['level']
+        | undefined) ?? d.level,
+  }));
+}

@@ -1,0 +1,421 @@
+// The queue's index mutations, kept in one place so every change to a piece or a message
+// appends its record and updates the counts that decide when a segment is garbage.
+//
+// Invariants (docs/queue-states.md):
+// - The index reflects every appended record; a segment may be unlinked only when the batch
+//   that made it garbage is durable (`emptiedAt <= writer.durableBatch`).
+// - A record that ends an envelope (Done, Delta) is appended to the lane of that envelope,
+//   later in the log, so lane-ordered (oldest-first) unlinking never keeps a kill without its
+//   victim... and never drops a kill while its victim survives.
+// - Envelopes outside the `new` lane reference data in the `data` lane (or in `new`, only while
+//   a piece still lives in `new`): data relocation happens before such a move.
+import {
+  DATA_PREFIX,
+  encodeDataPrefix,
+  encodeDelta,
+  encodeDone,
+  encodeEnvelope,
+  type EnvelopeRecord,
+  RT_DATA,
+  RT_DELTA,
+  RT_DONE,
+  RT_ENVELOPE,
+  type DeltaRecord,
+} from './record/records.js';
+import { FRAME_HEADER } from './record/frame.js';
+import { heldLaneName, parseLaneName, retryLaneName } from './log/segment.js';
+import type { GroupWriter } from './log/writer.js';
+import { LaneState } from './lanes/lane.js';
+import { F_LIVE, MessageTable, NO_SLOT, PieceTable, UNPLACED } from './state/tables.js';
+
+export class QueueCore {
+  readonly msgs = new MessageTable();
+  readonly pieces = new PieceTable();
+  readonly lanes: LaneState[] = [];
+  private readonly laneByName = new Map<string, LaneState>();
+  /** Recipients with a final outcome in the current version of a piece (pieces with deltas only). */
+  readonly deltas = new Map<number, Set<number>>();
+  private readonly dirty = new Set<LaneState>();
+  /** During recovery, dead pieces keep their rows (their version still matters) and nothing is appended. */
+  recovering = false;
+
+  constructor(readonly writer: GroupWriter) {}
+
+  lane(name: string): LaneState {
+    let l = this.laneByName.get(name);
+    if (!l) {
+      const p = parseLaneName(name);
+      if (!p) throw new RangeError(`not a lane name: ${name}`);
+      l = new LaneState(this.lanes.length, name, p.kind, p.delay ?? 0, p.domain);
+      this.lanes.push(l);
+      this.laneByName.set(name, l);
+    }
+    return l;
+  }
+
+  findLane(name: string): LaneState | undefined {
+    return this.laneByName.get(name);
+  }
+
+  newLane(): LaneState {
+    return this.lane('new');
+  }
+
+  dataLane(): LaneState {
+    return this.lane('data');
+  }
+
+  retryLane(delayMs: number): LaneState {
+    return this.lane(retryLaneName(delayMs));
+  }
+
+  heldLane(domain: string): LaneState {
+    return this.lane(heldLaneName(domain));
+  }
+
+  // --- messages and pieces
+
+  newMessage(id: number, arrival: number): number {
+    return this.msgs.alloc(id, arrival);
+  }
+
+  pieceOf(mslot: number, pieceNo: number): number {
+    for (let p = this.msgs.head[mslot]!; p !== NO_SLOT; p = this.pieces.next[p]!) {
+      if (this.pieces.piece[p] === pieceNo) return p;
+    }
+    return NO_SLOT;
+  }
+
+  addPiece(mslot: number, pieceNo: number): number {
+    const p = this.pieces.alloc();
+    this.pieces.msg[p] = mslot;
+    this.pieces.piece[p] = pieceNo;
+    this.pieces.version[p] = 0;
+    this.pieces.next[p] = this.msgs.head[mslot]!;
+    this.msgs.head[mslot] = p;
+    if (pieceNo >= this.msgs.nextPieceNo[mslot]!) this.msgs.nextPieceNo[mslot] = pieceNo + 1;
+    return p;
+  }
+
+  piecesOf(mslot: number): number[] {
+    const out: number[] = [];
+    for (let p = this.msgs.head[mslot]!; p !== NO_SLOT; p = this.pieces.next[p]!) out.push(p);
+    return out;
+  }
+
+  isLive(pslot: number): boolean {
+    return (this.pieces.flags[pslot]! & F_LIVE) !== 0;
+  }
+
+  laneOf(pslot: number): LaneState {
+    return this.lanes[this.pieces.lane[pslot]!]!;
+  }
+
+  // --- appends
+
+  /**
+   * Makes `rec` the current envelope of piece `pslot`, in `lane`. A previous version stops
+   * counting in its segment now; its kill record is the caller's to append (phase 2).
+   */
+  putEnvelope(pslot: number, lane: LaneState, rec: EnvelopeRecord): void {
+    const P = this.pieces;
+    if (this.isLive(pslot)) this.unaccountEnvelope(pslot);
+    else this.msgs.refs[P.msg[pslot]!]!++;
+    P.version[pslot] = rec.version;
+    P.lane[pslot] = lane.idx;
+    P.due[pslot] = rec.due;
+    P.pending[pslot] = rec.rcptCount;
+    P.flags[pslot] = F_LIVE;
+    P.seq[pslot] = UNPLACED;
+    P.batch[pslot] = this.writer.nextBatch;
+    const gen = (P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0);
+    this.deltas.delete(pslot);
+    lane.fifo.push(pslot, gen);
+    lane.live++;
+    const body = encodeEnvelope(rec);
+    this.writer.append(lane.name, RT_ENVELOPE, [body], 1, (seq, off) => {
+      if (P.gen[pslot] !== gen) return; // superseded before it was even placed
+      P.seq[pslot] = seq;
+      P.off[pslot] = off;
+      P.len[pslot] = FRAME_HEADER + body.length;
+      lane.seg(seq).liveEnv++;
+    });
+  }
+
+  /** Registers an envelope found by recovery (no append). */
+  adoptEnvelope(
+    pslot: number,
+    lane: LaneState,
+    rec: { version: number; due: number; rcptCount: number },
+    seq: number,
+    off: number,
+    len: number,
+  ): void {
+    const P = this.pieces;
+    if (this.isLive(pslot)) this.unaccountEnvelope(pslot);
+    else this.msgs.refs[P.msg[pslot]!]!++;
+    P.version[pslot] = rec.version;
+    P.lane[pslot] = lane.idx;
+    P.due[pslot] = rec.due;
+    P.pending[pslot] = rec.rcptCount;
+    P.flags[pslot] = F_LIVE;
+    lane.seg(seq);
+    P.batch[pslot] = 0;
+    P.seq[pslot] = seq;
+    P.off[pslot] = off;
+    P.len[pslot] = len;
+    const gen = (P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0);
+    this.deltas.delete(pslot);
+    lane.fifo.push(pslot, gen);
+    lane.live++;
+    lane.seg(seq).liveEnv++;
+  }
+
+  private unaccountEnvelope(pslot: number): void {
+    const P = this.pieces;
+    const lane = this.laneOf(pslot);
+    lane.live--;
+    const seq = P.seq[pslot]!;
+    if (seq !== UNPLACED) {
+      const s = lane.seg(seq);
+      s.liveEnv--;
+      this.checkEmpty(lane, s.seq);
+    }
+  }
+
+  /** Appends a Done for the piece's current version and drops it; frees data with the last piece. */
+  killPiece(pslot: number, reason: number, phase: 1 | 2, append = true): void {
+    const P = this.pieces;
+    if (!this.isLive(pslot)) return;
+    const mslot = P.msg[pslot]!;
+    const lane = this.laneOf(pslot);
+    if (append) {
+      this.writer.append(
+        lane.name,
+        RT_DONE,
+        [
+          encodeDone({
+            msgId: this.msgs.id[mslot]!,
+            piece: P.piece[pslot]!,
+            version: P.version[pslot]!,
+            reason,
+          }),
+        ],
+        phase,
+      );
+    }
+    this.unaccountEnvelope(pslot);
+    this.deltas.delete(pslot);
+    if (this.recovering) {
+      P.flags[pslot] = 0;
+      P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0;
+      this.msgs.refs[mslot]!--;
+      return;
+    }
+    // unlink from the message's piece list
+    let prev = NO_SLOT;
+    for (let p = this.msgs.head[mslot]!; p !== NO_SLOT; p = P.next[p]!) {
+      if (p === pslot) {
+        if (prev === NO_SLOT) this.msgs.head[mslot] = P.next[p]!;
+        else P.next[prev] = P.next[p]!;
+        break;
+      }
+      prev = p;
+    }
+    P.release(pslot);
+    const refs = --this.msgs.refs[mslot]!;
+    if (refs === 0 && this.msgs.head[mslot] === NO_SLOT) this.dropMessage(mslot);
+  }
+
+  /** Drops a dead piece row kept during recovery. */
+  releaseDeadPiece(pslot: number): void {
+    const P = this.pieces;
+    const mslot = P.msg[pslot]!;
+    let prev = NO_SLOT;
+    for (let p = this.msgs.head[mslot]!; p !== NO_SLOT; p = P.next[p]!) {
+      if (p === pslot) {
+        if (prev === NO_SLOT) this.msgs.head[mslot] = P.next[p]!;
+        else P.next[prev] = P.next[p]!;
+        break;
+      }
+      prev = p;
+    }
+    P.release(pslot);
+  }
+
+  /** Frees a message row and stops counting its data. */
+  dropMessage(mslot: number): void {
+    this.unaccountData(mslot);
+    this.msgs.release(mslot);
+  }
+
+  private unaccountData(mslot: number): void {
+    const M = this.msgs;
+    const seq = M.dataSeq[mslot]!;
+    if (seq === UNPLACED) return;
+    const lane = this.lanes[M.dataLane[mslot]!]!;
+    const s = lane.seg(seq);
+    s.liveData--;
+    s.liveDataBytes -= M.dataLen[mslot]!;
+    M.dataSeq[mslot] = UNPLACED;
+    this.checkEmpty(lane, seq);
+  }
+
+  /** Appends the message's data to `lane`; the location switches when the record is placed. */
+  putData(mslot: number, lane: LaneState, chunks: readonly Buffer[], len: number): void {
+    const M = this.msgs;
+    const id = M.id[mslot]!;
+    this.writer.append(lane.name, RT_DATA, [encodeDataPrefix(id), ...chunks], 1, (seq, off) => {
+      const s = lane.seg(seq);
+      s.dataBytes += len;
+      if (M.id[mslot] !== id) return; // message finished before placement
+      if (M.dataSeq[mslot] !== UNPLACED) this.unaccountData(mslot);
+      M.dataLane[mslot] = lane.idx;
+      M.dataSeq[mslot] = seq;
+      M.dataOff[mslot] = off + FRAME_HEADER + DATA_PREFIX;
+      M.dataLen[mslot] = len;
+      s.liveData++;
+      s.liveDataBytes += len;
+    });
+  }
+
+  /** Registers data found by recovery; prefers the data lane, then the later copy. */
+  adoptData(mslot: number, lane: LaneState, seq: number, payloadOff: number, len: number): void {
+    const M = this.msgs;
+    lane.seg(seq).dataBytes += len;
+    if (M.dataSeq[mslot] !== UNPLACED) {
+      const cur = this.lanes[M.dataLane[mslot]!]!;
+      const better =
+        (lane.kind === 'data' && cur.kind !== 'data') || (lane === cur && seq >= M.dataSeq[mslot]!);
+      if (!better) return;
+    }
+    M.dataLane[mslot] = lane.idx;
+    M.dataSeq[mslot] = seq;
+    M.dataOff[mslot] = payloadOff;
+    M.dataLen[mslot] = len;
+  }
+
+  /** Counts adopted data in its segment once recovery knows the message is live. */
+  accountAdoptedData(mslot: number): void {
+    const M = this.msgs;
+    if (M.dataSeq[mslot] === UNPLACED) return;
+    const s = this.lanes[M.dataLane[mslot]!]!.seg(M.dataSeq[mslot]!);
+    s.liveData++;
+    s.liveDataBytes += M.dataLen[mslot]!;
+  }
+
+  /** Appends a Done for an older version of a piece that lives on (it moved). */
+  appendDone(
+    laneName: string,
+    msgId: number,
+    piece: number,
+    version: number,
+    reason: number,
+    phase: 1 | 2,
+  ): void {
+    this.writer.append(laneName, RT_DONE, [encodeDone({ msgId, piece, version, reason })], phase);
+  }
+
+  putDelta(pslot: number, d: Omit<DeltaRecord, 'msgId' | 'piece' | 'version'>): void {
+    const P = this.pieces;
+    const lane = this.laneOf(pslot);
+    this.writer.append(
+      lane.name,
+      RT_DELTA,
+      [
+        encodeDelta({
+          msgId: this.msgs.id[P.msg[pslot]!]!,
+          piece: P.piece[pslot]!,
+          version: P.version[pslot]!,
+          ...d,
+        }),
+      ],
+      1,
+    );
+    this.applyDelta(pslot, d.rcpt);
+  }
+
+  applyDelta(pslot: number, rcpt: number): void {
+    let set = this.deltas.get(pslot);
+    if (!set) {
+      set = new Set();
+      this.deltas.set(pslot, set);
+    }
+    if (!set.has(rcpt)) {
+      set.add(rcpt);
+      if (this.pieces.pending[pslot]! > 0) this.pieces.pending[pslot]!--;
+    }
+  }
+
+  // --- garbage
+
+  private checkEmpty(lane: LaneState, seq: number): void {
+    const s = lane.segs.get(seq);
+    if (!s || s.liveEnv > 0 || s.liveData > 0) return;
+    s.emptiedAt = this.writer.nextBatch;
+    this.dirty.add(lane);
+  }
+
+  /** Marks every empty segment found by recovery as garbage now. */
+  markRecoveredGarbage(): void {
+    for (const lane of this.lanes) {
+      for (const s of lane.segs.values()) {
+        if (s.liveEnv === 0 && s.liveData === 0) {
+          s.emptiedAt = 0;
+          this.dirty.add(lane);
+        }
+      }
+    }
+  }
+
+  /**
+   * Segments that may be unlinked now: empty, made empty by a durable batch, not the lane's
+   * current segment, and (for every lane but `data`) the oldest of their lane.
+   */
+  reclaimable(): Array<{ lane: LaneState; seq: number }> {
+    const out: Array<{ lane: LaneState; seq: number }> = [];
+    const durable = this.writer.durableBatch;
+    for (const lane of this.dirty) {
+      const cur = this.writer.currentSeq(lane.name);
+      const seqs = [...lane.segs.keys()].sort((a, b) => a - b);
+      let stillDirty = false;
+      for (const seq of seqs) {
+        const s = lane.segs.get(seq)!;
+        const empty = s.liveEnv === 0 && s.liveData === 0;
+        if (!empty || seq === cur || s.busy) {
+          if (empty && seq !== cur) stillDirty = true;
+          if (lane.fifoOrdered) break;
+          continue;
+        }
+        if (s.emptiedAt > durable) {
+          stillDirty = true;
+          if (lane.fifoOrdered) break;
+          continue;
+        }
+        s.busy = true;
+        out.push({ lane, seq });
+      }
+      if (!stillDirty) this.dirty.delete(lane);
+    }
+    return out;
+  }
+
+  forgetSegment(lane: LaneState, seq: number): void {
+    lane.segs.delete(seq);
+  }
+
+  /** Data segments that are mostly garbage: worth copying their live data and unlinking them. */
+  sparseDataSegments(minBytes: number): number[] {
+    const lane = this.findLane('data');
+    if (!lane) return [];
+    const cur = this.writer.currentSeq('data');
+    const out: number[] = [];
+    for (const s of lane.segs.values()) {
+      if (s.seq === cur || s.busy || s.liveData === 0) continue;
+      if (s.dataBytes >= minBytes && s.liveDataBytes * 4 < s.dataBytes) out.push(s.seq);
+    }
+    return out;
+  }
+}
+
+export { heldLaneName, retryLaneName };

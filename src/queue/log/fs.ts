@@ -1,0 +1,188 @@
+// The file-system operations the queue uses, behind an interface so that tests can run the
+// queue on a fault-injecting, crash-simulating file system (see memfs.ts). Only this file and
+// memfs.ts touch node:fs for queue files. Every method rejects with the Node error it got;
+// callers decide what poisons the writer.
+import * as fs from 'node:fs';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+export interface QueueFile {
+  /** Writes the buffers at `position`, in order, completely. */
+  write(bufs: readonly Buffer[], position: number): Promise<void>;
+  /** fdatasync: data written so far survives power loss when this resolves. */
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface QueueFs {
+  mkdirp(path: string): Promise<void>;
+  /** Names in a directory; [] when it does not exist. */
+  readdir(path: string): Promise<string[]>;
+  /** Creates a new empty file (fails if it exists). The directory entry is not yet durable. */
+  create(path: string): Promise<QueueFile>;
+  /** Opens an existing file for positional writes. */
+  openWrite(path: string): Promise<QueueFile>;
+  readFile(path: string): Promise<Buffer>;
+  /** Reads `length` bytes at `position`; short reads are errors. */
+  read(path: string, position: number, length: number): Promise<Buffer>;
+  /** Cuts the file to `length` and makes that durable. */
+  truncate(path: string, length: number): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  /** fsync of a directory: makes creations, renames and unlinks in it durable. */
+  syncDir(path: string): Promise<void>;
+  size(path: string): Promise<number>;
+}
+
+const open = promisify(fs.open);
+const close = promisify(fs.close);
+function writev(fd: number, bufs: Buffer[], pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.writev(fd, bufs, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+const fdatasync = promisify(fs.fdatasync);
+const fsync = promisify(fs.fsync);
+const read = promisify(fs.read);
+
+class NodeFile implements QueueFile {
+  constructor(private readonly fd: number) {}
+
+  async write(bufs: readonly Buffer[], position: number): Promise<void> {
+    let pos = position;
+    // writev takes at most IOV_MAX (1024) buffers per call on Linux.
+    for (let i = 0; i < bufs.length; i += 1000) {
+      const part = bufs.slice(i, i + 1000);
+      let want = 0;
+      for (const b of part) want += b.length;
+      let done = await writev(this.fd, part as Buffer[], pos);
+      if (done !== want) {
+        // Short write: finish it one buffer at a time.
+        let skip = done;
+        for (const b of part) {
+          if (skip >= b.length) {
+            skip -= b.length;
+            continue;
+          }
+          const rest = b.subarray(skip);
+          skip = 0;
+          let off = 0;
+          while (off < rest.length) {
+            const n = await writev(this.fd, [rest.subarray(off)], pos + done);
+            if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+            off += n;
+            done += n;
+          }
+        }
+      }
+      pos += want;
+    }
+  }
+
+  datasync(): Promise<void> {
+    return fdatasync(this.fd);
+  }
+
+  close(): Promise<void> {
+    return close(this.fd);
+  }
+}
+
+/** The real file system. Keeps a small cache of read descriptors for positional reads. */
+export class NodeQueueFs implements QueueFs {
+  private readonly readFds = new Map<string, number>();
+
+  async mkdirp(path: string): Promise<void> {
+    await fs.promises.mkdir(path, { recursive: true });
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    try {
+      return await fs.promises.readdir(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  async create(path: string): Promise<QueueFile> {
+    return new NodeFile(
+      await open(path, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600),
+    );
+  }
+
+  async openWrite(path: string): Promise<QueueFile> {
+    return new NodeFile(await open(path, fs.constants.O_RDWR));
+  }
+
+  readFile(path: string): Promise<Buffer> {
+    return fs.promises.readFile(path);
+  }
+
+  async read(path: string, position: number, length: number): Promise<Buffer> {
+    let fd = this.readFds.get(path);
+    if (fd === undefined) {
+      fd = await open(path, fs.constants.O_RDONLY);
+      if (this.readFds.size > 256) {
+        for (const [p, f] of this.readFds) {
+          this.readFds.delete(p);
+          fs.close(f, () => {});
+          break;
+        }
+      }
+      this.readFds.set(path, fd);
+    }
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await read(fd, buf, got, length - got, position + got);
+      if (bytesRead === 0)
+        throw Object.assign(new Error(`short read of ${path} at ${position}`), { code: 'EIO' });
+      got += bytesRead;
+    }
+    return buf;
+  }
+
+  async truncate(path: string, length: number): Promise<void> {
+    const fd = await open(path, fs.constants.O_RDWR);
+    try {
+      await promisify(fs.ftruncate)(fd, length);
+      await fsync(fd);
+    } finally {
+      await close(fd);
+    }
+  }
+
+  async unlink(path: string): Promise<void> {
+    this.dropReadFd(path);
+    await fs.promises.unlink(path);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    this.dropReadFd(from);
+    await fs.promises.rename(from, to);
+  }
+
+  async syncDir(path: string): Promise<void> {
+    const fd = await open(path, fs.constants.O_RDONLY);
+    try {
+      await fsync(fd);
+    } finally {
+      await close(fd);
+    }
+  }
+
+  async size(path: string): Promise<number> {
+    return (await fs.promises.stat(path)).size;
+  }
+
+  private dropReadFd(path: string): void {
+    const fd = this.readFds.get(path);
+    if (fd !== undefined) {
+      this.readFds.delete(path);
+      fs.close(fd, () => {});
+    }
+  }
+}
+
+export { dirname, join };

@@ -1,0 +1,93 @@
+// Reads one segment's bytes into records. Pure: takes the file's bytes, returns what it found.
+// Outcomes, by failure mode (see docs/queue-states.md):
+// - clean end, or a zero-filled tail: end of log;
+// - an incomplete or invalid record with no valid record after it, in the newest segment of
+//   a lane: a torn tail from a crash mid-write, to be cut off;
+// - anything else invalid (any bad record in an older segment, or a bad record followed by
+//   a valid one): corruption, reported with the byte offset; the caller sets the segment aside.
+import { FRAME_HEADER, readFrame, validFrameAfter } from '../record/frame.js';
+import { decodeHeader, isRecordType, RT_HEADER, type SegmentHeader } from '../record/records.js';
+
+export interface ScannedRecord {
+  type: number;
+  body: Buffer;
+  /** Offset of the record's frame in the segment. */
+  offset: number;
+  /** Length of the whole frame. */
+  length: number;
+}
+
+export interface SegmentScan {
+  header: SegmentHeader | undefined;
+  /** Offset just past the last valid record. */
+  end: number;
+  /** Set when the segment ends in a torn record that recovery should cut off. */
+  tornAt?: number;
+  /** Set when the segment is corrupt; records before `offset` were valid. */
+  corruption?: { offset: number; reason: string };
+  records: number;
+}
+
+/**
+ * Scans `buf`, calling `onRecord` for each valid record after the header. `newest` says whether
+ * this is the last segment of its lane (the only place a torn tail is legitimate).
+ */
+export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedRecord) => void): SegmentScan {
+  let off = 0;
+  let header: SegmentHeader | undefined;
+  let count = 0;
+  while (off < buf.length) {
+    const r = readFrame(buf, off, isRecordType);
+    if (r.kind === 'record') {
+      if (off === 0) {
+        if (r.type !== RT_HEADER)
+          return { header, end: 0, corruption: { offset: 0, reason: 'missing segment header' }, records: 0 };
+        try {
+          header = decodeHeader(r.body);
+        } catch {
+          return {
+            header,
+            end: 0,
+            corruption: { offset: 0, reason: 'unreadable segment header' },
+            records: 0,
+          };
+        }
+      } else {
+        onRecord({ type: r.type, body: r.body, offset: off, length: r.next - off });
+        count++;
+      }
+      off = r.next;
+      continue;
+    }
+    if (r.kind === 'zero') {
+      // Preallocated or zero-extended space: the end of what was written. Anything valid after
+      // it would mean lost records in between.
+      const later = validFrameAfter(buf, off + 1, isRecordType);
+      if (later >= 0)
+        return {
+          header,
+          end: off,
+          corruption: { offset: off, reason: `zero bytes before a valid record at ${later}` },
+          records: count,
+        };
+      return newest
+        ? { header, end: off, tornAt: off, records: count }
+        : { header, end: off, records: count };
+    }
+    const reason = r.kind === 'short' ? 'incomplete record' : r.reason;
+    const later = validFrameAfter(buf, off + 1, isRecordType);
+    if (newest && later < 0) return { header, end: off, tornAt: off, records: count };
+    return {
+      header,
+      end: off,
+      corruption: {
+        offset: off,
+        reason: later >= 0 ? `${reason} (valid record follows at ${later})` : reason,
+      },
+      records: count,
+    };
+  }
+  return { header, end: off, records: count };
+}
+
+export const MIN_FRAME = FRAME_HEADER;

@@ -1,0 +1,341 @@
+// The group-commit writer of one queue directory. Producers append records (to any lane) and
+// then await `commit()`; the writer takes everything pending as one batch, writes each lane's
+// records with one positional write per segment and makes them durable with one fdatasync per
+// touched file. Every waiter of the batch resolves together: one fdatasync covers many messages.
+//
+// Two phases per batch: records that *end* an envelope because it moved elsewhere ("phase 2")
+// are written and synced only after every other record of the batch is durable, so a crash can
+// never keep the kill without the replacement (docs/queue-states.md).
+//
+// Invariant: a record's position is assigned when the batch is sealed, and its `onPlaced`
+// callback runs then, before any I/O of the batch. A failed create, write or fdatasync poisons
+// the writer: the failing batch and every later commit reject with QUEUE_POISONED until restart,
+// because after a failed fsync the kernel may have dropped the dirty pages (no retry can be trusted).
+import { MtaError } from '../../errors.js';
+import { encodeFrame } from '../record/frame.js';
+import { encodeHeader, FORMAT_VERSION, RT_HEADER } from '../record/records.js';
+import type { QueueFile, QueueFs } from './fs.js';
+import { segmentName } from './segment.js';
+
+function frameBytes(frame: readonly Buffer[]): number {
+  let n = 0;
+  for (const b of frame) n += b.length;
+  return n;
+}
+
+export type Placed = (seq: number, offset: number) => void;
+
+interface Op {
+  lane: string;
+  frame: Buffer[];
+  length: number;
+  phase: 1 | 2;
+  onPlaced: Placed | undefined;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+interface LaneTail {
+  seq: number;
+  /** Size of the current segment's header: a segment holds at least one record past it. */
+  base: number;
+  /** Logical end of the segment, including records sealed but not yet written. */
+  size: number;
+  /** Segment files being created, by sequence number. */
+  creating: Map<number, Promise<QueueFile>>;
+  /** Header frames of segments not yet created, so their size is fixed when sealing. */
+  headers: Map<number, Buffer[]>;
+  dirReady: Promise<void> | undefined;
+}
+
+export interface WriterOptions {
+  fs: QueueFs;
+  dir: string;
+  segmentSize: number;
+  /** Benchmark-only: skip fdatasync. Never the default. */
+  sync: boolean;
+  now: () => number;
+}
+
+export interface WriterStats {
+  batches: number;
+  records: number;
+  bytes: number;
+  datasyncs: number;
+  lastBatchRecords: number;
+  /** Histogram inputs: fsync latency of the last batch in ms. */
+  lastSyncMs: number;
+}
+
+export class GroupWriter {
+  private pending: Op[] = [];
+  private waiters: Waiter[] = [];
+  private flushing = false;
+  private poison: MtaError | undefined;
+  private readonly tails = new Map<string, LaneTail>();
+  private batchNo = 0;
+  /** Number of the last batch that is durable. */
+  durableBatch = 0;
+  readonly stats: WriterStats = {
+    batches: 0,
+    records: 0,
+    bytes: 0,
+    datasyncs: 0,
+    lastBatchRecords: 0,
+    lastSyncMs: 0,
+  };
+  /** Called after each durable batch, with its number (the queue reclaims segments then). */
+  onDurable: ((batch: number) => void) | undefined;
+  /** Called after each batch with its size and sync time, for metrics. */
+  onBatch: ((records: number, bytes: number, syncMs: number) => void) | undefined;
+
+  constructor(private readonly opts: WriterOptions) {}
+
+  get poisoned(): MtaError | undefined {
+    return this.poison;
+  }
+
+  /** Bytes appended but not yet durable: used to spread new mail across queues. */
+  pendingBytes = 0;
+
+  /** Tells the writer where a lane's log ends (from recovery). */
+  setTail(lane: string, seq: number, size: number): void {
+    this.tails.set(lane, {
+      seq,
+      size,
+      base: size,
+      creating: new Map(),
+      headers: new Map(),
+      dirReady: Promise.resolve(),
+    });
+  }
+
+  /** The sequence number of the segment the lane currently appends to (-1: none yet). */
+  currentSeq(lane: string): number {
+    return this.tails.get(lane)?.seq ?? -1;
+  }
+
+  /** Queues a record. Nothing is written until the next batch; call commit() to wait for it. */
+  append(lane: string, type: number, body: readonly Buffer[], phase: 1 | 2 = 1, onPlaced?: Placed): void {
+    if (this.poison) throw this.poison;
+    const frame = encodeFrame(type, body);
+    let length = 0;
+    for (const b of frame) length += b.length;
+    this.pending.push({ lane, frame, length, phase, onPlaced });
+    this.pendingBytes += length;
+  }
+
+  /** Number of the batch that the records appended so far will be part of. */
+  get nextBatch(): number {
+    return this.batchNo + 1;
+  }
+
+  /** Resolves when every record appended before this call is durable. */
+  commit(): Promise<void> {
+    if (this.poison) return Promise.reject(this.poison);
+    const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.flushing) void this.flushLoop();
+    return p;
+  }
+
+  private async flushLoop(): Promise<void> {
+    this.flushing = true;
+    try {
+      while ((this.pending.length > 0 || this.waiters.length > 0) && !this.poison) {
+        const ops = this.pending;
+        const waiters = this.waiters;
+        this.pending = [];
+        this.waiters = [];
+        const batch = ++this.batchNo;
+        try {
+          await this.writeBatch(ops);
+          this.durableBatch = batch;
+        } catch (e) {
+          this.setPoison(e);
+          for (const w of waiters) w.reject(this.poison!);
+          break;
+        }
+        for (const w of waiters) w.resolve();
+        this.onDurable?.(batch);
+      }
+    } finally {
+      this.flushing = false;
+    }
+    if (this.poison) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w.reject(this.poison);
+    }
+  }
+
+  private setPoison(e: unknown): void {
+    if (this.poison) return;
+    const code = (e as NodeJS.ErrnoException)?.code;
+    const full = code === 'ENOSPC' || code === 'EDQUOT';
+    this.poison = new MtaError(
+      'QUEUE_POISONED',
+      'transient',
+      `queue ${this.opts.dir} refuses writes after a failed write or sync (${code ?? String(e)}); restart to recover`,
+      { smtp: full ? { code: 452, enhanced: '4.3.1' } : { code: 451, enhanced: '4.3.0' }, cause: e },
+    );
+  }
+
+  /** Seals the ops into per-file writes (phase 1 before phase 2 in each lane), then does the I/O. */
+  private async writeBatch(ops: Op[]): Promise<void> {
+    if (ops.length === 0) return;
+    type FileWrite = { lane: string; seq: number; position: number; bufs: Buffer[]; bytes: number };
+    const phases: [Map<string, FileWrite>, Map<string, FileWrite>] = [new Map(), new Map()];
+    let bytes = 0;
+    for (const phase of [1, 2] as const) {
+      for (const op of ops) {
+        if (op.phase !== phase) continue;
+        const tail = this.tailOf(op.lane);
+        if (tail.seq < 0 || (tail.size + op.length > this.opts.segmentSize && tail.size > tail.base)) {
+          tail.seq = tail.seq < 0 ? 1 : tail.seq + 1;
+          tail.size = frameBytes(this.headerFor(op.lane, tail, tail.seq));
+          tail.base = tail.size;
+        }
+        const key = `${op.lane}/${tail.seq}`;
+        const writes = phases[phase - 1]!;
+        let w = writes.get(key);
+        if (!w) {
+          w = { lane: op.lane, seq: tail.seq, position: tail.size, bufs: [], bytes: 0 };
+          writes.set(key, w);
+        }
+        op.onPlaced?.(tail.seq, tail.size);
+        for (const b of op.frame) w.bufs.push(b);
+        w.bytes += op.length;
+        tail.size += op.length;
+        bytes += op.length;
+        this.maybePrepareNext(op.lane, tail);
+      }
+    }
+    const t0 = performance.now();
+    let syncs = 0;
+    for (const writes of phases) {
+      if (writes.size === 0) continue;
+      const files = await Promise.all(
+        [...writes.values()].map(async (w) => {
+          const f = await this.fileFor(w.lane, w.seq);
+          await f.write(w.bufs, w.position);
+          return f;
+        }),
+      );
+      if (this.opts.sync) {
+        // The point of the design: one fdatasync per touched file covers every record of the batch.
+        await Promise.all([...new Set(files)].map((f) => f.datasync()));
+        syncs += new Set(files).size;
+      }
+    }
+    const syncMs = performance.now() - t0;
+    this.pendingBytes = Math.max(0, this.pendingBytes - bytes);
+    this.stats.batches++;
+    this.stats.records += ops.length;
+    this.stats.bytes += bytes;
+    this.stats.datasyncs += syncs;
+    this.stats.lastBatchRecords = ops.length;
+    this.stats.lastSyncMs = syncMs;
+    this.onBatch?.(ops.length, bytes, syncMs);
+  }
+
+  private tailOf(lane: string): LaneTail {
+    let t = this.tails.get(lane);
+    if (!t) {
+      t = { seq: -1, size: 0, base: 0, creating: new Map(), headers: new Map(), dirReady: undefined };
+      this.tails.set(lane, t);
+    }
+    return t;
+  }
+
+  private headerFor(lane: string, tail: LaneTail, seq: number): Buffer[] {
+    let h = tail.headers.get(seq);
+    if (!h) {
+      h = encodeFrame(RT_HEADER, [
+        encodeHeader({ format: FORMAT_VERSION, lane, seq, created: this.opts.now() }),
+      ]);
+      tail.headers.set(seq, h);
+    }
+    return h;
+  }
+
+  /** Starts creating the next segment once the current one is three-quarters full. */
+  private maybePrepareNext(lane: string, tail: LaneTail): void {
+    if (tail.size > this.opts.segmentSize * 0.75 && !tail.creating.has(tail.seq + 1)) {
+      const p = this.createSegment(lane, tail, tail.seq + 1);
+      p.catch(() => {}); // the error surfaces when the file is needed
+    }
+  }
+
+  private laneDir(lane: string): string {
+    return `${this.opts.dir}/lanes/${lane}`;
+  }
+
+  private createSegment(lane: string, tail: LaneTail, seq: number): Promise<QueueFile> {
+    let p = tail.creating.get(seq);
+    if (p) return p;
+    p = (async () => {
+      if (!tail.dirReady) {
+        tail.dirReady = (async () => {
+          await this.opts.fs.mkdirp(this.laneDir(lane));
+          await this.opts.fs.syncDir(`${this.opts.dir}/lanes`);
+        })();
+      }
+      await tail.dirReady;
+      const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
+      const f = await this.opts.fs.create(path);
+      await f.write(this.headerFor(lane, tail, seq), 0);
+      if (this.opts.sync) await f.datasync();
+      // The new file's directory entry must be durable before any commit in it is acknowledged.
+      await this.opts.fs.syncDir(this.laneDir(lane));
+      return f;
+    })();
+    tail.creating.set(seq, p);
+    return p;
+  }
+
+  private async fileFor(lane: string, seq: number): Promise<QueueFile> {
+    const tail = this.tailOf(lane);
+    const creating = tail.creating.get(seq);
+    if (creating) {
+      const f = await creating;
+      // Once a later segment is in use, earlier handles can go.
+      for (const [s, pf] of tail.creating) {
+        if (s < seq) {
+          tail.creating.delete(s);
+          tail.headers.delete(s);
+          pf.then((old) => old.close()).catch(() => {});
+        }
+      }
+      return f;
+    }
+    // An existing segment found by recovery.
+    const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
+    const existing = (await this.opts.fs.size(path).catch(() => -1)) >= 0;
+    const p = existing ? this.opts.fs.openWrite(path) : this.createSegment(lane, tail, seq);
+    tail.creating.set(seq, p);
+    return p;
+  }
+
+  /** Unlinks a whole segment and makes the unlink durable before the next one (lane order). */
+  async unlinkSegment(lane: string, seq: number): Promise<void> {
+    const tail = this.tails.get(lane);
+    const pf = tail?.creating.get(seq);
+    if (pf) {
+      tail!.creating.delete(seq);
+      await pf.then((f) => f.close()).catch(() => {});
+    }
+    await this.opts.fs.unlink(`${this.laneDir(lane)}/${segmentName(seq)}`);
+    await this.opts.fs.syncDir(this.laneDir(lane));
+  }
+
+  /** Closes files. Pending records are not written: crash-only, recovery redoes what is needed. */
+  async close(): Promise<void> {
+    for (const t of this.tails.values()) {
+      for (const p of t.creating.values()) await p.then((f) => f.close()).catch(() => {});
+      t.creating.clear();
+    }
+  }
+}

@@ -1,0 +1,289 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { MemQueueFs } from './log/memfs.js';
+import { Queue, type QueueOptions } from './queue.js';
+import type { DeliveryJob, RcptOutcome } from './types.js';
+
+function manualClock(start = 1_700_000_000_000) {
+  let now = start;
+  const timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+  return {
+    now: () => now,
+    setTimer(ms: number, fn: () => void) {
+      const t = { at: now + ms, fn, live: true };
+      timers.push(t);
+      return () => {
+        t.live = false;
+      };
+    },
+    advance(ms: number) {
+      now += ms;
+      for (const t of timers.splice(0)) {
+        if (!t.live) continue;
+        if (t.at <= now) t.fn();
+        else timers.push(t);
+      }
+    },
+  };
+}
+
+const msg = (n: number) => [Buffer.from(`Subject: test ${n}\r\n\r\nbody ${n}\r\n`)];
+
+async function open(
+  fs: MemQueueFs,
+  clock: ReturnType<typeof manualClock>,
+  extra: Partial<QueueOptions> = {},
+) {
+  return Queue.open({ dir: '/q', fs, clock, segmentSize: 4096, ...extra });
+}
+
+/** A deliverer that answers from a function and records the jobs it saw. */
+function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome['status'] | RcptOutcome) {
+  const seen: Array<{ id: string; rcpts: string[]; lane: string }> = [];
+  const deliver = async (job: DeliveryJob) => {
+    seen.push({
+      id: job.id,
+      rcpts: job.pending.map((i) => job.envelope.info.recipients[i]!.address),
+      lane: job.lane,
+    });
+    const outs = job.pending.map((i) => {
+      const a = answer(job, job.envelope.info.recipients[i]!.address);
+      return typeof a === 'string'
+        ? { rcpt: i, status: a, code: a === 'delivered' ? 250 : a === 'failed' ? 550 : 451, text: 'scripted' }
+        : { ...a, rcpt: i };
+    });
+    await job.finish(outs);
+  };
+  return { seen, deliver };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 5));
+
+describe('queue', () => {
+  test('an accepted message survives a crash and is delivered once after recovery', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await open(fs, clock);
+    const r = await q.accept({ data: msg(1), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
+    assert.match(r.id, /^[0-9A-F]{13}$/);
+    fs.crash();
+    const q2 = await open(fs, clock);
+    assert.equal(q2.recovery!.liveMessages, 1);
+    const d = scripted(() => 'delivered');
+    q2.setDeliverer(d.deliver);
+    q2.start();
+    await settle();
+    assert.deepEqual(
+      d.seen.map((s) => s.rcpts),
+      [['b@y.test']],
+    );
+    fs.crash();
+    const q3 = await open(fs, clock);
+    assert.equal(q3.recovery!.liveMessages, 0);
+  });
+
+  test('a deferred recipient moves to the first retry rung and its data to the data lane', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await open(fs, clock);
+    const d = scripted((_j, rcpt) => (rcpt.startsWith('ok') ? 'delivered' : 'deferred'));
+    q.setDeliverer(d.deliver);
+    q.start();
+    await q.accept({
+      data: msg(2),
+      sender: 'a@x.test',
+      recipients: [{ address: 'ok@y.test' }, { address: 'later@z.test' }],
+    });
+    await settle();
+    const retry = q.core.findLane('retry-300s')!;
+    assert.equal(retry.live, 1);
+    assert.equal(q.core.newLane().live, 0);
+    assert.equal(q.core.findLane('data')!.segs.size, 1);
+    fs.crash();
+    const q2 = await open(fs, clock);
+    assert.equal(q2.core.findLane('retry-300s')!.live, 1);
+    const d2 = scripted(() => 'delivered');
+    q2.setDeliverer(d2.deliver);
+    q2.start();
+    await settle();
+    assert.equal(d2.seen.length, 0, 'not due yet');
+    clock.advance(5 * 60_000);
+    await settle();
+    assert.deepEqual(
+      d2.seen.map((s) => s.rcpts),
+      [['later@z.test']],
+    );
+    assert.equal(d2.seen[0]!.lane, 'retry-300s');
+  });
+
+  test('a permanent failure commits its bounce in the same batch', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await Queue.open({
+      dir: '/q',
+      fs,
+      clock,
+      hooks: {
+        report: (req) => ({
+          data: [Buffer.from(`bounce for ${req.id}\r\n`)],
+          sender: '',
+          recipients: [{ address: req.envelope.info.sender }],
+        }),
+      },
+    });
+    let bounced = 0;
+    q.setDeliverer(async (job) => {
+      if (job.envelope.info.report) {
+        bounced++;
+        await job.finish(job.pending.map((r) => ({ rcpt: r, status: 'delivered' })));
+        return;
+      }
+      await job.finish(
+        job.pending.map((r) => ({
+          rcpt: r,
+          status: 'failed',
+          code: 550,
+          enhanced: '5.1.1',
+          text: 'no such user',
+        })),
+      );
+    });
+    q.start();
+    await q.accept({ data: msg(3), sender: 'a@x.test', recipients: [{ address: 'nobody@y.test' }] });
+    await settle();
+    assert.equal(bounced, 1);
+    assert.equal(q.core.msgs.count, 0);
+  });
+
+  test('a split message shares one data copy until the last piece is done', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await open(fs, clock);
+    const d = scripted(() => 'delivered');
+    q.setDeliverer(d.deliver);
+    q.start();
+    const r = await q.accept({
+      data: msg(4),
+      sender: 'a@x.test',
+      recipients: [{ address: 'u@normal.test' }, { address: 'v@held.test' }, { address: 'w@held.test' }],
+      destinations: [
+        { kind: 'new' },
+        { kind: 'held', domain: 'held.test' },
+        { kind: 'held', domain: 'held.test' },
+      ],
+    });
+    await settle();
+    const m = q.core.msgs.byId.get(r.msgId)!;
+    assert.equal(q.core.msgs.refs[m], 1, 'only the held piece is left');
+    assert.equal(q.heldCount('held.test'), 1);
+    fs.crash();
+    const q2 = await open(fs, clock);
+    assert.equal(q2.heldCount('held.test'), 1);
+    const d2 = scripted(() => 'delivered');
+    q2.setDeliverer(d2.deliver);
+    q2.start();
+    assert.equal(await q2.flushHeld('held.test'), 1);
+    assert.deepEqual(
+      d2.seen.map((s) => s.rcpts),
+      [['v@held.test', 'w@held.test']],
+    );
+    assert.equal(q2.core.msgs.count, 0);
+  });
+
+  test('hold, release and delete are logged actions that survive a crash', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await open(fs, clock);
+    const a = await q.accept({ data: msg(5), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
+    const b = await q.accept({ data: msg(6), sender: 'a@x.test', recipients: [{ address: 'c@y.test' }] });
+    assert.equal(await q.hold(a.msgId), 1);
+    assert.equal(await q.remove(b.msgId), 1);
+    fs.crash();
+    const q2 = await open(fs, clock);
+    assert.equal(q2.core.findLane('hold')!.live, 1);
+    assert.equal(q2.core.msgs.count, 1);
+    const env = await q2.readEnvelope(q2.core.piecesOf(q2.core.msgs.byId.get(a.msgId)!)[0]!);
+    assert.equal(env.info.history.at(-1)!.ev, 'held by operator');
+    const d = scripted(() => 'delivered');
+    q2.setDeliverer(d.deliver);
+    q2.start();
+    assert.equal(await q2.release(a.msgId), 1);
+    await settle();
+    assert.equal(d.seen.length, 1);
+  });
+
+  test('a failed fdatasync poisons the writer: this and every later accept are refused', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await open(fs, clock);
+    await q.accept({ data: msg(7), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
+    fs.injectFault('datasync', 'EIO');
+    await assert.rejects(
+      q.accept({ data: msg(8), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] }),
+      { code: 'QUEUE_POISONED' },
+    );
+    fs.clearFaults();
+    await assert.rejects(
+      async () => q.accept({ data: msg(9), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] }),
+      { code: 'QUEUE_POISONED' },
+    );
+    fs.crash();
+    const q2 = await open(fs, clock);
+    assert.equal(q2.recovery!.liveMessages, 1, 'the acknowledged message is there');
+  });
+
+  test('ENOSPC on write poisons with a 452 status', async () => {
+    const fs = new MemQueueFs();
+    const q = await open(fs, manualClock());
+    fs.injectFault('write', 'ENOSPC');
+    await assert.rejects(
+      q.accept({ data: msg(1), sender: '', recipients: [{ address: 'b@y.test' }] }),
+      (e: { smtp?: { code: number } }) => e.smtp?.code === 452,
+    );
+  });
+
+  test('segments of delivered mail are unlinked once the runner has passed them', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await open(fs, clock);
+    const d = scripted(() => 'delivered');
+    q.setDeliverer(d.deliver);
+    q.start();
+    for (let i = 0; i < 200; i++)
+      await q.accept({ data: msg(i), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
+    await settle();
+    await q.accept({ data: msg(999), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
+    await settle();
+    const segs = fs.paths().filter((p) => p.includes('/lanes/new/'));
+    assert.ok(segs.length <= 2, `expected the old segments gone, have ${segs.length}`);
+  });
+
+  test('a message past max_age is bounced instead of deferred', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const reports: string[] = [];
+    const q = await Queue.open({
+      dir: '/q',
+      fs,
+      clock,
+      maxAge: 10 * 60_000,
+      hooks: {
+        report: (req) => {
+          reports.push(`${req.kind}:${req.recipients.map((r) => r.outcome.enhanced).join(',')}`);
+          return null;
+        },
+      },
+    });
+    const d = scripted(() => 'deferred');
+    q.setDeliverer(d.deliver);
+    q.start();
+    await q.accept({ data: msg(1), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
+    await settle();
+    clock.advance(5 * 60_000);
+    await settle();
+    clock.advance(15 * 60_000);
+    await settle();
+    assert.deepEqual(reports, ['failure:4.4.7']);
+    assert.equal(q.core.msgs.count, 0);
+  });
+});

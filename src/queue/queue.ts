@@ -1,0 +1,930 @@
+// The facade of one queue directory: accept messages durably, run the lanes (the runner is the
+// cleaner), take delivery outcomes, serve operator actions and inspection. Everything else in
+// logmta uses the queue through this class (or Queues for several directories).
+//
+// Rules kept here (DESIGN.md §3): accept() resolves only after the batch holding the message's
+// data and envelopes is durable; nothing is handed to delivery before its envelope is durable;
+// an outcome is committed before the piece counts as done; a permanent failure's report is
+// appended in the same batch as the failure.
+import { MtaError } from '../errors.js';
+import { type Clock, systemClock } from '../util/clock.js';
+import { QueueCore } from './core.js';
+import { IdSource } from './ids.js';
+import type { LaneState } from './lanes/lane.js';
+import { NodeQueueFs, type QueueFs } from './log/fs.js';
+import { segmentName } from './log/segment.js';
+import { GroupWriter } from './log/writer.js';
+import { FRAME_HEADER } from './record/frame.js';
+import {
+  DONE_COMPLETED,
+  DONE_DELETED,
+  DONE_MOVED,
+  decodeEnvelope,
+  type EnvelopeInfo,
+  type EnvelopeRecord,
+  formatId,
+  OUTCOME_DELIVERED,
+  OUTCOME_FAILED,
+  type RecipientInfo,
+} from './record/records.js';
+import { type RecoveryReport, recover } from './recovery.js';
+import { F_INFLIGHT, F_LIVE, NO_SLOT, UNPLACED } from './state/tables.js';
+import type {
+  AcceptInput,
+  AcceptResult,
+  Deliverer,
+  DeliveryJob,
+  QueueEvent,
+  QueueHooks,
+  RcptOutcome,
+  ReportKind,
+} from './types.js';
+
+export interface QueueOptions {
+  dir: string;
+  fs?: QueueFs;
+  clock?: Clock;
+  ids?: IdSource;
+  /** Retry ladder delays in ms (default 5m 15m 30m 1h 2h 4h 8h). */
+  retry?: number[];
+  maxAge?: number;
+  delayWarning?: number;
+  segmentSize?: number;
+  /** Benchmark-only switch: no fdatasync. */
+  sync?: boolean;
+  maxInflight?: number;
+  hooks?: QueueHooks;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export const DEFAULT_RETRY = [5, 15, 30, 60, 120, 240, 480].map((m) => m * 60_000);
+const HISTORY_MAX = 20;
+
+export class Queue {
+  readonly dir: string;
+  readonly core: QueueCore;
+  readonly writer: GroupWriter;
+  readonly fs: QueueFs;
+  readonly clock: Clock;
+  readonly ids: IdSource;
+  readonly retry: number[];
+  readonly maxAge: number;
+  readonly delayWarning: number;
+  readonly hooks: QueueHooks;
+  recovery: RecoveryReport | undefined;
+  private deliverer: Deliverer | undefined;
+  private running = false;
+  private inflight = 0;
+  private readonly maxInflight: number;
+  private readonly inflightJobs = new Map<number, Promise<void>>();
+  private readonly freshEnv = new Map<number, EnvelopeRecord>();
+  private readonly freshData = new Map<number, readonly Buffer[]>();
+  private readonly blocked = new Set<LaneState>();
+  private reclaiming = false;
+  private maintenance: (() => void) | undefined;
+
+  private constructor(opts: QueueOptions) {
+    this.dir = opts.dir;
+    this.fs = opts.fs ?? new NodeQueueFs();
+    this.clock = opts.clock ?? systemClock;
+    this.ids = opts.ids ?? new IdSource(() => this.clock.now());
+    this.retry = (opts.retry ?? DEFAULT_RETRY).slice();
+    this.maxAge = opts.maxAge ?? 5 * 86_400_000;
+    this.delayWarning = opts.delayWarning ?? 4 * 3_600_000;
+    this.hooks = opts.hooks ?? {};
+    this.maxInflight = opts.maxInflight ?? 2000;
+    this.writer = new GroupWriter({
+      fs: this.fs,
+      dir: this.dir,
+      segmentSize: opts.segmentSize ?? 64 * 1024 * 1024,
+      sync: opts.sync ?? true,
+      now: () => this.clock.now(),
+    });
+    this.core = new QueueCore(this.writer);
+    this.writer.onDurable = () => this.afterDurable();
+  }
+
+  /** Opens a queue directory: recovery is the only way in. */
+  static async open(opts: QueueOptions): Promise<Queue> {
+    const q = new Queue(opts);
+    q.recovery = await recover(q, opts.onProgress);
+    return q;
+  }
+
+  setDeliverer(d: Deliverer): void {
+    this.deliverer = d;
+  }
+
+  /** Starts the lane runners: recovered `new` pieces are attempted, retry lanes wait for their due times. */
+  start(): void {
+    this.running = true;
+    for (const lane of this.core.lanes) this.pump(lane);
+    const tick = () => {
+      this.maintain().catch((e) =>
+        this.emit({ type: 'admin', id: '-', action: `maintenance failed: ${String(e)}` }),
+      );
+      this.maintenance = this.clock.setTimer(60_000, tick);
+    };
+    this.maintenance = this.clock.setTimer(60_000, tick);
+    void this.reclaim();
+  }
+
+  /** Stops dispatching. Crash-only: nothing needs saving; in-flight jobs may still finish. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.maintenance?.();
+    for (const lane of this.core.lanes) lane.cancelTimer?.();
+    await Promise.allSettled([...this.inflightJobs.values()]);
+    await this.writer.close();
+  }
+
+  get pendingBytes(): number {
+    return this.writer.pendingBytes;
+  }
+
+  get poisoned(): MtaError | undefined {
+    return this.writer.poisoned;
+  }
+
+  private emit(ev: QueueEvent): void {
+    this.hooks.onEvent?.(ev);
+  }
+
+  // ------------------------------------------------------------------ accepting
+
+  /** Accepts a message; resolves once it is durable (the caller may then reply 250). */
+  async accept(input: AcceptInput): Promise<AcceptResult> {
+    const fresh = this.acceptInternal(input);
+    await this.writer.commit();
+    this.emit({
+      type: 'accepted',
+      id: formatId(fresh.msgId),
+      size: fresh.size,
+      recipients: input.recipients.length,
+    });
+    if (fresh.toNew) this.pump(this.core.newLane());
+    return { id: formatId(fresh.msgId), msgId: fresh.msgId };
+  }
+
+  /** Appends a message's records without waiting (the caller commits). */
+  private acceptInternal(input: AcceptInput): { msgId: number; size: number; toNew: boolean } {
+    if (this.writer.poisoned) throw this.writer.poisoned;
+    if (input.recipients.length === 0)
+      throw new MtaError('NO_RECIPIENTS', 'permanent', 'a message needs at least one recipient');
+    const core = this.core;
+    const now = this.clock.now();
+    const msgId = input.msgId ?? this.ids.next();
+    if (input.msgId !== undefined) this.ids.observe(msgId);
+    if (core.msgs.byId.has(msgId))
+      throw new MtaError('DUPLICATE_ID', 'transient', `message id ${formatId(msgId)} already queued`);
+    const arrival = input.arrival ?? now;
+    let size = 0;
+    for (const b of input.data) size += b.length;
+    const groups = new Map<LaneState, number[]>();
+    input.recipients.forEach((_, i) => {
+      const d = input.destinations?.[i] ?? { kind: 'new' as const };
+      const lane =
+        d.kind === 'held' ? core.heldLane(d.domain) : d.kind === 'hold' ? core.lane('hold') : core.newLane();
+      let g = groups.get(lane);
+      if (!g) groups.set(lane, (g = []));
+      g.push(i);
+    });
+    const onlyNew = groups.size === 1 && groups.has(core.newLane());
+    const mslot = core.newMessage(msgId, arrival);
+    core.putData(mslot, onlyNew ? core.newLane() : core.dataLane(), input.data, size);
+    const base: EnvelopeInfo = {
+      sender: input.sender,
+      recipients: [],
+      size,
+      attempts: 0,
+      history: [{ t: now, ev: 'received' }],
+    };
+    if (input.ret) base.ret = input.ret;
+    if (input.envid !== undefined) base.envid = input.envid;
+    if (input.smtputf8) base.smtputf8 = true;
+    if (input.body) base.body = input.body;
+    if (input.client) base.client = input.client;
+    if (input.report) base.report = true;
+    let pieceNo = 0;
+    let toNew = false;
+    for (const [lane, idxs] of groups) {
+      const pslot = core.addPiece(mslot, pieceNo);
+      const rec: EnvelopeRecord = {
+        msgId,
+        piece: pieceNo,
+        version: 1,
+        due: arrival,
+        arrival,
+        rcptCount: idxs.length,
+        info: { ...base, recipients: idxs.map((i) => input.recipients[i]!) },
+      };
+      core.putEnvelope(pslot, lane, rec);
+      if (lane.kind === 'new') {
+        this.freshEnv.set(pslot, rec);
+        toNew = true;
+      }
+      pieceNo++;
+    }
+    if (toNew) this.freshData.set(mslot, input.data);
+    return { msgId, size, toNew };
+  }
+
+  // ------------------------------------------------------------------ running lanes
+
+  private afterDurable(): void {
+    if (this.blocked.size > 0) {
+      const lanes = [...this.blocked];
+      this.blocked.clear();
+      for (const l of lanes) this.pump(l);
+    }
+    if (!this.reclaiming) void this.reclaim();
+  }
+
+  /** Dispatches what is due in a lane, up to the in-flight limit. */
+  pump(lane: LaneState): void {
+    if (!this.running || !this.deliverer || this.writer.poisoned) return;
+    const P = this.core.pieces;
+    const now = this.clock.now();
+    const held = lane.kind === 'held' || lane.kind === 'hold';
+    while (this.inflight < this.maxInflight && lane.fifo.length > 0) {
+      if (held && lane.flushLeft <= 0) break;
+      const slot = lane.fifo.slotAt(0);
+      const gen = lane.fifo.genAt(0);
+      if (P.gen[slot] !== gen || (P.flags[slot]! & F_LIVE) === 0 || P.lane[slot] !== lane.idx) {
+        lane.fifo.shift();
+        if (lane.flushLeft > 0) lane.flushLeft--;
+        continue;
+      }
+      if (P.batch[slot]! > this.writer.durableBatch) {
+        this.blocked.add(lane); // not durable yet: never deliver what could still be lost
+        break;
+      }
+      if (lane.kind === 'retry' && lane.flushLeft <= 0 && P.due[slot]! > now) {
+        this.schedule(lane, P.due[slot]!);
+        break;
+      }
+      if ((P.flags[slot]! & F_INFLIGHT) !== 0) break;
+      lane.fifo.shift();
+      if (lane.flushLeft > 0) lane.flushLeft--;
+      this.dispatch(slot, lane);
+    }
+    if (held && lane.flushLeft <= 0 && lane.flushWaiters.length > 0 && !this.laneBusy(lane)) {
+      const w = lane.flushWaiters;
+      lane.flushWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  private laneBusy(lane: LaneState): boolean {
+    const P = this.core.pieces;
+    for (const slot of this.inflightJobs.keys())
+      if (P.lane[slot] === lane.idx && (P.flags[slot]! & F_INFLIGHT) !== 0) return true;
+    return false;
+  }
+
+  private pumpAll(): void {
+    for (const lane of this.core.lanes) {
+      if (this.inflight >= this.maxInflight) break;
+      this.pump(lane);
+    }
+  }
+
+  private schedule(lane: LaneState, at: number): void {
+    if (lane.cancelTimer && lane.timerAt <= at) return;
+    lane.cancelTimer?.();
+    lane.timerAt = at;
+    lane.cancelTimer = this.clock.setTimer(at - this.clock.now(), () => {
+      lane.cancelTimer = undefined;
+      this.pump(lane);
+    });
+  }
+
+  private dispatch(pslot: number, lane: LaneState): void {
+    const P = this.core.pieces;
+    P.flags[pslot]! |= F_INFLIGHT;
+    this.inflight++;
+    const gen = P.gen[pslot]!;
+    const run = (async () => {
+      const env = this.freshEnv.get(pslot) ?? (await this.readEnvelope(pslot));
+      this.freshEnv.delete(pslot);
+      if (P.gen[pslot] !== gen) return;
+      const job = this.makeJob(pslot, gen, env, lane);
+      try {
+        await this.deliverer!(job);
+      } catch (e) {
+        // A deliverer that throws has not told us anything: everything pending is deferred.
+        const text = e instanceof Error ? e.message : String(e);
+        await job
+          .finish(
+            job.pending.map((r) => ({ rcpt: r, status: 'deferred' as const, text: `local error: ${text}` })),
+          )
+          .catch(() => {});
+      }
+    })();
+    this.inflightJobs.set(pslot, run);
+    run
+      .catch(() => {})
+      .finally(() => {
+        this.inflight--;
+        if (this.inflightJobs.get(pslot) === run) this.inflightJobs.delete(pslot);
+        if (P.gen[pslot] === gen) P.flags[pslot]! &= ~F_INFLIGHT;
+        const m = P.msg[pslot]!;
+        if (this.core.msgs.head[m] === NO_SLOT) this.freshData.delete(m);
+        this.pumpAll();
+      });
+  }
+
+  private makeJob(pslot: number, gen: number, env: EnvelopeRecord, lane: LaneState): DeliveryJob {
+    const P = this.core.pieces;
+    const done = this.core.deltas.get(pslot);
+    const pending: number[] = [];
+    for (let i = 0; i < env.info.recipients.length; i++) if (!done?.has(i)) pending.push(i);
+    const mslot = P.msg[pslot]!;
+    return {
+      id: formatId(env.msgId),
+      msgId: env.msgId,
+      piece: env.piece,
+      version: env.version,
+      lane: lane.name,
+      laneKind: lane.kind,
+      envelope: env,
+      pending,
+      data: () => this.readData(mslot, env.msgId),
+      record: (outcomes) => this.recordOutcomes(pslot, gen, env, outcomes),
+      finish: (outcomes) => this.finishJob(pslot, gen, env, pending, outcomes),
+    };
+  }
+
+  async readEnvelope(pslot: number): Promise<EnvelopeRecord> {
+    const P = this.core.pieces;
+    const lane = this.core.laneOf(pslot);
+    if (P.seq[pslot] === UNPLACED) {
+      await this.writer.commit();
+    }
+    const buf = await this.fs.read(
+      `${this.dir}/lanes/${lane.name}/${segmentName(P.seq[pslot]!)}`,
+      P.off[pslot]! + FRAME_HEADER,
+      P.len[pslot]! - FRAME_HEADER,
+    );
+    return decodeEnvelope(buf);
+  }
+
+  async readData(mslot: number, msgId: number): Promise<Buffer> {
+    const M = this.core.msgs;
+    if (M.id[mslot] !== msgId)
+      throw new MtaError('MESSAGE_GONE', 'permanent', `message ${formatId(msgId)} is no longer queued`);
+    const fresh = this.freshData.get(mslot);
+    if (fresh) return fresh.length === 1 ? fresh[0]! : Buffer.concat(fresh as Buffer[]);
+    if (M.dataSeq[mslot] === UNPLACED) await this.writer.commit();
+    const lane = this.core.lanes[M.dataLane[mslot]!]!;
+    return this.fs.read(
+      `${this.dir}/lanes/${lane.name}/${segmentName(M.dataSeq[mslot]!)}`,
+      M.dataOff[mslot]!,
+      M.dataLen[mslot]!,
+    );
+  }
+
+  // ------------------------------------------------------------------ outcomes
+
+  private async recordOutcomes(
+    pslot: number,
+    gen: number,
+    env: EnvelopeRecord,
+    outcomes: RcptOutcome[],
+  ): Promise<void> {
+    const core = this.core;
+    if (core.pieces.gen[pslot] !== gen || !core.isLive(pslot)) return;
+    const finals = outcomes.filter((o) => o.status !== 'deferred' && !core.deltas.get(pslot)?.has(o.rcpt));
+    if (finals.length === 0) return;
+    const now = this.clock.now();
+    for (const o of finals) {
+      const detail: { t: number; code?: number; enhanced?: string; text?: string; host?: string } = {
+        t: now,
+      };
+      if (o.code !== undefined) detail.code = o.code;
+      if (o.enhanced !== undefined) detail.enhanced = o.enhanced;
+      if (o.text !== undefined) detail.text = o.text;
+      if (o.host !== undefined) detail.host = o.host;
+      core.putDelta(pslot, {
+        rcpt: o.rcpt,
+        outcome: o.status === 'delivered' ? OUTCOME_DELIVERED : OUTCOME_FAILED,
+        detail,
+      });
+    }
+    const data = (await this.reportsNeedData(env, finals))
+      ? await this.readData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
+      : Buffer.alloc(0);
+    this.appendReports(env, finals, data, now);
+    await this.writer.commit();
+    this.emitOutcomes(env, finals);
+    this.pump(core.newLane());
+  }
+
+  private emitOutcomes(env: EnvelopeRecord, outs: RcptOutcome[]): void {
+    if (!this.hooks.onEvent) return;
+    const id = formatId(env.msgId);
+    for (const o of outs) {
+      const ev: QueueEvent = { type: o.status, id, rcpt: env.info.recipients[o.rcpt]?.address ?? '?' };
+      if (o.code !== undefined) ev.code = o.code;
+      if (o.text !== undefined) ev.text = o.text;
+      if (o.host !== undefined) ev.host = o.host;
+      this.emit(ev);
+    }
+  }
+
+  private async reportsNeedData(env: EnvelopeRecord, outs: RcptOutcome[]): Promise<boolean> {
+    if (!this.hooks.report || env.info.report || env.info.sender === '') return false;
+    return outs.some(
+      (o) =>
+        o.status === 'failed' || (o.status === 'delivered' && wants(env.info.recipients[o.rcpt], 'SUCCESS')),
+    );
+  }
+
+  /** Appends reports (bounce, success) for these outcomes to the current batch. */
+  private appendReports(
+    env: EnvelopeRecord,
+    outs: RcptOutcome[],
+    data: Buffer,
+    now: number,
+    delay: RcptOutcome[] = [],
+  ): void {
+    const report = this.hooks.report;
+    if (!report || env.info.report || env.info.sender === '') return; // never a report to <> or about a report
+    const kinds: Array<[ReportKind, RcptOutcome[]]> = [
+      [
+        'failure',
+        outs.filter(
+          (o) =>
+            o.status === 'failed' &&
+            !wants(env.info.recipients[o.rcpt], 'NEVER') &&
+            (notifyOf(env.info.recipients[o.rcpt]) === undefined ||
+              wants(env.info.recipients[o.rcpt], 'FAILURE')),
+        ),
+      ],
+      [
+        'success',
+        outs.filter((o) => o.status === 'delivered' && wants(env.info.recipients[o.rcpt], 'SUCCESS')),
+      ],
+      ['delay', delay],
+    ];
+    for (const [kind, list] of kinds) {
+      if (list.length === 0) continue;
+      const msg = report({
+        kind,
+        id: formatId(env.msgId),
+        envelope: env,
+        recipients: list.map((o) => ({ info: env.info.recipients[o.rcpt]!, outcome: o })),
+        data,
+        now,
+      });
+      if (msg) this.acceptInternal({ ...msg, report: true });
+    }
+  }
+
+  private nextLane(lane: LaneState): LaneState {
+    const core = this.core;
+    if (this.retry.length === 0) return core.lane('hold');
+    if (lane.kind !== 'retry') return core.retryLane(this.retry[0]!);
+    const next = this.retry.find((d) => d > lane.delay);
+    return core.retryLane(next ?? this.retry[this.retry.length - 1]!);
+  }
+
+  private async finishJob(
+    pslot: number,
+    gen: number,
+    env: EnvelopeRecord,
+    pending: number[],
+    outcomes: RcptOutcome[],
+  ): Promise<void> {
+    const core = this.core;
+    const P = core.pieces;
+    if (P.gen[pslot] !== gen || !core.isLive(pslot)) return; // changed meanwhile (operator action): outcome is stale
+    const lane = core.laneOf(pslot);
+    const now = this.clock.now();
+    const done = core.deltas.get(pslot);
+    const byRcpt = new Map<number, RcptOutcome>();
+    for (const o of outcomes) if (!done?.has(o.rcpt)) byRcpt.set(o.rcpt, o);
+    for (const r of pending) {
+      if (!done?.has(r) && !byRcpt.has(r))
+        byRcpt.set(r, { rcpt: r, status: 'deferred', text: 'not attempted' });
+    }
+    const maxAge = lane.kind === 'held' ? (this.hooks.maxAgeFor?.(lane.domain) ?? this.maxAge) : this.maxAge;
+    const expired = now - env.arrival >= maxAge;
+    const finals: RcptOutcome[] = [];
+    const deferred: RcptOutcome[] = [];
+    for (const o of byRcpt.values()) {
+      if (o.status !== 'deferred') finals.push(o);
+      else if (expired) {
+        const e: RcptOutcome = {
+          ...o,
+          status: 'failed',
+          enhanced: '4.4.7',
+          text: `delivery time expired${o.text ? `: ${o.text}` : ''}`,
+        };
+        finals.push(e);
+        this.emit({
+          type: 'expired',
+          id: formatId(env.msgId),
+          rcpt: env.info.recipients[o.rcpt]?.address ?? '?',
+        });
+      } else deferred.push(o);
+    }
+    // Delay warnings: once per message, for recipients that asked for them.
+    const delayList =
+      deferred.length > 0 && !env.info.warned && now - env.arrival >= this.delayWarning
+        ? deferred.filter((o) => wants(env.info.recipients[o.rcpt], 'DELAY'))
+        : [];
+    // Where deferred recipients go: their held lane, or the next rung of the ladder.
+    const groups = new Map<LaneState, RcptOutcome[]>();
+    for (const o of deferred) {
+      const target = o.hold
+        ? core.heldLane(o.hold)
+        : lane.kind === 'held' || lane.kind === 'hold'
+          ? lane
+          : this.nextLane(lane);
+      let g = groups.get(target);
+      if (!g) groups.set(target, (g = []));
+      g.push(o);
+    }
+    const keepInPlace =
+      groups.size === 1 &&
+      groups.has(lane) &&
+      lane.kind !== 'retry' &&
+      lane.kind !== 'new' &&
+      finals.length === 0 &&
+      delayList.length === 0;
+    if (keepInPlace) return; // a held piece nobody could take: nothing to write
+    const needData =
+      (await this.reportsNeedData(env, finals)) ||
+      delayList.length > 0 ||
+      [...groups.keys()].some((l) => l.kind !== 'new');
+    const mslot = P.msg[pslot]!;
+    const data = needData ? await this.readData(mslot, env.msgId) : Buffer.alloc(0);
+    if (P.gen[pslot] !== gen || !core.isLive(pslot)) return;
+    if (groups.size === 0) {
+      core.killPiece(pslot, DONE_COMPLETED, 1);
+    } else {
+      // Data must live in the data lane once any piece leaves `new`.
+      const M = core.msgs;
+      const dataLaneNow = core.lanes[M.dataLane[mslot]!]!;
+      if (dataLaneNow.kind !== 'data' && [...groups.keys()].some((l) => l.kind !== 'new'))
+        core.putData(mslot, core.dataLane(), [data], data.length);
+      const oldVersion = P.version[pslot]!;
+      let first = true;
+      for (const [target, list] of groups) {
+        const info: EnvelopeInfo = {
+          ...env.info,
+          recipients: list.map((o) => ({ ...env.info.recipients[o.rcpt]!, last: describe(o) })),
+          attempts: env.info.attempts + 1,
+          history: [
+            ...env.info.history,
+            {
+              t: now,
+              ev: target.kind === 'held' ? `held for ${target.domain}` : `deferred to ${target.name}`,
+              detail: describe(list[0]!),
+            },
+          ].slice(-HISTORY_MAX),
+        };
+        const last = list.find((o) => o.text)?.text;
+        if (last !== undefined) info.lastError = describe(list.find((o) => o.text)!);
+        if (delayList.length > 0) info.warned = true;
+        const due = target.kind === 'retry' ? now + target.delay : now;
+        if (first) {
+          core.putEnvelope(pslot, target, {
+            msgId: env.msgId,
+            piece: env.piece,
+            version: oldVersion + 1,
+            due,
+            arrival: env.arrival,
+            rcptCount: list.length,
+            info,
+          });
+          first = false;
+        } else {
+          const pno = core.msgs.nextPieceNo[mslot]!;
+          const np = core.addPiece(mslot, pno);
+          core.putEnvelope(np, target, {
+            msgId: env.msgId,
+            piece: pno,
+            version: 1,
+            due,
+            arrival: env.arrival,
+            rcptCount: list.length,
+            info,
+          });
+        }
+        this.emit({ type: 'moved', id: formatId(env.msgId), lane: target.name });
+      }
+      // The old version dies only after its replacements are durable (phase 2).
+      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, 2);
+    }
+    this.appendReports(env, finals, data, now, delayList);
+    await this.writer.commit();
+    this.emitOutcomes(env, [...finals, ...deferred]);
+    for (const target of groups.keys()) if (target.kind === 'new') this.pump(target);
+    this.pump(core.newLane());
+  }
+
+  // ------------------------------------------------------------------ garbage
+
+  private async reclaim(): Promise<void> {
+    if (this.reclaiming) return;
+    this.reclaiming = true;
+    try {
+      for (;;) {
+        const list = this.core.reclaimable();
+        if (list.length === 0) break;
+        for (const { lane, seq } of list) {
+          try {
+            await this.writer.unlinkSegment(lane.name, seq);
+            this.core.forgetSegment(lane, seq);
+            this.emit({ type: 'segment-unlinked', lane: lane.name, seq });
+          } catch (e) {
+            const s = lane.segs.get(seq);
+            if (s) s.busy = false;
+            if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.core.forgetSegment(lane, seq);
+            else break;
+          }
+        }
+      }
+    } finally {
+      this.reclaiming = false;
+    }
+  }
+
+  /** Periodic work: compact sparse data segments, expire old held mail. */
+  async maintain(): Promise<void> {
+    await this.compactData();
+    await this.expireHeld();
+    await this.reclaim();
+  }
+
+  /** Copies the live data out of mostly-empty data segments so they can be unlinked. */
+  async compactData(minBytes = 1024 * 1024): Promise<number> {
+    const core = this.core;
+    const seqs = core.sparseDataSegments(minBytes);
+    if (seqs.length === 0) return 0;
+    const dataLane = core.dataLane();
+    const M = core.msgs;
+    let moved = 0;
+    for (const seq of seqs) {
+      for (const mslot of core.msgs.byId.values()) {
+        if (M.dataLane[mslot] !== dataLane.idx || M.dataSeq[mslot] !== seq) continue;
+        const id = M.id[mslot]!;
+        const buf = await this.readData(mslot, id);
+        if (M.id[mslot] !== id || M.dataSeq[mslot] !== seq) continue;
+        core.putData(mslot, dataLane, [buf], buf.length);
+        moved++;
+      }
+    }
+    await this.writer.commit();
+    return moved;
+  }
+
+  /** Held lanes are never walked by a timer, so expiry needs its own sweep (in memory, no scan of disk). */
+  async expireHeld(): Promise<number> {
+    const core = this.core;
+    const P = core.pieces;
+    const now = this.clock.now();
+    let n = 0;
+    for (const lane of core.lanes) {
+      if (lane.kind !== 'held' && lane.kind !== 'hold') continue;
+      const maxAge =
+        lane.kind === 'held' ? (this.hooks.maxAgeFor?.(lane.domain) ?? this.maxAge) : this.maxAge;
+      const expired: number[] = [];
+      for (let i = 0; i < lane.fifo.length; i++) {
+        const slot = lane.fifo.slotAt(i);
+        if (P.gen[slot] !== lane.fifo.genAt(i) || !core.isLive(slot) || P.lane[slot] !== lane.idx) continue;
+        if ((P.flags[slot]! & F_INFLIGHT) !== 0) continue;
+        if (now - core.msgs.arrival[P.msg[slot]!]! >= maxAge) expired.push(slot);
+      }
+      for (const slot of expired) {
+        const gen = P.gen[slot]!;
+        const env = await this.readEnvelope(slot);
+        const pending = this.pendingOf(slot, env);
+        await this.finishJob(slot, gen, env, pending, []);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  pendingOf(pslot: number, env: EnvelopeRecord): number[] {
+    const done = this.core.deltas.get(pslot);
+    const out: number[] = [];
+    for (let i = 0; i < env.info.recipients.length; i++) if (!done?.has(i)) out.push(i);
+    return out;
+  }
+
+  // ------------------------------------------------------------------ operator actions
+
+  /** Waits for any delivery of the message's pieces to end, then returns its live pieces. */
+  private async settle(msgId: number): Promise<number[]> {
+    for (let i = 0; i < 100; i++) {
+      const m = this.core.msgs.byId.get(msgId);
+      if (m === undefined) return [];
+      const pieces = this.core.piecesOf(m).filter((p) => this.core.isLive(p));
+      const busy = pieces
+        .map((p) => this.inflightJobs.get(p))
+        .filter((x): x is Promise<void> => x !== undefined);
+      if (busy.length === 0) return pieces;
+      await Promise.allSettled(busy);
+    }
+    return [];
+  }
+
+  /** Moves every live piece of a message to `target` as a new version with a history entry. */
+  private async moveAll(
+    msgId: number,
+    target: (lane: LaneState) => LaneState | undefined,
+    ev: string,
+  ): Promise<number> {
+    const core = this.core;
+    const pieces = await this.settle(msgId);
+    const P = core.pieces;
+    let n = 0;
+    const now = this.clock.now();
+    for (const pslot of pieces) {
+      const from = core.laneOf(pslot);
+      const to = target(from);
+      if (!to || to === from) continue;
+      const gen = P.gen[pslot]!;
+      const env = await this.readEnvelope(pslot);
+      const mslot = P.msg[pslot]!;
+      const needData = to.kind !== 'new' && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data';
+      const data = needData ? await this.readData(mslot, msgId) : undefined;
+      if (P.gen[pslot] !== gen || !core.isLive(pslot) || (P.flags[pslot]! & F_INFLIGHT) !== 0) continue;
+      if (data) core.putData(mslot, core.dataLane(), [data], data.length);
+      const pending = this.pendingOf(pslot, env);
+      const info: EnvelopeInfo = {
+        ...env.info,
+        recipients: pending.map((i) => env.info.recipients[i]!),
+        history: [...env.info.history, { t: now, ev }].slice(-HISTORY_MAX),
+      };
+      const oldVersion = P.version[pslot]!;
+      core.putEnvelope(pslot, to, {
+        ...env,
+        version: oldVersion + 1,
+        due: to.kind === 'retry' ? now + to.delay : now,
+        rcptCount: pending.length,
+        info,
+      });
+      core.appendDone(from.name, msgId, env.piece, oldVersion, DONE_MOVED, 2);
+      n++;
+    }
+    await this.writer.commit();
+    if (n > 0) this.emit({ type: 'admin', id: formatId(msgId), action: ev });
+    this.pump(core.newLane());
+    return n;
+  }
+
+  /** Administrative hold: the message waits in the hold lane until released. */
+  hold(msgId: number): Promise<number> {
+    return this.moveAll(
+      msgId,
+      (l) => (l.kind === 'hold' ? undefined : this.core.lane('hold')),
+      'held by operator',
+    );
+  }
+
+  /** Releases held pieces (operator hold, or a held domain) for an immediate attempt. */
+  release(msgId: number): Promise<number> {
+    return this.moveAll(
+      msgId,
+      (l) => (l.kind === 'hold' || l.kind === 'held' ? this.core.newLane() : undefined),
+      'released by operator',
+    );
+  }
+
+  /** Deletes a message without any report. */
+  async remove(msgId: number): Promise<number> {
+    const pieces = await this.settle(msgId);
+    for (const p of pieces) this.core.killPiece(p, DONE_DELETED, 1);
+    await this.writer.commit();
+    if (pieces.length > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'deleted by operator' });
+    return pieces.length;
+  }
+
+  /** Ends a message now with a failure report to its sender for every pending recipient. */
+  async bounce(msgId: number): Promise<number> {
+    const pieces = await this.settle(msgId);
+    let n = 0;
+    for (const pslot of pieces) {
+      const gen = this.core.pieces.gen[pslot]!;
+      const env = await this.readEnvelope(pslot);
+      const pending = this.pendingOf(pslot, env);
+      await this.finishJob(
+        pslot,
+        gen,
+        env,
+        pending,
+        pending.map((r) => ({
+          rcpt: r,
+          status: 'failed',
+          code: 550,
+          enhanced: '5.0.0',
+          text: 'returned to sender by the postmaster',
+        })),
+      );
+      n++;
+    }
+    if (n > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'bounced by operator' });
+    return n;
+  }
+
+  /** Attempts every piece of the retry ladder now (like `postqueue -f`). Returns how many. */
+  flushRetries(): number {
+    let n = 0;
+    for (const lane of this.core.lanes) {
+      if (lane.kind !== 'retry') continue;
+      lane.flushLeft = lane.fifo.length;
+      n += lane.live;
+      this.pump(lane);
+    }
+    return n;
+  }
+
+  /** Live pieces in a domain's held lane: what an ETRN would make free. */
+  heldCount(domain: string): number {
+    return this.core.findLane(`held-${domain.toLowerCase()}`)?.live ?? 0;
+  }
+
+  heldDomains(): string[] {
+    return this.core.lanes.filter((l) => l.kind === 'held' && l.live > 0).map((l) => l.domain!);
+  }
+
+  /**
+   * Delivers a held lane through the normal deliverer (ETRN). Resolves when every piece that was
+   * in the lane at the call has been attempted. Returns the number of pieces it started with.
+   */
+  async flushHeld(domain: string): Promise<number> {
+    const lane = this.core.findLane(`held-${domain.toLowerCase()}`);
+    if (!lane || lane.live === 0) return 0;
+    const n = lane.live;
+    lane.flushLeft = lane.fifo.length;
+    const done = new Promise<void>((resolve) => lane.flushWaiters.push(resolve));
+    this.pump(lane);
+    await done;
+    return n;
+  }
+
+  /**
+   * Hands the live pieces of held lanes to a caller-run delivery (ATRN). Each job must be
+   * finished; a job finished with nothing delivered leaves its piece held, writing nothing.
+   */
+  async claimHeld(domains: readonly string[]): Promise<DeliveryJob[]> {
+    const core = this.core;
+    const P = core.pieces;
+    const jobs: DeliveryJob[] = [];
+    for (const d of domains) {
+      const lane = core.findLane(`held-${d.toLowerCase()}`);
+      if (!lane) continue;
+      const slots: number[] = [];
+      for (let i = 0; i < lane.fifo.length; i++) {
+        const slot = lane.fifo.slotAt(i);
+        if (P.gen[slot] !== lane.fifo.genAt(i) || !core.isLive(slot) || P.lane[slot] !== lane.idx) continue;
+        if ((P.flags[slot]! & F_INFLIGHT) !== 0) continue;
+        slots.push(slot);
+      }
+      for (const slot of slots) {
+        const gen = P.gen[slot]!;
+        const env = await this.readEnvelope(slot);
+        if (P.gen[slot] !== gen) continue;
+        P.flags[slot]! |= F_INFLIGHT;
+        const job = this.makeJob(slot, gen, env, lane);
+        const release = () => {
+          if (P.gen[slot] === gen) P.flags[slot]! &= ~F_INFLIGHT;
+        };
+        jobs.push({
+          ...job,
+          record: (o) => job.record(o),
+          finish: async (o) => {
+            try {
+              await job.finish(o);
+            } finally {
+              release();
+            }
+          },
+        });
+      }
+    }
+    return jobs;
+  }
+}
+
+function notifyOf(r: RecipientInfo | undefined): string[] | undefined {
+  return r?.notify;
+}
+
+function wants(r: RecipientInfo | undefined, what: string): boolean {
+  return r?.notify?.includes(what) ?? false;
+}
+
+function describe(o: RcptOutcome): string {
+  const parts: string[] = [];
+  if (o.code !== undefined) parts.push(String(o.code));
+  if (o.enhanced) parts.push(o.enhanced);
+  if (o.text) parts.push(o.text);
+  if (o.host) parts.push(`(${o.host})`);
+  return parts.join(' ') || o.status;
+}

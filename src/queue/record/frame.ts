@@ -1,0 +1,66 @@
+// Record framing: `length u32 LE | masked crc32c u32 LE | type u8 | body`. The CRC covers the
+// type byte and the body. Pure functions, no fs. A reader distinguishes three outcomes at an
+// offset: a whole valid record, "incomplete or invalid" (the caller decides whether that is a
+// torn tail or corruption), and a zero header (end of written data in a preallocated file).
+import { crc32cOf, maskCrc, unmaskCrc } from './crc.js';
+
+export const FRAME_HEADER = 9;
+/** Largest body a record may have; data is chunked below this. */
+export const MAX_BODY = 512 * 1024 * 1024;
+
+/** Encodes one record; `body` may be given in several parts to avoid copying message data. */
+export function encodeFrame(type: number, body: readonly Uint8Array[]): Buffer[] {
+  let len = 0;
+  for (const b of body) len += b.length;
+  if (len > MAX_BODY) throw new RangeError(`record body of ${len} bytes exceeds ${MAX_BODY}`);
+  const head = Buffer.allocUnsafe(FRAME_HEADER);
+  const typeByte = head.subarray(8, 9);
+  head[8] = type;
+  head.writeUInt32LE(len, 0);
+  head.writeUInt32LE(maskCrc(crc32cOf([typeByte, ...body])), 4);
+  return [head, ...(body as Buffer[])];
+}
+
+export function frameLength(body: readonly Uint8Array[]): number {
+  let len = FRAME_HEADER;
+  for (const b of body) len += b.length;
+  return len;
+}
+
+export type FrameResult =
+  | { kind: 'record'; type: number; body: Buffer; next: number }
+  | { kind: 'zero' }
+  | { kind: 'short' }
+  | { kind: 'bad'; reason: string };
+
+/** Reads the record starting at `off` in `buf` (which ends at the end of the available data). */
+export function readFrame(buf: Buffer, off: number, validTypes: (t: number) => boolean): FrameResult {
+  if (buf.length - off < FRAME_HEADER) {
+    for (let i = off; i < buf.length; i++) if (buf[i] !== 0) return { kind: 'short' };
+    return buf.length === off ? { kind: 'short' } : { kind: 'zero' };
+  }
+  const len = buf.readUInt32LE(off);
+  const crc = buf.readUInt32LE(off + 4);
+  const type = buf[off + 8]!;
+  if (len === 0 && crc === 0 && type === 0) return { kind: 'zero' };
+  if (!validTypes(type)) return { kind: 'bad', reason: `unknown record type ${type}` };
+  if (len > MAX_BODY) return { kind: 'bad', reason: `record length ${len} too large` };
+  const end = off + FRAME_HEADER + len;
+  if (end > buf.length) return { kind: 'short' };
+  const actual = crc32cOf([buf.subarray(off + 8, end)]);
+  if (actual !== unmaskCrc(crc)) return { kind: 'bad', reason: 'checksum mismatch' };
+  return { kind: 'record', type, body: buf.subarray(off + FRAME_HEADER, end), next: end };
+}
+
+/** True if some valid record starts anywhere in buf after `from`: used to tell corruption from a torn tail. */
+export function validFrameAfter(buf: Buffer, from: number, validTypes: (t: number) => boolean): number {
+  for (let i = from; i + FRAME_HEADER <= buf.length; i++) {
+    const t = buf[i + 8]!;
+    if (!validTypes(t)) continue;
+    const len = buf.readUInt32LE(i);
+    if (len > MAX_BODY || i + FRAME_HEADER + len > buf.length) continue;
+    const r = readFrame(buf, i, validTypes);
+    if (r.kind === 'record') return i;
+  }
+  return -1;
+}

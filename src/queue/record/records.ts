@@ -1,0 +1,214 @@
+// Record types of the queue log and their body codecs. Pure: bytes in, values out.
+// Every envelope-like record starts with a fixed binary prefix (message id, piece, version,
+// times, recipient count) so recovery can rebuild the index without parsing the JSON tail;
+// only the runner and inspection decode the tail. See docs/queue-format.md.
+
+export const RT_HEADER = 1;
+export const RT_DATA = 2;
+export const RT_ENVELOPE = 3;
+export const RT_DELTA = 4;
+export const RT_DONE = 5;
+
+export function isRecordType(t: number): boolean {
+  return t >= RT_HEADER && t <= RT_DONE;
+}
+
+export const FORMAT_VERSION = 1;
+
+export interface SegmentHeader {
+  format: number;
+  lane: string;
+  seq: number;
+  created: number;
+}
+
+export interface RecipientInfo {
+  address: string;
+  /** DSN NOTIFY values as given (e.g. ["SUCCESS","FAILURE"] or ["NEVER"]); absent = default. */
+  notify?: string[];
+  /** DSN ORCPT as given ("rfc822;user@example"). */
+  orcpt?: string;
+  /** Last reply or error seen for this recipient. */
+  last?: string;
+}
+
+export interface HistoryEntry {
+  t: number;
+  ev: string;
+  detail?: string;
+}
+
+export interface EnvelopeInfo {
+  sender: string;
+  recipients: RecipientInfo[];
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  /** Size of the message data in bytes. */
+  size: number;
+  smtputf8?: boolean;
+  body?: string;
+  attempts: number;
+  /** Facts about the client that submitted the message, for logs and inspection. */
+  client?: Record<string, string>;
+  lastError?: string;
+  /** A delay warning has been sent. */
+  warned?: boolean;
+  /** This message is a delivery report: never bounce it. */
+  report?: boolean;
+  history: HistoryEntry[];
+}
+
+export interface EnvelopeRecord {
+  msgId: number;
+  piece: number;
+  version: number;
+  /** When the envelope becomes due for delivery (ms since epoch). */
+  due: number;
+  /** When the message was accepted (ms since epoch). */
+  arrival: number;
+  rcptCount: number;
+  info: EnvelopeInfo;
+}
+
+export const OUTCOME_DELIVERED = 1;
+export const OUTCOME_FAILED = 2;
+
+export interface DeltaRecord {
+  msgId: number;
+  piece: number;
+  version: number;
+  rcpt: number;
+  outcome: number;
+  detail: { code?: number; enhanced?: string; text?: string; host?: string; t: number };
+}
+
+export const DONE_COMPLETED = 1;
+export const DONE_MOVED = 2;
+export const DONE_DELETED = 3;
+export const DONE_REPAIR = 4;
+
+export interface DoneRecord {
+  msgId: number;
+  piece: number;
+  version: number;
+  reason: number;
+}
+
+const ENV_PREFIX = 8 + 2 + 4 + 8 + 8 + 2;
+const DELTA_PREFIX = 8 + 2 + 4 + 2 + 1;
+const DONE_SIZE = 8 + 2 + 4 + 1;
+
+export function encodeHeader(h: SegmentHeader): Buffer {
+  return Buffer.from(JSON.stringify(h));
+}
+
+export function decodeHeader(b: Buffer): SegmentHeader {
+  return JSON.parse(b.toString('utf8')) as SegmentHeader;
+}
+
+/** The 8-byte prefix of a data record; the message bytes follow it in the same record. */
+export function encodeDataPrefix(msgId: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeDoubleLE(msgId, 0);
+  return b;
+}
+
+export const DATA_PREFIX = 8;
+
+export function decodeDataId(body: Buffer): number {
+  return body.readDoubleLE(0);
+}
+
+export function encodeEnvelope(e: EnvelopeRecord): Buffer {
+  const json = Buffer.from(JSON.stringify(e.info));
+  const b = Buffer.allocUnsafe(ENV_PREFIX + json.length);
+  b.writeDoubleLE(e.msgId, 0);
+  b.writeUInt16LE(e.piece, 8);
+  b.writeUInt32LE(e.version, 10);
+  b.writeDoubleLE(e.due, 14);
+  b.writeDoubleLE(e.arrival, 22);
+  b.writeUInt16LE(e.rcptCount, 30);
+  json.copy(b, ENV_PREFIX);
+  return b;
+}
+
+/** The fixed prefix only: what recovery needs. */
+export interface EnvelopeHead {
+  msgId: number;
+  piece: number;
+  version: number;
+  due: number;
+  arrival: number;
+  rcptCount: number;
+}
+
+export function decodeEnvelopeHead(b: Buffer): EnvelopeHead {
+  if (b.length < ENV_PREFIX) throw new RangeError('envelope record too short');
+  return {
+    msgId: b.readDoubleLE(0),
+    piece: b.readUInt16LE(8),
+    version: b.readUInt32LE(10),
+    due: b.readDoubleLE(14),
+    arrival: b.readDoubleLE(22),
+    rcptCount: b.readUInt16LE(30),
+  };
+}
+
+export function decodeEnvelope(b: Buffer): EnvelopeRecord {
+  const h = decodeEnvelopeHead(b);
+  const info = JSON.parse(b.toString('utf8', ENV_PREFIX)) as EnvelopeInfo;
+  return { ...h, info };
+}
+
+export function encodeDelta(d: DeltaRecord): Buffer {
+  const json = Buffer.from(JSON.stringify(d.detail));
+  const b = Buffer.allocUnsafe(DELTA_PREFIX + json.length);
+  b.writeDoubleLE(d.msgId, 0);
+  b.writeUInt16LE(d.piece, 8);
+  b.writeUInt32LE(d.version, 10);
+  b.writeUInt16LE(d.rcpt, 14);
+  b.writeUInt8(d.outcome, 16);
+  json.copy(b, DELTA_PREFIX);
+  return b;
+}
+
+export function decodeDelta(b: Buffer, withDetail = true): DeltaRecord {
+  if (b.length < DELTA_PREFIX) throw new RangeError('delta record too short');
+  return {
+    msgId: b.readDoubleLE(0),
+    piece: b.readUInt16LE(8),
+    version: b.readUInt32LE(10),
+    rcpt: b.readUInt16LE(14),
+    outcome: b.readUInt8(16),
+    detail: withDetail ? (JSON.parse(b.toString('utf8', DELTA_PREFIX)) as DeltaRecord['detail']) : { t: 0 },
+  };
+}
+
+export function encodeDone(d: DoneRecord): Buffer {
+  const b = Buffer.allocUnsafe(DONE_SIZE);
+  b.writeDoubleLE(d.msgId, 0);
+  b.writeUInt16LE(d.piece, 8);
+  b.writeUInt32LE(d.version, 10);
+  b.writeUInt8(d.reason, 14);
+  return b;
+}
+
+export function decodeDone(b: Buffer): DoneRecord {
+  if (b.length < DONE_SIZE) throw new RangeError('done record too short');
+  return {
+    msgId: b.readDoubleLE(0),
+    piece: b.readUInt16LE(8),
+    version: b.readUInt32LE(10),
+    reason: b.readUInt8(14),
+  };
+}
+
+/** Message ids are shown to people as fixed-width upper-case hex. */
+export function formatId(id: number): string {
+  return id.toString(16).toUpperCase().padStart(13, '0');
+}
+
+export function parseId(s: string): number | undefined {
+  if (!/^[0-9A-Fa-f]{1,13}$/.test(s)) return undefined;
+  return Number.parseInt(s, 16);
+}

@@ -1,0 +1,194 @@
+// The in-memory index of one queue, kept as columns of typed arrays so a million queued
+// messages cost a few dozen bytes each (docs/queue-format.md, "memory"). Rows are slots that
+// are reused; `gen` changes whenever a piece row changes identity or location, so references
+// kept elsewhere (lane FIFOs) can tell they are stale without a search.
+// This file holds no queue logic: it only stores and grows.
+
+export const NO_SLOT = -1;
+export const UNPLACED = 0xffffffff;
+
+function grow<T extends Float64Array | Uint32Array | Int32Array | Uint16Array | Uint8Array>(
+  a: T,
+  n: number,
+): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
+}
+
+/** One row per message: its data location, reference count and pieces. */
+export class MessageTable {
+  cap = 0;
+  id = new Float64Array(0);
+  arrival = new Float64Array(0);
+  dataLane = new Uint16Array(0);
+  dataSeq = new Uint32Array(0);
+  dataOff = new Uint32Array(0);
+  dataLen = new Uint32Array(0);
+  refs = new Uint16Array(0);
+  head = new Int32Array(0);
+  nextPieceNo = new Uint16Array(0);
+  readonly byId = new Map<number, number>();
+  private free: number[] = [];
+  private top = 0;
+  count = 0;
+
+  alloc(id: number, arrival: number): number {
+    let s = this.free.pop();
+    if (s === undefined) {
+      if (this.top === this.cap) this.resize(Math.max(1024, Math.ceil(this.cap * 1.5)));
+      s = this.top++;
+    }
+    this.id[s] = id;
+    this.arrival[s] = arrival;
+    this.dataSeq[s] = UNPLACED;
+    this.dataLane[s] = 0;
+    this.dataOff[s] = 0;
+    this.dataLen[s] = 0;
+    this.refs[s] = 0;
+    this.head[s] = NO_SLOT;
+    this.nextPieceNo[s] = 0;
+    this.byId.set(id, s);
+    this.count++;
+    return s;
+  }
+
+  release(s: number): void {
+    this.byId.delete(this.id[s]!);
+    this.id[s] = -1;
+    this.head[s] = NO_SLOT;
+    this.free.push(s);
+    this.count--;
+  }
+
+  private resize(n: number): void {
+    this.id = grow(this.id, n);
+    this.arrival = grow(this.arrival, n);
+    this.dataLane = grow(this.dataLane, n);
+    this.dataSeq = grow(this.dataSeq, n);
+    this.dataOff = grow(this.dataOff, n);
+    this.dataLen = grow(this.dataLen, n);
+    this.refs = grow(this.refs, n);
+    this.head = grow(this.head, n);
+    this.nextPieceNo = grow(this.nextPieceNo, n);
+    this.cap = n;
+  }
+
+  bytes(): number {
+    return this.cap * (8 + 8 + 2 + 4 + 4 + 4 + 2 + 4 + 2);
+  }
+}
+
+export const F_LIVE = 1;
+export const F_INFLIGHT = 2;
+
+/** One row per envelope piece (a message has one piece unless split). */
+export class PieceTable {
+  cap = 0;
+  msg = new Int32Array(0);
+  piece = new Uint16Array(0);
+  version = new Uint32Array(0);
+  lane = new Uint16Array(0);
+  seq = new Uint32Array(0);
+  off = new Uint32Array(0);
+  len = new Uint32Array(0);
+  due = new Float64Array(0);
+  pending = new Uint16Array(0);
+  flags = new Uint8Array(0);
+  gen = new Uint32Array(0);
+  next = new Int32Array(0);
+  /** Batch that made the current envelope durable (0: recovered). */
+  batch = new Uint32Array(0);
+  private free: number[] = [];
+  private top = 0;
+  count = 0;
+
+  alloc(): number {
+    let s = this.free.pop();
+    if (s === undefined) {
+      if (this.top === this.cap) this.resize(Math.max(1024, Math.ceil(this.cap * 1.5)));
+      s = this.top++;
+    }
+    this.gen[s] = (this.gen[s]! + 1) >>> 0;
+    this.flags[s] = 0;
+    this.seq[s] = UNPLACED;
+    this.next[s] = NO_SLOT;
+    this.count++;
+    return s;
+  }
+
+  release(s: number): void {
+    this.flags[s] = 0;
+    this.gen[s] = (this.gen[s]! + 1) >>> 0;
+    this.free.push(s);
+    this.count--;
+  }
+
+  private resize(n: number): void {
+    this.msg = grow(this.msg, n);
+    this.piece = grow(this.piece, n);
+    this.version = grow(this.version, n);
+    this.lane = grow(this.lane, n);
+    this.seq = grow(this.seq, n);
+    this.off = grow(this.off, n);
+    this.len = grow(this.len, n);
+    this.due = grow(this.due, n);
+    this.pending = grow(this.pending, n);
+    this.flags = grow(this.flags, n);
+    this.gen = grow(this.gen, n);
+    this.next = grow(this.next, n);
+    this.batch = grow(this.batch, n);
+    this.cap = n;
+  }
+
+  bytes(): number {
+    return this.cap * (4 + 2 + 4 + 2 + 4 + 4 + 4 + 8 + 2 + 1 + 4 + 4 + 4);
+  }
+}
+
+/** A FIFO of (slot, gen) pairs in log order; stale entries are skipped by the reader. */
+export class SlotFifo {
+  private slots = new Int32Array(16);
+  private gens = new Uint32Array(16);
+  private headIdx = 0;
+  private tailIdx = 0;
+
+  get length(): number {
+    return this.tailIdx - this.headIdx;
+  }
+
+  push(slot: number, gen: number): void {
+    if (this.tailIdx === this.slots.length) {
+      const live = this.tailIdx - this.headIdx;
+      const n = live * 2 > this.slots.length ? this.slots.length * 2 : this.slots.length;
+      const s = new Int32Array(n);
+      const g = new Uint32Array(n);
+      s.set(this.slots.subarray(this.headIdx, this.tailIdx));
+      g.set(this.gens.subarray(this.headIdx, this.tailIdx));
+      this.slots = s;
+      this.gens = g;
+      this.headIdx = 0;
+      this.tailIdx = live;
+    }
+    this.slots[this.tailIdx] = slot;
+    this.gens[this.tailIdx] = gen;
+    this.tailIdx++;
+  }
+
+  /** Entry i from the head (0 = oldest). */
+  slotAt(i: number): number {
+    return this.slots[this.headIdx + i]!;
+  }
+
+  genAt(i: number): number {
+    return this.gens[this.headIdx + i]!;
+  }
+
+  shift(): void {
+    if (this.headIdx < this.tailIdx) this.headIdx++;
+  }
+
+  bytes(): number {
+    return this.slots.length * 8;
+  }
+}

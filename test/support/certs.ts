@@ -1,0 +1,54 @@
+// Test TLS material: one self-signed certificate for "localhost" (SAN DNS:localhost,
+// IP:127.0.0.1, IP:::1) generated once per process with `selfsigned` and shared by every
+// test. Tests that need files get them written into their own temp dir.
+// Invariant: never used outside tests; the key is throwaway, generated at run time.
+// Failure: generation errors reject the promise (and every later call, since it is cached).
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+
+export interface TestCert {
+  /** PEM private key. */
+  key: string;
+  /** PEM certificate. */
+  cert: string;
+}
+
+let cached: Promise<TestCert> | undefined;
+
+/** The process-wide test certificate (valid from an hour ago for a year). */
+export function makeTestCert(): Promise<TestCert> {
+  cached ??= generate([{ name: 'commonName', value: 'localhost' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    // Backdated so that a clock a little behind the generator's still accepts it.
+    notBeforeDate: new Date(Date.now() - 3_600_000),
+    notAfterDate: new Date(Date.now() + 365 * 86_400_000),
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+          { type: 7, ip: '::1' },
+        ],
+      },
+    ],
+  }).then((pems) => ({ key: pems.private, cert: pems.cert }));
+  return cached;
+}
+
+/** Writes the test certificate as `cert.pem` and `key.pem` into `dir`; returns their paths. */
+export async function writeTestCertFiles(dir: string): Promise<{ certFile: string; keyFile: string }> {
+  const { key, cert } = await makeTestCert();
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  writeFileSync(certFile, cert);
+  writeFileSync(keyFile, key, { mode: 0o600 });
+  return { certFile, keyFile };
+}
