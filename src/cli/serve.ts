@@ -1,0 +1,66 @@
+// `logmta serve`: load the configuration (or the built-in defaults), start the daemon, print
+// where it listens and where its data is, and stop on SIGTERM/SIGINT. Crash-only: stopping
+// saves nothing, because the next start recovers from the log.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/index.js';
+import { startDaemon } from '../daemon.js';
+import { createLogger } from '../log.js';
+import type { Io } from './main.js';
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  let args: ReturnType<typeof parse>;
+  try {
+    args = parse(argv);
+  } catch (e) {
+    io.stderr.write(`logmta serve: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 64;
+  }
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    const overrides: { listen?: string[]; dataDir?: string } = {};
+    if (args.values.listen) overrides.listen = args.values.listen;
+    if (args.values['data-dir']) overrides.dataDir = args.values['data-dir'];
+    config = loadConfig(args.values.config ? { file: args.values.config, overrides } : { overrides });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      io.stderr.write(`logmta: invalid configuration:\n  ${e.problems.join('\n  ')}\n`);
+      return 78;
+    }
+    throw e;
+  }
+  const logger = createLogger({ format: args.values.pretty ? 'pretty' : config.log.format, level: config.log.level });
+  const daemon = await startDaemon(config, { logger, sync: !args.values['unsafe-no-sync'] });
+  io.stderr.write(
+    `logmta: SMTP on ${daemon.addresses.smtp.join(', ') || '(none)'}` +
+      (daemon.addresses.submission.length ? `, submission on ${daemon.addresses.submission.join(', ')}` : '') +
+      `; data in ${config.dataDir}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      logger.info({ signal: sig }, 'stopping');
+      daemon.stop(5_000).then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  logger.flush?.();
+  return 0;
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      listen: { type: 'string', multiple: true },
+      'data-dir': { type: 'string' },
+      pretty: { type: 'boolean' },
+      /** Benchmark-only: never fdatasync. Not for production. */
+      'unsafe-no-sync': { type: 'boolean' },
+    },
+    allowPositionals: false,
+  });
+}

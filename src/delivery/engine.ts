@@ -1,0 +1,176 @@
+// The delivery engine: the Deliverer the queue calls for each due piece. It splits the piece's
+// pending recipients by destination (local Maildir, held ODMR domain, remote next hop), sends
+// each group (one transaction per destination, more when the peer answers 452), classifies every
+// recipient's outcome and hands them back to the queue, which commits them before anything is
+// considered done. With several destinations, outcomes of finished groups are committed as they
+// come, so a crash repeats only what was in flight.
+import { errorText, MtaError } from '../errors.js';
+import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
+import type { OutboundRecipient, RecipientResult } from '../smtp/client/index.js';
+import type { ConnectionPool } from './pool.js';
+import { type Decision, domainOf, localPartOf, type Router } from './router.js';
+
+export interface LocalDelivery {
+  (data: Buffer, target: { maildir: string; returnPath: string; deliveredTo: string }): Promise<void>;
+}
+
+export interface EngineEvents {
+  attempt?(ev: { id: string; rcpt: string; relay: string; status: string; code?: number; text?: string; ms: number }): void;
+}
+
+export class DeliveryEngine {
+  readonly stats = { attempts: 0, delivered: 0, deferred: 0, failed: 0, transactions: 0 };
+
+  constructor(
+    private readonly router: Router,
+    private readonly pool: ConnectionPool,
+    private readonly local: LocalDelivery,
+    private readonly events: EngineEvents = {},
+  ) {}
+
+  readonly deliver = async (job: DeliveryJob): Promise<void> => {
+    const groups = new Map<string, { decision: Decision; rcpts: number[] }>();
+    for (const i of job.pending) {
+      const domain = domainOf(job.envelope.info.recipients[i]!.address);
+      const decision = this.router.decide(domain);
+      const key = decision.kind === 'remote' ? decision.key : decision.kind === 'local' ? `local:${domain}` : `odmr:${decision.domain}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { decision, rcpts: [] }));
+      g.rcpts.push(i);
+    }
+    const all: RcptOutcome[] = [];
+    const several = groups.size > 1;
+    await Promise.all(
+      [...groups.values()].map(async (g) => {
+        const outs = await this.deliverGroup(job, g.decision, g.rcpts);
+        all.push(...outs);
+        if (several && outs.some((o) => o.status === 'delivered')) await job.record(outs);
+      }),
+    );
+    await job.finish(all);
+  };
+
+  private async deliverGroup(job: DeliveryJob, d: Decision, rcpts: number[]): Promise<RcptOutcome[]> {
+    this.stats.attempts += rcpts.length;
+    const t0 = Date.now();
+    let outs: RcptOutcome[];
+    if (d.kind === 'odmr') {
+      outs = rcpts.map((r) => ({ rcpt: r, status: 'deferred', hold: d.domain, text: `held for ODMR collection of ${d.domain}` }));
+    } else if (d.kind === 'local') {
+      outs = await this.deliverLocal(job, d.local.maildir, rcpts);
+    } else {
+      outs = await this.deliverRemote(job, d, rcpts);
+      if (d.etrn) for (const o of outs) if (o.status === 'deferred') o.hold = d.etrn;
+    }
+    for (const o of outs) {
+      this.stats[o.status]++;
+      const ev: Parameters<NonNullable<EngineEvents['attempt']>>[0] = {
+        id: job.id,
+        rcpt: job.envelope.info.recipients[o.rcpt]!.address,
+        relay: o.host ?? d.kind,
+        status: o.status,
+        ms: Date.now() - t0,
+      };
+      if (o.code !== undefined) ev.code = o.code;
+      if (o.text !== undefined) ev.text = o.text;
+      this.events.attempt?.(ev);
+    }
+    return outs;
+  }
+
+  private async deliverLocal(job: DeliveryJob, template: string, rcpts: number[]): Promise<RcptOutcome[]> {
+    const data = await job.data();
+    const out: RcptOutcome[] = [];
+    for (const r of rcpts) {
+      const address = job.envelope.info.recipients[r]!.address;
+      const user = localPartOf(address).toLowerCase();
+      if (!/^[a-z0-9!#$%&'*+=?^_`{|}~.-]+$/.test(user) || user.startsWith('.') || user.includes('..')) {
+        out.push({ rcpt: r, status: 'failed', code: 550, enhanced: '5.1.1', text: 'mailbox name not allowed', host: 'local' });
+        continue;
+      }
+      const maildir = template.replaceAll('{user}', user).replaceAll('{domain}', domainOf(address));
+      try {
+        await this.local(data, { maildir, returnPath: job.envelope.info.sender, deliveredTo: address });
+        out.push({ rcpt: r, status: 'delivered', code: 250, enhanced: '2.0.0', text: `delivered to ${maildir}`, host: 'local' });
+      } catch (e) {
+        const permanent = e instanceof MtaError && e.kind === 'permanent';
+        out.push({
+          rcpt: r,
+          status: permanent ? 'failed' : 'deferred',
+          code: e instanceof MtaError && e.smtp ? e.smtp.code : permanent ? 550 : 451,
+          enhanced: e instanceof MtaError && e.smtp ? e.smtp.enhanced : permanent ? '5.2.0' : '4.2.0',
+          text: errorText(e),
+          host: 'local',
+        });
+      }
+    }
+    return out;
+  }
+
+  private async deliverRemote(job: DeliveryJob, d: Extract<Decision, { kind: 'remote' }>, rcpts: number[]): Promise<RcptOutcome[]> {
+    const info = job.envelope.info;
+    let lease: Awaited<ReturnType<ConnectionPool['acquire']>>;
+    try {
+      lease = await this.pool.acquire(d.key, d.candidates, {
+        tls: { mode: d.requireTls ? 'required' : 'opportunistic', verify: d.verifyTls },
+        ...(d.auth ? { auth: { user: d.auth.user, pass: d.auth.password } } : {}),
+      });
+    } catch (e) {
+      const permanent = e instanceof MtaError && e.kind === 'permanent';
+      const smtp = e instanceof MtaError ? e.smtp : undefined;
+      return rcpts.map((r) => ({
+        rcpt: r,
+        status: permanent ? 'failed' : 'deferred',
+        code: smtp?.code ?? (permanent ? 550 : 451),
+        enhanced: smtp?.enhanced ?? (permanent ? '5.4.0' : '4.4.1'),
+        text: errorText(e),
+      }));
+    }
+    const out: RcptOutcome[] = [];
+    let reusable = false;
+    try {
+      const data = await job.data();
+      let todo = rcpts.slice();
+      while (todo.length > 0) {
+        const recipients: OutboundRecipient[] = todo.map((r) => {
+          const ri = info.recipients[r]!;
+          const o: OutboundRecipient = { address: ri.address };
+          if (ri.notify) o.notify = ri.notify as NonNullable<OutboundRecipient['notify']>;
+          if (ri.orcpt) o.orcpt = ri.orcpt;
+          return o;
+        });
+        const tx: Parameters<typeof lease.client.sendMessage>[0] = { sender: info.sender, recipients, size: data.length, data: [data] };
+        if (info.ret) tx.ret = info.ret;
+        if (info.envid !== undefined) tx.envid = info.envid;
+        if (info.smtputf8) tx.smtputf8 = true;
+        if (info.body === '8BITMIME') tx.body8bit = true;
+        const res = await lease.client.sendMessage(tx);
+        this.stats.transactions++;
+        reusable = res.reusable;
+        const retry: number[] = [];
+        res.recipients.forEach((rr: RecipientResult) => {
+          const r = todo[rr.index]!;
+          if (rr.tooManyRecipients && reusable && rr.index > 0) {
+            retry.push(r);
+            return;
+          }
+          const o: RcptOutcome = { rcpt: r, status: rr.status, code: rr.code, enhanced: rr.enhanced, text: rr.text, host: lease.host };
+          if (rr.status === 'delivered' && !lease.client.extensions.dsn) o.relayed = true;
+          out.push(o);
+        });
+        if (retry.length === 0 || retry.length === todo.length) {
+          for (const r of retry) out.push({ rcpt: r, status: 'deferred', code: 452, enhanced: '4.5.3', text: 'too many recipients', host: lease.host });
+          break;
+        }
+        todo = retry;
+      }
+    } catch (e) {
+      const done = new Set(out.map((o) => o.rcpt));
+      for (const r of rcpts) if (!done.has(r)) out.push({ rcpt: r, status: 'deferred', code: 451, enhanced: '4.4.2', text: errorText(e), host: lease.host });
+      reusable = false;
+    } finally {
+      lease.release(reusable);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,186 @@
+// Where to connect for a domain: MX lookup (RFC 5321 §5.1) through an injectable resolver, and
+// static route host specs. Returns an ordered candidate list; connecting is the caller's job.
+// Invariants: candidates are in preference order, equal preferences shuffled with the injected
+// random; a domain without MX falls back to itself (implicit MX) only if it has A or AAAA records.
+// Fails with MtaError: permanent for NXDOMAIN (550 5.1.2), Null MX (556 5.1.10, RFC 7505) and a
+// domain with no mail-capable records; transient for SERVFAIL, timeouts and other resolver trouble.
+
+import { Resolver } from 'node:dns/promises';
+import net from 'node:net';
+import { MtaError } from '../errors.js';
+
+export interface MxRecord {
+  exchange: string;
+  priority: number;
+}
+
+/** The subset of node:dns/promises we use; tests inject their own. */
+export interface DnsResolver {
+  resolveMx(domain: string): Promise<MxRecord[]>;
+  resolve4(host: string): Promise<string[]>;
+  resolve6(host: string): Promise<string[]>;
+}
+
+export interface MxCandidate {
+  host: string;
+  port: number;
+  /** MX preference; -1 for an implicit MX and for static routes. */
+  preference: number;
+}
+
+export function systemResolver(
+  opts: { timeoutMs?: number; tries?: number; servers?: string[] } = {},
+): DnsResolver {
+  const r = new Resolver({ timeout: opts.timeoutMs ?? 10_000, tries: opts.tries ?? 2 });
+  if (opts.servers) r.setServers(opts.servers);
+  return {
+    resolveMx: (d) => r.resolveMx(d),
+    resolve4: (h) => r.resolve4(h),
+    resolve6: (h) => r.resolve6(h),
+  };
+}
+
+export interface MxOptions {
+  resolver: DnsResolver;
+  /** Uniform in [0, 1); default Math.random. */
+  random?: () => number;
+  port?: number;
+}
+
+const NO_DATA = new Set(['ENODATA', 'ENOTFOUND']);
+
+function dnsCode(e: unknown): string {
+  return typeof e === 'object' && e !== null && 'code' in e
+    ? String((e as { code: unknown }).code)
+    : 'EUNKNOWN';
+}
+
+function transient(domain: string, what: string, e: unknown): MtaError {
+  return new MtaError('DNS_TEMPFAIL', 'transient', `${what} lookup for ${domain} failed: ${dnsCode(e)}`, {
+    smtp: { code: 451, enhanced: '4.4.3' },
+    cause: e,
+  });
+}
+
+function noSuchDomain(domain: string): MtaError {
+  return new MtaError('DNS_NXDOMAIN', 'permanent', `Host or domain name not found: ${domain}`, {
+    smtp: { code: 550, enhanced: '5.1.2' },
+  });
+}
+
+/** Fisher–Yates shuffle of a[from..to) with the injected random. */
+function shuffle<T>(a: T[], from: number, to: number, random: () => number): void {
+  for (let i = to - 1; i > from; i--) {
+    const j = from + Math.floor(random() * (i - from + 1));
+    const t = a[i] as T;
+    a[i] = a[j] as T;
+    a[j] = t;
+  }
+}
+
+export async function resolveMx(domain: string, opts: MxOptions): Promise<MxCandidate[]> {
+  const random = opts.random ?? Math.random;
+  const port = opts.port ?? 25;
+  const name = domain.replace(/\.$/, '').toLowerCase();
+  let records: MxRecord[];
+  try {
+    records = await opts.resolver.resolveMx(name);
+  } catch (e) {
+    const code = dnsCode(e);
+    if (code === 'ENOTFOUND') throw noSuchDomain(name);
+    if (code !== 'ENODATA') throw transient(name, 'MX', e);
+    records = [];
+  }
+  // Null MX: node reports "." as an empty exchange.
+  const isNull = (r: MxRecord) => r.exchange === '' || r.exchange === '.';
+  if (records.length === 1 && records[0] !== undefined && isNull(records[0])) {
+    throw new MtaError('NULL_MX', 'permanent', `Domain ${name} does not accept mail (null MX)`, {
+      smtp: { code: 556, enhanced: '5.1.10' },
+    });
+  }
+  records = records.filter((r) => !isNull(r));
+  if (records.length === 0) return implicitMx(name, opts.resolver, port);
+
+  const list = records
+    .map((r) => ({ host: r.exchange.replace(/\.$/, '').toLowerCase(), port, preference: r.priority }))
+    .sort((a, b) => a.preference - b.preference);
+  let start = 0;
+  for (let i = 1; i <= list.length; i++) {
+    if (i === list.length || list[i]?.preference !== list[start]?.preference) {
+      shuffle(list, start, i, random);
+      start = i;
+    }
+  }
+  // The same host listed twice (at two preferences) is tried once, at its best preference.
+  const seen = new Set<string>();
+  return list.filter((c) => !seen.has(c.host) && seen.add(c.host));
+}
+
+/** RFC 5321 §5.1: no MX records -> the domain itself, if it has an address. */
+async function implicitMx(name: string, resolver: DnsResolver, port: number): Promise<MxCandidate[]> {
+  const lookups = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
+  let hasAddress = false;
+  let tempfail: unknown;
+  let nx = true;
+  for (const l of lookups) {
+    if (l.status === 'fulfilled') {
+      nx = false;
+      if (l.value.length > 0) hasAddress = true;
+    } else {
+      const code = dnsCode(l.reason);
+      if (code !== 'ENOTFOUND') nx = false;
+      if (!NO_DATA.has(code)) tempfail = l.reason;
+    }
+  }
+  if (hasAddress) return [{ host: name, port, preference: -1 }];
+  if (tempfail !== undefined) throw transient(name, 'A/AAAA', tempfail);
+  if (nx) throw noSuchDomain(name);
+  throw new MtaError('DNS_NO_MAIL_HOST', 'permanent', `Domain ${name} has no MX, A or AAAA records`, {
+    smtp: { code: 550, enhanced: '5.1.2' },
+  });
+}
+
+/**
+ * Parses one static route host: "host", "host:port", "1.2.3.4:port", "[ipv6]:port", "[ipv6]" or
+ * "[host]" (brackets are also accepted around names, Postfix style). A bare IPv6 literal has no port.
+ */
+export function parseHostSpec(spec: string, defaultPort = 25): { host: string; port: number } {
+  const s = spec.trim();
+  const bad = () => new MtaError('BAD_ROUTE', 'permanent', `bad route host "${spec}"`);
+  let host: string;
+  let portText: string | undefined;
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']');
+    if (close < 0) throw bad();
+    host = s.slice(1, close);
+    const rest = s.slice(close + 1);
+    if (rest.length > 0) {
+      if (!rest.startsWith(':')) throw bad();
+      portText = rest.slice(1);
+    }
+  } else if (net.isIPv6(s)) {
+    host = s;
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon >= 0) {
+      host = s.slice(0, colon);
+      portText = s.slice(colon + 1);
+    } else host = s;
+  }
+  if (host.length === 0 || /[\s/[\]]/.test(host) || (host.includes(':') && !net.isIPv6(host))) throw bad();
+  let port = defaultPort;
+  if (portText !== undefined) {
+    if (!/^\d{1,5}$/.test(portText)) throw bad();
+    port = Number(portText);
+    if (port < 1 || port > 65535) throw bad();
+  }
+  return { host, port };
+}
+
+/** Parses a route: host specs separated by commas or whitespace, tried in the order given. */
+export function parseRoute(spec: string, defaultPort = 25): MxCandidate[] {
+  return spec
+    .split(/[,\s]+/)
+    .filter((p) => p.length > 0)
+    .map((p) => ({ ...parseHostSpec(p, defaultPort), preference: -1 }));
+}

@@ -1,0 +1,170 @@
+// Outbound connections: reuse per destination, a concurrency limit per destination and a
+// global one, and a dead-host cache so that an unreachable host costs one connection attempt
+// per interval rather than one per queued message. Knows nothing of the queue.
+import { MtaError } from '../errors.js';
+import { SmtpClient } from '../smtp/client/index.js';
+import type { SmtpClientOptions } from '../smtp/client/options.js';
+import type { Clock } from '../util/clock.js';
+import type { MxCandidate } from './mx.js';
+
+export interface PoolOptions {
+  clientOptions: SmtpClientOptions;
+  perDestination: number;
+  global: number;
+  /** How long a host that refused or timed out a connection is skipped. */
+  deadHostMs: number;
+  /** Idle connections are closed after this long. */
+  idleMs: number;
+  clock: Clock;
+}
+
+interface Idle {
+  client: SmtpClient;
+  host: string;
+  cancel: () => void;
+}
+
+interface Dest {
+  active: number;
+  idle: Idle[];
+  waiters: Array<() => void>;
+}
+
+export interface Lease {
+  client: SmtpClient;
+  host: string;
+  /** Give the connection back: reusable ones are kept for the next message. */
+  release(reusable: boolean): void;
+}
+
+export class ConnectionPool {
+  private readonly dests = new Map<string, Dest>();
+  private readonly dead = new Map<string, { until: number; why: string }>();
+  private active = 0;
+  private readonly globalWaiters: Array<() => void> = [];
+  readonly stats = { connections: 0, reused: 0, deadSkips: 0 };
+
+  constructor(private readonly opts: PoolOptions) {}
+
+  private dest(key: string): Dest {
+    let d = this.dests.get(key);
+    if (!d) this.dests.set(key, (d = { active: 0, idle: [], waiters: [] }));
+    return d;
+  }
+
+  /** Per-destination counts, for metrics and the dashboard. */
+  snapshot(): Array<{ key: string; active: number; idle: number; waiting: number }> {
+    return [...this.dests].map(([key, d]) => ({ key, active: d.active, idle: d.idle.length, waiting: d.waiters.length }));
+  }
+
+  isDead(host: string, port: number): string | undefined {
+    const k = `${host}:${port}`;
+    const d = this.dead.get(k);
+    if (!d) return undefined;
+    if (d.until <= this.opts.clock.now()) {
+      this.dead.delete(k);
+      return undefined;
+    }
+    return d.why;
+  }
+
+  markDead(host: string, port: number, why: string): void {
+    this.dead.set(`${host}:${port}`, { until: this.opts.clock.now() + this.opts.deadHostMs, why });
+  }
+
+  /** Waits for a slot at `key`, then hands out an idle connection or opens a new one. */
+  async acquire(key: string, candidates: () => Promise<MxCandidate[]>, extra: Partial<SmtpClientOptions> = {}): Promise<Lease> {
+    const d = this.dest(key);
+    while (d.active >= this.opts.perDestination || this.active >= this.opts.global) {
+      await new Promise<void>((r) => (d.active >= this.opts.perDestination ? d.waiters : this.globalWaiters).push(r));
+    }
+    d.active++;
+    this.active++;
+    try {
+      for (;;) {
+        const idle = d.idle.pop();
+        if (!idle) break;
+        idle.cancel();
+        if (idle.client.usable) {
+          this.stats.reused++;
+          return this.lease(key, d, idle.client, idle.host);
+        }
+        idle.client.close();
+      }
+      const { client, host } = await this.connect(await candidates(), extra);
+      return this.lease(key, d, client, host);
+    } catch (e) {
+      this.done(d);
+      throw e;
+    }
+  }
+
+  private lease(key: string, d: Dest, client: SmtpClient, host: string): Lease {
+    let released = false;
+    return {
+      client,
+      host,
+      release: (reusable) => {
+        if (released) return;
+        released = true;
+        if (reusable && client.usable) {
+          const cancel = this.opts.clock.setTimer(this.opts.idleMs, () => {
+            const i = d.idle.findIndex((x) => x.client === client);
+            if (i >= 0) d.idle.splice(i, 1);
+            void client.quit().catch(() => client.close());
+          });
+          d.idle.push({ client, host, cancel });
+        } else {
+          void client.quit().catch(() => client.close());
+        }
+        this.done(d);
+        void key;
+      },
+    };
+  }
+
+  private done(d: Dest): void {
+    d.active--;
+    this.active--;
+    d.waiters.shift()?.();
+    this.globalWaiters.shift()?.();
+  }
+
+  private async connect(cands: MxCandidate[], extra: Partial<SmtpClientOptions>): Promise<{ client: SmtpClient; host: string }> {
+    if (cands.length === 0) throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', { smtp: { code: 451, enhanced: '4.4.4' } });
+    const errors: string[] = [];
+    let permanent: MtaError | undefined;
+    for (const c of cands) {
+      const why = this.isDead(c.host, c.port);
+      if (why) {
+        this.stats.deadSkips++;
+        errors.push(`${c.host}:${c.port} ${why} (cached)`);
+        continue;
+      }
+      try {
+        const client = await SmtpClient.connect(c.host, c.port, { ...this.opts.clientOptions, ...extra });
+        this.stats.connections++;
+        return { client, host: `${c.host}:${c.port}` };
+      } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        errors.push(`${c.host}:${c.port} ${msg}`);
+        const stage = (e as { stage?: string }).stage;
+        // A greeting or EHLO 5xx is the host speaking: not dead, but try the next one.
+        if (e instanceof MtaError && e.kind === 'permanent') permanent ??= e;
+        else if (stage === 'connect' || stage === 'greeting' || stage === undefined) this.markDead(c.host, c.port, msg);
+      }
+    }
+    if (permanent && errors.length === 1) throw permanent;
+    throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), { smtp: { code: 451, enhanced: '4.4.1' } });
+  }
+
+  close(): void {
+    for (const d of this.dests.values()) {
+      for (const i of d.idle) {
+        i.cancel();
+        i.client.close();
+      }
+      d.idle = [];
+    }
+  }
+}

@@ -1,0 +1,102 @@
+// Where a recipient's mail goes, from the configuration alone: a local Maildir, a domain held
+// for ODMR (only its customer can collect it), or a remote destination (static route, ETRN
+// domain host, or MX lookup). Pure decisions; no I/O except the MX lookup it hands back as a
+// function. Domains compare lower-case without a trailing dot.
+import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
+import { type DnsResolver, type MxCandidate, resolveMx } from './mx.js';
+
+export type Decision =
+  | { kind: 'local'; local: LocalDomain }
+  | { kind: 'odmr'; domain: string }
+  | {
+      kind: 'remote';
+      /** Destination key for connection reuse and concurrency limits. */
+      key: string;
+      candidates: () => Promise<MxCandidate[]>;
+      requireTls: boolean;
+      verifyTls: boolean;
+      auth: Credentials | undefined;
+      /** ETRN domain whose held lane takes deferred recipients. */
+      etrn: string | undefined;
+    };
+
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return (at < 0 ? '' : address.slice(at + 1)).toLowerCase().replace(/\.$/, '');
+}
+
+export function localPartOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : address.slice(0, at);
+}
+
+function under(domain: string, parent: string): boolean {
+  return domain === parent || domain.endsWith(`.${parent}`);
+}
+
+export class Router {
+  private readonly local = new Map<string, LocalDomain>();
+  private readonly routes = new Map<string, Route>();
+  private readonly odmr = new Set<string>();
+
+  constructor(
+    private readonly config: Pick<Config, 'local' | 'routes' | 'etrn' | 'odmr'>,
+    private readonly resolver: DnsResolver,
+    private readonly random: () => number = Math.random,
+  ) {
+    for (const l of config.local) this.local.set(l.domain, l);
+    for (const r of config.routes) if (!this.routes.has(r.domain)) this.routes.set(r.domain, r);
+    for (const a of config.odmr.accounts) for (const d of a.domains) this.odmr.add(d);
+  }
+
+  isLocal(domain: string): boolean {
+    return this.local.has(domain);
+  }
+
+  localDomain(domain: string): LocalDomain | undefined {
+    return this.local.get(domain);
+  }
+
+  /** The ODMR domain that holds mail for `domain`, if any. */
+  odmrDomainOf(domain: string): string | undefined {
+    return this.odmr.has(domain) ? domain : undefined;
+  }
+
+  /** The configured ETRN domain covering `domain`, if any. */
+  etrnOf(domain: string): EtrnDomain | undefined {
+    for (const e of this.config.etrn) {
+      if (domain === e.domain || (e.subdomains && under(domain, e.domain))) return e;
+    }
+    return undefined;
+  }
+
+  /** Routed for relay: an explicit route (not the "*" catch-all), or an ETRN/ODMR domain. */
+  isRelayDomain(domain: string): boolean {
+    return this.routes.has(domain) || this.etrnOf(domain) !== undefined || this.odmr.has(domain);
+  }
+
+  decide(domain: string): Decision {
+    const local = this.local.get(domain);
+    if (local) return { kind: 'local', local };
+    if (this.odmr.has(domain)) return { kind: 'odmr', domain };
+    const etrn = this.etrnOf(domain);
+    const route = this.routes.get(domain) ?? (etrn ? undefined : this.routes.get('*'));
+    if (etrn?.host) {
+      const h = etrn.host;
+      return { kind: 'remote', key: `etrn:${etrn.domain}`, candidates: async () => [{ host: h.host, port: h.port, preference: -1 }], requireTls: false, verifyTls: false, auth: undefined, etrn: etrn.domain };
+    }
+    if (route) {
+      const hosts = route.hosts.map((h) => ({ host: h.host, port: h.port, preference: -1 }));
+      return { kind: 'remote', key: `route:${route.domain}`, candidates: async () => hosts, requireTls: route.requireTls, verifyTls: route.verifyTls, auth: route.auth, etrn: etrn?.domain };
+    }
+    return {
+      kind: 'remote',
+      key: `mx:${domain}`,
+      candidates: () => resolveMx(domain, { resolver: this.resolver, random: this.random }),
+      requireTls: false,
+      verifyTls: false,
+      auth: undefined,
+      etrn: etrn?.domain,
+    };
+  }
+}

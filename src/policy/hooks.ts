@@ -1,0 +1,87 @@
+// What mail this host takes, and from whom: the SMTP server's hooks built from the
+// configuration. Relay control (never an open relay), known local users, AUTH accounts, and
+// the hand-over to the queue with each recipient's first destination (ODMR domains go straight
+// to their held lane). The server decides nothing of this itself.
+import type { Config } from '../config/index.js';
+import { cidrListContains } from '../config/index.js';
+import { domainOf, localPartOf, type Router } from '../delivery/router.js';
+import { IdSource } from '../queue/ids.js';
+import type { Queues } from '../queue/queues.js';
+import { formatId, parseId } from '../queue/record/records.js';
+import type { Destination, RecipientInfo } from '../queue/types.js';
+import { reply } from '../smtp/protocol/reply.js';
+import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
+
+/** Local parts we will write into a Maildir path: no routing tricks, no path games. */
+const SAFE_LOCAL = /^[A-Za-z0-9!#$&'*+=?^_`{|}~.-]+$/;
+
+export function makeServerHooks(config: Config, router: Router, queues: Queues, ids: IdSource): ServerHooks {
+  const users = new Map(config.users.map((u) => [u.name, u.password]));
+  const knownLocal = new Map(config.local.map((l) => [l.domain, l.users ? new Set(l.users.map((u) => u.toLowerCase())) : undefined]));
+
+  function relayAllowed(ctx: SessionContext): boolean {
+    return ctx.client.auth !== undefined || cidrListContains(config.smtp.relayNetworks, ctx.client.ip);
+  }
+
+  return {
+    newMessageId: () => formatId(ids.next()),
+
+    checkRecipient(address: string, ctx: SessionContext) {
+      const domain = domainOf(address);
+      const local = localPartOf(address);
+      if (router.isLocal(domain)) {
+        // %-hacks, bang paths and quoted local parts are not mailbox names here.
+        if (!SAFE_LOCAL.test(local) || local.startsWith('.') || local.includes('..')) {
+          return reply(550, '5.1.3', `<${address}>: mailbox name not allowed`);
+        }
+        const list = knownLocal.get(domain);
+        if (list && !list.has(local.toLowerCase())) return reply(550, '5.1.1', `<${address}>: user unknown`);
+        return null;
+      }
+      if (relayAllowed(ctx)) return null;
+      if (router.isRelayDomain(domain) && !local.includes('%') && !local.includes('!') && !local.includes('@')) return null;
+      return reply(554, '5.7.1', `<${address}>: relay access denied`);
+    },
+
+    verifyPassword(user: string, password: string) {
+      const p = users.get(user);
+      return p !== undefined && timingSafeEqual(p, password);
+    },
+
+    cramSecret(user: string) {
+      return users.get(user) ?? null;
+    },
+
+    async accept(m: ReceivedMessage): Promise<{ queueId: string }> {
+      const recipients: RecipientInfo[] = m.recipients.map((r) => {
+        const info: RecipientInfo = { address: r.address };
+        if (r.notify) info.notify = r.notify.length === 0 ? ['NEVER'] : r.notify.slice();
+        if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
+        return info;
+      });
+      const destinations: Destination[] = m.recipients.map((r) => {
+        const odmr = router.odmrDomainOf(domainOf(r.address));
+        return odmr ? { kind: 'held', domain: odmr } : { kind: 'new' };
+      });
+      const client: Record<string, string> = { ip: m.client.ip };
+      if (m.client.helo) client.helo = m.client.helo;
+      if (m.client.auth) client.auth = m.client.auth;
+      if (m.client.tls) client.tls = m.client.tls.protocol;
+      const input: Parameters<Queues['accept']>[0] = { data: m.data, sender: m.sender, recipients, destinations, client, arrival: m.receivedAt };
+      const id = parseId(m.id);
+      if (id !== undefined) input.msgId = id;
+      if (m.params.ret) input.ret = m.params.ret;
+      if (m.params.envid !== undefined) input.envid = m.params.envid;
+      if (m.params.smtputf8) input.smtputf8 = true;
+      if (m.params.body) input.body = m.params.body;
+      const r = await queues.accept(input);
+      return { queueId: r.id };
+    },
+  };
+}
+
+function timingSafeEqual(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  return diff === 0;
+}

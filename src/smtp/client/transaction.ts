@@ -1,0 +1,301 @@
+// One mail transaction on an established session: local checks (SIZE, SMTPUTF8, address
+// syntax), [RSET] MAIL RCPT... DATA pipelined when the peer offers PIPELINING (RFC 2920), then the
+// data dot-stuffed (DATA) or raw (BDAT, RFC 3030), and one result per recipient.
+// Invariants: a recipient is "delivered" only on a 2xx to the end of data; every reply of a
+// pipelined group is read and checked; a failed MAIL or end of data applies to every recipient
+// still pending; any network error, timeout or protocol error leaves every recipient without a
+// final answer "deferred" (the message may then have arrived — duplicates, never loss) and makes
+// the connection unusable. Nothing here rejects: failures are results.
+
+import { errorText, MtaError } from '../../errors.js';
+import type { SmtpConnection } from './connection.js';
+import { DotStuffer, dotStuff } from './dotstuff.js';
+import type { Extensions } from './extensions.js';
+import type { OutboundTransaction, RecipientResult, SendResult, SmtpTimeouts } from './options.js';
+import { isAscii, isSafeAddress, mailFromLine, rcptToLine } from './params.js';
+import type { Reply } from './reply.js';
+
+export interface TransactionState {
+  /** Messages completed (end-of-data reply received) on this connection. */
+  messages: number;
+  /** The previous transaction was aborted: the peer may still hold envelope state. */
+  dirty: boolean;
+  busy: boolean;
+}
+
+export interface TransactionOptions {
+  timeouts: SmtpTimeouts;
+  chunking: boolean;
+  rsetBeforeReuse: boolean;
+}
+
+const noop = (): void => {};
+
+function statusOf(code: number): RecipientResult['status'] {
+  if (code >= 200 && code < 300) return 'delivered';
+  if (code >= 500 && code < 600) return 'failed';
+  return 'deferred';
+}
+
+function fromReply(index: number, r: Reply, stage: RecipientResult['stage']): RecipientResult {
+  const res: RecipientResult = {
+    index,
+    code: r.code,
+    enhanced: r.enhanced ?? `${Math.floor(r.code / 100)}.0.0`,
+    text: r.text,
+    status: statusOf(r.code),
+    remote: true,
+    stage,
+  };
+  // 452 means "too many recipients" unless the enhanced code says otherwise (4.2.2 mailbox full...).
+  if (stage === 'rcpt' && r.code === 452 && (r.enhanced === undefined || r.enhanced === '4.5.3')) {
+    res.tooManyRecipients = true;
+  }
+  return res;
+}
+
+function local(index: number, code: number, enhanced: string, text: string, stage: RecipientResult['stage']) {
+  return {
+    index,
+    code,
+    enhanced,
+    text,
+    status: statusOf(code),
+    remote: false,
+    stage,
+  } satisfies RecipientResult;
+}
+
+/** Unexpected reply class for a step: the peer and we are out of step. */
+class OutOfStep extends MtaError {
+  constructor(what: string, r: Reply) {
+    super('SMTP_OUT_OF_STEP', 'transient', `unexpected reply to ${what}: ${r.code} ${r.text}`, {
+      smtp: { code: 451, enhanced: '4.5.0' },
+    });
+  }
+}
+
+export async function sendTransaction(
+  conn: SmtpConnection,
+  ext: Extensions,
+  tx: OutboundTransaction,
+  state: TransactionState,
+  o: TransactionOptions,
+): Promise<SendResult> {
+  const n = tx.recipients.length;
+  const results: (RecipientResult | undefined)[] = new Array(n);
+  const done = (reusable: boolean): SendResult => ({
+    recipients: results.map((r, i) => r ?? local(i, 451, '4.3.0', 'no result', 'local')),
+    reusable: reusable && conn.alive,
+  });
+  const all = (make: (i: number) => RecipientResult) => {
+    for (let i = 0; i < n; i++) if (results[i] === undefined) results[i] = make(i);
+  };
+
+  if (!conn.alive) {
+    all((i) => local(i, 451, '4.4.2', conn.error?.message ?? 'connection closed', 'connection'));
+    return done(false);
+  }
+  if (!isSafeAddress(tx.sender)) {
+    all((i) => local(i, 553, '5.1.7', 'bad sender address syntax', 'local'));
+    return done(true);
+  }
+  const needsUtf8 = !isAscii(tx.sender) || tx.recipients.some((r) => !isAscii(r.address));
+  if (needsUtf8 && !ext.smtputf8) {
+    all((i) =>
+      local(i, 553, '5.6.7', `SMTPUTF8 is required, but was not offered by host ${conn.remote}`, 'local'),
+    );
+    return done(true);
+  }
+  if (ext.size !== undefined && ext.size > 0 && tx.size > ext.size) {
+    all((i) =>
+      local(
+        i,
+        552,
+        '5.3.4',
+        `message size ${tx.size} exceeds size limit ${ext.size} of server ${conn.remote}`,
+        'local',
+      ),
+    );
+    return done(true);
+  }
+  const todo: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = tx.recipients[i];
+    if (r === undefined || !isSafeAddress(r.address)) {
+      results[i] = local(i, 501, '5.1.3', 'bad recipient address syntax', 'local');
+    } else todo.push(i);
+  }
+  if (todo.length === 0) return done(true);
+
+  const t = o.timeouts;
+  const pipelining = ext.pipelining;
+  const bdat = o.chunking && ext.chunking;
+  const needRset = state.dirty || (o.rsetBeforeReuse && state.messages > 0);
+  const mailLine = mailFromLine(
+    {
+      sender: tx.sender,
+      size: tx.size,
+      ...(tx.body8bit !== undefined && { body8bit: tx.body8bit }),
+      smtputf8: needsUtf8 || tx.smtputf8 === true,
+      ...(tx.ret !== undefined && { ret: tx.ret }),
+      ...(tx.envid !== undefined && { envid: tx.envid }),
+    },
+    ext,
+  );
+  const rcptLine = (i: number) => rcptToLine(tx.recipients[i] ?? { address: '' }, ext);
+
+  state.busy = true;
+  state.dirty = true;
+  let stage = 'sending MAIL FROM';
+  try {
+    // Phase 1: the envelope. With PIPELINING every command goes out in one corked write and the
+    // handler queue pairs replies with commands; without it, each waits for its reply.
+    let rsetP: Promise<Reply> | undefined;
+    let mailP: Promise<Reply> | undefined;
+    const rcptPs: Promise<Reply>[] = [];
+    let dataP: Promise<Reply> | undefined;
+    if (pipelining) {
+      const s = conn.socket;
+      s.cork();
+      if (needRset) rsetP = conn.send('RSET\r\n', t.command, 'RSET reply');
+      mailP = conn.send(mailLine, t.mail, 'MAIL reply');
+      for (const i of todo) rcptPs.push(conn.send(rcptLine(i), t.rcpt, 'RCPT reply'));
+      if (!bdat) dataP = conn.send('DATA\r\n', t.dataStart, 'DATA reply');
+      s.uncork();
+      // Every promise is awaited below, but a rejection may come before its turn.
+      for (const p of [rsetP, mailP, dataP, ...rcptPs]) p?.catch(noop);
+    }
+    if (needRset) {
+      stage = 'sending RSET';
+      const r = await (rsetP ?? conn.send('RSET\r\n', t.command, 'RSET reply'));
+      if (r.code !== 250) throw new OutOfStep('RSET', r);
+    }
+    stage = 'sending MAIL FROM';
+    const mail = await (mailP ?? conn.send(mailLine, t.mail, 'MAIL reply'));
+    if (mail.code >= 300 && mail.code < 400) throw new OutOfStep('MAIL FROM', mail);
+    const accepted: number[] = [];
+    if (mail.code < 300) {
+      stage = 'sending RCPT TO';
+      for (let k = 0; k < todo.length; k++) {
+        const i = todo[k] ?? 0;
+        const r = await (rcptPs[k] ?? conn.send(rcptLine(i), t.rcpt, 'RCPT reply'));
+        if (r.code >= 300 && r.code < 400) throw new OutOfStep('RCPT TO', r);
+        if (r.code < 300) accepted.push(i);
+        else results[i] = fromReply(i, r, 'rcpt');
+      }
+    } else {
+      for (const i of todo) results[i] = fromReply(i, mail, 'mail');
+      // Pipelined RCPT replies (503 by now) still have to be read to stay in step.
+      for (const p of rcptPs) await p;
+    }
+    if (accepted.length === 0) {
+      if (dataP) {
+        stage = 'sending DATA';
+        const r = await dataP;
+        // RFC 2920 §3.1: a server that says 354 anyway gets an empty message it must discard...
+        // we send only the terminator, and the transaction state is dirty (RSET next time).
+        if (r.code === 354) await conn.send('.\r\n', t.dataEnd, 'end of data reply');
+      }
+      return done(true);
+    }
+
+    // Phase 2: the data.
+    let final: Reply;
+    if (!bdat) {
+      stage = 'sending DATA';
+      const r = await (dataP ?? conn.send('DATA\r\n', t.dataStart, 'DATA reply'));
+      if (r.code !== 354) {
+        if (r.code < 400) throw new OutOfStep('DATA', r);
+        for (const i of accepted) results[i] = fromReply(i, r, 'data');
+        return done(true);
+      }
+      stage = 'sending message data';
+      await writeDotStuffed(conn, tx.data, t);
+      stage = 'waiting for reply to end of data';
+      final = await conn.expect(t.dataEnd, 'reply to end of data');
+    } else {
+      stage = 'sending message data (BDAT)';
+      final = await writeBdat(conn, tx.data, t, pipelining);
+    }
+    if (final.code >= 300 && final.code < 400) throw new OutOfStep('end of data', final);
+    for (const i of accepted) results[i] = fromReply(i, final, 'data');
+    state.messages++;
+    state.dirty = final.code >= 300;
+    return done(true);
+  } catch (e) {
+    const why = `${stage}: ${errorText(e)}`;
+    const smtp = e instanceof MtaError && e.smtp ? e.smtp : { code: 451, enhanced: '4.4.2' };
+    if (conn.alive) conn.fail(e instanceof MtaError ? e : new MtaError('SMTP_CLIENT', 'transient', why));
+    all((i) => local(i, smtp.code, smtp.enhanced, why, 'connection'));
+    return done(false);
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function writeDotStuffed(
+  conn: SmtpConnection,
+  data: OutboundTransaction['data'],
+  t: SmtpTimeouts,
+): Promise<void> {
+  if (Array.isArray(data)) {
+    // Whole message in memory: one corked write of subarrays, no copy. The end-of-data deadline
+    // (10 minutes) covers a peer that stops reading.
+    conn.write(dotStuff(data as readonly Buffer[]));
+    return;
+  }
+  const s = new DotStuffer();
+  const out: Buffer[] = [];
+  for await (const chunk of data as AsyncIterable<Buffer>) {
+    s.push(chunk, out);
+    const ok = conn.write(out);
+    out.length = 0;
+    if (!ok) await conn.drain(t.dataBlock, 'data block to be sent');
+    if (!conn.alive) throw conn.error;
+  }
+  s.end(out);
+  conn.write(out);
+}
+
+async function writeBdat(
+  conn: SmtpConnection,
+  data: OutboundTransaction['data'],
+  t: SmtpTimeouts,
+  pipelining: boolean,
+): Promise<Reply> {
+  if (Array.isArray(data)) {
+    const chunks = data as readonly Buffer[];
+    let size = 0;
+    for (const c of chunks) size += c.length;
+    conn.write([Buffer.from(`BDAT ${size} LAST\r\n`), ...chunks]);
+    return conn.expect(t.dataEnd, 'reply to BDAT LAST');
+  }
+  // Streamed: one BDAT per chunk; without PIPELINING each waits for its reply.
+  const pending: Promise<Reply>[] = [];
+  for await (const chunk of data as AsyncIterable<Buffer>) {
+    if (chunk.length === 0) continue;
+    const ok = conn.write([Buffer.from(`BDAT ${chunk.length}\r\n`), chunk]);
+    const p = conn.expect(t.dataBlock, 'reply to BDAT');
+    if (pipelining) {
+      p.catch(noop);
+      pending.push(p);
+      if (!ok) await conn.drain(t.dataBlock, 'data block to be sent');
+    } else {
+      const r = await p;
+      if (r.code !== 250) return r;
+    }
+    if (!conn.alive) throw conn.error;
+  }
+  conn.write('BDAT 0 LAST\r\n');
+  const last = conn.expect(t.dataEnd, 'reply to BDAT LAST');
+  last.catch(noop);
+  for (const p of pending) {
+    const r = await p;
+    if (r.code !== 250) {
+      await last;
+      return r;
+    }
+  }
+  return last;
+}

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { BodyReader, type BodyReaderOptions } from './body.js';
+
+const BIG = 1 << 30;
+
+function dataReader(opts: Partial<BodyReaderOptions> = {}): BodyReader {
+  return new BodyReader({ maxSize: BIG, dotTerminated: true, ...opts });
+}
+
+/** Feed `wire` in the given pieces; returns the reader, its content and how many bytes it consumed. */
+function run(wire: Buffer | string, cuts: number[] = [], opts: Partial<BodyReaderOptions> = {}) {
+  const w = typeof wire === 'string' ? Buffer.from(wire, 'latin1') : wire;
+  const r = dataReader(opts);
+  let consumed = 0;
+  let prev = 0;
+  for (const c of [...cuts.filter((x) => x > 0 && x < w.length).sort((a, b) => a - b), w.length]) {
+    if (c <= prev) continue;
+    if (!r.done) consumed += r.feed(w.subarray(prev, c));
+    prev = c;
+  }
+  return { r, body: Buffer.concat(r.chunks).toString('latin1'), consumed };
+}
+
+function stuff(content: string): string {
+  return content.replace(/^\./gm, '..');
+}
+
+describe('BodyReader (DATA)', () => {
+  test('ends at CRLF.CRLF and leaves pipelined commands unconsumed', () => {
+    const wire = 'Subject: x\r\n\r\nhello\r\n.\r\nMAIL FROM:<>\r\n';
+    const { r, body, consumed } = run(wire);
+    assert.equal(r.done, true);
+    assert.equal(body, 'Subject: x\r\n\r\nhello\r\n');
+    assert.equal(wire.slice(consumed), 'MAIL FROM:<>\r\n');
+    assert.equal(r.size, body.length);
+  });
+
+  test('an empty message is just the terminator', () => {
+    const { r, body, consumed } = run('.\r\n');
+    assert.equal(r.done, true);
+    assert.equal(body, '');
+    assert.equal(consumed, 3);
+  });
+
+  test('leading dots are unstuffed', () => {
+    const { body } = run('..hidden\r\n...\r\n.x\r\n.\r\n');
+    assert.equal(body, '.hidden\r\n..\r\nx\r\n');
+  });
+
+  test('the terminator split at every position across chunks is found', () => {
+    const wire = 'a\r\n.b\r\n.\r\nNOOP\r\n';
+    for (let i = 1; i < wire.length; i++) {
+      for (let j = i; j < wire.length; j++) {
+        const { r, body, consumed } = run(wire, [i, j]);
+        assert.equal(r.done, true, `${i},${j}`);
+        assert.equal(body, 'a\r\nb\r\n', `${i},${j}`);
+        assert.equal(consumed, wire.length - 6, `${i},${j}`);
+      }
+    }
+  });
+
+  test('any dot-stuffed content split anywhere reads back exactly (property)', () => {
+    const line = fc.stringMatching(/^[.a-zA-Z :]{0,40}$/);
+    fc.assert(
+      fc.property(
+        fc.array(line, { maxLength: 30 }),
+        fc.array(fc.nat(2000), { maxLength: 8 }),
+        (lines, cuts) => {
+          const content = lines.map((l) => l + '\r\n').join('');
+          const wire = stuff(content) + '.\r\nQUIT\r\n';
+          const { r, body, consumed } = run(wire, cuts);
+          return r.done && r.error === null && body === content && wire.slice(consumed) === 'QUIT\r\n';
+        },
+      ),
+    );
+  });
+
+  test('bare LF is normalised to CRLF', () => {
+    const { r, body } = run('a\nb\r\n\nc\r\n.\r\n');
+    assert.equal(r.done, true);
+    assert.equal(body, 'a\r\nb\r\n\r\nc\r\n');
+    assert.equal(r.bareLf, 2);
+    assert.equal(r.error, null);
+  });
+
+  test('a dot line after a bare LF or ending in a bare LF does not end the message (smuggling)', () => {
+    const a = run('a\n.\r\nMAIL FROM:<evil>\r\n');
+    assert.equal(a.r.done, false);
+    const b = run('a\r\n.\nMAIL FROM:<evil>\r\n');
+    assert.equal(b.r.done, false);
+    const c = run('a\r\n.\nx\r\n.\r\n');
+    assert.equal(c.r.done, true);
+    assert.equal(c.body, 'a\r\n\r\nx\r\n');
+  });
+
+  test('bare CR rejects the message but reading continues to the end', () => {
+    const { r, consumed } = run('a\rb\r\nmore\r\n.\r\nNOOP\r\n');
+    assert.equal(r.done, true);
+    assert.equal(r.error, 'bareCr');
+    assert.deepEqual(r.chunks, []);
+    assert.equal(consumed, 'a\rb\r\nmore\r\n.\r\n'.length);
+  });
+
+  test('bare CR is detected across a chunk boundary and after a stuffed dot', () => {
+    assert.equal(run('ab\rcd\r\n.\r\n', [3]).r.error, 'bareCr');
+    assert.equal(run('ab\r\ncd\r\n.\r\n', [3]).r.error, null);
+    assert.equal(run('x\r\n.\rz\r\n.\r\n').r.error, 'bareCr');
+    assert.equal(run('x\r\n.\rz\r\n.\r\n', [5]).r.error, 'bareCr');
+    assert.equal(run('x\rz\r\n.\r\n', [2]).r.error, 'bareCr');
+  });
+
+  test('NUL rejects the message; a NUL after the terminator is not part of it', () => {
+    assert.equal(run('a\x00b\r\n.\r\n').r.error, 'nul');
+    const r = run('ab\r\n.\r\n\x00');
+    assert.equal(r.r.error, null);
+  });
+
+  test('a 1000-octet line is accepted, 1001 rejected with the reading continued', () => {
+    const ok = run('x'.repeat(998) + '\r\n.\r\n');
+    assert.equal(ok.r.error, null);
+    const bad = run('x'.repeat(999) + '\r\n.\r\n');
+    assert.equal(bad.r.error, 'lineLength');
+    assert.equal(bad.r.done, true);
+    const split = run('x'.repeat(5000) + '\r\n.\r\n', [100, 2000, 4000]);
+    assert.equal(split.r.error, 'lineLength');
+    assert.equal(split.r.done, true);
+  });
+
+  test('the stuffing dot does not count towards the line length', () => {
+    assert.equal(run('.' + '.'.repeat(998) + '\r\n.\r\n').r.error, null);
+  });
+
+  test('over maxSize: stored chunks are dropped, reading continues, error is size', () => {
+    const { r } = run('x'.repeat(500) + '\r\n' + 'y'.repeat(500) + '\r\n.\r\n', [300, 700], { maxSize: 600 });
+    assert.equal(r.error, 'size');
+    assert.equal(r.done, true);
+    assert.deepEqual(r.chunks, []);
+  });
+
+  test('a message of exactly maxSize is accepted', () => {
+    const { r } = run('x'.repeat(8) + '\r\n.\r\n', [], { maxSize: 10 });
+    assert.equal(r.error, null);
+  });
+
+  test('Received: fields in the header section are counted; the limit is a loop', () => {
+    const hdrs = (n: number) => 'Received: from x\r\n\tby y\r\n'.repeat(n);
+    const ok = run(hdrs(99) + 'Subject: s\r\n\r\nReceived: in body\r\n.\r\n', [], { maxReceived: 100 });
+    assert.equal(ok.r.receivedCount, 99);
+    assert.equal(ok.r.error, null);
+    const loop = run(hdrs(100) + '\r\nbody\r\n.\r\n', [7, 33, 1000], { maxReceived: 100 });
+    assert.equal(loop.r.error, 'loop');
+    assert.equal(loop.r.done, true);
+  });
+
+  test('Received: is matched case-insensitively even when split across chunks', () => {
+    const { r } = run('rEcEiVeD: a\r\nX: y\r\n\r\n.\r\n', [3, 5]);
+    assert.equal(r.receivedCount, 1);
+  });
+
+  test('content chunks are views into the input, not copies', () => {
+    const wire = Buffer.from('hello\r\nworld\r\n.\r\n');
+    const r = dataReader();
+    r.feed(wire);
+    assert.equal(r.chunks.length, 1);
+    assert.equal(r.chunks[0]?.buffer, wire.buffer);
+  });
+});
+
+describe('BodyReader (BDAT)', () => {
+  test('consumes everything and does not interpret dots', () => {
+    const r = new BodyReader({ maxSize: BIG, dotTerminated: false });
+    assert.equal(r.feed(Buffer.from('.\r\n..x\r\n')), 8);
+    assert.equal(r.done, false);
+    assert.equal(Buffer.concat(r.chunks).toString(), '.\r\n..x\r\n');
+  });
+  test('BINARYMIME skips the line policies but keeps the size limit', () => {
+    const r = new BodyReader({ maxSize: 10, dotTerminated: false, binary: true });
+    r.feed(Buffer.from('a\rb\x00c\nd'));
+    assert.equal(r.error, null);
+    r.feed(Buffer.from('0123456789'));
+    assert.equal(r.error, 'size');
+  });
+});

@@ -1,0 +1,50 @@
+// SMTP reply values and their wire form (RFC 5321 4.2, enhanced status codes RFC 2034/3463).
+// Invariant: every formatted reply is one or more lines "ddd-text" ... "ddd text", each ending in
+// CRLF; when an enhanced code is given it prefixes every line (RFC 2034 section 4). Text is
+// sanitised: embedded CR/LF never reach the wire (a hook's text cannot inject extra replies).
+// Pure; never throws for well-typed input (a code outside 200..599 is a programming error and throws
+// a TypeError).
+
+export interface SmtpReply {
+  /** Three-digit reply code. */
+  code: number;
+  /** Enhanced status code "c.s.d" without the reply code, e.g. "5.1.1". */
+  enhanced?: string;
+  /** One line, or several for a multi-line reply. */
+  text: string | readonly string[];
+}
+
+const CRLF_IN_TEXT = /[\r\n]+/g;
+
+function clean(line: string): string {
+  return line.indexOf('\r') === -1 && line.indexOf('\n') === -1 ? line : line.replace(CRLF_IN_TEXT, ' ');
+}
+
+/** The wire form of a reply, CRLF-terminated, ready to be written. */
+export function formatReply(reply: SmtpReply): string {
+  const { code } = reply;
+  if (!Number.isInteger(code) || code < 200 || code > 599) throw new TypeError(`bad SMTP reply code ${code}`);
+  const prefix = reply.enhanced === undefined ? '' : reply.enhanced + ' ';
+  const lines = typeof reply.text === 'string' ? [reply.text] : reply.text;
+  if (lines.length <= 1) return `${code} ${prefix}${clean(lines[0] ?? '')}\r\n`;
+  let out = '';
+  const last = lines.length - 1;
+  for (let i = 0; i < lines.length; i++) {
+    out += `${code}${i === last ? ' ' : '-'}${prefix}${clean(lines[i] as string)}\r\n`;
+  }
+  return out;
+}
+
+/** Shorthand constructor. */
+export function reply(
+  code: number,
+  enhanced: string | undefined,
+  text: string | readonly string[],
+): SmtpReply {
+  return enhanced === undefined ? { code, text } : { code, enhanced, text };
+}
+
+/** The class digit of an enhanced code must agree with the reply code's first digit. */
+export function enhancedMatches(code: number, enhanced: string): boolean {
+  return /^[245]\.\d{1,3}\.\d{1,3}$/.test(enhanced) && enhanced[0] === String(code)[0];
+}

@@ -1,0 +1,156 @@
+// DATA (RFC 5321 4.1.1.4) and BDAT (RFC 3030 CHUNKING), and the end of a message: Received: header,
+// hand-over to hooks.accept, final reply.
+// Invariants:
+// - The final 250 is sent only after hooks.accept resolved (DESIGN rule 1: durable). Commands
+//   pipelined after the end of data wait until then (the session is busy), so replies never reorder.
+// - A BDAT chunk is always read to its announced length, even when refused, so the stream stays in
+//   sync; a refused or failed chunk resets the transaction and later BDATs get 503.
+// - Body policy errors (size, line length, bare CR, NUL, loop) are answered after the whole body
+//   was read (see protocol/body.ts).
+
+import { isMtaError, smtpStatusOf } from '../../../errors.js';
+import { BodyReader, bodyErrorReply } from '../../protocol/body.js';
+import type { ReceivedMessage } from '../hooks.js';
+import { receivedHeader } from '../received.js';
+import type { SmtpSession } from '../session.js';
+
+function newReader(s: SmtpSession, dot: boolean): BodyReader {
+  return new BodyReader({
+    maxSize: s.opts.maxMessageSize,
+    maxLineLength: s.opts.maxLineLength,
+    maxReceived: s.opts.maxReceived,
+    dotTerminated: dot,
+    binary: !dot && s.tx?.params.body === 'BINARYMIME',
+  });
+}
+
+export function data(s: SmtpSession, args: string): void {
+  const tx = s.tx;
+  if (args.length > 0) {
+    s.badCommand(501, '5.5.4', 'Syntax: DATA');
+    return;
+  }
+  if (tx === null || tx.recipients.length === 0) {
+    s.reply(554, '5.5.1', 'No valid recipients');
+    return;
+  }
+  if (tx.params.body === 'BINARYMIME') {
+    s.badCommand(503, '5.5.1', 'BODY=BINARYMIME requires BDAT');
+    return;
+  }
+  tx.body = newReader(s, true);
+  s.mode = 'data';
+  s.reply(354, undefined, 'End data with <CR><LF>.<CR><LF>');
+}
+
+const BDAT_ARGS = /^(\d{1,15})( +LAST)?$/i;
+
+export function bdat(s: SmtpSession, args: string): void | Promise<void> {
+  const m = BDAT_ARGS.exec(args);
+  if (m === null) {
+    // Without a size we cannot skip the chunk; the client's bytes will be read as commands.
+    s.badCommand(501, '5.5.4', 'Syntax: BDAT chunk-size [LAST]');
+    return;
+  }
+  const size = Number(m[1]);
+  s.bdatRemaining = size;
+  s.bdatLast = m[2] !== undefined;
+  s.bdatRefusal = null;
+  const tx = s.tx;
+  if (s.phase === 'init') s.bdatRefusal = { code: 503, enhanced: '5.5.1', text: 'Send HELO/EHLO first' };
+  else if (tx === null) s.bdatRefusal = { code: 503, enhanced: '5.5.1', text: 'Need MAIL before BDAT' };
+  else if (tx.recipients.length === 0)
+    s.bdatRefusal = { code: 554, enhanced: '5.5.1', text: 'No valid recipients' };
+  else {
+    if (tx.body === undefined) tx.body = newReader(s, false);
+    s.phase = 'bdat';
+  }
+  s.mode = 'bdat';
+  if (size === 0) {
+    s.mode = 'command';
+    return finishBdat(s);
+  }
+}
+
+export function finishBdat(s: SmtpSession): void | Promise<void> {
+  const refusal = s.bdatRefusal;
+  if (refusal !== null) {
+    s.bdatRefusal = null;
+    s.badCommand(refusal.code, refusal.enhanced ?? '5.5.1', String(refusal.text));
+    return;
+  }
+  const body = s.tx?.body;
+  if (body === undefined) return;
+  if (body.error !== null) {
+    s.sendReply(bodyErrorReply(body.error));
+    s.resetTransaction();
+    return;
+  }
+  if (!s.bdatLast) {
+    s.reply(250, '2.0.0', `${body.size} octets received`);
+    return;
+  }
+  return finishMessage(s);
+}
+
+export function finishData(s: SmtpSession): void | Promise<void> {
+  const body = s.tx?.body;
+  if (body === undefined) return;
+  if (body.error !== null) {
+    s.sendReply(bodyErrorReply(body.error));
+    s.resetTransaction();
+    return;
+  }
+  return finishMessage(s);
+}
+
+function finishMessage(s: SmtpSession): Promise<void> {
+  const tx = s.tx;
+  const body = tx?.body;
+  if (tx === null || body === undefined) return Promise.resolve();
+  const now = s.opts.clock.now();
+  const client = { ...s.client };
+  const header = Buffer.from(
+    receivedHeader({
+      hostname: s.opts.hostname,
+      client,
+      esmtp: s.esmtp,
+      smtputf8: tx.params.smtputf8 === true,
+      id: tx.id,
+      ...(tx.recipients.length === 1 ? { recipient: (tx.recipients[0] as { address: string }).address } : {}),
+      date: now,
+    }),
+    'utf8',
+  );
+  const chunks = body.chunks;
+  chunks.unshift(header);
+  const params: ReceivedMessage['params'] = {};
+  const p = tx.params;
+  if (p.ret !== undefined) params.ret = p.ret;
+  if (p.envid !== undefined) params.envid = p.envid;
+  if (p.body !== undefined) params.body = p.body;
+  if (p.smtputf8) params.smtputf8 = true;
+  if (p.size !== undefined) params.size = p.size;
+  const msg: ReceivedMessage = {
+    id: tx.id,
+    sender: tx.sender,
+    recipients: tx.recipients,
+    params,
+    data: chunks,
+    size: body.size + header.length,
+    client,
+    receivedAt: now,
+  };
+  s.resetTransaction();
+  return s.hooks.accept(msg).then(
+    ({ queueId }) => {
+      s.reply(250, '2.0.0', `Ok: queued as ${queueId}`);
+      s.opts.logger?.debug({ id: msg.id, queueId, size: msg.size, rcpts: msg.recipients.length }, 'accepted');
+    },
+    (e: unknown) => {
+      const st = smtpStatusOf(e);
+      s.reply(st.code, st.enhanced, isMtaError(e) && e.smtp ? e.message : 'Local error in processing');
+      s.opts.logger?.warn({ id: msg.id, err: e }, 'accept failed');
+    },
+  );
+}

@@ -1,0 +1,86 @@
+// MAIL FROM and RCPT TO (RFC 5321 4.1.1.2-3) with SIZE, BODY, SMTPUTF8, DSN and AUTH parameters.
+// Invariants: a transaction starts only after the sender is accepted; its message id is taken from
+// hooks.newMessageId() then (our Received: header needs it before the queue has seen the message).
+// Submission mode refuses MAIL before AUTH (530 5.7.0). At most maxRecipients recipients
+// (452 4.5.3 beyond). Duplicate recipients are kept as given (delivery de-duplicates).
+
+import { parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
+import type { RecipientEntry } from '../hooks.js';
+import type { SmtpSession } from '../session.js';
+import { settle } from './util.js';
+
+export function mail(s: SmtpSession, args: string): void | Promise<void> {
+  if (s.opts.submission && s.client.auth === undefined) {
+    s.reply(530, '5.7.0', 'Authentication required');
+    return;
+  }
+  const r = parseMailArgs(args);
+  if (!r.ok) {
+    if (r.reply.code === 501 || r.reply.code === 555)
+      s.badCommand(r.reply.code, r.reply.enhanced ?? '5.5.4', String(r.reply.text));
+    else s.sendReply(r.reply);
+    return;
+  }
+  const p = r.params;
+  if (p.body === 'BINARYMIME' && !s.opts.binaryMime) {
+    s.reply(555, '5.5.4', 'BODY=BINARYMIME not supported');
+    return;
+  }
+  if (!s.esmtp && Object.keys(p).length > 0) {
+    s.reply(555, '5.5.4', 'ESMTP parameters require EHLO');
+    return;
+  }
+  if (p.size !== undefined && p.size > s.opts.maxMessageSize) {
+    s.reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
+    return;
+  }
+  const address = r.path.address;
+  const start = (): void => {
+    s.tx = { id: s.hooks.newMessageId(), sender: address, params: p, recipients: [] };
+    if (r.path.sourceRoute) s.tx.sourceRoute = r.path.sourceRoute;
+    s.phase = 'mail';
+    s.reply(250, '2.1.0', 'Ok');
+  };
+  if (!s.hooks.checkSender) return start();
+  return settle(s.hooks.checkSender(address, s), (refusal) => {
+    if (refusal) s.sendReply(refusal);
+    else start();
+  });
+}
+
+export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
+  const tx = s.tx;
+  if (tx === null) {
+    s.badCommand(503, '5.5.1', 'Need MAIL before RCPT');
+    return;
+  }
+  const r = parseRcptArgs(args, tx.params.smtputf8 === true);
+  if (!r.ok) {
+    if (r.reply.code === 501 || r.reply.code === 555)
+      s.badCommand(r.reply.code, r.reply.enhanced ?? '5.5.4', String(r.reply.text));
+    else s.sendReply(r.reply);
+    return;
+  }
+  if (!s.esmtp && Object.keys(r.params).length > 0) {
+    s.reply(555, '5.5.4', 'ESMTP parameters require EHLO');
+    return;
+  }
+  if (tx.recipients.length >= s.opts.maxRecipients) {
+    s.reply(452, '4.5.3', 'Too many recipients');
+    return;
+  }
+  const entry: RecipientEntry = { address: r.path.address };
+  if (r.params.notify !== undefined) entry.notify = r.params.notify;
+  if (r.params.orcpt !== undefined) entry.orcpt = r.params.orcpt;
+  const add = (): void => {
+    if (s.tx !== tx) return; // transaction was reset while the hook ran (cannot happen: serialised)
+    tx.recipients.push(entry);
+    s.phase = 'rcpt';
+    s.reply(250, '2.1.5', 'Ok');
+  };
+  if (!s.hooks.checkRecipient) return add();
+  return settle(s.hooks.checkRecipient(entry.address, s), (refusal) => {
+    if (refusal) s.sendReply(refusal);
+    else add();
+  });
+}

@@ -1,0 +1,158 @@
+// One client connection: owns the socket (plain, or TLS after STARTTLS) and feeds its SmtpSession.
+// The socket and its TLS state belong to this object, not to the session, so that an ODMR ATRN
+// turnaround can take them away (detach) and give them to the client role without closing them.
+// Invariants: after STARTTLS, bytes read in plaintext are never fed to the session (the session
+// drops them; the raw socket's data listener is removed before the TLS wrap); after detach() or
+// close the session sees no more input and writes nothing.
+// Fails: socket errors end the connection (logged at debug); TLS handshake failures destroy it.
+
+import type * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { ServerHooks, ServerLogger } from './hooks.js';
+import type { CommandTable } from './commands/table.js';
+import type { SessionOptions } from './options.js';
+import { type SessionIo, SmtpSession } from './session.js';
+
+export type AnySocket = net.Socket | tls.TLSSocket;
+
+/** What a connection needs from the listener that owns it. */
+export interface ConnectionOwner {
+  readonly sessionOptions: SessionOptions;
+  readonly hooks: ServerHooks;
+  readonly commands: CommandTable | undefined;
+  readonly secureContext: tls.SecureContext | undefined;
+  readonly logger: ServerLogger | undefined;
+  now(): number;
+  /** The connection is gone (closed or detached). */
+  released(conn: Connection): void;
+  /** The session handed the socket over (ATRN); false: nobody takes it, it is destroyed. */
+  handOver(conn: Connection, socket: AnySocket, pending: Buffer): boolean;
+}
+
+export class Connection implements SessionIo {
+  socket: AnySocket;
+  readonly session: SmtpSession;
+  readonly remoteAddress: string;
+  /** When we started closing (0 = open); the listener destroys sockets that linger. */
+  closingSince = 0;
+  startTls?: () => void;
+  private released = false;
+
+  constructor(
+    socket: net.Socket,
+    private readonly owner: ConnectionOwner,
+  ) {
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress ?? '0.0.0.0';
+    socket.setNoDelay(true);
+    if (owner.secureContext) this.startTls = () => this.upgrade();
+    this.session = new SmtpSession(
+      owner.sessionOptions,
+      owner.hooks,
+      this,
+      {
+        remoteAddress: this.remoteAddress,
+        remotePort: socket.remotePort ?? 0,
+        localAddress: socket.localAddress ?? '',
+        localPort: socket.localPort ?? 0,
+      },
+      owner.commands,
+    );
+    this.bindLife(socket);
+    this.bindIo(socket);
+    this.session.start();
+  }
+
+  // --- SessionIo ---
+  write(data: string): boolean {
+    const s = this.socket;
+    if (s.destroyed || !s.writable) return true;
+    return s.write(data);
+  }
+
+  close(destroy = false): void {
+    if (this.closingSince === 0) this.closingSince = this.owner.now();
+    if (destroy) this.socket.destroy();
+    else this.socket.end();
+  }
+
+  setReading(on: boolean): void {
+    if (on) this.socket.resume();
+    else this.socket.pause();
+  }
+
+  handOver(pending: Buffer): void {
+    const socket = this.release();
+    if (!this.owner.handOver(this, socket, pending)) socket.destroy();
+  }
+
+  /**
+   * Take the socket away from the server role without closing it: the session stops, listeners are
+   * removed and the unconsumed input is returned with the socket.
+   */
+  detach(): { socket: AnySocket; pendingBytes: Buffer } {
+    const pendingBytes = this.session.detach();
+    return { socket: this.release(), pendingBytes };
+  }
+
+  // --- internals ---
+  private readonly onData = (chunk: Buffer): void => this.session.feed(chunk);
+  private readonly onDrain = (): void => this.session.onDrain();
+  private readonly onClose = (): void => {
+    this.session.onClose();
+    this.finish();
+  };
+  private readonly onError = (e: Error): void => {
+    this.owner.logger?.debug({ ip: this.remoteAddress, err: e.message }, 'smtp socket error');
+  };
+
+  private bindIo(s: AnySocket): void {
+    s.on('data', this.onData);
+    s.on('drain', this.onDrain);
+  }
+
+  private bindLife(s: AnySocket): void {
+    s.on('close', this.onClose);
+    s.on('error', this.onError);
+  }
+
+  private unbind(s: AnySocket): void {
+    s.off('data', this.onData);
+    s.off('drain', this.onDrain);
+    s.off('close', this.onClose);
+    s.off('error', this.onError);
+  }
+
+  private release(): AnySocket {
+    this.unbind(this.socket);
+    this.finish();
+    return this.socket;
+  }
+
+  private finish(): void {
+    if (this.released) return;
+    this.released = true;
+    this.owner.released(this);
+  }
+
+  /** STARTTLS: wrap the same socket. Called synchronously right after the 220 was written. */
+  private upgrade(): void {
+    const raw = this.socket as net.Socket;
+    const ctx = this.owner.secureContext;
+    // Remove our plaintext listeners first: nothing read from here on may reach the session
+    // except through TLS.
+    this.unbind(raw);
+    raw.on('error', () => {});
+    const ts = new tls.TLSSocket(raw, { isServer: true, ...(ctx ? { secureContext: ctx } : {}) });
+    this.socket = ts;
+    this.bindLife(ts);
+    ts.once('secure', () => {
+      this.bindIo(ts);
+      this.session.tlsStarted({
+        protocol: ts.getProtocol() ?? 'unknown',
+        cipher: ts.getCipher()?.name ?? 'unknown',
+      });
+    });
+    ts.once('error', () => ts.destroy());
+  }
+}

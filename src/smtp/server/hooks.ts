@@ -1,0 +1,95 @@
+// The contract between the SMTP server and the rest of logmta: what the server asks (hooks) and
+// what it hands over (ReceivedMessage). The server owns protocol and limits; policy (relay control,
+// users, credentials) and durability (the queue) live behind these hooks.
+// Invariants: `accept` resolves only when the message is durable (DESIGN.md rule 1: 250 after DATA
+// means durable); a rejection is an MtaError whose `smtp` status becomes the reply (451 4.3.0 when
+// absent). Hooks may return plain values or promises; plain values keep the fast path synchronous.
+
+import type { MailParams, NotifyType } from '../protocol/params.js';
+import type { SmtpReply } from '../protocol/reply.js';
+
+export type { SmtpReply } from '../protocol/reply.js';
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface TlsInfo {
+  /** e.g. "TLSv1.3" */
+  protocol: string;
+  /** OpenSSL cipher name, e.g. "TLS_AES_256_GCM_SHA384" */
+  cipher: string;
+}
+
+/** Facts about the client, as they stand when read. */
+export interface ClientInfo {
+  ip: string;
+  port: number;
+  /** Argument of the last HELO/EHLO. */
+  helo?: string;
+  tls?: TlsInfo;
+  /** Authenticated identity (AUTH). */
+  auth?: string;
+}
+
+/** What hooks may read about the session that calls them. */
+export interface SessionContext {
+  readonly client: Readonly<ClientInfo>;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** True when the client is on a loopback address. */
+  readonly loopback: boolean;
+  /** Submission mode (AUTH required before MAIL). */
+  readonly submission: boolean;
+  /** Sender of the current transaction ('' = null sender); undefined outside a transaction. */
+  readonly sender: string | undefined;
+  /** Recipients accepted so far in the current transaction. */
+  readonly recipientCount: number;
+}
+
+export interface RecipientEntry {
+  address: string;
+  /** NOTIFY list; [] means NEVER; absent means not given. */
+  notify?: NotifyType[];
+  orcpt?: { type: string; address: string };
+}
+
+export interface ReceivedMessage {
+  /** From newMessageId(), generated at MAIL and written into our Received: header. */
+  id: string;
+  /** Return path; '' for the null sender. */
+  sender: string;
+  recipients: RecipientEntry[];
+  params: Pick<MailParams, 'ret' | 'envid' | 'body' | 'smtputf8' | 'size'>;
+  /** Message bytes: our Received: header first, CRLF line endings, dot-unstuffed. Not concatenated. */
+  data: Buffer[];
+  /** Total octets in `data`. */
+  size: number;
+  client: ClientInfo;
+  /** Milliseconds since the epoch, when the end of data was received. */
+  receivedAt: number;
+}
+
+export interface ServerHooks {
+  /** A fresh, unique message id (also the queue id the client will see). */
+  newMessageId(): string;
+  /** Return a reply to refuse the sender, null to accept. */
+  checkSender?(address: string, ctx: SessionContext): MaybePromise<SmtpReply | null>;
+  /**
+   * Relay control and recipient validation: null to accept, or e.g. 550 5.1.1 (unknown user),
+   * 554 5.7.1 (relay denied), 450/451 (temporary).
+   */
+  checkRecipient?(address: string, ctx: SessionContext): MaybePromise<SmtpReply | null>;
+  /** Verify a PLAIN/LOGIN password. Absent: PLAIN and LOGIN are not offered. */
+  verifyPassword?(username: string, password: string, ctx: SessionContext): MaybePromise<boolean>;
+  /** The shared secret for CRAM-MD5, or null for an unknown user. Absent: CRAM-MD5 is not offered. */
+  cramSecret?(username: string, ctx: SessionContext): MaybePromise<string | null>;
+  /** Take responsibility for a message; resolve only when it is durable. */
+  accept(message: ReceivedMessage): Promise<{ queueId: string }>;
+  /** ETRN (RFC 1985); when present ETRN is advertised. Answer at once (250/251/252/253/458/459). */
+  etrn?(node: string, ctx: SessionContext): MaybePromise<SmtpReply>;
+}
+
+/** Minimal pino-compatible logger. */
+export interface ServerLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}

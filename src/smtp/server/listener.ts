@@ -1,0 +1,166 @@
+// The SMTP listener: owns a net.Server and its connections. Enforces per-server and per-IP
+// connection limits (421 4.7.0 then close), runs one coarse sweep timer for idle timeouts, lingering
+// closes and the AUTH throttle (no per-command timers), and stops gracefully: stop accepting, let
+// in-flight transactions finish within a grace period, then destroy what is left.
+// Invariant: every accepted socket is either a tracked Connection or has been refused with 421;
+// connection counts are decremented exactly once (Connection.released).
+// Fails: listen() rejects with the server's error (e.g. EADDRINUSE).
+
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { type Clock, systemClock } from '../../util/clock.js';
+import { AuthThrottle, type AuthThrottleOptions } from './auth-throttle.js';
+import type { CommandTable } from './commands/table.js';
+import { type AnySocket, Connection, type ConnectionOwner } from './connection.js';
+import type { ServerHooks, ServerLogger } from './hooks.js';
+import type { SessionOptions } from './options.js';
+
+export interface ListenerOptions extends SessionOptions {
+  /** TLS key and certificate (PEM) for STARTTLS; absent: STARTTLS is not offered. */
+  tls?: tls.SecureContextOptions;
+  /** Simultaneous connections on this listener (default 1000). */
+  maxConnections?: number;
+  /** Simultaneous connections per client IP (default 50). */
+  maxPerIp?: number;
+  /** Period of the idle/linger sweep (default 1 s; idle precision is this coarse). */
+  sweepIntervalMs?: number;
+  /** How long a connection we closed may linger before it is destroyed (default 10 s). */
+  lingerMs?: number;
+  authThrottleOptions?: AuthThrottleOptions;
+  /** Custom command table (e.g. an ODMR provider). */
+  commands?: CommandTable;
+  /** Socket taken over by another role (ATRN turnaround). */
+  onHandOver?: (socket: AnySocket, pending: Buffer, conn: Connection) => void;
+}
+
+export class SmtpListener implements ConnectionOwner {
+  readonly server: net.Server;
+  readonly connections = new Set<Connection>();
+  readonly hooks: ServerHooks;
+  readonly sessionOptions: SessionOptions;
+  readonly commands: CommandTable | undefined;
+  readonly secureContext: tls.SecureContext | undefined;
+  readonly logger: ServerLogger | undefined;
+  readonly throttle: AuthThrottle;
+  private readonly perIp = new Map<string, number>();
+  private readonly clock: Clock;
+  private readonly maxConnections: number;
+  private readonly maxPerIp: number;
+  private readonly sweepIntervalMs: number;
+  private readonly lingerMs: number;
+  private cancelSweep: (() => void) | null = null;
+  private stopping = false;
+  private onEmpty: (() => void) | null = null;
+
+  constructor(
+    private readonly opts: ListenerOptions,
+    hooks: ServerHooks,
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.hooks = hooks;
+    this.logger = opts.logger;
+    this.commands = opts.commands;
+    this.secureContext = opts.tls
+      ? tls.createSecureContext({ minVersion: 'TLSv1.2', ...opts.tls })
+      : undefined;
+    this.throttle = new AuthThrottle(this.clock, opts.authThrottleOptions);
+    this.sessionOptions = { ...opts, clock: this.clock, authThrottle: opts.authThrottle ?? this.throttle };
+    this.maxConnections = opts.maxConnections ?? 1000;
+    this.maxPerIp = opts.maxPerIp ?? 50;
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? 1000;
+    this.lingerMs = opts.lingerMs ?? 10_000;
+    this.server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Start listening; resolves with the bound address (use port 0 for an ephemeral port). */
+  listen(port: number, host: string): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error): void => reject(e);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        this.scheduleSweep();
+        resolve(this.server.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  /** Stop accepting; let sessions finish their transaction for up to graceMs; destroy the rest. */
+  stop(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    this.server.close();
+    for (const c of this.connections) c.session.shutdown();
+    return new Promise((resolve) => {
+      let cancel: () => void = () => {};
+      const done = (): void => {
+        cancel();
+        this.cancelSweep?.();
+        this.cancelSweep = null;
+        this.onEmpty = null;
+        resolve();
+      };
+      if (this.connections.size === 0) return done();
+      this.onEmpty = done;
+      cancel = this.clock.setTimer(graceMs, () => {
+        for (const c of this.connections) c.socket.destroy();
+      });
+    });
+  }
+
+  handOver(conn: Connection, socket: AnySocket, pending: Buffer): boolean {
+    if (!this.opts.onHandOver) return false;
+    this.opts.onHandOver(socket, pending, conn);
+    return true;
+  }
+
+  released(conn: Connection): void {
+    if (!this.connections.delete(conn)) return;
+    const ip = conn.remoteAddress;
+    const n = (this.perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, n);
+    if (this.connections.size === 0) this.onEmpty?.();
+  }
+
+  private accept(socket: net.Socket): void {
+    const ip = socket.remoteAddress ?? '0.0.0.0';
+    const host = this.sessionOptions.hostname;
+    let refusal: string | null = null;
+    if (this.stopping) refusal = `421 4.3.2 ${host} Service shutting down\r\n`;
+    else if (this.connections.size >= this.maxConnections)
+      refusal = `421 4.7.0 ${host} Too many connections\r\n`;
+    else if ((this.perIp.get(ip) ?? 0) >= this.maxPerIp)
+      refusal = `421 4.7.0 ${host} Too many connections from ${ip}\r\n`;
+    if (refusal !== null) {
+      socket.on('error', () => {});
+      socket.setTimeout(this.lingerMs, () => socket.destroy());
+      socket.end(refusal);
+      this.logger?.info({ ip }, 'smtp connection refused');
+      return;
+    }
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    const conn = new Connection(socket, this);
+    this.connections.add(conn);
+  }
+
+  private scheduleSweep(): void {
+    this.cancelSweep = this.clock.setTimer(this.sweepIntervalMs, () => {
+      this.sweep();
+      if (this.cancelSweep !== null) this.scheduleSweep();
+    });
+  }
+
+  /** One pass over all connections: idle timeouts and lingering closes. */
+  sweep(): void {
+    const now = this.clock.now();
+    for (const c of this.connections) {
+      if (c.closingSince !== 0 && now - c.closingSince > this.lingerMs) c.socket.destroy();
+      else c.session.checkIdle(now);
+    }
+    this.throttle.sweep();
+  }
+}

@@ -1,0 +1,85 @@
+// Options of one SMTP server session (and, extended in listener.ts, of a listener), with defaults.
+// Invariant: resolveOptions returns a complete object; limits are positive. Fails with a TypeError
+// on a nonsensical limit (a configuration bug, caught at start-up).
+
+import { type Clock, systemClock } from '../../util/clock.js';
+import type { ServerLogger } from './hooks.js';
+
+/** Per-IP AUTH failure throttle as seen by a session (implemented by AuthThrottle). */
+export interface AuthThrottleLike {
+  isBlocked(ip: string): boolean;
+  /** Record a failure: how long to delay the 535, and whether the client is now blocked. */
+  failure(ip: string): { delayMs: number; blocked: boolean };
+  success(ip: string): void;
+}
+
+export interface SessionOptions {
+  /** Our host name, used in the greeting, EHLO and Received:. */
+  hostname: string;
+  /** Greeting text after "220 <hostname> ". */
+  banner?: string;
+  /** Advertised SIZE and enforced maximum message size in octets. */
+  maxMessageSize?: number;
+  /** RCPTs per transaction; more get 452 4.5.3. */
+  maxRecipients?: number;
+  /** Text line limit in message data, octets incl. CRLF (0 = none). */
+  maxLineLength?: number;
+  /** Received: fields that mark a loop (554 5.4.6). */
+  maxReceived?: number;
+  /** Bad commands before 421 4.7.0 and close. */
+  maxBadCommands?: number;
+  /** Idle time before 421 4.4.2 and close. */
+  idleTimeoutMs?: number;
+  /** Submission port: AUTH is required before MAIL (530 5.7.0). */
+  submission?: boolean;
+  /** Offer PLAIN/LOGIN without TLS to non-loopback clients (not recommended). */
+  allowPlainWithoutTls?: boolean;
+  /** Accept BODY=BINARYMIME (and advertise it). */
+  binaryMime?: boolean;
+  /** Pause reading while a hook is pending once this much input is buffered. */
+  readPauseBytes?: number;
+  /** Extra EHLO keywords (e.g. "ATRN" for an ODMR listener). */
+  extraEhlo?: readonly string[];
+  clock?: Clock;
+  authThrottle?: AuthThrottleLike;
+  logger?: ServerLogger;
+}
+
+export type ResolvedSessionOptions = Required<Omit<SessionOptions, 'authThrottle' | 'logger' | 'banner'>> & {
+  banner: string;
+  authThrottle: AuthThrottleLike | undefined;
+  logger: ServerLogger | undefined;
+};
+
+export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
+  const r: ResolvedSessionOptions = {
+    hostname: o.hostname,
+    banner: o.banner ?? 'ESMTP logmta',
+    maxMessageSize: o.maxMessageSize ?? 50 * 1024 * 1024,
+    maxRecipients: o.maxRecipients ?? 1000,
+    maxLineLength: o.maxLineLength ?? 1000,
+    maxReceived: o.maxReceived ?? 100,
+    maxBadCommands: o.maxBadCommands ?? 10,
+    idleTimeoutMs: o.idleTimeoutMs ?? 300_000,
+    submission: o.submission ?? false,
+    allowPlainWithoutTls: o.allowPlainWithoutTls ?? false,
+    binaryMime: o.binaryMime ?? false,
+    readPauseBytes: o.readPauseBytes ?? 16 * 1024,
+    extraEhlo: o.extraEhlo ?? [],
+    clock: o.clock ?? systemClock,
+    authThrottle: o.authThrottle,
+    logger: o.logger,
+  };
+  for (const k of [
+    'maxMessageSize',
+    'maxRecipients',
+    'maxBadCommands',
+    'idleTimeoutMs',
+    'maxReceived',
+  ] as const) {
+    if (!(r[k] > 0)) throw new TypeError(`SMTP server option ${k} must be positive`);
+  }
+  if (r.maxRecipients < 100) throw new TypeError('maxRecipients must be at least 100 (RFC 5321 4.5.3.1.8)');
+  if (!r.hostname) throw new TypeError('SMTP server option hostname is required');
+  return r;
+}

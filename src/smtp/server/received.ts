@@ -1,0 +1,63 @@
+// Our Received: trace field (RFC 5321 4.4, RFC 5322 3.6.7), with the with-protocol names of
+// RFC 3848 (ESMTPS/ESMTPA/ESMTPSA) and RFC 6531 (UTF8SMTP...).
+// Invariant: the result is a syntactically valid, folded header ending in CRLF; client-supplied
+// text (the HELO name) is sanitised so it cannot break the header or inject lines.
+// Pure; never throws.
+
+import type { ClientInfo } from './hooks.js';
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+let cachedSecond = -1;
+let cachedDate = '';
+
+const two = (n: number): string => (n < 10 ? '0' : '') + n;
+
+/** RFC 5322 date-time in UTC, e.g. "Tue, 02 Jan 2024 03:04:05 +0000" (cached per second). */
+export function rfc5322Date(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  if (sec === cachedSecond) return cachedDate;
+  const d = new Date(sec * 1000);
+  cachedDate =
+    `${DAYS[d.getUTCDay()]}, ${two(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
+    `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
+  cachedSecond = sec;
+  return cachedDate;
+}
+
+/** Make client-supplied text safe inside a header comment or token. */
+function sanitise(s: string, max = 255): string {
+  const clean = s.replace(/[^\x21-\x27\x2a-\x5b\x5d-\x7e\u0080-\uffff]/g, '?');
+  return clean.length > max ? clean.slice(0, max) : clean;
+}
+
+/** RFC 3848 / RFC 6531 with-protocol keyword. */
+export function withProtocol(esmtp: boolean, tls: boolean, auth: boolean, utf8: boolean): string {
+  if (!esmtp) return 'SMTP';
+  return (utf8 ? 'UTF8SMTP' : 'ESMTP') + (tls ? 'S' : '') + (auth ? 'A' : '');
+}
+
+export interface ReceivedParams {
+  hostname: string;
+  client: ClientInfo;
+  esmtp: boolean;
+  smtputf8: boolean;
+  id: string;
+  /** The single recipient, if there is exactly one ("for" clause). */
+  recipient?: string;
+  date: number;
+}
+
+export function receivedHeader(p: ReceivedParams): string {
+  const c = p.client;
+  const ipLit = c.ip.includes(':') ? `IPv6:${c.ip}` : c.ip;
+  let h = `Received: from ${sanitise(c.helo ?? 'unknown')} ([${ipLit}])\r\n`;
+  if (c.tls) h += `\t(using ${sanitise(c.tls.protocol, 32)} with cipher ${sanitise(c.tls.cipher, 64)})\r\n`;
+  if (c.auth !== undefined) h += `\t(authenticated sender: ${sanitise(c.auth)})\r\n`;
+  h += `\tby ${p.hostname} (logmta) with ${withProtocol(p.esmtp, !!c.tls, c.auth !== undefined, p.smtputf8)}`;
+  h += ` id ${p.id}`;
+  if (p.recipient !== undefined) h += `\r\n\tfor <${sanitise(p.recipient, 320)}>`;
+  h += `; ${rfc5322Date(p.date)}\r\n`;
+  return h;
+}

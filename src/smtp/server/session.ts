@@ -1,0 +1,415 @@
+// The SMTP server session: a state machine that is pure with respect to sockets. Input arrives via
+// feed(); replies leave through a small SessionIo (write/close/setReading/startTls), so tests drive
+// it line by line and the listener plugs a socket in.
+//
+// Invariants:
+// - Replies leave in command order, even when hooks are asynchronous: while a hook is pending the
+//   session is `busy` and processes no further input (later pipelined commands wait their turn).
+// - Replies of a pipelined group are batched into one write: output is flushed when the input is
+//   exhausted or after a group-terminating command (RFC 2920: EHLO, DATA, QUIT, NOOP, ...).
+// - Memory is bounded: while busy (with more than readPauseBytes buffered) or while the socket's
+//   write side is congested, the session asks the transport to stop reading and stops producing
+//   replies; command lines are capped (LineBuffer) and bodies obey maxMessageSize.
+// - After close(), detach() or a transport close, no further output is produced.
+// Fails: hook rejections become replies (smtpStatusOf); a handler bug becomes 451 4.3.0.
+
+import { smtpStatusOf } from '../../errors.js';
+import type { BodyReader } from '../protocol/body.js';
+import { parseCommand } from '../protocol/command.js';
+import { LineBuffer, TOO_LONG } from '../protocol/lines.js';
+import type { MailParams } from '../protocol/params.js';
+import { formatReply, type SmtpReply } from '../protocol/reply.js';
+import { type CommandTable, defaultCommands } from './commands/table.js';
+import type { ClientInfo, RecipientEntry, ServerHooks, SessionContext, TlsInfo } from './hooks.js';
+import { type ResolvedSessionOptions, resolveOptions, type SessionOptions } from './options.js';
+
+/** What the session needs from its transport. */
+export interface SessionIo {
+  /** Write reply bytes; false when the transport is congested (call session.onDrain() later). */
+  write(data: string): boolean;
+  /** Close the connection after pending output; `destroy` drops it at once. */
+  close(destroy?: boolean): void;
+  /** Start or stop delivering input (back-pressure). */
+  setReading(on: boolean): void;
+  /** Upgrade to TLS, then call session.tlsStarted(); absent when TLS is not configured. */
+  startTls?(): void;
+  /** Take the socket away from the server role (ODMR turnaround); receives unconsumed input. */
+  handOver?(pending: Buffer): void;
+}
+
+export interface PeerInfo {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  /** Already TLS (implicit TLS listener). */
+  tls?: TlsInfo;
+}
+
+/** Protocol phase: which commands are in sequence. */
+export type Phase = 'init' | 'ready' | 'mail' | 'rcpt' | 'bdat';
+/** What the next input bytes are. */
+export type InputMode = 'command' | 'sasl' | 'data' | 'bdat' | 'tls' | 'closed' | 'detached';
+
+export interface Transaction {
+  id: string;
+  sender: string;
+  sourceRoute?: string[];
+  params: MailParams;
+  recipients: RecipientEntry[];
+  body?: BodyReader;
+}
+
+const COMMAND_LINE_MAX = 512;
+/** RFC 4954 4: a SASL continuation line may be up to 12288 octets. */
+export const SASL_LINE_MAX = 12288;
+
+function isLoopback(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
+}
+
+export class SmtpSession implements SessionContext {
+  readonly opts: ResolvedSessionOptions;
+  readonly hooks: ServerHooks;
+  readonly io: SessionIo;
+  readonly commands: CommandTable;
+  readonly input = new LineBuffer(COMMAND_LINE_MAX);
+  readonly client: ClientInfo;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly loopback: boolean;
+
+  phase: Phase = 'init';
+  mode: InputMode = 'command';
+  /** EHLO (rather than HELO) was used. */
+  esmtp = false;
+  tx: Transaction | null = null;
+  busy = false;
+  badCommands = 0;
+  lastActivity: number;
+  /** Handler for the next SASL continuation line (mode 'sasl'). */
+  saslStep: ((line: string) => void | Promise<void>) | null = null;
+  /** BDAT: octets still to read for the current chunk; whether it is the last; reply if refused. */
+  bdatRemaining = 0;
+  bdatLast = false;
+  bdatRefusal: SmtpReply | null = null;
+  /** Plaintext bytes discarded after STARTTLS (command injection defence), for logging/tests. */
+  droppedAfterStartTls = 0;
+
+  private out = '';
+  private writeBlocked = false;
+  private reading = true;
+  private draining = false;
+
+  constructor(
+    options: SessionOptions,
+    hooks: ServerHooks,
+    io: SessionIo,
+    peer: PeerInfo,
+    commands?: CommandTable,
+  ) {
+    this.opts = resolveOptions(options);
+    this.hooks = hooks;
+    this.io = io;
+    this.commands = commands ?? defaultCommands(hooks);
+    this.client = { ip: peer.remoteAddress, port: peer.remotePort };
+    if (peer.tls) this.client.tls = peer.tls;
+    this.localAddress = peer.localAddress;
+    this.localPort = peer.localPort;
+    this.loopback = isLoopback(peer.remoteAddress);
+    this.lastActivity = this.opts.clock.now();
+  }
+
+  // --- SessionContext ---
+  get submission(): boolean {
+    return this.opts.submission;
+  }
+  get sender(): string | undefined {
+    return this.tx?.sender;
+  }
+  get recipientCount(): number {
+    return this.tx?.recipients.length ?? 0;
+  }
+
+  /** Send the greeting. */
+  start(): void {
+    this.reply(220, undefined, `${this.opts.hostname} ${this.opts.banner}`);
+    this.flush();
+  }
+
+  /** Bytes from the client. */
+  feed(chunk: Buffer): void {
+    if (this.mode === 'closed' || this.mode === 'detached') return;
+    this.lastActivity = this.opts.clock.now();
+    if (this.mode === 'tls') {
+      // Plaintext after STARTTLS, before the handshake took over the socket: never a command.
+      this.droppedAfterStartTls += chunk.length;
+      return;
+    }
+    this.input.push(chunk);
+    this.pump();
+  }
+
+  /** The transport's write side has drained. */
+  onDrain(): void {
+    if (!this.writeBlocked) return;
+    this.writeBlocked = false;
+    this.pump();
+  }
+
+  /** The transport closed (client went away or we closed). */
+  onClose(): void {
+    this.mode = 'closed';
+    this.tx = null;
+    this.out = '';
+  }
+
+  /** TLS is now active on the transport (after STARTTLS). RFC 3207 4.2: forget everything. */
+  tlsStarted(info: TlsInfo): void {
+    if (this.mode !== 'tls') return;
+    this.client.tls = info;
+    delete this.client.helo;
+    this.esmtp = false;
+    this.phase = 'init';
+    this.tx = null;
+    this.mode = 'command';
+    this.lastActivity = this.opts.clock.now();
+    this.pump();
+  }
+
+  /** Idle sweep: close a connection that sent nothing for idleTimeoutMs. */
+  checkIdle(now: number): void {
+    if (this.mode === 'closed' || this.mode === 'detached' || this.busy) return;
+    if (now - this.lastActivity < this.opts.idleTimeoutMs) return;
+    if (this.mode === 'tls') {
+      this.mode = 'closed';
+      this.io.close(true);
+      return;
+    }
+    this.reply(421, '4.4.2', `${this.opts.hostname} Error: timeout exceeded`);
+    this.close(this.writeBlocked);
+  }
+
+  /** Graceful stop: finish the current transaction, then 421 4.3.2 and close. */
+  shutdown(): void {
+    this.draining = true;
+    if (!this.busy && (this.mode === 'command' || this.mode === 'sasl')) this.pump();
+  }
+
+  /** Stop the server role without closing the transport; returns the unconsumed input. */
+  detach(): Buffer {
+    this.flush();
+    this.mode = 'detached';
+    this.tx = null;
+    return this.input.takeAll();
+  }
+
+  /** Hand the socket to another role (ATRN): flush, detach, and give the transport the input. */
+  handOver(): void {
+    const pending = this.detach();
+    this.io.handOver?.(pending);
+  }
+
+  // --- output ---
+
+  reply(code: number, enhanced: string | undefined, text: string | readonly string[]): void {
+    if (this.mode === 'closed' || this.mode === 'detached') return;
+    this.out += formatReply(enhanced === undefined ? { code, text } : { code, enhanced, text });
+  }
+
+  sendReply(r: SmtpReply): void {
+    if (this.mode === 'closed' || this.mode === 'detached') return;
+    this.out += formatReply(r);
+  }
+
+  /** Reply to a bad command and count it; too many bad commands end the session. */
+  badCommand(code: number, enhanced: string, text: string): void {
+    this.reply(code, enhanced, text);
+    if (++this.badCommands >= this.opts.maxBadCommands) {
+      this.reply(421, '4.7.0', `${this.opts.hostname} Error: too many errors`);
+      this.close();
+    }
+  }
+
+  flush(): void {
+    if (this.out.length === 0 || this.mode === 'closed' || this.mode === 'detached') return;
+    const data = this.out;
+    this.out = '';
+    if (!this.io.write(data)) this.writeBlocked = true;
+  }
+
+  /** Flush and close the connection. */
+  close(destroy = false): void {
+    if (this.mode === 'closed' || this.mode === 'detached') return;
+    this.flush();
+    this.mode = 'closed';
+    this.tx = null;
+    this.io.close(destroy);
+  }
+
+  resetTransaction(): void {
+    this.tx = null;
+    if (this.phase !== 'init') this.phase = 'ready';
+  }
+
+  /** Switch to TLS: drop pipelined plaintext and let the transport upgrade. */
+  beginTls(): void {
+    this.droppedAfterStartTls += this.input.takeAll().length;
+    this.flush();
+    this.mode = 'tls';
+    this.io.startTls?.();
+  }
+
+  /** Enter SASL continuation mode with the given step handler (or leave it with null). */
+  setSaslStep(step: ((line: string) => void | Promise<void>) | null): void {
+    this.saslStep = step;
+    this.mode = step === null ? 'command' : 'sasl';
+    this.input.maxLine = step === null ? COMMAND_LINE_MAX : SASL_LINE_MAX;
+  }
+
+  /** Mechanisms offered now (RFC 4954 + our TLS rule). */
+  authMechanisms(): string[] {
+    const m: string[] = [];
+    const h = this.hooks;
+    if (h.verifyPassword && (this.client.tls || this.loopback || this.opts.allowPlainWithoutTls)) {
+      m.push('PLAIN', 'LOGIN');
+    }
+    if (h.cramSecret) m.push('CRAM-MD5');
+    return m;
+  }
+
+  // --- input processing ---
+
+  private pump(): void {
+    while (!this.busy && !this.writeBlocked) {
+      const mode = this.mode;
+      let pending: void | Promise<void> | undefined;
+      if (mode === 'command' || mode === 'sasl') {
+        if (this.draining && this.tx === null && mode === 'command') {
+          this.reply(421, '4.3.2', `${this.opts.hostname} Service shutting down`);
+          this.close();
+          return;
+        }
+        const line = this.input.readLine();
+        if (line === null) break;
+        pending = mode === 'sasl' ? this.onSaslLine(line) : this.onCommandLine(line);
+      } else if (mode === 'data') {
+        const buf = this.input.peek();
+        if (buf === null) break;
+        const body = this.tx?.body as BodyReader;
+        this.input.advance(body.feed(buf));
+        if (body.done) {
+          this.mode = 'command';
+          pending = this.commandsFinishData();
+        }
+      } else if (mode === 'bdat') {
+        if (this.bdatRemaining > 0) {
+          const buf = this.input.peek();
+          if (buf === null) break;
+          const n = Math.min(buf.length, this.bdatRemaining);
+          const body = this.tx?.body;
+          if (this.bdatRefusal === null && body !== undefined)
+            body.feed(n === buf.length ? buf : buf.subarray(0, n));
+          this.input.advance(n);
+          this.bdatRemaining -= n;
+        }
+        if (this.bdatRemaining === 0) {
+          this.mode = 'command';
+          pending = this.commandsFinishBdat();
+        }
+      } else {
+        break;
+      }
+      if (pending !== undefined) this.wait(pending);
+    }
+    if (!this.busy) this.flush();
+    this.updateReading();
+  }
+
+  private commandsFinishData(): void | Promise<void> {
+    return this.commands.finishData(this);
+  }
+
+  private commandsFinishBdat(): void | Promise<void> {
+    return this.commands.finishBdat(this);
+  }
+
+  private onCommandLine(line: string | typeof TOO_LONG): void | Promise<void> {
+    if (line === TOO_LONG) {
+      this.badCommand(500, '5.5.6', 'Line too long');
+      return;
+    }
+    const { verb, args } = parseCommand(line);
+    const spec = this.commands.verbs.get(verb);
+    if (spec === undefined) {
+      this.badCommand(500, '5.5.2', 'Command unrecognized');
+      return;
+    }
+    if (!spec.phases.includes(this.phase)) {
+      this.badCommand(503, '5.5.1', spec.outOfSequence?.(this) ?? 'Bad sequence of commands');
+      return;
+    }
+    const r = spec.handler(this, args);
+    if (!spec.endsGroup) return r;
+    if (r === undefined) {
+      this.flush();
+      return;
+    }
+    return r.then(() => this.flush());
+  }
+
+  private onSaslLine(line: string | typeof TOO_LONG): void | Promise<void> {
+    const step = this.saslStep;
+    this.setSaslStep(null);
+    if (line === TOO_LONG) {
+      this.badCommand(500, '5.5.6', 'Authentication line too long');
+      return;
+    }
+    if (line === '*') {
+      this.reply(501, '5.0.0', 'Authentication cancelled');
+      return;
+    }
+    const r = step?.(line);
+    return r === undefined ? this.flush() : r.then(() => this.flush());
+  }
+
+  /** Block input processing until `p` settles; keeps replies in order. */
+  private wait(p: Promise<void>): void {
+    this.busy = true;
+    this.updateReading();
+    p.then(
+      () => this.resume(),
+      (e: unknown) => {
+        const st = smtpStatusOf(e);
+        this.opts.logger?.warn({ err: e, ip: this.client.ip }, 'smtp session handler failed');
+        if (this.mode === 'data' || this.mode === 'bdat') this.mode = 'command';
+        this.resetTransaction();
+        this.reply(st.code, st.enhanced, 'Local error in processing');
+        this.resume();
+      },
+    );
+  }
+
+  private resume(): void {
+    this.busy = false;
+    if (this.mode === 'closed' || this.mode === 'detached') return;
+    this.pump();
+  }
+
+  private updateReading(): void {
+    if (this.mode === 'tls' || this.mode === 'detached') return;
+    const want =
+      this.mode !== 'closed' &&
+      !this.writeBlocked &&
+      (!this.busy || this.input.buffered < this.opts.readPauseBytes);
+    if (want !== this.reading) {
+      this.reading = want;
+      if (this.mode !== 'closed') this.io.setReading(want);
+    }
+  }
+
+  /** Whether the session currently wants input (for tests and the listener). */
+  get isReading(): boolean {
+    return this.reading;
+  }
+}
