@@ -2,6 +2,14 @@
 // from a Config. Start-up is recovery (Queues.open); there is no shutdown state to save
 // (crash-only): stop() closes listeners, gives in-flight transactions a grace period, and returns.
 import { mkdirSync } from 'node:fs';
+import { registerDashboard } from './admin/dashboard.js';
+import { EventBus } from './admin/events.js';
+import { logEvents } from './admin/events-log.js';
+import { makeInjector } from './admin/inject.js';
+import { Metrics, registerMetricsRoute } from './admin/metrics.js';
+import { type AdminServer, startAdmin } from './admin/server.js';
+import { clearStale } from './admin/socket.js';
+import { recoveryProgress } from './cli/progress.js';
 import type { Config } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
@@ -10,10 +18,10 @@ import { ConnectionPool } from './delivery/pool.js';
 import { makeReporter } from './delivery/reports.js';
 import { Router } from './delivery/router.js';
 import type { Logger } from './log.js';
+import { startEtrnOdmr } from './odmr/index.js';
 import { makeServerHooks } from './policy/hooks.js';
 import { IdSource } from './queue/ids.js';
 import { Queues } from './queue/queues.js';
-import type { QueueEvent } from './queue/types.js';
 import { SmtpListener } from './smtp/server/listener.js';
 import { type Clock, systemClock } from './util/clock.js';
 
@@ -21,9 +29,15 @@ export interface DaemonDeps {
   clock?: Clock;
   resolver?: DnsResolver;
   random?: () => number;
+  /** Port used for MX hosts (default 25); tests point it at a sink. */
+  mxPort?: number;
+  /** How long an unreachable host is skipped (default 60 s). */
+  deadHostMs?: number;
   logger: Logger;
   /** Benchmark-only: no fdatasync. */
   sync?: boolean;
+  /** Event bus to use (tests subscribe to it); one is made when absent. */
+  events?: EventBus;
 }
 
 export interface Daemon {
@@ -33,7 +47,13 @@ export interface Daemon {
   pool: ConnectionPool;
   listeners: SmtpListener[];
   /** Addresses actually bound (port 0 resolved), by role. */
-  addresses: { smtp: string[]; submission: string[] };
+  addresses: { smtp: string[]; submission: string[]; odmr: string[] };
+  /** The control interface (socket, optional HTTP); registerRoute adds HTTP endpoints. */
+  admin: AdminServer;
+  /** Structured events (received, attempts, outcomes, operator actions, ETRN/ATRN): emit and subscribe. */
+  events: EventBus;
+  /** Prometheus metrics (GET /metrics on the HTTP admin listener) and the dashboard's figures. */
+  metrics: Metrics;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -41,8 +61,15 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const clock = deps.clock ?? systemClock;
   const log = deps.logger;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // Another daemon answering on our control socket means this data dir is in use: stop before
+  // recovery touches its queue. (A stale socket left by a crash is removed.)
+  await clearStale(config.admin.socket);
   const ids = new IdSource(() => clock.now());
   const t0 = Date.now();
+  const events = deps.events ?? new EventBus(() => clock.now());
+  events.onListenerError = (e) => log.error({ err: e }, 'event listener failed');
+  const stopEventLog = logEvents(events, log);
+  const progress = recoveryProgress({ log });
   const queues = await Queues.open(config.queue.paths, {
     clock,
     ids,
@@ -57,12 +84,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         config.etrn.find((e) => e.domain === domain)?.maxAgeMs ??
         config.odmr.accounts.find((a) => domain !== undefined && a.domains.includes(domain))?.maxAgeMs ??
         config.queue.maxAgeMs,
-      onEvent: (ev: QueueEvent) => logQueueEvent(log, ev),
+      onEvent: events.fromQueue,
     },
-    onProgress: (done, total) => {
-      if (total > 256 * 1024 * 1024) log.info({ done, total }, 'recovery progress');
-    },
+    onProgress: progress.onProgress,
   });
+  progress.finish();
   for (const [i, r] of queues.recovery.entries()) {
     log.info(
       {
@@ -84,12 +110,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     for (const m of r.missingSegments) log.error({ segment: m }, 'segment missing from lane');
     if (r.missingData.length > 0) log.error({ ids: r.missingData.slice(0, 20), count: r.missingData.length }, 'messages whose data is missing');
   }
-  const router = new Router(config, deps.resolver ?? systemResolver(), deps.random ?? Math.random);
+  const resolver = deps.resolver ?? systemResolver();
+  const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25);
   const pool = new ConnectionPool({
-    clientOptions: { name: config.hostname, clock },
+    clientOptions: { name: config.hostname, clock, timeouts: { connect: config.delivery.connectTimeoutMs } },
     perDestination: config.delivery.concurrencyPerDestination,
     global: config.delivery.maxConnections,
-    deadHostMs: 60_000,
+    deadHostMs: deps.deadHostMs ?? 60_000,
     idleMs: 5_000,
     clock,
   });
@@ -97,14 +124,27 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const engine = new DeliveryEngine(router, pool, async (data, t) => {
     await maildir.deliver([data], { maildirPath: t.maildir, returnPath: t.returnPath, deliveredTo: t.deliveredTo });
   }, {
-    attempt: (ev) => log.info({ ...ev }, 'delivery attempt'),
+    attempt: events.fromAttempt,
   });
-  queues.setDeliverer(engine.deliver);
+  const metrics = new Metrics({ bus: events, queues, pool, now: () => clock.now() });
+  queues.setDeliverer(events.wrapDeliverer(engine.deliver));
   queues.start();
 
-  const hooks = makeServerHooks(config, router, queues, ids);
+  const hooks = events.wrapServerHooks(makeServerHooks(config, router, queues, ids));
+  // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
+  const odmr = await startEtrnOdmr(config, {
+    queues,
+    hooks,
+    clock,
+    logger: log,
+    resolver,
+    ...(deps.random ? { random: deps.random } : {}),
+    ...(deps.mxPort !== undefined ? { mxPort: deps.mxPort } : {}),
+    emit: (ev) => events.emit(ev),
+  });
+  for (const p of odmr.providers) metrics.addListener(p.listener);
   const listeners: SmtpListener[] = [];
-  const addresses = { smtp: [] as string[], submission: [] as string[] };
+  const addresses = { smtp: [] as string[], submission: [] as string[], odmr: odmr.addresses };
   const tls = config.tls ? { key: config.tls.key, cert: config.tls.cert } : undefined;
   for (const [role, list] of [['smtp', config.smtp.listen], ['submission', config.smtp.submission]] as const) {
     for (const hp of list) {
@@ -118,13 +158,32 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         allowPlainWithoutTls: config.smtp.allowPlainAuthWithoutTls,
         submission: role === 'submission',
         clock,
+        logger: log.child({ component: 'smtp', role }),
         ...(tls ? { tls } : {}),
       }, hooks);
       const addr = await l.listen(hp.port, hp.host);
       listeners.push(l);
+      metrics.addListener(l);
       addresses[role].push(`${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`);
     }
   }
+  const admin = await startAdmin({
+    config: config.admin,
+    logger: log,
+    maxMessageSize: config.smtp.maxMessageSize,
+    deps: {
+      queues,
+      clock,
+      inject: makeInjector({ hostname: config.hostname, hooks, clock, maxMessageSize: config.smtp.maxMessageSize }),
+      info: () => ({ hostname: config.hostname, dataDir: config.dataDir, smtp: addresses.smtp, submission: addresses.submission }),
+    },
+  });
+  registerMetricsRoute(admin, metrics);
+  registerDashboard(admin, {
+    metrics,
+    queues,
+    info: () => ({ hostname: config.hostname, smtp: addresses.smtp, startedAt: t0 }),
+  });
   log.info({ ms: Date.now() - t0, smtp: addresses.smtp, submission: addresses.submission, dataDir: config.dataDir }, 'logmta started');
 
   return {
@@ -134,35 +193,17 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     pool,
     listeners,
     addresses,
+    admin,
+    events,
+    metrics,
     async stop(graceMs = 5_000) {
-      await Promise.all(listeners.map((l) => l.stop(graceMs)));
+      await admin.close();
+      await Promise.all([...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
       await queues.stop();
       pool.close();
+      log.info({ ...engine.stats, ...pool.stats }, 'stopped');
+      metrics.close();
+      stopEventLog();
     },
   };
-}
-
-function logQueueEvent(log: Logger, ev: QueueEvent): void {
-  switch (ev.type) {
-    case 'accepted':
-      log.info({ id: ev.id, size: ev.size, recipients: ev.recipients }, 'queued');
-      break;
-    case 'delivered':
-    case 'failed':
-    case 'deferred':
-      log.info({ id: ev.id, rcpt: ev.rcpt, code: ev.code, text: ev.text, relay: ev.host }, ev.type);
-      break;
-    case 'expired':
-      log.warn({ id: ev.id, rcpt: ev.rcpt }, 'expired');
-      break;
-    case 'moved':
-      log.debug({ id: ev.id, lane: ev.lane }, 'moved');
-      break;
-    case 'admin':
-      log.info({ id: ev.id, action: ev.action }, 'operator action');
-      break;
-    case 'segment-unlinked':
-      log.debug({ lane: ev.lane, seq: ev.seq }, 'segment unlinked');
-      break;
-  }
 }

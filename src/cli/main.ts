@@ -9,12 +9,22 @@ commands:
                           run the MTA (defaults: SMTP 127.0.0.1:2525, data ./logmta-data)
   log verify [DIR]        read-only check of a queue directory (default ./logmta-data/queue)
   log dump SEGMENT        print the records of one segment file
+  queue list|show|summary|flush|hold|release|delete|bounce [...]
+                          inspect and control the running daemon's queue (docs/operations.md)
+  sendmail [-t] [-f SENDER] [-i] [RECIPIENT...]
+                          sendmail-compatible injector: a message on stdin to the daemon
+  etrn HOST[:PORT] DOMAIN...
+                          ask a server to start delivering a domain's queue (RFC 1985)
+  odmr --provider HOST[:PORT] --user USER --password-file FILE [--domains D1,D2]
+                          collect held mail from an ODMR provider once (RFC 2645 ATRN)
   help                    this text
 `;
 
 export interface Io {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Standard input (queue confirmations, sendmail's message); process.stdin when absent. */
+  stdin?: NodeJS.ReadableStream;
 }
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
@@ -30,6 +40,19 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       }
       io.stderr.write(USAGE);
       return 64;
+    case 'queue':
+    case 'sendmail':
+    case 'etrn': {
+      // Client commands, loaded on demand (they talk to a running daemon).
+      const file = cmd === 'queue' ? './queue.js' : cmd === 'sendmail' ? './sendmail.js' : './etrn.js';
+      const mod = (await import(file)) as { run: (a: string[], io: Io) => Promise<number> };
+      return mod.run(argv.slice(1), io);
+    }
+    case 'odmr': {
+      // ODMR customer: one ATRN poll into this host's queue (docs/etrn-odmr.md).
+      const mod = (await import('./odmr.js')) as { run: (a: string[], io: Io) => Promise<number> };
+      return mod.run(argv.slice(1), io);
+    }
     case 'help':
     case '--help':
     case '-h':

@@ -28,24 +28,42 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     throw e;
   }
-  const logger = createLogger({ format: args.values.pretty ? 'pretty' : config.log.format, level: config.log.level });
+  const logger = createLogger({
+    format: args.values.pretty ? 'pretty' : config.log.format,
+    level: config.log.level,
+  });
+  // Signals are handled from before start-up until exit: a SIGTERM that arrives while the
+  // daemon starts (or right after it printed its address) must not kill it by the default
+  // action, and a second signal means "exit now" (1) rather than death by signal.
+  let signalled: string | null = null;
+  let onSignal: (sig: string) => void = (sig) => {
+    signalled ??= sig;
+  };
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    const h = (): void => onSignal(sig);
+    handlers.set(sig, h);
+    process.on(sig, h);
+  }
   const daemon = await startDaemon(config, { logger, sync: !args.values['unsafe-no-sync'] });
   io.stderr.write(
     `logmta: SMTP on ${daemon.addresses.smtp.join(', ') || '(none)'}` +
-      (daemon.addresses.submission.length ? `, submission on ${daemon.addresses.submission.join(', ')}` : '') +
+      (daemon.addresses.submission.length
+        ? `, submission on ${daemon.addresses.submission.join(', ')}`
+        : '') +
       `; data in ${config.dataDir}\n`,
   );
   await new Promise<void>((resolve) => {
     let stopping = false;
-    const stop = (sig: string) => {
+    onSignal = (sig) => {
       if (stopping) process.exit(1);
       stopping = true;
       logger.info({ signal: sig }, 'stopping');
       daemon.stop(5_000).then(resolve, resolve);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    if (signalled !== null) onSignal(signalled);
   });
+  for (const [sig, h] of handlers) process.off(sig, h);
   logger.flush?.();
   return 0;
 }

@@ -10,12 +10,18 @@ import type { OutboundRecipient, RecipientResult } from '../smtp/client/index.js
 import type { ConnectionPool } from './pool.js';
 import { type Decision, domainOf, localPartOf, type Router } from './router.js';
 
-export interface LocalDelivery {
-  (data: Buffer, target: { maildir: string; returnPath: string; deliveredTo: string }): Promise<void>;
-}
+export type LocalDelivery = (data: Buffer, target: { maildir: string; returnPath: string; deliveredTo: string }) => Promise<void>
 
 export interface EngineEvents {
-  attempt?(ev: { id: string; rcpt: string; relay: string; status: string; code?: number; text?: string; ms: number }): void;
+  attempt?(ev: {
+    id: string;
+    rcpt: string;
+    relay: string;
+    status: string;
+    code?: number;
+    text?: string;
+    ms: number;
+  }): void;
 }
 
 export class DeliveryEngine {
@@ -33,7 +39,12 @@ export class DeliveryEngine {
     for (const i of job.pending) {
       const domain = domainOf(job.envelope.info.recipients[i]!.address);
       const decision = this.router.decide(domain);
-      const key = decision.kind === 'remote' ? decision.key : decision.kind === 'local' ? `local:${domain}` : `odmr:${decision.domain}`;
+      const key =
+        decision.kind === 'remote'
+          ? decision.key
+          : decision.kind === 'local'
+            ? `local:${domain}`
+            : `odmr:${decision.domain}`;
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { decision, rcpts: [] }));
       g.rcpts.push(i);
@@ -55,7 +66,12 @@ export class DeliveryEngine {
     const t0 = Date.now();
     let outs: RcptOutcome[];
     if (d.kind === 'odmr') {
-      outs = rcpts.map((r) => ({ rcpt: r, status: 'deferred', hold: d.domain, text: `held for ODMR collection of ${d.domain}` }));
+      outs = rcpts.map((r) => ({
+        rcpt: r,
+        status: 'deferred',
+        hold: d.domain,
+        text: `held for ODMR collection of ${d.domain}`,
+      }));
     } else if (d.kind === 'local') {
       outs = await this.deliverLocal(job, d.local.maildir, rcpts);
     } else {
@@ -85,13 +101,27 @@ export class DeliveryEngine {
       const address = job.envelope.info.recipients[r]!.address;
       const user = localPartOf(address).toLowerCase();
       if (!/^[a-z0-9!#$%&'*+=?^_`{|}~.-]+$/.test(user) || user.startsWith('.') || user.includes('..')) {
-        out.push({ rcpt: r, status: 'failed', code: 550, enhanced: '5.1.1', text: 'mailbox name not allowed', host: 'local' });
+        out.push({
+          rcpt: r,
+          status: 'failed',
+          code: 550,
+          enhanced: '5.1.1',
+          text: 'mailbox name not allowed',
+          host: 'local',
+        });
         continue;
       }
       const maildir = template.replaceAll('{user}', user).replaceAll('{domain}', domainOf(address));
       try {
         await this.local(data, { maildir, returnPath: job.envelope.info.sender, deliveredTo: address });
-        out.push({ rcpt: r, status: 'delivered', code: 250, enhanced: '2.0.0', text: `delivered to ${maildir}`, host: 'local' });
+        out.push({
+          rcpt: r,
+          status: 'delivered',
+          code: 250,
+          enhanced: '2.0.0',
+          text: `delivered to ${maildir}`,
+          host: 'local',
+        });
       } catch (e) {
         const permanent = e instanceof MtaError && e.kind === 'permanent';
         out.push({
@@ -107,7 +137,11 @@ export class DeliveryEngine {
     return out;
   }
 
-  private async deliverRemote(job: DeliveryJob, d: Extract<Decision, { kind: 'remote' }>, rcpts: number[]): Promise<RcptOutcome[]> {
+  private async deliverRemote(
+    job: DeliveryJob,
+    d: Extract<Decision, { kind: 'remote' }>,
+    rcpts: number[],
+  ): Promise<RcptOutcome[]> {
     const info = job.envelope.info;
     let lease: Awaited<ReturnType<ConnectionPool['acquire']>>;
     try {
@@ -139,7 +173,12 @@ export class DeliveryEngine {
           if (ri.orcpt) o.orcpt = ri.orcpt;
           return o;
         });
-        const tx: Parameters<typeof lease.client.sendMessage>[0] = { sender: info.sender, recipients, size: data.length, data: [data] };
+        const tx: Parameters<typeof lease.client.sendMessage>[0] = {
+          sender: info.sender,
+          recipients,
+          size: data.length,
+          data: [data],
+        };
         if (info.ret) tx.ret = info.ret;
         if (info.envid !== undefined) tx.envid = info.envid;
         if (info.smtputf8) tx.smtputf8 = true;
@@ -154,19 +193,43 @@ export class DeliveryEngine {
             retry.push(r);
             return;
           }
-          const o: RcptOutcome = { rcpt: r, status: rr.status, code: rr.code, enhanced: rr.enhanced, text: rr.text, host: lease.host };
+          const o: RcptOutcome = {
+            rcpt: r,
+            status: rr.status,
+            code: rr.code,
+            enhanced: rr.enhanced,
+            text: rr.text,
+            host: lease.host,
+          };
           if (rr.status === 'delivered' && !lease.client.extensions.dsn) o.relayed = true;
           out.push(o);
         });
         if (retry.length === 0 || retry.length === todo.length) {
-          for (const r of retry) out.push({ rcpt: r, status: 'deferred', code: 452, enhanced: '4.5.3', text: 'too many recipients', host: lease.host });
+          for (const r of retry)
+            out.push({
+              rcpt: r,
+              status: 'deferred',
+              code: 452,
+              enhanced: '4.5.3',
+              text: 'too many recipients',
+              host: lease.host,
+            });
           break;
         }
         todo = retry;
       }
     } catch (e) {
       const done = new Set(out.map((o) => o.rcpt));
-      for (const r of rcpts) if (!done.has(r)) out.push({ rcpt: r, status: 'deferred', code: 451, enhanced: '4.4.2', text: errorText(e), host: lease.host });
+      for (const r of rcpts)
+        if (!done.has(r))
+          out.push({
+            rcpt: r,
+            status: 'deferred',
+            code: 451,
+            enhanced: '4.4.2',
+            text: errorText(e),
+            host: lease.host,
+          });
       reusable = false;
     } finally {
       lease.release(reusable);

@@ -26,6 +26,8 @@ export interface MxCandidate {
   port: number;
   /** MX preference; -1 for an implicit MX and for static routes. */
   preference: number;
+  /** The host name `host` (an address) was looked up from: TLS server name, logs, Remote-MTA. */
+  name?: string;
 }
 
 export function systemResolver(
@@ -137,6 +139,37 @@ async function implicitMx(name: string, resolver: DnsResolver, port: number): Pr
   if (nx) throw noSuchDomain(name);
   throw new MtaError('DNS_NO_MAIL_HOST', 'permanent', `Domain ${name} has no MX, A or AAAA records`, {
     smtp: { code: 550, enhanced: '5.1.2' },
+  });
+}
+
+/**
+ * Turns MX host names into addresses through the resolver (A, then AAAA), keeping preference
+ * order; address literals pass through. Hosts that do not resolve are skipped. Fails only when no
+ * candidate has an address: transient if any lookup failed temporarily, else permanent (5.4.4).
+ */
+export async function resolveAddresses(cands: MxCandidate[], resolver: DnsResolver): Promise<MxCandidate[]> {
+  const out: MxCandidate[] = [];
+  let tempfail: unknown;
+  const looked = await Promise.all(
+    cands.map(async (c) => {
+      if (net.isIP(c.host) !== 0) return [c];
+      const [a, aaaa] = await Promise.allSettled([resolver.resolve4(c.host), resolver.resolve6(c.host)]);
+      const list: MxCandidate[] = [];
+      for (const l of [a, aaaa]) {
+        if (l.status === 'fulfilled')
+          for (const ip of l.value)
+            list.push({ host: ip, port: c.port, preference: c.preference, name: c.host });
+        else if (!NO_DATA.has(dnsCode(l.reason))) tempfail ??= l.reason;
+      }
+      return list;
+    }),
+  );
+  for (const l of looked) out.push(...l);
+  if (out.length > 0) return out;
+  const names = cands.map((c) => c.host).join(', ');
+  if (tempfail !== undefined) throw transient(names, 'A/AAAA', tempfail);
+  throw new MtaError('DNS_NO_ADDRESS', 'permanent', `no address found for mail host(s) ${names}`, {
+    smtp: { code: 550, enhanced: '5.4.4' },
   });
 }
 

@@ -28,6 +28,12 @@ interface Dest {
   active: number;
   idle: Idle[];
   waiters: Array<() => void>;
+  /** Connection attempts in progress. */
+  connecting: number;
+  /** The last connection attempt succeeded: others may connect in parallel. */
+  healthy: boolean;
+  /** Acquirers waiting for the outcome of a first connection attempt. */
+  probeWaiters: Array<() => void>;
 }
 
 export interface Lease {
@@ -42,19 +48,30 @@ export class ConnectionPool {
   private readonly dead = new Map<string, { until: number; why: string }>();
   private active = 0;
   private readonly globalWaiters: Array<() => void> = [];
-  readonly stats = { connections: 0, reused: 0, deadSkips: 0 };
+  /** attempts: connections tried; connections: handshakes that succeeded; reused: leases of an
+   *  idle connection; deadSkips: hosts skipped because the dead-host cache had them. */
+  readonly stats = { attempts: 0, connections: 0, reused: 0, deadSkips: 0 };
 
   constructor(private readonly opts: PoolOptions) {}
 
   private dest(key: string): Dest {
     let d = this.dests.get(key);
-    if (!d) this.dests.set(key, (d = { active: 0, idle: [], waiters: [] }));
+    if (!d)
+      this.dests.set(
+        key,
+        (d = { active: 0, idle: [], waiters: [], connecting: 0, healthy: false, probeWaiters: [] }),
+      );
     return d;
   }
 
   /** Per-destination counts, for metrics and the dashboard. */
   snapshot(): Array<{ key: string; active: number; idle: number; waiting: number }> {
-    return [...this.dests].map(([key, d]) => ({ key, active: d.active, idle: d.idle.length, waiting: d.waiters.length }));
+    return [...this.dests].map(([key, d]) => ({
+      key,
+      active: d.active,
+      idle: d.idle.length,
+      waiting: d.waiters.length,
+    }));
   }
 
   isDead(host: string, port: number): string | undefined {
@@ -73,10 +90,16 @@ export class ConnectionPool {
   }
 
   /** Waits for a slot at `key`, then hands out an idle connection or opens a new one. */
-  async acquire(key: string, candidates: () => Promise<MxCandidate[]>, extra: Partial<SmtpClientOptions> = {}): Promise<Lease> {
+  async acquire(
+    key: string,
+    candidates: () => Promise<MxCandidate[]>,
+    extra: Partial<SmtpClientOptions> = {},
+  ): Promise<Lease> {
     const d = this.dest(key);
     while (d.active >= this.opts.perDestination || this.active >= this.opts.global) {
-      await new Promise<void>((r) => (d.active >= this.opts.perDestination ? d.waiters : this.globalWaiters).push(r));
+      await new Promise<void>((r) =>
+        (d.active >= this.opts.perDestination ? d.waiters : this.globalWaiters).push(r),
+      );
     }
     d.active++;
     this.active++;
@@ -91,8 +114,30 @@ export class ConnectionPool {
         }
         idle.client.close();
       }
-      const { client, host } = await this.connect(await candidates(), extra);
-      return this.lease(key, d, client, host);
+      // A destination not known to work gets one connection attempt at a time: if it is down,
+      // the others then find its hosts in the dead-host cache instead of each trying.
+      while (d.connecting > 0 && !d.healthy) await new Promise<void>((r) => d.probeWaiters.push(r));
+      const idle = d.idle.pop();
+      if (idle) {
+        idle.cancel();
+        if (idle.client.usable) {
+          this.stats.reused++;
+          return this.lease(key, d, idle.client, idle.host);
+        }
+        idle.client.close();
+      }
+      d.connecting++;
+      try {
+        const { client, host } = await this.connect(await candidates(), extra);
+        d.healthy = true;
+        return this.lease(key, d, client, host);
+      } catch (e) {
+        d.healthy = false;
+        throw e;
+      } finally {
+        d.connecting--;
+        for (const w of d.probeWaiters.splice(0)) w();
+      }
     } catch (e) {
       this.done(d);
       throw e;
@@ -130,8 +175,14 @@ export class ConnectionPool {
     this.globalWaiters.shift()?.();
   }
 
-  private async connect(cands: MxCandidate[], extra: Partial<SmtpClientOptions>): Promise<{ client: SmtpClient; host: string }> {
-    if (cands.length === 0) throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', { smtp: { code: 451, enhanced: '4.4.4' } });
+  private async connect(
+    cands: MxCandidate[],
+    extra: Partial<SmtpClientOptions>,
+  ): Promise<{ client: SmtpClient; host: string }> {
+    if (cands.length === 0)
+      throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', {
+        smtp: { code: 451, enhanced: '4.4.4' },
+      });
     const errors: string[] = [];
     let permanent: MtaError | undefined;
     for (const c of cands) {
@@ -142,20 +193,30 @@ export class ConnectionPool {
         continue;
       }
       try {
-        const client = await SmtpClient.connect(c.host, c.port, { ...this.opts.clientOptions, ...extra });
+        const o: SmtpClientOptions = { ...this.opts.clientOptions, ...extra };
+        // Looked up from an MX name: SNI and certificate checks use the name, not the address.
+        if (c.name !== undefined) o.tls = { ...(o.tls ?? { mode: 'opportunistic' }), servername: c.name };
+        this.stats.attempts++;
+        const client = await SmtpClient.connect(c.host, c.port, o);
         this.stats.connections++;
-        return { client, host: `${c.host}:${c.port}` };
+        return {
+          client,
+          host: c.name !== undefined ? `${c.name}[${c.host}]:${c.port}` : `${c.host}:${c.port}`,
+        };
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
         errors.push(`${c.host}:${c.port} ${msg}`);
         const stage = (e as { stage?: string }).stage;
         // A greeting or EHLO 5xx is the host speaking: not dead, but try the next one.
         if (e instanceof MtaError && e.kind === 'permanent') permanent ??= e;
-        else if (stage === 'connect' || stage === 'greeting' || stage === undefined) this.markDead(c.host, c.port, msg);
+        else if (stage === 'connect' || stage === 'greeting' || stage === undefined)
+          this.markDead(c.host, c.port, msg);
       }
     }
     if (permanent && errors.length === 1) throw permanent;
-    throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), { smtp: { code: 451, enhanced: '4.4.1' } });
+    throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), {
+      smtp: { code: 451, enhanced: '4.4.1' },
+    });
   }
 
   close(): void {

@@ -8,16 +8,25 @@ export function makeReporter(hostname: string, maxAgeMs: number) {
   return (req: ReportRequest): AcceptInput | null => {
     const env = req.envelope;
     const action = req.kind === 'failure' ? 'failed' : req.kind === 'delay' ? 'delayed' : 'delivered';
-    const recipients: DsnRecipientReport[] = req.recipients.map(({ info, outcome }) => {
+    // RFC 3461 §5.2.2: a next hop that took NOTIFY=SUCCESS (it offers DSN) reports success
+    // itself; we report only final delivery here (local) and relaying to a hop without DSN.
+    const list =
+      req.kind === 'success'
+        ? req.recipients.filter(({ outcome }) => outcome.relayed === true || outcome.host === 'local')
+        : req.recipients;
+    if (list.length === 0) return null;
+    const recipients: DsnRecipientReport[] = list.map(({ info, outcome }) => {
       const r: DsnRecipientReport = {
         address: info.address,
         action: req.kind === 'success' && outcome.relayed ? 'relayed' : action,
-        status: outcome.enhanced ?? (req.kind === 'failure' ? '5.0.0' : req.kind === 'delay' ? '4.0.0' : '2.0.0'),
+        status:
+          outcome.enhanced ?? (req.kind === 'failure' ? '5.0.0' : req.kind === 'delay' ? '4.0.0' : '2.0.0'),
         lastAttempt: req.now,
       };
       if (info.orcpt) r.orcpt = info.orcpt;
-      if (outcome.host && outcome.host !== 'local') r.remoteMta = outcome.host.replace(/:\d+$/, '');
-      if (outcome.code !== undefined || outcome.text) r.diagnostic = `smtp; ${outcome.code ?? ''} ${outcome.text ?? ''}`.trim();
+      if (outcome.host && outcome.host !== 'local')
+        r.remoteMta = outcome.host.replace(/:\d+$/, '').replace(/\[[^\]]*\]$/, '');
+      if (outcome.code !== undefined || outcome.text) r.diagnostic = diagnostic(outcome);
       if (req.kind === 'delay') r.willRetryUntil = env.arrival + maxAgeMs;
       return r;
     });
@@ -32,9 +41,25 @@ export function makeReporter(hostname: string, maxAgeMs: number) {
     if (env.info.envid !== undefined) input.envid = env.info.envid;
     if (env.info.ret) input.ret = env.info.ret;
     const dsn = buildDsn(input);
-    const out: AcceptInput = { data: [dsn.data], sender: '', recipients: [{ address: env.info.sender }], report: true };
+    const out: AcceptInput = {
+      data: [dsn.data],
+      sender: '',
+      recipients: [{ address: env.info.sender }],
+      report: true,
+    };
     if (dsn.body8bit) out.body = '8BITMIME';
     if (dsn.smtputf8) out.smtputf8 = true;
     return out;
   };
+}
+
+/** "smtp; 550 5.1.1 text" — the peer's reply as it was given, enhanced code included. */
+function diagnostic(o: { code?: number; enhanced?: string; text?: string }): string {
+  const text = o.text ?? '';
+  const parts = ['smtp;'];
+  if (o.code !== undefined) parts.push(String(o.code));
+  if (o.enhanced !== undefined && !text.startsWith(o.enhanced) && o.enhanced !== '4.4.7')
+    parts.push(o.enhanced);
+  if (text) parts.push(text);
+  return parts.join(' ');
 }

@@ -3,7 +3,7 @@
 // domain host, or MX lookup). Pure decisions; no I/O except the MX lookup it hands back as a
 // function. Domains compare lower-case without a trailing dot.
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
-import { type DnsResolver, type MxCandidate, resolveMx } from './mx.js';
+import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from './mx.js';
 
 export type Decision =
   | { kind: 'local'; local: LocalDomain }
@@ -43,6 +43,8 @@ export class Router {
     private readonly config: Pick<Config, 'local' | 'routes' | 'etrn' | 'odmr'>,
     private readonly resolver: DnsResolver,
     private readonly random: () => number = Math.random,
+    /** Port for MX hosts (25; tests point it at a sink). */
+    private readonly mxPort = 25,
   ) {
     for (const l of config.local) this.local.set(l.domain, l);
     for (const r of config.routes) if (!this.routes.has(r.domain)) this.routes.set(r.domain, r);
@@ -83,16 +85,36 @@ export class Router {
     const route = this.routes.get(domain) ?? (etrn ? undefined : this.routes.get('*'));
     if (etrn?.host) {
       const h = etrn.host;
-      return { kind: 'remote', key: `etrn:${etrn.domain}`, candidates: async () => [{ host: h.host, port: h.port, preference: -1 }], requireTls: false, verifyTls: false, auth: undefined, etrn: etrn.domain };
+      return {
+        kind: 'remote',
+        key: `etrn:${etrn.domain}`,
+        candidates: async () => [{ host: h.host, port: h.port, preference: -1 }],
+        requireTls: false,
+        verifyTls: false,
+        auth: undefined,
+        etrn: etrn.domain,
+      };
     }
     if (route) {
       const hosts = route.hosts.map((h) => ({ host: h.host, port: h.port, preference: -1 }));
-      return { kind: 'remote', key: `route:${route.domain}`, candidates: async () => hosts, requireTls: route.requireTls, verifyTls: route.verifyTls, auth: route.auth, etrn: etrn?.domain };
+      return {
+        kind: 'remote',
+        key: `route:${route.domain}`,
+        candidates: async () => hosts,
+        requireTls: route.requireTls,
+        verifyTls: route.verifyTls,
+        auth: route.auth,
+        etrn: etrn?.domain,
+      };
     }
     return {
       kind: 'remote',
       key: `mx:${domain}`,
-      candidates: () => resolveMx(domain, { resolver: this.resolver, random: this.random }),
+      candidates: async () =>
+        resolveAddresses(
+          await resolveMx(domain, { resolver: this.resolver, random: this.random, port: this.mxPort }),
+          this.resolver,
+        ),
       requireTls: false,
       verifyTls: false,
       auth: undefined,

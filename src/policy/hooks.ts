@@ -5,15 +5,15 @@
 import type { Config } from '../config/index.js';
 import { cidrListContains } from '../config/index.js';
 import { domainOf, localPartOf, type Router } from '../delivery/router.js';
-import { IdSource } from '../queue/ids.js';
+import type { IdSource } from '../queue/ids.js';
 import type { Queues } from '../queue/queues.js';
 import { formatId, parseId } from '../queue/record/records.js';
 import type { Destination, RecipientInfo } from '../queue/types.js';
 import { reply } from '../smtp/protocol/reply.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 
-/** Local parts we will write into a Maildir path: no routing tricks, no path games. */
-const SAFE_LOCAL = /^[A-Za-z0-9!#$&'*+=?^_`{|}~.-]+$/;
+/** Local parts we will write into a Maildir path: no routing tricks (%, !, @, quotes), no path games. */
+const SAFE_LOCAL = /^[A-Za-z0-9#$&'*+=?^_`{|}~.-]+$/;
 
 export function makeServerHooks(config: Config, router: Router, queues: Queues, ids: IdSource): ServerHooks {
   const users = new Map(config.users.map((u) => [u.name, u.password]));

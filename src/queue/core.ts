@@ -212,22 +212,12 @@ export class QueueCore {
       this.msgs.refs[mslot]!--;
       return;
     }
-    // unlink from the message's piece list
-    let prev = NO_SLOT;
-    for (let p = this.msgs.head[mslot]!; p !== NO_SLOT; p = P.next[p]!) {
-      if (p === pslot) {
-        if (prev === NO_SLOT) this.msgs.head[mslot] = P.next[p]!;
-        else P.next[prev] = P.next[p]!;
-        break;
-      }
-      prev = p;
-    }
-    P.release(pslot);
+    this.releaseDeadPiece(pslot);
     const refs = --this.msgs.refs[mslot]!;
     if (refs === 0 && this.msgs.head[mslot] === NO_SLOT) this.dropMessage(mslot);
   }
 
-  /** Drops a dead piece row kept during recovery. */
+  /** Unlinks a dead piece row from its message's list and frees it (also used after recovery). */
   releaseDeadPiece(pslot: number): void {
     const P = this.pieces;
     const mslot = P.msg[pslot]!;

@@ -237,7 +237,8 @@ export class Queue {
       this.blocked.clear();
       for (const l of lanes) this.pump(l);
     }
-    if (!this.reclaiming) void this.reclaim();
+    // Not while recovery runs: it still reads (and sets aside) segments that may look empty.
+    if (!this.reclaiming && this.recovery) void this.reclaim();
   }
 
   /** Dispatches what is due in a lane, up to the in-flight limit. */
@@ -793,6 +794,15 @@ export class Queue {
       msgId,
       (l) => (l.kind === 'hold' || l.kind === 'held' ? this.core.newLane() : undefined),
       'released by operator',
+    );
+  }
+
+  /** Operator flush of one message: its pieces in the retry ladder are attempted now (moved to `new`). */
+  flushMessage(msgId: number): Promise<number> {
+    return this.moveAll(
+      msgId,
+      (l) => (l.kind === 'retry' ? this.core.newLane() : undefined),
+      'flushed by operator',
     );
   }
 

@@ -1,9 +1,10 @@
 // Recovery: the only way a queue starts. Scans every lane oldest segment first, validates the
-// framing, cuts a torn tail off the newest segment of a lane, sets corrupt segments aside after
-// salvaging their valid live records, and rebuilds the index: the current envelope of every
-// piece (highest version not ended), deltas, data locations, reference counts, lane positions.
-// Then it repairs what a crash in the middle of a two-file batch can leave (an old version
-// without its Done) and reclaims garbage. Only envelope prefixes are decoded, never the JSON.
+// framing, cuts a torn tail off the newest segment of a lane, and rebuilds the index: the
+// current envelope of every piece (highest version not ended), deltas, data locations,
+// reference counts, lane positions. Then repair.ts undoes what a crash in the middle of a
+// multi-file batch can leave (a move without its Done: the old version wins), pieces whose data
+// never became durable are ended, corrupt segments are salvaged and set aside, and garbage is
+// marked. Only envelope prefixes are decoded during the scan, never the JSON.
 // Every state this handles is listed in docs/queue-states.md.
 import type { QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
@@ -25,6 +26,7 @@ import {
   RT_DONE,
   RT_ENVELOPE,
 } from './record/records.js';
+import { type OldVersion, reviveIncompleteMoves, salvageSegment, setAside } from './repair.js';
 import { NO_SLOT, UNPLACED } from './state/tables.js';
 
 export interface RecoveryReport {
@@ -44,7 +46,9 @@ export interface RecoveryReport {
   }>;
   missingSegments: string[];
   orphanData: number;
+  /** Messages whose envelope was found without data: ended (an accept that never completed, or corruption). */
   missingData: string[];
+  /** Pieces restored to their old version because the move that superseded it did not complete. */
   repaired: number;
   ms: number;
 }
@@ -55,6 +59,7 @@ interface QueueLike {
   core: QueueCore;
   writer: GroupWriter;
   ids: IdSource;
+  clock: { now(): number };
 }
 
 export async function recover(
@@ -82,6 +87,10 @@ export async function recover(
     ms: 0,
   };
   await fs.mkdirp(`${q.dir}/lanes`);
+  // A fresh queue's directories must be durable before anything in them is acknowledged.
+  await fs.syncDir(`${q.dir}/lanes`);
+  await fs.syncDir(q.dir);
+  const quarantined = new Set(await fs.readdir(`${q.dir}/quarantine`));
   const laneNames = (await fs.readdir(`${q.dir}/lanes`)).filter((n) => parseLaneName(n) !== undefined).sort();
   // Sizes first, for progress.
   const plan: Array<{ lane: string; seqs: number[]; sizes: number[] }> = [];
@@ -99,9 +108,15 @@ export async function recover(
     }
     plan.push({ lane: name, seqs, sizes });
   }
-  // Older versions seen without their Done yet: "msgId:piece:version" -> lane name.
-  const superseded = new Map<string, string>();
-  const corrupt: Array<{ lane: string; seq: number }> = [];
+  // Older versions seen without their Done yet: "msgId:piece:version" -> where they are.
+  const superseded = new Map<string, OldVersion>();
+  // Highest piece number in any Delta or Done, so a piece number is never used twice.
+  const topPiece = new Map<number, number>();
+  const notePiece = (msgId: number, piece: number) => {
+    q.ids.observe(msgId);
+    if (piece > 0 && piece > (topPiece.get(msgId) ?? 0)) topPiece.set(msgId, piece);
+  };
+  const corrupt: Array<{ lane: string; seq: number; offset: number }> = [];
   let done = 0;
   let lastProgress = 0;
   for (const { lane: laneName, seqs } of plan) {
@@ -109,8 +124,11 @@ export async function recover(
     report.lanes++;
     if (lane.kind !== 'data') {
       for (let i = 1; i < seqs.length; i++) {
-        for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++)
-          report.missingSegments.push(`${laneName}/${segmentName(s)}`);
+        for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++) {
+          // A segment set aside as corrupt leaves an expected gap.
+          if (![...quarantined].some((n) => n.startsWith(`${laneName}-${segmentName(s)}`)))
+            report.missingSegments.push(`${laneName}/${segmentName(s)}`);
+        }
       }
     }
     let lastSeq = 0;
@@ -144,24 +162,40 @@ export async function recover(
             if (p === NO_SLOT) p = core.addPiece(m, h.piece);
             else if (P.version[p]! >= h.version) {
               // An older version than one already seen: dead unless we never see its Done.
-              if (P.version[p]! > h.version) superseded.set(`${h.msgId}:${h.piece}:${h.version}`, laneName);
+              if (P.version[p]! > h.version)
+                superseded.set(`${h.msgId}:${h.piece}:${h.version}`, {
+                  lane: laneName,
+                  seq,
+                  off: r.offset,
+                  len: r.length,
+                  deltas: [],
+                });
               break;
             } else if (core.isLive(p)) {
-              superseded.set(`${h.msgId}:${h.piece}:${P.version[p]}`, core.laneOf(p).name);
+              superseded.set(`${h.msgId}:${h.piece}:${P.version[p]}`, {
+                lane: core.laneOf(p).name,
+                seq: P.seq[p]!,
+                off: P.off[p]!,
+                len: P.len[p]!,
+                deltas: [...(core.deltas.get(p) ?? [])],
+              });
             }
             core.adoptEnvelope(p, lane, h, seq, r.offset, r.length);
             break;
           }
           case RT_DELTA: {
             const d = decodeDelta(r.body, false);
+            notePiece(d.msgId, d.piece);
             const m = M.byId.get(d.msgId);
             if (m === undefined) break;
             const p = core.pieceOf(m, d.piece);
             if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version) core.applyDelta(p, d.rcpt);
+            else superseded.get(`${d.msgId}:${d.piece}:${d.version}`)?.deltas.push(d.rcpt);
             break;
           }
           case RT_DONE: {
             const d = decodeDone(r.body);
+            notePiece(d.msgId, d.piece);
             superseded.delete(`${d.msgId}:${d.piece}:${d.version}`);
             const m = M.byId.get(d.msgId);
             if (m === undefined) break;
@@ -172,18 +206,17 @@ export async function recover(
           }
         }
       });
-      if (scan.tornAt !== undefined) {
-        if (scan.tornAt < buf.length) {
-          await fs.truncate(path, scan.tornAt);
-          report.tornTails.push({
-            segment: `${laneName}/${segmentName(seq)}`,
-            offset: scan.tornAt,
-            cut: buf.length - scan.tornAt,
-          });
-        }
+      if (scan.tornAt !== undefined && scan.tornAt < buf.length) {
+        // A torn tail (or torn header) is what a crash mid-write leaves: cut it off for good.
+        await fs.truncate(path, scan.tornAt);
+        report.tornTails.push({
+          segment: `${laneName}/${segmentName(seq)}`,
+          offset: scan.tornAt,
+          cut: buf.length - scan.tornAt,
+        });
       }
       if (scan.corruption) {
-        corrupt.push({ lane: laneName, seq });
+        corrupt.push({ lane: laneName, seq, offset: scan.corruption.offset });
         report.corruptions.push({
           segment: `${laneName}/${segmentName(seq)}`,
           offset: scan.corruption.offset,
@@ -191,10 +224,6 @@ export async function recover(
           setAsideAs: '',
           salvaged: 0,
         });
-      }
-      if (scan.header === undefined && buf.length > 0 && !scan.corruption) {
-        // A torn header: the file was created but its header never became durable.
-        report.tornTails.push({ segment: `${laneName}/${segmentName(seq)}`, offset: 0, cut: buf.length });
       }
       lastSeq = seq;
       lastEnd = scan.header === undefined ? -1 : scan.end;
@@ -206,10 +235,17 @@ export async function recover(
     }
     // Appends continue in the newest segment unless it is corrupt or headerless.
     const newestCorrupt = corrupt.some((c) => c.lane === laneName && c.seq === lastSeq);
-    if (seqs.length > 0)
-      writer.setTail(laneName, lastSeq, newestCorrupt || lastEnd < 0 ? Number.MAX_SAFE_INTEGER : lastEnd);
+    if (seqs.length > 0) writer.setTail(laneName, lastSeq, lastEnd, newestCorrupt || lastEnd < 0);
   }
   onProgress?.(total, total);
+  for (const [id, piece] of topPiece) {
+    const m = M.byId.get(id);
+    if (m !== undefined && M.nextPieceNo[m]! <= piece) M.nextPieceNo[m] = piece + 1;
+  }
+  const ctx = { dir: q.dir, fs, core, writer, now: q.clock.now() };
+
+  // Moves whose batch did not complete: the old version wins (repair.ts).
+  report.repaired = await reviveIncompleteMoves(ctx, superseded);
 
   // Messages: count live ones, drop dead pieces and orphans, account data.
   core.recovering = false;
@@ -222,7 +258,10 @@ export async function recover(
       continue;
     }
     if (M.dataSeq[m] === UNPLACED) {
+      // Envelopes without data: a split accept whose data file never became durable (so it was
+      // never acknowledged), or data lost to corruption. Nothing can be delivered: end them.
       report.missingData.push(formatId(id));
+      for (const p of core.piecesOf(m)) core.killPiece(p, DONE_REPAIR, 1);
       continue;
     }
     core.accountAdoptedData(m);
@@ -230,49 +269,18 @@ export async function recover(
     report.livePieces += core.piecesOf(m).length;
   }
 
-  // Salvage the valid live records of corrupt segments, then set those segments aside.
+  // Salvage the valid records of corrupt segments that are still needed (repair.ts).
   for (const c of corrupt) {
-    const lane = core.lane(c.lane);
-    const path = `${q.dir}/lanes/${c.lane}/${segmentName(c.seq)}`;
-    let salvaged = 0;
-    const buf = await fs.readFile(path);
-    for (let p = 0; p < P.cap; p++) {
-      if (!core.isLive(p) || P.lane[p] !== lane.idx || P.seq[p] !== c.seq) continue;
-      const body = buf.subarray(P.off[p]! + FRAME_HEADER, P.off[p]! + P.len[p]!);
-      const { decodeEnvelope } = await import('./record/records.js');
-      core.putEnvelope(p, lane, decodeEnvelope(Buffer.from(body)));
-      salvaged++;
-    }
-    for (const m of M.byId.values()) {
-      if (M.dataLane[m] !== lane.idx || M.dataSeq[m] !== c.seq) continue;
-      const data = Buffer.from(buf.subarray(M.dataOff[m]!, M.dataOff[m]! + M.dataLen[m]!));
-      core.putData(
-        m,
-        lane.kind === 'data' || lane.kind === 'new' ? lane : core.dataLane(),
-        [data],
-        data.length,
-      );
-      salvaged++;
-    }
-    await writer.commit();
-    await fs.mkdirp(`${q.dir}/quarantine`);
-    const aside = `${q.dir}/quarantine/${c.lane}-${segmentName(c.seq)}`;
-    await fs.rename(path, aside);
-    await fs.syncDir(`${q.dir}/lanes/${c.lane}`);
-    await fs.syncDir(`${q.dir}/quarantine`);
-    lane.segs.delete(c.seq);
     const r = report.corruptions.find((x) => x.segment === `${c.lane}/${segmentName(c.seq)}`)!;
-    r.setAsideAs = `quarantine/${c.lane}-${segmentName(c.seq)}`;
-    r.salvaged = salvaged;
+    r.salvaged = await salvageSegment(ctx, c.lane, c.seq, c.offset);
   }
-
-  // Repair: an older version whose Done never became durable gets one now, in its own lane.
-  for (const [key, laneName] of superseded) {
-    const [msgId, piece, version] = key.split(':').map(Number) as [number, number, number];
-    core.appendDone(laneName, msgId, piece, version, DONE_REPAIR, 1);
-    report.repaired++;
+  // Everything repaired above is durable before a corrupt segment leaves its lane.
+  await writer.commit();
+  for (const c of corrupt) {
+    const r = report.corruptions.find((x) => x.segment === `${c.lane}/${segmentName(c.seq)}`)!;
+    r.setAsideAs = await setAside(ctx, c.lane, c.seq);
+    core.lane(c.lane).segs.delete(c.seq);
   }
-  if (report.repaired > 0) await writer.commit();
 
   core.markRecoveredGarbage();
   report.ms = performance.now() - t0;

@@ -1,6 +1,8 @@
 // Reads one segment's bytes into records. Pure: takes the file's bytes, returns what it found.
 // Outcomes, by failure mode (see docs/queue-states.md):
 // - clean end, or a zero-filled tail: end of log;
+// - no header and no valid record anywhere (empty, zero-filled or partly written header): a
+//   torn header, i.e. a segment whose creation a crash cut short; it holds nothing;
 // - an incomplete or invalid record with no valid record after it, in the newest segment of
 //   a lane: a torn tail from a crash mid-write, to be cut off;
 // - anything else invalid (any bad record in an older segment, or a bad record followed by
@@ -58,6 +60,12 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
       }
       off = r.next;
       continue;
+    }
+    if (off === 0 && validFrameAfter(buf, 1, isRecordType) < 0) {
+      // No header and nothing valid after it: a segment whose creation was cut short (torn
+      // header). It holds no record, wherever it is in the lane (the writer moves past such a
+      // segment after recovery, so it need not be the newest).
+      return { header, end: 0, tornAt: 0, records: 0 };
     }
     if (r.kind === 'zero') {
       // Preallocated or zero-extended space: the end of what was written. Anything valid after

@@ -33,6 +33,8 @@ interface Op {
   onPlaced: Placed | undefined;
 }
 
+type FileWrite = { lane: string; seq: number; position: number; bufs: Buffer[]; bytes: number };
+
 interface Waiter {
   resolve: () => void;
   reject: (e: Error) => void;
@@ -101,12 +103,16 @@ export class GroupWriter {
   /** Bytes appended but not yet durable: used to spread new mail across queues. */
   pendingBytes = 0;
 
-  /** Tells the writer where a lane's log ends (from recovery). */
-  setTail(lane: string, seq: number, size: number): void {
+  /**
+   * Tells the writer where a lane's log ends (from recovery). `closed`: the segment must not be
+   * appended to (it is corrupt, being set aside, or has no header); the next record starts seq+1.
+   */
+  setTail(lane: string, seq: number, size: number, closed = false): void {
     this.tails.set(lane, {
       seq,
-      size,
-      base: size,
+      // A closed tail looks full and holds a record past its base, so the next append rolls over.
+      size: closed ? Number.MAX_SAFE_INTEGER : size,
+      base: closed ? 0 : size,
       creating: new Map(),
       headers: new Map(),
       dirReady: Promise.resolve(),
@@ -128,9 +134,15 @@ export class GroupWriter {
     this.pendingBytes += length;
   }
 
-  /** Number of the batch that the records appended so far will be part of. */
+  /** True while a batch is being sealed (its records' onPlaced callbacks run then). */
+  private sealing = false;
+
+  /**
+   * Number of the batch that the records appended so far will be part of; inside an onPlaced
+   * callback, the batch being sealed (the record being placed is in it, not in the next one).
+   */
   get nextBatch(): number {
-    return this.batchNo + 1;
+    return this.sealing ? this.batchNo : this.batchNo + 1;
   }
 
   /** Resolves when every record appended before this call is durable. */
@@ -186,9 +198,48 @@ export class GroupWriter {
   /** Seals the ops into per-file writes (phase 1 before phase 2 in each lane), then does the I/O. */
   private async writeBatch(ops: Op[]): Promise<void> {
     if (ops.length === 0) return;
-    type FileWrite = { lane: string; seq: number; position: number; bufs: Buffer[]; bytes: number };
     const phases: [Map<string, FileWrite>, Map<string, FileWrite>] = [new Map(), new Map()];
+    // Sealing is synchronous: no append can interleave, and onPlaced sees nextBatch = this batch.
+    this.sealing = true;
+    try {
+      this.seal(ops, phases);
+    } finally {
+      this.sealing = false;
+    }
     let bytes = 0;
+    for (const op of ops) bytes += op.length;
+    const t0 = performance.now();
+    let syncs = 0;
+    for (const writes of phases) {
+      if (writes.size === 0) continue;
+      const files = await Promise.all(
+        [...writes.values()].map(async (w) => {
+          const f = await this.fileFor(w.lane, w.seq);
+          await f.write(w.bufs, w.position);
+          return f;
+        }),
+      );
+      if (this.opts.sync) {
+        // The point of the design: one fdatasync per touched file covers every record of the batch.
+        // Phase 2 starts only after every phase-1 file is durable (a kill never outlives its replacement).
+        await Promise.all([...new Set(files)].map((f) => f.datasync()));
+        syncs += new Set(files).size;
+      }
+    }
+    const syncMs = performance.now() - t0;
+    this.closeOlder();
+    this.pendingBytes = Math.max(0, this.pendingBytes - bytes);
+    this.stats.batches++;
+    this.stats.records += ops.length;
+    this.stats.bytes += bytes;
+    this.stats.datasyncs += syncs;
+    this.stats.lastBatchRecords = ops.length;
+    this.stats.lastSyncMs = syncMs;
+    this.onBatch?.(ops.length, bytes, syncMs);
+  }
+
+  /** Assigns every op its segment and offset, rolling over to a new segment when one is full. */
+  private seal(ops: Op[], phases: [Map<string, FileWrite>, Map<string, FileWrite>]): void {
     for (const phase of [1, 2] as const) {
       for (const op of ops) {
         if (op.phase !== phase) continue;
@@ -209,36 +260,9 @@ export class GroupWriter {
         for (const b of op.frame) w.bufs.push(b);
         w.bytes += op.length;
         tail.size += op.length;
-        bytes += op.length;
         this.maybePrepareNext(op.lane, tail);
       }
     }
-    const t0 = performance.now();
-    let syncs = 0;
-    for (const writes of phases) {
-      if (writes.size === 0) continue;
-      const files = await Promise.all(
-        [...writes.values()].map(async (w) => {
-          const f = await this.fileFor(w.lane, w.seq);
-          await f.write(w.bufs, w.position);
-          return f;
-        }),
-      );
-      if (this.opts.sync) {
-        // The point of the design: one fdatasync per touched file covers every record of the batch.
-        await Promise.all([...new Set(files)].map((f) => f.datasync()));
-        syncs += new Set(files).size;
-      }
-    }
-    const syncMs = performance.now() - t0;
-    this.pendingBytes = Math.max(0, this.pendingBytes - bytes);
-    this.stats.batches++;
-    this.stats.records += ops.length;
-    this.stats.bytes += bytes;
-    this.stats.datasyncs += syncs;
-    this.stats.lastBatchRecords = ops.length;
-    this.stats.lastSyncMs = syncMs;
-    this.onBatch?.(ops.length, bytes, syncMs);
   }
 
   private tailOf(lane: string): LaneTail {
@@ -300,16 +324,9 @@ export class GroupWriter {
     const tail = this.tailOf(lane);
     const creating = tail.creating.get(seq);
     if (creating) {
-      const f = await creating;
-      // Once a later segment is in use, earlier handles can go.
-      for (const [s, pf] of tail.creating) {
-        if (s < seq) {
-          tail.creating.delete(s);
-          tail.headers.delete(s);
-          pf.then((old) => old.close()).catch(() => {});
-        }
-      }
-      return f;
+      // Handles of older segments are closed by closeOlder() after the batch: a batch that
+      // rolls over still writes to the previous segment while it opens the next one.
+      return await creating;
     }
     // An existing segment found by recovery.
     const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
@@ -317,6 +334,19 @@ export class GroupWriter {
     const p = existing ? this.opts.fs.openWrite(path) : this.createSegment(lane, tail, seq);
     tail.creating.set(seq, p);
     return p;
+  }
+
+  /** Closes the handles of segments older than each lane's current one (after a batch's I/O). */
+  private closeOlder(): void {
+    for (const tail of this.tails.values()) {
+      for (const [s, pf] of tail.creating) {
+        if (s < tail.seq) {
+          tail.creating.delete(s);
+          tail.headers.delete(s);
+          pf.then((old) => old.close()).catch(() => {});
+        }
+      }
+    }
   }
 
   /** Unlinks a whole segment and makes the unlink durable before the next one (lane order). */

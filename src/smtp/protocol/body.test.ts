@@ -182,4 +182,23 @@ describe('BodyReader (BDAT)', () => {
     r.feed(Buffer.from('0123456789'));
     assert.equal(r.error, 'size');
   });
+  test('a CR at the end of one chunk is fine when the next chunk starts with LF', () => {
+    const r = new BodyReader({ maxSize: BIG, dotTerminated: false });
+    r.feed(Buffer.from('a: b\r'));
+    r.feed(Buffer.from('\n\r\nbody\r\n'));
+    r.end();
+    assert.equal(r.error, null);
+    assert.equal(Buffer.concat(r.chunks).toString(), 'a: b\r\n\r\nbody\r\n');
+  });
+  test('a message whose last chunk ends in a CR (no LF ever follows) has a bare CR', () => {
+    const r = new BodyReader({ maxSize: BIG, dotTerminated: false });
+    r.feed(Buffer.from('a: b\r\n\r'));
+    assert.equal(r.error, null, 'undecided until the end');
+    r.end();
+    assert.equal(r.error, 'bareCr');
+    const bin = new BodyReader({ maxSize: BIG, dotTerminated: false, binary: true });
+    bin.feed(Buffer.from('x\r'));
+    bin.end();
+    assert.equal(bin.error, null, 'BINARYMIME has no line policy');
+  });
 });

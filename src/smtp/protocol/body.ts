@@ -190,6 +190,15 @@ export class BodyReader {
     return pos;
   }
 
+  /**
+   * BDAT LAST: the message ends here. A CR held back at the end of the last chunk (waiting for an
+   * LF in a next chunk that will never come) is a bare CR.
+   */
+  end(): void {
+    if (this.lastCR && !this.binary) this.fail('bareCr');
+    this.lastCR = false;
+  }
+
   private emit(buf: Buffer, from: number, to: number): void {
     if (to <= from) return;
     this.size += to - from;

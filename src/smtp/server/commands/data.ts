@@ -81,6 +81,7 @@ export function finishBdat(s: SmtpSession): void | Promise<void> {
   }
   const body = s.tx?.body;
   if (body === undefined) return;
+  if (s.bdatLast) body.end();
   if (body.error !== null) {
     s.sendReply(bodyErrorReply(body.error));
     s.resetTransaction();

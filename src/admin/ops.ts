@@ -1,0 +1,192 @@
+// The operations of the control interface, as a table of op name → handler (shared by the UNIX
+// socket and the HTTP admin). Inspection reads through inspect.ts; every change goes through
+// the Queue's operator actions (hold, release, remove, bounce, flushMessage), each of which
+// appends its records and a history entry and resolves only once they are durable — so an
+// action that answered "done" survives a crash right after.
+// Failure: a bad argument is ADMIN_BAD_REQUEST; an id that is not queued is reported in
+// `missing`, not thrown, so one stale id does not hide the others' results.
+import { MtaError } from '../errors.js';
+import type { Queue } from '../queue/queue.js';
+import type { Queues } from '../queue/queues.js';
+import { formatId, parseId } from '../queue/record/records.js';
+import type { Clock } from '../util/clock.js';
+import type { Injector } from './inject.js';
+import { type Filter, listMessages, showMessage, summarize } from './inspect.js';
+import {
+  badRequest,
+  ERR_UNKNOWN_OP,
+  notFound,
+  optBool,
+  optNumber,
+  optString,
+  stringList,
+} from './protocol.js';
+
+export interface AdminDeps {
+  queues: Queues;
+  clock: Clock;
+  /** Local submission (sendmail); absent = the op is refused. */
+  inject?: Injector;
+  /** Facts about the running daemon for `status` (listeners, data dir, ...). */
+  info?: () => Record<string, unknown>;
+}
+
+export type Args = Record<string, unknown>;
+export type OpHandler = (args: Args) => Promise<unknown>;
+
+export interface ActionResult {
+  /** Ids acted on, with the number of pieces (envelopes) each action touched. */
+  done: Array<{ id: string; pieces: number }>;
+  /** Ids given that are not in the queue (or had nothing to act on). */
+  missing: string[];
+}
+
+type ActionName = 'hold' | 'release' | 'delete' | 'bounce' | 'flush';
+
+function filterOf(args: Args): Filter {
+  const f: Filter = {};
+  const lane = optString(args, 'lane');
+  const domain = optString(args, 'domain');
+  const sender = optString(args, 'sender');
+  const older = optNumber(args, 'olderThanMs');
+  if (lane !== undefined) f.lane = lane;
+  if (domain !== undefined) f.domain = domain;
+  if (sender !== undefined) f.sender = sender;
+  if (older !== undefined) f.olderThanMs = older;
+  return f;
+}
+
+function parseIds(args: Args): number[] {
+  const ids = stringList(args, 'ids');
+  return ids.map((s) => {
+    const id = parseId(s.trim());
+    if (id === undefined) throw badRequest(`not a queue id: ${JSON.stringify(s)}`);
+    return id;
+  });
+}
+
+async function act(queues: Queues, ids: number[], name: ActionName): Promise<ActionResult> {
+  const res: ActionResult = { done: [], missing: [] };
+  for (const id of ids) {
+    const q: Queue | undefined = queues.find(id);
+    let n = 0;
+    if (q) {
+      switch (name) {
+        case 'hold':
+          n = await q.hold(id);
+          break;
+        case 'release':
+          n = await q.release(id);
+          break;
+        case 'delete':
+          n = await q.remove(id);
+          break;
+        case 'bounce':
+          n = await q.bounce(id);
+          break;
+        case 'flush':
+          n = await q.flushMessage(id);
+          break;
+      }
+    }
+    if (n > 0) res.done.push({ id: formatId(id), pieces: n });
+    else res.missing.push(formatId(id));
+  }
+  return res;
+}
+
+export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
+  const { queues, clock } = deps;
+  const ops = new Map<string, OpHandler>();
+
+  ops.set('status', async () => {
+    const lanes: Record<string, number> = {};
+    let messages = 0;
+    for (const q of queues.list) {
+      messages += q.core.msgs.count;
+      for (const l of q.core.lanes) if (l.kind !== 'data') lanes[l.name] = (lanes[l.name] ?? 0) + l.live;
+    }
+    return {
+      pid: process.pid,
+      now: clock.now(),
+      messages,
+      lanes,
+      heldDomains: queues.heldDomains(),
+      poisoned: queues.list.some((q) => q.poisoned !== undefined),
+      ...(deps.info?.() ?? {}),
+    };
+  });
+
+  ops.set('list', async (args) => {
+    const now = clock.now();
+    const limit = optNumber(args, 'limit');
+    return { now, messages: await listMessages(queues, filterOf(args), now, limit) };
+  });
+
+  ops.set('show', async (args) => {
+    const s = optString(args, 'id');
+    const id = s === undefined ? undefined : parseId(s.trim());
+    if (id === undefined) throw badRequest('"id" must be a queue id');
+    const view = await showMessage(queues, id, optBool(args, 'data'));
+    if (!view) throw notFound(`message ${formatId(id)} is not in the queue`);
+    const { data, ...rest } = view;
+    return data ? { ...rest, data: data.toString('base64') } : rest;
+  });
+
+  ops.set('summary', async (args) => {
+    const now = clock.now();
+    return { now, ...summarize(await listMessages(queues, filterOf(args), now), now) };
+  });
+
+  /** Ids matching a filter (what an action by filter would touch). */
+  ops.set('match', async (args) => {
+    const now = clock.now();
+    return { ids: (await listMessages(queues, filterOf(args), now)).map((m) => m.id) };
+  });
+
+  for (const name of ['hold', 'release', 'delete', 'bounce'] as const) {
+    ops.set(name, async (args) => act(queues, parseIds(args), name));
+  }
+
+  ops.set('flush', async (args) => {
+    const ids = parseIds(args);
+    const domain = optString(args, 'domain')?.toLowerCase().replace(/\.$/, '');
+    if (ids.length > 0) return { ...(await act(queues, ids, 'flush')), retry: 0, held: 0 };
+    if (domain === undefined) return { done: [], missing: [], retry: queues.flushRetries(), held: 0 };
+    // A held (ETRN/ODMR) domain: run its lane like an ETRN would; the attempts go on after we answer.
+    const held = queues.heldCount(domain);
+    if (held > 0) void queues.flushHeld(domain).catch(() => {});
+    const now = clock.now();
+    const inRetry = await listMessages(queues, { lane: 'retry', domain }, now);
+    const r = await act(
+      queues,
+      inRetry.map((m) => parseId(m.id)!),
+      'flush',
+    );
+    return { ...r, missing: [], retry: r.done.length, held };
+  });
+
+  ops.set('inject', async (args) => {
+    if (!deps.inject) throw new MtaError('ADMIN_NO_INJECT', 'permanent', 'local submission is not available');
+    const sender = optString(args, 'sender') ?? '';
+    const recipients = stringList(args, 'recipients');
+    const data = optString(args, 'data');
+    if (data === undefined) throw badRequest('"data" (base64) is required');
+    const user = optString(args, 'user');
+    return deps.inject({
+      sender,
+      recipients,
+      data: Buffer.from(data, 'base64'),
+      ...(user !== undefined ? { user } : {}),
+    });
+  });
+
+  return ops;
+}
+
+/** Runs one op by name; unknown names are ADMIN_UNKNOWN_OP. */
+export async function runOp(ops: Map<string, OpHandler>, op: string, args: Args = {}): Promise<unknown> {
+  const h = ops.get(op);
+  if (!h) throw new MtaError(ERR_UNKNOWN_OP, 'permanent', `unknown operation "${op}"`);
+  return h(args);
+}

@@ -1,0 +1,68 @@
+// The daemon's control interface, started by daemon.ts: the UNIX control socket (always) and
+// the HTTP admin listener (when [admin] listen is set), both running the ops of ops.ts. Other
+// parts add HTTP endpoints through registerRoute (routes.ts), before or after start.
+// Crash-only: nothing to save; close() only stops listening (a socket file left by a crash is
+// removed at the next start).
+import type { AdminConfig } from '../config/index.js';
+import type { Logger } from '../log.js';
+import { AdminHttpServer, registerOpRoutes } from './http.js';
+import { type AdminDeps, makeOps, runOp } from './ops.js';
+import { type RouteRegistry, RouteTable } from './routes.js';
+import { AdminSocketServer, type OpRunner } from './socket.js';
+
+export interface AdminServer extends RouteRegistry {
+  /** Path of the control socket. */
+  readonly socketPath: string;
+  /** "host:port" of the HTTP admin listener, when configured. */
+  readonly httpAddress: string | undefined;
+  /** Runs an op in-process (what the socket and HTTP do for a request). */
+  readonly run: OpRunner;
+  close(): Promise<void>;
+}
+
+export interface StartAdminOptions {
+  config: AdminConfig;
+  deps: AdminDeps;
+  logger: Logger;
+  /** Largest message the injector takes; sizes the socket's line limit. */
+  maxMessageSize: number;
+}
+
+export async function startAdmin(opts: StartAdminOptions): Promise<AdminServer> {
+  const ops = makeOps(opts.deps);
+  const run: OpRunner = (op, args) => runOp(ops, op, args);
+  const routes = new RouteTable();
+  registerOpRoutes(routes, run);
+  const sock = await AdminSocketServer.listen({
+    path: opts.config.socket,
+    run,
+    logger: opts.logger,
+    // base64 grows 4/3, plus the JSON around it.
+    maxLine: Math.ceil((opts.maxMessageSize * 4) / 3) + 1024 * 1024,
+  });
+  let web: AdminHttpServer | undefined;
+  try {
+    if (opts.config.listen) {
+      web = await AdminHttpServer.listen({
+        host: opts.config.listen.host,
+        port: opts.config.listen.port,
+        token: opts.config.token,
+        routes,
+        logger: opts.logger,
+      });
+    }
+  } catch (e) {
+    await sock.close();
+    throw e;
+  }
+  opts.logger.info({ socket: sock.path, http: web?.address }, 'admin interface listening');
+  return {
+    socketPath: sock.path,
+    httpAddress: web?.address,
+    run,
+    registerRoute: (method, path, handler, o) => routes.registerRoute(method, path, handler, o),
+    async close() {
+      await Promise.all([sock.close(), web?.close()]);
+    },
+  };
+}

@@ -1,0 +1,382 @@
+// `logmta log verify [--json] [DIR]`: a read-only check of a queue directory. It runs the scan
+// recovery runs (log/reader.ts scanSegment, the record decoders) without Queue.open, which
+// writes (it cuts torn tails, sets corrupt segments aside, appends repairs), and reports per
+// lane: segments, bytes, records by type, live envelopes and messages, garbage, torn tails,
+// corruption (segment + byte offset + reason) and missing segments.
+//
+// Invariant: nothing under DIR is ever opened for writing. "Live" means what recovery would
+// keep: the highest version of each msgId:piece that no Done ends; a live message is one with a
+// live piece. Live bytes are those live envelopes, the deltas of their versions, the one data
+// copy recovery would use (data lane first, then the latest copy) and the headers of segments
+// holding any of them; everything else, Done records included, counts as garbage.
+// Exit codes: 0 clean, 1 torn tail only (normal after a crash), 2 corruption, missing segments
+// or live envelopes without data, 64 usage, 66 no such queue directory.
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { scanSegment } from '../queue/log/reader.js';
+import { parseLaneName, parseSegmentName, segmentName } from '../queue/log/segment.js';
+import { FRAME_HEADER } from '../queue/record/frame.js';
+import {
+  decodeDataId,
+  decodeDelta,
+  decodeDone,
+  decodeEnvelope,
+  FORMAT_VERSION,
+  formatId,
+  RT_DATA,
+  RT_DELTA,
+  RT_DONE,
+  RT_ENVELOPE,
+} from '../queue/record/records.js';
+
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+export interface SegmentProblem {
+  segment: string;
+  offset: number;
+  reason: string;
+}
+
+export interface LaneReport {
+  name: string;
+  kind: string;
+  segments: number;
+  bytes: number;
+  records: { data: number; envelope: number; delta: number; done: number };
+  liveEnvelopes: number;
+  liveMessages: number;
+  liveBytes: number;
+  /** (bytes − live bytes) / bytes; 0 for an empty lane. */
+  garbageRatio: number;
+  /** Torn tails: `bytes` past `offset` would be cut by the next start. */
+  tornTails: Array<{ segment: string; offset: number; bytes: number }>;
+  corruptions: SegmentProblem[];
+  missingSegments: string[];
+}
+
+export type VerifyStatus = 'clean' | 'torn' | 'corrupt';
+
+export interface VerifyReport {
+  dir: string;
+  lanes: LaneReport[];
+  segments: number;
+  bytes: number;
+  liveEnvelopes: number;
+  liveMessages: number;
+  liveBytes: number;
+  garbageRatio: number;
+  /** Messages with a live envelope but no data record anywhere. */
+  missingData: string[];
+  /** Segments an earlier recovery set aside under quarantine/. */
+  quarantined: string[];
+  status: VerifyStatus;
+}
+
+export class NotAQueueError extends Error {}
+
+/** Where a record is: lane index, segment index (into the scan's segment list), frame length. */
+interface Loc {
+  lane: number;
+  seg: number;
+  len: number;
+}
+
+/** What the scan saw of one message. Pieces and versions are packed as piece * 2^32 + version. */
+interface MsgSeen {
+  /** The highest version seen of each piece. */
+  pieces: Array<Loc & { piece: number; version: number }>;
+  dones: number[] | undefined;
+  deltas: Array<Loc & { pv: number }> | undefined;
+  data: (Loc & { dataLane: boolean }) | undefined;
+}
+
+const pv = (piece: number, version: number) => piece * 4294967296 + version;
+
+const USAGE = 'usage: logmta log verify [--json] [DIR]   (default DIR ./logmta-data/queue)\n';
+
+function ratio(bytes: number, live: number): number {
+  return bytes === 0 ? 0 : (bytes - live) / bytes;
+}
+
+async function listDir(path: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+/** Scans the queue directory `dir` without writing to it. */
+export async function verifyQueue(dir: string): Promise<VerifyReport> {
+  const st = await fsp.stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new NotAQueueError(`${dir}: no such directory`);
+  const lanesDir = join(dir, 'lanes');
+  if (!(await fsp.stat(lanesDir).catch(() => undefined))?.isDirectory())
+    throw new NotAQueueError(`${dir}: not a queue directory (no lanes/)`);
+  const laneNames = (await fsp.readdir(lanesDir)).filter((n) => parseLaneName(n) !== undefined).sort();
+  const lanes: LaneReport[] = [];
+  // Keyed by message id (numbers, not strings: a million messages must stay cheap to index).
+  const msgs = new Map<number, MsgSeen>();
+  const seen = (id: number): MsgSeen => {
+    let m = msgs.get(id);
+    if (!m) msgs.set(id, (m = { pieces: [], dones: undefined, deltas: undefined, data: undefined }));
+    return m;
+  };
+  const segs: Array<{ lane: number; headerLen: number }> = [];
+  for (const name of laneNames) {
+    const li = lanes.length;
+    const kind = parseLaneName(name)!.kind;
+    const lane: LaneReport = {
+      name,
+      kind,
+      segments: 0,
+      bytes: 0,
+      records: { data: 0, envelope: 0, delta: 0, done: 0 },
+      liveEnvelopes: 0,
+      liveMessages: 0,
+      liveBytes: 0,
+      garbageRatio: 0,
+      tornTails: [],
+      corruptions: [],
+      missingSegments: [],
+    };
+    lanes.push(lane);
+    const seqs = (await listDir(join(lanesDir, name)))
+      .map(parseSegmentName)
+      .filter((s): s is number => s !== undefined)
+      .sort((a, b) => a - b);
+    // Data segments are freed out of order; every other lane is unlinked oldest first.
+    if (kind !== 'data') {
+      for (let i = 1; i < seqs.length; i++)
+        for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++)
+          lane.missingSegments.push(`${name}/${segmentName(s)}`);
+    }
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i]!;
+      const seg = `${name}/${segmentName(seq)}`;
+      const buf = await fsp.readFile(join(lanesDir, seg));
+      lane.segments++;
+      lane.bytes += buf.length;
+      const si = segs.length;
+      segs.push({ lane: li, headerLen: 0 });
+      const bad = (offset: number, reason: string) => lane.corruptions.push({ segment: seg, offset, reason });
+      const scan = scanSegment(buf, i === seqs.length - 1, (r) => {
+        try {
+          switch (r.type) {
+            case RT_DATA: {
+              lane.records.data++;
+              const m = seen(decodeDataId(r.body));
+              const inData = kind === 'data';
+              // Recovery's choice: a copy in the data lane, else the latest copy in the same lane.
+              if (!m.data || (inData && !m.data.dataLane) || m.data.lane === li)
+                m.data = { lane: li, seg: si, len: r.length, dataLane: inData };
+              break;
+            }
+            case RT_ENVELOPE: {
+              lane.records.envelope++;
+              const e = decodeEnvelope(r.body); // the whole record, JSON included: verify reads everything
+              const m = seen(e.msgId);
+              const cur = m.pieces.find((p) => p.piece === e.piece);
+              const at = { lane: li, seg: si, len: r.length, piece: e.piece, version: e.version };
+              if (!cur) m.pieces.push(at);
+              else if (cur.version < e.version) m.pieces[m.pieces.indexOf(cur)] = at;
+              break;
+            }
+            case RT_DELTA: {
+              lane.records.delta++;
+              const d = decodeDelta(r.body);
+              const m = seen(d.msgId);
+              (m.deltas ??= []).push({ lane: li, seg: si, len: r.length, pv: pv(d.piece, d.version) });
+              break;
+            }
+            case RT_DONE: {
+              lane.records.done++;
+              const d = decodeDone(r.body);
+              (seen(d.msgId).dones ??= []).push(pv(d.piece, d.version));
+              break;
+            }
+          }
+        } catch (e) {
+          bad(
+            r.offset,
+            `undecodable record of type ${r.type}: ${e instanceof Error ? e.message : String(e)}`,
+          );
+        }
+      });
+      if (scan.header) {
+        segs[si]!.headerLen = FRAME_HEADER + buf.readUInt32LE(0);
+        if (scan.header.lane !== name || scan.header.seq !== seq)
+          bad(0, `header names ${scan.header.lane}/${segmentName(scan.header.seq)}`);
+        if (scan.header.format !== FORMAT_VERSION) bad(0, `unknown format ${scan.header.format}`);
+      }
+      if (scan.corruption) bad(scan.corruption.offset, scan.corruption.reason);
+      // A torn header (offset 0) is a torn tail too: the file was created, its header never synced.
+      if (scan.tornAt !== undefined && scan.tornAt < buf.length)
+        lane.tornTails.push({ segment: seg, offset: scan.tornAt, bytes: buf.length - scan.tornAt });
+    }
+  }
+
+  // What recovery would keep.
+  const liveSegs = new Uint8Array(segs.length);
+  const live = (l: Loc) => {
+    lanes[l.lane]!.liveBytes += l.len;
+    liveSegs[l.seg] = 1;
+  };
+  const laneMsgs = lanes.map(() => 0);
+  let liveEnvelopes = 0;
+  let liveMessages = 0;
+  const missingData: string[] = [];
+  for (const [id, m] of msgs) {
+    let any = false;
+    const inLanes: number[] = [];
+    for (const p of m.pieces) {
+      const code = pv(p.piece, p.version);
+      if (m.dones?.includes(code)) continue;
+      any = true;
+      liveEnvelopes++;
+      lanes[p.lane]!.liveEnvelopes++;
+      if (!inLanes.includes(p.lane)) inLanes.push(p.lane);
+      live(p);
+      for (const d of m.deltas ?? []) if (d.pv === code) live(d);
+    }
+    if (!any) continue;
+    liveMessages++;
+    for (const l of inLanes) laneMsgs[l]!++;
+    if (m.data) live(m.data);
+    else missingData.push(formatId(id));
+  }
+  segs.forEach((s, i) => {
+    if (liveSegs[i]) lanes[s.lane]!.liveBytes += s.headerLen;
+  });
+  lanes.forEach((l, i) => {
+    l.liveMessages = laneMsgs[i]!;
+    l.garbageRatio = ratio(l.bytes, l.liveBytes);
+  });
+  const quarantined = (await listDir(join(dir, 'quarantine'))).filter((n) => n.endsWith('.seg')).sort();
+  const sum = (f: (l: LaneReport) => number) => lanes.reduce((a, l) => a + f(l), 0);
+  const bytes = sum((l) => l.bytes);
+  const liveBytes = sum((l) => l.liveBytes);
+  const corrupt =
+    lanes.some((l) => l.corruptions.length + l.missingSegments.length > 0) || missingData.length > 0;
+  return {
+    dir,
+    lanes,
+    segments: sum((l) => l.segments),
+    bytes,
+    liveEnvelopes,
+    liveMessages,
+    liveBytes,
+    garbageRatio: ratio(bytes, liveBytes),
+    missingData,
+    quarantined,
+    status: corrupt ? 'corrupt' : lanes.some((l) => l.tornTails.length > 0) ? 'torn' : 'clean',
+  };
+}
+
+export function exitCodeOf(status: VerifyStatus): number {
+  return status === 'clean' ? 0 : status === 'torn' ? 1 : 2;
+}
+
+const pct = (r: number) => `${(r * 100).toFixed(1)}%`;
+const num = (n: number) => n.toLocaleString('en-US');
+
+/** The human-readable report. */
+export function formatReport(r: VerifyReport): string {
+  const head = ['lane', 'segs', 'bytes', 'data', 'env', 'delta', 'done', 'live env', 'live msgs', 'garbage'];
+  const rows = r.lanes.map((l) => [
+    l.name,
+    num(l.segments),
+    num(l.bytes),
+    num(l.records.data),
+    num(l.records.envelope),
+    num(l.records.delta),
+    num(l.records.done),
+    num(l.liveEnvelopes),
+    num(l.liveMessages),
+    pct(l.garbageRatio),
+  ]);
+  const total = (k: keyof LaneReport['records']) => num(r.lanes.reduce((a, l) => a + l.records[k], 0));
+  rows.push([
+    'total',
+    num(r.segments),
+    num(r.bytes),
+    total('data'),
+    total('envelope'),
+    total('delta'),
+    total('done'),
+    num(r.liveEnvelopes),
+    num(r.liveMessages),
+    pct(r.garbageRatio),
+  ]);
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(w[i]!) : s.padStart(w[i]!))).join('  ');
+  const out = [`queue ${r.dir}: ${r.lanes.length} lanes, ${num(r.segments)} segments, ${num(r.bytes)} bytes`];
+  out.push(line(head), ...rows.map(line));
+  for (const l of r.lanes) {
+    for (const t of l.tornTails)
+      out.push(
+        `torn tail: ${t.segment} at offset ${t.offset} (${num(t.bytes)} bytes the next start cuts off)`,
+      );
+    for (const c of l.corruptions) out.push(`CORRUPTION: ${c.segment} at offset ${c.offset}: ${c.reason}`);
+    for (const m of l.missingSegments) out.push(`MISSING SEGMENT: ${m}`);
+  }
+  for (const id of r.missingData)
+    out.push(`MISSING DATA: message ${id} has a live envelope but no data record`);
+  if (r.quarantined.length > 0)
+    out.push(`quarantine: ${r.quarantined.length} segment(s) set aside earlier: ${r.quarantined.join(', ')}`);
+  out.push(
+    r.status === 'clean'
+      ? 'result: clean'
+      : r.status === 'torn'
+        ? 'result: torn tail only (normal after a crash; the next start cuts it off)'
+        : 'result: CORRUPT',
+  );
+  return `${out.join('\n')}\n`;
+}
+
+const parse = (args: string[]) =>
+  parseArgs({
+    args,
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    io.stderr.write(`logmta log verify: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+    return 64;
+  }
+  if (parsed.values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  if (parsed.positionals.length > 1) {
+    io.stderr.write(`logmta log verify: one directory at most\n${USAGE}`);
+    return 64;
+  }
+  const dir = parsed.positionals[0] ?? './logmta-data/queue';
+  let report: VerifyReport;
+  try {
+    report = await verifyQueue(dir);
+  } catch (e) {
+    if (e instanceof NotAQueueError) {
+      io.stderr.write(`logmta log verify: ${e.message}\n`);
+      return 66;
+    }
+    throw e;
+  }
+  io.stdout.write(parsed.values.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+  return exitCodeOf(report.status);
+}

@@ -1,0 +1,199 @@
+// `logmta sendmail`: the sendmail-compatible injector (cron, scripts, PHP's mail()). Reads a
+// message on stdin and hands it to the running daemon over the control socket (op "inject");
+// the daemon queues it durably before answering, so exit 0 means the message is safe.
+// Options as sendmail/Postfix take them: -t (recipients from To/Cc/Bcc, added to any given on
+// the command line; Bcc removed), -f/-r SENDER, -F NAME, -i / -oi (a lone "." does not end the
+// message), -v (print the queue id); other -o*, -B, -N, -U, -bm are accepted and ignored.
+// Exit codes (sysexits): 0 queued; 64 usage or no recipients; 65 bad address or message; 67 a
+// recipient refused (unknown local user); 69 refused for another permanent reason; 75 try
+// again later (daemon not running, queue unavailable); 77 no permission on the socket; 78 bad
+// configuration.
+import { randomBytes } from 'node:crypto';
+import { userInfo } from 'node:os';
+import {
+  completeMessage,
+  normalizeInput,
+  parseAddressList,
+  parseMessage,
+  recipientsFromHeaders,
+} from '../admin/message.js';
+import { ConfigError } from '../config/index.js';
+import { MtaError } from '../errors.js';
+import { rfc5322Date } from '../smtp/server/received.js';
+import { describeError, findDaemon, withDaemon } from './client.js';
+import type { Io } from './main.js';
+
+interface Opts {
+  extract: boolean;
+  ignoreDots: boolean;
+  sender: string | undefined;
+  fullName: string | undefined;
+  verbose: boolean;
+  recipients: string[];
+  config?: string;
+  dataDir?: string;
+  socket?: string;
+}
+
+class UsageError extends Error {}
+
+/** sendmail's command line: single-letter flags, values attached (-fme) or separate (-f me). */
+export function parseSendmailArgs(argv: readonly string[]): Opts {
+  const o: Opts = {
+    extract: false,
+    ignoreDots: false,
+    sender: undefined,
+    fullName: undefined,
+    verbose: false,
+    recipients: [],
+  };
+  let i = 0;
+  const value = (flag: string, a: string): string => {
+    if (a.length > 2) return a.slice(2);
+    const v = argv[++i];
+    if (v === undefined) throw new UsageError(`${flag} needs a value`);
+    return v;
+  };
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (a === '--config' || a === '--data-dir' || a === '--socket') {
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${a} needs a value`);
+      if (a === '--config') o.config = v;
+      else if (a === '--data-dir') o.dataDir = v;
+      else o.socket = v;
+      continue;
+    }
+    if (!a.startsWith('-') || a === '-') break;
+    const f = a[1];
+    switch (f) {
+      case 't':
+        o.extract = true;
+        break;
+      case 'i':
+        o.ignoreDots = true;
+        break;
+      case 'v':
+        o.verbose = true;
+        break;
+      case 'f':
+      case 'r':
+        o.sender = value(`-${f}`, a);
+        break;
+      case 'F':
+        o.fullName = value('-F', a);
+        break;
+      case 'o':
+        if (a === '-oi' || a === '-oitrue') o.ignoreDots = true;
+        else if (a === '-o') i++; // "-o option" form
+        break;
+      case 'B':
+      case 'N':
+      case 'R':
+      case 'V':
+        value(`-${f}`, a); // DSN and body-type options: accepted, not used
+        break;
+      case 'U':
+      case 'm':
+      case 'n':
+        break;
+      case 'b':
+        if (a !== '-bm') throw new UsageError(`${a}: only -bm (deliver mail) is supported`);
+        break;
+      default:
+        throw new UsageError(`unknown option ${a}`);
+    }
+  }
+  for (; i < argv.length; i++) o.recipients.push(...parseAddressList(argv[i]!));
+  return o;
+}
+
+function readAll(input: NodeJS.ReadableStream): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    input.on('data', (c: Buffer | string) => parts.push(typeof c === 'string' ? Buffer.from(c) : c));
+    input.on('end', () => resolve(Buffer.concat(parts)));
+    input.on('error', reject);
+  });
+}
+
+/** sysexits for an injection failure. */
+export function sendmailExitCode(e: unknown): number {
+  if (e instanceof ConfigError) return 78;
+  if (!(e instanceof MtaError)) return 75;
+  switch (e.code) {
+    case 'ADMIN_UNREACHABLE':
+      return 75;
+    case 'ADMIN_FORBIDDEN':
+      return 77;
+    case 'INJECT_NO_RECIPIENTS':
+      return 64;
+    case 'INJECT_BAD_SENDER':
+    case 'INJECT_BAD_RECIPIENT':
+    case 'INJECT_TOO_BIG':
+      return 65;
+    case 'INJECT_RECIPIENT_REFUSED':
+      return e.kind === 'transient' ? 75 : 67;
+  }
+  return e.kind === 'transient' ? 75 : 69;
+}
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  let o: Opts;
+  try {
+    o = parseSendmailArgs(argv);
+  } catch (e) {
+    io.stderr.write(
+      `logmta sendmail: ${describeError(e)}\nusage: logmta sendmail [-t] [-i] [-f sender] [-F name] [recipient...]\n`,
+    );
+    return 64;
+  }
+  try {
+    const target = findDaemon({ config: o.config, 'data-dir': o.dataDir, socket: o.socket });
+    const host = target.config.hostname;
+    const user = process.env.USER ?? process.env.LOGNAME ?? userInfo().username;
+    const raw = await readAll(io.stdin ?? process.stdin);
+    // latin1 keeps every byte as one char, so 8-bit mail passes through unchanged.
+    const parsed = parseMessage(normalizeInput(raw.toString('latin1'), o.ignoreDots));
+    const recipients = [...o.recipients];
+    if (o.extract) {
+      const seen = new Set(recipients.map((r) => r.toLowerCase()));
+      for (const r of recipientsFromHeaders(parsed.fields)) {
+        if (!seen.has(r.toLowerCase())) recipients.push(r);
+        seen.add(r.toLowerCase());
+      }
+    }
+    if (recipients.length === 0) {
+      io.stderr.write(
+        `logmta sendmail: no recipients${o.extract ? ' found in To/Cc/Bcc' : ' (give them as arguments, or -t)'}\n`,
+      );
+      return 64;
+    }
+    const sender = o.sender === undefined ? `${user}@${host}` : o.sender.replace(/^<(.*)>$/, '$1');
+    const now = Date.now();
+    const message = completeMessage(parsed, {
+      date: rfc5322Date(now),
+      messageId: `<${now.toString(36)}.${randomBytes(6).toString('hex')}@${host}>`,
+      from: sender === '' ? `${user}@${host}` : sender,
+      ...(o.fullName !== undefined ? { fullName: o.fullName } : {}),
+      removeBcc: true,
+    });
+    const r = await withDaemon(target, (c) =>
+      c.request<{ id: string }>('inject', {
+        sender,
+        recipients,
+        data: Buffer.from(message, 'latin1').toString('base64'),
+        user,
+      }),
+    );
+    if (o.verbose) io.stdout.write(`queued as ${r.id}\n`);
+    return 0;
+  } catch (e) {
+    io.stderr.write(`logmta sendmail: ${describeError(e)}\n`);
+    return sendmailExitCode(e);
+  }
+}

@@ -1,0 +1,188 @@
+// The provider's side of the ATRN turnaround (RFC 2645 §4.3): on the socket the customer just
+// authenticated on, we are now the SMTP client. We wait for the customer's 220, send EHLO, then
+// every held envelope of the requested lanes — one transaction per message with all its
+// recipients in those lanes (pieces of a message split across several requested domains are
+// sent together, once) — commit each outcome, and end with QUIT.
+// Invariants: an outcome is committed (job.finish) before the next message is sent; a piece that
+// was not delivered — customer gone, 4xx, timeout — stays in its held lane, and finishing it with
+// nothing delivered writes nothing; every claimed job is finished exactly once, so its lane is
+// free again when this returns.
+// Fails: never rejects; connection trouble ends the session and is reported in the result.
+
+import type net from 'node:net';
+import { errorText } from '../errors.js';
+import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
+import { SmtpClient, type OutboundRecipient, type SmtpTimeouts } from '../smtp/client/index.js';
+import type { Clock } from '../util/clock.js';
+import type { OdmrLogger } from './etrn.js';
+
+export interface ClaimableLanes {
+  heldCount(domain: string): number;
+  claimHeld(domains: readonly string[]): Promise<DeliveryJob[]>;
+}
+
+export interface AtrnDeliveryOptions {
+  lanes: ClaimableLanes;
+  /** Our EHLO name. */
+  name: string;
+  clock?: Clock;
+  timeouts?: Partial<SmtpTimeouts>;
+  logger?: OdmrLogger;
+  /** Called with the client as soon as it exists (so a stopping provider can close it). */
+  onClient?(client: SmtpClient): void;
+}
+
+export interface AtrnResult {
+  messages: number;
+  delivered: number;
+  deferred: number;
+  failed: number;
+  /** Why the session ended early, if it did. */
+  error?: string;
+}
+
+/** Pieces of one message, in lane order of the first piece. */
+export function groupByMessage(jobs: readonly DeliveryJob[]): DeliveryJob[][] {
+  const byMsg = new Map<number, DeliveryJob[]>();
+  for (const j of jobs) {
+    const g = byMsg.get(j.msgId);
+    if (g) g.push(j);
+    else byMsg.set(j.msgId, [j]);
+  }
+  return [...byMsg.values()];
+}
+
+interface Slot {
+  job: DeliveryJob;
+  rcpt: number;
+}
+
+export async function deliverHeld(
+  socket: net.Socket,
+  pending: Buffer,
+  domains: readonly string[],
+  o: AtrnDeliveryOptions,
+): Promise<AtrnResult> {
+  const result: AtrnResult = { messages: 0, delivered: 0, deferred: 0, failed: 0 };
+  let client: SmtpClient | undefined;
+  let jobs: DeliveryJob[] = [];
+  const finished = new Set<DeliveryJob>();
+  try {
+    // The customer speaks first (220); bytes it sent early are its, not a server's commands.
+    const adopting = SmtpClient.adopt(socket, {
+      name: o.name,
+      initialBytes: pending,
+      // The session's own TLS (STARTTLS before AUTH) carries over; no second STARTTLS inside.
+      tls: { mode: 'none' },
+      ...(o.clock ? { clock: o.clock } : {}),
+      ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+    });
+    client = await adopting;
+    o.onClient?.(client);
+    jobs = await o.lanes.claimHeld(domains);
+    for (const group of groupByMessage(jobs)) {
+      if (!client.usable) break;
+      const outs = await sendMessage(client, group);
+      result.messages++;
+      for (const job of group) {
+        const mine = outs.get(job) ?? [];
+        for (const x of mine) result[x.status]++;
+        finished.add(job);
+        await job.finish(mine);
+      }
+    }
+    if (client.usable) await client.quit();
+    else result.error = client.connection.error?.message ?? 'connection lost';
+  } catch (e) {
+    result.error = errorText(e);
+  } finally {
+    // Whatever was not sent stays held: finishing with no outcome writes nothing (unless the
+    // piece has expired, which then bounces as it would anyway).
+    for (const j of jobs) {
+      if (finished.has(j)) continue;
+      try {
+        await j.finish([]);
+      } catch (e) {
+        o.logger?.warn({ id: j.id, err: errorText(e) }, 'atrn: could not release a held piece');
+      }
+    }
+    if (client) client.close();
+    else socket.destroy();
+  }
+  o.logger?.info({ domains, ...result }, 'atrn session done');
+  return result;
+}
+
+/** One transaction (more if the customer limits recipients) for all pieces of one message. */
+async function sendMessage(
+  client: SmtpClient,
+  group: DeliveryJob[],
+): Promise<Map<DeliveryJob, RcptOutcome[]>> {
+  const out = new Map<DeliveryJob, RcptOutcome[]>(group.map((j) => [j, []]));
+  const first = group[0]!;
+  const info = first.envelope.info;
+  let todo: Slot[] = group.flatMap((job) => job.pending.map((rcpt) => ({ job, rcpt })));
+  let data: Buffer;
+  try {
+    data = await first.data();
+  } catch (e) {
+    for (const s of todo)
+      out
+        .get(s.job)!
+        .push({ rcpt: s.rcpt, status: 'deferred', code: 451, enhanced: '4.3.0', text: errorText(e) });
+    return out;
+  }
+  while (todo.length > 0) {
+    const recipients: OutboundRecipient[] = todo.map((s) => {
+      const ri = s.job.envelope.info.recipients[s.rcpt]!;
+      const r: OutboundRecipient = { address: ri.address };
+      if (ri.notify) r.notify = ri.notify as NonNullable<OutboundRecipient['notify']>;
+      if (ri.orcpt) r.orcpt = ri.orcpt;
+      return r;
+    });
+    const tx: Parameters<SmtpClient['sendMessage']>[0] = {
+      sender: info.sender,
+      recipients,
+      size: data.length,
+      data: [data],
+    };
+    if (info.ret) tx.ret = info.ret;
+    if (info.envid !== undefined) tx.envid = info.envid;
+    if (info.smtputf8) tx.smtputf8 = true;
+    if (info.body === '8BITMIME') tx.body8bit = true;
+    const res = await client.sendMessage(tx);
+    const retry: Slot[] = [];
+    for (const rr of res.recipients) {
+      const s = todo[rr.index]!;
+      if (rr.tooManyRecipients && res.reusable && rr.index > 0) {
+        retry.push(s);
+        continue;
+      }
+      const o: RcptOutcome = {
+        rcpt: s.rcpt,
+        status: rr.status,
+        code: rr.code,
+        enhanced: rr.enhanced,
+        text: rr.text,
+        host: 'ODMR customer',
+      };
+      if (rr.status === 'delivered' && !client.extensions.dsn) o.relayed = true;
+      out.get(s.job)!.push(o);
+    }
+    if (retry.length === 0 || retry.length === todo.length) {
+      for (const s of retry)
+        out
+          .get(s.job)!
+          .push({
+            rcpt: s.rcpt,
+            status: 'deferred',
+            code: 452,
+            enhanced: '4.5.3',
+            text: 'too many recipients',
+          });
+      break;
+    }
+    todo = retry;
+  }
+  return out;
+}

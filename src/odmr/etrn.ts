@@ -1,0 +1,183 @@
+// The ETRN service (RFC 1985): answers an ETRN at once from the held lanes' live counts, then
+// empties the named lanes in the background through the normal delivery engine (new outbound
+// connections to the configured host or MX, never the ETRN connection). Also the runner the
+// probes use.
+// Throttles: one runner per lane (an ETRN while it runs asks for exactly one more pass), a global
+// cap on lanes being flushed at once (458 beyond it), and a per-client-address rate limit (458).
+// Invariant: only configured ETRN domains are flushed (etrn-node.ts); a lane locked by another
+// runner (HeldLocks) is not flushed twice at the same time.
+// Fails: a flush that throws is logged and ends that runner; the reply was already sent.
+
+import type { SmtpReply } from '../smtp/protocol/reply.js';
+import type { SessionContext } from '../smtp/server/hooks.js';
+import { type Clock, systemClock } from '../util/clock.js';
+import { type EtrnDomainLike, etrnReplies, lanesFor, parseEtrnArg } from './etrn-node.js';
+import { HeldLocks } from './locks.js';
+import { RateLimiter } from './rate.js';
+
+/** What the service needs from the queue (Queues implements it). */
+export interface HeldLanes {
+  heldCount(domain: string): number;
+  /** Delivers the lane; resolves when every piece that was in it has been attempted. */
+  flushHeld(domain: string): Promise<number>;
+}
+
+export interface OdmrLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface EtrnServiceOptions {
+  domains: readonly EtrnDomainLike[];
+  lanes: HeldLanes;
+  clock?: Clock;
+  logger?: OdmrLogger;
+  locks?: HeldLocks;
+  /** Lanes flushed at the same time, over all requests and probes (default 4). */
+  maxConcurrent?: number;
+  /** ETRN commands per client address per window (default 10 per minute). */
+  perClientLimit?: number;
+  perClientWindowMs?: number;
+  /** Told of every reply (events, metrics); count = pieces the request made free. */
+  onReply?(ev: { ip: string; node: string; code: number; count?: number }): void;
+}
+
+export type RunRequest = 'started' | 'again' | 'refused';
+
+interface Runner {
+  again: boolean;
+}
+
+const OWNER = 'etrn';
+
+export class EtrnService {
+  readonly locks: HeldLocks;
+  private readonly domains: readonly EtrnDomainLike[];
+  private readonly lanes: HeldLanes;
+  private readonly logger: OdmrLogger | undefined;
+  private readonly onReply: EtrnServiceOptions['onReply'];
+  private readonly maxConcurrent: number;
+  private readonly rate: RateLimiter;
+  private readonly runners = new Map<string, Runner>();
+  private idleWaiters: (() => void)[] = [];
+  private stopped = false;
+  /** Passes completed (for tests and metrics). */
+  passes = 0;
+
+  constructor(o: EtrnServiceOptions) {
+    this.domains = o.domains;
+    this.lanes = o.lanes;
+    this.logger = o.logger;
+    this.onReply = o.onReply;
+    this.locks = o.locks ?? new HeldLocks();
+    this.maxConcurrent = o.maxConcurrent ?? 4;
+    this.rate = new RateLimiter(
+      o.perClientLimit ?? 10,
+      o.perClientWindowMs ?? 60_000,
+      o.clock ?? systemClock,
+    );
+  }
+
+  /** The SMTP server hook: the reply to `ETRN <node>`, decided at once. */
+  readonly hook = (node: string, ctx: Pick<SessionContext, 'client'>): SmtpReply => {
+    const r = this.decide(node, ctx.client.ip);
+    this.onReply?.({
+      ip: ctx.client.ip,
+      node,
+      code: r.reply.code,
+      ...(r.count !== undefined ? { count: r.count } : {}),
+    });
+    return r.reply;
+  };
+
+  private decide(node: string, ip: string): { reply: SmtpReply; count?: number } {
+    const req = parseEtrnArg(node);
+    if (req === null) return { reply: etrnReplies.syntax() };
+    const lanes = lanesFor(req, this.domains);
+    if (lanes.length === 0) {
+      this.logger?.info({ ip, node }, 'etrn refused: not an ETRN domain');
+      return {
+        reply: etrnReplies.notAllowed(
+          req.raw,
+          req.kind === 'queue' ? 'no such queue' : 'not an ETRN domain here',
+        ),
+      };
+    }
+    if (this.stopped || !this.rate.take(ip)) {
+      this.logger?.warn({ ip, node }, 'etrn refused: rate limit');
+      return { reply: etrnReplies.unable(req.raw) };
+    }
+    const counts = lanes.map((d) => this.lanes.heldCount(d));
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total === 0) return { reply: etrnReplies.empty(req.raw), count: 0 };
+    const todo = lanes.filter((_, i) => counts[i]! > 0);
+    const fresh = todo.filter((d) => !this.runners.has(d));
+    if (this.runners.size + fresh.length > this.maxConcurrent || fresh.some((d) => this.locks.isLocked(d))) {
+      this.logger?.warn({ ip, node, running: this.runners.size }, 'etrn refused: too many flushes');
+      return { reply: etrnReplies.unable(req.raw) };
+    }
+    for (const d of todo) this.run(d);
+    this.logger?.info({ ip, node, lanes: todo, pending: total }, 'etrn accepted');
+    return { reply: etrnReplies.started(req.raw, total), count: total };
+  }
+
+  isRunning(domain: string): boolean {
+    return this.runners.has(domain.toLowerCase());
+  }
+
+  get running(): number {
+    return this.runners.size;
+  }
+
+  /**
+   * Flushes a lane in the background: starts a runner, or asks the running one for one more
+   * pass. 'refused' when the global cap is reached or another runner (ATRN) holds the lane.
+   */
+  run(domain: string): RunRequest {
+    const d = domain.toLowerCase();
+    const r = this.runners.get(d);
+    if (r) {
+      r.again = true;
+      return 'again';
+    }
+    if (this.stopped || this.runners.size >= this.maxConcurrent) return 'refused';
+    if (!this.locks.tryLock([d], OWNER)) return 'refused';
+    const runner: Runner = { again: false };
+    this.runners.set(d, runner);
+    void this.loop(d, runner);
+    return 'started';
+  }
+
+  /** Resolves when no runner is active (tests; a stopped queue never lets a runner finish). */
+  idle(): Promise<void> {
+    if (this.runners.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** No new runs; running ones end with their current pass. */
+  stop(): void {
+    this.stopped = true;
+    for (const r of this.runners.values()) r.again = false;
+  }
+
+  private async loop(domain: string, runner: Runner): Promise<void> {
+    try {
+      do {
+        runner.again = false;
+        const n = await this.lanes.flushHeld(domain);
+        this.passes++;
+        this.logger?.info(
+          { domain, attempted: n, left: this.lanes.heldCount(domain) },
+          'etrn flush pass done',
+        );
+      } while (runner.again && !this.stopped);
+    } catch (e) {
+      this.logger?.warn({ domain, err: e instanceof Error ? e.message : String(e) }, 'etrn flush failed');
+    } finally {
+      this.runners.delete(domain);
+      this.locks.release([domain], OWNER);
+      if (this.runners.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+}

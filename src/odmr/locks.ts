@@ -1,0 +1,33 @@
+// Which held lanes are being emptied right now, shared by the ETRN runners and the ODMR
+// provider: a lane has at most one runner (an ETRN flush or an ATRN session), so two sessions
+// never deliver the same piece and an ATRN for a busy lane gets 451.
+// Invariant: a domain is locked by at most one owner; release by a non-owner is ignored.
+// Fails: never throws.
+
+export class HeldLocks {
+  private readonly owners = new Map<string, string>();
+
+  /** Locks every domain or none: false when any of them is already locked. */
+  tryLock(domains: readonly string[], owner: string): boolean {
+    const keys = domains.map((d) => d.toLowerCase());
+    if (keys.some((k) => this.owners.has(k))) return false;
+    for (const k of keys) this.owners.set(k, owner);
+    return true;
+  }
+
+  isLocked(domain: string): boolean {
+    return this.owners.has(domain.toLowerCase());
+  }
+
+  release(domains: readonly string[], owner: string): void {
+    for (const d of domains) {
+      const k = d.toLowerCase();
+      if (this.owners.get(k) === owner) this.owners.delete(k);
+    }
+  }
+
+  /** Domains locked now (for logs and tests). */
+  locked(): string[] {
+    return [...this.owners.keys()];
+  }
+}

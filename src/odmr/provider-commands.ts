@@ -1,0 +1,182 @@
+// The ODMR provider's command table (RFC 2645 §4): in the initial state only EHLO, AUTH and QUIT
+// (and STARTTLS when TLS is configured) are allowed — everything else gets 502; ATRN needs a
+// successful AUTH first (530). EHLO lists AUTH (CRAM-MD5 always; PLAIN and LOGIN only under TLS,
+// loopback included) and ATRN.
+// Invariants: an account can only name its own domains (450 for the whole request otherwise); a
+// lane held by another runner gives 451; no mail in any requested lane gives 453; on 250 the
+// session hands the socket over at once, so no byte the customer pipelined after ATRN is ever
+// read as a server command (it goes to the client role as its first input).
+// Fails: handler errors become 451 via the session; nothing here touches the queue's files.
+
+import { auth } from '../smtp/server/commands/auth.js';
+import { ANY, type CommandSpec, type CommandTable } from '../smtp/server/commands/table.js';
+import { notImplemented, quit } from '../smtp/server/commands/misc.js';
+import { starttls } from '../smtp/server/commands/starttls.js';
+import type { SmtpSession } from '../smtp/server/session.js';
+import type { HeldLocks } from './locks.js';
+import type { RateLimiter } from './rate.js';
+
+/** What one accepted ATRN asks for: the account and its lanes, already locked for this session. */
+export interface AtrnRequest {
+  user: string;
+  domains: string[];
+  lockOwner: string;
+}
+
+export interface ProviderCommandDeps {
+  /** Domains the account may collect (lower-case), or undefined for an unknown account. */
+  domainsOf(user: string): readonly string[] | undefined;
+  heldCount(domain: string): number;
+  locks: HeldLocks;
+  /** AUTH commands per client address (on top of the listener's failure throttle). */
+  authRate: RateLimiter;
+  /** Accepted requests by session, read by the provider when the socket is handed over. */
+  requests: WeakMap<SmtpSession, AtrnRequest>;
+  /** Told of every ATRN reply (events, metrics). */
+  onRequest?(ev: { ip: string; user?: string; domains: string[]; code: number }): void;
+}
+
+const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+const DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
+
+/** `ATRN [d1,d2,...]`: lower-case domains without trailing dots, or null when malformed. */
+export function parseAtrnArgs(args: string): string[] | null {
+  if (args.length === 0) return [];
+  if (/\s/.test(args)) return null;
+  const out: string[] = [];
+  for (const part of args.split(',')) {
+    let d = part.toLowerCase();
+    if (d.endsWith('.')) d = d.slice(0, -1);
+    if (!DOMAIN.test(d) || d.length > 255) return null;
+    if (!out.includes(d)) out.push(d);
+  }
+  return out;
+}
+
+function odmrEhlo(s: SmtpSession, args: string): void {
+  if (args.length === 0) {
+    s.badCommand(501, '5.5.4', 'Syntax: EHLO hostname');
+    return;
+  }
+  s.resetTransaction();
+  s.client.helo = args;
+  s.esmtp = true;
+  s.phase = 'ready';
+  const lines = [`${s.opts.hostname} Hello ${args} [${s.client.ip}]`, 'ENHANCEDSTATUSCODES'];
+  if (s.io.startTls && !s.client.tls) lines.push('STARTTLS');
+  if (s.client.auth === undefined) lines.push(`AUTH ${s.client.tls ? 'CRAM-MD5 PLAIN LOGIN' : 'CRAM-MD5'}`);
+  lines.push('ATRN');
+  s.reply(250, undefined, lines);
+}
+
+function makeAuth(deps: ProviderCommandDeps) {
+  return (s: SmtpSession, args: string): void | Promise<void> => {
+    const mech = (args.split(' ')[0] ?? '').toUpperCase();
+    if ((mech === 'PLAIN' || mech === 'LOGIN') && !s.client.tls) {
+      // Cleartext passwords only under TLS here, even from loopback (RFC 2645 §5).
+      s.reply(538, '5.7.11', 'Encryption required for requested authentication mechanism');
+      return;
+    }
+    if (s.client.auth === undefined && !deps.authRate.take(s.client.ip)) {
+      s.reply(421, '4.7.0', `${s.opts.hostname} Too many authentication attempts`);
+      s.close();
+      return;
+    }
+    return auth(s, args);
+  };
+}
+
+let serial = 0;
+
+function makeAtrn(deps: ProviderCommandDeps) {
+  return (s: SmtpSession, args: string): void => {
+    const told = (code: number, domains: string[]): void =>
+      deps.onRequest?.({
+        ip: s.client.ip,
+        ...(s.client.auth !== undefined ? { user: s.client.auth } : {}),
+        domains,
+        code,
+      });
+    const user = s.client.auth;
+    if (user === undefined) {
+      s.badCommand(530, '5.7.0', 'Authentication required');
+      told(530, []);
+      return;
+    }
+    const requested = parseAtrnArgs(args);
+    if (requested === null) {
+      s.badCommand(501, '5.5.4', 'Syntax: ATRN [domain[,domain]...]');
+      return;
+    }
+    const own = deps.domainsOf(user) ?? [];
+    const domains = requested.length === 0 ? [...own] : requested;
+    if (domains.length === 0 || domains.some((d) => !own.includes(d))) {
+      s.opts.logger?.warn(
+        { ip: s.client.ip, user, requested: args },
+        'atrn refused: domain not of this account',
+      );
+      s.reply(450, '4.7.1', 'ATRN request refused');
+      told(450, domains);
+      return;
+    }
+    if (domains.some((d) => deps.locks.isLocked(d))) {
+      s.reply(451, '4.3.0', 'Unable to process ATRN request now');
+      told(451, domains);
+      return;
+    }
+    const pending = domains.reduce((n, d) => n + deps.heldCount(d), 0);
+    if (pending === 0) {
+      s.reply(453, '4.2.0', 'You have no mail');
+      told(453, domains);
+      return;
+    }
+    const lockOwner = `atrn:${user}:${++serial}`;
+    if (!deps.locks.tryLock(domains, lockOwner)) {
+      s.reply(451, '4.3.0', 'Unable to process ATRN request now');
+      told(451, domains);
+      return;
+    }
+    deps.requests.set(s, { user, domains, lockOwner });
+    s.opts.logger?.info({ ip: s.client.ip, user, domains, pending }, 'atrn accepted');
+    s.reply(250, '2.0.0', 'OK now reversing the connection');
+    told(250, domains);
+    // The turnaround: flush the 250, stop the server role, and give the socket (with any bytes
+    // already read) to the provider, which becomes the SMTP client on it.
+    s.handOver();
+  };
+}
+
+export function odmrCommands(deps: ProviderCommandDeps): CommandTable {
+  const verbs = new Map<string, CommandSpec>();
+  const no: CommandSpec = { handler: notImplemented, endsGroup: true, phases: ANY };
+  for (const v of [
+    'HELO',
+    'MAIL',
+    'RCPT',
+    'DATA',
+    'BDAT',
+    'RSET',
+    'NOOP',
+    'VRFY',
+    'EXPN',
+    'HELP',
+    'ETRN',
+    'TURN',
+    'SEND',
+    'SOML',
+    'SAML',
+  ])
+    verbs.set(v, no);
+  verbs.set('EHLO', { handler: odmrEhlo, endsGroup: true, phases: ANY });
+  verbs.set('QUIT', { handler: quit, endsGroup: true, phases: ANY });
+  verbs.set('STARTTLS', { handler: starttls, endsGroup: true, phases: ANY });
+  verbs.set('AUTH', {
+    handler: makeAuth(deps),
+    endsGroup: true,
+    phases: ['ready'],
+    outOfSequence: () => 'Send EHLO first',
+  });
+  verbs.set('ATRN', { handler: makeAtrn(deps), endsGroup: true, phases: ANY });
+  const never = (s: SmtpSession): void => s.badCommand(502, '5.5.1', 'Command not implemented');
+  return { verbs, finishData: never, finishBdat: never };
+}

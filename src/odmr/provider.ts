@@ -1,0 +1,179 @@
+// The ODMR provider (RFC 2645): its own SMTP listener whose sessions allow only EHLO, AUTH, QUIT
+// (and STARTTLS) until AUTH, then ATRN; on an accepted ATRN the listener hands the socket over
+// and we deliver the account's held lanes back over it (atrn-delivery.ts).
+// Invariants: ATRN only after a successful AUTH against [[odmr.account]]; an account only ever
+// collects its own domains; the requested lanes stay locked (HeldLocks) from the 250 until every
+// claimed piece has been finished; AUTH is throttled per client address (failure back-off of the
+// listener, plus a cap on attempts per minute).
+// Fails: listen() rejects like SmtpListener.listen; a turnaround never rejects (see atrn-delivery).
+
+import type net from 'node:net';
+import type { OdmrAccount } from '../config/index.js';
+import type { SmtpClient, SmtpTimeouts } from '../smtp/client/index.js';
+import type { ServerHooks } from '../smtp/server/hooks.js';
+import { type AnySocket, SmtpListener } from '../smtp/server/index.js';
+import type { Connection } from '../smtp/server/connection.js';
+import type { SmtpSession } from '../smtp/server/session.js';
+import { type Clock, systemClock } from '../util/clock.js';
+import { type AtrnResult, type ClaimableLanes, deliverHeld } from './atrn-delivery.js';
+import type { OdmrLogger } from './etrn.js';
+import { HeldLocks } from './locks.js';
+import { type AtrnRequest, odmrCommands } from './provider-commands.js';
+import { RateLimiter } from './rate.js';
+
+export interface OdmrProviderOptions {
+  hostname: string;
+  accounts: readonly Pick<OdmrAccount, 'user' | 'password' | 'domains'>[];
+  lanes: ClaimableLanes;
+  locks?: HeldLocks;
+  /** STARTTLS material; absent: no STARTTLS, and only CRAM-MD5 is offered. */
+  tls?: { key: string; cert: string };
+  clock?: Clock;
+  logger?: OdmrLogger;
+  idleTimeoutMs?: number;
+  maxConnections?: number;
+  maxPerIp?: number;
+  /** AUTH commands per client address per minute (default 30). */
+  authPerMinute?: number;
+  /** AUTH failure back-off of the listener (tests shorten it). */
+  authFailureDelayMs?: number;
+  /** Client-role timeouts after the turnaround (default: RFC 5321 minimums). */
+  timeouts?: Partial<SmtpTimeouts>;
+  /** Told of every ATRN reply (phase 'request') and of every turnaround's end (phase 'end'). */
+  onAtrn?(ev: {
+    phase: 'request' | 'end';
+    ip: string;
+    user?: string;
+    domains: string[];
+    code: number;
+    delivered?: number;
+  }): void;
+}
+
+export class OdmrProvider {
+  readonly listener: SmtpListener;
+  readonly locks: HeldLocks;
+  /** Finished turnarounds (for tests and logs). */
+  readonly results: AtrnResult[] = [];
+  private readonly active = new Map<Promise<AtrnResult>, { client?: SmtpClient; socket: AnySocket }>();
+  private readonly requests = new WeakMap<SmtpSession, AtrnRequest>();
+  private readonly waiters: (() => void)[] = [];
+
+  constructor(private readonly o: OdmrProviderOptions) {
+    this.locks = o.locks ?? new HeldLocks();
+    const clock = o.clock ?? systemClock;
+    const accounts = new Map(o.accounts.map((a) => [a.user, a]));
+    const hooks: ServerHooks = {
+      newMessageId: () => '0',
+      cramSecret: (user) => accounts.get(user)?.password ?? null,
+      verifyPassword: (user, password, ctx) => {
+        const a = accounts.get(user);
+        return ctx.client.tls !== undefined && a !== undefined && safeEqual(a.password, password);
+      },
+      accept: () => Promise.reject(new Error('the ODMR listener takes no mail')),
+    };
+    const commands = odmrCommands({
+      domainsOf: (user) => accounts.get(user)?.domains,
+      heldCount: (d) => o.lanes.heldCount(d),
+      locks: this.locks,
+      authRate: new RateLimiter(o.authPerMinute ?? 30, 60_000, clock),
+      requests: this.requests,
+      onRequest: (ev) => o.onAtrn?.({ phase: 'request', ...ev }),
+    });
+    this.listener = new SmtpListener(
+      {
+        hostname: o.hostname,
+        banner: 'ESMTP logmta ODMR',
+        clock,
+        commands,
+        idleTimeoutMs: o.idleTimeoutMs ?? 300_000,
+        maxConnections: o.maxConnections ?? 100,
+        maxPerIp: o.maxPerIp ?? 10,
+        ...(o.logger ? { logger: o.logger } : {}),
+        ...(o.tls ? { tls: { key: o.tls.key, cert: o.tls.cert } } : {}),
+        ...(o.authFailureDelayMs !== undefined
+          ? {
+              authThrottleOptions: {
+                baseDelayMs: o.authFailureDelayMs,
+                maxDelayMs: o.authFailureDelayMs * 16,
+              },
+            }
+          : {}),
+        onHandOver: (socket, pending, conn) => this.turnaround(socket, pending, conn),
+      },
+      hooks,
+    );
+  }
+
+  listen(port: number, host: string): Promise<net.AddressInfo> {
+    return this.listener.listen(port, host);
+  }
+
+  /** Turnarounds in progress. */
+  get busy(): number {
+    return this.active.size;
+  }
+
+  /** Resolves when no turnaround is in progress. */
+  idle(): Promise<void> {
+    if (this.active.size === 0) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  /** Stops listening and cuts reversed sessions: what they had not delivered stays held. */
+  async stop(graceMs = 5_000): Promise<void> {
+    const stopping = this.listener.stop(graceMs);
+    for (const a of this.active.values()) {
+      if (a.client) a.client.close();
+      else a.socket.destroy();
+    }
+    await Promise.all([stopping, ...this.active.keys()]);
+  }
+
+  private turnaround(socket: AnySocket, pending: Buffer, conn: Connection): void {
+    // Keep the customer's first bytes (its 220) in the socket until the client role reads them.
+    socket.pause();
+    const req = this.requests.get(conn.session);
+    if (req === undefined) {
+      socket.destroy();
+      return;
+    }
+    const entry: { client?: SmtpClient; socket: AnySocket } = { socket };
+    const run = deliverHeld(socket, pending, req.domains, {
+      lanes: this.o.lanes,
+      name: this.o.hostname,
+      ...(this.o.clock ? { clock: this.o.clock } : {}),
+      ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
+      ...(this.o.logger ? { logger: this.o.logger } : {}),
+      onClient: (c) => {
+        entry.client = c;
+      },
+    }).then((r) => {
+      this.o.logger?.info({ user: req.user, domains: req.domains, ...r }, 'odmr turnaround finished');
+      return r;
+    });
+    this.active.set(run, entry);
+    const ip = conn.remoteAddress;
+    void run.then((r) => {
+      this.results.push(r);
+      this.o.onAtrn?.({
+        phase: 'end',
+        ip,
+        user: req.user,
+        domains: req.domains,
+        code: r.error ? 451 : 250,
+        delivered: r.messages,
+      });
+      this.locks.release(req.domains, req.lockOwner);
+      this.active.delete(run);
+      if (this.active.size === 0) for (const w of this.waiters.splice(0)) w();
+    });
+  }
+}
+
+function safeEqual(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++)
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  return diff === 0;
+}

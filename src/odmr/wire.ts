@@ -1,0 +1,139 @@
+// Builds the ETRN and ODMR parts of a running daemon from the configuration: the ETRN hook of
+// the SMTP listeners, the probes of ETRN domains, the ODMR provider listeners and the pollers of
+// [[odmr.provider]]. daemon.ts calls startEtrnOdmr once, after the queue has started and before
+// the SMTP listeners open (they read hooks.etrn when a session starts).
+// Invariant: the ETRN runners and the ATRN sessions share one HeldLocks, so a lane never has two
+// runners. Fails: rejects when an ODMR listener cannot bind (after closing what it opened).
+
+import type { Config } from '../config/index.js';
+import type { DnsResolver } from '../delivery/mx.js';
+import type { ServerHooks } from '../smtp/server/hooks.js';
+import type { Clock } from '../util/clock.js';
+import type { ClaimableLanes } from './atrn-delivery.js';
+import { EtrnService, type HeldLanes, type OdmrLogger } from './etrn.js';
+import { HeldLocks } from './locks.js';
+import { OdmrPoller } from './poller.js';
+import { EtrnProber } from './probe.js';
+import { OdmrProvider } from './provider.js';
+
+export type EtrnOdmrEvent =
+  | { type: 'etrn'; client: string; node: string; code: number; count?: number }
+  | {
+      type: 'atrn';
+      client: string;
+      user?: string;
+      domains: string[];
+      code: number;
+      delivered?: number;
+      phase: 'request' | 'end';
+    };
+
+export interface EtrnOdmrDeps {
+  queues: HeldLanes & ClaimableLanes;
+  /** The daemon's SMTP hooks: hooks.etrn is set here; pollers deliver into hooks.accept. */
+  hooks: ServerHooks;
+  clock: Clock;
+  logger: OdmrLogger;
+  resolver: DnsResolver;
+  random?: () => number;
+  /** Port of MX hosts (tests). */
+  mxPort?: number;
+  emit?(ev: EtrnOdmrEvent): void;
+}
+
+export interface EtrnOdmr {
+  etrn: EtrnService;
+  prober: EtrnProber;
+  providers: OdmrProvider[];
+  poller: OdmrPoller;
+  /** Bound ODMR listener addresses ("host:port"). */
+  addresses: string[];
+  stop(graceMs?: number): Promise<void>;
+}
+
+export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<EtrnOdmr> {
+  const locks = new HeldLocks();
+  const etrn = new EtrnService({
+    domains: config.etrn,
+    lanes: d.queues,
+    clock: d.clock,
+    logger: d.logger,
+    locks,
+    onReply: (ev) =>
+      d.emit?.({
+        type: 'etrn',
+        client: ev.ip,
+        node: ev.node,
+        code: ev.code,
+        ...(ev.count !== undefined ? { count: ev.count } : {}),
+      }),
+  });
+  if (config.etrn.length > 0) d.hooks.etrn = etrn.hook;
+  const prober = new EtrnProber({
+    domains: config.etrn,
+    lanes: d.queues,
+    service: etrn,
+    name: config.hostname,
+    clock: d.clock,
+    logger: d.logger,
+    resolver: d.resolver,
+    ...(d.random ? { random: d.random } : {}),
+    ...(d.mxPort !== undefined ? { mxPort: d.mxPort } : {}),
+  });
+  prober.start();
+  const providers: OdmrProvider[] = [];
+  const addresses: string[] = [];
+  const stopAll = async (graceMs: number): Promise<void> => {
+    poller.stop();
+    prober.stop();
+    etrn.stop();
+    await Promise.all(providers.map((p) => p.stop(graceMs)));
+  };
+  const poller = new OdmrPoller({
+    providers: config.odmr.providers,
+    session: {
+      hostname: config.hostname,
+      maxMessageSize: config.smtp.maxMessageSize,
+      maxRecipients: config.smtp.maxRecipients,
+      idleTimeoutMs: config.smtp.idleTimeoutMs,
+    },
+    hooks: d.hooks,
+    clock: d.clock,
+    logger: d.logger,
+  });
+  // Without accounts nobody could authenticate: no provider listener then.
+  if (config.odmr.accounts.length > 0) {
+    try {
+      for (const hp of config.odmr.listen) {
+        const p = new OdmrProvider({
+          hostname: config.hostname,
+          accounts: config.odmr.accounts,
+          lanes: d.queues,
+          locks,
+          clock: d.clock,
+          logger: d.logger,
+          idleTimeoutMs: config.smtp.idleTimeoutMs,
+          ...(config.tls ? { tls: { key: config.tls.key, cert: config.tls.cert } } : {}),
+          onAtrn: (ev) =>
+            d.emit?.({
+              type: 'atrn',
+              client: ev.ip,
+              ...(ev.user !== undefined ? { user: ev.user } : {}),
+              domains: ev.domains,
+              code: ev.code,
+              ...(ev.delivered !== undefined ? { delivered: ev.delivered } : {}),
+              phase: ev.phase,
+            }),
+        });
+        const a = await p.listen(hp.port, hp.host);
+        providers.push(p);
+        addresses.push(`${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
+      }
+    } catch (e) {
+      await stopAll(0);
+      throw e;
+    }
+  }
+  poller.start();
+  return { etrn, prober, providers, poller, addresses, stop: (graceMs = 5_000) => stopAll(graceMs) };
+}

@@ -1,0 +1,255 @@
+// Reader and recovery failure modes, one test per mode (docs/queue-states.md): torn tail, torn
+// header, zero-filled tail, bit flips in the newest and in an older segment, missing segment,
+// empty segment. Each builds a real queue on MemQueueFs, damages the files, and recovers.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { encodeFrame } from '../record/frame.js';
+import { RT_DONE, RT_ENVELOPE, decodeDataId } from '../record/records.js';
+import { Queue } from '../queue.js';
+import { load, manualClock, msg, snapshot } from '../testkit.js';
+import { MemQueueFs } from './memfs.js';
+import { type ScannedRecord, scanSegment } from './reader.js';
+
+const NEW1 = '/q/lanes/new/0000000001.seg';
+
+function records(buf: Buffer): ScannedRecord[] {
+  const out: ScannedRecord[] = [];
+  scanSegment(buf, true, (r) => out.push(r));
+  return out;
+}
+
+async function acceptN(q: Queue, n: number, tag = 'm') {
+  const ids: number[] = [];
+  for (let i = 0; i < n; i++)
+    ids.push(
+      (
+        await q.accept({
+          data: msg(`${tag}${i}`),
+          sender: 'a@x.test',
+          recipients: [{ address: `r${i}@y.test` }],
+        })
+      ).msgId,
+    );
+  return ids;
+}
+
+async function dataOf(q: Queue, id: number): Promise<string> {
+  return (await q.readData(q.core.msgs.byId.get(id)!, id)).toString();
+}
+
+describe('segment reader (pure)', () => {
+  test('a bad record followed by a valid one is corruption even in the newest segment', () => {
+    const head = Buffer.concat(encodeFrame(1, [Buffer.from('{"format":1}')]));
+    const a = Buffer.concat(encodeFrame(RT_DONE, [Buffer.alloc(15, 1)]));
+    const b = Buffer.concat(encodeFrame(RT_DONE, [Buffer.alloc(15, 2)]));
+    const buf = Buffer.concat([head, a, b]);
+    buf[head.length + 12]! ^= 0x10;
+    const scan = scanSegment(buf, true, () => {});
+    assert.equal(scan.tornAt, undefined);
+    assert.equal(scan.corruption?.offset, head.length);
+    assert.match(scan.corruption!.reason, /checksum mismatch \(valid record follows at \d+\)/);
+    assert.equal(scan.records, 0);
+  });
+
+  test('an incomplete final record of an older segment is corruption, not a torn tail', () => {
+    const head = Buffer.concat(encodeFrame(1, [Buffer.from('{"format":1}')]));
+    const a = Buffer.concat(encodeFrame(RT_DONE, [Buffer.alloc(15, 1)]));
+    const buf = Buffer.concat([head, a.subarray(0, 12)]);
+    assert.equal(scanSegment(buf, true, () => {}).tornAt, head.length);
+    const old = scanSegment(buf, false, () => {});
+    assert.equal(old.tornAt, undefined);
+    assert.deepEqual(old.corruption, { offset: head.length, reason: 'incomplete record' });
+  });
+});
+
+describe('recovery failure modes', () => {
+  test('a torn final record is cut at every byte offset; earlier records stay and later appends work', async () => {
+    const clock = manualClock();
+    const fs0 = new MemQueueFs();
+    const q0 = await Queue.open({ dir: '/q', fs: fs0, clock });
+    const [a, b] = await acceptN(q0, 2);
+    const full = fs0.peek(NEW1);
+    const last = records(full).at(-1)!;
+    assert.equal(last.type, RT_ENVELOPE);
+    const files = snapshot(fs0);
+    for (let cut = last.offset; cut < last.offset + last.length; cut++) {
+      const f = new Map(files);
+      f.set(NEW1, full.subarray(0, cut));
+      const fs = await load(f);
+      const q = await Queue.open({ dir: '/q', fs, clock });
+      const r = q.recovery!;
+      assert.deepEqual(r.corruptions, [], `cut at ${cut}`);
+      assert.deepEqual(
+        r.tornTails,
+        cut > last.offset
+          ? [{ segment: 'new/0000000001.seg', offset: last.offset, cut: cut - last.offset }]
+          : [],
+      );
+      assert.equal(fs.peek(NEW1).length, last.offset, 'the torn bytes are gone');
+      assert.equal(r.liveMessages, 1);
+      assert.equal(await dataOf(q, a!), msg('m0')[0]!.toString());
+      assert.ok(!q.core.msgs.byId.has(b!), 'the message whose envelope was torn was never acknowledged');
+      const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
+      fs.crash();
+      const q2 = await Queue.open({ dir: '/q', fs, clock });
+      assert.deepEqual(q2.recovery!.tornTails, []);
+      assert.deepEqual(q2.recovery!.corruptions, []);
+      assert.equal(await dataOf(q2, a!), msg('m0')[0]!.toString());
+      assert.equal(await dataOf(q2, c.msgId), msg('c')[0]!.toString());
+    }
+  });
+
+  test('a zero-filled tail is the end of the log: cut, records intact, appends continue', async () => {
+    const clock = manualClock();
+    const fs0 = new MemQueueFs();
+    const ids = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 3);
+    const files = snapshot(fs0);
+    const end = files.get(NEW1)!.length;
+    files.set(NEW1, Buffer.concat([files.get(NEW1)!, Buffer.alloc(8192)]));
+    const fs = await load(files);
+    const q = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q.recovery!.tornTails, [{ segment: 'new/0000000001.seg', offset: end, cut: 8192 }]);
+    assert.deepEqual(q.recovery!.corruptions, []);
+    for (const id of ids) assert.ok(q.core.msgs.byId.has(id));
+    const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
+    fs.crash();
+    const q2 = await Queue.open({ dir: '/q', fs, clock });
+    assert.equal(q2.recovery!.liveMessages, 4);
+    assert.equal(await dataOf(q2, c.msgId), msg('c')[0]!.toString());
+  });
+
+  test('a flipped bit mid-lane is reported with segment and offset, set aside, earlier live records salvaged, other lanes untouched', async () => {
+    const clock = manualClock();
+    const fs = new MemQueueFs();
+    const q0 = await Queue.open({ dir: '/q', fs, clock });
+    const [a, b, c] = await acceptN(q0, 3);
+    const held = await q0.accept({
+      data: msg('held'),
+      sender: 'a@x.test',
+      recipients: [{ address: 'h@held.test' }],
+      destinations: [{ kind: 'held', domain: 'held.test' }],
+    });
+    const recs = records(fs.peek(NEW1));
+    const envB = recs.find((r) => r.type === RT_ENVELOPE && decodeDataId(r.body) === b)!;
+    const flip = envB.offset + Math.floor(envB.length / 2);
+    fs.corrupt(NEW1, flip, Buffer.from([fs.peek(NEW1)[flip]! ^ 0x04]));
+    const q = await Queue.open({ dir: '/q', fs, clock });
+    const r = q.recovery!;
+    assert.equal(r.corruptions.length, 1);
+    assert.deepEqual(
+      { ...r.corruptions[0]!, reason: r.corruptions[0]!.reason.replace(/ \(.*/, '') },
+      {
+        segment: 'new/0000000001.seg',
+        offset: envB.offset,
+        reason: 'checksum mismatch',
+        setAsideAs: 'quarantine/new-0000000001.seg',
+        salvaged: 2, // a's envelope and a's data
+      },
+    );
+    assert.ok(fs.paths().includes('/q/quarantine/new-0000000001.seg'));
+    assert.ok(!fs.paths().includes(NEW1));
+    assert.equal(q.heldCount('held.test'), 1, 'the held lane is not affected');
+    assert.equal(await dataOf(q, a!), msg('m0')[0]!.toString());
+    assert.ok(
+      !q.core.msgs.byId.has(b!) && !q.core.msgs.byId.has(c!),
+      'records at and after the damage are lost',
+    );
+    // The salvage is durable: a power cut now changes nothing, and the gap is not reported.
+    fs.crash();
+    const q2 = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q2.recovery!.corruptions, []);
+    assert.deepEqual(q2.recovery!.missingSegments, []);
+    assert.equal(await dataOf(q2, a!), msg('m0')[0]!.toString());
+    assert.equal(q2.heldCount('held.test'), 1);
+    assert.equal(await dataOf(q2, held.msgId), msg('held')[0]!.toString());
+  });
+
+  test('a flipped bit in an older segment is corruption even in its final record; later segments are intact', async () => {
+    const clock = manualClock();
+    const fs = new MemQueueFs();
+    const q0 = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
+    const ids = await acceptN(q0, 60);
+    const seg2 = '/q/lanes/new/0000000002.seg';
+    assert.ok(fs.paths().includes('/q/lanes/new/0000000004.seg'), 'several segments');
+    const last = records(fs.peek(seg2)).at(-1)!;
+    const victim = decodeDataId(last.body);
+    fs.corrupt(seg2, last.offset + 20, Buffer.from([fs.peek(seg2)[last.offset + 20]! ^ 0x80]));
+    const q = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
+    const r = q.recovery!;
+    assert.equal(r.corruptions.length, 1);
+    assert.equal(r.corruptions[0]!.segment, 'new/0000000002.seg');
+    assert.equal(r.corruptions[0]!.offset, last.offset);
+    assert.deepEqual(r.tornTails, []);
+    for (const id of ids) assert.equal(q.core.msgs.byId.has(id), id !== victim, `message ${id}`);
+    fs.crash();
+    const q2 = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
+    assert.deepEqual(q2.recovery!.missingSegments, [], 'a segment set aside is an expected gap');
+    assert.equal(q2.recovery!.liveMessages, ids.length - 1);
+  });
+
+  test('a missing segment in a lane is reported as a gap', async () => {
+    const clock = manualClock();
+    const fs = new MemQueueFs();
+    await acceptN(await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 }), 40);
+    await fs.unlink('/q/lanes/new/0000000002.seg');
+    await fs.syncDir('/q/lanes/new');
+    const q = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
+    assert.deepEqual(q.recovery!.missingSegments, ['new/0000000002.seg']);
+    assert.deepEqual(q.recovery!.corruptions, []);
+  });
+
+  test('an empty newest segment is skipped and appends continue in the next one', async () => {
+    const clock = manualClock();
+    const fs0 = new MemQueueFs();
+    const [a] = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 1);
+    const files = snapshot(fs0);
+    files.set('/q/lanes/new/0000000002.seg', Buffer.alloc(0));
+    const fs = await load(files);
+    const q = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q.recovery!.corruptions, []);
+    assert.deepEqual(q.recovery!.tornTails, []);
+    const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
+    assert.ok(fs.paths().includes('/q/lanes/new/0000000003.seg'), 'the empty segment is not appended to');
+    assert.equal(fs.peek('/q/lanes/new/0000000002.seg').length, 0);
+    fs.crash();
+    const q2 = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q2.recovery!.corruptions, []);
+    assert.ok(q2.core.msgs.byId.has(a!) && q2.core.msgs.byId.has(c.msgId));
+  });
+
+  test('a torn segment header is cut to nothing, wherever the segment is, and the lane goes on', async () => {
+    const clock = manualClock();
+    const fs0 = new MemQueueFs();
+    const [a] = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 1);
+    const files = snapshot(fs0);
+    const header = records(files.get(NEW1)!)[0]!.offset; // the header's length
+    files.set('/q/lanes/new/0000000002.seg', files.get(NEW1)!.subarray(0, header - 5));
+    const fs = await load(files);
+    const q = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q.recovery!.tornTails, [{ segment: 'new/0000000002.seg', offset: 0, cut: header - 5 }]);
+    const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
+    fs.crash();
+    // Now the headerless segment is no longer the newest: still not corruption.
+    const q2 = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q2.recovery!.corruptions, []);
+    assert.ok(q2.core.msgs.byId.has(a!) && q2.core.msgs.byId.has(c.msgId));
+  });
+
+  test('a corrupt newest segment is set aside and later appends start a new segment', async () => {
+    const clock = manualClock();
+    const fs = new MemQueueFs();
+    const [a, b] = await acceptN(await Queue.open({ dir: '/q', fs, clock }), 2);
+    const recs = records(fs.peek(NEW1));
+    const envA = recs.find((r) => r.type === RT_ENVELOPE && decodeDataId(r.body) === a)!;
+    fs.corrupt(NEW1, envA.offset + 40, Buffer.from([fs.peek(NEW1)[envA.offset + 40]! ^ 1]));
+    const q = await Queue.open({ dir: '/q', fs, clock });
+    assert.equal(q.recovery!.corruptions.length, 1);
+    assert.ok(!q.core.msgs.byId.has(a!) && !q.core.msgs.byId.has(b!));
+    const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
+    assert.ok(fs.paths().includes('/q/lanes/new/0000000002.seg'));
+    fs.crash();
+    const q2 = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q2.recovery!.corruptions, []);
+    assert.equal(await dataOf(q2, c.msgId), msg('c')[0]!.toString());
+  });
+});

@@ -1,0 +1,182 @@
+// Group-commit writer failure modes, one test per mode: fdatasync error, write error, segment
+// creation error, directory sync error (each poisons), plus the two-phase ordering, group
+// commit cost, segment rollover and a tail closed by recovery.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { RT_DONE } from '../record/records.js';
+import { CrashFs } from '../testkit.js';
+import { MemQueueFs } from './memfs.js';
+import { scanSegment } from './reader.js';
+import { GroupWriter } from './writer.js';
+
+function writer(fs: MemQueueFs | CrashFs, segmentSize = 64 * 1024) {
+  return new GroupWriter({ fs, dir: '/q', segmentSize, sync: true, now: () => 0 });
+}
+
+const rec = (n: number) => [Buffer.alloc(15, n)];
+
+function bodies(fs: MemQueueFs, path: string): number[] {
+  const out: number[] = [];
+  scanSegment(fs.peek(path), true, (r) => out.push(r.body[0]!));
+  return out;
+}
+
+describe('group writer', () => {
+  test('one batch costs one fdatasync per touched file, however many records it holds', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    w.append('new', RT_DONE, rec(0));
+    w.append('data', RT_DONE, rec(0));
+    await w.commit();
+    const before = fs.stats.datasyncs;
+    const commits: Promise<void>[] = [];
+    for (let i = 1; i <= 100; i++) {
+      w.append(i % 10 === 0 ? 'data' : 'new', RT_DONE, rec(i));
+      commits.push(w.commit());
+    }
+    await Promise.all(commits);
+    // The first commit starts a batch of its one record (one file); the other 99 records share
+    // the next batch, which touches two files.
+    assert.equal(w.stats.batches, 3);
+    assert.equal(fs.stats.datasyncs - before, 1 + 2);
+    assert.equal(bodies(fs, '/q/lanes/new/0000000001.seg').length, 91);
+  });
+
+  test('a failed fdatasync poisons: the batch and every later commit reject, appends throw', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    w.append('new', RT_DONE, rec(1));
+    await w.commit();
+    fs.injectFault('datasync', 'EIO');
+    w.append('new', RT_DONE, rec(2));
+    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED', smtp: { code: 451, enhanced: '4.3.0' } });
+    fs.clearFaults();
+    assert.throws(() => w.append('new', RT_DONE, rec(3)), { code: 'QUEUE_POISONED' });
+    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED' });
+    assert.equal(w.poisoned?.code, 'QUEUE_POISONED');
+    fs.crash();
+    assert.deepEqual(bodies(fs, '/q/lanes/new/0000000001.seg'), [1], 'only the acknowledged record survives');
+  });
+
+  test('a failed write poisons, and a full disk maps to 452 4.3.1', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    w.append('new', RT_DONE, rec(1));
+    await w.commit();
+    fs.injectFault('write', 'ENOSPC');
+    w.append('new', RT_DONE, rec(2));
+    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED', smtp: { code: 452, enhanced: '4.3.1' } });
+    fs.clearFaults();
+    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED' });
+  });
+
+  test('a failed segment creation poisons the writer', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    fs.injectFault('create', 'EMFILE');
+    w.append('new', RT_DONE, rec(1));
+    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED' });
+    assert.deepEqual(fs.paths(), []);
+  });
+
+  test('a failed creation at rollover poisons the writer and keeps the full segment intact', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs, 512);
+    fs.injectFault('create', 'EIO', 1); // the first segment is created, the second is not
+    let acked = 0;
+    let err: unknown;
+    for (let i = 0; i < 40 && !err; i++) {
+      w.append('new', RT_DONE, rec(i));
+      await w.commit().then(
+        () => acked++,
+        (e) => (err = e),
+      );
+    }
+    assert.equal((err as { code?: string }).code, 'QUEUE_POISONED');
+    fs.crash();
+    assert.equal(bodies(fs, '/q/lanes/new/0000000001.seg').length, acked);
+  });
+
+  test('a failed directory sync after creating a segment poisons the writer', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    fs.injectFault('syncDir', 'EIO', 0, '/q/lanes/new');
+    w.append('new', RT_DONE, rec(1));
+    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED' });
+  });
+
+  test('phase-2 records are written only once every phase-1 file is durable', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    w.append('a', RT_DONE, rec(0));
+    w.append('b', RT_DONE, rec(0));
+    await w.commit();
+    fs.injectFault('datasync', 'EIO', 0, '/lanes/a/');
+    w.append('a', RT_DONE, rec(1), 1);
+    w.append('b', RT_DONE, rec(2), 2);
+    w.append('b', RT_DONE, rec(3), 1);
+    await assert.rejects(w.commit());
+    // Lane b got its phase-1 record, never its phase-2 one, even though it was appended earlier.
+    assert.deepEqual(bodies(fs, '/q/lanes/b/0000000001.seg'), [0, 3]);
+  });
+
+  test('a crash between the phases keeps phase 1 and loses only phase 2', async () => {
+    const fs = new CrashFs();
+    const w = writer(fs);
+    w.append('a', RT_DONE, rec(0));
+    w.append('b', RT_DONE, rec(0));
+    await w.commit();
+    fs.crashAfter(4); // the two phase-1 writes and their two syncs happen; the phase-2 write does not
+    w.append('a', RT_DONE, rec(1), 1);
+    w.append('b', RT_DONE, rec(2), 1);
+    w.append('a', RT_DONE, rec(9), 2);
+    void w.commit();
+    await new Promise((r) => setTimeout(r, 5));
+    assert.ok(fs.dead);
+    assert.deepEqual(bodies(fs.mem, '/q/lanes/a/0000000001.seg'), [0, 1]);
+    assert.deepEqual(bodies(fs.mem, '/q/lanes/b/0000000001.seg'), [0, 2]);
+  });
+
+  test('a record that does not fit starts the next segment; an oversize one gets a segment alone', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs, 200);
+    for (let i = 0; i < 6; i++) w.append('new', RT_DONE, rec(i));
+    w.append('new', RT_DONE, [Buffer.alloc(500, 7)]);
+    w.append('new', RT_DONE, rec(8));
+    await w.commit();
+    const segs = fs.paths();
+    const all = segs.map((p) => bodies(fs, p));
+    assert.deepEqual(all.flat(), [0, 1, 2, 3, 4, 5, 7, 8]);
+    for (const p of segs) assert.ok(fs.peek(p).length <= 200 || bodies(fs, p).length === 1, p);
+    assert.ok(segs.length >= 3);
+  });
+
+  test('onPlaced runs at sealing, before any I/O, and sees its own batch as nextBatch', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    const seen: Array<[number, number, number, number]> = [];
+    w.append('new', RT_DONE, rec(1), 1, (seq, off) => seen.push([seq, off, w.nextBatch, fs.stats.writes]));
+    const p = w.commit();
+    await p;
+    assert.equal(seen.length, 1);
+    const [seq, off, batch, writes] = seen[0]!;
+    assert.equal(seq, 1);
+    assert.ok(off > 0);
+    assert.equal(batch, 1);
+    assert.equal(writes, 0);
+    assert.equal(w.nextBatch, 2);
+  });
+
+  test('a tail closed by recovery is never appended to: the next record starts a new segment', async () => {
+    const fs = new MemQueueFs();
+    const w1 = writer(fs);
+    w1.append('new', RT_DONE, rec(1));
+    await w1.commit();
+    const w = writer(fs);
+    w.setTail('new', 1, fs.peek('/q/lanes/new/0000000001.seg').length, true);
+    w.append('new', RT_DONE, rec(2));
+    await w.commit();
+    assert.deepEqual(bodies(fs, '/q/lanes/new/0000000001.seg'), [1]);
+    assert.deepEqual(bodies(fs, '/q/lanes/new/0000000002.seg'), [2]);
+  });
+});

@@ -1,0 +1,163 @@
+// Helpers shared by the queue's tests (not used by production code): a manual clock, a scripted
+// deliverer, and CrashFs, a MemQueueFs wrapper that "loses power" at a chosen file operation and
+// then freezes the old process (its pending operations never complete), so a test can recover
+// from exactly the state a crash at that point leaves. Invariant: after the crash, nothing the
+// frozen queue does can reach the file system that recovery sees.
+import type { QueueFile, QueueFs } from './log/fs.js';
+import { MemQueueFs } from './log/memfs.js';
+import type { DeliveryJob, RcptOutcome } from './types.js';
+
+export function manualClock(start = 1_700_000_000_000) {
+  let now = start;
+  const timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+  return {
+    now: () => now,
+    setTimer(ms: number, fn: () => void) {
+      const t = { at: now + ms, fn, live: true };
+      timers.push(t);
+      return () => {
+        t.live = false;
+      };
+    },
+    advance(ms: number) {
+      now += ms;
+      for (const t of timers.splice(0)) {
+        if (!t.live) continue;
+        if (t.at <= now) t.fn();
+        else timers.push(t);
+      }
+    },
+  };
+}
+
+export type ManualClock = ReturnType<typeof manualClock>;
+
+export const msg = (n: number | string) => [Buffer.from(`Subject: test ${n}\r\n\r\nbody ${n}\r\n`)];
+
+/** A deliverer that answers from a function and records the jobs it saw. */
+export function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome['status'] | RcptOutcome) {
+  const seen: Array<{ id: string; rcpts: string[]; lane: string }> = [];
+  const deliver = async (job: DeliveryJob) => {
+    seen.push({
+      id: job.id,
+      rcpts: job.pending.map((i) => job.envelope.info.recipients[i]!.address),
+      lane: job.lane,
+    });
+    const outs = job.pending.map((i) => {
+      const a = answer(job, job.envelope.info.recipients[i]!.address);
+      return typeof a === 'string'
+        ? { rcpt: i, status: a, code: a === 'delivered' ? 250 : a === 'failed' ? 550 : 451, text: 'scripted' }
+        : { ...a, rcpt: i };
+    });
+    await job.finish(outs);
+  };
+  return { seen, deliver };
+}
+
+/** Lets pending promise chains and zero-delay timers run. */
+export const settle = (ms = 2) => new Promise((r) => setTimeout(r, ms));
+
+const never = <T>() => new Promise<T>(() => {});
+
+/**
+ * A QueueFs over a MemQueueFs that can crash at the n-th mutating operation (write, datasync,
+ * create, truncate, unlink, rename, syncDir): that operation does not happen, the MemQueueFs
+ * keeps only what was durable, and every later call through this wrapper hangs forever.
+ * Recovery then opens the queue on `mem` directly (or on a fresh CrashFs over it).
+ */
+export class CrashFs implements QueueFs {
+  private left = Number.POSITIVE_INFINITY;
+  dead = false;
+  /** Files whose fdatasync never completes before the crash (a slow disk; syncs finish in any order). */
+  stallSync: ((path: string) => boolean) | undefined;
+  ops = 0;
+
+  constructor(readonly mem: MemQueueFs = new MemQueueFs()) {}
+
+  /** Crash when `n` more mutating operations have happened (0: at the very next one). */
+  crashAfter(n: number): void {
+    this.left = n;
+  }
+
+  /** Crash now. */
+  crash(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.mem.crash();
+  }
+
+  private gate(): boolean {
+    if (this.dead) return false;
+    this.ops++;
+    if (this.left-- <= 0) {
+      this.crash();
+      return false;
+    }
+    return true;
+  }
+
+  private file(f: QueueFile, path: string): QueueFile {
+    return {
+      write: (bufs, pos) => (this.gate() ? f.write(bufs, pos) : never()),
+      datasync: () => (this.gate() && !this.stallSync?.(path) ? f.datasync() : never()),
+      close: () => (this.dead ? never() : f.close()),
+    };
+  }
+
+  mkdirp(p: string) {
+    return this.dead ? never<void>() : this.mem.mkdirp(p);
+  }
+  readdir(p: string) {
+    return this.dead ? never<string[]>() : this.mem.readdir(p);
+  }
+  async create(p: string) {
+    if (!this.gate()) return never<QueueFile>();
+    return this.file(await this.mem.create(p), p);
+  }
+  async openWrite(p: string) {
+    if (this.dead) return never<QueueFile>();
+    return this.file(await this.mem.openWrite(p), p);
+  }
+  readFile(p: string) {
+    return this.dead ? never<Buffer>() : this.mem.readFile(p);
+  }
+  read(p: string, pos: number, len: number) {
+    return this.dead ? never<Buffer>() : this.mem.read(p, pos, len);
+  }
+  truncate(p: string, len: number) {
+    return this.gate() ? this.mem.truncate(p, len) : never<void>();
+  }
+  unlink(p: string) {
+    return this.gate() ? this.mem.unlink(p) : never<void>();
+  }
+  rename(a: string, b: string) {
+    return this.gate() ? this.mem.rename(a, b) : never<void>();
+  }
+  syncDir(p: string) {
+    return this.gate() ? this.mem.syncDir(p) : never<void>();
+  }
+  size(p: string) {
+    return this.dead ? never<number>() : this.mem.size(p);
+  }
+}
+
+/** Every visible file's bytes. */
+export function snapshot(fs: MemQueueFs): Map<string, Buffer> {
+  return new Map(fs.paths().map((p) => [p, fs.peek(p)]));
+}
+
+/** A MemQueueFs holding exactly these files, all durable. */
+export async function load(files: Map<string, Buffer>): Promise<MemQueueFs> {
+  const fs = new MemQueueFs();
+  const dirs = new Set<string>();
+  for (const [p, b] of files) {
+    const dir = p.slice(0, p.lastIndexOf('/'));
+    await fs.mkdirp(dir);
+    dirs.add(dir);
+    const f = await fs.create(p);
+    if (b.length > 0) await f.write([b], 0);
+    await f.datasync();
+  }
+  for (const d of dirs) await fs.syncDir(d);
+  return fs;
+}

@@ -1,0 +1,138 @@
+// Slow and failing peers never block unrelated destinations: a daemon routes four bad domains to
+// peers that stall (accept, never greet), reset every connection, answer 4xx forever, or answer
+// every command after a long delay, and a fifth domain to a healthy sink. With the bad
+// destinations saturated (more messages than their connection limits) and retrying every
+// 500 ms, mail to the healthy domain is still delivered promptly, and nothing to the bad ones is
+// lost or wrongly reported delivered.
+// Fails: with the time the healthy delivery took, or the message that went missing.
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { RawClient, sleep, startTestMta, type TestMta } from '../fuzz/harness.js';
+import { SmtpSink } from '../support/sink.js';
+
+let mta: TestMta;
+let healthy: SmtpSink;
+let tempfail: SmtpSink;
+let slow: SmtpSink;
+let stall: net.Server;
+let reset: net.Server;
+const stallSockets = new Set<net.Socket>();
+let resets = 0;
+
+async function rawServer(onConn: (s: net.Socket) => void): Promise<net.Server> {
+  const srv = net.createServer((s) => {
+    s.on('error', () => {});
+    onConn(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return srv;
+}
+const portOf = (s: net.Server): number => (s.address() as net.AddressInfo).port;
+
+before(async () => {
+  healthy = await SmtpSink.start({ pipelining: true });
+  tempfail = await SmtpSink.start({ rcptReply: () => '451 4.3.0 try again later' });
+  slow = await SmtpSink.start({ delayMs: 3000 });
+  stall = await rawServer((s) => {
+    stallSockets.add(s);
+    s.on('close', () => stallSockets.delete(s));
+  });
+  reset = await rawServer((s) => {
+    resets++;
+    s.resetAndDestroy();
+  });
+  const route = (d: string, port: number): string => `[[route]]\ndomain = "${d}"\nhost = "127.0.0.1:${port}"`;
+  mta = await startTestMta({
+    level: 'info',
+    toml: [
+      'relay_networks = ["127.0.0.0/8"]',
+      '[queue]',
+      'retry = ["500ms"]',
+      '[delivery]',
+      'concurrency_per_destination = 4',
+      route('healthy.test', healthy.port),
+      route('tempfail.test', tempfail.port),
+      route('slow.test', slow.port),
+      route('stall.test', portOf(stall)),
+      route('reset.test', portOf(reset)),
+    ].join('\n'),
+  });
+});
+
+after(async () => {
+  // Free the stalled deliveries first, so the daemon's stop does not wait for their timeouts.
+  for (const s of stallSockets) s.destroy();
+  stall.close();
+  reset.close();
+  await slow.close();
+  await tempfail.close();
+  const t0 = Date.now();
+  await mta.stop();
+  if (process.env.DEBUG_STOP) console.error('stop', Date.now() - t0);
+  await healthy.close();
+});
+
+async function send(domain: string, n: number): Promise<string[]> {
+  const c = await RawClient.connect(mta.port);
+  const ids: string[] = [];
+  try {
+    await c.waitFor(/^220 .*\r\n/);
+    await c.command('EHLO peers.example');
+    for (let i = 0; i < n; i++) {
+      await c.command('MAIL FROM:<a@peers.example>');
+      assert.match(await c.command(`RCPT TO:<u${i}@${domain}>`), /^250 /);
+      await c.command('DATA');
+      const r = await c.command(`Subject: ${domain} ${i}\r\n\r\nhello\r\n.`, 10_000);
+      assert.match(r, /^250 /);
+      ids.push(/queued as (\S+)/.exec(r)?.[1] ?? '');
+    }
+    await c.command('QUIT');
+  } finally {
+    c.destroy();
+  }
+  return ids;
+}
+
+async function until(cond: () => boolean, ms: number): Promise<number> {
+  const t0 = Date.now();
+  while (!cond() && Date.now() - t0 < ms) await sleep(10);
+  return Date.now() - t0;
+}
+
+describe('slow and failing peers', () => {
+  test('stalling, resetting, 4xx-forever and slow destinations do not delay a healthy one', async (t) => {
+    await Promise.all(['stall.test', 'reset.test', 'tempfail.test', 'slow.test'].map((d) => send(d, 15)));
+    // Let the bad destinations fill their connection slots and start failing.
+    await until(
+      () => stallSockets.size >= 1 && resets > 0 && tempfail.connections > 0 && slow.connections > 0,
+      3000,
+    );
+    assert.ok(stallSockets.size >= 1, 'no delivery reached the stalling peer');
+
+    const t0 = Date.now();
+    await send('healthy.test', 1);
+    const first = await until(() => healthy.transactions.length >= 1, 5000);
+    assert.equal(healthy.transactions.length, 1, 'the healthy destination got nothing');
+    await send('healthy.test', 20);
+    const rest = await until(() => healthy.transactions.length >= 21, 10_000);
+    t.diagnostic(
+      `healthy: first message delivered ${first} ms after acceptance; 20 more in ${rest} ms (total ${Date.now() - t0} ms); stalled connections ${stallSockets.size}, resets ${resets}, 4xx transactions ${tempfail.connections}, slow sink connections ${slow.connections}`,
+    );
+    assert.equal(healthy.transactions.length, 21);
+    assert.ok(first < 2000, `first healthy delivery took ${first} ms`);
+    // Per-destination limits hold: a stalled destination never takes more than its share.
+    assert.ok(stallSockets.size <= 4, `stall.test holds ${stallSockets.size} connections (limit 4)`);
+  });
+
+  test('mail for failing destinations is retried, never reported delivered', async () => {
+    await sleep(1200); // a few retry rounds at 500 ms
+    const delivered = mta.logs.filter((l) => l.includes('"msg":"delivered"'));
+    for (const d of ['stall.test', 'reset.test', 'tempfail.test']) {
+      assert.ok(!delivered.some((l) => l.includes(`@${d}`)), `${d} reported delivered`);
+    }
+    assert.ok(resets > 1 || tempfail.connections > 1, 'failing destinations were not retried');
+    assert.equal(tempfail.transactions.length, 0);
+  });
+});

@@ -1,0 +1,84 @@
+// `logmta odmr` (one poll as an ODMR customer, as a child process) against a logmta provider:
+// the held mail lands in the customer's queue and from there in its Maildir; a second run finds
+// nothing; a wrong password is an error exit and leaves the provider's mail held.
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { sendMail } from '../../src/delivery/testkit.js';
+import {
+  makeTempDir,
+  maildirMessages,
+  runLogmta,
+  startTestDaemon,
+  type TestDaemon,
+  testToml,
+  waitFor,
+} from '../support/daemon.js';
+
+let p: TestDaemon;
+let dir: string;
+let odmrPort: number;
+
+before(async () => {
+  p = await startTestDaemon({
+    toml: `
+[[odmr.account]]
+user = "acme"
+password = "acme-secret"
+domains = ["acme.example"]
+`,
+  });
+  const a = p.daemon.addresses.odmr[0] ?? '';
+  odmrPort = Number(a.slice(a.lastIndexOf(':') + 1));
+  dir = makeTempDir();
+  writeFileSync(join(dir, 'good'), 'acme-secret\n', { mode: 0o600 });
+  writeFileSync(join(dir, 'bad'), 'nope\n', { mode: 0o600 });
+  writeFileSync(
+    join(dir, 'logmta.toml'),
+    testToml('[[local]]\ndomain = "acme.example"\n', join(dir, 'data')),
+  );
+});
+after(async () => {
+  await p.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const odmr = (pw: string) =>
+  runLogmta(
+    [
+      'odmr',
+      '--provider',
+      `127.0.0.1:${odmrPort}`,
+      '--user',
+      'acme',
+      '--password-file',
+      join(dir, pw),
+      '--domains',
+      'acme.example',
+      '--config',
+      join(dir, 'logmta.toml'),
+    ],
+    {
+      timeoutMs: 30_000,
+    },
+  );
+
+test('logmta odmr collects held mail into its own queue and Maildir', async () => {
+  await sendMail(p.port, { from: 'a@sender.test', to: ['kim@acme.example'], subject: 'hello kim' });
+  await waitFor(() => p.daemon.queues.heldCount('acme.example') === 1, 'held');
+  const bad = await odmr('bad');
+  assert.notEqual(bad.code, 0, bad.stderr);
+  assert.match(bad.stderr, /535/);
+  assert.equal(p.daemon.queues.heldCount('acme.example'), 1);
+  const r = await odmr('good');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /received 1 message/);
+  const box = join(dir, 'data', 'mail', 'kim');
+  await waitFor(() => maildirMessages(box).length === 1, 'the Maildir copy');
+  assert.match(maildirMessages(box)[0] ?? '', /Subject: hello kim/);
+  assert.equal(p.daemon.queues.heldCount('acme.example'), 0);
+  const again = await odmr('good');
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /no mail waiting/);
+});
