@@ -51,7 +51,7 @@ logmta_latency() {
     let stats;
     for (const line of fs.readFileSync(process.argv[1], "utf8").split("\n")) {
       if (!line.startsWith("{")) continue; const e = JSON.parse(line);
-      if (e.msg === "queued") q.set(e.id, e.time);
+      if (e.msg === "received" || e.msg === "queued") q.set(e.id, e.time);
       else if (e.msg === "delivered" && q.has(e.id)) d.push(e.time - q.get(e.id));
       else if (e.msg === "stopped") stats = e;
     }

@@ -246,11 +246,16 @@ export async function run(argv: string[], io: Io): Promise<number> {
     throw e;
   }
   const json = parsed.values.json;
+  const out = { failed: undefined as Error | undefined };
+  // Stays attached: a write error may be reported after we return.
+  io.stdout.on('error', (e: Error) => {
+    out.failed = e;
+  });
   // Written in chunks with backpressure: a 64 MiB segment holds hundreds of thousands of
   // records, and a slow reader (a pager) must not make us hold them all in memory.
   let chunk = json ? '' : `${'offset'.padStart(10)} ${'length'.padStart(8)}  type\n`;
   const it = walkSegment(buf);
-  let res: Omit<DumpResult, 'entries'>;
+  let res: Omit<DumpResult, 'entries'> | undefined;
   for (;;) {
     const n = it.next();
     if (n.done) {
@@ -259,11 +264,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     chunk += json ? `${JSON.stringify(n.value)}\n` : `${human(n.value)}\n`;
     if (chunk.length > 64 * 1024) {
-      await write(io.stdout, chunk);
+      if (!(await write(io.stdout, chunk, out))) break;
       chunk = '';
     }
   }
-  await write(io.stdout, chunk);
+  if (res === undefined) return stopped(out.failed);
+  if (!(await write(io.stdout, chunk, out))) return stopped(out.failed);
   const summary = {
     type: 'summary',
     file: path,
@@ -272,20 +278,41 @@ export async function run(argv: string[], io: Io): Promise<number> {
     tornTail: res.tornTail,
     corruptions: res.corruptions,
   };
-  io.stdout.write(
-    json
-      ? `${JSON.stringify(summary)}\n`
-      : `${path}: ${buf.length} bytes, ${res.records} records` +
-          `${res.tornTail ? ', torn tail' : ''}${res.corruptions > 0 ? `, ${res.corruptions} CORRUPT stretch(es)` : ''}\n`,
-  );
+  const last = json
+    ? `${JSON.stringify(summary)}\n`
+    : `${path}: ${buf.length} bytes, ${res.records} records` +
+      `${res.tornTail ? ', torn tail' : ''}${res.corruptions > 0 ? `, ${res.corruptions} CORRUPT stretch(es)` : ''}\n`;
+  if (!(await write(io.stdout, last, out))) return stopped(out.failed);
   return res.corruptions > 0 ? 2 : res.tornTail ? 1 : 0;
 }
 
-/** Writes, then waits for 'drain' if the stream's buffer is full. */
-function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
+/** The reader went away (EPIPE, as with `| head`): stop quietly. Any other write error is real. */
+function stopped(e: Error | undefined): number {
+  if (e && (e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+  return 0;
+}
+
+/**
+ * Writes, then waits for 'drain' if the stream's buffer is full. Resolves false once the stream
+ * has failed (EPIPE: the reader, e.g. `head`, went away): the dump then stops quietly.
+ */
+function write(
+  stream: NodeJS.WritableStream,
+  text: string,
+  state: { failed: Error | undefined },
+): Promise<boolean> {
+  if (state.failed) return Promise.resolve(false);
   return new Promise((resolve) => {
-    if (stream.write(text)) resolve();
-    else stream.once('drain', resolve);
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('error', done);
+      resolve(state.failed === undefined);
+    };
+    if (stream.write(text)) resolve(true);
+    else {
+      stream.once('drain', done);
+      stream.once('error', done);
+    }
   });
 }
 

@@ -111,7 +111,7 @@ describe('logmta log verify', () => {
     ]);
   });
 
-  test('a live envelope whose data record is gone is reported as missing data (exit 2)', async () => {
+  test('a live envelope whose data record is gone is reported as missing data, which recovery ends (exit 1)', async () => {
     const copy = copyQueue(f, 'nodata');
     // The retry lane's messages keep their data in the data lane: remove that lane. (A copy
     // still in an unreclaimed `new` segment would serve, as it would for recovery.)
@@ -120,12 +120,18 @@ describe('logmta log verify', () => {
       .entries.filter((e) => e.type === 'envelope')
       .map((e) => e.id);
     const report = await verifyQueue(copy);
-    assert.equal(report.status, 'corrupt');
+    assert.equal(report.status, 'torn');
     assert.ok(report.missingData.length >= 1);
     for (const id of report.missingData) assert.ok(retryIds.includes(id), `${id} is a retry-lane message`);
+    assert.equal(report.liveMessages, f.live - report.missingData.length);
     const c = captureIo();
-    assert.equal(await run([copy], c.io), 2);
-    assert.match(c.out(), /MISSING DATA: message [0-9A-F]{13} has a live envelope but no data record/);
+    assert.equal(await run([copy], c.io), 1);
+    assert.match(c.out(), /missing data: message [0-9A-F]{13} has a live envelope but no data record/);
+    // Recovery agrees (opening writes, so only now): it ends exactly those messages.
+    const q = await Queue.open({ dir: copy, segmentSize: 4096 });
+    assert.deepEqual([...q.recovery!.missingData].sort(), [...report.missingData].sort());
+    assert.equal(q.recovery!.liveMessages, report.liveMessages);
+    await q.stop();
   });
 
   test('a missing directory or one without lanes/ exits 66; bad arguments exit 64', async () => {

@@ -9,8 +9,9 @@
 // live piece. Live bytes are those live envelopes, the deltas of their versions, the one data
 // copy recovery would use (data lane first, then the latest copy) and the headers of segments
 // holding any of them; everything else, Done records included, counts as garbage.
-// Exit codes: 0 clean, 1 torn tail only (normal after a crash), 2 corruption, missing segments
-// or live envelopes without data, 64 usage, 66 no such queue directory.
+// Exit codes: 0 clean; 1 crash leftovers only, which the next start repairs (torn tails, live
+// envelopes without data, incomplete moves); 2 corruption or missing segments; 64 usage;
+// 66 no such queue directory.
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -69,8 +70,16 @@ export interface VerifyReport {
   liveMessages: number;
   liveBytes: number;
   garbageRatio: number;
-  /** Messages with a live envelope but no data record anywhere. */
+  /**
+   * Messages with a live envelope but no data record anywhere: recovery ends them (an accept
+   * whose data never became durable after a crash, or data lost with a missing segment).
+   */
   missingData: string[];
+  /**
+   * "ID:piece" of older versions without their Done: moves a crash cut short, which recovery
+   * undoes (the old version becomes current again).
+   */
+  incompleteMoves: string[];
   /** Segments an earlier recovery set aside under quarantine/. */
   quarantined: string[];
   status: VerifyStatus;
@@ -89,6 +98,8 @@ interface Loc {
 interface MsgSeen {
   /** The highest version seen of each piece. */
   pieces: Array<Loc & { piece: number; version: number }>;
+  /** Lower versions seen (superseded): each needs its Done, or the move was incomplete. */
+  older: Array<Loc & { piece: number; version: number }> | undefined;
   dones: number[] | undefined;
   deltas: Array<Loc & { pv: number }> | undefined;
   data: (Loc & { dataLane: boolean }) | undefined;
@@ -118,13 +129,18 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
   const lanesDir = join(dir, 'lanes');
   if (!(await fsp.stat(lanesDir).catch(() => undefined))?.isDirectory())
     throw new NotAQueueError(`${dir}: not a queue directory (no lanes/)`);
+  const quarantined = (await listDir(join(dir, 'quarantine'))).filter((n) => n.endsWith('.seg')).sort();
   const laneNames = (await fsp.readdir(lanesDir)).filter((n) => parseLaneName(n) !== undefined).sort();
   const lanes: LaneReport[] = [];
   // Keyed by message id (numbers, not strings: a million messages must stay cheap to index).
   const msgs = new Map<number, MsgSeen>();
   const seen = (id: number): MsgSeen => {
     let m = msgs.get(id);
-    if (!m) msgs.set(id, (m = { pieces: [], dones: undefined, deltas: undefined, data: undefined }));
+    if (!m)
+      msgs.set(
+        id,
+        (m = { pieces: [], older: undefined, dones: undefined, deltas: undefined, data: undefined }),
+      );
     return m;
   };
   const segs: Array<{ lane: number; headerLen: number }> = [];
@@ -153,8 +169,11 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
     // Data segments are freed out of order; every other lane is unlinked oldest first.
     if (kind !== 'data') {
       for (let i = 1; i < seqs.length; i++)
-        for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++)
-          lane.missingSegments.push(`${name}/${segmentName(s)}`);
+        for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++) {
+          // A segment recovery set aside as corrupt leaves an expected gap.
+          if (!quarantined.some((q) => q.startsWith(`${name}-${segmentName(s)}`)))
+            lane.missingSegments.push(`${name}/${segmentName(s)}`);
+        }
     }
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
@@ -184,7 +203,10 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
               const cur = m.pieces.find((p) => p.piece === e.piece);
               const at = { lane: li, seg: si, len: r.length, piece: e.piece, version: e.version };
               if (!cur) m.pieces.push(at);
-              else if (cur.version < e.version) m.pieces[m.pieces.indexOf(cur)] = at;
+              else if (cur.version < e.version) {
+                m.pieces[m.pieces.indexOf(cur)] = at;
+                (m.older ??= []).push(cur);
+              } else if (cur.version > e.version) (m.older ??= []).push(at);
               break;
             }
             case RT_DELTA: {
@@ -231,24 +253,32 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
   let liveEnvelopes = 0;
   let liveMessages = 0;
   const missingData: string[] = [];
+  const incompleteMoves: string[] = [];
   for (const [id, m] of msgs) {
-    let any = false;
+    const livePieces = m.pieces.filter((p) => !m.dones?.includes(pv(p.piece, p.version)));
+    // An older version without its Done: a move whose batch a crash cut short. Recovery makes
+    // the old version current again (repair.ts), so it is live in place of the newer one.
+    const revived = (m.older ?? []).filter((o) => !m.dones?.includes(pv(o.piece, o.version)));
+    for (const o of revived) incompleteMoves.push(`${formatId(id)}:${o.piece}`);
+    if (livePieces.length === 0 && revived.length === 0) continue;
+    if (!m.data) {
+      // Recovery ends such pieces: an accept whose data never became durable, or lost data.
+      missingData.push(formatId(id));
+      continue;
+    }
+    liveMessages++;
+    live(m.data);
     const inLanes: number[] = [];
-    for (const p of m.pieces) {
+    for (const p of [...livePieces, ...revived]) {
       const code = pv(p.piece, p.version);
-      if (m.dones?.includes(code)) continue;
-      any = true;
+      live(p);
+      for (const d of m.deltas ?? []) if (d.pv === code) live(d);
+      if (revived.some((o) => o.piece === p.piece) && !revived.includes(p)) continue; // superseded by the revival
       liveEnvelopes++;
       lanes[p.lane]!.liveEnvelopes++;
       if (!inLanes.includes(p.lane)) inLanes.push(p.lane);
-      live(p);
-      for (const d of m.deltas ?? []) if (d.pv === code) live(d);
     }
-    if (!any) continue;
-    liveMessages++;
     for (const l of inLanes) laneMsgs[l]!++;
-    if (m.data) live(m.data);
-    else missingData.push(formatId(id));
   }
   segs.forEach((s, i) => {
     if (liveSegs[i]) lanes[s.lane]!.liveBytes += s.headerLen;
@@ -257,12 +287,11 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
     l.liveMessages = laneMsgs[i]!;
     l.garbageRatio = ratio(l.bytes, l.liveBytes);
   });
-  const quarantined = (await listDir(join(dir, 'quarantine'))).filter((n) => n.endsWith('.seg')).sort();
   const sum = (f: (l: LaneReport) => number) => lanes.reduce((a, l) => a + f(l), 0);
   const bytes = sum((l) => l.bytes);
   const liveBytes = sum((l) => l.liveBytes);
-  const corrupt =
-    lanes.some((l) => l.corruptions.length + l.missingSegments.length > 0) || missingData.length > 0;
+  const corrupt = lanes.some((l) => l.corruptions.length + l.missingSegments.length > 0);
+  const torn = lanes.some((l) => l.tornTails.length > 0) || missingData.length + incompleteMoves.length > 0;
   return {
     dir,
     lanes,
@@ -273,8 +302,9 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
     liveBytes,
     garbageRatio: ratio(bytes, liveBytes),
     missingData,
+    incompleteMoves,
     quarantined,
-    status: corrupt ? 'corrupt' : lanes.some((l) => l.tornTails.length > 0) ? 'torn' : 'clean',
+    status: corrupt ? 'corrupt' : torn ? 'torn' : 'clean',
   };
 }
 
@@ -326,14 +356,16 @@ export function formatReport(r: VerifyReport): string {
     for (const m of l.missingSegments) out.push(`MISSING SEGMENT: ${m}`);
   }
   for (const id of r.missingData)
-    out.push(`MISSING DATA: message ${id} has a live envelope but no data record`);
+    out.push(`missing data: message ${id} has a live envelope but no data record (recovery ends it)`);
+  for (const p of r.incompleteMoves)
+    out.push(`incomplete move: piece ${p} has an older version without its Done (recovery restores it)`);
   if (r.quarantined.length > 0)
     out.push(`quarantine: ${r.quarantined.length} segment(s) set aside earlier: ${r.quarantined.join(', ')}`);
   out.push(
     r.status === 'clean'
       ? 'result: clean'
       : r.status === 'torn'
-        ? 'result: torn tail only (normal after a crash; the next start cuts it off)'
+        ? 'result: crash leftovers only (normal after a crash; the next start repairs them)'
         : 'result: CORRUPT',
   );
   return `${out.join('\n')}\n`;

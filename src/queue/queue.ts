@@ -133,7 +133,13 @@ export class Queue {
   async stop(): Promise<void> {
     this.running = false;
     this.maintenance?.();
-    for (const lane of this.core.lanes) lane.cancelTimer?.();
+    for (const lane of this.core.lanes) {
+      lane.cancelTimer?.();
+      // A flush that cannot finish now ends here; its pieces stay held for the next start.
+      const waiters = lane.flushWaiters;
+      lane.flushWaiters = [];
+      for (const w of waiters) w();
+    }
     await Promise.allSettled([...this.inflightJobs.values()]);
     await this.writer.close();
   }

@@ -70,6 +70,8 @@ export class CrashFs implements QueueFs {
   dead = false;
   /** Files whose fdatasync never completes before the crash (a slow disk; syncs finish in any order). */
   stallSync: ((path: string) => boolean) | undefined;
+  /** Files whose creation never completes before the crash (creations finish in any order). */
+  stallCreate: ((path: string) => boolean) | undefined;
   ops = 0;
 
   constructor(readonly mem: MemQueueFs = new MemQueueFs()) {}
@@ -111,7 +113,7 @@ export class CrashFs implements QueueFs {
     return this.dead ? never<string[]>() : this.mem.readdir(p);
   }
   async create(p: string) {
-    if (!this.gate()) return never<QueueFile>();
+    if (!this.gate() || this.stallCreate?.(p)) return never<QueueFile>();
     return this.file(await this.mem.create(p), p);
   }
   async openWrite(p: string) {

@@ -119,7 +119,7 @@ describe('disk errors under the SMTP server', () => {
   test('a fault striking while 20 clients are mid-transaction: every 250 survives, every refusal is 451', async (t) => {
     const fs = new MemQueueFs();
     let s = await openStack(fs);
-    fs.injectFault('datasync', 'EIO', 6);
+    fs.injectFault('datasync', 'EIO', 20);
     const replies = await Promise.all(
       Array.from({ length: 20 }, async (_, k) => {
         const out: string[] = [];

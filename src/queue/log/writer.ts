@@ -172,6 +172,10 @@ export class GroupWriter {
         }
         for (const w of waiters) w.resolve();
         this.onDurable?.(batch);
+        // Let the producers just released (and I/O that arrived during the sync) append before
+        // the next batch is sealed: otherwise producers split into two alternating cohorts and
+        // each fdatasync covers only half of them.
+        if (waiters.length > 0) await new Promise<void>((r) => setImmediate(r));
       }
     } finally {
       this.flushing = false;
@@ -300,7 +304,11 @@ export class GroupWriter {
   private createSegment(lane: string, tail: LaneTail, seq: number): Promise<QueueFile> {
     let p = tail.creating.get(seq);
     if (p) return p;
+    const prev = tail.creating.get(seq - 1);
     p = (async () => {
+      // Segments of a lane come into existence in order: a batch that spans several new
+      // segments must not leave a later one durable without an earlier one (a false gap).
+      if (prev) await prev.catch(() => {});
       if (!tail.dirReady) {
         tail.dirReady = (async () => {
           await this.opts.fs.mkdirp(this.laneDir(lane));
