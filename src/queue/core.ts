@@ -132,6 +132,7 @@ export class QueueCore {
     this.deltas.delete(pslot);
     lane.fifo.push(pslot, gen);
     lane.live++;
+    if (rec.arrival < lane.oldestArrival) lane.oldestArrival = rec.arrival;
     const body = encodeEnvelope(rec);
     this.writer.append(lane.name, RT_ENVELOPE, [body], 1, (seq, off) => {
       if (P.gen[pslot] !== gen) return; // superseded before it was even placed
@@ -146,7 +147,7 @@ export class QueueCore {
   adoptEnvelope(
     pslot: number,
     lane: LaneState,
-    rec: { version: number; due: number; rcptCount: number },
+    rec: { version: number; due: number; arrival: number; rcptCount: number },
     seq: number,
     off: number,
     len: number,
@@ -168,6 +169,7 @@ export class QueueCore {
     this.deltas.delete(pslot);
     lane.fifo.push(pslot, gen);
     lane.live++;
+    if (rec.arrival < lane.oldestArrival) lane.oldestArrival = rec.arrival;
     lane.seg(seq).liveEnv++;
   }
 

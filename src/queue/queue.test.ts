@@ -286,4 +286,36 @@ describe('queue', () => {
     assert.deepEqual(reports, ['failure:4.4.7']);
     assert.equal(q.core.msgs.count, 0);
   });
+  test('held mail expires at max_age with a bounce, and younger held mail is not scanned for it', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const reports: string[] = [];
+    const q = await Queue.open({
+      dir: '/q',
+      fs,
+      clock,
+      maxAge: 60 * 60_000,
+      hooks: {
+        maxAgeFor: (domain) => (domain === 'short.test' ? 10 * 60_000 : 60 * 60_000),
+        report: (req) => {
+          reports.push(`${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`);
+          return null;
+        },
+      },
+    });
+    const held = (domain: string, n: number) =>
+      q.accept({ data: msg(n), sender: 'a@x.test', recipients: [{ address: `u${n}@${domain}` }], destinations: [{ kind: 'held', domain }] });
+    await held('short.test', 1);
+    await held('long.test', 2);
+    clock.advance(5 * 60_000);
+    assert.equal(await q.expireHeld(), 0);
+    const long = q.core.findLane('held-long.test')!;
+    assert.ok(long.oldestArrival < Number.POSITIVE_INFINITY);
+    clock.advance(6 * 60_000);
+    assert.equal(await q.expireHeld(), 1, 'only the domain with the shorter max_age expires');
+    assert.deepEqual(reports, ['failure:u1@short.test 4.4.7']);
+    assert.equal(q.heldCount('short.test'), 0);
+    assert.equal(q.heldCount('long.test'), 1);
+    assert.equal(q.core.findLane('held-short.test')!.oldestArrival, Number.POSITIVE_INFINITY);
+  });
 });

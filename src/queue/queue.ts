@@ -80,6 +80,11 @@ export class Queue {
   private readonly freshEnv = new Map<number, EnvelopeRecord>();
   private readonly freshData = new Map<number, readonly Buffer[]>();
   private readonly blocked = new Set<LaneState>();
+  /** `new` and retry lanes, in creation order (see pumpAll). */
+  private readonly timed: LaneState[] = [];
+  private timedSeen = 0;
+  /** Held lanes with a flush under way. */
+  private readonly flushingLanes = new Set<LaneState>();
   private reclaiming = false;
   private maintenance: (() => void) | undefined;
 
@@ -275,7 +280,9 @@ export class Queue {
       if (lane.flushLeft > 0) lane.flushLeft--;
       this.dispatch(slot, lane);
     }
-    if (held && lane.flushLeft <= 0 && lane.flushWaiters.length > 0 && !this.laneBusy(lane)) {
+    if (held && lane.flushLeft <= 0 && !this.laneBusy(lane)) {
+      // The flush is over once nothing it started is still in flight.
+      this.flushingLanes.delete(lane);
       const w = lane.flushWaiters;
       lane.flushWaiters = [];
       for (const f of w) f();
@@ -289,9 +296,23 @@ export class Queue {
     return false;
   }
 
+  /**
+   * Pumps the lanes that can make progress: `new`, the retry ladder, and held lanes being
+   * flushed. Held lanes (one per ETRN/ODMR domain, possibly many thousands) are never walked
+   * otherwise, so the cost of a finished job does not grow with the number of domains.
+   */
   private pumpAll(): void {
-    for (const lane of this.core.lanes) {
-      if (this.inflight >= this.maxInflight) break;
+    const lanes = this.core.lanes;
+    for (; this.timedSeen < lanes.length; this.timedSeen++) {
+      const l = lanes[this.timedSeen]!;
+      if (l.kind === 'new' || l.kind === 'retry') this.timed.push(l);
+    }
+    for (const lane of this.timed) {
+      if (this.inflight >= this.maxInflight) return;
+      this.pump(lane);
+    }
+    for (const lane of this.flushingLanes) {
+      if (this.inflight >= this.maxInflight) return;
       this.pump(lane);
     }
   }
@@ -698,13 +719,20 @@ export class Queue {
       if (lane.kind !== 'held' && lane.kind !== 'hold') continue;
       const maxAge =
         lane.kind === 'held' ? (this.hooks.maxAgeFor?.(lane.domain) ?? this.maxAge) : this.maxAge;
+      if (now - lane.oldestArrival < maxAge) continue; // nothing old enough: no scan
       const expired: number[] = [];
+      let oldest = Number.POSITIVE_INFINITY;
       for (let i = 0; i < lane.fifo.length; i++) {
         const slot = lane.fifo.slotAt(i);
         if (P.gen[slot] !== lane.fifo.genAt(i) || !core.isLive(slot) || P.lane[slot] !== lane.idx) continue;
-        if ((P.flags[slot]! & F_INFLIGHT) !== 0) continue;
-        if (now - core.msgs.arrival[P.msg[slot]!]! >= maxAge) expired.push(slot);
+        const arrival = core.msgs.arrival[P.msg[slot]!]!;
+        if ((P.flags[slot]! & F_INFLIGHT) !== 0 || now - arrival < maxAge) {
+          if (arrival < oldest) oldest = arrival;
+          continue;
+        }
+        expired.push(slot);
       }
+      lane.oldestArrival = oldest;
       for (const slot of expired) {
         const gen = P.gen[slot]!;
         const env = await this.readEnvelope(slot);
@@ -878,6 +906,7 @@ export class Queue {
     if (!lane || lane.live === 0) return 0;
     const n = lane.live;
     lane.flushLeft = lane.fifo.length;
+    this.flushingLanes.add(lane);
     const done = new Promise<void>((resolve) => lane.flushWaiters.push(resolve));
     this.pump(lane);
     await done;

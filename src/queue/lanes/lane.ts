@@ -23,6 +23,12 @@ export class LaneState {
   readonly fifo = new SlotFifo();
   /** Live pieces in the lane. */
   live = 0;
+  /**
+   * No live piece in the lane arrived before this (ms since epoch). Kept low on append, made
+   * exact by the expiry sweep, so a held lane whose oldest mail is not yet too old is skipped
+   * without a scan.
+   */
+  oldestArrival = Number.POSITIVE_INFINITY;
   /** Runner timer cancel function. */
   cancelTimer: (() => void) | undefined;
   timerAt = 0;
