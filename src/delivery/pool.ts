@@ -184,7 +184,6 @@ export class ConnectionPool {
         smtp: { code: 451, enhanced: '4.4.4' },
       });
     const errors: string[] = [];
-    let permanent: MtaError | undefined;
     for (const c of cands) {
       const why = this.isDead(c.host, c.port);
       if (why) {
@@ -207,13 +206,13 @@ export class ConnectionPool {
         const msg = e instanceof Error ? e.message : String(e);
         errors.push(`${c.host}:${c.port} ${msg}`);
         const stage = (e as { stage?: string }).stage;
-        // A greeting or EHLO 5xx is the host speaking: not dead, but try the next one.
-        if (e instanceof MtaError && e.kind === 'permanent') permanent ??= e;
-        else if (stage === 'connect' || stage === 'greeting' || stage === undefined)
+        // A 5xx greeting or EHLO is the host speaking (not dead): try the next one, and if none
+        // takes the mail, defer it as Postfix does rather than bounce on a host's bad moment.
+        const spoke = e instanceof MtaError && e.kind === 'permanent';
+        if (!spoke && (stage === 'connect' || stage === 'greeting' || stage === undefined))
           this.markDead(c.host, c.port, msg);
       }
     }
-    if (permanent && errors.length === 1) throw permanent;
     throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), {
       smtp: { code: 451, enhanced: '4.4.1' },
     });

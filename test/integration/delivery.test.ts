@@ -230,6 +230,15 @@ describe('delivery to a next hop that fails on cue', () => {
     assert.equal(to(sink, 'dup@dst.test').length, 2, 'the sink kept the first copy without answering');
   });
 
+  test('a 554 greeting defers rather than bounces (the host may come back)', async () => {
+    const { sink, d } = await setup({ greeting: '554 5.3.2 no service today' });
+    await sendMail(d.port, { from: 'a@src.test', to: ['closed@dst.test'] });
+    await waitFor(() => d.outcomes('closed@dst.test').length >= 1, 5000, 'first attempt');
+    assert.equal(d.outcomes('closed@dst.test')[0]!.msg, 'deferred');
+    assert.equal(sink.transactions.length, 0);
+    assert.equal(bounces(sink).length, 0);
+  });
+
   test('a 421 greeting defers, and the destination is retried later', async () => {
     const { sink, d } = await setup({ greeting: '421 4.3.2 too busy' });
     await sendMail(d.port, { from: 'a@src.test', to: ['busy@dst.test'] });
