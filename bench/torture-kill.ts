@@ -78,12 +78,16 @@ export async function freePort(): Promise<number> {
 /** The daemon child: start, wait until it prints its address, SIGKILL. */
 export class DaemonProc {
   child: ChildProcess | undefined;
-  constructor(private readonly configFile: string) {}
+  /** `logFd`: where the daemon's log (stdout) goes; discarded when absent. */
+  constructor(
+    private readonly configFile: string,
+    private readonly logFd?: number,
+  ) {}
 
   async start(): Promise<number> {
     const t0 = Date.now();
     const child = spawn(process.execPath, [BIN, 'serve', '--config', this.configFile], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', this.logFd ?? 'ignore', 'pipe'],
     });
     this.child = child;
     let err = '';

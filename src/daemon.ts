@@ -199,7 +199,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     async stop(graceMs = 5_000) {
       await admin.close();
       await Promise.all([...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
-      await queues.stop();
+      // Crash-only: a delivery still in flight after the grace period is abandoned (recovery
+      // redoes it); a peer that stalls must not hold shutdown for its 5-minute timeout.
+      await Promise.race([queues.stop(), new Promise<void>((r) => setTimeout(r, graceMs).unref())]);
       pool.close();
       log.info({ ...engine.stats, ...pool.stats }, 'stopped');
       metrics.close();

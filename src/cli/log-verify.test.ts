@@ -134,6 +134,30 @@ describe('logmta log verify', () => {
     await q.stop();
   });
 
+  test('an older version without its Done is an incomplete move that recovery restores (exit 1)', async () => {
+    const g = await buildQueue({ segmentSize: 1 << 20, attempted: 2, waiting: 0 });
+    try {
+      const seg = segmentsOf(g.queue, 'new')[0]!;
+      const buf = fs.readFileSync(seg);
+      const moved = dumpSegment(buf).entries.find((e) => e.type === 'done' && e.reason === 'moved')!;
+      // Drop the Done: as if the crash came between the two phases of the move's batch.
+      fs.writeFileSync(
+        seg,
+        Buffer.concat([buf.subarray(0, moved.offset), buf.subarray(moved.offset + moved.length)]),
+      );
+      const { code, report } = await verifyJson(g.queue);
+      assert.equal(code, 1);
+      assert.deepEqual(report.incompleteMoves, [`${moved.id}:0`]);
+      assert.equal(report.liveMessages, g.live);
+      const q = await Queue.open({ dir: g.queue, segmentSize: 1 << 20 });
+      assert.equal(q.recovery!.repaired, 1);
+      assert.equal(q.recovery!.liveMessages, report.liveMessages);
+      await q.stop();
+    } finally {
+      g.cleanup();
+    }
+  });
+
   test('a missing directory or one without lanes/ exits 66; bad arguments exit 64', async () => {
     const c = captureIo();
     assert.equal(await run([join(f.dir, 'nope')], c.io), 66);

@@ -298,13 +298,20 @@ describe('queue', () => {
       hooks: {
         maxAgeFor: (domain) => (domain === 'short.test' ? 10 * 60_000 : 60 * 60_000),
         report: (req) => {
-          reports.push(`${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`);
+          reports.push(
+            `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
+          );
           return null;
         },
       },
     });
     const held = (domain: string, n: number) =>
-      q.accept({ data: msg(n), sender: 'a@x.test', recipients: [{ address: `u${n}@${domain}` }], destinations: [{ kind: 'held', domain }] });
+      q.accept({
+        data: msg(n),
+        sender: 'a@x.test',
+        recipients: [{ address: `u${n}@${domain}` }],
+        destinations: [{ kind: 'held', domain }],
+      });
     await held('short.test', 1);
     await held('long.test', 2);
     clock.advance(5 * 60_000);

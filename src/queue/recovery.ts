@@ -131,13 +131,26 @@ export async function recover(
         }
       }
     }
+    // The lane's last segment that holds a record (not just a header) is where a torn tail is
+    // legitimate: the writer creates the next segment ahead of need, and a crash can leave it,
+    // header only, after a segment whose last record is torn.
+    const bufs = new Map<number, Buffer>();
+    let newestIdx = seqs.length - 1;
+    while (newestIdx > 0) {
+      const b = await fs.readFile(`${q.dir}/lanes/${laneName}/${segmentName(seqs[newestIdx]!)}`);
+      bufs.set(newestIdx, b);
+      const s = scanSegment(b, true, () => {});
+      if (s.records > 0 || s.corruption) break;
+      newestIdx--;
+    }
     let lastSeq = 0;
     let lastEnd = 0;
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
-      const newest = i === seqs.length - 1;
+      const newest = i >= newestIdx;
       const path = `${q.dir}/lanes/${laneName}/${segmentName(seq)}`;
-      const buf = await fs.readFile(path);
+      const buf = bufs.get(i) ?? (await fs.readFile(path));
+      bufs.delete(i);
       report.segments++;
       report.bytes += buf.length;
       lane.seg(seq);

@@ -27,7 +27,7 @@ import {
   RT_DELTA,
   RT_DONE,
 } from './record/records.js';
-import { NO_SLOT } from './state/tables.js';
+import { NO_SLOT, UNPLACED } from './state/tables.js';
 
 /** Where an older version of a piece was seen, and the recipients it had finished. */
 export interface OldVersion {
@@ -92,10 +92,32 @@ export async function reviveIncompleteMoves(
       keep.old.len - FRAME_HEADER,
     );
     const env = decodeEnvelope(body);
+    // Recipients the incomplete move already put in another piece (durable, since we see it)
+    // stay there only: restoring them here too would deliver them twice.
+    const elsewhere = new Set<string>();
+    for (const o of core.piecesOf(m)) {
+      // (A sibling restored a moment ago is not placed yet: skipping it can only duplicate.)
+      if (o === p || !core.isLive(o) || P.seq[o] === UNPLACED) continue;
+      const other = decodeEnvelope(
+        await fs.read(
+          `${ctx.dir}/lanes/${core.laneOf(o).name}/${segmentName(P.seq[o]!)}`,
+          P.off[o]! + FRAME_HEADER,
+          P.len[o]! - FRAME_HEADER,
+        ),
+      );
+      const done = core.deltas.get(o);
+      other.info.recipients.forEach((r, i) => {
+        if (!done?.has(i)) elsewhere.add(r.address);
+      });
+    }
+    const skip = new Set(keep.old.deltas);
+    env.info.recipients.forEach((r, i) => {
+      if (elsewhere.has(r.address)) skip.add(i);
+    });
     // Phase 1: the restored copy, and a Done for every newer version without one.
     if (core.isLive(p)) core.appendDone(core.laneOf(p).name, msgId, piece, top, DONE_REPAIR, 1);
     for (const o of list.slice(1)) core.appendDone(o.old.lane, msgId, piece, o.version, DONE_REPAIR, 1);
-    const rec = withoutDone(env, keep.old.deltas, top + 1, 'restored after an incomplete move', ctx.now);
+    const rec = withoutDone(env, skip, top + 1, 'restored after an incomplete move', ctx.now);
     if (rec.rcptCount > 0) {
       core.putEnvelope(p, core.lane(keep.old.lane), rec);
       revived++;

@@ -70,7 +70,14 @@ test('every id acknowledged before a SIGKILL is recovered intact, across repeate
       assert.equal(c.signal, 'SIGKILL', `cycle ${i}: the child must die by our kill (stderr: ${c.stderr})`);
       assert.ok(c.recovered, `cycle ${i}: recovery finished`);
       assert.deepEqual(c.recovered.corruptions, [], `cycle ${i}: a killed process leaves no corruption`);
-      assert.deepEqual(c.recovered.missing, [], `cycle ${i}: no segment goes missing ${fs.readdirSync(join(dir, 'lanes')).map((l) => `${l}:${fs.readdirSync(join(dir, 'lanes', l)).join(',')}`).join(' ')}`);
+      assert.deepEqual(
+        c.recovered.missing,
+        [],
+        `cycle ${i}: no segment goes missing ${fs
+          .readdirSync(join(dir, 'lanes'))
+          .map((l) => `${l}:${fs.readdirSync(join(dir, 'lanes', l)).join(',')}`)
+          .join(' ')}`,
+      );
       assert.ok(c.recovered.live >= acked.size, `cycle ${i}: nothing acknowledged is lost`);
       for (const id of c.acked) acked.add(id);
     }

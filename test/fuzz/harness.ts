@@ -113,9 +113,12 @@ export class RawClient {
     });
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+  /** Connects to 127.0.0.1:port, optionally from another loopback address (per-IP limits). */
+  static connect(port: number, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host });
+      const s = net.connect(
+        localAddress === undefined ? { port, host: '127.0.0.1' } : { port, host: '127.0.0.1', localAddress },
+      );
       const c = new RawClient(s);
       s.once('connect', () => resolve(c));
       s.once('error', reject);

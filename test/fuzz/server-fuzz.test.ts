@@ -268,9 +268,4 @@ describe('SMTP server fuzzing', () => {
     );
     assert.deepEqual(unhandled.errors, []);
   });
-
-  // TODO(issue 7): fuzz the ODMR provider listener the same way. src/odmr/ had no listener when
-  // this was written; once it exists, start a daemon with an [[odmr.account]] and reuse runStream
-  // against daemon.addresses.odmr with AUTH/ATRN in validCommand.
-  test.skip('the ODMR listener survives the same fuzzing (src/odmr not written yet)', () => {});
 });

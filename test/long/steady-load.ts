@@ -8,7 +8,7 @@
 //        [--interval-s 30] [--fail 0.1]
 // Exit code: 0 when flat and nothing lost, 1 otherwise.
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -106,6 +106,8 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '10' },
       'interval-s': { type: 'string', default: '30' },
       fail: { type: 'string', default: '0.1' },
+      /** Keep the data dir and write the daemon's info-level log there (for post-mortems). */
+      keep: { type: 'boolean', default: false },
     },
   });
   const minutes = Number(values.minutes);
@@ -142,10 +144,10 @@ async function main(): Promise<void> {
       'domain = "sink.test"',
       `host = "127.0.0.1:${sink.port}"`,
       '[log]',
-      'level = "warn"',
+      `level = "${values.keep ? 'info' : 'warn'}"`,
     ].join('\n'),
   );
-  const daemon = new DaemonProc(configFile);
+  const daemon = new DaemonProc(configFile, values.keep ? openSync(path.join(dir, 'daemon.log'), 'a') : undefined);
   await daemon.start();
   const acked = new Set<number>();
   let nextId = 1;
@@ -193,7 +195,9 @@ async function main(): Promise<void> {
     await sleep(1000);
     d = delivered();
   }
-  const lost = [...acked].filter((id) => !d.has(id)).length;
+  const lostIds = [...acked].filter((id) => !d.has(id));
+  const lost = lostIds.length;
+  if (lost > 0) process.stdout.write(`lost ids: ${lostIds.slice(0, 50).join(',')}\n`);
   const avg = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   const q = Math.floor(samples.length / 4);
   const second = samples.slice(q, 2 * q);
@@ -212,7 +216,8 @@ async function main(): Promise<void> {
   );
   await daemon.kill();
   await sink.close();
-  rmSync(dir, { recursive: true, force: true });
+  if (values.keep) process.stdout.write(`kept ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
   process.exitCode = Object.values(ok).every(Boolean) ? 0 : 1;
 }
 

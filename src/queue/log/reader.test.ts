@@ -99,6 +99,31 @@ describe('recovery failure modes', () => {
     }
   });
 
+  test('a torn final record before a header-only next segment is a torn tail, not corruption', async () => {
+    const clock = manualClock();
+    const fs0 = new MemQueueFs();
+    const q0 = await Queue.open({ dir: '/q', fs: fs0, clock, segmentSize: 4096 });
+    // Accept until the writer has created the next segment ahead of need (header only).
+    let n = 0;
+    const ids: number[] = [];
+    while (!fs0.paths().includes('/q/lanes/new/0000000002.seg'))
+      ids.push(...(await acceptN(q0, 1, `p${n++}`)));
+    const full = fs0.peek(NEW1);
+    const last = records(full).at(-1)!;
+    const files = snapshot(fs0);
+    files.set(NEW1, full.subarray(0, last.offset + 5));
+    const fs = await load(files);
+    const q = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
+    assert.deepEqual(q.recovery!.corruptions, []);
+    assert.deepEqual(q.recovery!.tornTails, [{ segment: 'new/0000000001.seg', offset: last.offset, cut: 5 }]);
+    assert.equal(q.recovery!.liveMessages, ids.length - 1);
+    await q.accept({ data: msg('after'), sender: '', recipients: [{ address: 'c@y.test' }] });
+    fs.crash();
+    const q2 = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
+    assert.deepEqual(q2.recovery!.corruptions, []);
+    assert.equal(q2.recovery!.liveMessages, ids.length);
+  });
+
   test('a zero-filled tail is the end of the log: cut, records intact, appends continue', async () => {
     const clock = manualClock();
     const fs0 = new MemQueueFs();

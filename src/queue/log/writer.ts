@@ -216,19 +216,35 @@ export class GroupWriter {
     let syncs = 0;
     for (const writes of phases) {
       if (writes.size === 0) continue;
-      const files = await Promise.all(
-        [...writes.values()].map(async (w) => {
-          const f = await this.fileFor(w.lane, w.seq);
-          await f.write(w.bufs, w.position);
-          return f;
+      // Lanes in parallel; within a lane, segments in order. When a batch rolls a lane over,
+      // the earlier segment's part is durable before the later segment is written, so a torn
+      // record can only ever be in the last segment of a lane that holds records (reader.ts).
+      const byLane = new Map<string, FileWrite[]>();
+      for (const w of writes.values()) {
+        const list = byLane.get(w.lane);
+        if (list) list.push(w);
+        else byLane.set(w.lane, [w]);
+      }
+      const counts = await Promise.all(
+        [...byLane.values()].map(async (list) => {
+          list.sort((a, b) => a.seq - b.seq);
+          let n = 0;
+          for (let i = 0; i < list.length; i++) {
+            const w = list[i]!;
+            const f = await this.fileFor(w.lane, w.seq);
+            await f.write(w.bufs, w.position);
+            // The point of the design: one fdatasync per touched file covers every record of the
+            // batch. Phase 2 starts only after every phase-1 file is durable (a kill never
+            // outlives its replacement).
+            if (this.opts.sync) {
+              await f.datasync();
+              n++;
+            }
+          }
+          return n;
         }),
       );
-      if (this.opts.sync) {
-        // The point of the design: one fdatasync per touched file covers every record of the batch.
-        // Phase 2 starts only after every phase-1 file is durable (a kill never outlives its replacement).
-        await Promise.all([...new Set(files)].map((f) => f.datasync()));
-        syncs += new Set(files).size;
-      }
+      for (const n of counts) syncs += n;
     }
     const syncMs = performance.now() - t0;
     this.closeOlder();
