@@ -24,7 +24,7 @@ import {
 } from './record/records.js';
 import { FRAME_HEADER } from './record/frame.js';
 import { heldLaneName, parseLaneName, retryLaneName } from './log/segment.js';
-import type { GroupWriter } from './log/writer.js';
+import type { GroupWriter, Phase } from './log/writer.js';
 import { LaneState } from './lanes/lane.js';
 import { F_LIVE, MessageTable, NO_SLOT, PieceTable, UNPLACED } from './state/tables.js';
 
@@ -115,9 +115,9 @@ export class QueueCore {
 
   /**
    * Makes `rec` the current envelope of piece `pslot`, in `lane`. A previous version stops
-   * counting in its segment now; its kill record is the caller's to append (phase 2).
+   * counting in its segment now; its kill record is the caller's to append (phase 3 for a move).
    */
-  putEnvelope(pslot: number, lane: LaneState, rec: EnvelopeRecord): void {
+  putEnvelope(pslot: number, lane: LaneState, rec: EnvelopeRecord, phase: Phase = 1): void {
     const P = this.pieces;
     if (this.isLive(pslot)) this.unaccountEnvelope(pslot);
     else this.msgs.refs[P.msg[pslot]!]!++;
@@ -134,7 +134,7 @@ export class QueueCore {
     lane.live++;
     if (rec.arrival < lane.oldestArrival) lane.oldestArrival = rec.arrival;
     const body = encodeEnvelope(rec);
-    this.writer.append(lane.name, RT_ENVELOPE, [body], 1, (seq, off) => {
+    this.writer.append(lane.name, RT_ENVELOPE, [body], phase, (seq, off) => {
       if (P.gen[pslot] !== gen) return; // superseded before it was even placed
       P.seq[pslot] = seq;
       P.off[pslot] = off;
@@ -186,7 +186,7 @@ export class QueueCore {
   }
 
   /** Appends a Done for the piece's current version and drops it; frees data with the last piece. */
-  killPiece(pslot: number, reason: number, phase: 1 | 2, append = true): void {
+  killPiece(pslot: number, reason: number, phase: Phase, append = true): void {
     const P = this.pieces;
     if (!this.isLive(pslot)) return;
     const mslot = P.msg[pslot]!;
@@ -303,7 +303,7 @@ export class QueueCore {
     piece: number,
     version: number,
     reason: number,
-    phase: 1 | 2,
+    phase: Phase,
   ): void {
     this.writer.append(laneName, RT_DONE, [encodeDone({ msgId, piece, version, reason })], phase);
   }

@@ -631,20 +631,25 @@ export class Queue {
         } else {
           const pno = core.msgs.nextPieceNo[mslot]!;
           const np = core.addPiece(mslot, pno);
-          core.putEnvelope(np, target, {
-            msgId: env.msgId,
-            piece: pno,
-            version: 1,
-            due,
-            arrival: env.arrival,
-            rcptCount: list.length,
-            info,
-          });
+          core.putEnvelope(
+            np,
+            target,
+            {
+              msgId: env.msgId,
+              piece: pno,
+              version: 1,
+              due,
+              arrival: env.arrival,
+              rcptCount: list.length,
+              info,
+            },
+            2,
+          ); // a split-off piece is durable only after the parent's new version (phase 2)
         }
         this.emit({ type: 'moved', id: formatId(env.msgId), lane: target.name });
       }
-      // The old version dies only after its replacements are durable (phase 2).
-      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, 2);
+      // The old version dies only after every replacement is durable (phase 3).
+      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, 3);
     }
     this.appendReports(env, finals, data, now, delayList);
     await this.writer.commit();

@@ -3,9 +3,12 @@
 // records with one positional write per segment and makes them durable with one fdatasync per
 // touched file. Every waiter of the batch resolves together: one fdatasync covers many messages.
 //
-// Two phases per batch: records that *end* an envelope because it moved elsewhere ("phase 2")
-// are written and synced only after every other record of the batch is durable, so a crash can
-// never keep the kill without the replacement (docs/queue-states.md).
+// Up to three phases per batch, each written and synced only after the one before is durable:
+// 1 — everything ordinary, including a moved piece's replacement version; 2 — new pieces split
+// off a moved piece (so a new piece is never durable without its parent's replacement, and
+// recovery can always tell a move was cut short); 3 — records that *end* an envelope because it
+// moved, so a crash never keeps the kill without the replacement (docs/queue-states.md).
+// Empty phases cost nothing: an ordinary batch is one write and one fdatasync per file.
 //
 // Invariant: a record's position is assigned when the batch is sealed, and its `onPlaced`
 // callback runs then, before any I/O of the batch. A failed create, write or fdatasync poisons
@@ -23,13 +26,16 @@ function frameBytes(frame: readonly Buffer[]): number {
   return n;
 }
 
+/** Write order inside a batch; see the header. */
+export type Phase = 1 | 2 | 3;
+
 export type Placed = (seq: number, offset: number) => void;
 
 interface Op {
   lane: string;
   frame: Buffer[];
   length: number;
-  phase: 1 | 2;
+  phase: Phase;
   onPlaced: Placed | undefined;
 }
 
@@ -125,7 +131,7 @@ export class GroupWriter {
   }
 
   /** Queues a record. Nothing is written until the next batch; call commit() to wait for it. */
-  append(lane: string, type: number, body: readonly Buffer[], phase: 1 | 2 = 1, onPlaced?: Placed): void {
+  append(lane: string, type: number, body: readonly Buffer[], phase: Phase = 1, onPlaced?: Placed): void {
     if (this.poison) throw this.poison;
     const frame = encodeFrame(type, body);
     let length = 0;
@@ -199,10 +205,10 @@ export class GroupWriter {
     );
   }
 
-  /** Seals the ops into per-file writes (phase 1 before phase 2 in each lane), then does the I/O. */
+  /** Seals the ops into per-file writes (phase by phase in each lane), then does the I/O. */
   private async writeBatch(ops: Op[]): Promise<void> {
     if (ops.length === 0) return;
-    const phases: [Map<string, FileWrite>, Map<string, FileWrite>] = [new Map(), new Map()];
+    const phases: Array<Map<string, FileWrite>> = [new Map(), new Map(), new Map()];
     // Sealing is synchronous: no append can interleave, and onPlaced sees nextBatch = this batch.
     this.sealing = true;
     try {
@@ -234,8 +240,7 @@ export class GroupWriter {
             const f = await this.fileFor(w.lane, w.seq);
             await f.write(w.bufs, w.position);
             // The point of the design: one fdatasync per touched file covers every record of the
-            // batch. Phase 2 starts only after every phase-1 file is durable (a kill never
-            // outlives its replacement).
+            // batch. A phase starts only after every file of the one before is durable.
             if (this.opts.sync) {
               await f.datasync();
               n++;
@@ -259,8 +264,8 @@ export class GroupWriter {
   }
 
   /** Assigns every op its segment and offset, rolling over to a new segment when one is full. */
-  private seal(ops: Op[], phases: [Map<string, FileWrite>, Map<string, FileWrite>]): void {
-    for (const phase of [1, 2] as const) {
+  private seal(ops: Op[], phases: Array<Map<string, FileWrite>>): void {
+    for (const phase of [1, 2, 3] as const) {
       for (const op of ops) {
         if (op.phase !== phase) continue;
         const tail = this.tailOf(op.lane);
