@@ -1,6 +1,6 @@
 // Reads one segment's bytes into records. Pure: takes the file's bytes, returns what it found.
 // Outcomes, by failure mode (see docs/queue-states.md):
-// - clean end, or a zero-filled tail: end of log;
+// - clean end, or a zero-filled tail (extended or preallocated space): end of log, nothing to cut;
 // - no header and no valid record anywhere (empty, zero-filled or partly written header): a
 //   torn header, i.e. a segment whose creation a crash cut short; it holds nothing;
 // - an incomplete or invalid record with no valid record after it, in the newest segment of
@@ -23,6 +23,8 @@ export interface SegmentScan {
   header: SegmentHeader | undefined;
   /** Offset just past the last valid record. */
   end: number;
+  /** The segment ends in zeros after `end` (preallocated space): the end of the log, not damage. */
+  zeroTail?: boolean;
   /** Set when the segment ends in a torn record that recovery should cut off. */
   tornAt?: number;
   /** Set when the segment is corrupt; records before `offset` were valid. */
@@ -78,9 +80,9 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
           corruption: { offset: off, reason: `zero bytes before a valid record at ${later}` },
           records: count,
         };
-      return newest
-        ? { header, end: off, tornAt: off, records: count }
-        : { header, end: off, records: count };
+      // Zeros are not a torn record: they are space the file system extended but never wrote
+      // (or preallocated space). Appends continue at `end`; nothing needs cutting.
+      return { header, end: off, zeroTail: true, records: count };
     }
     const reason = r.kind === 'short' ? 'incomplete record' : r.reason;
     const later = validFrameAfter(buf, off + 1, isRecordType);

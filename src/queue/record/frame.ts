@@ -53,9 +53,27 @@ export function readFrame(buf: Buffer, off: number, validTypes: (t: number) => b
 }
 
 /** True if some valid record starts anywhere in buf after `from`: used to tell corruption from a torn tail. */
+const ZEROS = Buffer.alloc(65536);
+
+/** The first index >= `from` whose byte is not zero (buf.length if none), at memcmp speed. */
+function skipZeros(buf: Buffer, from: number): number {
+  let i = from;
+  for (const step of [65536, 4096, 256, 16]) {
+    while (i + step <= buf.length && buf.compare(ZEROS, 0, step, i, i + step) === 0) i += step;
+  }
+  while (i < buf.length && buf[i] === 0) i++;
+  return i;
+}
+
 export function validFrameAfter(buf: Buffer, from: number, validTypes: (t: number) => boolean): number {
   for (let i = from; i + FRAME_HEADER <= buf.length; i++) {
     const t = buf[i + 8]!;
+    if (t === 0) {
+      // Zero-filled space can be megabytes long: jump over it. A record's type byte is never
+      // zero, so the next candidate has its type byte at the next non-zero byte.
+      i = Math.max(i, skipZeros(buf, i + 8) - 8 - 1);
+      continue;
+    }
     if (!validTypes(t)) continue;
     const len = buf.readUInt32LE(i);
     if (len > MAX_BODY || i + FRAME_HEADER + len > buf.length) continue;
