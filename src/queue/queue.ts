@@ -167,14 +167,10 @@ export class Queue {
   async accept(input: AcceptInput): Promise<AcceptResult> {
     const fresh = this.acceptInternal(input);
     await this.writer.commit();
-    this.emit({
-      type: 'accepted',
-      id: formatId(fresh.msgId),
-      size: fresh.size,
-      recipients: input.recipients.length,
-    });
+    const id = formatId(fresh.msgId);
+    this.emit({ type: 'accepted', id, size: fresh.size, recipients: input.recipients.length });
     if (fresh.toNew) this.pump(this.core.newLane());
-    return { id: formatId(fresh.msgId), msgId: fresh.msgId };
+    return { id, msgId: fresh.msgId };
   }
 
   /** Appends a message's records without waiting (the caller commits). */
@@ -191,21 +187,26 @@ export class Queue {
     const arrival = input.arrival ?? now;
     let size = 0;
     for (const b of input.data) size += b.length;
-    const groups = new Map<LaneState, number[]>();
-    input.recipients.forEach((_, i) => {
-      const d = input.destinations?.[i] ?? { kind: 'new' as const };
-      const lane =
-        d.kind === 'held' ? core.heldLane(d.domain) : d.kind === 'hold' ? core.lane('hold') : core.newLane();
-      let g = groups.get(lane);
-      if (!g) groups.set(lane, (g = []));
-      g.push(i);
-    });
+    // Recipients grouped by first lane; the common case (everything to `new`) builds no map.
+    const groups = new Map<LaneState, number[] | null>();
+    const dests = input.destinations;
+    if (!dests || dests.every((d) => d.kind === 'new')) groups.set(core.newLane(), null);
+    else {
+      for (let i = 0; i < input.recipients.length; i++) {
+        const d = dests[i] ?? { kind: 'new' as const };
+        const lane =
+          d.kind === 'held' ? core.heldLane(d.domain) : d.kind === 'hold' ? core.lane('hold') : core.newLane();
+        let g = groups.get(lane);
+        if (!g) groups.set(lane, (g = []));
+        g.push(i);
+      }
+    }
     const onlyNew = groups.size === 1 && groups.has(core.newLane());
     const mslot = core.newMessage(msgId, arrival);
     core.putData(mslot, onlyNew ? core.newLane() : core.dataLane(), input.data, size);
     const base: EnvelopeInfo = {
       sender: input.sender,
-      recipients: [],
+      recipients: input.recipients,
       size,
       attempts: 0,
       history: [{ t: now, ev: 'received' }],
@@ -226,8 +227,8 @@ export class Queue {
         version: 1,
         due: arrival,
         arrival,
-        rcptCount: idxs.length,
-        info: { ...base, recipients: idxs.map((i) => input.recipients[i]!) },
+        rcptCount: idxs ? idxs.length : input.recipients.length,
+        info: idxs ? { ...base, recipients: idxs.map((i) => input.recipients[i]!) } : base,
       };
       core.putEnvelope(pslot, lane, rec);
       if (lane.kind === 'new') {

@@ -12,6 +12,11 @@ export function crc32cOf(parts: readonly Uint8Array[]): number {
   return c >>> 0;
 }
 
+/** Continues a CRC32C over one more buffer. */
+export function crc32cAfter(crc: number, part: Uint8Array): number {
+  return crc32c(part as Buffer, crc) >>> 0;
+}
+
 export function maskCrc(crc: number): number {
   return ((((crc >>> 15) | (crc << 17)) >>> 0) + MASK_DELTA) >>> 0;
 }

@@ -2,7 +2,7 @@
 // type byte and the body. Pure functions, no fs. A reader distinguishes three outcomes at an
 // offset: a whole valid record, "incomplete or invalid" (the caller decides whether that is a
 // torn tail or corruption), and a zero header (end of written data in a preallocated file).
-import { crc32cOf, maskCrc, unmaskCrc } from './crc.js';
+import { crc32cAfter, crc32cOf, maskCrc, unmaskCrc } from './crc.js';
 
 export const FRAME_HEADER = 9;
 /** Largest body a record may have; data is chunked below this. */
@@ -14,11 +14,16 @@ export function encodeFrame(type: number, body: readonly Uint8Array[]): Buffer[]
   for (const b of body) len += b.length;
   if (len > MAX_BODY) throw new RangeError(`record body of ${len} bytes exceeds ${MAX_BODY}`);
   const head = Buffer.allocUnsafe(FRAME_HEADER);
-  const typeByte = head.subarray(8, 9);
   head[8] = type;
   head.writeUInt32LE(len, 0);
-  head.writeUInt32LE(maskCrc(crc32cOf([typeByte, ...body])), 4);
-  return [head, ...(body as Buffer[])];
+  let crc = crc32cOf([head.subarray(8, 9)]);
+  const out: Buffer[] = [head];
+  for (const b of body) {
+    crc = crc32cAfter(crc, b);
+    out.push(b as Buffer);
+  }
+  head.writeUInt32LE(maskCrc(crc), 4);
+  return out;
 }
 
 export function frameLength(body: readonly Uint8Array[]): number {

@@ -120,15 +120,15 @@ export function decodeDataId(body: Buffer): number {
 }
 
 export function encodeEnvelope(e: EnvelopeRecord): Buffer {
-  const json = Buffer.from(JSON.stringify(e.info));
-  const b = Buffer.allocUnsafe(ENV_PREFIX + json.length);
+  const json = JSON.stringify(e.info);
+  const b = Buffer.allocUnsafe(ENV_PREFIX + Buffer.byteLength(json));
   b.writeDoubleLE(e.msgId, 0);
   b.writeUInt16LE(e.piece, 8);
   b.writeUInt32LE(e.version, 10);
   b.writeDoubleLE(e.due, 14);
   b.writeDoubleLE(e.arrival, 22);
   b.writeUInt16LE(e.rcptCount, 30);
-  json.copy(b, ENV_PREFIX);
+  b.write(json, ENV_PREFIX);
   return b;
 }
 
