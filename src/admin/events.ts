@@ -46,6 +46,8 @@ export type MtaEvent =
       id: string;
       rcpt: string;
       code?: number;
+      /** Enhanced status code (RFC 3463), e.g. "5.1.1". */
+      enhanced?: string;
       text?: string;
       relay?: string;
       delayMs?: number;
@@ -141,6 +143,7 @@ export class EventBus {
           rcpt: ev.rcpt,
         };
         if (ev.code !== undefined) out.code = ev.code;
+        if (ev.enhanced !== undefined) out.enhanced = ev.enhanced;
         if (ev.text !== undefined) out.text = ev.text;
         if (ev.host !== undefined) out.relay = ev.host;
         const a = this.active.get(ev.id);

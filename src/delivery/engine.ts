@@ -146,7 +146,9 @@ export class DeliveryEngine {
     let lease: Awaited<ReturnType<ConnectionPool['acquire']>>;
     try {
       lease = await this.pool.acquire(d.key, d.candidates, {
-        tls: { mode: d.requireTls ? 'required' : 'opportunistic', verify: d.verifyTls },
+        // verify_tls implies TLS is required (Postfix "verify"): otherwise a failed check would fall
+        // back to plain text and deliver unverified, in clear.
+        tls: { mode: d.requireTls || d.verifyTls ? 'required' : 'opportunistic', verify: d.verifyTls },
         ...(d.auth ? { auth: { user: d.auth.user, pass: d.auth.password } } : {}),
       });
     } catch (e) {

@@ -455,6 +455,7 @@ export class Queue {
     for (const o of outs) {
       const ev: QueueEvent = { type: o.status, id, rcpt: env.info.recipients[o.rcpt]?.address ?? '?' };
       if (o.code !== undefined) ev.code = o.code;
+      if (o.enhanced !== undefined) ev.enhanced = o.enhanced;
       if (o.text !== undefined) ev.text = o.text;
       if (o.host !== undefined) ev.host = o.host;
       this.emit(ev);

@@ -93,6 +93,7 @@ export type QueueEvent =
       id: string;
       rcpt: string;
       code?: number;
+      enhanced?: string;
       text?: string;
       host?: string;
     }
