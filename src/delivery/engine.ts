@@ -8,9 +8,13 @@ import { errorText, MtaError } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
 import type { OutboundRecipient, RecipientResult } from '../smtp/client/index.js';
 import type { ConnectionPool } from './pool.js';
+import { outboundTransaction } from './outbound.js';
 import { type Decision, domainOf, localPartOf, type Router } from './router.js';
 
-export type LocalDelivery = (data: Buffer, target: { maildir: string; returnPath: string; deliveredTo: string }) => Promise<void>
+export type LocalDelivery = (
+  data: Buffer,
+  target: { maildir: string; returnPath: string; deliveredTo: string },
+) => Promise<void>;
 
 export interface EngineEvents {
   attempt?(ev: {
@@ -168,23 +172,11 @@ export class DeliveryEngine {
       const data = await job.data();
       let todo = rcpts.slice();
       while (todo.length > 0) {
-        const recipients: OutboundRecipient[] = todo.map((r) => {
-          const ri = info.recipients[r]!;
-          const o: OutboundRecipient = { address: ri.address };
-          if (ri.notify) o.notify = ri.notify as NonNullable<OutboundRecipient['notify']>;
-          if (ri.orcpt) o.orcpt = ri.orcpt;
-          return o;
-        });
-        const tx: Parameters<typeof lease.client.sendMessage>[0] = {
-          sender: info.sender,
-          recipients,
-          size: data.length,
-          data: [data],
-        };
-        if (info.ret) tx.ret = info.ret;
-        if (info.envid !== undefined) tx.envid = info.envid;
-        if (info.smtputf8) tx.smtputf8 = true;
-        if (info.body === '8BITMIME') tx.body8bit = true;
+        const tx = outboundTransaction(
+          info,
+          todo.map((r) => info.recipients[r]!),
+          data,
+        );
         const res = await lease.client.sendMessage(tx);
         this.stats.transactions++;
         reusable = res.reusable;

@@ -12,7 +12,8 @@
 import type net from 'node:net';
 import { errorText } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
-import { SmtpClient, type OutboundRecipient, type SmtpTimeouts } from '../smtp/client/index.js';
+import { outboundTransaction } from '../delivery/outbound.js';
+import { SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
 import type { Clock } from '../util/clock.js';
 import type { OdmrLogger } from './etrn.js';
 
@@ -133,23 +134,11 @@ async function sendMessage(
     return out;
   }
   while (todo.length > 0) {
-    const recipients: OutboundRecipient[] = todo.map((s) => {
-      const ri = s.job.envelope.info.recipients[s.rcpt]!;
-      const r: OutboundRecipient = { address: ri.address };
-      if (ri.notify) r.notify = ri.notify as NonNullable<OutboundRecipient['notify']>;
-      if (ri.orcpt) r.orcpt = ri.orcpt;
-      return r;
-    });
-    const tx: Parameters<SmtpClient['sendMessage']>[0] = {
-      sender: info.sender,
-      recipients,
-      size: data.length,
-      data: [data],
-    };
-    if (info.ret) tx.ret = info.ret;
-    if (info.envid !== undefined) tx.envid = info.envid;
-    if (info.smtputf8) tx.smtputf8 = true;
-    if (info.body === '8BITMIME') tx.body8bit = true;
+    const tx = outboundTransaction(
+      info,
+      todo.map((s) => s.job.envelope.info.recipients[s.rcpt]!),
+      data,
+    );
     const res = await client.sendMessage(tx);
     const retry: Slot[] = [];
     for (const rr of res.recipients) {
@@ -171,15 +160,13 @@ async function sendMessage(
     }
     if (retry.length === 0 || retry.length === todo.length) {
       for (const s of retry)
-        out
-          .get(s.job)!
-          .push({
-            rcpt: s.rcpt,
-            status: 'deferred',
-            code: 452,
-            enhanced: '4.5.3',
-            text: 'too many recipients',
-          });
+        out.get(s.job)!.push({
+          rcpt: s.rcpt,
+          status: 'deferred',
+          code: 452,
+          enhanced: '4.5.3',
+          text: 'too many recipients',
+        });
       break;
     }
     todo = retry;

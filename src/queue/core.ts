@@ -119,20 +119,7 @@ export class QueueCore {
    */
   putEnvelope(pslot: number, lane: LaneState, rec: EnvelopeRecord, phase: Phase = 1): void {
     const P = this.pieces;
-    if (this.isLive(pslot)) this.unaccountEnvelope(pslot);
-    else this.msgs.refs[P.msg[pslot]!]!++;
-    P.version[pslot] = rec.version;
-    P.lane[pslot] = lane.idx;
-    P.due[pslot] = rec.due;
-    P.pending[pslot] = rec.rcptCount;
-    P.flags[pslot] = F_LIVE;
-    P.seq[pslot] = UNPLACED;
-    P.batch[pslot] = this.writer.nextBatch;
-    const gen = (P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0);
-    this.deltas.delete(pslot);
-    lane.fifo.push(pslot, gen);
-    lane.live++;
-    if (rec.arrival < lane.oldestArrival) lane.oldestArrival = rec.arrival;
+    const gen = this.makeCurrent(pslot, lane, rec, UNPLACED, this.writer.nextBatch);
     const body = encodeEnvelope(rec);
     this.writer.append(lane.name, RT_ENVELOPE, [body], phase, (seq, off) => {
       if (P.gen[pslot] !== gen) return; // superseded before it was even placed
@@ -152,6 +139,24 @@ export class QueueCore {
     off: number,
     len: number,
   ): void {
+    this.makeCurrent(pslot, lane, rec, seq, 0);
+    this.pieces.off[pslot] = off;
+    this.pieces.len[pslot] = len;
+    lane.seg(seq).liveEnv++;
+  }
+
+  /**
+   * The part of putEnvelope and adoptEnvelope that makes a version current: the previous
+   * version stops counting, the row takes the new values and a new generation, and the piece
+   * joins the lane's FIFO. Returns the new generation.
+   */
+  private makeCurrent(
+    pslot: number,
+    lane: LaneState,
+    rec: { version: number; due: number; arrival: number; rcptCount: number },
+    seq: number,
+    batch: number,
+  ): number {
     const P = this.pieces;
     if (this.isLive(pslot)) this.unaccountEnvelope(pslot);
     else this.msgs.refs[P.msg[pslot]!]!++;
@@ -160,17 +165,14 @@ export class QueueCore {
     P.due[pslot] = rec.due;
     P.pending[pslot] = rec.rcptCount;
     P.flags[pslot] = F_LIVE;
-    lane.seg(seq);
-    P.batch[pslot] = 0;
     P.seq[pslot] = seq;
-    P.off[pslot] = off;
-    P.len[pslot] = len;
+    P.batch[pslot] = batch;
     const gen = (P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0);
     this.deltas.delete(pslot);
     lane.fifo.push(pslot, gen);
     lane.live++;
     if (rec.arrival < lane.oldestArrival) lane.oldestArrival = rec.arrival;
-    lane.seg(seq).liveEnv++;
+    return gen;
   }
 
   private unaccountEnvelope(pslot: number): void {

@@ -2,32 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MemQueueFs } from './log/memfs.js';
 import { Queue, type QueueOptions } from './queue.js';
-import type { DeliveryJob, RcptOutcome } from './types.js';
-
-function manualClock(start = 1_700_000_000_000) {
-  let now = start;
-  const timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
-  return {
-    now: () => now,
-    setTimer(ms: number, fn: () => void) {
-      const t = { at: now + ms, fn, live: true };
-      timers.push(t);
-      return () => {
-        t.live = false;
-      };
-    },
-    advance(ms: number) {
-      now += ms;
-      for (const t of timers.splice(0)) {
-        if (!t.live) continue;
-        if (t.at <= now) t.fn();
-        else timers.push(t);
-      }
-    },
-  };
-}
-
-const msg = (n: number) => [Buffer.from(`Subject: test ${n}\r\n\r\nbody ${n}\r\n`)];
+import { manualClock, msg, scripted, settle as settleFor } from './testkit.js';
 
 async function open(
   fs: MemQueueFs,
@@ -37,27 +12,7 @@ async function open(
   return Queue.open({ dir: '/q', fs, clock, segmentSize: 4096, ...extra });
 }
 
-/** A deliverer that answers from a function and records the jobs it saw. */
-function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome['status'] | RcptOutcome) {
-  const seen: Array<{ id: string; rcpts: string[]; lane: string }> = [];
-  const deliver = async (job: DeliveryJob) => {
-    seen.push({
-      id: job.id,
-      rcpts: job.pending.map((i) => job.envelope.info.recipients[i]!.address),
-      lane: job.lane,
-    });
-    const outs = job.pending.map((i) => {
-      const a = answer(job, job.envelope.info.recipients[i]!.address);
-      return typeof a === 'string'
-        ? { rcpt: i, status: a, code: a === 'delivered' ? 250 : a === 'failed' ? 550 : 451, text: 'scripted' }
-        : { ...a, rcpt: i };
-    });
-    await job.finish(outs);
-  };
-  return { seen, deliver };
-}
-
-const settle = () => new Promise((r) => setTimeout(r, 5));
+const settle = () => settleFor(5);
 
 describe('queue', () => {
   test('an accepted message survives a crash and is delivered once after recovery', async () => {
