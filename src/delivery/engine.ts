@@ -6,7 +6,7 @@
 // come, so a crash repeats only what was in flight.
 import { errorText, MtaError } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
-import type { OutboundRecipient, RecipientResult } from '../smtp/client/index.js';
+import type { RecipientResult } from '../smtp/client/index.js';
 import type { ConnectionPool } from './pool.js';
 import { outboundTransaction } from './outbound.js';
 import { type Decision, domainOf, localPartOf, type Router } from './router.js';
