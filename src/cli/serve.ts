@@ -65,6 +65,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
   });
   for (const [sig, h] of handlers) process.off(sig, h);
   logger.flush?.();
+  // Crash-only: stop() has ended everything that matters. A connection still stuck in its
+  // connect (a peer that never answers) must not keep the process alive after the grace period.
+  setTimeout(() => process.exit(0), 500).unref();
   return 0;
 }
 

@@ -17,7 +17,11 @@ const SAFE_LOCAL = /^[A-Za-z0-9#$&'*+=?^_`{|}~.-]+$/;
 
 export function makeServerHooks(config: Config, router: Router, queues: Queues, ids: IdSource): ServerHooks {
   const users = new Map(config.users.map((u) => [u.name, u.password]));
-  const knownLocal = new Map(config.local.map((l) => [l.domain, l.users ? new Set(l.users.map((u) => u.toLowerCase())) : undefined]));
+  const knownLocal = new Map(
+    config.local.map((l) => [l.domain, l.users ? new Set(l.users.map((u) => u.toLowerCase())) : undefined]),
+  );
+
+  const postmaster = config.local[0] ? `postmaster@${config.local[0].domain}` : undefined;
 
   function relayAllowed(ctx: SessionContext): boolean {
     return ctx.client.auth !== undefined || cidrListContains(config.smtp.relayNetworks, ctx.client.ip);
@@ -27,6 +31,11 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
     newMessageId: () => formatId(ids.next()),
 
     checkRecipient(address: string, ctx: SessionContext) {
+      // RFC 5321 4.5.1: the bare <postmaster> must be accepted; it goes to the postmaster of
+      // the first local domain (rewritten at accept time).
+      if (address.toLowerCase() === 'postmaster') {
+        return postmaster ? null : reply(550, '5.1.1', '<postmaster>: no local domain to deliver to');
+      }
       const domain = domainOf(address);
       const local = localPartOf(address);
       if (router.isLocal(domain)) {
@@ -39,7 +48,13 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
         return null;
       }
       if (relayAllowed(ctx)) return null;
-      if (router.isRelayDomain(domain) && !local.includes('%') && !local.includes('!') && !local.includes('@')) return null;
+      if (
+        router.isRelayDomain(domain) &&
+        !local.includes('%') &&
+        !local.includes('!') &&
+        !local.includes('@')
+      )
+        return null;
       return reply(554, '5.7.1', `<${address}>: relay access denied`);
     },
 
@@ -54,7 +69,9 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
 
     async accept(m: ReceivedMessage): Promise<{ queueId: string }> {
       const recipients: RecipientInfo[] = m.recipients.map((r) => {
-        const info: RecipientInfo = { address: r.address };
+        const info: RecipientInfo = {
+          address: postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address,
+        };
         if (r.notify) info.notify = r.notify.length === 0 ? ['NEVER'] : r.notify.slice();
         if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
         return info;
@@ -67,7 +84,14 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
       if (m.client.helo) client.helo = m.client.helo;
       if (m.client.auth) client.auth = m.client.auth;
       if (m.client.tls) client.tls = m.client.tls.protocol;
-      const input: Parameters<Queues['accept']>[0] = { data: m.data, sender: m.sender, recipients, destinations, client, arrival: m.receivedAt };
+      const input: Parameters<Queues['accept']>[0] = {
+        data: m.data,
+        sender: m.sender,
+        recipients,
+        destinations,
+        client,
+        arrival: m.receivedAt,
+      };
       const id = parseId(m.id);
       if (id !== undefined) input.msgId = id;
       if (m.params.ret) input.ret = m.params.ret;
@@ -82,6 +106,7 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
 
 function timingSafeEqual(a: string, b: string): boolean {
   let diff = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  for (let i = 0; i < Math.max(a.length, b.length); i++)
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
   return diff === 0;
 }

@@ -137,6 +137,15 @@ host = "127.0.0.1:${sink.port}"
     assert.match(m ?? '', /^Return-Path: <>\nDelivered-To: Bob@localhost\n/);
     assert.equal(maildirMessages(`${d.dataDir}/mail/mallory`).length, 0);
   });
+
+  test('the bare <postmaster> is accepted from anyone (RFC 5321 4.5.1) and reaches the first local domain', async () => {
+    const c = await session();
+    const r = await c.ask('MAIL FROM:<x@example.org>\r\nRCPT TO:<Postmaster>\r\nDATA\r\n', 3);
+    assert.deepEqual(codes(r), ['250 2.1.0', '250 2.1.5', '354']);
+    assert.deepEqual(codes(await c.ask('Subject: to the postmaster\r\n\r\nhi\r\n.\r\n')), ['250 2.0.0']);
+    const [m] = await waitForMaildir(`${d.dataDir}/mail/postmaster`);
+    assert.match(m ?? '', /^Return-Path: <x@example.org>\nDelivered-To: postmaster@localhost\n/);
+  });
 });
 
 describe('relay control with relay_networks = ["127.0.0.0/8"]', () => {

@@ -147,7 +147,10 @@ async function main(): Promise<void> {
       `level = "${values.keep ? 'info' : 'warn'}"`,
     ].join('\n'),
   );
-  const daemon = new DaemonProc(configFile, values.keep ? openSync(path.join(dir, 'daemon.log'), 'a') : undefined);
+  const daemon = new DaemonProc(
+    configFile,
+    values.keep ? openSync(path.join(dir, 'daemon.log'), 'a') : undefined,
+  );
   await daemon.start();
   const acked = new Set<number>();
   let nextId = 1;

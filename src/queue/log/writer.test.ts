@@ -209,4 +209,22 @@ describe('segment creation order', () => {
         assert.equal(s, i + 1, `crash after ${n} operations: segments ${seqs}`);
     }
   });
+
+  test('a batch that rolls over past three quarters of the new segment does not prepare its successor first', async () => {
+    // Preparing segment N+1 ahead of need must wait until segment N itself is being created:
+    // sealing can roll over into N (created only during the batch's I/O) and fill it past 75%.
+    const fs = new MemQueueFs();
+    const order: string[] = [];
+    const create = fs.create.bind(fs);
+    fs.create = async (path: string) => {
+      order.push(path.slice(-14));
+      return create(path);
+    };
+    const w = writer(fs, 1024);
+    // One batch: fills segment 1, rolls into 2 and fills it past 75%.
+    for (let i = 0; i < 24; i++) w.append('new', RT_DONE, [Buffer.alloc(60, i)]);
+    await w.commit();
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(order, [...order].sort(), `segments created out of order: ${order}`);
+  });
 });

@@ -41,9 +41,22 @@ interface Op {
 
 type FileWrite = { lane: string; seq: number; position: number; bufs: Buffer[]; bytes: number };
 
-interface Waiter {
+/** The one promise every commit() of a batch shares (no allocation per waiter). */
+interface BatchDone {
+  promise: Promise<void>;
   resolve: () => void;
   reject: (e: Error) => void;
+}
+
+function batchDone(): BatchDone {
+  let resolve!: () => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {}); // every caller handles it; this only keeps an unwatched batch quiet
+  return { promise, resolve, reject };
 }
 
 interface LaneTail {
@@ -80,7 +93,8 @@ export interface WriterStats {
 
 export class GroupWriter {
   private pending: Op[] = [];
-  private waiters: Waiter[] = [];
+  /** The batch being filled: what commit() callers wait for. */
+  private filling: BatchDone | undefined;
   private flushing = false;
   private poison: MtaError | undefined;
   private readonly tails = new Map<string, LaneTail>();
@@ -154,7 +168,8 @@ export class GroupWriter {
   /** Resolves when every record appended before this call is durable. */
   commit(): Promise<void> {
     if (this.poison) return Promise.reject(this.poison);
-    const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.filling ??= batchDone();
+    const p = this.filling.promise;
     if (!this.flushing) void this.flushLoop();
     return p;
   }
@@ -162,34 +177,33 @@ export class GroupWriter {
   private async flushLoop(): Promise<void> {
     this.flushing = true;
     try {
-      while ((this.pending.length > 0 || this.waiters.length > 0) && !this.poison) {
+      while ((this.pending.length > 0 || this.filling) && !this.poison) {
         const ops = this.pending;
-        const waiters = this.waiters;
+        const done = this.filling;
         this.pending = [];
-        this.waiters = [];
+        this.filling = undefined;
         const batch = ++this.batchNo;
         try {
           await this.writeBatch(ops);
           this.durableBatch = batch;
         } catch (e) {
           this.setPoison(e);
-          for (const w of waiters) w.reject(this.poison!);
+          done?.reject(this.poison!);
           break;
         }
-        for (const w of waiters) w.resolve();
+        done?.resolve();
         this.onDurable?.(batch);
         // Let the producers just released (and I/O that arrived during the sync) append before
         // the next batch is sealed: otherwise producers split into two alternating cohorts and
         // each fdatasync covers only half of them.
-        if (waiters.length > 0) await new Promise<void>((r) => setImmediate(r));
+        if (done) await new Promise<void>((r) => setImmediate(r));
       }
     } finally {
       this.flushing = false;
     }
-    if (this.poison) {
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const w of waiters) w.reject(this.poison);
+    if (this.poison && this.filling) {
+      this.filling.reject(this.poison);
+      this.filling = undefined;
     }
   }
 
@@ -312,7 +326,14 @@ export class GroupWriter {
 
   /** Starts creating the next segment once the current one is three-quarters full. */
   private maybePrepareNext(lane: string, tail: LaneTail): void {
-    if (tail.size > this.opts.segmentSize * 0.75 && !tail.creating.has(tail.seq + 1)) {
+    // Only once the current segment itself is being created (or open): a batch that has just
+    // rolled over seals into a segment that fileFor() creates later, during the batch's I/O, and
+    // preparing its successor first would create seq+1 before seq — a gap if the process dies.
+    if (
+      tail.size > this.opts.segmentSize * 0.75 &&
+      tail.creating.has(tail.seq) &&
+      !tail.creating.has(tail.seq + 1)
+    ) {
       const p = this.createSegment(lane, tail, tail.seq + 1);
       p.catch(() => {}); // the error surfaces when the file is needed
     }
