@@ -280,4 +280,28 @@ describe('queue', () => {
     assert.equal(q.heldCount('long.test'), 1);
     assert.equal(q.core.findLane('held-short.test')!.oldestArrival, Number.POSITIVE_INFINITY);
   });
+  test('a reused slot never serves the in-memory envelope or data of the message it held before', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const q = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
+    // A is accepted but not attempted (no deliverer yet), then deleted: its slots are freed.
+    const a = await q.accept({ data: msg('A'), sender: 'a@x.test', recipients: [{ address: 'a@y.test' }] });
+    assert.equal(await q.remove(a.msgId), 1);
+    // B takes the same slots, held for a domain: its first attempt reads from disk.
+    const b = await q.accept({
+      data: msg('B'),
+      sender: 'b@x.test',
+      recipients: [{ address: 'b@held.test' }],
+      destinations: [{ kind: 'held', domain: 'held.test' }],
+    });
+    const seen: string[] = [];
+    q.setDeliverer(async (job) => {
+      seen.push(`${job.envelope.info.recipients[0]!.address} ${(await job.data()).toString()}`);
+      await job.finish(job.pending.map((r) => ({ rcpt: r, status: 'delivered' })));
+    });
+    q.start();
+    assert.equal(await q.flushHeld('held.test'), 1);
+    assert.deepEqual(seen, [`b@held.test ${msg('B')[0]!.toString()}`]);
+    assert.equal(q.core.msgs.byId.has(b.msgId), false);
+  });
 });

@@ -59,6 +59,8 @@ export interface QueueOptions {
 
 export const DEFAULT_RETRY = [5, 15, 30, 60, 120, 240, 480].map((m) => m * 60_000);
 const HISTORY_MAX = 20;
+/** Messages whose accepted bytes are kept in memory for their first attempt (see freshData). */
+const FRESH_MAX = 4096;
 
 export class Queue {
   readonly dir: string;
@@ -77,7 +79,12 @@ export class Queue {
   private inflight = 0;
   private readonly maxInflight: number;
   private readonly inflightJobs = new Map<number, Promise<void>>();
-  private readonly freshEnv = new Map<number, EnvelopeRecord>();
+  /**
+   * Just-accepted envelopes and data kept in memory for their first attempt, so it needs no read
+   * back. Envelopes by piece slot with the generation they were made current at (a slot can be
+   * reused); data by message id. Bounded: past FRESH_MAX messages the attempt reads from disk.
+   */
+  private readonly freshEnv = new Map<number, { gen: number; rec: EnvelopeRecord }>();
   private readonly freshData = new Map<number, readonly Buffer[]>();
   private readonly blocked = new Set<LaneState>();
   /** `new` and retry lanes, in creation order (see pumpAll). */
@@ -195,7 +202,11 @@ export class Queue {
       for (let i = 0; i < input.recipients.length; i++) {
         const d = dests[i] ?? { kind: 'new' as const };
         const lane =
-          d.kind === 'held' ? core.heldLane(d.domain) : d.kind === 'hold' ? core.lane('hold') : core.newLane();
+          d.kind === 'held'
+            ? core.heldLane(d.domain)
+            : d.kind === 'hold'
+              ? core.lane('hold')
+              : core.newLane();
         let g = groups.get(lane);
         if (!g) groups.set(lane, (g = []));
         g.push(i);
@@ -232,12 +243,12 @@ export class Queue {
       };
       core.putEnvelope(pslot, lane, rec);
       if (lane.kind === 'new') {
-        this.freshEnv.set(pslot, rec);
+        if (this.freshEnv.size < FRESH_MAX) this.freshEnv.set(pslot, { gen: core.pieces.gen[pslot]!, rec });
         toNew = true;
       }
       pieceNo++;
     }
-    if (toNew) this.freshData.set(mslot, input.data);
+    if (toNew && this.freshData.size < FRESH_MAX) this.freshData.set(msgId, input.data);
     return { msgId, size, toNew };
   }
 
@@ -333,9 +344,12 @@ export class Queue {
     P.flags[pslot]! |= F_INFLIGHT;
     this.inflight++;
     const gen = P.gen[pslot]!;
+    const m = P.msg[pslot]!;
+    const msgId = this.core.msgs.head[m] === NO_SLOT ? undefined : this.core.msgs.id[m];
     const run = (async () => {
-      const env = this.freshEnv.get(pslot) ?? (await this.readEnvelope(pslot));
+      const fresh = this.freshEnv.get(pslot);
       this.freshEnv.delete(pslot);
+      const env = fresh && fresh.gen === gen ? fresh.rec : await this.readEnvelope(pslot);
       if (P.gen[pslot] !== gen) return;
       const job = this.makeJob(pslot, gen, env, lane);
       try {
@@ -357,8 +371,8 @@ export class Queue {
         this.inflight--;
         if (this.inflightJobs.get(pslot) === run) this.inflightJobs.delete(pslot);
         if (P.gen[pslot] === gen) P.flags[pslot]! &= ~F_INFLIGHT;
-        const m = P.msg[pslot]!;
-        if (this.core.msgs.head[m] === NO_SLOT) this.freshData.delete(m);
+        // After the first attempt the data is read from disk: memory holds only mail in flight.
+        if (msgId !== undefined) this.freshData.delete(msgId);
         this.pumpAll();
       });
   }
@@ -402,7 +416,7 @@ export class Queue {
     const M = this.core.msgs;
     if (M.id[mslot] !== msgId)
       throw new MtaError('MESSAGE_GONE', 'permanent', `message ${formatId(msgId)} is no longer queued`);
-    const fresh = this.freshData.get(mslot);
+    const fresh = this.freshData.get(msgId);
     if (fresh) return fresh.length === 1 ? fresh[0]! : Buffer.concat(fresh as Buffer[]);
     if (M.dataSeq[mslot] === UNPLACED) await this.writer.commit();
     const lane = this.core.lanes[M.dataLane[mslot]!]!;
@@ -850,7 +864,11 @@ export class Queue {
   /** Deletes a message without any report. */
   async remove(msgId: number): Promise<number> {
     const pieces = await this.settle(msgId);
-    for (const p of pieces) this.core.killPiece(p, DONE_DELETED, 1);
+    for (const p of pieces) {
+      this.freshEnv.delete(p);
+      this.core.killPiece(p, DONE_DELETED, 1);
+    }
+    this.freshData.delete(msgId);
     await this.writer.commit();
     if (pieces.length > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'deleted by operator' });
     return pieces.length;
