@@ -10,6 +10,7 @@
 // 64 usage, 66 no such file.
 import { promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parseCommand } from './args.js';
 import { readFrame, validFrameAfter } from '../queue/record/frame.js';
 import {
   DATA_PREFIX,
@@ -218,17 +219,8 @@ function human(e: DumpEntry): string {
 }
 
 export async function run(argv: string[], io: Io): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (e) {
-    io.stderr.write(`logmta log dump: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-    return 64;
-  }
-  if (parsed.values.help) {
-    io.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseCommand('log dump', USAGE, io, () => parse(argv));
+  if (typeof parsed === 'number') return parsed;
   if (parsed.positionals.length !== 1) {
     io.stderr.write(`logmta log dump: exactly one segment file\n${USAGE}`);
     return 64;

@@ -15,6 +15,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseCommand } from './args.js';
 import { scanSegment } from '../queue/log/reader.js';
 import { parseLaneName, parseSegmentName, segmentName } from '../queue/log/segment.js';
 import { FRAME_HEADER } from '../queue/record/frame.js';
@@ -383,17 +384,8 @@ const parse = (args: string[]) =>
   });
 
 export async function run(argv: string[], io: Io): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (e) {
-    io.stderr.write(`logmta log verify: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-    return 64;
-  }
-  if (parsed.values.help) {
-    io.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseCommand('log verify', USAGE, io, () => parse(argv));
+  if (typeof parsed === 'number') return parsed;
   if (parsed.positionals.length > 1) {
     io.stderr.write(`logmta log verify: one directory at most\n${USAGE}`);
     return 64;
