@@ -188,9 +188,12 @@ export class Queue {
     const core = this.core;
     const now = this.clock.now();
     const msgId = input.msgId ?? this.ids.next();
-    if (input.msgId !== undefined) this.ids.observe(msgId);
-    if (core.msgs.byId.has(msgId))
-      throw new MtaError('DUPLICATE_ID', 'transient', `message id ${formatId(msgId)} already queued`);
+    // An id from our own IdSource is above every id seen, so only a given one can clash.
+    if (input.msgId !== undefined) {
+      this.ids.observe(msgId);
+      if (core.msgs.byId.has(msgId))
+        throw new MtaError('DUPLICATE_ID', 'transient', `message id ${formatId(msgId)} already queued`);
+    }
     const arrival = input.arrival ?? now;
     let size = 0;
     for (const b of input.data) size += b.length;
