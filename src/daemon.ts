@@ -156,6 +156,12 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         maxPerIp: config.smtp.maxConnectionsPerIp,
         idleTimeoutMs: config.smtp.idleTimeoutMs,
         allowPlainWithoutTls: config.smtp.allowPlainAuthWithoutTls,
+        authThrottleOptions: {
+          maxFailures: config.smtp.authMaxFailures,
+          blockMs: config.smtp.authBlockTimeMs,
+          baseDelayMs: config.smtp.authFailureDelayMs,
+          maxDelayMs: config.smtp.authFailureDelayMaxMs,
+        },
         submission: role === 'submission',
         clock,
         logger: log.child({ component: 'smtp', role }),

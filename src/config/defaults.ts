@@ -21,6 +21,10 @@ export const DEFAULTS = {
     relayNetworks: [] as string[],
     idleTimeout: '5m',
     allowPlainAuthWithoutTls: false,
+    authMaxFailures: 5,
+    authBlockTime: '10m',
+    authFailureDelay: '1s',
+    authFailureDelayMax: '16s',
   },
   queue: {
     paths: (dataDir: string): string[] => [join(dataDir, 'queue')],
@@ -51,10 +55,16 @@ export const DEFAULTS = {
     probeInterval: '15m',
     subdomains: false,
   },
+  etrnLimits: {
+    maxConcurrentFlushes: 4,
+    requestsPerClient: 10,
+    requestWindow: '1m',
+  },
   odmr: {
     listen: ['127.0.0.1:3366'],
     providerPort: 366,
     providerInterval: '15m',
+    authPerMinute: 30,
   },
   admin: {
     socket: (dataDir: string): string => join(dataDir, 'admin.sock'),

@@ -54,6 +54,10 @@ describe('defaults', () => {
     assert.deepEqual(c.smtp.relayNetworks, []);
     assert.equal(c.smtp.idleTimeoutMs, 300_000);
     assert.equal(c.smtp.allowPlainAuthWithoutTls, false);
+    assert.equal(c.smtp.authMaxFailures, 5);
+    assert.equal(c.smtp.authBlockTimeMs, 600_000);
+    assert.equal(c.smtp.authFailureDelayMs, 1_000);
+    assert.equal(c.smtp.authFailureDelayMaxMs, 16_000);
     assert.equal(c.tls, undefined);
     assert.deepEqual(c.users, []);
     assert.deepEqual(c.queue, {
@@ -73,7 +77,17 @@ describe('defaults', () => {
       connectTimeoutMs: 30_000,
     });
     assert.deepEqual(c.etrn, []);
-    assert.deepEqual(c.odmr, { listen: [{ host: '127.0.0.1', port: 3366 }], accounts: [], providers: [] });
+    assert.deepEqual(c.etrnLimits, {
+      maxConcurrentFlushes: 4,
+      requestsPerClient: 10,
+      requestWindowMs: 60_000,
+    });
+    assert.deepEqual(c.odmr, {
+      listen: [{ host: '127.0.0.1', port: 3366 }],
+      accounts: [],
+      providers: [],
+      authPerMinute: 30,
+    });
     assert.deepEqual(c.admin, {
       socket: join(data, 'admin.sock'),
       listen: undefined,
@@ -120,6 +134,10 @@ max_connections_per_ip = 5
 relay_networks = ["127.0.0.0/8", "::1/128", "192.0.2.0/24"]
 idle_timeout = "2m"
 allow_plain_auth_without_tls = true
+auth_max_failures = 3
+auth_block_time = "1h"
+auth_failure_delay = "500ms"
+auth_failure_delay_max = 4
 [tls]
 cert = "cert.pem"
 key = "${keyFile}"
@@ -163,8 +181,13 @@ subdomains = true
 max_age = "7d"
 [[etrn]]
 domain = "other.example"
+[etrn_limits]
+max_concurrent_flushes = 2
+requests_per_client = 1
+request_window = "5m"
 [odmr]
 listen = ["0.0.0.0:366"]
+auth_per_minute = 6
 [[odmr.account]]
 user = "acme"
 password = "acme-pw"
@@ -206,6 +229,10 @@ level = "debug"
     assert.equal(cidrListContains(c.smtp.relayNetworks, '198.51.100.1'), false);
     assert.equal(c.smtp.idleTimeoutMs, 120_000);
     assert.equal(c.smtp.allowPlainAuthWithoutTls, true);
+    assert.equal(c.smtp.authMaxFailures, 3);
+    assert.equal(c.smtp.authBlockTimeMs, 3_600_000);
+    assert.equal(c.smtp.authFailureDelayMs, 500);
+    assert.equal(c.smtp.authFailureDelayMaxMs, 4_000, 'a plain integer is seconds');
     assert.equal(c.tls?.certFile, certFile);
     assert.equal(c.tls?.keyFile, keyFile);
     assert.match(c.tls?.cert ?? '', /BEGIN CERTIFICATE/);
@@ -284,6 +311,12 @@ level = "debug"
           intervalMs: 60_000,
         },
       ],
+      authPerMinute: 6,
+    });
+    assert.deepEqual(c.etrnLimits, {
+      maxConcurrentFlushes: 2,
+      requestsPerClient: 1,
+      requestWindowMs: 300_000,
     });
     assert.deepEqual(c.admin, {
       socket: join(data, 'ctl.sock'),
@@ -477,6 +510,65 @@ describe('problems', () => {
       (e: ConfigError) =>
         e.code === 'CONFIG_INVALID' &&
         /absent\.toml: cannot read the configuration file \(ENOENT\)/.test(e.message),
+    );
+  });
+});
+
+describe('abuse throttles', () => {
+  test('each throttle key may be set alone; the others keep their defaults', () => {
+    const c = configFromToml('[smtp]\nauth_max_failures = 2\n[etrn_limits]\nrequest_window = "30s"\n');
+    assert.equal(c.smtp.authMaxFailures, 2);
+    assert.equal(c.smtp.authBlockTimeMs, 600_000);
+    assert.deepEqual(c.etrnLimits, {
+      maxConcurrentFlushes: 4,
+      requestsPerClient: 10,
+      requestWindowMs: 30_000,
+    });
+    assert.equal(c.odmr.authPerMinute, 30);
+  });
+
+  test('the failure delay may be turned off with 0', () => {
+    const c = configFromToml('[smtp]\nauth_failure_delay = 0\nauth_failure_delay_max = "0s"\n');
+    assert.equal(c.smtp.authFailureDelayMs, 0);
+    assert.equal(c.smtp.authFailureDelayMaxMs, 0);
+  });
+
+  test('a bad value names its key', () => {
+    assertProblem(
+      '[smtp]\nauth_max_failures = 0\n',
+      'config.toml: smtp.auth_max_failures: expected a positive integer, got 0',
+    );
+    assertProblem(
+      '[smtp]\nauth_block_time = "0s"\n',
+      /^config\.toml: smtp\.auth_block_time: expected a duration greater than zero/,
+    );
+    assertProblem('[smtp]\nauth_failure_delay = "soon"\n', /^config\.toml: smtp\.auth_failure_delay: /);
+    assertProblem(
+      '[smtp]\nauth_failure_delay = "10s"\nauth_failure_delay_max = "5s"\n',
+      /^config\.toml: smtp\.auth_failure_delay_max: must be at least auth_failure_delay \(10s\)/,
+    );
+    assertProblem(
+      '[etrn_limits]\nmax_concurrent_flushes = -1\n',
+      /^config\.toml: etrn_limits\.max_concurrent_flushes: expected a positive integer/,
+    );
+    assertProblem(
+      '[etrn_limits]\nrequests_per_client = "ten"\n',
+      /^config\.toml: etrn_limits\.requests_per_client: expected a positive integer, got "ten"/,
+    );
+    assertProblem(
+      '[etrn_limits]\nrequest_window = 0\n',
+      /^config\.toml: etrn_limits\.request_window: expected a duration greater than zero/,
+    );
+    assertProblem(
+      '[odmr]\nauth_per_minute = 1.5\n',
+      /^config\.toml: odmr\.auth_per_minute: expected a positive integer/,
+    );
+  });
+
+  test('unknown keys in [etrn_limits] are refused', () => {
+    assertProblem(
+      '[etrn_limits]\nrequests_per_clients = 3\n',
+      /^config\.toml: etrn_limits\.requests_per_clients: unknown key/,
     );
   });
 });

@@ -32,6 +32,8 @@ export interface Config {
   delivery: DeliveryConfig;
   /** Domains held for ETRN ([[etrn]]). */
   etrn: EtrnDomain[];
+  /** Abuse limits of the ETRN command ([etrn_limits]). */
+  etrnLimits: EtrnLimitsConfig;
   odmr: OdmrConfig;
   admin: AdminConfig;
   log: LogConfig;
@@ -51,6 +53,14 @@ export interface SmtpConfig {
   idleTimeoutMs: number;
   /** AUTH PLAIN/LOGIN without TLS on non-loopback connections (loopback is always allowed). */
   allowPlainAuthWithoutTls: boolean;
+  /** AUTH failures from one client address (within 30 minutes) before it is blocked. */
+  authMaxFailures: number;
+  /** How long a blocked client address gets 421 to AUTH. */
+  authBlockTimeMs: number;
+  /** Delay before the first failed AUTH's 535; doubles with each further failure. */
+  authFailureDelayMs: number;
+  /** Cap of that delay (at least authFailureDelayMs). */
+  authFailureDelayMaxMs: number;
 }
 
 export interface TlsConfig {
@@ -121,6 +131,14 @@ export interface EtrnDomain {
   maxAgeMs: number | undefined;
 }
 
+export interface EtrnLimitsConfig {
+  /** Held lanes flushed at the same time, over all ETRN requests and probes (458 beyond). */
+  maxConcurrentFlushes: number;
+  /** ETRN commands accepted from one client address per requestWindowMs (458 beyond). */
+  requestsPerClient: number;
+  requestWindowMs: number;
+}
+
 export interface OdmrConfig {
   /** ODMR (RFC 2645) provider listeners. */
   listen: HostPort[];
@@ -128,6 +146,8 @@ export interface OdmrConfig {
   accounts: OdmrAccount[];
   /** Providers this host collects from as an ODMR customer. */
   providers: OdmrProvider[];
+  /** AUTH commands accepted from one client address per minute on the ODMR listeners. */
+  authPerMinute: number;
 }
 
 export interface OdmrAccount {

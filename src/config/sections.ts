@@ -15,6 +15,7 @@ import type {
   AdminConfig,
   DeliveryConfig,
   EtrnDomain,
+  EtrnLimitsConfig,
   LocalDomain,
   LogConfig,
   OdmrAccount,
@@ -26,7 +27,7 @@ import type {
   TlsConfig,
   UserAccount,
 } from './schema.js';
-import { parseDuration, parseSize } from './units.js';
+import { formatDuration, parseDuration, parseSize } from './units.js';
 import {
   parseDomain,
   parseLocalUser,
@@ -56,17 +57,33 @@ function within<T>(sec: Section | undefined, empty: () => Section, fn: (s: Secti
 
 export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpConfig {
   const d = DEFAULTS.smtp;
-  return within(sec, empty, (s) => ({
-    listen: s.listOf('listen', parseListen) ?? d.listen.map(parseListen),
-    submission: s.listOf('submission', parseListen) ?? [],
-    maxMessageSize: s.size('max_message_size') ?? parseSize(d.maxMessageSize),
-    maxRecipients: s.positiveInt('max_recipients') ?? d.maxRecipients,
-    maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
-    maxConnectionsPerIp: s.positiveInt('max_connections_per_ip') ?? d.maxConnectionsPerIp,
-    relayNetworks: s.listOf('relay_networks', parseCidr) ?? [],
-    idleTimeoutMs: s.duration('idle_timeout') ?? parseDuration(d.idleTimeout),
-    allowPlainAuthWithoutTls: s.bool('allow_plain_auth_without_tls') ?? d.allowPlainAuthWithoutTls,
-  }));
+  return within(sec, empty, (s) => {
+    const authFailureDelayMs =
+      s.duration('auth_failure_delay', { allowZero: true }) ?? parseDuration(d.authFailureDelay);
+    const authFailureDelayMaxMs =
+      s.duration('auth_failure_delay_max', { allowZero: true }) ?? parseDuration(d.authFailureDelayMax);
+    if (authFailureDelayMaxMs < authFailureDelayMs) {
+      s.problem(
+        'auth_failure_delay_max',
+        `must be at least auth_failure_delay (${formatDuration(authFailureDelayMs)}), got ${formatDuration(authFailureDelayMaxMs)}`,
+      );
+    }
+    return {
+      listen: s.listOf('listen', parseListen) ?? d.listen.map(parseListen),
+      submission: s.listOf('submission', parseListen) ?? [],
+      maxMessageSize: s.size('max_message_size') ?? parseSize(d.maxMessageSize),
+      maxRecipients: s.positiveInt('max_recipients') ?? d.maxRecipients,
+      maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
+      maxConnectionsPerIp: s.positiveInt('max_connections_per_ip') ?? d.maxConnectionsPerIp,
+      relayNetworks: s.listOf('relay_networks', parseCidr) ?? [],
+      idleTimeoutMs: s.duration('idle_timeout') ?? parseDuration(d.idleTimeout),
+      allowPlainAuthWithoutTls: s.bool('allow_plain_auth_without_tls') ?? d.allowPlainAuthWithoutTls,
+      authMaxFailures: s.positiveInt('auth_max_failures') ?? d.authMaxFailures,
+      authBlockTimeMs: s.duration('auth_block_time') ?? parseDuration(d.authBlockTime),
+      authFailureDelayMs,
+      authFailureDelayMaxMs,
+    };
+  });
 }
 
 export function readTls(sec: Section | undefined, paths: Paths): TlsConfig | undefined {
@@ -193,6 +210,15 @@ export function readEtrn(list: Section[] | undefined): EtrnDomain[] {
   });
 }
 
+export function readEtrnLimits(sec: Section | undefined, empty: () => Section): EtrnLimitsConfig {
+  const d = DEFAULTS.etrnLimits;
+  return within(sec, empty, (s) => ({
+    maxConcurrentFlushes: s.positiveInt('max_concurrent_flushes') ?? d.maxConcurrentFlushes,
+    requestsPerClient: s.positiveInt('requests_per_client') ?? d.requestsPerClient,
+    requestWindowMs: s.duration('request_window') ?? parseDuration(d.requestWindow),
+  }));
+}
+
 function readAccount(s: Section, paths: Paths): OdmrAccount {
   const user = s.required('user', parseUserName);
   const password = readSecret(s, 'password', 'password_file', paths.baseDir, true);
@@ -229,6 +255,7 @@ export function readOdmr(sec: Section | undefined, empty: () => Section, paths: 
     listen: s.listOf('listen', parseListen) ?? DEFAULTS.odmr.listen.map(parseListen),
     accounts: (s.tables('account') ?? []).map((a) => readAccount(a, paths)),
     providers: (s.tables('provider') ?? []).map((p) => readProvider(p, paths)),
+    authPerMinute: s.positiveInt('auth_per_minute') ?? DEFAULTS.odmr.authPerMinute,
   }));
 }
 

@@ -59,6 +59,9 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
     clock: d.clock,
     logger: d.logger,
     locks,
+    maxConcurrent: config.etrnLimits.maxConcurrentFlushes,
+    perClientLimit: config.etrnLimits.requestsPerClient,
+    perClientWindowMs: config.etrnLimits.requestWindowMs,
     onReply: (ev) =>
       d.emit?.({
         type: 'etrn',
@@ -113,6 +116,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
           clock: d.clock,
           logger: d.logger,
           idleTimeoutMs: config.smtp.idleTimeoutMs,
+          authPerMinute: config.odmr.authPerMinute,
           ...(config.tls ? { tls: { key: config.tls.key, cert: config.tls.cert } } : {}),
           onAtrn: (ev) =>
             d.emit?.({
