@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ageBucket, bucketLabels, type MessageView, summarize } from './inspect.js';
+import { MemQueueFs } from '../queue/log/memfs.js';
+import { Queues } from '../queue/queues.js';
+import { manualClock } from '../queue/testkit.js';
+import { ageBucket, bucketLabels, type MessageView, showMessage, summarize } from './inspect.js';
 
 function msg(id: string, ageMin: number, rcpts: string[], now: number): MessageView {
   return {
@@ -46,5 +49,34 @@ describe('queue summary (qshape)', () => {
       { domain: 'y.org', total: 2, buckets: [1, 0, 0, 1, 0, 0, 0] },
       { domain: 'x.org', total: 1, buckets: [1, 0, 0, 0, 0, 0, 0] },
     ]);
+  });
+});
+
+describe('queue show', () => {
+  test('a recipient finished in the current version shows whether it was delivered or failed', async () => {
+    const queues = await Queues.open(['/q'], { fs: new MemQueueFs(), clock: manualClock() });
+    const parked = new Promise<void>((resolve) => {
+      queues.setDeliverer(async (job) => {
+        // Two outcomes committed now; the third recipient's attempt never ends in this test.
+        await job.record([
+          { rcpt: 0, status: 'delivered', code: 250 },
+          { rcpt: 1, status: 'failed', code: 550 },
+        ]);
+        resolve();
+        await new Promise(() => {});
+      });
+    });
+    queues.start();
+    const r = await queues.accept({
+      data: [Buffer.from('Subject: x\r\n\r\nx\r\n')],
+      sender: 's@x.test',
+      recipients: [{ address: 'ok@y.test' }, { address: 'no@y.test' }, { address: 'later@y.test' }],
+    });
+    await parked;
+    const view = await showMessage(queues, r.msgId, false);
+    assert.deepEqual(
+      view?.pieces[0]?.recipients.map((x) => `${x.address} ${x.state}`),
+      ['ok@y.test delivered', 'no@y.test failed', 'later@y.test pending'],
+    );
   });
 });

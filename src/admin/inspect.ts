@@ -7,7 +7,13 @@
 // filters (lane, age), like mailq reading every queue file.
 import type { Queue } from '../queue/queue.js';
 import type { Queues } from '../queue/queues.js';
-import { type EnvelopeRecord, formatId, type HistoryEntry } from '../queue/record/records.js';
+import {
+  type EnvelopeRecord,
+  formatId,
+  type HistoryEntry,
+  OUTCOME_DELIVERED,
+  OUTCOME_FAILED,
+} from '../queue/record/records.js';
 import { F_INFLIGHT } from '../queue/state/tables.js';
 
 export interface Filter {
@@ -23,8 +29,11 @@ export interface Filter {
 
 export interface RecipientView {
   address: string;
-  /** pending: still to deliver; done: an outcome was recorded in this version of the piece. */
-  state: 'pending' | 'done';
+  /**
+   * pending: still to deliver; delivered / failed: the outcome recorded in this version of the
+   * piece; done: finished in an earlier version (its outcome is in the history).
+   */
+  state: 'pending' | 'delivered' | 'failed' | 'done';
   last?: string;
   notify?: string[];
   orcpt?: string;
@@ -117,7 +126,15 @@ function pieceView(q: Queue, pslot: number, env: EnvelopeRecord): PieceView {
     active: (q.core.pieces.flags[pslot]! & F_INFLIGHT) !== 0,
     attempts: env.info.attempts,
     recipients: env.info.recipients.map((r, i) => {
-      const rv: RecipientView = { address: r.address, state: pending.has(i) ? 'pending' : 'done' };
+      const outcome = q.core.deltas.get(pslot)?.get(i);
+      const state: RecipientView['state'] = pending.has(i)
+        ? 'pending'
+        : outcome === OUTCOME_DELIVERED
+          ? 'delivered'
+          : outcome === OUTCOME_FAILED
+            ? 'failed'
+            : 'done';
+      const rv: RecipientView = { address: r.address, state };
       if (r.last !== undefined) rv.last = r.last;
       if (r.notify) rv.notify = r.notify;
       if (r.orcpt !== undefined) rv.orcpt = r.orcpt;

@@ -91,7 +91,7 @@ export function formatShow(m: MessageView, now: number): string {
     if (p.lastError) out.push(`  last error: ${p.lastError}`);
     out.push('  recipients:');
     for (const r of p.recipients) {
-      let line = `    ${r.state.padEnd(8)} <${r.address}>`;
+      let line = `    ${r.state.padEnd(9)} <${r.address}>`;
       if (r.notify) line += ` NOTIFY=${r.notify.join(',')}`;
       if (r.orcpt) line += ` ORCPT=${r.orcpt}`;
       if (r.last) line += `  last: ${r.last}`;

@@ -33,8 +33,11 @@ export class QueueCore {
   readonly pieces = new PieceTable();
   readonly lanes: LaneState[] = [];
   private readonly laneByName = new Map<string, LaneState>();
-  /** Recipients with a final outcome in the current version of a piece (pieces with deltas only). */
-  readonly deltas = new Map<number, Set<number>>();
+  /**
+   * Recipients with a final outcome in the current version of a piece, with that outcome
+   * (OUTCOME_DELIVERED / OUTCOME_FAILED); only pieces that have deltas are present.
+   */
+  readonly deltas = new Map<number, Map<number, number>>();
   private readonly dirty = new Set<LaneState>();
   /** During recovery, dead pieces keep their rows (their version still matters) and nothing is appended. */
   recovering = false;
@@ -326,17 +329,17 @@ export class QueueCore {
       ],
       1,
     );
-    this.applyDelta(pslot, d.rcpt);
+    this.applyDelta(pslot, d.rcpt, d.outcome);
   }
 
-  applyDelta(pslot: number, rcpt: number): void {
-    let set = this.deltas.get(pslot);
-    if (!set) {
-      set = new Set();
-      this.deltas.set(pslot, set);
+  applyDelta(pslot: number, rcpt: number, outcome: number): void {
+    let done = this.deltas.get(pslot);
+    if (!done) {
+      done = new Map();
+      this.deltas.set(pslot, done);
     }
-    if (!set.has(rcpt)) {
-      set.add(rcpt);
+    if (!done.has(rcpt)) {
+      done.set(rcpt, outcome);
       if (this.pieces.pending[pslot]! > 0) this.pieces.pending[pslot]!--;
     }
   }

@@ -190,7 +190,7 @@ export async function recover(
                 seq: P.seq[p]!,
                 off: P.off[p]!,
                 len: P.len[p]!,
-                deltas: [...(core.deltas.get(p) ?? [])],
+                deltas: [...(core.deltas.get(p)?.keys() ?? [])],
               });
             }
             core.adoptEnvelope(p, lane, h, seq, r.offset, r.length);
@@ -202,7 +202,7 @@ export async function recover(
             const m = M.byId.get(d.msgId);
             if (m === undefined) break;
             const p = core.pieceOf(m, d.piece);
-            if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version) core.applyDelta(p, d.rcpt);
+            if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version) core.applyDelta(p, d.rcpt, d.outcome);
             else superseded.get(`${d.msgId}:${d.piece}:${d.version}`)?.deltas.push(d.rcpt);
             break;
           }

@@ -165,7 +165,7 @@ export async function salvageSegment(
   for (let p = 0; p < P.cap; p++) {
     if (!core.isLive(p) || P.lane[p] !== lane.idx || P.seq[p] !== seq) continue;
     const env = decodeEnvelope(Buffer.from(buf.subarray(P.off[p]! + FRAME_HEADER, P.off[p]! + P.len[p]!)));
-    const done = core.deltas.get(p) ?? [];
+    const done = core.deltas.get(p)?.keys() ?? [];
     const rec = withoutDone(env, done, P.version[p]! + 1, 'salvaged from a corrupt segment', ctx.now);
     if (rec.rcptCount > 0) core.putEnvelope(p, lane, rec);
     else core.killPiece(p, DONE_REPAIR, 1);
