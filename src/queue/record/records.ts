@@ -58,7 +58,8 @@ export interface EnvelopeInfo {
   history: HistoryEntry[];
 }
 
-export interface EnvelopeRecord {
+/** The fixed binary prefix of an envelope record: all that recovery decodes. */
+export interface EnvelopeHead {
   msgId: number;
   piece: number;
   version: number;
@@ -67,6 +68,9 @@ export interface EnvelopeRecord {
   /** When the message was accepted (ms since epoch). */
   arrival: number;
   rcptCount: number;
+}
+
+export interface EnvelopeRecord extends EnvelopeHead {
   info: EnvelopeInfo;
 }
 
@@ -130,16 +134,6 @@ export function encodeEnvelope(e: EnvelopeRecord): Buffer {
   b.writeUInt16LE(e.rcptCount, 30);
   b.write(json, ENV_PREFIX);
   return b;
-}
-
-/** The fixed prefix only: what recovery needs. */
-export interface EnvelopeHead {
-  msgId: number;
-  piece: number;
-  version: number;
-  due: number;
-  arrival: number;
-  rcptCount: number;
 }
 
 export function decodeEnvelopeHead(b: Buffer): EnvelopeHead {
