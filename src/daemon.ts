@@ -21,6 +21,7 @@ import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
 import { makeServerHooks } from './policy/hooks.js';
 import { IdSource } from './queue/ids.js';
+import { lockQueueDir } from './queue/lock.js';
 import { Queues } from './queue/queues.js';
 import { SmtpListener } from './smtp/server/listener.js';
 import { type Clock, systemClock } from './util/clock.js';
@@ -70,6 +71,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   events.onListenerError = (e) => log.error({ err: e }, 'event listener failed');
   const stopEventLog = logEvents(events, log);
   const progress = recoveryProgress({ log });
+  // One daemon per queue directory (a stale owner left by a crash is taken over).
+  for (const dir of config.queue.paths) lockQueueDir(dir);
   const queues = await Queues.open(config.queue.paths, {
     clock,
     ids,
@@ -108,7 +111,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     );
     for (const c of r.corruptions) log.error({ ...c }, 'corrupt segment set aside');
     for (const m of r.missingSegments) log.error({ segment: m }, 'segment missing from lane');
-    if (r.missingData.length > 0) log.error({ ids: r.missingData.slice(0, 20), count: r.missingData.length }, 'messages whose data is missing');
+    if (r.missingData.length > 0)
+      log.error(
+        { ids: r.missingData.slice(0, 20), count: r.missingData.length },
+        'messages whose data is missing',
+      );
   }
   const resolver = deps.resolver ?? systemResolver();
   const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25);
@@ -121,11 +128,20 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     clock,
   });
   const maildir = new MaildirWriter({ clock, hostname: config.hostname });
-  const engine = new DeliveryEngine(router, pool, async (data, t) => {
-    await maildir.deliver([data], { maildirPath: t.maildir, returnPath: t.returnPath, deliveredTo: t.deliveredTo });
-  }, {
-    attempt: events.fromAttempt,
-  });
+  const engine = new DeliveryEngine(
+    router,
+    pool,
+    async (data, t) => {
+      await maildir.deliver([data], {
+        maildirPath: t.maildir,
+        returnPath: t.returnPath,
+        deliveredTo: t.deliveredTo,
+      });
+    },
+    {
+      attempt: events.fromAttempt,
+    },
+  );
   const metrics = new Metrics({ bus: events, queues, pool, now: () => clock.now() });
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));
   queues.start();
@@ -146,27 +162,33 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const listeners: SmtpListener[] = [];
   const addresses = { smtp: [] as string[], submission: [] as string[], odmr: odmr.addresses };
   const tls = config.tls ? { key: config.tls.key, cert: config.tls.cert } : undefined;
-  for (const [role, list] of [['smtp', config.smtp.listen], ['submission', config.smtp.submission]] as const) {
+  for (const [role, list] of [
+    ['smtp', config.smtp.listen],
+    ['submission', config.smtp.submission],
+  ] as const) {
     for (const hp of list) {
-      const l = new SmtpListener({
-        hostname: config.hostname,
-        maxMessageSize: config.smtp.maxMessageSize,
-        maxRecipients: config.smtp.maxRecipients,
-        maxConnections: config.smtp.maxConnections,
-        maxPerIp: config.smtp.maxConnectionsPerIp,
-        idleTimeoutMs: config.smtp.idleTimeoutMs,
-        allowPlainWithoutTls: config.smtp.allowPlainAuthWithoutTls,
-        authThrottleOptions: {
-          maxFailures: config.smtp.authMaxFailures,
-          blockMs: config.smtp.authBlockTimeMs,
-          baseDelayMs: config.smtp.authFailureDelayMs,
-          maxDelayMs: config.smtp.authFailureDelayMaxMs,
+      const l = new SmtpListener(
+        {
+          hostname: config.hostname,
+          maxMessageSize: config.smtp.maxMessageSize,
+          maxRecipients: config.smtp.maxRecipients,
+          maxConnections: config.smtp.maxConnections,
+          maxPerIp: config.smtp.maxConnectionsPerIp,
+          idleTimeoutMs: config.smtp.idleTimeoutMs,
+          allowPlainWithoutTls: config.smtp.allowPlainAuthWithoutTls,
+          authThrottleOptions: {
+            maxFailures: config.smtp.authMaxFailures,
+            blockMs: config.smtp.authBlockTimeMs,
+            baseDelayMs: config.smtp.authFailureDelayMs,
+            maxDelayMs: config.smtp.authFailureDelayMaxMs,
+          },
+          submission: role === 'submission',
+          clock,
+          logger: log.child({ component: 'smtp', role }),
+          ...(tls ? { tls } : {}),
         },
-        submission: role === 'submission',
-        clock,
-        logger: log.child({ component: 'smtp', role }),
-        ...(tls ? { tls } : {}),
-      }, hooks);
+        hooks,
+      );
       const addr = await l.listen(hp.port, hp.host);
       listeners.push(l);
       metrics.addListener(l);
@@ -180,8 +202,18 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     deps: {
       queues,
       clock,
-      inject: makeInjector({ hostname: config.hostname, hooks, clock, maxMessageSize: config.smtp.maxMessageSize }),
-      info: () => ({ hostname: config.hostname, dataDir: config.dataDir, smtp: addresses.smtp, submission: addresses.submission }),
+      inject: makeInjector({
+        hostname: config.hostname,
+        hooks,
+        clock,
+        maxMessageSize: config.smtp.maxMessageSize,
+      }),
+      info: () => ({
+        hostname: config.hostname,
+        dataDir: config.dataDir,
+        smtp: addresses.smtp,
+        submission: addresses.submission,
+      }),
     },
   });
   registerMetricsRoute(admin, metrics);
@@ -190,7 +222,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     queues,
     info: () => ({ hostname: config.hostname, smtp: addresses.smtp, startedAt: t0 }),
   });
-  log.info({ ms: Date.now() - t0, smtp: addresses.smtp, submission: addresses.submission, dataDir: config.dataDir }, 'logmta started');
+  log.info(
+    { ms: Date.now() - t0, smtp: addresses.smtp, submission: addresses.submission, dataDir: config.dataDir },
+    'logmta started',
+  );
 
   return {
     config,

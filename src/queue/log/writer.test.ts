@@ -140,7 +140,8 @@ describe('group writer', () => {
     w.append('b', RT_DONE, rec(2), 1);
     w.append('a', RT_DONE, rec(9), 2);
     void w.commit();
-    await new Promise((r) => setTimeout(r, 5));
+    // Wait for the crash point (bounded), not a fixed delay: under load 5 ms is not enough.
+    for (let i = 0; i < 400 && !fs.dead; i++) await new Promise((r) => setTimeout(r, 5));
     assert.ok(fs.dead);
     assert.deepEqual(bodies(fs.mem, '/q/lanes/a/0000000001.seg'), [0, 1]);
     assert.deepEqual(bodies(fs.mem, '/q/lanes/b/0000000001.seg'), [0, 2]);
