@@ -8,6 +8,7 @@ main(process.argv.slice(2)).then(
   },
   (err) => {
     process.stderr.write(`logmta: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 70;
+    // Crash-only: a start that failed half-way may have listeners open; nothing needs saving.
+    process.exit(70);
   },
 );

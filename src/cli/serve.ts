@@ -51,7 +51,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
       (daemon.addresses.submission.length
         ? `, submission on ${daemon.addresses.submission.join(', ')}`
         : '') +
-      `; data in ${config.dataDir}\n`,
+      `; data in ${config.dataDir}\n` +
+      (daemon.addresses.odmr.length ? `logmta: ODMR (ATRN) on ${daemon.addresses.odmr.join(', ')}\n` : ''),
   );
   await new Promise<void>((resolve) => {
     let stopping = false;

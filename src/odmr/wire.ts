@@ -104,8 +104,10 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
     clock: d.clock,
     logger: d.logger,
   });
-  // Without accounts nobody could authenticate: no provider listener then.
-  if (config.odmr.accounts.length > 0) {
+  // The provider listens even without accounts (the documented default, 127.0.0.1:3366), but
+  // then a port it cannot have is only a warning: nobody could authenticate to it anyway.
+  const optional = config.odmr.accounts.length === 0;
+  {
     try {
       for (const hp of config.odmr.listen) {
         const p = new OdmrProvider({
@@ -129,7 +131,18 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
               phase: ev.phase,
             }),
         });
-        const a = await p.listen(hp.port, hp.host);
+        let a: Awaited<ReturnType<OdmrProvider['listen']>>;
+        try {
+          a = await p.listen(hp.port, hp.host);
+        } catch (e) {
+          if (!optional) throw e;
+          d.logger?.warn(
+            { listen: `${hp.host}:${hp.port}`, err: e instanceof Error ? e.message : String(e) },
+            'ODMR listener not opened (no [[odmr.account]] configured)',
+          );
+          await p.stop().catch(() => {});
+          continue;
+        }
         providers.push(p);
         addresses.push(`${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
       }
