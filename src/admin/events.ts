@@ -5,6 +5,7 @@
 // Invariant: an event never carries a credential: only the AUTH identity, never a password or
 // an SMTP command line. A listener that throws is isolated (the others still run) and the
 // error is reported once through `onListenerError`, never to the producer.
+import type { AttemptEvent } from '../delivery/engine.js';
 import type { DeliveryJob, QueueEvent } from '../queue/types.js';
 import type { ReceivedMessage, ServerHooks } from '../smtp/server/hooks.js';
 
@@ -26,21 +27,13 @@ export type MtaEvent =
       sender?: string;
       client?: ClientFacts;
     }
-  | {
+  | (AttemptEvent & {
       type: 'attempt';
-      id: string;
-      rcpt: string;
-      relay: string;
-      status: string;
-      code?: number;
-      text?: string;
-      /** Time the attempt took. */
-      ms: number;
       /** Time since the message arrived. */
       delayMs?: number;
       attempt?: number;
       lane?: string;
-    }
+    })
   | {
       type: 'delivered' | 'deferred' | 'failed';
       id: string;
@@ -170,15 +163,7 @@ export class EventBus {
   };
 
   /** The DeliveryEngine `attempt` adapter: adds the delay since arrival and the attempt number. */
-  readonly fromAttempt = (ev: {
-    id: string;
-    rcpt: string;
-    relay: string;
-    status: string;
-    code?: number;
-    text?: string;
-    ms: number;
-  }): void => {
+  readonly fromAttempt = (ev: AttemptEvent): void => {
     const out: MtaEvent = {
       type: 'attempt',
       id: ev.id,

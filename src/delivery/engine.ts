@@ -16,16 +16,20 @@ export type LocalDelivery = (
   target: { maildir: string; returnPath: string; deliveredTo: string },
 ) => Promise<void>;
 
+/** One recipient's delivery attempt, as the engine reports it. */
+export interface AttemptEvent {
+  id: string;
+  rcpt: string;
+  relay: string;
+  status: string;
+  code?: number;
+  text?: string;
+  /** Time the attempt took. */
+  ms: number;
+}
+
 export interface EngineEvents {
-  attempt?(ev: {
-    id: string;
-    rcpt: string;
-    relay: string;
-    status: string;
-    code?: number;
-    text?: string;
-    ms: number;
-  }): void;
+  attempt?(ev: AttemptEvent): void;
 }
 
 export class DeliveryEngine {
@@ -84,7 +88,7 @@ export class DeliveryEngine {
     }
     for (const o of outs) {
       this.stats[o.status]++;
-      const ev: Parameters<NonNullable<EngineEvents['attempt']>>[0] = {
+      const ev: AttemptEvent = {
         id: job.id,
         rcpt: job.envelope.info.recipients[o.rcpt]!.address,
         relay: o.host ?? d.kind,

@@ -9,6 +9,7 @@
 // Fails: handler errors become 451 via the session; nothing here touches the queue's files.
 
 import { auth } from '../smtp/server/commands/auth.js';
+import { greet } from '../smtp/server/commands/helo.js';
 import { ANY, type CommandSpec, type CommandTable } from '../smtp/server/commands/table.js';
 import { notImplemented, quit } from '../smtp/server/commands/misc.js';
 import { starttls } from '../smtp/server/commands/starttls.js';
@@ -54,14 +55,7 @@ export function parseAtrnArgs(args: string): string[] | null {
 }
 
 function odmrEhlo(s: SmtpSession, args: string): void {
-  if (args.length === 0) {
-    s.badCommand(501, '5.5.4', 'Syntax: EHLO hostname');
-    return;
-  }
-  s.resetTransaction();
-  s.client.helo = args;
-  s.esmtp = true;
-  s.phase = 'ready';
+  if (!greet(s, 'EHLO', args)) return;
   const lines = [`${s.opts.hostname} Hello ${args} [${s.client.ip}]`, 'ENHANCEDSTATUSCODES'];
   if (s.io.startTls && !s.client.tls) lines.push('STARTTLS');
   if (s.client.auth === undefined) lines.push(`AUTH ${s.client.tls ? 'CRAM-MD5 PLAIN LOGIN' : 'CRAM-MD5'}`);

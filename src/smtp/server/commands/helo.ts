@@ -4,27 +4,29 @@
 
 import type { SmtpSession } from '../session.js';
 
-export function helo(s: SmtpSession, args: string): void {
+/**
+ * What HELO, EHLO (and the ODMR listener's EHLO) share: a name is required, any transaction is
+ * reset and the session is ready. Returns false when it already answered with a syntax error.
+ */
+export function greet(s: SmtpSession, verb: 'HELO' | 'EHLO', args: string): boolean {
   if (args.length === 0) {
-    s.badCommand(501, '5.5.4', 'Syntax: HELO hostname');
-    return;
+    s.badCommand(501, '5.5.4', `Syntax: ${verb} hostname`);
+    return false;
   }
   s.resetTransaction();
   s.client.helo = args;
-  s.esmtp = false;
+  s.esmtp = verb === 'EHLO';
   s.phase = 'ready';
+  return true;
+}
+
+export function helo(s: SmtpSession, args: string): void {
+  if (!greet(s, 'HELO', args)) return;
   s.reply(250, undefined, s.opts.hostname);
 }
 
 export function ehlo(s: SmtpSession, args: string): void {
-  if (args.length === 0) {
-    s.badCommand(501, '5.5.4', 'Syntax: EHLO hostname');
-    return;
-  }
-  s.resetTransaction();
-  s.client.helo = args;
-  s.esmtp = true;
-  s.phase = 'ready';
+  if (!greet(s, 'EHLO', args)) return;
   const o = s.opts;
   const lines = [
     `${o.hostname} Hello ${args} [${s.client.ip}]`,
