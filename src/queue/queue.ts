@@ -828,7 +828,7 @@ export class Queue {
         rcptCount: pending.length,
         info,
       });
-      core.appendDone(from.name, msgId, env.piece, oldVersion, DONE_MOVED, 2);
+      core.appendDone(from.name, msgId, env.piece, oldVersion, DONE_MOVED, 3); // a moved Done is always the last phase
       n++;
     }
     await this.writer.commit();
