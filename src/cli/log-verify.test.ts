@@ -82,6 +82,73 @@ describe('logmta log verify', () => {
     assert.deepEqual(snapshot(copy), before, 'verify changed the directory');
   });
 
+  test('verify reports exactly the torn tails and corruptions that recovery then finds, for every crash leftover', async () => {
+    // A lane whose writer has created the next segment ahead of need (header only).
+    const dir = fs.mkdtempSync(join(f.dir, 'ahead-'));
+    const queue = join(dir, 'queue');
+    const q0 = await Queue.open({ dir: queue, segmentSize: 4096 });
+    for (let i = 0; !fs.existsSync(join(queue, 'lanes/new/0000000002.seg')); i++)
+      await q0.accept({
+        data: [Buffer.from(`Subject: a${i}\r\n\r\n${'y'.repeat(300)}\r\n`)],
+        sender: '',
+        recipients: [{ address: `a${i}@y.test` }],
+      });
+    await q0.stop();
+    const seg1 = join(queue, 'lanes/new/0000000001.seg');
+    const full = fs.readFileSync(seg1);
+    const offs = recordOffsets(seg1);
+    const last = offs.at(-1)!;
+    // Each damage of segment 1 (segment 2 is header-only after it) with the exit code expected.
+    const damages: Array<[string, Buffer, number]> = [
+      // A torn final record: recovery's state S2, a crash leftover, not corruption.
+      ['torn tail before a header-only segment', full.subarray(0, last + 7), 1],
+      // A torn write whose earlier part never reached the disk: zeros, then stale bytes.
+      [
+        'zeros then stale bytes before a header-only segment',
+        Buffer.concat([
+          full.subarray(0, offs.at(-3)!),
+          Buffer.alloc(last + 5 - offs.at(-3)!),
+          full.subarray(last + 5),
+        ]),
+        1,
+      ],
+      // Zeros alone are the end of the log: nothing to report.
+      ['a zero-filled tail', Buffer.concat([full, Buffer.alloc(3000)]), 0],
+      // Zeros before a whole valid record: corruption, in the newest segment as anywhere.
+      [
+        'zeros before a valid record',
+        Buffer.concat([
+          full.subarray(0, offs.at(-2)!),
+          Buffer.alloc(last - offs.at(-2)!),
+          full.subarray(last),
+        ]),
+        2,
+      ],
+    ];
+    for (const [what, bytes, expected] of damages) {
+      const copy = join(dir, what.replaceAll(' ', '-'));
+      fs.cpSync(queue, copy, { recursive: true });
+      fs.writeFileSync(join(copy, 'lanes/new/0000000001.seg'), bytes);
+      const { code, report } = await verifyJson(copy);
+      const nl = report.lanes.find((l) => l.name === 'new')!;
+      const q = await Queue.open({ dir: copy, segmentSize: 4096 });
+      const r = q.recovery!;
+      await q.stop();
+      assert.deepEqual(
+        nl.tornTails.map((t) => ({ segment: t.segment, offset: t.offset, cut: t.bytes })),
+        r.tornTails,
+        `${what}: torn tails`,
+      );
+      assert.deepEqual(
+        nl.corruptions,
+        r.corruptions.map((c) => ({ segment: c.segment, offset: c.offset, reason: c.reason })),
+        `${what}: corruptions`,
+      );
+      assert.equal(code, expected, `${what}: exit code`);
+      assert.equal(report.liveMessages, r.liveMessages, `${what}: live messages`);
+    }
+  });
+
   test('a bad checksum in an older segment is corruption with the segment and byte offset (exit 2)', async () => {
     const copy = copyQueue(f, 'corrupt');
     const first = segmentsOf(copy, 'new')[0]!;

@@ -1,7 +1,8 @@
 // `logmta log verify [--json] [DIR]`: a read-only check of a queue directory. It runs the scan
-// recovery runs (log/reader.ts scanSegment, the record decoders) without Queue.open, which
-// writes (it cuts torn tails, sets corrupt segments aside, appends repairs), and reports per
-// lane: segments, bytes, records by type, live envelopes and messages, garbage, torn tails,
+// recovery runs (log/reader.ts scanSegment, the record decoders) under recovery's own rules for
+// which segments count as the newest, where a segment is cut and what is a gap (one
+// implementation, log/lane-scan.ts, used by recovery.ts too), without Queue.open, which writes
+// (it cuts torn tails, sets corrupt segments aside, appends repairs), and reports per lane: segments, bytes, records by type, live envelopes and messages, garbage, torn tails,
 // corruption (segment + byte offset + reason) and missing segments.
 //
 // Invariant: nothing under DIR is ever opened for writing. "Live" means what recovery would
@@ -16,6 +17,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseCommand } from './args.js';
+import { laneSegments, missingSegments, segmentCut } from '../queue/log/lane-scan.js';
 import { scanSegment } from '../queue/log/reader.js';
 import { parseLaneName, parseSegmentName, segmentName } from '../queue/log/segment.js';
 import { FRAME_HEADER } from '../queue/record/frame.js';
@@ -167,25 +169,18 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
       .map(parseSegmentName)
       .filter((s): s is number => s !== undefined)
       .sort((a, b) => a - b);
-    // Data segments are freed out of order; every other lane is unlinked oldest first.
-    if (kind !== 'data') {
-      for (let i = 1; i < seqs.length; i++)
-        for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++) {
-          // A segment recovery set aside as corrupt leaves an expected gap.
-          if (!quarantined.some((q) => q.startsWith(`${name}-${segmentName(s)}`)))
-            lane.missingSegments.push(`${name}/${segmentName(s)}`);
-        }
-    }
-    for (let i = 0; i < seqs.length; i++) {
-      const seq = seqs[i]!;
+    // Recovery's own rules (queue/log/lane-scan.ts): gaps, which segments count as the newest,
+    // and where each segment is cut.
+    lane.missingSegments.push(...missingSegments(name, seqs, quarantined));
+    const pathOf = (seq: number) => join(lanesDir, name, segmentName(seq));
+    for await (const { seq, buf, newest } of laneSegments(seqs, (seq) => fsp.readFile(pathOf(seq)))) {
       const seg = `${name}/${segmentName(seq)}`;
-      const buf = await fsp.readFile(join(lanesDir, seg));
       lane.segments++;
       lane.bytes += buf.length;
       const si = segs.length;
       segs.push({ lane: li, headerLen: 0 });
       const bad = (offset: number, reason: string) => lane.corruptions.push({ segment: seg, offset, reason });
-      const scan = scanSegment(buf, i === seqs.length - 1, (r) => {
+      const scan = scanSegment(buf, newest, (r) => {
         try {
           switch (r.type) {
             case RT_DATA: {
@@ -239,8 +234,8 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
       }
       if (scan.corruption) bad(scan.corruption.offset, scan.corruption.reason);
       // A torn header (offset 0) is a torn tail too: the file was created, its header never synced.
-      if (scan.tornAt !== undefined && scan.tornAt < buf.length)
-        lane.tornTails.push({ segment: seg, offset: scan.tornAt, bytes: buf.length - scan.tornAt });
+      const cut = segmentCut(scan, buf.length, newest);
+      if (cut?.torn) lane.tornTails.push({ segment: seg, offset: cut.at, bytes: buf.length - cut.at });
     }
   }
 

@@ -9,6 +9,7 @@
 import type { QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
 import { parseLaneName, parseSegmentName, segmentName } from './log/segment.js';
+import { laneSegments, missingSegments, segmentCut } from './log/lane-scan.js';
 import { scanSegment } from './log/reader.js';
 import type { GroupWriter } from './log/writer.js';
 import { FRAME_HEADER } from './record/frame.js';
@@ -90,7 +91,7 @@ export async function recover(
   // A fresh queue's directories must be durable before anything in them is acknowledged.
   await fs.syncDir(`${q.dir}/lanes`);
   await fs.syncDir(q.dir);
-  const quarantined = new Set(await fs.readdir(`${q.dir}/quarantine`));
+  const quarantined = await fs.readdir(`${q.dir}/quarantine`);
   const laneNames = (await fs.readdir(`${q.dir}/lanes`)).filter((n) => parseLaneName(n) !== undefined).sort();
   // Sizes first, for progress.
   const plan: Array<{ lane: string; seqs: number[]; sizes: number[] }> = [];
@@ -122,35 +123,12 @@ export async function recover(
   for (const { lane: laneName, seqs } of plan) {
     const lane = core.lane(laneName);
     report.lanes++;
-    if (lane.kind !== 'data') {
-      for (let i = 1; i < seqs.length; i++) {
-        for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++) {
-          // A segment set aside as corrupt leaves an expected gap.
-          if (![...quarantined].some((n) => n.startsWith(`${laneName}-${segmentName(s)}`)))
-            report.missingSegments.push(`${laneName}/${segmentName(s)}`);
-        }
-      }
-    }
-    // The lane's last segment that holds a record (not just a header) is where a torn tail is
-    // legitimate: the writer creates the next segment ahead of need, and a crash can leave it,
-    // header only, after a segment whose last record is torn.
-    const bufs = new Map<number, Buffer>();
-    let newestIdx = seqs.length - 1;
-    while (newestIdx > 0) {
-      const b = await fs.readFile(`${q.dir}/lanes/${laneName}/${segmentName(seqs[newestIdx]!)}`);
-      bufs.set(newestIdx, b);
-      const s = scanSegment(b, true, () => {});
-      if (s.records > 0 || s.corruption) break;
-      newestIdx--;
-    }
+    report.missingSegments.push(...missingSegments(laneName, seqs, quarantined));
     let lastSeq = 0;
     let lastEnd = 0;
-    for (let i = 0; i < seqs.length; i++) {
-      const seq = seqs[i]!;
-      const newest = i >= newestIdx;
-      const path = `${q.dir}/lanes/${laneName}/${segmentName(seq)}`;
-      const buf = bufs.get(i) ?? (await fs.readFile(path));
-      bufs.delete(i);
+    const pathOf = (seq: number) => `${q.dir}/lanes/${laneName}/${segmentName(seq)}`;
+    for await (const { seq, buf, newest } of laneSegments(seqs, (seq) => fs.readFile(pathOf(seq)))) {
+      const path = pathOf(seq);
       report.segments++;
       report.bytes += buf.length;
       lane.seg(seq);
@@ -202,7 +180,8 @@ export async function recover(
             const m = M.byId.get(d.msgId);
             if (m === undefined) break;
             const p = core.pieceOf(m, d.piece);
-            if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version) core.applyDelta(p, d.rcpt, d.outcome);
+            if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version)
+              core.applyDelta(p, d.rcpt, d.outcome);
             else superseded.get(`${d.msgId}:${d.piece}:${d.version}`)?.deltas.push(d.rcpt);
             break;
           }
@@ -219,14 +198,18 @@ export async function recover(
           }
         }
       });
-      if (scan.tornAt !== undefined && scan.tornAt < buf.length) {
-        // A torn tail (or torn header) is what a crash mid-write leaves: cut it off for good.
-        await fs.truncate(path, scan.tornAt);
-        report.tornTails.push({
-          segment: `${laneName}/${segmentName(seq)}`,
-          offset: scan.tornAt,
-          cut: buf.length - scan.tornAt,
-        });
+      const cut = segmentCut(scan, buf.length, newest);
+      if (cut) {
+        // A torn tail (or torn header) is what a crash mid-write leaves: cut it off for good,
+        // before anything is appended, so that no byte recovery did not validate is left after
+        // the new end of the log. A zero-filled tail is cut too, but it is not damage.
+        await fs.truncate(path, cut.at);
+        if (cut.torn)
+          report.tornTails.push({
+            segment: `${laneName}/${segmentName(seq)}`,
+            offset: cut.at,
+            cut: buf.length - cut.at,
+          });
       }
       if (scan.corruption) {
         corrupt.push({ lane: laneName, seq, offset: scan.corruption.offset });

@@ -124,7 +124,7 @@ describe('recovery failure modes', () => {
     assert.equal(q2.recovery!.liveMessages, ids.length);
   });
 
-  test('a zero-filled tail (space the file system extended) is the end of the log: kept, records intact, appends continue', async () => {
+  test('a zero-filled tail (space the file system extended) is the end of the log: not damage, records intact, cut before appends continue', async () => {
     const clock = manualClock();
     const fs0 = new MemQueueFs();
     const ids = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 3);
@@ -133,8 +133,8 @@ describe('recovery failure modes', () => {
     files.set(NEW1, Buffer.concat([files.get(NEW1)!, Buffer.alloc(8192)]));
     const fs = await load(files);
     const q = await Queue.open({ dir: '/q', fs, clock });
-    assert.deepEqual(q.recovery!.tornTails, [], 'zeros are not damage: nothing is cut');
-    assert.equal(fs.peek('/q/lanes/new/0000000001.seg').length, end + 8192);
+    assert.deepEqual(q.recovery!.tornTails, [], 'zeros are not damage: no torn tail is reported');
+    assert.equal(fs.peek(NEW1).length, end, 'the zeros are cut before anything is appended');
     assert.deepEqual(q.recovery!.corruptions, []);
     for (const id of ids) assert.ok(q.core.msgs.byId.has(id));
     const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
@@ -142,6 +142,43 @@ describe('recovery failure modes', () => {
     const q2 = await Queue.open({ dir: '/q', fs, clock });
     assert.equal(q2.recovery!.liveMessages, 4);
     assert.equal(await dataOf(q2, c.msgId), msg('c')[0]!.toString());
+  });
+
+  test('a torn write whose later part reached the disk (zeros, then stale record bytes) is cut before anything is appended', async () => {
+    const clock = manualClock();
+    const fs0 = new MemQueueFs();
+    const ids = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 6);
+    const full = fs0.peek(NEW1);
+    const recs = records(full);
+    // The last four messages' records were one write; only its end, inside the last record,
+    // reached the disk (what LazyFS's torn-op leaves): a hole of zeros, then stale bytes.
+    const from = recs.at(-8)!.offset;
+    const keep = recs.at(-1)!.offset + 5;
+    const torn = Buffer.concat([full.subarray(0, from), Buffer.alloc(keep - from), full.subarray(keep)]);
+    const files = snapshot(fs0);
+    files.set(NEW1, torn);
+    const fs = await load(files);
+    const q = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q.recovery!.corruptions, []);
+    assert.deepEqual(q.recovery!.tornTails, [
+      { segment: 'new/0000000001.seg', offset: from, cut: full.length - from },
+    ]);
+    assert.equal(fs.peek(NEW1).length, from, 'the newest segment ends at its last good record');
+    assert.equal(q.recovery!.liveMessages, 2);
+    const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
+    const end = fs.peek(NEW1).length;
+    assert.ok(end < full.length, 'the new records are shorter than the torn region');
+    assert.deepEqual(
+      records(fs.peek(NEW1)).at(-1)!.offset + records(fs.peek(NEW1)).at(-1)!.length,
+      end,
+      'no stale byte after the new end of the log',
+    );
+    fs.crash();
+    const q2 = await Queue.open({ dir: '/q', fs, clock });
+    assert.deepEqual(q2.recovery!.tornTails, [], 'the next start finds a clean end');
+    assert.deepEqual(q2.recovery!.corruptions, []);
+    assert.equal(q2.recovery!.liveMessages, 3);
+    for (const id of [ids[0]!, ids[1]!, c.msgId]) assert.ok(q2.core.msgs.byId.has(id));
   });
 
   test('a flipped bit mid-lane is reported with segment and offset, set aside, earlier live records salvaged, other lanes untouched', async () => {

@@ -1,13 +1,17 @@
 // Reads one segment's bytes into records. Pure: takes the file's bytes, returns what it found.
 // Outcomes, by failure mode (see docs/queue-states.md):
-// - clean end, or a zero-filled tail (extended or preallocated space): end of log, nothing to cut;
+// - clean end, or a zero-filled tail (extended or preallocated space, zeros to the end of the
+//   file): end of log, not damage (recovery still cuts it off the newest segment before it
+//   appends, so that nothing it did not validate is left after the new end);
 // - no header and no valid record anywhere (empty, zero-filled or partly written header): a
 //   torn header, i.e. a segment whose creation a crash cut short; it holds nothing;
 // - an incomplete or invalid record with no valid record after it, in the newest segment of
-//   a lane: a torn tail from a crash mid-write, to be cut off;
+//   a lane: a torn tail from a crash mid-write, to be cut off. Zeros followed by other bytes
+//   that hold no valid record are one too: a torn write whose later part reached the disk
+//   and whose earlier part did not (a hole, then stale record bytes);
 // - anything else invalid (any bad record in an older segment, or a bad record followed by
 //   a valid one): corruption, reported with the byte offset; the caller sets the segment aside.
-import { FRAME_HEADER, readFrame, validFrameAfter } from '../record/frame.js';
+import { FRAME_HEADER, readFrame, skipZeros, validFrameAfter } from '../record/frame.js';
 import { decodeHeader, isRecordType, RT_HEADER, type SegmentHeader } from '../record/records.js';
 
 export interface ScannedRecord {
@@ -80,8 +84,12 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
           corruption: { offset: off, reason: `zero bytes before a valid record at ${later}` },
           records: count,
         };
-      // Zeros are not a torn record: they are space the file system extended but never wrote
-      // (or preallocated space). Appends continue at `end`; nothing needs cutting.
+      // Zeros then other bytes, in the newest segment: a torn write whose earlier part never
+      // reached the disk. The bytes after the hole were never validated: cut them all.
+      if (newest && skipZeros(buf, off) < buf.length)
+        return { header, end: off, tornAt: off, records: count };
+      // Zeros alone are not a torn record: they are space the file system extended but never
+      // wrote (or preallocated space). The log ends at `end`.
       return { header, end: off, zeroTail: true, records: count };
     }
     const reason = r.kind === 'short' ? 'incomplete record' : r.reason;

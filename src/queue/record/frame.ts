@@ -61,7 +61,7 @@ export function readFrame(buf: Buffer, off: number, validTypes: (t: number) => b
 const ZEROS = Buffer.alloc(65536);
 
 /** The first index >= `from` whose byte is not zero (buf.length if none), at memcmp speed. */
-function skipZeros(buf: Buffer, from: number): number {
+export function skipZeros(buf: Buffer, from: number): number {
   let i = from;
   for (const step of [65536, 4096, 256, 16]) {
     while (i + step <= buf.length && buf.compare(ZEROS, 0, step, i, i + step) === 0) i += step;

@@ -1,0 +1,80 @@
+// What recovery keeps of one lane's segment files, segment by segment: which segments count as
+// the newest (where a torn tail is a crash leftover, not corruption), where each one is cut,
+// and which gaps in the sequence are missing segments. Recovery (recovery.ts), which acts on
+// these answers, and `logmta log verify` (cli/log-verify.ts), which only reports them, both
+// take them from here, so the two can never disagree about a directory.
+// Invariant: reads only, through the `read` callback; the caller does any cutting.
+// Fails: whatever `read` rejects with.
+import { type SegmentScan, scanSegment } from './reader.js';
+import { segmentName } from './segment.js';
+
+export interface LaneSegment {
+  seq: number;
+  buf: Buffer;
+  /**
+   * At or after the lane's last segment that holds a record (or is corrupt). The writer creates
+   * the next segment ahead of need, so a crash can leave header-only segments after one whose
+   * last record is torn: all of them may end torn.
+   */
+  newest: boolean;
+}
+
+/**
+ * The segments of one lane in log order (`seqs` ascending), each with its bytes and whether it
+ * counts as the newest. Reads each file once.
+ */
+export async function* laneSegments(
+  seqs: readonly number[],
+  read: (seq: number) => Promise<Buffer>,
+): AsyncGenerator<LaneSegment> {
+  const bufs = new Map<number, Buffer>();
+  let newestIdx = seqs.length - 1;
+  while (newestIdx > 0) {
+    const b = await read(seqs[newestIdx]!);
+    bufs.set(newestIdx, b);
+    const s = scanSegment(b, true, () => {});
+    if (s.records > 0 || s.corruption) break;
+    newestIdx--;
+  }
+  for (let i = 0; i < seqs.length; i++) {
+    const buf = bufs.get(i) ?? (await read(seqs[i]!));
+    bufs.delete(i);
+    yield { seq: seqs[i]!, buf, newest: i >= newestIdx };
+  }
+}
+
+/** Where recovery cuts a scanned segment of `length` bytes; undefined when it keeps it whole. */
+export interface SegmentCut {
+  at: number;
+  /**
+   * A torn tail or torn header (reported as such). Otherwise the cut only removes a zero-filled
+   * tail of a newest segment, which is not damage: it is cut so that appends never leave bytes
+   * recovery did not validate after the new end of the log.
+   */
+  torn: boolean;
+}
+
+export function segmentCut(scan: SegmentScan, length: number, newest: boolean): SegmentCut | undefined {
+  if (scan.tornAt !== undefined) return scan.tornAt < length ? { at: scan.tornAt, torn: true } : undefined;
+  if (newest && scan.zeroTail && !scan.corruption && scan.end < length) return { at: scan.end, torn: false };
+  return undefined;
+}
+
+/**
+ * Gaps in the sequence numbers of a lane (every lane but `data`, whose segments are freed out
+ * of order), as "lane/0000000007.seg". A segment set aside under quarantine/ leaves an
+ * expected gap and is not reported.
+ */
+export function missingSegments(
+  lane: string,
+  seqs: readonly number[],
+  quarantined: readonly string[],
+): string[] {
+  if (lane === 'data') return [];
+  const out: string[] = [];
+  for (let i = 1; i < seqs.length; i++)
+    for (let s = seqs[i - 1]! + 1; s < seqs[i]!; s++)
+      if (!quarantined.some((n) => n.startsWith(`${lane}-${segmentName(s)}`)))
+        out.push(`${lane}/${segmentName(s)}`);
+  return out;
+}
