@@ -17,6 +17,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type Socket } from 'node:net';
+import {
+  type ConnectionOptions as TlsConnectionOptions,
+  connect as tlsConnect,
+  type TLSSocket,
+} from 'node:tls';
 import { parse, stringify } from 'smol-toml';
 import { type Config, configFromToml } from '../../src/config/index.js';
 import { type Daemon, type DaemonDeps, startDaemon } from '../../src/daemon.js';
@@ -393,7 +398,8 @@ export async function waitForMaildir(maildir: string, n = 1, timeoutMs = 10_000)
 
 /**
  * A byte-level SMTP client for tests that need to send exactly what they mean (bad input,
- * pipelined bursts, half-sent messages): write raw text, read whole replies in order.
+ * pipelined bursts, half-sent messages): write raw text, read whole replies in order. It can
+ * start TLS on the same connection (STARTTLS) or connect with TLS from the start (port 465).
  */
 export class SmtpChat {
   private buf = '';
@@ -401,29 +407,86 @@ export class SmtpChat {
   private readonly replies: string[] = [];
   private waiters: (() => void)[] = [];
   closed = false;
+  socket: Socket;
 
-  private constructor(readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      let i = this.buf.indexOf('\r\n');
-      while (i !== -1) {
-        const line = this.buf.slice(0, i + 2);
-        this.buf = this.buf.slice(i + 2);
-        this.cur += line;
-        if (line[3] !== '-') {
-          this.replies.push(this.cur);
-          this.cur = '';
-        }
-        i = this.buf.indexOf('\r\n');
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    this.bind(socket);
+  }
+
+  private readonly onData = (d: string): void => {
+    this.buf += d;
+    let i = this.buf.indexOf('\r\n');
+    while (i !== -1) {
+      const line = this.buf.slice(0, i + 2);
+      this.buf = this.buf.slice(i + 2);
+      this.cur += line;
+      if (line[3] !== '-') {
+        this.replies.push(this.cur);
+        this.cur = '';
       }
-      this.wake();
-    });
+      i = this.buf.indexOf('\r\n');
+    }
+    this.wake();
+  };
+
+  private readonly onClose = (): void => {
+    this.closed = true;
+    this.wake();
+  };
+
+  private bind(socket: Socket): void {
+    socket.setEncoding('latin1');
+    socket.on('data', this.onData);
     socket.on('error', () => {});
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
+    socket.on('close', this.onClose);
+  }
+
+  /**
+   * Wraps the connection in TLS (after the server's 220 to STARTTLS); resolves once the
+   * handshake is done. Bytes the server sent in plaintext but the test has not read are dropped.
+   */
+  async startTls(opts: TlsConnectionOptions = {}): Promise<TLSSocket> {
+    const plain = this.socket;
+    plain.off('data', this.onData);
+    plain.off('close', this.onClose);
+    this.buf = '';
+    this.cur = '';
+    const ts = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost', ...opts });
+    await new Promise<void>((res, rej) => {
+      ts.once('secureConnect', () => {
+        ts.off('error', rej);
+        res();
+      });
+      ts.once('error', rej);
     });
+    this.socket = ts;
+    this.bind(ts);
+    return ts;
+  }
+
+  /** Connects with TLS from the first byte (implicit TLS, RFC 8314) and reads the greeting. */
+  static async openTls(
+    port: number,
+    opts: TlsConnectionOptions = {},
+  ): Promise<{ chat: SmtpChat; greeting: string; tls: TLSSocket }> {
+    const ts = tlsConnect({
+      port,
+      host: '127.0.0.1',
+      rejectUnauthorized: false,
+      servername: 'localhost',
+      ...opts,
+    });
+    await new Promise<void>((res, rej) => {
+      ts.once('secureConnect', () => {
+        ts.off('error', rej);
+        res();
+      });
+      ts.once('error', rej);
+    });
+    const chat = new SmtpChat(ts);
+    const [greeting = ''] = await chat.read(1);
+    return { chat, greeting, tls: ts };
   }
 
   /** Connects (from `localAddress` when given, e.g. "127.0.0.2" to be another client). */

@@ -164,11 +164,17 @@ export class SmtpSession implements SessionContext {
     this.out = '';
   }
 
-  /** TLS is now active on the transport (after STARTTLS). RFC 3207 4.2: forget everything. */
+  /**
+   * TLS is now active on the transport (after STARTTLS). RFC 3207 4.2: discard every piece of
+   * knowledge obtained from the client before the handshake — HELO, the transaction and the
+   * AUTH identity: plaintext before STARTTLS may have come from an attacker in the path, who
+   * must not be able to fix the encrypted session to an account of its choosing.
+   */
   tlsStarted(info: TlsInfo): void {
     if (this.mode !== 'tls') return;
     this.client.tls = info;
     delete this.client.helo;
+    delete this.client.auth;
     this.esmtp = false;
     this.phase = 'init';
     this.tx = null;

@@ -1,6 +1,6 @@
 // STARTTLS (RFC 3207). Invariant: bytes the client pipelined after STARTTLS are discarded, never
 // executed (command injection defence, CVE-2011-0411 class); after the handshake the session forgets
-// HELO, transaction and everything learnt in plaintext.
+// HELO, transaction, AUTH identity and everything learnt in plaintext.
 
 import type { SmtpSession } from '../session.js';
 
