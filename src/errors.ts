@@ -10,6 +10,8 @@ export interface SmtpStatus {
   code: number;
   /** Enhanced status code (RFC 3463), e.g. "4.3.0". */
   enhanced: string;
+  /** The reply text to send as is (one line or several); absent: the error's message. */
+  text?: string | readonly string[];
 }
 
 export class MtaError extends Error {
@@ -17,7 +19,12 @@ export class MtaError extends Error {
   readonly kind: ErrorKind;
   readonly smtp: SmtpStatus | undefined;
 
-  constructor(code: string, kind: ErrorKind, message: string, opts: { smtp?: SmtpStatus; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    kind: ErrorKind,
+    message: string,
+    opts: { smtp?: SmtpStatus; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'MtaError';
     this.code = code;

@@ -7,7 +7,7 @@
 // error is reported once through `onListenerError`, never to the producer.
 import type { AttemptEvent } from '../delivery/engine.js';
 import type { DeliveryJob, QueueEvent } from '../queue/types.js';
-import type { ReceivedMessage, ServerHooks } from '../smtp/server/hooks.js';
+import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 
 export interface ClientFacts {
   ip: string;
@@ -217,14 +217,14 @@ export class EventBus {
     const accept = hooks.accept.bind(hooks);
     return {
       ...hooks,
-      accept: async (m: ReceivedMessage) => {
+      accept: async (m: ReceivedMessage, ctx?: SessionContext) => {
         const client: ClientFacts = { ip: m.client.ip };
         if (m.client.helo !== undefined) client.helo = m.client.helo;
         if (m.client.tls) client.tls = m.client.tls.protocol;
         if (m.client.auth !== undefined) client.auth = m.client.auth;
         this.pendingClients.set(m.id, { sender: m.sender, client });
         try {
-          return await accept(m);
+          return await accept(m, ctx);
         } finally {
           this.pendingClients.delete(m.id);
         }

@@ -88,6 +88,7 @@ export function makeInjector(opts: InjectorOptions): Injector {
       size: head.length + req.data.length,
       client: { ...ctx.client },
       receivedAt: now,
+      received: head,
     });
     return { id: res.queueId };
   };

@@ -205,8 +205,8 @@ function serve(socket: net.Socket, o: CustomerOptions, clock: Clock): Promise<nu
   let messages = 0;
   const hooks: ServerHooks = {
     ...o.hooks,
-    accept: async (m) => {
-      const r = await o.hooks.accept(m);
+    accept: async (m, ctx) => {
+      const r = await o.hooks.accept(m, ctx);
       messages++;
       return r;
     },

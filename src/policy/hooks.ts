@@ -1,7 +1,8 @@
 // What mail this host takes, and from whom: the SMTP server's hooks built from the
 // configuration. Relay control (never an open relay), known local users, AUTH accounts, and
 // the hand-over to the queue with each recipient's first destination (ODMR domains go straight
-// to their held lane). The server decides nothing of this itself.
+// to their held lane; a quarantined message to the hold lane). The end-of-DATA stages
+// (pipeline.ts) run before the hand-over. The server decides nothing of this itself.
 import type { Config } from '../config/index.js';
 import { cidrListContains } from '../config/index.js';
 import { domainOf, localPartOf, type Router } from '../delivery/router.js';
@@ -11,11 +12,18 @@ import { formatId, parseId } from '../queue/record/records.js';
 import type { Destination, RecipientInfo } from '../queue/types.js';
 import { reply } from '../smtp/protocol/reply.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
+import { type AcceptStage, type DraftMessage, refusal, runStages } from './pipeline.js';
 
 /** Local parts we will write into a Maildir path: no routing tricks (%, !, @, quotes), no path games. */
 const SAFE_LOCAL = /^[A-Za-z0-9#$&'*+=?^_`{|}~.-]+$/;
 
-export function makeServerHooks(config: Config, router: Router, queues: Queues, ids: IdSource): ServerHooks {
+export function makeServerHooks(
+  config: Config,
+  router: Router,
+  queues: Queues,
+  ids: IdSource,
+  stages: readonly AcceptStage[] = [],
+): ServerHooks {
   const users = new Map(config.users.map((u) => [u.name, u.password]));
   const knownLocal = new Map(
     config.local.map((l) => [l.domain, l.users ? new Set(l.users.map((u) => u.toLowerCase())) : undefined]),
@@ -67,7 +75,17 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
       return users.get(user) ?? null;
     },
 
-    async accept(m: ReceivedMessage): Promise<{ queueId: string }> {
+    async accept(received: ReceivedMessage, ctx?: SessionContext): Promise<{ queueId: string }> {
+      const m: DraftMessage = received;
+      if (stages.length > 0) {
+        const v = await runStages(stages, m, ctx);
+        if (v !== null) {
+          if ('reply' in v) throw refusal('policy', v.reply);
+          // Discarded by a filter: the client is told it was taken, and nothing is queued.
+          return { queueId: m.id };
+        }
+        if (m.recipients.length === 0) return { queueId: m.id };
+      }
       const recipients: RecipientInfo[] = m.recipients.map((r) => {
         const info: RecipientInfo = {
           address: postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address,
@@ -76,7 +94,9 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
         if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
         return info;
       });
+      const hold = m.hold;
       const destinations: Destination[] = m.recipients.map((r) => {
+        if (hold !== undefined) return { kind: 'hold' };
         const odmr = router.odmrDomainOf(domainOf(r.address));
         return odmr ? { kind: 'held', domain: odmr } : { kind: 'new' };
       });
@@ -84,6 +104,7 @@ export function makeServerHooks(config: Config, router: Router, queues: Queues, 
       if (m.client.helo) client.helo = m.client.helo;
       if (m.client.auth) client.auth = m.client.auth;
       if (m.client.tls) client.tls = m.client.tls.protocol;
+      if (hold !== undefined) client.quarantine = hold;
       const input: Parameters<Queues['accept']>[0] = {
         data: m.data,
         sender: m.sender,

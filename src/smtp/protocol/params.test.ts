@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseMailArgs, parseRcptArgs } from './params.js';
+import { paramWords, parseMailArgs, parseRcptArgs } from './params.js';
 
 function code(r: { ok: boolean; reply?: { code: number; enhanced?: string } }): string {
   return r.ok ? 'ok' : `${r.reply?.code} ${r.reply?.enhanced}`;
@@ -15,11 +15,14 @@ describe('parseMailArgs', () => {
       ok: true,
       path: { address: 'a@b.c' },
       params: { size: 1000, body: '8BITMIME', smtputf8: true, ret: 'HDRS', envid: 'abc+def', auth: 'u@x' },
+      rest: ' SIZE=1000 BODY=8bitmime SMTPUTF8 RET=hdrs ENVID=abc+2Bdef AUTH=u+40x',
     });
+    assert.ok(r.ok);
+    assert.deepEqual(paramWords(r.rest).slice(0, 2), ['SIZE=1000', 'BODY=8bitmime']);
   });
   test('the null sender and AUTH=<> are accepted', () => {
     const r = parseMailArgs('FROM:<> AUTH=<>');
-    assert.deepEqual(r, { ok: true, path: { address: '' }, params: { auth: '' } });
+    assert.deepEqual(r, { ok: true, path: { address: '' }, params: { auth: '' }, rest: ' AUTH=<>' });
   });
   test('a space after FROM: is tolerated; the keyword is case-insensitive', () => {
     assert.equal(code(parseMailArgs('from: <a@b.c>')), 'ok');
@@ -65,6 +68,7 @@ describe('parseRcptArgs', () => {
       ok: true,
       path: { address: 'a@b.c' },
       params: { notify: ['SUCCESS', 'DELAY'], orcpt: { type: 'rfc822', address: 'x+y@b.c' } },
+      rest: ' NOTIFY=success,delay ORCPT=rfc822;x+2By@b.c',
     });
   });
   test('NOTIFY=NEVER is the empty list and cannot be combined', () => {

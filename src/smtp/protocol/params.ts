@@ -33,7 +33,18 @@ export interface RcptParams {
   orcpt?: { type: string; address: string };
 }
 
-export type ArgsResult<T> = { ok: true; path: ParsedPath; params: T } | { ok: false; reply: SmtpReply };
+export type ArgsResult<T> =
+  | {
+      ok: true;
+      path: ParsedPath;
+      params: T;
+      /** The text after the path: the parameters as written (see paramWords). */
+      rest: string;
+    }
+  | { ok: false; reply: SmtpReply };
+
+/** The parameters as written, one word each (what milters are shown). */
+export const paramWords = (rest: string): string[] => rest.split(' ').filter((w) => w !== '');
 
 const KEYWORD = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 // esmtp-value: %d33-60 / %d62-126, plus UTF-8 (RFC 6531).
@@ -159,7 +170,7 @@ export function parseMailArgs(args: string): ArgsResult<MailParams> {
       reply: { code: 553, enhanced: '5.6.7', text: 'Non-ASCII address requires SMTPUTF8' },
     };
   }
-  return { ok: true, path: sp.path, params: out };
+  return { ok: true, path: sp.path, params: out, rest: sp.rest };
 }
 
 /** Parse the argument text of RCPT; `utf8` is whether the transaction's MAIL had SMTPUTF8. */
@@ -205,5 +216,5 @@ export function parseRcptArgs(args: string, utf8: boolean): ArgsResult<RcptParam
         return unknown(kw);
     }
   }
-  return { ok: true, path: sp.path, params: out };
+  return { ok: true, path: sp.path, params: out, rest: sp.rest };
 }

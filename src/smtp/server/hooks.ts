@@ -4,6 +4,10 @@
 // Invariants: `accept` resolves only when the message is durable (DESIGN.md rule 1: 250 after DATA
 // means durable); a rejection is an MtaError whose `smtp` status becomes the reply (451 4.3.0 when
 // absent). Hooks may return plain values or promises; plain values keep the fast path synchronous.
+// Filters that follow a whole session (milters, DNSBL) use the optional stage hooks: connect,
+// checkHelo, checkSender, checkRecipient, checkData, then accept — or abort when the transaction
+// ends without a message — and disconnect once at the end. The session object passed as `ctx` is
+// the same for every call of one connection, so a filter may key its per-session state on it.
 
 import type { MailParams, NotifyType } from '../protocol/params.js';
 import type { SmtpReply } from '../protocol/reply.js';
@@ -58,8 +62,14 @@ export interface ReceivedMessage {
   sender: string;
   recipients: RecipientEntry[];
   params: Pick<MailParams, 'ret' | 'envid' | 'body' | 'smtputf8' | 'size'>;
-  /** Message bytes: our Received: header first, CRLF line endings, dot-unstuffed. Not concatenated. */
+  /**
+   * Message bytes: CRLF line endings, dot-unstuffed, not concatenated. data[0] is our own
+   * Received: header, alone in its chunk (`received` is that same Buffer, so a stage that
+   * prepends more trace fields can still tell which one is ours).
+   */
   data: Buffer[];
+  /** Our Received: header field (the very chunk in `data`). */
+  received?: Buffer;
   /** Total octets in `data`. */
   size: number;
   client: ClientInfo;
@@ -70,19 +80,54 @@ export interface ReceivedMessage {
 export interface ServerHooks {
   /** A fresh, unique message id (also the queue id the client will see). */
   newMessageId(): string;
-  /** Return a reply to refuse the sender, null to accept. */
-  checkSender?(address: string, ctx: SessionContext): MaybePromise<SmtpReply | null>;
+  /**
+   * A client connected; called before the greeting. Null: 220. A 421 is sent as the greeting and
+   * the connection closed. Any other refusal persists for the whole session (as Postfix does for
+   * milters): the greeting is 554 for a 5xx, 220 for a 4xx, and every MAIL and ETRN gets it.
+   */
+  connect?(ctx: SessionContext): MaybePromise<SmtpReply | null>;
+  /**
+   * HELO/EHLO with a syntactically valid name. A 421 is sent and the connection closed; any other
+   * refusal is kept until the next HELO/EHLO and given to every MAIL (the HELO itself gets 250,
+   * Sendmail/Postfix milter behaviour, so that clients see a reason at MAIL).
+   */
+  checkHelo?(name: string, ctx: SessionContext): MaybePromise<SmtpReply | null>;
+  /**
+   * Return a reply to refuse the sender, null to accept. `params` are the ESMTP parameters as the
+   * client wrote them (e.g. "SIZE=1234"), already validated.
+   */
+  checkSender?(
+    address: string,
+    ctx: SessionContext,
+    params?: readonly string[],
+  ): MaybePromise<SmtpReply | null>;
   /**
    * Relay control and recipient validation: null to accept, or e.g. 550 5.1.1 (unknown user),
-   * 554 5.7.1 (relay denied), 450/451 (temporary).
+   * 554 5.7.1 (relay denied), 450/451 (temporary). `params` as for checkSender.
    */
-  checkRecipient?(address: string, ctx: SessionContext): MaybePromise<SmtpReply | null>;
+  checkRecipient?(
+    address: string,
+    ctx: SessionContext,
+    params?: readonly string[],
+  ): MaybePromise<SmtpReply | null>;
+  /** DATA, or the first BDAT of a transaction: a reply refuses the message before its data. */
+  checkData?(ctx: SessionContext): MaybePromise<SmtpReply | null>;
+  /**
+   * The transaction in progress ended without reaching `accept`: RSET, a new HELO/EHLO, a refused
+   * DATA/BDAT or body, a failed handler. Not called for a transaction that reached `accept`.
+   */
+  abort?(ctx: SessionContext): void;
+  /** The connection closed or was handed to another role; called once per session that started. */
+  disconnect?(ctx: SessionContext): void;
   /** Verify a PLAIN/LOGIN password. Absent: PLAIN and LOGIN are not offered. */
   verifyPassword?(username: string, password: string, ctx: SessionContext): MaybePromise<boolean>;
   /** The shared secret for CRAM-MD5, or null for an unknown user. Absent: CRAM-MD5 is not offered. */
   cramSecret?(username: string, ctx: SessionContext): MaybePromise<string | null>;
-  /** Take responsibility for a message; resolve only when it is durable. */
-  accept(message: ReceivedMessage): Promise<{ queueId: string }>;
+  /**
+   * Take responsibility for a message; resolve only when it is durable. `ctx` is the session that
+   * received it (absent for local submissions, which have none).
+   */
+  accept(message: ReceivedMessage, ctx?: SessionContext): Promise<{ queueId: string }>;
   /** ETRN (RFC 1985); when present ETRN is advertised. Answer at once (250/251/252/253/458/459). */
   etrn?(node: string, ctx: SessionContext): MaybePromise<SmtpReply>;
 }

@@ -95,6 +95,12 @@ export class SmtpSession implements SessionContext {
   bdatRefusal: SmtpReply | null = null;
   /** Plaintext bytes discarded after STARTTLS (command injection defence), for logging/tests. */
   droppedAfterStartTls = 0;
+  /** Refusals from the connect and HELO hooks, given to every MAIL and ETRN (hooks.ts). */
+  connectRefusal: SmtpReply | null = null;
+  heloRefusal: SmtpReply | null = null;
+  /** BDAT: the refusal came from a hook; the transaction ends once the chunk is read. */
+  bdatAbort = false;
+  private disconnected = false;
 
   private out = '';
   private writeBlocked = false;
@@ -131,10 +137,65 @@ export class SmtpSession implements SessionContext {
     return this.tx?.recipients.length ?? 0;
   }
 
-  /** Send the greeting. */
+  /** Send the greeting (after the connect hook, when there is one). */
   start(): void {
-    this.reply(220, undefined, `${this.opts.hostname} ${this.opts.banner}`);
+    const hook = this.hooks.connect;
+    if (hook === undefined) {
+      this.sendGreeting(null);
+      return;
+    }
+    let r: ReturnType<typeof hook>;
+    try {
+      r = hook(this);
+    } catch (e) {
+      this.greetFailed(e);
+      return;
+    }
+    if (!(r instanceof Promise)) {
+      this.sendGreeting(r);
+      return;
+    }
+    // Input waits (busy) until the greeting is out: a client talking first is still in order.
+    this.busy = true;
+    this.updateReading();
+    r.then(
+      (refusal) => {
+        this.sendGreeting(refusal);
+        this.resume();
+      },
+      (e: unknown) => {
+        this.greetFailed(e);
+        this.resume();
+      },
+    );
+  }
+
+  private sendGreeting(refusal: SmtpReply | null): void {
+    if (refusal === null) {
+      this.reply(220, undefined, `${this.opts.hostname} ${this.opts.banner}`);
+    } else if (refusal.code === 421) {
+      this.sendReply(refusal);
+      this.close();
+      return;
+    } else {
+      // RFC 5321 3.1: a 554 greeting; the reason is given to every MAIL (Postfix does the same).
+      this.connectRefusal = refusal;
+      if (refusal.code >= 500)
+        this.reply(554, undefined, `${this.opts.hostname} ESMTP not accepting connections`);
+      else this.reply(220, undefined, `${this.opts.hostname} ${this.opts.banner}`);
+    }
     this.flush();
+  }
+
+  private greetFailed(e: unknown): void {
+    this.opts.logger?.warn({ err: e, ip: this.client.ip }, 'smtp connect hook failed');
+    this.sendReply({ code: 421, enhanced: '4.3.0', text: `${this.opts.hostname} Service not available` });
+    this.close();
+  }
+
+  /** The refusal a connect or HELO hook left for this session, if any. */
+  get stickyRefusal(): SmtpReply | null {
+    return this.connectRefusal ?? this.heloRefusal;
   }
 
   /** Bytes from the client. */
@@ -160,8 +221,20 @@ export class SmtpSession implements SessionContext {
   /** The transport closed (client went away or we closed). */
   onClose(): void {
     this.mode = 'closed';
-    this.tx = null;
     this.out = '';
+    this.ended();
+  }
+
+  /** The session is over: the transaction in progress is abandoned, filters are told once. */
+  private ended(): void {
+    if (this.tx !== null) {
+      this.tx = null;
+      this.hooks.abort?.(this);
+    }
+    if (!this.disconnected) {
+      this.disconnected = true;
+      this.hooks.disconnect?.(this);
+    }
   }
 
   /**
@@ -206,7 +279,7 @@ export class SmtpSession implements SessionContext {
   detach(): Buffer {
     this.flush();
     this.mode = 'detached';
-    this.tx = null;
+    this.ended();
     return this.input.takeAll();
   }
 
@@ -249,11 +322,21 @@ export class SmtpSession implements SessionContext {
     if (this.mode === 'closed' || this.mode === 'detached') return;
     this.flush();
     this.mode = 'closed';
-    this.tx = null;
+    this.ended();
     this.io.close(destroy);
   }
 
+  /** Ends the transaction in progress without a message (filters are told: hooks.abort). */
   resetTransaction(): void {
+    if (this.tx !== null) {
+      this.tx = null;
+      this.hooks.abort?.(this);
+    }
+    if (this.phase !== 'init') this.phase = 'ready';
+  }
+
+  /** Ends the transaction whose message goes to hooks.accept (no abort: accept ends it). */
+  completeTransaction(): void {
     this.tx = null;
     if (this.phase !== 'init') this.phase = 'ready';
   }

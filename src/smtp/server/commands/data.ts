@@ -13,6 +13,7 @@ import { BodyReader, bodyErrorReply } from '../../protocol/body.js';
 import type { ReceivedMessage } from '../hooks.js';
 import { receivedHeader } from '../received.js';
 import type { SmtpSession } from '../session.js';
+import { settle } from './util.js';
 
 function newReader(s: SmtpSession, dot: boolean): BodyReader {
   return new BodyReader({
@@ -24,7 +25,7 @@ function newReader(s: SmtpSession, dot: boolean): BodyReader {
   });
 }
 
-export function data(s: SmtpSession, args: string): void {
+export function data(s: SmtpSession, args: string): void | Promise<void> {
   const tx = s.tx;
   if (args.length > 0) {
     s.badCommand(501, '5.5.4', 'Syntax: DATA');
@@ -38,9 +39,18 @@ export function data(s: SmtpSession, args: string): void {
     s.badCommand(503, '5.5.1', 'BODY=BINARYMIME requires BDAT');
     return;
   }
-  tx.body = newReader(s, true);
-  s.mode = 'data';
-  s.reply(354, undefined, 'End data with <CR><LF>.<CR><LF>');
+  const start = (): void => {
+    tx.body = newReader(s, true);
+    s.mode = 'data';
+    s.reply(354, undefined, 'End data with <CR><LF>.<CR><LF>');
+  };
+  const hook = s.hooks.checkData;
+  if (hook === undefined) return start();
+  return settle(hook(s), (refusal) => {
+    if (refusal === null) return start();
+    s.sendReply(refusal);
+    s.resetTransaction();
+  });
 }
 
 const BDAT_ARGS = /^(\d{1,15})( +LAST)?$/i;
@@ -56,15 +66,33 @@ export function bdat(s: SmtpSession, args: string): void | Promise<void> {
   s.bdatRemaining = size;
   s.bdatLast = m[2] !== undefined;
   s.bdatRefusal = null;
+  s.bdatAbort = false;
   const tx = s.tx;
   if (s.phase === 'init') s.bdatRefusal = { code: 503, enhanced: '5.5.1', text: 'Send HELO/EHLO first' };
   else if (tx === null) s.bdatRefusal = { code: 503, enhanced: '5.5.1', text: 'Need MAIL before BDAT' };
   else if (tx.recipients.length === 0)
     s.bdatRefusal = { code: 554, enhanced: '5.5.1', text: 'No valid recipients' };
-  else {
+  else if (tx.body === undefined && s.hooks.checkData !== undefined) {
+    // The first chunk of a transaction: the filters' DATA stage decides before it is read (the
+    // session is busy meanwhile, so the chunk's bytes wait in the input buffer).
+    return settle(s.hooks.checkData(s), (refusal) => {
+      if (refusal !== null) {
+        s.bdatRefusal = refusal;
+        s.bdatAbort = true;
+      } else {
+        tx.body = newReader(s, false);
+        s.phase = 'bdat';
+      }
+      return readChunk(s, size);
+    });
+  } else {
     if (tx.body === undefined) tx.body = newReader(s, false);
     s.phase = 'bdat';
   }
+  return readChunk(s, size);
+}
+
+function readChunk(s: SmtpSession, size: number): void | Promise<void> {
   s.mode = 'bdat';
   if (size === 0) {
     s.mode = 'command';
@@ -76,6 +104,13 @@ export function finishBdat(s: SmtpSession): void | Promise<void> {
   const refusal = s.bdatRefusal;
   if (refusal !== null) {
     s.bdatRefusal = null;
+    if (s.bdatAbort) {
+      // A filter refused the message: its reply, not a protocol error; later BDATs get 503.
+      s.bdatAbort = false;
+      s.sendReply(refusal);
+      s.resetTransaction();
+      return;
+    }
     s.badCommand(refusal.code, refusal.enhanced ?? '5.5.1', String(refusal.text));
     return;
   }
@@ -141,16 +176,18 @@ function finishMessage(s: SmtpSession): Promise<void> {
     size: body.size + header.length,
     client,
     receivedAt: now,
+    received: header,
   };
-  s.resetTransaction();
-  return s.hooks.accept(msg).then(
+  s.completeTransaction();
+  return s.hooks.accept(msg, s).then(
     ({ queueId }) => {
       s.reply(250, '2.0.0', `Ok: queued as ${queueId}`);
       s.opts.logger?.debug({ id: msg.id, queueId, size: msg.size, rcpts: msg.recipients.length }, 'accepted');
     },
     (e: unknown) => {
       const st = smtpStatusOf(e);
-      s.reply(st.code, st.enhanced, isMtaError(e) && e.smtp ? e.message : 'Local error in processing');
+      const text = isMtaError(e) && e.smtp ? (e.smtp.text ?? e.message) : 'Local error in processing';
+      s.reply(st.code, st.enhanced, text);
       s.opts.logger?.warn({ id: msg.id, err: e }, 'accept failed');
     },
   );

@@ -3,6 +3,7 @@
 // (STARTTLS only before TLS, AUTH mechanisms per the TLS/loopback rule, ETRN only with a hook).
 
 import type { SmtpSession } from '../session.js';
+import { settle } from './util.js';
 
 /**
  * What HELO, EHLO (and the ODMR listener's EHLO) share: a name is required, any transaction is
@@ -20,13 +21,35 @@ export function greet(s: SmtpSession, verb: 'HELO' | 'EHLO', args: string): bool
   return true;
 }
 
-export function helo(s: SmtpSession, args: string): void {
-  if (!greet(s, 'HELO', args)) return;
-  s.reply(250, undefined, s.opts.hostname);
+/**
+ * Runs the HELO hook, if any: a 421 closes the session, another refusal is kept for MAIL (see
+ * hooks.ts), and `answer` sends the normal reply.
+ */
+function afterHook(s: SmtpSession, name: string, answer: () => void): void | Promise<void> {
+  const hook = s.hooks.checkHelo;
+  if (hook === undefined) return answer();
+  return settle(hook(name, s), (refusal) => {
+    if (refusal !== null && refusal.code === 421) {
+      s.sendReply(refusal);
+      s.close();
+      return;
+    }
+    s.heloRefusal = refusal;
+    answer();
+  });
 }
 
-export function ehlo(s: SmtpSession, args: string): void {
+export function helo(s: SmtpSession, args: string): void | Promise<void> {
+  if (!greet(s, 'HELO', args)) return;
+  return afterHook(s, args, () => s.reply(250, undefined, s.opts.hostname));
+}
+
+export function ehlo(s: SmtpSession, args: string): void | Promise<void> {
   if (!greet(s, 'EHLO', args)) return;
+  return afterHook(s, args, () => ehloReply(s, args));
+}
+
+function ehloReply(s: SmtpSession, args: string): void {
   const o = s.opts;
   const lines = [
     `${o.hostname} Hello ${args} [${s.client.ip}]`,

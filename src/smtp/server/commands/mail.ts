@@ -1,10 +1,11 @@
 // MAIL FROM and RCPT TO (RFC 5321 4.1.1.2-3) with SIZE, BODY, SMTPUTF8, DSN and AUTH parameters.
 // Invariants: a transaction starts only after the sender is accepted; its message id is taken from
 // hooks.newMessageId() then (our Received: header needs it before the queue has seen the message).
-// Submission mode refuses MAIL before AUTH (530 5.7.0). At most maxRecipients recipients
+// Submission mode refuses MAIL before AUTH (530 5.7.0). A refusal left by the connect or HELO hook
+// answers every MAIL. At most maxRecipients recipients
 // (452 4.5.3 beyond). Duplicate recipients are kept as given (delivery de-duplicates).
 
-import { parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
+import { paramWords, parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
 import type { RecipientEntry } from '../hooks.js';
 import type { SmtpSession } from '../session.js';
 import { settle } from './util.js';
@@ -34,6 +35,11 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
     s.reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
     return;
   }
+  const sticky = s.stickyRefusal;
+  if (sticky !== null) {
+    s.sendReply(sticky);
+    return;
+  }
   const address = r.path.address;
   const start = (): void => {
     s.tx = { id: s.hooks.newMessageId(), sender: address, params: p, recipients: [] };
@@ -42,7 +48,7 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
     s.reply(250, '2.1.0', 'Ok');
   };
   if (!s.hooks.checkSender) return start();
-  return settle(s.hooks.checkSender(address, s), (refusal) => {
+  return settle(s.hooks.checkSender(address, s, paramWords(r.rest)), (refusal) => {
     if (refusal) s.sendReply(refusal);
     else start();
   });
@@ -79,7 +85,7 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
     s.reply(250, '2.1.5', 'Ok');
   };
   if (!s.hooks.checkRecipient) return add();
-  return settle(s.hooks.checkRecipient(entry.address, s), (refusal) => {
+  return settle(s.hooks.checkRecipient(entry.address, s, paramWords(r.rest)), (refusal) => {
     if (refusal) s.sendReply(refusal);
     else add();
   });

@@ -52,6 +52,11 @@ export function etrn(s: SmtpSession, args: string): void | Promise<void> {
     s.badCommand(501, '5.5.4', 'Syntax Error in Parameters');
     return;
   }
+  const sticky = s.stickyRefusal;
+  if (sticky !== null) {
+    s.sendReply(sticky);
+    return;
+  }
   let r: ReturnType<typeof hook>;
   try {
     r = hook(args, s);

@@ -7,6 +7,6 @@ function isPromise<T>(v: MaybePromise<T>): v is Promise<T> {
   return typeof (v as { then?: unknown } | null)?.then === 'function';
 }
 
-export function settle<T>(v: MaybePromise<T>, fn: (v: T) => void): void | Promise<void> {
+export function settle<T>(v: MaybePromise<T>, fn: (v: T) => void | Promise<void>): void | Promise<void> {
   return isPromise(v) ? v.then(fn) : fn(v);
 }
