@@ -1,28 +1,49 @@
 #!/usr/bin/env bash
-# Receive and relay benchmark, logmta against Postfix in one run, on this machine, loopback only.
+# Receive and relay benchmark: logmta, Postfix and the protocol ceiling side by side in one run,
+# in alternating rounds, on this machine, loopback only.
 #   bench/mta-bench.sh [--quick]
-# For each message size and session count, Postfix's smtp-source injects N messages (one
-# recipient each) into the MTA, which relays everything to a counting sink (countsink.c from
-# the shared bench kit). Printed per run: accepted messages/s (inject time) and end-to-end
-# messages/s (until the sink has all N). Then, at 50 sessions, logmta with fdatasync switched
-# off (a benchmark-only flag) to show what durability costs, and the ratios.
-# logmta runs with its default logging (JSON lines at info level, to a file), as Postfix does.
-# Env: N (default 20000; --quick 5000), SIZES ("4096 65536"), CONCS ("1 10 50"), TMO (300).
+# A round is three runs back to back: logmta, Postfix, then the ceiling (Postfix's smtp-source
+# straight into the C counting sink, no MTA between). In each run smtp-source injects N messages
+# (one recipient each) over CONC sessions; the MTA relays everything to a fresh counting sink
+# (countsink.c from the shared bench kit). Per run: accepted messages/s (inject time), end-to-end
+# messages/s (until the sink has all N), and the MTA's CPU seconds per 1,000 messages read from
+# /proc (logmta: its process; Postfix: the master, its live children and the children it reaped).
+# The summary prints medians over the rounds, every round's figures, and the ratios.
+# logmta runs with its default logging (JSON lines at info level, to a file), as Postfix does,
+# and with fdatasync on; NOSYNC=1 adds one fdatasync-off logmta run per size to show the cost.
+# Env: ROUNDS (3), N (10000; --quick 5000), SIZES ("4096 65536"; --quick "4096"), CONC (50),
+#      TMO (300 s per run), NOSYNC (0). Needs root (Postfix) and the shared bench kit.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 kit=${BENCH_KIT:-$root/../shared/bench}
-[ -x "$kit/load.sh" ] || [ -f "$kit/load.sh" ] || { echo "bench kit not found at $kit (set BENCH_KIT)" >&2; exit 2; }
-N=${N:-20000} SIZES=${SIZES:-"4096 65536"} CONCS=${CONCS:-"1 10 50"} TMO=${TMO:-300}
-if [ "${1:-}" = "--quick" ]; then N=5000 SIZES="4096" CONCS="50"; fi
-LPORT=${LPORT:-2700} LSINK=${LSINK:-2701} PPORT=${PPORT:-2702} PSINK=${PSINK:-2703}
+[ -f "$kit/load.sh" ] || { echo "bench kit not found at $kit (set BENCH_KIT)" >&2; exit 2; }
+ROUNDS=${ROUNDS:-3} N=${N:-10000} SIZES=${SIZES:-"4096 65536"} CONC=${CONC:-50} TMO=${TMO:-300}
+NOSYNC=${NOSYNC:-0}
+if [ "${1:-}" = "--quick" ]; then N=5000 SIZES="4096"; fi
+LPORT=${LPORT:-2700} LSINK=${LSINK:-2701} PPORT=${PPORT:-2702} PSINK=${PSINK:-2703} CPORT=${CPORT:-2704}
 work=$(mktemp -d /tmp/mta-bench.XXXXXX)
 out=$work/results.txt
 cleanup() { pkill -f "logmta.js serve --config $work" 2>/dev/null; bash "$kit/postfix-stop.sh" >/dev/null 2>&1; }
 trap cleanup EXIT
 
 (cd "$root" && npx tsc -p tsconfig.json) || exit 1
+HZ=$(getconf CLK_TCK)
 
+# CPU ticks (user+system) of one process: fields 14, 15 of /proc/PID/stat (after the comm field).
+proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Postfix: the master's reaped children (cutime+cstime) plus every live process under it.
+postfix_ticks() {
+  local master
+  master=$(head -n 1 /var/spool/postfix/pid/master.pid 2>/dev/null | tr -d ' ')
+  [ -n "$master" ] || { echo 0; return; }
+  {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$master/stat" 2>/dev/null
+    for c in $(pgrep -P "$master"); do proc_ticks "$c"; done
+  } | awk '{ s += $1 } END { print s + 0 }'
+}
+
+LOGMTA_PID=""
 start_logmta() { # $1: extra flags
   rm -rf "$work/data"
   cat > "$work/logmta.toml" <<CF
@@ -37,6 +58,7 @@ domain = "*"
 host = "127.0.0.1:$LSINK"
 CF
   node "$root/bin/logmta.js" serve --config "$work/logmta.toml" $1 > "$work/logmta.log" 2>&1 &
+  LOGMTA_PID=$!
   for _ in $(seq 1 100); do ss -ltnH "sport = :$LPORT" | grep -q . && return 0; sleep 0.1; done
   echo "logmta did not start" >&2; cat "$work/logmta.log" >&2; exit 1
 }
@@ -44,69 +66,41 @@ stop_logmta() {
   pkill -TERM -f "logmta.js serve --config $work" 2>/dev/null
   for _ in $(seq 1 100); do pgrep -f "logmta.js serve --config $work" >/dev/null || break; sleep 0.1; done
 }
-# p50/p99 ms from "queued" to "delivered", and deliveries per connection, from logmta's log.
-logmta_latency() {
-  node -e '
-    const fs = require("fs"); const q = new Map(); const d = [];
-    let stats;
-    for (const line of fs.readFileSync(process.argv[1], "utf8").split("\n")) {
-      if (!line.startsWith("{")) continue; const e = JSON.parse(line);
-      if (e.msg === "received" || e.msg === "queued") q.set(e.id, e.time);
-      else if (e.msg === "delivered" && q.has(e.id)) d.push(e.time - q.get(e.id));
-      else if (e.msg === "stopped") stats = e;
-    }
-    d.sort((a, b) => a - b);
-    const p = (x) => d.length ? d[Math.min(d.length - 1, Math.floor(x * d.length))] : NaN;
-    const per = stats && stats.connections ? (stats.transactions / stats.connections).toFixed(0) : "?";
-    console.log(`latency_p50_ms=${p(0.5)} latency_p99_ms=${p(0.99)} deliveries_per_connection=${per}`);
-  ' "$1"
+
+# One run; appends "system=NAME round=R <load.sh line> cpu_s_per_1000=X" to $out.
+run() { # name round port sink size ticks-function
+  local name=$1 round=$2 port=$3 sink=$4 size=$5 ticks=$6 c0 c1 line cpu
+  c0=$($ticks)
+  line=$(bash "$kit/load.sh" 127.0.0.1 "$port" "$size" "$CONC" "$N" "$sink" "$TMO")
+  c1=$($ticks)
+  cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v n="$N" 'BEGIN { printf "%.3f", (b - a) / hz * 1000 / n }')
+  echo "system=$name round=$round $line cpu_s_per_1000=$cpu" | tee -a "$out"
 }
+logmta_ticks() { proc_ticks "$LOGMTA_PID"; }
+no_ticks() { echo 0; }
 
-run() { # name port sink size conc
-  local line
-  line=$(bash "$kit/load.sh" 127.0.0.1 "$2" "$4" "$5" "$N" "$3" "$TMO")
-  echo "system=$1 $line" | tee -a "$out"
-}
-
-echo "== logmta (fdatasync on, default logging)"
-for size in $SIZES; do for conc in $CONCS; do
-  start_logmta ""
-  run logmta "$LPORT" "$LSINK" "$size" "$conc"
-  stop_logmta
-  echo "system=logmta size=$size conc=$conc $(logmta_latency "$work/logmta.log")" | tee -a "$out"
-done; done
-
-echo "== logmta (fdatasync OFF: benchmark-only)"
-for size in $SIZES; do
-  start_logmta "--unsafe-no-sync"
-  run logmta-nosync "$LPORT" "$LSINK" "$size" 50
-  stop_logmta
-done
-
-echo "== postfix (default durability)"
 bash "$kit/postfix-setup.sh" "127.0.0.1:$PPORT" "$PSINK" >/dev/null 2>&1 || { echo "postfix setup failed" >&2; exit 1; }
-for size in $SIZES; do for conc in $CONCS; do
-  bash "$kit/postfix-queue.sh" reset >/dev/null
-  run postfix "$PPORT" "$PSINK" "$size" "$conc"
-done; done
+for size in $SIZES; do
+  for round in $(seq 1 "$ROUNDS"); do
+    echo "== size $size, round $round of $ROUNDS"
+    start_logmta ""
+    sleep 1
+    run logmta "$round" "$LPORT" "$LSINK" "$size" logmta_ticks
+    stop_logmta
+    bash "$kit/postfix-queue.sh" reset >/dev/null
+    run postfix "$round" "$PPORT" "$PSINK" "$size" postfix_ticks
+    run ceiling "$round" "$CPORT" "$CPORT" "$size" no_ticks
+  done
+  if [ "$NOSYNC" = 1 ]; then
+    start_logmta "--unsafe-no-sync"
+    sleep 1
+    run logmta-nosync 1 "$LPORT" "$LSINK" "$size" logmta_ticks
+    stop_logmta
+  fi
+done
 bash "$kit/postfix-stop.sh" >/dev/null 2>&1
 
 echo
-echo "== summary ($(date -u +%FT%TZ), N=$N)"
-node -e '
-  const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => Object.fromEntries(l.split(" ").map((kv) => kv.split("="))));
-  const get = (sys, size, conc, k) => { const r = rows.find((r) => r.system === sys && r.size === size && r.conc === conc && r[k] !== undefined); return r ? Number(r[k]) : NaN; };
-  const sizes = [...new Set(rows.map((r) => r.size).filter(Boolean))];
-  const concs = [...new Set(rows.filter((r) => r.system === "postfix").map((r) => r.conc))];
-  console.log("size   sessions  logmta acc/s  postfix acc/s  ratio  logmta e2e/s  postfix e2e/s  ratio  p50ms  p99ms  per-conn");
-  for (const s of sizes) for (const c of concs) {
-    const la = get("logmta", s, c, "accept_mps"), pa = get("postfix", s, c, "accept_mps");
-    const le = get("logmta", s, c, "e2e_mps"), pe = get("postfix", s, c, "e2e_mps");
-    console.log([s.padEnd(6), c.padStart(8), String(la).padStart(13), String(pa).padStart(14), (la / pa).toFixed(1).padStart(6), String(le).padStart(13), String(pe).padStart(14), (le / pe).toFixed(1).padStart(6), String(get("logmta", s, c, "latency_p50_ms")).padStart(6), String(get("logmta", s, c, "latency_p99_ms")).padStart(6), String(get("logmta", s, c, "deliveries_per_connection")).padStart(9)].join(" "));
-  }
-  for (const s of sizes) {
-    const on = get("logmta", s, "50", "accept_mps"), off = get("logmta-nosync", s, "50", "accept_mps");
-    console.log(`durability cost at ${s} bytes, 50 sessions: with fdatasync ${on}/s, without ${off}/s = ${(100 * on / off).toFixed(0)}%`);
-  }
-' "$out"
+echo "== summary ($(date -u +%FT%TZ), $(nproc) cores, N=$N per run, $CONC sessions, $ROUNDS rounds)"
+node "$here/mta-bench-summary.mjs" "$out"
 echo "raw results: $out"
