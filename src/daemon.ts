@@ -13,7 +13,8 @@ import { recoveryProgress } from './cli/progress.js';
 import type { Config } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
-import { systemResolver, type DnsResolver } from './delivery/mx.js';
+import { DnsClient } from './dns/client.js';
+import type { DnsResolver } from './dns/types.js';
 import { ConnectionPool } from './delivery/pool.js';
 import { makeReporter } from './delivery/reports.js';
 import { Router } from './delivery/router.js';
@@ -46,6 +47,8 @@ export interface Daemon {
   queues: Queues;
   engine: DeliveryEngine;
   pool: ConnectionPool;
+  /** The resolver every lookup goes through ([dns], or the one injected). */
+  resolver: DnsResolver;
   listeners: SmtpListener[];
   /** Addresses actually bound (port 0 resolved), by role. */
   addresses: { smtp: string[]; submission: string[]; odmr: string[] };
@@ -56,6 +59,19 @@ export interface Daemon {
   /** Prometheus metrics (GET /metrics on the HTTP admin listener) and the dashboard's figures. */
   metrics: Metrics;
   stop(graceMs?: number): Promise<void>;
+}
+
+function dnsClient(config: Config, clock: Clock): DnsClient {
+  const d = config.dns;
+  return new DnsClient({
+    ...(d.servers.length > 0 ? { servers: d.servers } : {}),
+    timeoutMs: d.timeoutMs,
+    attempts: d.attempts,
+    cacheSize: d.cacheSize,
+    maxTtlMs: d.maxTtlMs,
+    maxNegativeTtlMs: d.maxNegativeTtlMs,
+    clock,
+  });
 }
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
@@ -117,7 +133,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         'messages whose data is missing',
       );
   }
-  const resolver = deps.resolver ?? systemResolver();
+  // Every lookup (MX routing, probes, SPF/DKIM/DMARC, DNSBL) goes through this one resolver.
+  const resolver = deps.resolver ?? dnsClient(config, clock);
   const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25);
   const pool = new ConnectionPool({
     clientOptions: { name: config.hostname, clock, timeouts: { connect: config.delivery.connectTimeoutMs } },
@@ -232,6 +249,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     queues,
     engine,
     pool,
+    resolver,
     listeners,
     addresses,
     admin,

@@ -15,7 +15,6 @@ import { collect } from '../odmr/index.js';
 import { makeServerHooks } from '../policy/hooks.js';
 import { IdSource } from '../queue/ids.js';
 import { Router } from '../delivery/router.js';
-import { systemResolver } from '../delivery/mx.js';
 import type { Io } from './main.js';
 
 const USAGE =
@@ -88,7 +87,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   try {
     const hooks = makeServerHooks(
       config,
-      new Router(config, systemResolver()),
+      new Router(config, daemon.resolver),
       daemon.queues,
       new IdSource(),
     );

@@ -74,4 +74,12 @@ export const DEFAULTS = {
     format: 'json' as const,
     level: 'info' as const,
   },
+  dns: {
+    port: 53,
+    timeout: '2s',
+    attempts: 2,
+    cacheSize: 10_000,
+    maxTtl: '1h',
+    maxNegativeTtl: '15m',
+  },
 } as const;

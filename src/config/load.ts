@@ -13,6 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { MtaError } from '../errors.js';
 import { checkConfig } from './checks.js';
+import { readDns } from './auth-sections.js';
 import { DEFAULTS } from './defaults.js';
 import { isHostName } from './net.js';
 import { Problems, Section } from './reader.js';
@@ -155,6 +156,7 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
     odmr: readOdmr(root.table('odmr'), empty('odmr'), paths),
     admin: readAdmin(root.table('admin'), empty('admin'), paths),
     log: readLog(root.table('log'), empty('log')),
+    dns: readDns(root.table('dns'), empty('dns')),
   };
   root.finish();
   checkConfig(config, problems);

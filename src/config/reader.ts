@@ -109,6 +109,16 @@ export class Section {
     return v;
   }
 
+  /** An integer of at least zero. */
+  nonNegativeInt(k: string): number | undefined {
+    const v = this.raw(k);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      return this.expect(k, 'an integer of at least 0', v);
+    }
+    return v;
+  }
+
   /** Milliseconds; zero only when allowed. */
   duration(k: string, opts: { allowZero?: boolean } = {}): number | undefined {
     const v = this.raw(k);

@@ -37,6 +37,8 @@ export interface Config {
   odmr: OdmrConfig;
   admin: AdminConfig;
   log: LogConfig;
+  /** How every DNS lookup is made ([dns]). */
+  dns: DnsConfig;
 }
 
 export interface SmtpConfig {
@@ -183,4 +185,19 @@ export interface AdminConfig {
 export interface LogConfig {
   format: LogFormat;
   level: LogLevel;
+}
+
+export interface DnsConfig {
+  /** Servers asked in order; empty = the system resolver's nameservers (/etc/resolv.conf). */
+  servers: HostPort[];
+  /** Bound of one exchange with one server. */
+  timeoutMs: number;
+  /** Rounds over the server list before a lookup fails. */
+  attempts: number;
+  /** Cached answers at most; 0 = no cache. */
+  cacheSize: number;
+  /** Cap of a positive answer's TTL in the cache. */
+  maxTtlMs: number;
+  /** Cap of a negative (NXDOMAIN/NODATA) answer's TTL in the cache. */
+  maxNegativeTtlMs: number;
 }

@@ -22,6 +22,8 @@ function fakeResolver(t: {
     resolveMx: (d) => look(t.mx, d),
     resolve4: (h) => look(t.a, h),
     resolve6: (h) => look(t.aaaa, h),
+    resolveTxt: () => Promise.reject(dnsError('ENODATA')),
+    resolvePtr: () => Promise.reject(dnsError('ENODATA')),
   };
 }
 

@@ -5,21 +5,11 @@
 // Fails with MtaError: permanent for NXDOMAIN (550 5.1.2), Null MX (556 5.1.10, RFC 7505) and a
 // domain with no mail-capable records; transient for SERVFAIL, timeouts and other resolver trouble.
 
-import { Resolver } from 'node:dns/promises';
 import net from 'node:net';
+import type { DnsResolver, MxRecord } from '../dns/types.js';
 import { MtaError } from '../errors.js';
 
-export interface MxRecord {
-  exchange: string;
-  priority: number;
-}
-
-/** The subset of node:dns/promises we use; tests inject their own. */
-export interface DnsResolver {
-  resolveMx(domain: string): Promise<MxRecord[]>;
-  resolve4(host: string): Promise<string[]>;
-  resolve6(host: string): Promise<string[]>;
-}
+export type { DnsResolver, MxRecord } from '../dns/types.js';
 
 export interface MxCandidate {
   host: string;
@@ -28,18 +18,6 @@ export interface MxCandidate {
   preference: number;
   /** The host name `host` (an address) was looked up from: TLS server name, logs, Remote-MTA. */
   name?: string;
-}
-
-export function systemResolver(
-  opts: { timeoutMs?: number; tries?: number; servers?: string[] } = {},
-): DnsResolver {
-  const r = new Resolver({ timeout: opts.timeoutMs ?? 10_000, tries: opts.tries ?? 2 });
-  if (opts.servers) r.setServers(opts.servers);
-  return {
-    resolveMx: (d) => r.resolveMx(d),
-    resolve4: (h) => r.resolve4(h),
-    resolve6: (h) => r.resolve6(h),
-  };
 }
 
 export interface MxOptions {

@@ -25,6 +25,8 @@ const noDns: DnsResolver = {
   resolveMx: async () => [],
   resolve4: async () => [],
   resolve6: async () => [],
+  resolveTxt: async () => [],
+  resolvePtr: async () => [],
 };
 
 interface Stack {

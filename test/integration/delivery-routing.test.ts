@@ -74,6 +74,8 @@ function fakeResolver(t: {
       queries.push(`AAAA ${h}`);
       return answer(undefined, t.a?.[h] ? 'ENODATA' : 'ENOTFOUND');
     },
+    resolveTxt: () => answer(undefined, 'ENODATA'),
+    resolvePtr: () => answer(undefined, 'ENODATA'),
   };
 }
 

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MtaEvent } from '../../src/admin/events.js';
 import { sendMail } from '../../src/delivery/testkit.js';
-import { systemResolver } from '../../src/delivery/mx.js';
 import { Router } from '../../src/delivery/router.js';
 import { collect } from '../../src/odmr/index.js';
 import { makeServerHooks } from '../../src/policy/hooks.js';
@@ -157,7 +156,7 @@ describe('logmta customer and logmta provider', () => {
     const proxy = await cuttingProxy(odmrPort, 2);
     try {
       const cfg = c.config;
-      const hooks = makeServerHooks(cfg, new Router(cfg, systemResolver()), c.daemon.queues, new IdSource());
+      const hooks = makeServerHooks(cfg, new Router(cfg, c.daemon.resolver), c.daemon.queues, new IdSource());
       const opts = {
         host: '127.0.0.1',
         user: 'acme',

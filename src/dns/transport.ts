@@ -1,0 +1,187 @@
+// One DNS question to one server, over UDP (with EDNS0, 1232-byte answers) and over TCP when the
+// UDP answer was truncated (RFC 7766). Encoding and decoding are dns-packet's.
+// Invariants: an answer is taken only if its id, QR bit and question match what was sent (from a
+// connected socket, so only from the server asked); every socket is closed on every path, and
+// the caller's deadline bounds each exchange.
+// Fails with DnsError: ETIMEOUT (no answer in time), ECONNREFUSED (ICMP unreachable or a refused
+// TCP connection), EBADRESP (an answer that does not decode). The rcode is the caller's business.
+
+import { randomInt } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import packet, { type DecodedPacket, type Packet } from 'dns-packet';
+import { DnsError, type LookupType } from './types.js';
+
+export interface DnsServer {
+  host: string;
+  port: number;
+}
+
+/** The payload size we advertise: what fits in one packet on every path (DNS flag day 2020). */
+const EDNS_PAYLOAD = 1232;
+
+function question(name: string, type: LookupType, id: number, edns: boolean): Packet {
+  const p: Packet = {
+    type: 'query',
+    id,
+    flags: packet.RECURSION_DESIRED,
+    questions: [{ type, name, class: 'IN' }],
+  };
+  if (edns)
+    p.additionals = [
+      {
+        type: 'OPT',
+        name: '.',
+        udpPayloadSize: EDNS_PAYLOAD,
+        extendedRcode: 0,
+        ednsVersion: 0,
+        flags: 0,
+        flag_do: false,
+        options: [],
+      },
+    ];
+  return p;
+}
+
+function matches(r: DecodedPacket, id: number, name: string, type: LookupType): boolean {
+  const q = r.questions?.[0];
+  return (
+    r.id === id &&
+    r.type === 'response' &&
+    q !== undefined &&
+    q.type === type &&
+    q.name.toLowerCase() === name.toLowerCase()
+  );
+}
+
+function socketError(e: unknown, name: string, type: LookupType, server: DnsServer): DnsError {
+  const code = (e as NodeJS.ErrnoException).code;
+  const where = `${server.host}:${server.port}`;
+  if (code === 'ECONNREFUSED') return new DnsError('ECONNREFUSED', name, type, `${where} refused the query`);
+  return new DnsError('ECONNREFUSED', name, type, `${where}: ${code ?? (e as Error).message}`);
+}
+
+/** Sends the question over UDP; resolves with the first matching answer (possibly truncated). */
+export function queryUdp(
+  server: DnsServer,
+  name: string,
+  type: LookupType,
+  timeoutMs: number,
+): Promise<DecodedPacket> {
+  const id = randomInt(0x10000);
+  const msg = packet.encode(question(name, type, id, true));
+  const sock = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
+  return new Promise<DecodedPacket>((resolve, reject) => {
+    let done = false;
+    const finish = (err: DnsError | null, r?: DecodedPacket): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.close();
+      if (err) reject(err);
+      else resolve(r as DecodedPacket);
+    };
+    const timer = setTimeout(
+      () =>
+        finish(
+          new DnsError(
+            'ETIMEOUT',
+            name,
+            type,
+            `no answer from ${server.host}:${server.port} in ${timeoutMs} ms`,
+          ),
+        ),
+      timeoutMs,
+    );
+    sock.on('message', (buf) => {
+      let r: DecodedPacket;
+      try {
+        r = packet.decode(buf);
+      } catch {
+        return; // not an answer to anything: keep waiting for the real one
+      }
+      if (matches(r, id, name, type)) finish(null, r);
+    });
+    sock.on('error', (e) => finish(socketError(e, name, type, server)));
+    sock.connect(server.port, server.host, () => {
+      sock.send(msg, (e) => {
+        if (e) finish(socketError(e, name, type, server));
+      });
+    });
+  });
+}
+
+/** Asks over TCP (two-byte length prefix), for answers too large for a datagram. */
+export function queryTcp(
+  server: DnsServer,
+  name: string,
+  type: LookupType,
+  timeoutMs: number,
+): Promise<DecodedPacket> {
+  const id = randomInt(0x10000);
+  const msg = packet.streamEncode(question(name, type, id, false));
+  return new Promise<DecodedPacket>((resolve, reject) => {
+    let done = false;
+    let buf: Buffer = Buffer.alloc(0);
+    const sock = net.connect({ host: server.host, port: server.port });
+    const finish = (err: DnsError | null, r?: DecodedPacket): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(r as DecodedPacket);
+    };
+    const timer = setTimeout(
+      () =>
+        finish(
+          new DnsError(
+            'ETIMEOUT',
+            name,
+            type,
+            `no TCP answer from ${server.host}:${server.port} in ${timeoutMs} ms`,
+          ),
+        ),
+      timeoutMs,
+    );
+    sock.on('connect', () => sock.write(msg));
+    sock.on('data', (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      if (buf.length < 2) return;
+      const len = buf.readUInt16BE(0);
+      if (buf.length < 2 + len) return;
+      let r: DecodedPacket;
+      try {
+        r = packet.decode(buf.subarray(2, 2 + len));
+      } catch {
+        finish(
+          new DnsError('EBADRESP', name, type, `undecodable TCP answer from ${server.host}:${server.port}`),
+        );
+        return;
+      }
+      if (matches(r, id, name, type)) finish(null, r);
+      else
+        finish(
+          new DnsError('EBADRESP', name, type, `mismatched TCP answer from ${server.host}:${server.port}`),
+        );
+    });
+    sock.on('error', (e) => finish(socketError(e, name, type, server)));
+    sock.on('close', () =>
+      finish(
+        new DnsError('EBADRESP', name, type, `${server.host}:${server.port} closed the TCP connection early`),
+      ),
+    );
+  });
+}
+
+/** UDP, then TCP if the answer came back truncated. */
+export async function query(
+  server: DnsServer,
+  name: string,
+  type: LookupType,
+  timeoutMs: number,
+): Promise<DecodedPacket> {
+  const r = await queryUdp(server, name, type, timeoutMs);
+  if (!r.flag_tc) return r;
+  return queryTcp(server, name, type, timeoutMs);
+}

@@ -1,0 +1,96 @@
+// MX routing through real DNS: a logmta whose [dns] points at a real DNS server on loopback
+// (unbound, test/support/dns-server.ts) routes by the MX and A records it serves, fails a Null MX
+// or NXDOMAIN domain permanently with a bounce, and retries a domain whose DNS fails for now
+// until the lookup works.
+import assert from 'node:assert/strict';
+import { afterEach, describe, test } from 'node:test';
+import { parseDsn, sendMail, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
+import { type DnsZones, hasUnbound, startDnsServer, type TestDnsServer } from '../support/dns-server.js';
+import { SmtpSink } from '../support/sink.js';
+
+const skip = hasUnbound() ? false : 'unbound not installed';
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function dnsServer(z: DnsZones): Promise<TestDnsServer> {
+  const s = await startDnsServer(z);
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+async function sink(): Promise<SmtpSink> {
+  const s = await SmtpSink.start({});
+  cleanups.push(() => s.close());
+  return s;
+}
+
+/** A daemon asking `dns` for everything, delivering MX hosts on `mxPort` (the sink's port). */
+async function daemon(dns: TestDnsServer, mxPort: number, extra = ''): Promise<TestDaemon> {
+  const d = await startTestDaemon(`[dns]\nservers = ["${dns.address}"]\ntimeout = "1s"\n${extra}`, {
+    mxPort,
+  });
+  cleanups.push(() => d.stop());
+  return d;
+}
+
+const reports = (s: SmtpSink) => s.transactions.filter((t) => t.sender === '');
+
+describe('routing through a real DNS server', { skip }, () => {
+  test('mail goes to the best MX host, whose address the DNS server gives', async () => {
+    const good = await sink();
+    const dns = await dnsServer({
+      zones: ['dst.test'],
+      records: [
+        'dst.test. 300 IN MX 20 mx2.dst.test.',
+        'dst.test. 300 IN MX 10 mx1.dst.test.',
+        'mx1.dst.test. 300 IN A 127.0.0.1',
+        'mx2.dst.test. 300 IN A 127.0.0.2',
+      ],
+    });
+    const d = await daemon(dns, good.port);
+    await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    await waitFor(() => d.settled(), 10_000, 'delivery');
+    assert.equal(good.transactions.length, 1);
+    assert.deepEqual(good.transactions[0]?.recipients, ['u@dst.test']);
+    const out = d.outcomes('u@dst.test')[0];
+    assert.equal(out?.msg, 'delivered');
+  });
+
+  test('a Null MX domain and a domain that does not exist bounce at once, without a connection', async () => {
+    const bounces = await sink();
+    const dns = await dnsServer({
+      zones: ['nomail.test', 'dst.test'],
+      records: ['nomail.test. 300 IN MX 0 .'],
+    });
+    const d = await daemon(dns, 1, `[[route]]\ndomain = "src.test"\nhost = "127.0.0.1:${bounces.port}"\n`);
+    await sendMail(d.port, { from: 'a@src.test', to: ['u@nomail.test', 'v@gone.dst.test'] });
+    await waitFor(() => reports(bounces).length >= 1 && d.settled(), 10_000, 'the bounce');
+    const status = new Map(
+      reports(bounces).flatMap((r) =>
+        parseDsn(r.data).recipients.map((x) => [x['final-recipient'], x.status]),
+      ),
+    );
+    assert.equal(status.get('rfc822; u@nomail.test'), '5.1.10');
+    assert.equal(status.get('rfc822; v@gone.dst.test'), '5.1.2');
+    assert.equal(d.daemon.pool.stats.attempts, reports(bounces).length, 'only bounces connected anywhere');
+  });
+
+  test('a domain whose DNS fails for now is deferred, then delivered once the lookup works', async () => {
+    const good = await sink();
+    const dns = await dnsServer({ zones: [], refused: ['later.test'], records: [] });
+    const d = await daemon(dns, good.port, '[queue]\nretry = ["1s"]\n');
+    await sendMail(d.port, { from: 'a@src.test', to: ['u@later.test'] });
+    await waitFor(() => d.outcomes('u@later.test').length >= 1, 10_000, 'the first attempt');
+    const first = d.outcomes('u@later.test')[0];
+    assert.equal(first?.msg, 'deferred');
+    assert.equal(first?.fields.code, 451);
+    await dns.update({
+      zones: ['later.test'],
+      records: ['later.test. 300 IN MX 10 mx.later.test.', 'mx.later.test. 300 IN A 127.0.0.1'],
+    });
+    await waitFor(() => good.transactions.length === 1 && d.settled(), 15_000, 'the retry');
+    assert.equal(d.outcomes('u@later.test').at(-1)?.msg, 'delivered');
+  });
+});
