@@ -61,6 +61,40 @@ function socketError(e: unknown, name: string, type: LookupType, server: DnsServ
   return new DnsError('ECONNREFUSED', name, type, `${where}: ${code ?? (e as Error).message}`);
 }
 
+type Finish = (err: DnsError | null, r?: DecodedPacket) => void;
+
+/**
+ * One exchange with a deadline: `run` starts it and calls `finish` once (later calls are
+ * ignored); `close` releases its socket on every path.
+ */
+function exchange(
+  server: DnsServer,
+  name: string,
+  type: LookupType,
+  timeoutMs: number,
+  how: string,
+  run: (finish: Finish) => () => void,
+): Promise<DecodedPacket> {
+  return new Promise<DecodedPacket>((resolve, reject) => {
+    let done = false;
+    let close = (): void => {};
+    const finish: Finish = (err, r) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      close();
+      if (err) reject(err);
+      else resolve(r as DecodedPacket);
+    };
+    const where = `${server.host}:${server.port}`;
+    const timer = setTimeout(
+      () => finish(new DnsError('ETIMEOUT', name, type, `no ${how} answer from ${where} in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    close = run(finish);
+  });
+}
+
 /** Sends the question over UDP; resolves with the first matching answer (possibly truncated). */
 export function queryUdp(
   server: DnsServer,
@@ -70,29 +104,8 @@ export function queryUdp(
 ): Promise<DecodedPacket> {
   const id = randomInt(0x10000);
   const msg = packet.encode(question(name, type, id, true));
-  const sock = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
-  return new Promise<DecodedPacket>((resolve, reject) => {
-    let done = false;
-    const finish = (err: DnsError | null, r?: DecodedPacket): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.close();
-      if (err) reject(err);
-      else resolve(r as DecodedPacket);
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new DnsError(
-            'ETIMEOUT',
-            name,
-            type,
-            `no answer from ${server.host}:${server.port} in ${timeoutMs} ms`,
-          ),
-        ),
-      timeoutMs,
-    );
+  return exchange(server, name, type, timeoutMs, 'UDP', (finish) => {
+    const sock = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     sock.on('message', (buf) => {
       let r: DecodedPacket;
       try {
@@ -108,6 +121,7 @@ export function queryUdp(
         if (e) finish(socketError(e, name, type, server));
       });
     });
+    return () => sock.close();
   });
 }
 
@@ -120,30 +134,10 @@ export function queryTcp(
 ): Promise<DecodedPacket> {
   const id = randomInt(0x10000);
   const msg = packet.streamEncode(question(name, type, id, false));
-  return new Promise<DecodedPacket>((resolve, reject) => {
-    let done = false;
+  const where = `${server.host}:${server.port}`;
+  return exchange(server, name, type, timeoutMs, 'TCP', (finish) => {
     let buf: Buffer = Buffer.alloc(0);
     const sock = net.connect({ host: server.host, port: server.port });
-    const finish = (err: DnsError | null, r?: DecodedPacket): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.destroy();
-      if (err) reject(err);
-      else resolve(r as DecodedPacket);
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new DnsError(
-            'ETIMEOUT',
-            name,
-            type,
-            `no TCP answer from ${server.host}:${server.port} in ${timeoutMs} ms`,
-          ),
-        ),
-      timeoutMs,
-    );
     sock.on('connect', () => sock.write(msg));
     sock.on('data', (d: Buffer) => {
       buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
@@ -154,23 +148,17 @@ export function queryTcp(
       try {
         r = packet.decode(buf.subarray(2, 2 + len));
       } catch {
-        finish(
-          new DnsError('EBADRESP', name, type, `undecodable TCP answer from ${server.host}:${server.port}`),
-        );
+        finish(new DnsError('EBADRESP', name, type, `undecodable TCP answer from ${where}`));
         return;
       }
       if (matches(r, id, name, type)) finish(null, r);
-      else
-        finish(
-          new DnsError('EBADRESP', name, type, `mismatched TCP answer from ${server.host}:${server.port}`),
-        );
+      else finish(new DnsError('EBADRESP', name, type, `mismatched TCP answer from ${where}`));
     });
     sock.on('error', (e) => finish(socketError(e, name, type, server)));
     sock.on('close', () =>
-      finish(
-        new DnsError('EBADRESP', name, type, `${server.host}:${server.port} closed the TCP connection early`),
-      ),
+      finish(new DnsError('EBADRESP', name, type, `${where} closed the TCP connection early`)),
     );
+    return () => sock.destroy();
   });
 }
 
