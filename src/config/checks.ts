@@ -1,6 +1,6 @@
 // Cross-checks between sections, run after every section was read: each domain has one way
-// of being delivered (local, ETRN-held, ODMR-held), names are unique where lookups need them,
-// and no two listeners claim the same address.
+// of being delivered (local, ETRN-held, ODMR-held), a relay domain is none of those, names are
+// unique where lookups need them, and no two listeners claim the same address.
 // Invariant: works on the resolved Config; entries whose own key was invalid (empty domain or
 // name) are skipped, so one mistake is reported once.
 // Failure: records problems; never throws.
@@ -99,6 +99,21 @@ function checkDomains(c: Config, problems: Problems): void {
     problems,
     c.routes.map((r, i) => ({ value: r.domain, path: `route[${i + 1}].domain` })),
     'route domain',
+  );
+  // relay_domains widens what strangers may send to; a domain that is already taken from
+  // anyone (local, ETRN, ODMR) listed there means the operator misread one of the two.
+  c.smtp.relayDomains.forEach((domain, i) => {
+    const claim = claims.find((cl) => covers(cl, domain));
+    if (claim)
+      problems.add(
+        `smtp.relay_domains[${i + 1}]`,
+        `${JSON.stringify(domain)} is ${claim.kind === 'local' ? 'a' : 'an'} ${claim.kind} domain (${claim.path}); its mail is accepted without relay_domains`,
+      );
+  });
+  unique(
+    problems,
+    c.smtp.relayDomains.map((d, i) => ({ value: d, path: `smtp.relay_domains[${i + 1}]` })),
+    'relay domain',
   );
 }
 

@@ -19,6 +19,7 @@ export const DEFAULTS = {
     maxConnections: 1000,
     maxConnectionsPerIp: 50,
     relayNetworks: [] as string[],
+    relayDomains: [] as string[],
     idleTimeout: '5m',
     allowPlainAuthWithoutTls: false,
     authMaxFailures: 5,

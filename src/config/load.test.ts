@@ -52,6 +52,7 @@ describe('defaults', () => {
     assert.equal(c.smtp.maxConnections, 1000);
     assert.equal(c.smtp.maxConnectionsPerIp, 50);
     assert.deepEqual(c.smtp.relayNetworks, []);
+    assert.deepEqual(c.smtp.relayDomains, []);
     assert.equal(c.smtp.idleTimeoutMs, 300_000);
     assert.equal(c.smtp.allowPlainAuthWithoutTls, false);
     assert.equal(c.smtp.authMaxFailures, 5);
@@ -619,6 +620,28 @@ describe('cross-checks', () => {
     assertProblem(
       '[[route]]\ndomain = "localhost"\nhost = "a:25"\n',
       /route\[1\]\.domain: "localhost" is a local domain/,
+    );
+  });
+  test('relay_domains are domains, unique, and neither local, ETRN nor ODMR domains', () => {
+    const c = configFromToml('[smtp]\nrelay_domains = ["Backup.Example.", "other.example"]\n');
+    assert.deepEqual(c.smtp.relayDomains, ['backup.example', 'other.example']);
+    assert.deepEqual(configFromToml('').smtp.relayDomains, []);
+    assertProblem(
+      '[smtp]\nrelay_domains = ["ok.example", "not a domain"]\n',
+      /smtp\.relay_domains\[2\]: expected a domain name/,
+    );
+    assertProblem('[smtp]\nrelay_domains = ["*"]\n', /smtp\.relay_domains\[1\]: expected a domain name/);
+    assertProblem(
+      '[smtp]\nrelay_domains = ["localhost"]\n',
+      /smtp\.relay_domains\[1\]: "localhost" is a local domain \(local\[1\]\)/,
+    );
+    assertProblem(
+      '[smtp]\nrelay_domains = ["x.branch.example"]\n[[etrn]]\ndomain = "branch.example"\nsubdomains = true\n',
+      /smtp\.relay_domains\[1\]: "x\.branch\.example" is an ETRN domain \(etrn\[1\]\)/,
+    );
+    assertProblem(
+      '[smtp]\nrelay_domains = ["a.example", "A.example"]\n',
+      /smtp\.relay_domains\[2\]: relay domain "a\.example" is already used by smtp\.relay_domains\[1\]/,
     );
   });
   test('two listeners on the same address clash; port 0 never does', () => {

@@ -52,6 +52,11 @@ export interface SmtpConfig {
   maxConnectionsPerIp: number;
   /** Clients in these blocks may relay without AUTH. */
   relayNetworks: Cidr[];
+  /**
+   * Domains (exact, lower-case) we accept mail for from anyone and relay (backup MX). Routing
+   * ([[route]]) grants nothing: only these, local, ETRN and ODMR domains are open to strangers.
+   */
+  relayDomains: string[];
   idleTimeoutMs: number;
   /** AUTH PLAIN/LOGIN without TLS on non-loopback connections (loopback is always allowed). */
   allowPlainAuthWithoutTls: boolean;

@@ -76,6 +76,7 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
       maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
       maxConnectionsPerIp: s.positiveInt('max_connections_per_ip') ?? d.maxConnectionsPerIp,
       relayNetworks: s.listOf('relay_networks', parseCidr) ?? [],
+      relayDomains: s.listOf('relay_domains', parseDomain) ?? [],
       idleTimeoutMs: s.duration('idle_timeout') ?? parseDuration(d.idleTimeout),
       allowPlainAuthWithoutTls: s.bool('allow_plain_auth_without_tls') ?? d.allowPlainAuthWithoutTls,
       authMaxFailures: s.positiveInt('auth_max_failures') ?? d.authMaxFailures,

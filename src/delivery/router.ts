@@ -1,7 +1,8 @@
 // Where a recipient's mail goes, from the configuration alone: a local Maildir, a domain held
 // for ODMR (only its customer can collect it), or a remote destination (static route, ETRN
 // domain host, or MX lookup). Pure decisions; no I/O except the MX lookup it hands back as a
-// function. Domains compare lower-case without a trailing dot.
+// function. Domains compare lower-case without a trailing dot. Where mail goes says nothing
+// about whose mail we take: acceptance is policy's (src/policy/hooks.ts, smtp.relay_domains).
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
 import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from './mx.js';
 
@@ -70,11 +71,6 @@ export class Router {
       if (domain === e.domain || (e.subdomains && under(domain, e.domain))) return e;
     }
     return undefined;
-  }
-
-  /** Routed for relay: an explicit route (not the "*" catch-all), or an ETRN/ODMR domain. */
-  isRelayDomain(domain: string): boolean {
-    return this.routes.has(domain) || this.etrnOf(domain) !== undefined || this.odmr.has(domain);
   }
 
   decide(domain: string): Decision {

@@ -35,6 +35,15 @@ export function makeServerHooks(
     return ctx.client.auth !== undefined || cidrListContains(config.smtp.relayNetworks, ctx.client.ip);
   }
 
+  // Domains whose mail we take from anyone besides the local ones: smtp.relay_domains (backup
+  // MX) and the domains we hold for ETRN/ODMR customers. A [[route]] is where mail goes, never
+  // a permission: routing gmail.com through a smarthost must not open the relay for gmail.com.
+  const relayDomains = new Set(config.smtp.relayDomains);
+  const acceptedFromAnyone = (domain: string): boolean =>
+    relayDomains.has(domain) ||
+    router.etrnOf(domain) !== undefined ||
+    router.odmrDomainOf(domain) !== undefined;
+
   return {
     newMessageId: () => formatId(ids.next()),
 
@@ -56,12 +65,7 @@ export function makeServerHooks(
         return null;
       }
       if (relayAllowed(ctx)) return null;
-      if (
-        router.isRelayDomain(domain) &&
-        !local.includes('%') &&
-        !local.includes('!') &&
-        !local.includes('@')
-      )
+      if (acceptedFromAnyone(domain) && !local.includes('%') && !local.includes('!') && !local.includes('@'))
         return null;
       return reply(554, '5.7.1', `<${address}>: relay access denied`);
     },

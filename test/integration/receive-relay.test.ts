@@ -1,8 +1,8 @@
 // Relay control and local users over a socket against a whole in-process daemon: what a client
 // may send where, decided at RCPT. Loopback is NOT trusted by itself (only relay_networks and
-// AUTH are); a catch-all route "*" never opens the relay; a domain with its own [[route]] is
-// accepted from anyone (we are its relay/backup MX). Also: DSN parameters given at MAIL/RCPT
-// travel with each recipient to the next hop.
+// AUTH are); a [[route]] — catch-all or for one domain — never opens the relay; a domain in
+// smtp.relay_domains is accepted from anyone (we are its relay/backup MX). Also: DSN parameters
+// given at MAIL/RCPT travel with each recipient to the next hop.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -37,6 +37,7 @@ describe('relay control without relay_networks', () => {
 [smtp]
 submission = ["127.0.0.1:0"]
 relay_networks = []
+relay_domains = ["backup.example"]
 [[user]]
 name = "alice"
 password = "secret"
@@ -45,6 +46,9 @@ domain = "localhost"
 users = ["alice", "Bob"]
 [[route]]
 domain = "routed.example"
+host = "127.0.0.1:${sink.port}"
+[[route]]
+domain = "backup.example"
 host = "127.0.0.1:${sink.port}"
 [[route]]
 domain = "*"
@@ -71,20 +75,27 @@ host = "127.0.0.1:${sink.port}"
     assert.match(r[0] ?? '', /relay access denied/);
     // The catch-all route does not make remote.example a relay domain; neither do tricks.
     const tricks = await c.ask(
-      'RCPT TO:<someone%remote.example@routed.example>\r\nRCPT TO:<a@REMOTE.example>\r\n',
+      'RCPT TO:<someone%remote.example@backup.example>\r\nRCPT TO:<a@REMOTE.example>\r\n',
       2,
     );
     assert.deepEqual(codes(tricks), ['554 5.7.1', '554 5.7.1']);
   });
 
-  test('a domain with its own [[route]] is accepted from anyone and relayed', async () => {
+  test('a [[route]] alone grants no relay: its domain gets 554 5.7.1 from strangers', async () => {
+    const c = await session();
+    await c.ask('MAIL FROM:<x@example.org>\r\n');
+    const r = await c.ask('RCPT TO:<pat@routed.example>\r\nRCPT TO:<pat@ROUTED.example>\r\n', 2);
+    assert.deepEqual(codes(r), ['554 5.7.1', '554 5.7.1']);
+  });
+
+  test('a domain in relay_domains is accepted from anyone and relayed by its route', async () => {
     const before = sink.transactions.length;
     const c = await session();
-    const r = await c.ask('MAIL FROM:<x@example.org>\r\nRCPT TO:<pat@routed.example>\r\nDATA\r\n', 3);
+    const r = await c.ask('MAIL FROM:<x@example.org>\r\nRCPT TO:<pat@backup.example>\r\nDATA\r\n', 3);
     assert.deepEqual(codes(r), ['250 2.1.0', '250 2.1.5', '354']);
     assert.deepEqual(codes(await c.ask('Subject: routed\r\n\r\nhi\r\n.\r\n')), ['250 2.0.0']);
     await sink.waitForTransactions(before + 1);
-    assert.deepEqual(sink.transactions[before]?.recipients, ['pat@routed.example']);
+    assert.deepEqual(sink.transactions[before]?.recipients, ['pat@backup.example']);
   });
 
   test('local users: a listed user is accepted (any case), an unknown one gets 550 5.1.1 at RCPT', async () => {
