@@ -76,6 +76,7 @@ describe('event bus', () => {
     const job = {
       id: 'ID3',
       lane: 'retry-300s',
+      attempts: 2,
       envelope: { arrival: 4_000, info: { attempts: 2 } },
     } as unknown as DeliveryJob;
     await bus.wrapDeliverer(async () => {

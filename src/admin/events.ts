@@ -194,7 +194,7 @@ export class EventBus {
       else {
         a = {
           arrival: job.envelope.arrival,
-          attempt: job.envelope.info.attempts + 1,
+          attempt: job.attempts + 1,
           lane: job.lane,
           refs: 1,
         };

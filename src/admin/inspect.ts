@@ -124,7 +124,9 @@ function pieceView(q: Queue, pslot: number, env: EnvelopeRecord): PieceView {
     laneKind: lane.kind,
     due: env.due,
     active: (q.core.pieces.flags[pslot]! & F_INFLIGHT) !== 0,
-    attempts: env.info.attempts,
+    // Deferrals of a held piece back into its lane write nothing: the queue counts them in
+    // memory since the envelope was written (docs/queue-states.md, "Held lanes").
+    attempts: q.attemptsOf(pslot, env),
     recipients: env.info.recipients.map((r, i) => {
       const outcome = q.core.deltas.get(pslot)?.get(i);
       const state: RecipientView['state'] = pending.has(i)
@@ -142,7 +144,9 @@ function pieceView(q: Queue, pslot: number, env: EnvelopeRecord): PieceView {
     }),
     history: env.info.history,
   };
-  if (env.info.lastError !== undefined) v.lastError = env.info.lastError;
+  const unwritten = q.core.unwritten.get(pslot);
+  if (unwritten) v.lastError = unwritten.last;
+  else if (env.info.lastError !== undefined) v.lastError = env.info.lastError;
   return v;
 }
 

@@ -6,7 +6,7 @@
 // Failure: a bad argument is ADMIN_BAD_REQUEST; an id that is not queued is reported in
 // `missing`, not thrown, so one stale id does not hide the others' results.
 import { MtaError } from '../errors.js';
-import type { Queue } from '../queue/queue.js';
+import type { ActionOutcome, Queue } from '../queue/queue.js';
 import type { Queues } from '../queue/queues.js';
 import { formatId, parseId } from '../queue/record/records.js';
 import type { Clock } from '../util/clock.js';
@@ -39,6 +39,11 @@ export interface ActionResult {
   done: Array<{ id: string; pieces: number }>;
   /** Ids given that are not in the queue (or had nothing to act on). */
   missing: string[];
+  /**
+   * Ids with pieces left alone because a delivery of them (an attempt, a flush, an ATRN session)
+   * was still in flight when the daemon stopped waiting: try again later.
+   */
+  busy: Array<{ id: string; pieces: number }>;
 }
 
 type ActionName = 'hold' | 'release' | 'delete' | 'bounce' | 'flush';
@@ -66,31 +71,32 @@ function parseIds(args: Args): number[] {
 }
 
 async function act(queues: Queues, ids: number[], name: ActionName): Promise<ActionResult> {
-  const res: ActionResult = { done: [], missing: [] };
+  const res: ActionResult = { done: [], missing: [], busy: [] };
   for (const id of ids) {
     const q: Queue | undefined = queues.find(id);
-    let n = 0;
+    let r: ActionOutcome = { pieces: 0, busy: 0 };
     if (q) {
       switch (name) {
         case 'hold':
-          n = await q.hold(id);
+          r = await q.hold(id);
           break;
         case 'release':
-          n = await q.release(id);
+          r = await q.release(id);
           break;
         case 'delete':
-          n = await q.remove(id);
+          r = await q.remove(id);
           break;
         case 'bounce':
-          n = await q.bounce(id);
+          r = await q.bounce(id);
           break;
         case 'flush':
-          n = await q.flushMessage(id);
+          r = await q.flushMessage(id);
           break;
       }
     }
-    if (n > 0) res.done.push({ id: formatId(id), pieces: n });
-    else res.missing.push(formatId(id));
+    if (r.pieces > 0) res.done.push({ id: formatId(id), pieces: r.pieces });
+    if (r.busy > 0) res.busy.push({ id: formatId(id), pieces: r.busy });
+    else if (r.pieces === 0) res.missing.push(formatId(id));
   }
   return res;
 }
@@ -152,7 +158,8 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
     const ids = parseIds(args);
     const domain = optString(args, 'domain')?.toLowerCase().replace(/\.$/, '');
     if (ids.length > 0) return { ...(await act(queues, ids, 'flush')), retry: 0, held: 0 };
-    if (domain === undefined) return { done: [], missing: [], retry: queues.flushRetries(), held: 0 };
+    if (domain === undefined)
+      return { done: [], missing: [], busy: [], retry: queues.flushRetries(), held: 0 };
     // A held (ETRN/ODMR) domain: run its lane like an ETRN would; the attempts go on after we answer.
     const held = queues.heldCount(domain);
     if (held > 0) void queues.flushHeld(domain).catch(() => {});

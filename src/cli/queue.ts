@@ -3,7 +3,8 @@
 // delete and bounce act — by id, or by filter after showing the count and asking (or --yes).
 // Every action is done by the daemon as records in the log (crash-safe, in the history).
 // Exit codes: 0 done; 1 an id was not queued / nothing matched an action / the daemon refused;
-// 64 usage; 69 no daemon; 77 socket not ours; 78 bad configuration.
+// 64 usage; 69 no daemon; 75 some message was being delivered and was left alone (try again);
+// 77 socket not ours; 78 bad configuration.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { MessageView, Summary } from '../admin/inspect.js';
@@ -89,6 +90,10 @@ function printActions(io: Io, verb: Action | 'flush', r: ActionResult): void {
   for (const d of r.done)
     io.stdout.write(`${d.id}: ${PAST[verb]} (${d.pieces} envelope${d.pieces === 1 ? '' : 's'})\n`);
   for (const id of r.missing) io.stderr.write(`${id}: not in the queue (or nothing to ${verb})\n`);
+  for (const b of r.busy ?? [])
+    io.stderr.write(
+      `${b.id}: not ${PAST[verb]}: ${b.pieces} envelope${b.pieces === 1 ? ' is' : 's are'} being delivered right now; try again\n`,
+    );
 }
 
 export async function run(argv: string[], io: Io): Promise<number> {
@@ -145,7 +150,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
         );
         if (ids.length > 0) {
           printActions(io, 'flush', r);
-          return r.missing.length > 0 ? 1 : 0;
+          return r.missing.length > 0 ? 1 : r.busy.length > 0 ? 75 : 0;
         }
         io.stdout.write(
           v.domain !== undefined
@@ -206,6 +211,7 @@ async function act(
     }
     const r = await c.request<ActionResult>(verb, { ids: chosen });
     printActions(io, verb, r);
-    return r.missing.length > 0 && !byFilter ? 1 : 0;
+    if (r.missing.length > 0 && !byFilter) return 1;
+    return r.busy.length > 0 ? 75 : 0;
   });
 }

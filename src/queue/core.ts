@@ -38,6 +38,14 @@ export class QueueCore {
    * (OUTCOME_DELIVERED / OUTCOME_FAILED); only pieces that have deltas are present.
    */
   readonly deltas = new Map<number, Map<number, number>>();
+  /**
+   * Attempts of a held piece that wrote nothing (a deferral back into its own held lane), since
+   * its current envelope was written: the true attempt count is the envelope's plus this. Kept
+   * in memory only (docs/queue-states.md, "Held lanes"); a new version folds it in.
+   */
+  readonly unwritten = new Map<number, { attempts: number; last: string; at: number }>();
+  /** Told when a piece becomes current in a held or hold lane (the expiry index). */
+  onHeldEntry: ((pslot: number, gen: number, lane: LaneState, arrival: number) => void) | undefined;
   private readonly dirty = new Set<LaneState>();
   /** During recovery, dead pieces keep their rows (their version still matters) and nothing is appended. */
   recovering = false;
@@ -106,6 +114,41 @@ export class QueueCore {
     return out;
   }
 
+  /** Whether the FIFO entry (slot, gen) is the current envelope of a live piece in `lane`. */
+  isCurrentIn(lane: LaneState, pslot: number, gen: number): boolean {
+    const P = this.pieces;
+    return P.gen[pslot] === gen && (P.flags[pslot]! & F_LIVE) !== 0 && P.lane[pslot] === lane.idx;
+  }
+
+  /** Drops the stale entries of a lane's FIFO. */
+  compactFifo(lane: LaneState): void {
+    lane.fifo.compact((slot, gen) => this.isCurrentIn(lane, slot, gen));
+  }
+
+  /**
+   * The live pieces of a held lane, oldest arrival first (log order among equals): the order in
+   * which flushes and ATRN sessions offer them. `skip` leaves pieces out (those in flight).
+   */
+  heldOrder(lane: LaneState, skip: (pslot: number) => boolean): { slots: Int32Array; gens: Uint32Array } {
+    const f = lane.fifo;
+    const idx: number[] = [];
+    for (let i = 0; i < f.length; i++) {
+      const slot = f.slotAt(i);
+      if (this.isCurrentIn(lane, slot, f.genAt(i)) && !skip(slot)) idx.push(i);
+    }
+    const arrival = this.msgs.arrival;
+    const msg = this.pieces.msg;
+    const at = (i: number) => arrival[msg[f.slotAt(i)]!]!;
+    idx.sort((a, b) => at(a) - at(b) || a - b);
+    const slots = new Int32Array(idx.length);
+    const gens = new Uint32Array(idx.length);
+    for (let k = 0; k < idx.length; k++) {
+      slots[k] = f.slotAt(idx[k]!);
+      gens[k] = f.genAt(idx[k]!);
+    }
+    return { slots, gens };
+  }
+
   isLive(pslot: number): boolean {
     return (this.pieces.flags[pslot]! & F_LIVE) !== 0;
   }
@@ -172,9 +215,15 @@ export class QueueCore {
     P.batch[pslot] = batch;
     const gen = (P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0);
     this.deltas.delete(pslot);
+    this.unwritten.delete(pslot);
     lane.fifo.push(pslot, gen);
     lane.live++;
-    if (rec.arrival < lane.oldestArrival) lane.oldestArrival = rec.arrival;
+    if (lane.held) {
+      // Held FIFOs keep their pieces while they are attempted, so stale entries (pieces that
+      // moved on or ended) are dropped here once they outnumber the live ones.
+      if (lane.fifo.length > 2 * lane.live + 64) this.compactFifo(lane);
+      this.onHeldEntry?.(pslot, gen, lane, rec.arrival);
+    }
     return gen;
   }
 
@@ -213,6 +262,7 @@ export class QueueCore {
     }
     this.unaccountEnvelope(pslot);
     this.deltas.delete(pslot);
+    this.unwritten.delete(pslot);
     if (this.recovering) {
       P.flags[pslot] = 0;
       P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0;

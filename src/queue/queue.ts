@@ -10,7 +10,8 @@ import { MtaError } from '../errors.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { QueueCore } from './core.js';
 import { IdSource } from './ids.js';
-import type { LaneState } from './lanes/lane.js';
+import { ExpiryHeap } from './lanes/expiry.js';
+import type { HeldFlush, LaneState } from './lanes/lane.js';
 import { NodeQueueFs, type QueueFs } from './log/fs.js';
 import { segmentName } from './log/segment.js';
 import { GroupWriter } from './log/writer.js';
@@ -28,7 +29,7 @@ import {
   type RecipientInfo,
 } from './record/records.js';
 import { type RecoveryReport, recover } from './recovery.js';
-import { F_INFLIGHT, F_LIVE, NO_SLOT, UNPLACED } from './state/tables.js';
+import { F_INFLIGHT, NO_SLOT, UNPLACED } from './state/tables.js';
 import type {
   AcceptInput,
   AcceptResult,
@@ -53,14 +54,32 @@ export interface QueueOptions {
   /** Benchmark-only switch: no fdatasync. */
   sync?: boolean;
   maxInflight?: number;
+  /** Deliveries in flight per flushed held lane (default 64): a long flush leaves room for other mail. */
+  flushConcurrency?: number;
+  /** How long an operator action waits for a delivery of the message in flight (default 30 s). */
+  settleTimeoutMs?: number;
+  /** Delay before a piece whose attempt could not be finished (read or write error) is tried again (default 30 s). */
+  limboRetryMs?: number;
   hooks?: QueueHooks;
   onProgress?: (done: number, total: number) => void;
+}
+
+/** What an operator action did to one message. */
+export interface ActionOutcome {
+  /** Pieces (envelopes) acted on. */
+  pieces: number;
+  /** Pieces left alone because a delivery of them was still in flight when the wait ran out. */
+  busy: number;
 }
 
 export const DEFAULT_RETRY = [5, 15, 30, 60, 120, 240, 480].map((m) => m * 60_000);
 const HISTORY_MAX = 20;
 /** Messages whose accepted bytes are kept in memory for their first attempt (see freshData). */
 const FRESH_MAX = 4096;
+/** Longest sleep of the expiry timer: a clock step is noticed within this. */
+const EXPIRY_TICK_MAX = 60_000;
+/** Held pieces expiring at once (their bounces share fdatasyncs). */
+const EXPIRY_BATCH = 64;
 
 export class Queue {
   readonly dir: string;
@@ -76,9 +95,28 @@ export class Queue {
   recovery: RecoveryReport | undefined;
   private deliverer: Deliverer | undefined;
   private running = false;
+  private stopped = false;
   private inflight = 0;
   private readonly maxInflight: number;
   private readonly inflightJobs = new Map<number, Promise<void>>();
+  /** Held pieces handed to an ATRN session (claimHeld), by slot: resolved when their job is finished. */
+  private readonly claims = new Map<number, Promise<void>>();
+  private readonly flushConcurrency: number;
+  private readonly settleTimeoutMs: number;
+  private readonly limboRetryMs: number;
+  /** When every held piece gives up (arrival + its lane's max_age); see lanes/expiry.ts. */
+  readonly expiry = new ExpiryHeap();
+  private expiryLimit = 1024;
+  private expiryTimer: (() => void) | undefined;
+  private expiryAt = Number.POSITIVE_INFINITY;
+  private expiring: Promise<number> | undefined;
+  /**
+   * Pieces of timed lanes whose attempt ended without a record (the envelope or data could not
+   * be read, the outcome could not be written): they left their lane's FIFO when dispatched, so
+   * they are put back after limboRetryMs rather than waiting for a restart.
+   */
+  private limbo: Array<{ slot: number; gen: number; lane: LaneState }> = [];
+  private limboTimer: (() => void) | undefined;
   /**
    * Just-accepted envelopes and data kept in memory for their first attempt, so it needs no read
    * back. Envelopes by piece slot with the generation they were made current at (a slot can be
@@ -105,6 +143,9 @@ export class Queue {
     this.delayWarning = opts.delayWarning ?? 4 * 3_600_000;
     this.hooks = opts.hooks ?? {};
     this.maxInflight = opts.maxInflight ?? 2000;
+    this.flushConcurrency = opts.flushConcurrency ?? 64;
+    this.settleTimeoutMs = opts.settleTimeoutMs ?? 30_000;
+    this.limboRetryMs = opts.limboRetryMs ?? 30_000;
     this.writer = new GroupWriter({
       fs: this.fs,
       dir: this.dir,
@@ -113,6 +154,7 @@ export class Queue {
       now: () => this.clock.now(),
     });
     this.core = new QueueCore(this.writer);
+    this.core.onHeldEntry = (pslot, gen, lane, arrival) => this.expiryEntry(pslot, gen, lane, arrival);
     this.writer.onDurable = () => this.afterDurable();
   }
 
@@ -138,19 +180,23 @@ export class Queue {
       this.maintenance = this.clock.setTimer(60_000, tick);
     };
     this.maintenance = this.clock.setTimer(60_000, tick);
+    this.armExpiry();
     void this.reclaim();
   }
 
   /** Stops dispatching. Crash-only: nothing needs saving; in-flight jobs may still finish. */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopped = true;
     this.maintenance?.();
+    this.expiryTimer?.();
+    this.expiryTimer = undefined;
+    this.limboTimer?.();
+    this.limboTimer = undefined;
     for (const lane of this.core.lanes) {
       lane.cancelTimer?.();
       // A flush that cannot finish now ends here; its pieces stay held for the next start.
-      const waiters = lane.flushWaiters;
-      lane.flushWaiters = [];
-      for (const w of waiters) w();
+      if (lane.flush) this.endFlush(lane);
     }
     await Promise.allSettled([...this.inflightJobs.values()]);
     await this.writer.close();
@@ -267,17 +313,19 @@ export class Queue {
     if (!this.reclaiming && this.recovery) void this.reclaim();
   }
 
-  /** Dispatches what is due in a lane, up to the in-flight limit. */
+  /** Dispatches what is due in a lane (or, for a held lane, what its flush has left), up to the in-flight limit. */
   pump(lane: LaneState): void {
+    if (lane.held) {
+      this.pumpFlush(lane);
+      return;
+    }
     if (!this.running || !this.deliverer || this.writer.poisoned) return;
     const P = this.core.pieces;
     const now = this.clock.now();
-    const held = lane.kind === 'held' || lane.kind === 'hold';
     while (this.inflight < this.maxInflight && lane.fifo.length > 0) {
-      if (held && lane.flushLeft <= 0) break;
       const slot = lane.fifo.slotAt(0);
       const gen = lane.fifo.genAt(0);
-      if (P.gen[slot] !== gen || (P.flags[slot]! & F_LIVE) === 0 || P.lane[slot] !== lane.idx) {
+      if (!this.core.isCurrentIn(lane, slot, gen)) {
         lane.fifo.shift();
         if (lane.flushLeft > 0) lane.flushLeft--;
         continue;
@@ -295,38 +343,66 @@ export class Queue {
       if (lane.flushLeft > 0) lane.flushLeft--;
       this.dispatch(slot, lane);
     }
-    if (held && lane.flushLeft <= 0 && !this.laneBusy(lane)) {
-      // The flush is over once nothing it started is still in flight.
-      this.flushingLanes.delete(lane);
-      const w = lane.flushWaiters;
-      lane.flushWaiters = [];
-      for (const f of w) f();
-    }
-  }
-
-  private laneBusy(lane: LaneState): boolean {
-    const P = this.core.pieces;
-    for (const slot of this.inflightJobs.keys())
-      if (P.lane[slot] === lane.idx && (P.flags[slot]! & F_INFLIGHT) !== 0) return true;
-    return false;
   }
 
   /**
-   * Pumps the lanes that can make progress: `new`, the retry ladder, and held lanes being
-   * flushed. Held lanes (one per ETRN/ODMR domain, possibly many thousands) are never walked
-   * otherwise, so the cost of a finished job does not grow with the number of domains.
+   * Runs a held lane's flush: dispatches the entries of its arrival-ordered list, skipping what
+   * moved on, ended or is in flight. Pieces stay in the lane's FIFO while attempted (a deferral
+   * back into the lane writes nothing and leaves them where they were). The flush ends when its
+   * list is done and none of the lane's deliveries is in flight.
+   */
+  private pumpFlush(lane: LaneState): void {
+    const f = lane.flush;
+    if (!f) return;
+    if (this.writer.poisoned || !this.deliverer) {
+      // Nothing can be delivered or recorded: the flush is over (its pieces stay held).
+      this.endFlush(lane);
+      return;
+    }
+    if (!this.running) return;
+    const P = this.core.pieces;
+    while (f.pos < f.slots.length) {
+      if (this.inflight >= this.maxInflight || lane.flushInflight >= this.flushConcurrency) return;
+      const slot = f.slots[f.pos]!;
+      if (!this.core.isCurrentIn(lane, slot, f.gens[f.pos]!) || (P.flags[slot]! & F_INFLIGHT) !== 0) {
+        f.pos++;
+        continue;
+      }
+      if (P.batch[slot]! > this.writer.durableBatch) {
+        this.blocked.add(lane);
+        return;
+      }
+      f.pos++;
+      this.dispatch(slot, lane);
+    }
+    if (lane.flushInflight === 0) this.endFlush(lane);
+  }
+
+  private endFlush(lane: LaneState): void {
+    const f = lane.flush;
+    if (!f) return;
+    lane.flush = undefined;
+    this.flushingLanes.delete(lane);
+    for (const w of f.waiters) w();
+  }
+
+  /**
+   * Pumps the lanes that can make progress: held lanes being flushed first (a customer asked
+   * for them; each takes at most flushConcurrency of the in-flight slots), then `new` and the
+   * retry ladder. Held lanes (one per ETRN/ODMR domain, possibly many thousands) are never
+   * walked otherwise, so the cost of a finished job does not grow with the number of domains.
    */
   private pumpAll(): void {
+    for (const lane of this.flushingLanes) {
+      if (this.inflight >= this.maxInflight) return;
+      this.pump(lane);
+    }
     const lanes = this.core.lanes;
     for (; this.timedSeen < lanes.length; this.timedSeen++) {
       const l = lanes[this.timedSeen]!;
       if (l.kind === 'new' || l.kind === 'retry') this.timed.push(l);
     }
     for (const lane of this.timed) {
-      if (this.inflight >= this.maxInflight) return;
-      this.pump(lane);
-    }
-    for (const lane of this.flushingLanes) {
       if (this.inflight >= this.maxInflight) return;
       this.pump(lane);
     }
@@ -346,6 +422,7 @@ export class Queue {
     const P = this.core.pieces;
     P.flags[pslot]! |= F_INFLIGHT;
     this.inflight++;
+    if (lane.held) lane.flushInflight++;
     const gen = P.gen[pslot]!;
     const m = P.msg[pslot]!;
     const msgId = this.core.msgs.head[m] === NO_SLOT ? undefined : this.core.msgs.id[m];
@@ -372,12 +449,36 @@ export class Queue {
       .catch(() => {})
       .finally(() => {
         this.inflight--;
+        if (lane.held) lane.flushInflight--;
         if (this.inflightJobs.get(pslot) === run) this.inflightJobs.delete(pslot);
-        if (P.gen[pslot] === gen) P.flags[pslot]! &= ~F_INFLIGHT;
+        if (P.gen[pslot] === gen) {
+          P.flags[pslot]! &= ~F_INFLIGHT;
+          // Still the same version in a timed lane: the attempt ended without any record (a read
+          // or write failed), and the piece left its FIFO when dispatched. Put it back later.
+          if (!lane.held && this.core.isLive(pslot)) this.toLimbo(pslot, gen, lane);
+        }
         // After the first attempt the data is read from disk: memory holds only mail in flight.
         if (msgId !== undefined) this.freshData.delete(msgId);
         this.pumpAll();
       });
+  }
+
+  private toLimbo(slot: number, gen: number, lane: LaneState): void {
+    this.limbo.push({ slot, gen, lane });
+    if (this.limboTimer || !this.running) return;
+    this.limboTimer = this.clock.setTimer(this.limboRetryMs, () => {
+      this.limboTimer = undefined;
+      const list = this.limbo;
+      this.limbo = [];
+      const lanes = new Set<LaneState>();
+      for (const { slot, gen, lane } of list) {
+        if (!this.core.isCurrentIn(lane, slot, gen)) continue;
+        if ((this.core.pieces.flags[slot]! & F_INFLIGHT) !== 0) continue;
+        lane.fifo.push(slot, gen);
+        lanes.add(lane);
+      }
+      for (const l of lanes) this.pump(l);
+    });
   }
 
   private makeJob(pslot: number, gen: number, env: EnvelopeRecord, lane: LaneState): DeliveryJob {
@@ -386,7 +487,7 @@ export class Queue {
     const pending: number[] = [];
     for (let i = 0; i < env.info.recipients.length; i++) if (!done?.has(i)) pending.push(i);
     const mslot = P.msg[pslot]!;
-    return {
+    const job: DeliveryJob = {
       id: formatId(env.msgId),
       msgId: env.msgId,
       piece: env.piece,
@@ -394,11 +495,20 @@ export class Queue {
       lane: lane.name,
       laneKind: lane.kind,
       envelope: env,
+      attempts: this.attemptsOf(pslot, env),
       pending,
       data: () => this.readData(mslot, env.msgId),
       record: (outcomes) => this.recordOutcomes(pslot, gen, env, outcomes),
       finish: (outcomes) => this.finishJob(pslot, gen, env, pending, outcomes),
     };
+    const f = lane.flush;
+    if (f) job.flush = f.reachableSince !== undefined ? { reachableSince: f.reachableSince } : {};
+    return job;
+  }
+
+  /** Attempts so far: the envelope's count plus the held deferrals since it was written (in memory). */
+  attemptsOf(pslot: number, env: EnvelopeRecord): number {
+    return env.info.attempts + (this.core.unwritten.get(pslot)?.attempts ?? 0);
   }
 
   async readEnvelope(pslot: number): Promise<EnvelopeRecord> {
@@ -555,8 +665,7 @@ export class Queue {
       if (!done?.has(r) && !byRcpt.has(r))
         byRcpt.set(r, { rcpt: r, status: 'deferred', text: 'not attempted' });
     }
-    const maxAge = lane.kind === 'held' ? (this.hooks.maxAgeFor?.(lane.domain) ?? this.maxAge) : this.maxAge;
-    const expired = now - env.arrival >= maxAge;
+    const expired = now - env.arrival >= this.maxAgeOf(lane);
     const finals: RcptOutcome[] = [];
     const deferred: RcptOutcome[] = [];
     for (const o of byRcpt.values()) {
@@ -600,7 +709,20 @@ export class Queue {
       lane.kind !== 'new' &&
       finals.length === 0 &&
       delayList.length === 0;
-    if (keepInPlace) return; // a held piece nobody could take: nothing to write
+    if (keepInPlace) {
+      // A held piece nobody could take: nothing to write. It never left its lane's FIFO, so the
+      // next flush, ATRN or expiry finds it; the attempt is counted in memory only.
+      if (outcomes.length > 0) {
+        const u = core.unwritten.get(pslot);
+        const last = describe(deferred[0]!);
+        if (u) {
+          u.attempts++;
+          u.last = last;
+          u.at = now;
+        } else core.unwritten.set(pslot, { attempts: 1, last, at: now });
+      }
+      return;
+    }
     const needData =
       (await this.reportsNeedData(env, finals)) ||
       delayList.length > 0 ||
@@ -617,12 +739,13 @@ export class Queue {
       if (dataLaneNow.kind !== 'data' && [...groups.keys()].some((l) => l.kind !== 'new'))
         core.putData(mslot, core.dataLane(), [data], data.length);
       const oldVersion = P.version[pslot]!;
+      const attempts = this.attemptsOf(pslot, env) + 1;
       let first = true;
       for (const [target, list] of groups) {
         const info: EnvelopeInfo = {
           ...env.info,
           recipients: list.map((o) => ({ ...env.info.recipients[o.rcpt]!, last: describe(o) })),
-          attempts: env.info.attempts + 1,
+          attempts,
           history: [
             ...env.info.history,
             {
@@ -733,38 +856,90 @@ export class Queue {
     return moved;
   }
 
-  /** Held lanes are never walked by a timer, so expiry needs its own sweep (in memory, no scan of disk). */
-  async expireHeld(): Promise<number> {
+  /** Give-up age of a lane's mail: the domain's max_age for held lanes, else the queue's. */
+  maxAgeOf(lane: LaneState): number {
+    if (lane.maxAge === undefined)
+      lane.maxAge = lane.kind === 'held' ? (this.hooks.maxAgeFor?.(lane.domain) ?? this.maxAge) : this.maxAge;
+    return lane.maxAge;
+  }
+
+  /** A piece became current in a held or hold lane: note when it gives up. */
+  private expiryEntry(pslot: number, gen: number, lane: LaneState, arrival: number): void {
+    const at = arrival + this.maxAgeOf(lane);
+    if (this.expiry.size >= this.expiryLimit) {
+      // Entries of pieces that moved on or ended outnumber the live ones: drop them (amortised O(1)).
+      this.expiry.compact((slot, g) => this.core.pieces.gen[slot] === g && this.core.isLive(slot));
+      this.expiryLimit = Math.max(1024, 2 * this.expiry.size);
+    }
+    this.expiry.push(at, pslot, gen);
+    if (at < this.expiryAt) this.armExpiry();
+  }
+
+  /** Sets the expiry timer for the earliest deadline (at most EXPIRY_TICK_MAX ahead). */
+  private armExpiry(): void {
+    if (!this.running) return;
+    const now = this.clock.now();
+    const at = Math.min(this.expiry.peek(), now + EXPIRY_TICK_MAX);
+    if (this.expiryTimer && this.expiryAt <= at) return;
+    this.expiryTimer?.();
+    this.expiryAt = at;
+    this.expiryTimer = this.clock.setTimer(Math.max(0, at - now), () => {
+      this.expiryTimer = undefined;
+      this.expiryAt = Number.POSITIVE_INFINITY;
+      this.expireHeld()
+        .catch((e) => this.emit({ type: 'admin', id: '-', action: `expiry failed: ${String(e)}` }))
+        .finally(() => this.armExpiry());
+    });
+  }
+
+  /**
+   * Bounces (RFC 3464, via finishJob) every held or operator-held piece whose arrival plus its
+   * lane's max_age has passed, whether or not a flush ever touched it. Only expired entries are
+   * visited (lanes/expiry.ts); a piece in flight is looked at again a little later, when its
+   * attempt has ended (an attempt that ends after the deadline bounces by itself). Returns how
+   * many pieces it ended.
+   */
+  expireHeld(): Promise<number> {
+    this.expiring ??= this.sweepExpired().finally(() => {
+      this.expiring = undefined;
+    });
+    return this.expiring;
+  }
+
+  private async sweepExpired(): Promise<number> {
     const core = this.core;
     const P = core.pieces;
     const now = this.clock.now();
+    const later: Array<{ slot: number; gen: number }> = [];
     let n = 0;
-    for (const lane of core.lanes) {
-      if (lane.kind !== 'held' && lane.kind !== 'hold') continue;
-      const maxAge =
-        lane.kind === 'held' ? (this.hooks.maxAgeFor?.(lane.domain) ?? this.maxAge) : this.maxAge;
-      if (now - lane.oldestArrival < maxAge) continue; // nothing old enough: no scan
-      const expired: number[] = [];
-      let oldest = Number.POSITIVE_INFINITY;
-      for (let i = 0; i < lane.fifo.length; i++) {
-        const slot = lane.fifo.slotAt(i);
-        if (P.gen[slot] !== lane.fifo.genAt(i) || !core.isLive(slot) || P.lane[slot] !== lane.idx) continue;
-        const arrival = core.msgs.arrival[P.msg[slot]!]!;
-        if ((P.flags[slot]! & F_INFLIGHT) !== 0 || now - arrival < maxAge) {
-          if (arrival < oldest) oldest = arrival;
-          continue;
-        }
-        expired.push(slot);
-      }
-      lane.oldestArrival = oldest;
-      for (const slot of expired) {
-        const gen = P.gen[slot]!;
+    let batch: Promise<void>[] = [];
+    const expire = async (slot: number, gen: number): Promise<void> => {
+      try {
         const env = await this.readEnvelope(slot);
-        const pending = this.pendingOf(slot, env);
-        await this.finishJob(slot, gen, env, pending, []);
-        n++;
+        if (P.gen[slot] !== gen || !core.isLive(slot)) return;
+        await this.finishJob(slot, gen, env, this.pendingOf(slot, env), []);
+        if (P.gen[slot] !== gen || !core.isLive(slot)) n++;
+      } finally {
+        // Still there (a clock step, a write that failed): it stays due for the next sweep.
+        if (P.gen[slot] === gen && core.isLive(slot)) later.push({ slot, gen });
+      }
+    };
+    while (this.expiry.peek() <= now) {
+      const e = this.expiry.pop()!;
+      if (P.gen[e.slot] !== e.gen || !core.isLive(e.slot)) continue;
+      if ((P.flags[e.slot]! & F_INFLIGHT) !== 0) {
+        later.push(e);
+        continue;
+      }
+      batch.push(expire(e.slot, e.gen).catch(() => {}));
+      if (batch.length >= EXPIRY_BATCH) {
+        await Promise.all(batch);
+        batch = [];
       }
     }
+    await Promise.all(batch);
+    const retryAt = now + Math.min(EXPIRY_TICK_MAX, 1_000);
+    for (const e of later) this.expiry.push(retryAt, e.slot, e.gen);
     return n;
   }
 
@@ -777,19 +952,54 @@ export class Queue {
 
   // ------------------------------------------------------------------ operator actions
 
-  /** Waits for any delivery of the message's pieces to end, then returns its live pieces. */
-  private async settle(msgId: number): Promise<number[]> {
-    for (let i = 0; i < 100; i++) {
-      const m = this.core.msgs.byId.get(msgId);
-      if (m === undefined) return [];
-      const pieces = this.core.piecesOf(m).filter((p) => this.core.isLive(p));
-      const busy = pieces
-        .map((p) => this.inflightJobs.get(p))
+  /**
+   * Runs `act` on every live piece of a message, each once no delivery of it is in flight (an
+   * attempt by the lane runner, a flush or an ATRN session). A piece that a delivery takes while
+   * `act` awaits is waited for and tried again. After settleTimeoutMs, pieces still in flight are
+   * left alone and counted as busy, so the caller can say which messages it could not act on.
+   */
+  private async settled(
+    msgId: number,
+    act: (pslot: number) => Promise<'done' | 'skip' | 'retry'>,
+  ): Promise<ActionOutcome> {
+    const core = this.core;
+    const P = core.pieces;
+    const deadline = this.clock.now() + this.settleTimeoutMs;
+    const handled = new Set<number>(); // piece numbers acted on, or found to need nothing
+    let pieces = 0;
+    for (;;) {
+      const m = core.msgs.byId.get(msgId);
+      if (m === undefined) return { pieces, busy: 0 };
+      const left = core.piecesOf(m).filter((p) => core.isLive(p) && !handled.has(P.piece[p]!));
+      const busy: number[] = [];
+      for (const p of left) {
+        if ((P.flags[p]! & F_INFLIGHT) !== 0) {
+          busy.push(p);
+          continue;
+        }
+        const piece = P.piece[p]!;
+        const r = await act(p);
+        if (r === 'retry') busy.push(p);
+        else {
+          handled.add(piece);
+          if (r === 'done') pieces++;
+        }
+      }
+      if (busy.length === 0) return { pieces, busy: 0 };
+      const wait = this.clock.now();
+      if (wait >= deadline) return { pieces, busy: busy.length };
+      const running = busy
+        .map((p) => this.inflightJobs.get(p) ?? this.claims.get(p))
         .filter((x): x is Promise<void> => x !== undefined);
-      if (busy.length === 0) return pieces;
-      await Promise.allSettled(busy);
+      let cancel: (() => void) | undefined;
+      await Promise.race([
+        running.length > 0 ? Promise.allSettled(running) : new Promise((r) => setTimeout(r, 10)),
+        new Promise<void>((r) => {
+          cancel = this.clock.setTimer(deadline - wait, r);
+        }),
+      ]);
+      cancel?.();
     }
-    return [];
   }
 
   /** Moves every live piece of a message to `target` as a new version with a history entry. */
@@ -797,27 +1007,26 @@ export class Queue {
     msgId: number,
     target: (lane: LaneState) => LaneState | undefined,
     ev: string,
-  ): Promise<number> {
+  ): Promise<ActionOutcome> {
     const core = this.core;
-    const pieces = await this.settle(msgId);
     const P = core.pieces;
-    let n = 0;
-    const now = this.clock.now();
-    for (const pslot of pieces) {
+    const r = await this.settled(msgId, async (pslot) => {
       const from = core.laneOf(pslot);
       const to = target(from);
-      if (!to || to === from) continue;
+      if (!to || to === from) return 'skip';
       const gen = P.gen[pslot]!;
       const env = await this.readEnvelope(pslot);
       const mslot = P.msg[pslot]!;
       const needData = to.kind !== 'new' && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data';
       const data = needData ? await this.readData(mslot, msgId) : undefined;
-      if (P.gen[pslot] !== gen || !core.isLive(pslot) || (P.flags[pslot]! & F_INFLIGHT) !== 0) continue;
+      if (P.gen[pslot] !== gen || !core.isLive(pslot) || (P.flags[pslot]! & F_INFLIGHT) !== 0) return 'retry';
+      const now = this.clock.now();
       if (data) core.putData(mslot, core.dataLane(), [data], data.length);
       const pending = this.pendingOf(pslot, env);
       const info: EnvelopeInfo = {
         ...env.info,
         recipients: pending.map((i) => env.info.recipients[i]!),
+        attempts: this.attemptsOf(pslot, env),
         history: [...env.info.history, { t: now, ev }].slice(-HISTORY_MAX),
       };
       const oldVersion = P.version[pslot]!;
@@ -829,16 +1038,16 @@ export class Queue {
         info,
       });
       core.appendDone(from.name, msgId, env.piece, oldVersion, DONE_MOVED, 3); // a moved Done is always the last phase
-      n++;
-    }
+      return 'done';
+    });
     await this.writer.commit();
-    if (n > 0) this.emit({ type: 'admin', id: formatId(msgId), action: ev });
+    if (r.pieces > 0) this.emit({ type: 'admin', id: formatId(msgId), action: ev });
     this.pump(core.newLane());
-    return n;
+    return r;
   }
 
   /** Administrative hold: the message waits in the hold lane until released. */
-  hold(msgId: number): Promise<number> {
+  hold(msgId: number): Promise<ActionOutcome> {
     return this.moveAll(
       msgId,
       (l) => (l.kind === 'hold' ? undefined : this.core.lane('hold')),
@@ -847,7 +1056,7 @@ export class Queue {
   }
 
   /** Releases held pieces (operator hold, or a held domain) for an immediate attempt. */
-  release(msgId: number): Promise<number> {
+  release(msgId: number): Promise<ActionOutcome> {
     return this.moveAll(
       msgId,
       (l) => (l.kind === 'hold' || l.kind === 'held' ? this.core.newLane() : undefined),
@@ -856,7 +1065,7 @@ export class Queue {
   }
 
   /** Operator flush of one message: its pieces in the retry ladder are attempted now (moved to `new`). */
-  flushMessage(msgId: number): Promise<number> {
+  flushMessage(msgId: number): Promise<ActionOutcome> {
     return this.moveAll(
       msgId,
       (l) => (l.kind === 'retry' ? this.core.newLane() : undefined),
@@ -865,25 +1074,25 @@ export class Queue {
   }
 
   /** Deletes a message without any report. */
-  async remove(msgId: number): Promise<number> {
-    const pieces = await this.settle(msgId);
-    for (const p of pieces) {
+  async remove(msgId: number): Promise<ActionOutcome> {
+    const r = await this.settled(msgId, async (p) => {
       this.freshEnv.delete(p);
       this.core.killPiece(p, DONE_DELETED, 1);
-    }
-    this.freshData.delete(msgId);
+      return 'done';
+    });
+    if (this.core.msgs.byId.get(msgId) === undefined) this.freshData.delete(msgId);
     await this.writer.commit();
-    if (pieces.length > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'deleted by operator' });
-    return pieces.length;
+    if (r.pieces > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'deleted by operator' });
+    return r;
   }
 
   /** Ends a message now with a failure report to its sender for every pending recipient. */
-  async bounce(msgId: number): Promise<number> {
-    const pieces = await this.settle(msgId);
-    let n = 0;
-    for (const pslot of pieces) {
-      const gen = this.core.pieces.gen[pslot]!;
+  async bounce(msgId: number): Promise<ActionOutcome> {
+    const P = this.core.pieces;
+    const r = await this.settled(msgId, async (pslot) => {
+      const gen = P.gen[pslot]!;
       const env = await this.readEnvelope(pslot);
+      if (P.gen[pslot] !== gen || (P.flags[pslot]! & F_INFLIGHT) !== 0) return 'retry';
       const pending = this.pendingOf(pslot, env);
       await this.finishJob(
         pslot,
@@ -898,10 +1107,10 @@ export class Queue {
           text: 'returned to sender by the postmaster',
         })),
       );
-      n++;
-    }
-    if (n > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'bounced by operator' });
-    return n;
+      return 'done';
+    });
+    if (r.pieces > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'bounced by operator' });
+    return r;
   }
 
   /** Attempts every piece of the retry ladder now (like `postqueue -f`). Returns how many. */
@@ -926,24 +1135,36 @@ export class Queue {
   }
 
   /**
-   * Delivers a held lane through the normal deliverer (ETRN). Resolves when every piece that was
-   * in the lane at the call has been attempted. Returns the number of pieces it started with.
+   * Delivers a held lane through the normal deliverer (ETRN, probe, operator): every piece in the
+   * lane that no delivery holds right now, oldest arrival first. Resolves when each has been
+   * attempted and none of the lane's deliveries is in flight; returns how many it set out to
+   * attempt. A second call while a flush runs starts over from what is left (what the first has
+   * not reached, and what it deferred back). `reachableSince`: the destination proved reachable
+   * then (an ETRN or a successful probe), so the deliveries ignore dead-host marks older than it.
    */
-  async flushHeld(domain: string): Promise<number> {
+  async flushHeld(domain: string, opts: { reachableSince?: number } = {}): Promise<number> {
     const lane = this.core.findLane(`held-${domain.toLowerCase()}`);
-    if (!lane || lane.live === 0) return 0;
-    const n = lane.live;
-    lane.flushLeft = lane.fifo.length;
+    if (!lane || lane.live === 0 || this.stopped) return 0;
+    const P = this.core.pieces;
+    const { slots, gens } = this.core.heldOrder(lane, (p) => (P.flags[p]! & F_INFLIGHT) !== 0);
+    const prev = lane.flush;
+    let since = opts.reachableSince;
+    if (prev?.reachableSince !== undefined && (since === undefined || prev.reachableSince > since))
+      since = prev.reachableSince;
+    const flush: HeldFlush = { slots, gens, pos: 0, reachableSince: since, waiters: prev?.waiters ?? [] };
+    lane.flush = flush;
     this.flushingLanes.add(lane);
-    const done = new Promise<void>((resolve) => lane.flushWaiters.push(resolve));
+    const done = new Promise<void>((resolve) => flush.waiters.push(resolve));
     this.pump(lane);
     await done;
-    return n;
+    return slots.length;
   }
 
   /**
-   * Hands the live pieces of held lanes to a caller-run delivery (ATRN). Each job must be
-   * finished; a job finished with nothing delivered leaves its piece held, writing nothing.
+   * Hands the live pieces of held lanes to a caller-run delivery (ATRN), oldest arrival first.
+   * Each job must be finished; a job finished with nothing delivered leaves its piece held,
+   * writing nothing. A claimed piece stays in its lane's FIFO and is marked in flight, so no
+   * flush, claim or operator action takes it until its job is finished.
    */
   async claimHeld(domains: readonly string[]): Promise<DeliveryJob[]> {
     const core = this.core;
@@ -952,22 +1173,35 @@ export class Queue {
     for (const d of domains) {
       const lane = core.findLane(`held-${d.toLowerCase()}`);
       if (!lane) continue;
-      const slots: number[] = [];
-      for (let i = 0; i < lane.fifo.length; i++) {
-        const slot = lane.fifo.slotAt(i);
-        if (P.gen[slot] !== lane.fifo.genAt(i) || !core.isLive(slot) || P.lane[slot] !== lane.idx) continue;
-        if ((P.flags[slot]! & F_INFLIGHT) !== 0) continue;
-        slots.push(slot);
-      }
-      for (const slot of slots) {
-        const gen = P.gen[slot]!;
-        const env = await this.readEnvelope(slot);
-        if (P.gen[slot] !== gen) continue;
+      const { slots, gens } = core.heldOrder(lane, (p) => (P.flags[p]! & F_INFLIGHT) !== 0);
+      for (let i = 0; i < slots.length; i++) {
+        const slot = slots[i]!;
+        const gen = gens[i]!;
+        if (!core.isCurrentIn(lane, slot, gen) || (P.flags[slot]! & F_INFLIGHT) !== 0) continue;
+        // Marked before the read: nothing else may take the piece meanwhile.
         P.flags[slot]! |= F_INFLIGHT;
-        const job = this.makeJob(slot, gen, env, lane);
+        let released!: () => void;
+        const claim = new Promise<void>((r) => {
+          released = r;
+        });
+        this.claims.set(slot, claim);
         const release = () => {
+          if (this.claims.get(slot) === claim) this.claims.delete(slot);
           if (P.gen[slot] === gen) P.flags[slot]! &= ~F_INFLIGHT;
+          released();
         };
+        let env: EnvelopeRecord;
+        try {
+          env = await this.readEnvelope(slot);
+        } catch {
+          release(); // stays held: the next session tries it again
+          continue;
+        }
+        if (P.gen[slot] !== gen) {
+          release();
+          continue;
+        }
+        const job = this.makeJob(slot, gen, env, lane);
         jobs.push({
           ...job,
           record: (o) => job.record(o),

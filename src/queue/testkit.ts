@@ -57,6 +57,15 @@ export function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome
 /** Lets pending promise chains and zero-delay timers run. */
 export const settle = (ms = 2) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits (polling every ms) until `cond` holds; rejects naming `what` after `timeoutMs`. */
+export async function until(cond: () => boolean, what = 'condition', timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await settle(1);
+  }
+}
+
 const never = <T>() => new Promise<T>(() => {});
 
 /**

@@ -55,6 +55,19 @@ export interface DeliveryJob {
   lane: string;
   laneKind: string;
   envelope: EnvelopeRecord;
+  /**
+   * Attempts before this one: the envelope's count plus the deferrals of a held piece back into
+   * its lane since the envelope was written (those write nothing and are counted in memory).
+   */
+  attempts: number;
+  /**
+   * Set when the job is part of a held lane's flush (ETRN, probe, operator): a customer asked
+   * for this mail, so it goes before other mail to the same destination.
+   */
+  flush?: {
+    /** The destination proved reachable at this time (ETRN, probe): older dead-host marks do not apply. */
+    reachableSince?: number;
+  };
   /** Indices of recipients still to deliver. */
   pending: number[];
   data(): Promise<Buffer>;

@@ -1,5 +1,8 @@
 // The state of one lane: its segments with their live counts, and the FIFO of pieces in log
-// order. A lane knows nothing of delivery; the runner (runner.ts) walks it.
+// order. A lane knows nothing of delivery; the queue's runner walks it.
+// Timed lanes (`new`, retry) hand a piece out of the FIFO when it is dispatched. Held lanes (ETRN
+// and ODMR domains, the operator's hold) never do: a piece stays in its held lane's FIFO until a
+// record moves or ends it, so a flush, an ATRN claim or the expiry sweep always finds it.
 import type { LaneKind } from '../log/segment.js';
 import { SlotFifo } from '../state/tables.js';
 
@@ -18,25 +21,34 @@ export interface SegState {
   busy: boolean;
 }
 
+/** A flush of a held lane (ETRN, probe, operator): the pieces it attempts, in arrival order. */
+export interface HeldFlush {
+  slots: Int32Array;
+  gens: Uint32Array;
+  /** Next entry to dispatch. */
+  pos: number;
+  /** The destination proved reachable at this time (ETRN or probe), if it did. */
+  reachableSince: number | undefined;
+  /** Resolved when every entry was attempted and none of the lane's deliveries is in flight. */
+  waiters: Array<() => void>;
+}
+
 export class LaneState {
   readonly segs = new Map<number, SegState>();
   readonly fifo = new SlotFifo();
   /** Live pieces in the lane. */
   live = 0;
-  /**
-   * No live piece in the lane arrived before this (ms since epoch). Kept low on append, made
-   * exact by the expiry sweep, so a held lane whose oldest mail is not yet too old is skipped
-   * without a scan.
-   */
-  oldestArrival = Number.POSITIVE_INFINITY;
   /** Runner timer cancel function. */
   cancelTimer: (() => void) | undefined;
   timerAt = 0;
-  /** Entries of the FIFO a running flush still has to visit (held lanes). */
+  /** Entries of the FIFO a `flushRetries` still has to visit regardless of due time (retry lanes). */
   flushLeft = 0;
-  /** Another flush was asked for while one ran. */
-  flushAgain = false;
-  flushWaiters: Array<() => void> = [];
+  /** The flush under way (held lanes): what it still has to attempt, in arrival order. */
+  flush: HeldFlush | undefined;
+  /** Deliveries of this held lane's pieces in flight (a flush is over when it reaches 0). */
+  flushInflight = 0;
+  /** Give-up age of the lane's mail (held and hold lanes; cached by the queue). */
+  maxAge: number | undefined;
 
   constructor(
     readonly idx: number,
@@ -45,6 +57,11 @@ export class LaneState {
     readonly delay: number,
     readonly domain: string | undefined,
   ) {}
+
+  /** A lane no timer walks (an ETRN/ODMR domain's, or the operator's hold): its pieces never leave the FIFO in flight. */
+  get held(): boolean {
+    return this.kind === 'held' || this.kind === 'hold';
+  }
 
   get fifoOrdered(): boolean {
     return this.kind !== 'data';

@@ -188,6 +188,21 @@ export class SlotFifo {
     if (this.headIdx < this.tailIdx) this.headIdx++;
   }
 
+  /** Keeps only the entries `keep` accepts, in order (O(n)). */
+  compact(keep: (slot: number, gen: number) => boolean): void {
+    let w = 0;
+    for (let r = this.headIdx; r < this.tailIdx; r++) {
+      const s = this.slots[r]!;
+      const g = this.gens[r]!;
+      if (!keep(s, g)) continue;
+      this.slots[w] = s;
+      this.gens[w] = g;
+      w++;
+    }
+    this.headIdx = 0;
+    this.tailIdx = w;
+  }
+
   bytes(): number {
     return this.slots.length * 8;
   }
