@@ -93,6 +93,19 @@ function customer(answer: () => 'delivered' | 'deferred' | 'failed') {
 
 const addr = (i: number, domain = D) => `u${i}@${domain}`;
 
+/** A promise and the function that resolves it (a deliverer waits on it). */
+function opening(): [Promise<void>, () => void] {
+  let open!: () => void;
+  const p = new Promise<void>((r) => {
+    open = r;
+  });
+  return [p, open];
+}
+
+/** Resolves once some piece of the queue is in flight. */
+const anyInFlight = (q: Queue) =>
+  until(() => q.core.pieces.flags.some((f) => (f & F_INFLIGHT) !== 0), 'an attempt in flight');
+
 describe('held lanes', () => {
   test('a piece a failed flush deferred back into its lane is flushed again by the next flush', async () => {
     const fs = new MemQueueFs();
@@ -285,17 +298,14 @@ describe('held lanes', () => {
     const clock = manualClock();
     const { q, reports } = await open(fs, clock, { maxAge: 60_000 });
     await hold(q, clock, 1);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
+    const [gate, release] = opening();
     q.setDeliverer(async (job) => {
       await gate;
       await job.finish([{ rcpt: 0, status: 'deferred', code: 421, hold: D }]);
     });
     q.start();
     const flush = q.flushHeld(D);
-    await until(() => q.core.pieces.flags.some((f) => (f & F_INFLIGHT) !== 0), 'the attempt');
+    await anyInFlight(q);
     clock.advance(120_000);
     await settle(5);
     assert.deepEqual(reports, [], 'not bounced while in flight');
@@ -311,17 +321,14 @@ describe('held lanes', () => {
     const clock = manualClock();
     const { q } = await open(fs, clock);
     const [id] = await hold(q, clock, 1);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
+    const [gate, release] = opening();
     q.setDeliverer(async (job) => {
       await gate;
       await job.finish([{ rcpt: 0, status: 'deferred', code: 421, hold: D }]);
     });
     q.start();
     const flush = q.flushHeld(D);
-    await until(() => q.core.pieces.flags.some((f) => (f & F_INFLIGHT) !== 0), 'the attempt');
+    await anyInFlight(q);
     const held = q.hold(id!);
     await settle(5);
     release();
