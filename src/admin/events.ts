@@ -174,6 +174,7 @@ export class EventBus {
     };
     if (ev.code !== undefined) out.code = ev.code;
     if (ev.text !== undefined) out.text = ev.text;
+    if (ev.detail !== undefined) out.detail = ev.detail;
     const a = this.active.get(ev.id);
     if (a) {
       out.delayMs = this.now() - a.arrival;

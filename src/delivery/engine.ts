@@ -9,6 +9,7 @@ import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
 import type { RecipientResult } from '../smtp/client/index.js';
 import type { ConnectionPool } from './pool.js';
 import { outboundTransaction } from './outbound.js';
+import { withoutPaths } from './public-text.js';
 import { type Decision, domainOf, localPartOf, type Router } from './router.js';
 
 export type LocalDelivery = (
@@ -24,6 +25,9 @@ export interface AttemptEvent {
   status: string;
   code?: number;
   text?: string;
+  /** What only the log may say (a mailbox path, an errno message): never part of the outcome's
+   *  text, which reaches the sender's reports. */
+  detail?: string;
   /** Time the attempt took. */
   ms: number;
 }
@@ -73,6 +77,7 @@ export class DeliveryEngine {
     this.stats.attempts += rcpts.length;
     const t0 = Date.now();
     let outs: RcptOutcome[];
+    const details = new Map<number, string>();
     if (d.kind === 'odmr') {
       outs = rcpts.map((r) => ({
         rcpt: r,
@@ -81,7 +86,7 @@ export class DeliveryEngine {
         text: `held for ODMR collection of ${d.domain}`,
       }));
     } else if (d.kind === 'local') {
-      outs = await this.deliverLocal(job, d.local.maildir, rcpts);
+      outs = await this.deliverLocal(job, d.local.maildir, rcpts, details);
     } else {
       outs = await this.deliverRemote(job, d, rcpts);
       if (d.etrn) for (const o of outs) if (o.status === 'deferred') o.hold = d.etrn;
@@ -97,12 +102,19 @@ export class DeliveryEngine {
       };
       if (o.code !== undefined) ev.code = o.code;
       if (o.text !== undefined) ev.text = o.text;
+      const detail = details.get(o.rcpt);
+      if (detail !== undefined) ev.detail = detail;
       this.events.attempt?.(ev);
     }
     return outs;
   }
 
-  private async deliverLocal(job: DeliveryJob, template: string, rcpts: number[]): Promise<RcptOutcome[]> {
+  private async deliverLocal(
+    job: DeliveryJob,
+    template: string,
+    rcpts: number[],
+    details: Map<number, string>,
+  ): Promise<RcptOutcome[]> {
     const data = await job.data();
     const out: RcptOutcome[] = [];
     for (const r of rcpts) {
@@ -127,9 +139,11 @@ export class DeliveryEngine {
           status: 'delivered',
           code: 250,
           enhanced: '2.0.0',
-          text: `delivered to ${maildir}`,
+          // The text reaches success reports to outside senders: no path (the log has it).
+          text: 'delivered to maildir',
           host: 'local',
         });
+        details.set(r, `maildir ${maildir}`);
       } catch (e) {
         const permanent = e instanceof MtaError && e.kind === 'permanent';
         out.push({
@@ -137,9 +151,11 @@ export class DeliveryEngine {
           status: permanent ? 'failed' : 'deferred',
           code: e instanceof MtaError && e.smtp ? e.smtp.code : permanent ? 550 : 451,
           enhanced: e instanceof MtaError && e.smtp ? e.smtp.enhanced : permanent ? '5.2.0' : '4.2.0',
-          text: errorText(e),
+          text: withoutPaths(errorText(e)),
           host: 'local',
         });
+        const cause = e instanceof Error && e.cause !== undefined ? `: ${errorText(e.cause)}` : '';
+        details.set(r, `maildir ${maildir}${cause}`);
       }
     }
     return out;
@@ -225,7 +241,7 @@ export class DeliveryEngine {
             status: 'deferred',
             code: 451,
             enhanced: '4.4.2',
-            text: errorText(e),
+            text: withoutPaths(errorText(e)),
             host: lease.host,
           });
       reusable = false;

@@ -35,7 +35,9 @@ function fsCode(e: unknown): string {
 
 export function mapFsError(e: unknown, where: string): MtaError {
   const code = fsCode(e);
-  const msg = `maildir delivery failed (${where}): ${e instanceof Error ? e.message : String(e)}`;
+  // The message reaches the sender's reports: the errno code, not the errno text with its path
+  // (the full error stays as the cause, for the log).
+  const msg = `maildir delivery failed (${where}): ${code || 'error'}`;
   if (code === 'EDQUOT')
     return new MtaError('MAILDIR_QUOTA', 'transient', msg, {
       smtp: { code: 452, enhanced: '4.2.2' },

@@ -3,6 +3,7 @@
 // The queue already refuses reports to <> and reports about reports; this adds nothing else.
 import type { AcceptInput, ReportRequest } from '../queue/types.js';
 import { buildDsn, type DsnRecipientReport } from './dsn.js';
+import { withoutPaths } from './public-text.js';
 
 export function makeReporter(hostname: string, maxAgeMs: number) {
   return (req: ReportRequest): AcceptInput | null => {
@@ -60,6 +61,7 @@ function diagnostic(o: { code?: number; enhanced?: string; text?: string }): str
   if (o.code !== undefined) parts.push(String(o.code));
   if (o.enhanced !== undefined && !text.startsWith(o.enhanced) && o.enhanced !== '4.4.7')
     parts.push(o.enhanced);
-  if (text) parts.push(text);
+  // Every report kind goes to an outside sender: whatever wrote the text, no local path leaves.
+  if (text) parts.push(withoutPaths(text));
   return parts.join(' ');
 }

@@ -14,6 +14,7 @@ import { errorText } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
 import { outboundTransaction } from '../delivery/outbound.js';
 import { SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
+import { isValidDomain } from '../smtp/protocol/address.js';
 import type { Clock } from '../util/clock.js';
 import type { OdmrLogger } from './etrn.js';
 
@@ -81,9 +82,10 @@ export async function deliverHeld(
     client = await adopting;
     o.onClient?.(client);
     jobs = await o.lanes.claimHeld(domains);
+    const host = customerHost(client);
     for (const group of groupByMessage(jobs)) {
       if (!client.usable) break;
-      const outs = await sendMessage(client, group);
+      const outs = await sendMessage(client, group, host);
       result.messages++;
       for (const job of group) {
         const mine = outs.get(job) ?? [];
@@ -114,10 +116,23 @@ export async function deliverHeld(
   return result;
 }
 
+/**
+ * The customer as a report names it (Remote-MTA is an RFC 3464 "dns" name): the host name its
+ * 220 greeting gives, as "name[address]" like any other next hop; undefined when the greeting
+ * names no valid domain (then reports leave Remote-MTA out).
+ */
+export function customerHost(client: SmtpClient): string | undefined {
+  const name = client.greeting?.text.trim().split(/\s+/)[0] ?? '';
+  if (!name.includes('.') || !isValidDomain(name)) return undefined;
+  const ip = client.connection.socket.remoteAddress;
+  return ip === undefined ? name : `${name}[${ip}]`;
+}
+
 /** One transaction (more if the customer limits recipients) for all pieces of one message. */
 async function sendMessage(
   client: SmtpClient,
   group: DeliveryJob[],
+  host: string | undefined,
 ): Promise<Map<DeliveryJob, RcptOutcome[]>> {
   const out = new Map<DeliveryJob, RcptOutcome[]>(group.map((j) => [j, []]));
   const first = group[0]!;
@@ -153,8 +168,8 @@ async function sendMessage(
         code: rr.code,
         enhanced: rr.enhanced,
         text: rr.text,
-        host: 'ODMR customer',
       };
+      if (host !== undefined) o.host = host;
       if (rr.status === 'delivered' && !client.extensions.dsn) o.relayed = true;
       out.get(s.job)!.push(o);
     }

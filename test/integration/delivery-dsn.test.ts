@@ -3,6 +3,8 @@
 // test reads them. Covers NOTIFY (SUCCESS, NEVER, DELAY), RET (HDRS, FULL), max_age expiry, and
 // the two loops an MTA must never make: a report to <> and a report about a report.
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import {
   parseDsn,
@@ -183,5 +185,67 @@ describe('delay warnings and expiry', () => {
     assert.equal(r.status, '4.4.7');
     assert.match(r['diagnostic-code'] ?? '', /^smtp; 450 delivery time expired: mailbox unavailable/);
     assert.equal(sink.transactions.filter((t) => t.recipients.includes('never@dst.test')).length, 0);
+  });
+});
+
+describe('reports reveal no local paths', () => {
+  const localSetup = async (local: string, queue = '') => {
+    const sink = await SmtpSink.start({});
+    opened.push(sink);
+    const d = await startTestDaemon(
+      `[queue]\nretry = ["1s"]\n${queue}\n[[local]]\n${local}\n` +
+        `[[route]]\ndomain = "*"\nhost = "127.0.0.1:${sink.port}"\n`,
+    );
+    opened.push(d);
+    return { sink, d };
+  };
+  const noPath = (data: Buffer, dir: string) => {
+    const text = data.toString('utf8');
+    assert.ok(!text.includes(dir), `the report names the data directory ${dir}:\n${text}`);
+    assert.doesNotMatch(text, /(^|[\s'"(])\/(tmp|var|proc|home)\//m, 'the report names a file system path');
+  };
+
+  test('a success notice for a local delivery says "delivered", not where the mailbox file is', async () => {
+    const { sink, d } = await localSetup('domain = "here.test"');
+    await sendMail(d.port, { from: 's@src.test', to: [{ address: 'alice@here.test', notify: ['SUCCESS'] }] });
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the notice');
+    const data = reports(sink)[0]!.data;
+    const r = parseDsn(data).recipients[0]!;
+    assert.equal(r.action, 'delivered');
+    assert.equal(r['remote-mta'], undefined);
+    assert.match(r['diagnostic-code'] ?? '', /^smtp; 250 2\.0\.0 delivered to maildir$/);
+    noPath(data, d.dir);
+    // The operator still finds the mailbox in the log.
+    assert.ok(d.log.some((l) => l.msg === 'delivery attempt' && String(l.fields.detail).includes(d.dir)));
+  });
+
+  test('a bounce for a local mailbox that cannot be created names the error code, not the path', async () => {
+    const { sink, d } = await localSetup('domain = "here.test"');
+    mkdirSync(join(d.dir, 'mail'), { recursive: true });
+    writeFileSync(join(d.dir, 'mail', 'bob'), 'not a directory');
+    await sendMail(d.port, { from: 's@src.test', to: ['bob@here.test'] });
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the bounce');
+    const data = reports(sink)[0]!.data;
+    const r = parseDsn(data).recipients[0]!;
+    assert.equal(r.action, 'failed');
+    assert.match(r['diagnostic-code'] ?? '', /ENOTDIR/);
+    noPath(data, d.dir);
+  });
+
+  test('a delay warning for a local mailbox that fails for now names no path', async () => {
+    const { sink, d } = await localSetup(
+      // A name longer than NAME_MAX: mkdir fails with ENAMETOOLONG, a transient local error.
+      `domain = "here.test"\nmaildir = "/tmp/logmta-no-such-${'x'.repeat(300)}/{user}"`,
+      'delay_warning = "1s"\nmax_age = "1h"',
+    );
+    await sendMail(d.port, {
+      from: 's@src.test',
+      to: [{ address: 'carol@here.test', notify: ['DELAY', 'FAILURE'] }],
+    });
+    await waitFor(() => reports(sink).length === 1, 8000, 'the warning');
+    const data = reports(sink)[0]!.data;
+    assert.equal(parseDsn(data).recipients[0]?.action, 'delayed');
+    noPath(data, d.dir);
+    assert.doesNotMatch(data.toString(), /logmta-no-such/);
   });
 });

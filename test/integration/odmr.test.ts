@@ -4,11 +4,12 @@
 // and the turnaround itself driven by logmta's own customer code with an in-memory mail store.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
+import { parseDsn, sendMail } from '../../src/delivery/testkit.js';
 import { collect } from '../../src/odmr/index.js';
 import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
 import { SmtpChat, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
+import { SmtpSink } from '../support/sink.js';
 
 const TOML = `
 [[odmr.account]]
@@ -187,5 +188,42 @@ describe('ODMR provider', () => {
       hooks: memoryStore().hooks,
     });
     assert.deepEqual(again, { status: 'no-mail', messages: 0 });
+  });
+});
+
+describe('ODMR reports', () => {
+  test('a bounce for a recipient the customer refused names the customer host from its greeting as Remote-MTA', async () => {
+    const sink = await SmtpSink.start({});
+    const d = await startTestDaemon({
+      toml: `${TOML}\n[[route]]\ndomain = "*"\nhost = "127.0.0.1:${sink.port}"\n`,
+    });
+    try {
+      const a = d.daemon.addresses.odmr[0] ?? '';
+      await sendMail(d.port, { from: 'a@sender.test', to: ['gone@acme.example', 'one@acme.example'] });
+      await waitFor(() => d.daemon.queues.heldCount('acme.example') === 1, 'the held piece');
+      const store = memoryStore();
+      const r = await collect({
+        host: '127.0.0.1',
+        port: Number(a.slice(a.lastIndexOf(':') + 1)),
+        user: 'acme',
+        password: 'acme-secret',
+        session: { hostname: 'customer.test' },
+        hooks: {
+          ...store.hooks,
+          checkRecipient: (addr) =>
+            addr === 'gone@acme.example' ? { code: 550, enhanced: '5.1.1', text: 'no such user' } : null,
+        },
+      });
+      assert.deepEqual(r, { status: 'received', messages: 1 });
+      await waitFor(() => sink.transactions.some((t) => t.sender === ''), 'the bounce');
+      const dsn = parseDsn(sink.transactions.find((t) => t.sender === '')!.data);
+      assert.equal(dsn.recipients.length, 1);
+      assert.equal(dsn.recipients[0]?.['final-recipient'], 'rfc822; gone@acme.example');
+      assert.equal(dsn.recipients[0]?.['remote-mta'], 'dns; customer.test');
+      assert.match(dsn.text, /\(host customer\.test\)/);
+    } finally {
+      await d.stop();
+      await sink.close();
+    }
   });
 });
