@@ -21,6 +21,8 @@ import { Router } from './delivery/router.js';
 import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
 import { makeServerHooks } from './policy/hooks.js';
+import type { AcceptStage } from './policy/pipeline.js';
+import { dkimSignStage } from './auth/sign-stage.js';
 import { IdSource } from './queue/ids.js';
 import { lockQueueDir } from './queue/lock.js';
 import { Queues } from './queue/queues.js';
@@ -163,7 +165,18 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));
   queues.start();
 
-  const hooks = events.wrapServerHooks(makeServerHooks(config, router, queues, ids));
+  // The end-of-DATA stages, in pipeline.ts's order: incoming checks, milters, DKIM signing.
+  const stages: AcceptStage[] = [];
+  if (config.dkim.length > 0)
+    stages.push(
+      dkimSignStage({
+        keys: config.dkim,
+        relayNetworks: config.smtp.relayNetworks,
+        clock,
+        logger: log.child({ component: 'dkim' }),
+      }),
+    );
+  const hooks = events.wrapServerHooks(makeServerHooks(config, router, queues, ids, stages));
   // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
   const odmr = await startEtrnOdmr(config, {
     queues,

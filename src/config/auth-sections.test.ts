@@ -1,12 +1,15 @@
-// The [dns] section (and, as they come, the authentication sections): defaults, values, and
-// problems named by key.
+// The [dns] and [[dkim]] sections: defaults, values, and problems named by key.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
 import { ConfigError, configFromToml } from './load.js';
 
-function problemsOf(toml: string): string[] {
+function problemsOf(toml: string, baseDir?: string): string[] {
   try {
-    configFromToml(toml, { source: 'f' });
+    configFromToml(toml, { source: 'f', ...(baseDir ? { baseDir } : {}) });
   } catch (e) {
     if (e instanceof ConfigError) return [...e.problems];
     throw e;
@@ -55,5 +58,67 @@ describe('[dns]', () => {
     assert.ok(p.some((l) => l.startsWith('f: dns.attempts: expected a positive integer')));
     assert.ok(p.some((l) => l.startsWith('f: dns.cache_size: expected an integer of at least 0')));
     assert.ok(p.some((l) => l.startsWith('f: dns.server: unknown key (did you mean "servers"?)')));
+  });
+});
+
+describe('[[dkim]]', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'logmta-dkim-conf-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const pem = (k: KeyObject) => k.export({ type: 'pkcs8', format: 'pem' }).toString();
+  writeFileSync(join(dir, 'rsa.pem'), pem(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey));
+  writeFileSync(join(dir, 'ed.pem'), pem(generateKeyPairSync('ed25519').privateKey));
+  writeFileSync(join(dir, 'short.pem'), pem(generateKeyPairSync('rsa', { modulusLength: 512 }).privateKey));
+  writeFileSync(join(dir, 'ec.pem'), pem(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey));
+  writeFileSync(join(dir, 'junk.pem'), 'not a key\n');
+  const load = (toml: string) => configFromToml(toml, { baseDir: dir, source: 'f' });
+  const key = (domain: string, selector: string, file: string, extra = '') =>
+    `[[dkim]]\ndomain = "${domain}"\nselector = "${selector}"\nkey_file = "${file}"\n${extra}`;
+
+  test('RSA and Ed25519 keys are read, with their algorithm and the record to publish', () => {
+    const c = load(
+      key('Example.ORG', 's1', 'rsa.pem') + key('example.org', 'e1', 'ed.pem', 'subdomains = true\n'),
+    );
+    assert.deepEqual(
+      c.dkim.map((k) => [k.domain, k.selector, k.algorithm, k.subdomains, k.keyFile]),
+      [
+        ['example.org', 's1', 'rsa-sha256', false, join(dir, 'rsa.pem')],
+        ['example.org', 'e1', 'ed25519-sha256', true, join(dir, 'ed.pem')],
+      ],
+    );
+    assert.match(c.dkim[0]?.record ?? '', /^v=DKIM1; k=rsa; p=MIIBIjAN[A-Za-z0-9+/=]+$/);
+    assert.match(c.dkim[1]?.record ?? '', /^v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=$/);
+    assert.deepEqual(load('').dkim, []);
+  });
+
+  test('unreadable, short, non-signing and duplicate keys are refused, naming the key', () => {
+    const p = problemsOf(
+      [
+        key('example.org', 's1', 'missing.pem'),
+        key('example.org', 's2', 'junk.pem'),
+        key('example.org', 's3', 'short.pem'),
+        key('example.org', 's4', 'ec.pem'),
+        key('example.org', 's5', 'ed.pem'),
+        key('example.org', 's5', 'rsa.pem'),
+        key('example.org', '_bad', 'rsa.pem'),
+        '[[dkim]]\ndomain = "example.org"\n',
+      ].join(''),
+      dir,
+    );
+    const want = [
+      /^f: dkim\[1\]\.key_file: cannot read .*missing\.pem" \(ENOENT\)$/,
+      /^f: dkim\[2\]\.key_file: .*junk\.pem" holds no private key/,
+      /^f: dkim\[3\]\.key_file: an RSA key of 512 bits is too short/,
+      /^f: dkim\[4\]\.key_file: a ec key cannot sign DKIM/,
+      /^f: dkim\[6\]\.selector: "s5" of example\.org is already used by dkim\[5\]$/,
+      /^f: dkim\[7\]\.selector: expected a selector/,
+      /^f: dkim\[8\]\.selector: required$/,
+      /^f: dkim\[8\]\.key_file: required$/,
+    ];
+    assert.equal(p.length, want.length, p.join('\n'));
+    for (const w of want)
+      assert.ok(
+        p.some((l) => w.test(l)),
+        `${w} in\n${p.join('\n')}`,
+      );
   });
 });

@@ -1,12 +1,17 @@
-// Readers of the sections about DNS and mail authentication: [dns] (how every lookup is made).
+// Readers of the sections about DNS and mail authentication: [dns] (how every lookup is made),
+// [[dkim]] (signing keys, read and checked here so a bad key stops start-up, not a message).
 // Same contract as sections.ts: defaults from defaults.ts, problems recorded on the reader
 // (never thrown), the returned value incomplete only when a problem was recorded.
 
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { DEFAULTS } from './defaults.js';
-import { parseHostPort } from './net.js';
+import { isHostName, parseHostPort } from './net.js';
 import type { Section } from './reader.js';
-import type { DnsConfig } from './schema.js';
-import { parseDuration } from './units.js';
+import type { DkimKeyConfig, DnsConfig } from './schema.js';
+import { parseDuration, valueError } from './units.js';
+import { parseDomain } from './values.js';
 
 export function readDns(sec: Section | undefined, empty: () => Section): DnsConfig {
   const d = DEFAULTS.dns;
@@ -21,4 +26,83 @@ export function readDns(sec: Section | undefined, empty: () => Section): DnsConf
   };
   s.finish();
   return c;
+}
+
+/** A selector: one or more DNS labels (RFC 6376 3.1), e.g. "s1" or "2026.mail". */
+function parseSelector(s: string): string {
+  const v = s.trim().toLowerCase();
+  if (!isHostName(v) || v.startsWith('_')) throw valueError('a selector of DNS labels like "s1"', s);
+  return v;
+}
+
+/** The key's algorithm and DNS record, or a problem. RSA keys need 1024 bits at least (RFC 8301). */
+function loadKey(s: Section, file: string): Pick<DkimKeyConfig, 'key' | 'algorithm' | 'record'> | undefined {
+  let text: Buffer;
+  try {
+    text = readFileSync(file);
+  } catch (e) {
+    s.problem(
+      'key_file',
+      `cannot read ${JSON.stringify(file)} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+    return undefined;
+  }
+  let key: ReturnType<typeof createPrivateKey>;
+  try {
+    key = createPrivateKey({ key: text, format: 'pem' });
+  } catch (e) {
+    s.problem(
+      'key_file',
+      `${JSON.stringify(file)} holds no private key in PEM form (${(e as Error).message})`,
+    );
+    return undefined;
+  }
+  const pub = createPublicKey(key);
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < 1024) {
+      s.problem(
+        'key_file',
+        `an RSA key of ${bits} bits is too short to sign with (at least 1024, 2048 recommended)`,
+      );
+      return undefined;
+    }
+    const p = pub.export({ type: 'spki', format: 'der' }).toString('base64');
+    return { key, algorithm: 'rsa-sha256', record: `v=DKIM1; k=rsa; p=${p}` };
+  }
+  if (key.asymmetricKeyType === 'ed25519') {
+    // RFC 8463 3.2: the record holds the bare 32-byte public key, not its SPKI wrapping.
+    const p = pub.export({ type: 'spki', format: 'der' }).subarray(-32).toString('base64');
+    return { key, algorithm: 'ed25519-sha256', record: `v=DKIM1; k=ed25519; p=${p}` };
+  }
+  s.problem('key_file', `a ${key.asymmetricKeyType} key cannot sign DKIM (RSA or Ed25519)`);
+  return undefined;
+}
+
+export function readDkim(list: Section[] | undefined, baseDir: string): DkimKeyConfig[] {
+  const seen = new Map<string, string>();
+  return (list ?? []).map((s) => {
+    const domain = s.required('domain', parseDomain) ?? '';
+    const selector = s.required('selector', parseSelector) ?? '';
+    const subdomains = s.bool('subdomains') ?? false;
+    const name = s.required('key_file', (f) => resolve(baseDir, f));
+    const loaded = name === undefined ? undefined : loadKey(s, name);
+    const id = `${selector}._domainkey.${domain}`;
+    if (domain !== '' && selector !== '') {
+      const prev = seen.get(id);
+      if (prev !== undefined)
+        s.problem('selector', `${JSON.stringify(selector)} of ${domain} is already used by ${prev}`);
+      else seen.set(id, s.path);
+    }
+    s.finish();
+    return {
+      domain,
+      selector,
+      subdomains,
+      keyFile: name ?? '',
+      key: loaded?.key ?? (undefined as never),
+      algorithm: loaded?.algorithm ?? 'rsa-sha256',
+      record: loaded?.record ?? '',
+    };
+  });
 }

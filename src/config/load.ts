@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { MtaError } from '../errors.js';
 import { checkConfig } from './checks.js';
-import { readDns } from './auth-sections.js';
+import { readDkim, readDns } from './auth-sections.js';
 import { DEFAULTS } from './defaults.js';
 import { isHostName } from './net.js';
 import { Problems, Section } from './reader.js';
@@ -157,6 +157,7 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
     admin: readAdmin(root.table('admin'), empty('admin'), paths),
     log: readLog(root.table('log'), empty('log')),
     dns: readDns(root.table('dns'), empty('dns')),
+    dkim: readDkim(root.tables('dkim'), baseDir),
   };
   root.finish();
   checkConfig(config, problems);

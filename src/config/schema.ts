@@ -5,6 +5,7 @@
 // without a trailing dot, secrets read from their files. Consumers never re-validate.
 // Docs: docs/configuration.md describes each key of the file and its default.
 
+import type { KeyObject } from 'node:crypto';
 import type { LogLevel } from '../log.js';
 import type { Cidr, HostPort } from './net.js';
 
@@ -39,6 +40,8 @@ export interface Config {
   log: LogConfig;
   /** How every DNS lookup is made ([dns]). */
   dns: DnsConfig;
+  /** DKIM signing keys for outgoing mail ([[dkim]]), in file order. */
+  dkim: DkimKeyConfig[];
 }
 
 export interface SmtpConfig {
@@ -205,4 +208,20 @@ export interface DnsConfig {
   maxTtlMs: number;
   /** Cap of a negative (NXDOMAIN/NODATA) answer's TTL in the cache. */
   maxNegativeTtlMs: number;
+}
+
+export interface DkimKeyConfig {
+  /** Lower-case signing domain (d=); mail whose From: domain is this one is signed. */
+  domain: string;
+  /** Selector (s=): the key is published at <selector>._domainkey.<domain>. */
+  selector: string;
+  /** Also sign mail from subdomains of `domain` (d= stays `domain`, aligned relaxed for DMARC). */
+  subdomains: boolean;
+  /** Absolute path of the private key (PEM: PKCS#8, or PKCS#1 for RSA). */
+  keyFile: string;
+  /** The key, read and checked at load time. */
+  key: KeyObject;
+  algorithm: 'rsa-sha256' | 'ed25519-sha256';
+  /** The public key's DNS TXT record text ("v=DKIM1; k=rsa; p=..."), for docs and `logmta` output. */
+  record: string;
 }

@@ -1,11 +1,11 @@
 // The end-of-DATA pipeline: what happens to a message between the final dot and the queue.
 // The order is fixed and is this file's invariant:
 //   1. our Received: header            (the SMTP session writes it: smtp/server/received.ts)
-//   2. incoming authentication checks  (SPF/DKIM/DMARC → Authentication-Results)
+//   2. incoming authentication checks  (SPF/DKIM/DMARC → Authentication-Results: auth/)
 //   3. milters, in configured order    (policy/milter-stage.ts)
-//   4. DKIM signing of outgoing mail
+//   4. DKIM signing of outgoing mail   (auth/sign-stage.ts)
 //   5. the queue                       (policy/hooks.ts: accept resolves once durable)
-// Each stage is its own file under policy/ and is wired in daemon.ts; a stage that is not
+// Each stage is its own file (under policy/ or auth/) and is wired in daemon.ts; a stage that is not
 // configured is not in the list, so an MTA without filters pays one empty loop.
 // A stage may change the message (data, size, sender, recipients), mark it for the hold lane
 // (quarantine), or end it: a refusal becomes the SMTP reply to the final dot (4xx/5xx — the

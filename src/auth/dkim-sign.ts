@@ -1,0 +1,112 @@
+// DKIM signatures (RFC 6376) for outgoing mail: relaxed/relaxed, rsa-sha256 (RFC 8301) or
+// ed25519-sha256 (RFC 8463), over the header fields current practice signs, with From:
+// oversigned (listed once more than it occurs, so a From: added later breaks the signature).
+// Canonicalisation, body hashing and tag formatting are mailauth's; the signature is node:crypto's.
+// Invariant: pure given its inputs (key, header, body, time); the result is one folded
+// "DKIM-Signature:" field per key, ending in CRLF, to be prepended to the message unchanged.
+// Fails: throws MtaError DKIM_SIGN (transient) if a key cannot sign — keys are checked when the
+// configuration is loaded, so this is not expected.
+
+import { createHash, type KeyObject, sign } from 'node:crypto';
+import { dkimBody } from 'mailauth/lib/dkim/body/index.js';
+import { generateCanonicalizedHeader } from 'mailauth/lib/dkim/header/index.js';
+import { formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders } from 'mailauth/lib/tools.js';
+import { MtaError } from '../errors.js';
+
+export interface DkimSigningKey {
+  /** d= */
+  domain: string;
+  /** s= */
+  selector: string;
+  key: KeyObject;
+  algorithm: 'rsa-sha256' | 'ed25519-sha256';
+}
+
+/**
+ * The header fields signed when present (RFC 6376 5.4.1, plus List-Unsubscribe-Post which
+ * RFC 8058 requires to be signed). Received, Return-Path and trace fields are not: they change
+ * on the way.
+ */
+export const SIGNED_FIELDS = [
+  'From',
+  'Reply-To',
+  'Subject',
+  'Date',
+  'To',
+  'Cc',
+  'Message-ID',
+  'In-Reply-To',
+  'References',
+  'MIME-Version',
+  'Content-Type',
+  'Content-Transfer-Encoding',
+  'Sender',
+  'List-Id',
+  'List-Help',
+  'List-Unsubscribe',
+  'List-Unsubscribe-Post',
+  'List-Subscribe',
+  'List-Post',
+  'List-Owner',
+  'List-Archive',
+  'Resent-Date',
+  'Resent-From',
+  'Resent-Sender',
+  'Resent-To',
+  'Resent-Cc',
+  'Resent-Message-ID',
+].join(':');
+
+/** Fields listed once more than they occur (an added one then fails verification). */
+const OVERSIGNED = ['From'];
+
+/** The body hash (bh=) of relaxed body canonicalisation with SHA-256. */
+export function bodyHash(body: readonly Buffer[]): string {
+  const h = dkimBody('relaxed', 'sha256', false);
+  for (const c of body) h.update(c);
+  return h.digest('base64');
+}
+
+/** One DKIM-Signature field per key, in key order, each ending in CRLF. */
+export function dkimSignatures(
+  keys: readonly DkimSigningKey[],
+  header: Buffer,
+  body: readonly Buffer[],
+  nowMs: number,
+): string[] {
+  if (keys.length === 0) return [];
+  const bh = bodyHash(body);
+  const parsed = parseHeaders(header).parsed;
+  const lines = getSigningHeaderLines(parsed, SIGNED_FIELDS);
+  const keysList = [lines.keys, ...OVERSIGNED].filter((k) => k !== '').join(': ');
+  const signing = { keys: keysList, headers: lines.headers };
+  const signTime = new Date(Math.floor(nowMs / 1000) * 1000);
+  return keys.map((k) => {
+    const { canonicalizedHeader, dkimHeaderOpts } = generateCanonicalizedHeader('DKIM', signing, {
+      signingDomain: k.domain,
+      selector: k.selector,
+      algorithm: k.algorithm,
+      canonicalization: 'relaxed/relaxed',
+      bodyHash: bh,
+      signTime,
+    });
+    let b: string;
+    try {
+      // RFC 8463: Ed25519 signs the SHA-256 digest of the canonical header; RSA signs the data.
+      b =
+        k.algorithm === 'rsa-sha256'
+          ? sign('sha256', canonicalizedHeader, k.key).toString('base64')
+          : sign(null, createHash('sha256').update(canonicalizedHeader).digest(), k.key).toString('base64');
+    } catch (e) {
+      throw new MtaError(
+        'DKIM_SIGN',
+        'transient',
+        `DKIM signing for ${k.domain} failed: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    return `${formatSignatureHeaderLine('DKIM', { ...dkimHeaderOpts, b }, true)}\r\n`;
+  });
+}
