@@ -20,7 +20,9 @@ import { makeReporter } from './delivery/reports.js';
 import { Router } from './delivery/router.js';
 import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
+import { type SessionFilter, withFilters } from './policy/filters.js';
 import { makeServerHooks } from './policy/hooks.js';
+import { makeMilterStage } from './policy/milter-stage.js';
 import type { AcceptStage } from './policy/pipeline.js';
 import { dkimSignStage } from './auth/sign-stage.js';
 import { IdSource } from './queue/ids.js';
@@ -165,8 +167,21 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));
   queues.start();
 
-  // The end-of-DATA stages, in pipeline.ts's order: incoming checks, milters, DKIM signing.
+  // Session filters and the end-of-DATA stages, in the order of policy/pipeline.ts: (our Received:
+  // is the session's) → incoming auth checks → milters → DKIM signing → queue.
+  const filters: SessionFilter[] = [];
   const stages: AcceptStage[] = [];
+  if (config.milters.length > 0) {
+    const milters = makeMilterStage(config.milters, {
+      hostname: config.hostname,
+      clock,
+      mailerOf: (domain) =>
+        router.isLocal(domain) ? (router.localDomain(domain)?.lmtp ? 'lmtp' : 'local') : 'smtp',
+      warn: (obj, msg) => log.warn(obj as Record<string, unknown>, msg),
+    });
+    filters.push(milters.filter);
+    stages.push(milters.stage);
+  }
   if (config.dkim.length > 0)
     stages.push(
       dkimSignStage({
@@ -176,7 +191,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         logger: log.child({ component: 'dkim' }),
       }),
     );
-  const hooks = events.wrapServerHooks(makeServerHooks(config, router, queues, ids, stages));
+  const hooks = events.wrapServerHooks(
+    withFilters(makeServerHooks(config, router, queues, ids, stages), filters),
+  );
   // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
   const odmr = await startEtrnOdmr(config, {
     queues,

@@ -54,6 +54,7 @@ export function makeInjector(opts: InjectorOptions): Injector {
       submission: false,
       sender: req.sender,
       recipientCount: 0,
+      messageId: undefined,
     };
     const recipients: Array<{ address: string }> = [];
     for (const r of req.recipients) {

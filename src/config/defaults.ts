@@ -41,6 +41,15 @@ export const DEFAULTS = {
     domains: ['localhost'],
     maildir: (dataDir: string): string => join(dataDir, 'mail', '{user}'),
   },
+  lmtp: {
+    port: 24,
+  },
+  milter: {
+    connectTimeout: '30s',
+    commandTimeout: '30s',
+    contentTimeout: '5m',
+    defaultAction: 'tempfail' as const,
+  },
   route: {
     port: 25,
     requireTls: false,

@@ -69,7 +69,7 @@ describe('defaults', () => {
       segmentSize: 64 * 1024 * 1024,
     });
     assert.deepEqual(c.local, [
-      { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined },
+      { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined, lmtp: undefined },
     ]);
     assert.deepEqual(c.routes, []);
     assert.deepEqual(c.delivery, {
@@ -250,8 +250,13 @@ level = "debug"
       segmentSize: 16 * 1024 * 1024,
     });
     assert.deepEqual(c.local, [
-      { domain: 'example.test', maildir: '/var/mail/{domain}/{user}', users: ['alice', 'bob'] },
-      { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined },
+      {
+        domain: 'example.test',
+        maildir: '/var/mail/{domain}/{user}',
+        users: ['alice', 'bob'],
+        lmtp: undefined,
+      },
+      { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined, lmtp: undefined },
     ]);
     assert.deepEqual(c.routes, [
       {

@@ -26,8 +26,10 @@ export interface Config {
   /** SMTP AUTH accounts ([[user]]). */
   users: UserAccount[];
   queue: QueueConfig;
-  /** Domains delivered to Maildirs on this host ([[local]]). */
+  /** Domains delivered on this host ([[local]]): to Maildirs, or over LMTP. */
   local: LocalDomain[];
+  /** Mail filters spoken to with the milter protocol ([[milter]]), in file order. */
+  milters: MilterConfig[];
   /** Static routes ([[route]]), in file order; domain "*" is the catch-all. */
   routes: Route[];
   delivery: DeliveryConfig;
@@ -106,6 +108,24 @@ export interface LocalDomain {
   maildir: string;
   /** Known local parts (as written); undefined = any local part is accepted. */
   users: string[] | undefined;
+  /** Deliver over LMTP (RFC 2033) to this server instead of the Maildir; undefined = Maildir. */
+  lmtp: SocketAddress | undefined;
+}
+
+/** A TCP endpoint or a unix-domain socket (absolute path). */
+export type SocketAddress = { kind: 'inet'; host: string; port: number } | { kind: 'unix'; path: string };
+
+export interface MilterConfig {
+  /** For logs; default the address as written. */
+  name: string;
+  address: SocketAddress;
+  connectTimeoutMs: number;
+  /** Reply to CONNECT, HELO, MAIL, RCPT, DATA and the negotiation. */
+  commandTimeoutMs: number;
+  /** Reply to each header, the body and the end of message. */
+  contentTimeoutMs: number;
+  /** What an unreachable or failing milter means. */
+  defaultAction: 'accept' | 'tempfail' | 'reject';
 }
 
 export interface Credentials {

@@ -9,6 +9,7 @@
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { DEFAULTS } from './defaults.js';
+import { MtaError } from '../errors.js';
 import { type HostPort, isLoopbackHost, parseCidr, parseHostPort } from './net.js';
 import type { Section } from './reader.js';
 import type {
@@ -18,12 +19,14 @@ import type {
   EtrnLimitsConfig,
   LocalDomain,
   LogConfig,
+  MilterConfig,
   OdmrAccount,
   OdmrConfig,
   OdmrProvider,
   QueueConfig,
   Route,
   SmtpConfig,
+  SocketAddress,
   TlsConfig,
   UserAccount,
 } from './schema.js';
@@ -142,10 +145,59 @@ export function readQueue(sec: Section | undefined, empty: () => Section, paths:
   });
 }
 
+/** "unix:/path" or an absolute path: a unix socket; otherwise "host[:port]". */
+function parseSocketAddress(s: string, defaultPort: number, baseDir: string): SocketAddress {
+  const unix = s.startsWith('unix:') ? s.slice(5) : s.startsWith('/') ? s : undefined;
+  if (unix !== undefined) {
+    if (unix === '') throw valueErrorFor('a socket path after "unix:"', s);
+    return { kind: 'unix', path: resolve(baseDir, unix) };
+  }
+  const hp = parseHostPort(s.startsWith('inet:') ? s.slice(5) : s, { defaultPort });
+  return { kind: 'inet', host: hp.host, port: hp.port };
+}
+
+function valueErrorFor(expected: string, got: string): MtaError {
+  return new MtaError('CONFIG_VALUE', 'permanent', `expected ${expected}, got ${JSON.stringify(got)}`);
+}
+
+/** A milter address as Postfix writes it: "inet:host:port" or "unix:/path". */
+function parseMilterAddress(s: string, baseDir: string): SocketAddress {
+  if (!s.startsWith('inet:') && !s.startsWith('unix:') && !s.startsWith('local:'))
+    throw valueErrorFor('"inet:host:port" or "unix:/path"', s);
+  if (s.startsWith('inet:') && !/:\d+$/.test(s.slice(5)))
+    throw valueErrorFor('a port in "inet:host:port"', s);
+  return parseSocketAddress(s.startsWith('local:') ? `unix:${s.slice(6)}` : s, 0, baseDir);
+}
+
+export function readMilters(list: Section[] | undefined, paths: Paths): MilterConfig[] {
+  const d = DEFAULTS.milter;
+  return (list ?? []).map((s) => {
+    const address = s.required('address', (a) => parseMilterAddress(a, paths.baseDir));
+    const m: MilterConfig = {
+      name: s.string('name') ?? String(s.raw('address') ?? ''),
+      address: address ?? { kind: 'unix', path: '' },
+      connectTimeoutMs: s.duration('connect_timeout') ?? parseDuration(d.connectTimeout),
+      commandTimeoutMs: s.duration('command_timeout') ?? parseDuration(d.commandTimeout),
+      contentTimeoutMs: s.duration('content_timeout') ?? parseDuration(d.contentTimeout),
+      defaultAction:
+        (s.string('default_action', { oneOf: ['accept', 'tempfail', 'reject'] }) as
+          | MilterConfig['defaultAction']
+          | undefined) ?? d.defaultAction,
+    };
+    s.finish();
+    return m;
+  });
+}
+
 export function readLocal(list: Section[] | undefined, present: boolean, paths: Paths): LocalDomain[] {
   const defaultMaildir = DEFAULTS.local.maildir(paths.dataDir);
   if (!present)
-    return DEFAULTS.local.domains.map((domain) => ({ domain, maildir: defaultMaildir, users: undefined }));
+    return DEFAULTS.local.domains.map((domain) => ({
+      domain,
+      maildir: defaultMaildir,
+      users: undefined,
+      lmtp: undefined,
+    }));
   return (list ?? []).map((s) => {
     const domain = s.required('domain', parseDomain);
     let maildir = s.map('maildir', (m) => resolve(paths.dataDir, m)) ?? defaultMaildir;
@@ -154,8 +206,11 @@ export function readLocal(list: Section[] | undefined, present: boolean, paths: 
       maildir = defaultMaildir;
     }
     const users = s.listOf('users', parseLocalUser);
+    // State paths resolve against data_dir; an LMTP socket is another server's, like a TLS file.
+    const lmtp = s.map('lmtp', (a) => parseSocketAddress(a, DEFAULTS.lmtp.port, paths.baseDir));
+    if (lmtp !== undefined && s.has('maildir')) s.problem('lmtp', 'cannot be combined with maildir');
     s.finish();
-    return { domain: domain ?? '', maildir, users };
+    return { domain: domain ?? '', maildir, users, lmtp };
   });
 }
 

@@ -37,8 +37,18 @@ describe('session filters', () => {
   test('the first refusal wins and later filters do not see the event', async () => {
     const calls: string[] = [];
     const h = withFilters(base, [
-      { connect: () => (calls.push('one'), { code: 451, enhanced: '4.7.1', text: 'one' }) },
-      { connect: () => (calls.push('two'), null) },
+      {
+        connect: () => {
+          calls.push('one');
+          return { code: 451, enhanced: '4.7.1', text: 'one' };
+        },
+      },
+      {
+        connect: () => {
+          calls.push('two');
+          return null;
+        },
+      },
     ]);
     assert.equal((await h.connect?.(ctx))?.text, 'one');
     assert.deepEqual(calls, ['one']);

@@ -46,6 +46,8 @@ export interface SessionContext {
   readonly sender: string | undefined;
   /** Recipients accepted so far in the current transaction. */
   readonly recipientCount: number;
+  /** Id of the current transaction's message (set once MAIL is accepted); undefined outside one. */
+  readonly messageId: string | undefined;
 }
 
 export interface RecipientEntry {
@@ -110,7 +112,10 @@ export interface ServerHooks {
     ctx: SessionContext,
     params?: readonly string[],
   ): MaybePromise<SmtpReply | null>;
-  /** DATA, or the first BDAT of a transaction: a reply refuses the message before its data. */
+  /**
+   * DATA, or the first BDAT of a transaction: a reply refuses the message before its data.
+   * (For every check: a 421 refusal also closes the connection, RFC 5321 3.8.)
+   */
   checkData?(ctx: SessionContext): MaybePromise<SmtpReply | null>;
   /**
    * The transaction in progress ended without reaching `accept`: RSET, a new HELO/EHLO, a refused

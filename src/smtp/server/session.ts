@@ -136,6 +136,9 @@ export class SmtpSession implements SessionContext {
   get recipientCount(): number {
     return this.tx?.recipients.length ?? 0;
   }
+  get messageId(): string | undefined {
+    return this.tx?.id;
+  }
 
   /** Send the greeting (after the connect hook, when there is one). */
   start(): void {
@@ -299,6 +302,12 @@ export class SmtpSession implements SessionContext {
   sendReply(r: SmtpReply): void {
     if (this.mode === 'closed' || this.mode === 'detached') return;
     this.out += formatReply(r);
+  }
+
+  /** A hook's refusal, sent as is; a 421 also ends the session (RFC 5321 3.8). */
+  refuse(r: SmtpReply): void {
+    this.sendReply(r);
+    if (r.code === 421) this.close();
   }
 
   /** Reply to a bad command and count it; too many bad commands end the session. */

@@ -48,8 +48,8 @@ export function data(s: SmtpSession, args: string): void | Promise<void> {
   if (hook === undefined) return start();
   return settle(hook(s), (refusal) => {
     if (refusal === null) return start();
-    s.sendReply(refusal);
     s.resetTransaction();
+    s.refuse(refusal);
   });
 }
 
@@ -107,8 +107,8 @@ export function finishBdat(s: SmtpSession): void | Promise<void> {
     if (s.bdatAbort) {
       // A filter refused the message: its reply, not a protocol error; later BDATs get 503.
       s.bdatAbort = false;
-      s.sendReply(refusal);
       s.resetTransaction();
+      s.refuse(refusal);
       return;
     }
     s.badCommand(refusal.code, refusal.enhanced ?? '5.5.1', String(refusal.text));
@@ -187,7 +187,7 @@ function finishMessage(s: SmtpSession): Promise<void> {
     (e: unknown) => {
       const st = smtpStatusOf(e);
       const text = isMtaError(e) && e.smtp ? (e.smtp.text ?? e.message) : 'Local error in processing';
-      s.reply(st.code, st.enhanced, text);
+      s.refuse({ code: st.code, enhanced: st.enhanced, text });
       s.opts.logger?.warn({ id: msg.id, err: e }, 'accept failed');
     },
   );

@@ -49,7 +49,7 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
   };
   if (!s.hooks.checkSender) return start();
   return settle(s.hooks.checkSender(address, s, paramWords(r.rest)), (refusal) => {
-    if (refusal) s.sendReply(refusal);
+    if (refusal) s.refuse(refusal);
     else start();
   });
 }
@@ -86,7 +86,7 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
   };
   if (!s.hooks.checkRecipient) return add();
   return settle(s.hooks.checkRecipient(entry.address, s, paramWords(r.rest)), (refusal) => {
-    if (refusal) s.sendReply(refusal);
+    if (refusal) s.refuse(refusal);
     else add();
   });
 }
