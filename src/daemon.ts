@@ -24,7 +24,6 @@ import { type SessionFilter, withFilters } from './policy/filters.js';
 import { makeServerHooks } from './policy/hooks.js';
 import { makeMilterStage } from './policy/milter-stage.js';
 import type { AcceptStage } from './policy/pipeline.js';
-import { dkimSignStage } from './auth/sign-stage.js';
 import { IdSource } from './queue/ids.js';
 import { lockQueueDir } from './queue/lock.js';
 import { Queues } from './queue/queues.js';
@@ -168,9 +167,24 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   queues.start();
 
   // Session filters and the end-of-DATA stages, in the order of policy/pipeline.ts: (our Received:
-  // is the session's) → incoming auth checks → milters → DKIM signing → queue.
+  // is the session's) → incoming auth checks → milters → DKIM signing → queue. The auth stages
+  // are loaded only when configured, so an MTA without them loads none of their code.
   const filters: SessionFilter[] = [];
   const stages: AcceptStage[] = [];
+  if (config.auth.checks) {
+    const { authCheckStage } = await import('./auth/check-stage.js');
+    stages.push(
+      await authCheckStage({
+        authservId: config.auth.authservId,
+        dmarcReject: config.auth.dmarcReject,
+        tempfailOnDnsError: config.auth.tempfailOnDnsError,
+        timeoutMs: config.auth.timeoutMs,
+        resolver,
+        relayNetworks: config.smtp.relayNetworks,
+        logger: log.child({ component: 'auth' }),
+      }),
+    );
+  }
   if (config.milters.length > 0) {
     const milters = makeMilterStage(config.milters, {
       hostname: config.hostname,
@@ -182,7 +196,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     filters.push(milters.filter);
     stages.push(milters.stage);
   }
-  if (config.dkim.length > 0)
+  if (config.dkim.length > 0) {
+    const { dkimSignStage } = await import('./auth/sign-stage.js');
     stages.push(
       dkimSignStage({
         keys: config.dkim,
@@ -191,6 +206,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         logger: log.child({ component: 'dkim' }),
       }),
     );
+  }
   const hooks = events.wrapServerHooks(
     withFilters(makeServerHooks(config, router, queues, ids, stages), filters),
   );

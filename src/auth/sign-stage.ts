@@ -8,7 +8,6 @@
 // message: a key that cannot sign is logged and the message goes on unsigned.
 
 import type { Cidr } from '../config/index.js';
-import { cidrListContains } from '../config/index.js';
 import type { DkimKeyConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { AcceptStage, DraftMessage, StageVerdict } from '../policy/pipeline.js';
@@ -16,21 +15,13 @@ import type { SessionContext } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
 import { dkimSignatures } from './dkim-sign.js';
 import { fromDomains, splitMessage } from './message.js';
+import { isOutgoing } from './outgoing.js';
 
 export interface SignStageOptions {
   keys: readonly DkimKeyConfig[];
   relayNetworks: readonly Cidr[];
   clock: Clock;
   logger: Logger;
-}
-
-/** Mail we send for our users: authenticated, locally submitted, or from relay_networks. */
-export function isOutgoing(
-  m: DraftMessage,
-  ctx: SessionContext | undefined,
-  relayNetworks: readonly Cidr[],
-): boolean {
-  return ctx === undefined || m.client.auth !== undefined || cidrListContains(relayNetworks, m.client.ip);
 }
 
 function keysFor(keys: readonly DkimKeyConfig[], domain: string): DkimKeyConfig[] {

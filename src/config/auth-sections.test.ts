@@ -122,3 +122,35 @@ describe('[[dkim]]', () => {
       );
   });
 });
+
+describe('[auth]', () => {
+  test('the checks are off by default, and only annotate when on; authserv_id defaults to the host name', () => {
+    assert.deepEqual(configFromToml('hostname = "MX.Example.ORG"\n').auth, {
+      checks: false,
+      authservId: 'mx.example.org',
+      dmarcReject: false,
+      tempfailOnDnsError: false,
+      timeoutMs: 20_000,
+    });
+    const c = configFromToml(
+      '[auth]\nchecks = true\nauthserv_id = "auth.example.org"\ndmarc_reject = true\ntempfail_on_dns_error = true\ntimeout = "5s"\n',
+    );
+    assert.deepEqual(c.auth, {
+      checks: true,
+      authservId: 'auth.example.org',
+      dmarcReject: true,
+      tempfailOnDnsError: true,
+      timeoutMs: 5_000,
+    });
+  });
+
+  test('bad values name their key', () => {
+    const p = problemsOf('[auth]\nchecks = "yes"\nauthserv_id = "not a host"\ndmarc_rejects = true\n');
+    assert.equal(p.length, 3, p.join('\n'));
+    assert.ok(p.some((l) => l.startsWith('f: auth.checks: expected true or false')));
+    assert.ok(p.some((l) => l.startsWith('f: auth.authserv_id: expected a host name')));
+    assert.ok(
+      p.some((l) => l.startsWith('f: auth.dmarc_rejects: unknown key (did you mean "dmarc_reject"?)')),
+    );
+  });
+});

@@ -1,5 +1,6 @@
 // Readers of the sections about DNS and mail authentication: [dns] (how every lookup is made),
-// [[dkim]] (signing keys, read and checked here so a bad key stops start-up, not a message).
+// [[dkim]] (signing keys, read and checked here so a bad key stops start-up, not a message),
+// [auth] (checks of incoming mail and their policy).
 // Same contract as sections.ts: defaults from defaults.ts, problems recorded on the reader
 // (never thrown), the returned value incomplete only when a problem was recorded.
 
@@ -9,7 +10,7 @@ import { resolve } from 'node:path';
 import { DEFAULTS } from './defaults.js';
 import { isHostName, parseHostPort } from './net.js';
 import type { Section } from './reader.js';
-import type { DkimKeyConfig, DnsConfig } from './schema.js';
+import type { AuthConfig, DkimKeyConfig, DnsConfig } from './schema.js';
 import { parseDuration, valueError } from './units.js';
 import { parseDomain } from './values.js';
 
@@ -105,4 +106,27 @@ export function readDkim(list: Section[] | undefined, baseDir: string): DkimKeyC
       record: loaded?.record ?? '',
     };
   });
+}
+
+/** [auth]; the authserv-id defaults to the host name (the resolved one when the file has none). */
+export function readAuth(
+  sec: Section | undefined,
+  empty: () => Section,
+  hostname: string | undefined,
+): AuthConfig {
+  const d = DEFAULTS.auth;
+  const s = sec ?? empty();
+  const id = s.map('authserv_id', (v) => {
+    if (!isHostName(v) || v.startsWith('_')) throw valueError('a host name like "mx.example.org"', v);
+    return v.replace(/\.$/, '').toLowerCase();
+  });
+  const c: AuthConfig = {
+    checks: s.bool('checks') ?? d.checks,
+    authservId: id ?? (hostname ?? DEFAULTS.hostname()).toLowerCase(),
+    dmarcReject: s.bool('dmarc_reject') ?? d.dmarcReject,
+    tempfailOnDnsError: s.bool('tempfail_on_dns_error') ?? d.tempfailOnDnsError,
+    timeoutMs: s.duration('timeout') ?? parseDuration(d.timeout),
+  };
+  s.finish();
+  return c;
 }

@@ -92,4 +92,10 @@ export const DEFAULTS = {
     maxTtl: '1h',
     maxNegativeTtl: '15m',
   },
+  auth: {
+    checks: false,
+    dmarcReject: false,
+    tempfailOnDnsError: false,
+    timeout: '20s',
+  },
 } as const;

@@ -44,6 +44,8 @@ export interface Config {
   dns: DnsConfig;
   /** DKIM signing keys for outgoing mail ([[dkim]]), in file order. */
   dkim: DkimKeyConfig[];
+  /** SPF, DKIM and DMARC checks of incoming mail ([auth]). */
+  auth: AuthConfig;
 }
 
 export interface SmtpConfig {
@@ -244,4 +246,17 @@ export interface DkimKeyConfig {
   algorithm: 'rsa-sha256' | 'ed25519-sha256';
   /** The public key's DNS TXT record text ("v=DKIM1; k=rsa; p=..."), for docs and `logmta` output. */
   record: string;
+}
+
+export interface AuthConfig {
+  /** Check mail from outside (SPF, DKIM, DMARC) and prepend Authentication-Results. */
+  checks: boolean;
+  /** authserv-id of our Authentication-Results (default: hostname). */
+  authservId: string;
+  /** Refuse a DMARC failure under p=reject with 550 5.7.1 (default: annotate only). */
+  dmarcReject: boolean;
+  /** Answer 451 4.7.x when a DNS error leaves the verdict open (default: annotate only). */
+  tempfailOnDnsError: boolean;
+  /** Bound of all checks of one message. */
+  timeoutMs: number;
 }
