@@ -200,6 +200,7 @@ export class Queue {
     }
     await Promise.allSettled([...this.inflightJobs.values()]);
     await this.writer.close();
+    this.fs.closeHandles?.();
   }
 
   get pendingBytes(): number {

@@ -146,6 +146,8 @@ export interface SpawnOptions {
   startTimeoutMs?: number;
   /** Extra environment. */
   env?: Record<string, string>;
+  /** Run the daemon under `ulimit -n` of this many open files (through /bin/sh). */
+  ulimitFiles?: number;
 }
 
 export interface ChildExit {
@@ -201,11 +203,21 @@ export function spawnDaemon(opts: SpawnOptions = {}): Promise<SpawnedDaemon> {
     writeFileSync(configFile, testToml(opts.toml ?? '', join(dir, 'data')));
     args = ['--config', configFile];
   }
-  const child = spawn(process.execPath, [LOGMTA_BIN, 'serve', ...args], {
+  const argv = [LOGMTA_BIN, 'serve', ...args];
+  const spawnOpts = {
     cwd: dir,
     env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+    stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'],
+  };
+  // `exec` keeps the daemon's pid the child's pid (signals and /proc/<pid> reach the daemon).
+  const child =
+    opts.ulimitFiles === undefined
+      ? spawn(process.execPath, argv, spawnOpts)
+      : spawn(
+          '/bin/sh',
+          ['-c', `ulimit -n ${opts.ulimitFiles} && exec "$0" "$@"`, process.execPath, ...argv],
+          spawnOpts,
+        );
   track(child);
   let out = '';
   let err = '';

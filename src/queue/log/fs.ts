@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { ReadHandles } from './read-handles.js';
 
 export interface QueueFile {
   /** Writes the buffers at `position`, in order, completely. */
@@ -32,6 +33,8 @@ export interface QueueFs {
   /** fsync of a directory: makes creations, renames and unlinks in it durable. */
   syncDir(path: string): Promise<void>;
   size(path: string): Promise<number>;
+  /** Closes descriptors kept for reads (the queue is stopping). Optional: memfs keeps none. */
+  closeHandles?(): void;
 }
 
 const open = promisify(fs.open);
@@ -88,9 +91,16 @@ class NodeFile implements QueueFile {
   }
 }
 
-/** The real file system. Keeps a small cache of read descriptors for positional reads. */
+/**
+ * The real file system. Positional reads go through a bounded cache of read descriptors
+ * (read-handles.ts): one open per file at a time, closed when the file is unlinked or renamed.
+ */
 export class NodeQueueFs implements QueueFs {
-  private readonly readFds = new Map<string, number>();
+  readonly readHandles: ReadHandles;
+
+  constructor(opts: { maxReadHandles?: number } = {}) {
+    this.readHandles = new ReadHandles(opts.maxReadHandles ?? 64);
+  }
 
   async mkdirp(path: string): Promise<void> {
     await fs.promises.mkdir(path, { recursive: true });
@@ -119,28 +129,18 @@ export class NodeQueueFs implements QueueFs {
     return fs.promises.readFile(path);
   }
 
-  async read(path: string, position: number, length: number): Promise<Buffer> {
-    let fd = this.readFds.get(path);
-    if (fd === undefined) {
-      fd = await open(path, fs.constants.O_RDONLY);
-      if (this.readFds.size > 256) {
-        for (const [p, f] of this.readFds) {
-          this.readFds.delete(p);
-          fs.close(f, () => {});
-          break;
-        }
+  read(path: string, position: number, length: number): Promise<Buffer> {
+    return this.readHandles.use(path, async (fd) => {
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await read(fd, buf, got, length - got, position + got);
+        if (bytesRead === 0)
+          throw Object.assign(new Error(`short read of ${path} at ${position}`), { code: 'EIO' });
+        got += bytesRead;
       }
-      this.readFds.set(path, fd);
-    }
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const { bytesRead } = await read(fd, buf, got, length - got, position + got);
-      if (bytesRead === 0)
-        throw Object.assign(new Error(`short read of ${path} at ${position}`), { code: 'EIO' });
-      got += bytesRead;
-    }
-    return buf;
+      return buf;
+    });
   }
 
   async truncate(path: string, length: number): Promise<void> {
@@ -154,12 +154,12 @@ export class NodeQueueFs implements QueueFs {
   }
 
   async unlink(path: string): Promise<void> {
-    this.dropReadFd(path);
+    this.readHandles.forget(path);
     await fs.promises.unlink(path);
   }
 
   async rename(from: string, to: string): Promise<void> {
-    this.dropReadFd(from);
+    this.readHandles.forget(from);
     await fs.promises.rename(from, to);
   }
 
@@ -176,12 +176,8 @@ export class NodeQueueFs implements QueueFs {
     return (await fs.promises.stat(path)).size;
   }
 
-  private dropReadFd(path: string): void {
-    const fd = this.readFds.get(path);
-    if (fd !== undefined) {
-      this.readFds.delete(path);
-      fs.close(fd, () => {});
-    }
+  closeHandles(): void {
+    this.readHandles.closeAll();
   }
 }
 
