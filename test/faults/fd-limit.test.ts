@@ -11,9 +11,9 @@
 // control command that failed.
 import assert from 'node:assert/strict';
 import { readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { after, test } from 'node:test';
 import {
+  closedPort,
   LOGMTA_BIN,
   makeTempDir,
   runTool,
@@ -37,14 +37,6 @@ after(async () => {
   await sink?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 const config = (port: number) => `
 [smtp]

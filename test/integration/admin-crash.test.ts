@@ -5,19 +5,17 @@
 // and when no daemon runs.
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { MessageView } from '../../src/admin/inspect.js';
-import { LOGMTA_BIN, makeTempDir, runTool, type SpawnedDaemon, spawnDaemon } from '../support/daemon.js';
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import {
+  closedPort,
+  LOGMTA_BIN,
+  makeTempDir,
+  runTool,
+  type SpawnedDaemon,
+  spawnDaemon,
+} from '../support/daemon.js';
 
 describe('queue actions survive a crash right after they answered', () => {
   const dir = makeTempDir('logmta-admin-crash-');

@@ -4,11 +4,11 @@
 // confirmation prompt), and the same operations over the HTTP admin with its bearer token.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MessageView } from '../../src/admin/inspect.js';
 import {
+  closedPort,
   LOGMTA_BIN,
   makeTempDir,
   runTool,
@@ -25,14 +25,6 @@ async function until(cond: () => Promise<boolean>, what: string): Promise<void> 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 describe('logmta queue against a running daemon', () => {

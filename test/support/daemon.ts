@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import {
   type ConnectionOptions as TlsConnectionOptions,
   connect as tlsConnect,
@@ -375,6 +375,15 @@ export function runTool(
       res({ code, signal, stdout, stderr });
     });
   });
+}
+
+/** A loopback port nothing listens on (bound and released): a destination that refuses. */
+export async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
 
 // ------------------------------------------------------------------ waiting and Maildirs
