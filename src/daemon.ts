@@ -185,6 +185,17 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       }),
     );
   }
+  if (config.dnsbl.length > 0) {
+    const { dnsblFilter } = await import('./auth/dnsbl.js');
+    filters.push(
+      dnsblFilter({
+        lists: config.dnsbl,
+        resolver,
+        relayNetworks: config.smtp.relayNetworks,
+        logger: log.child({ component: 'dnsbl' }),
+      }),
+    );
+  }
   if (config.milters.length > 0) {
     const milters = makeMilterStage(config.milters, {
       hostname: config.hostname,

@@ -154,3 +154,24 @@ describe('[auth]', () => {
     );
   });
 });
+
+describe('[[dnsbl]]', () => {
+  test('zones are checked at RCPT unless at = "connect"; match narrows the listing answers', () => {
+    const c = configFromToml(
+      '[[dnsbl]]\nzone = "Zen.Example.ORG."\n[[dnsbl]]\nzone = "bl.example"\nat = "connect"\nmatch = ["127.0.0.2", "127.0.0.4"]\n',
+    );
+    assert.deepEqual(c.dnsbl, [
+      { zone: 'zen.example.org', at: 'rcpt', match: undefined },
+      { zone: 'bl.example', at: 'connect', match: ['127.0.0.2', '127.0.0.4'] },
+    ]);
+    assert.deepEqual(configFromToml('').dnsbl, []);
+  });
+
+  test('bad values name their key', () => {
+    const p = problemsOf('[[dnsbl]]\nat = "mail"\nmatch = ["10.0.0.1"]\n');
+    assert.equal(p.length, 3, p.join('\n'));
+    assert.ok(p.some((l) => l === 'f: dnsbl[1].zone: required'));
+    assert.ok(p.some((l) => l.startsWith('f: dnsbl[1].at: expected one of "connect", "rcpt"')));
+    assert.ok(p.some((l) => l.startsWith('f: dnsbl[1].match[1]: expected an answer address in 127.0.0.0/8')));
+  });
+});

@@ -1,6 +1,6 @@
 // Readers of the sections about DNS and mail authentication: [dns] (how every lookup is made),
 // [[dkim]] (signing keys, read and checked here so a bad key stops start-up, not a message),
-// [auth] (checks of incoming mail and their policy).
+// [auth] (checks of incoming mail and their policy), [[dnsbl]] (blocklists).
 // Same contract as sections.ts: defaults from defaults.ts, problems recorded on the reader
 // (never thrown), the returned value incomplete only when a problem was recorded.
 
@@ -10,7 +10,8 @@ import { resolve } from 'node:path';
 import { DEFAULTS } from './defaults.js';
 import { isHostName, parseHostPort } from './net.js';
 import type { Section } from './reader.js';
-import type { AuthConfig, DkimKeyConfig, DnsConfig } from './schema.js';
+import { isIPv4 } from 'node:net';
+import type { AuthConfig, DkimKeyConfig, DnsblConfig, DnsConfig } from './schema.js';
 import { parseDuration, valueError } from './units.js';
 import { parseDomain } from './values.js';
 
@@ -129,4 +130,22 @@ export function readAuth(
   };
   s.finish();
   return c;
+}
+
+export function readDnsbl(list: Section[] | undefined): DnsblConfig[] {
+  return (list ?? []).map((s) => {
+    const zone = s.required('zone', parseDomain) ?? '';
+    const at = (s.string('at', { oneOf: ['connect', 'rcpt'] }) as DnsblConfig['at'] | undefined) ?? 'rcpt';
+    const match = s.listOf(
+      'match',
+      (v) => {
+        if (!isIPv4(v.trim()) || !v.trim().startsWith('127.'))
+          throw valueError('an answer address in 127.0.0.0/8 like "127.0.0.2"', v);
+        return v.trim();
+      },
+      { nonEmpty: true },
+    );
+    s.finish();
+    return { zone, at, match };
+  });
 }

@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { MtaError } from '../errors.js';
 import { checkConfig } from './checks.js';
-import { readAuth, readDkim, readDns } from './auth-sections.js';
+import { readAuth, readDkim, readDns, readDnsbl } from './auth-sections.js';
 import { DEFAULTS } from './defaults.js';
 import { isHostName } from './net.js';
 import { Problems, Section } from './reader.js';
@@ -161,6 +161,7 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
     dns: readDns(root.table('dns'), empty('dns')),
     dkim: readDkim(root.tables('dkim'), baseDir),
     auth: readAuth(root.table('auth'), empty('auth'), hostname ?? undefined),
+    dnsbl: readDnsbl(root.tables('dnsbl')),
   };
   root.finish();
   checkConfig(config, problems);

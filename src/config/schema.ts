@@ -46,6 +46,8 @@ export interface Config {
   dkim: DkimKeyConfig[];
   /** SPF, DKIM and DMARC checks of incoming mail ([auth]). */
   auth: AuthConfig;
+  /** DNS blocklists the client address is checked against ([[dnsbl]]), in file order. */
+  dnsbl: DnsblConfig[];
 }
 
 export interface SmtpConfig {
@@ -259,4 +261,13 @@ export interface AuthConfig {
   tempfailOnDnsError: boolean;
   /** Bound of all checks of one message. */
   timeoutMs: number;
+}
+
+export interface DnsblConfig {
+  /** Lower-case zone, e.g. "zen.spamhaus.org". */
+  zone: string;
+  /** When the client is checked: before the greeting, or at each RCPT. */
+  at: 'connect' | 'rcpt';
+  /** A records that mean "listed"; undefined = any 127.0.0.0/8 but 127.255.255.0/24. */
+  match: string[] | undefined;
 }
