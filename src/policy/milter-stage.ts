@@ -83,6 +83,8 @@ export function makeMilterStage(
           return c.tls?.cipher;
         case 'i':
           return messageId ?? ctx.messageId;
+        case '{auth_type}':
+          return c.auth === undefined ? undefined : c.authMechanism;
         case '{auth_authen}':
           return c.auth === undefined ? undefined : bytesOf(c.auth);
         case '{mail_addr}': {

@@ -31,6 +31,8 @@ export interface ClientInfo {
   tls?: TlsInfo;
   /** Authenticated identity (AUTH). */
   auth?: string;
+  /** The SASL mechanism that authenticated it ("PLAIN", "LOGIN", "CRAM-MD5"). */
+  authMechanism?: string;
 }
 
 /** What hooks may read about the session that calls them. */

@@ -251,6 +251,7 @@ export class SmtpSession implements SessionContext {
     this.client.tls = info;
     delete this.client.helo;
     delete this.client.auth;
+    delete this.client.authMechanism;
     this.esmtp = false;
     this.phase = 'init';
     this.tx = null;

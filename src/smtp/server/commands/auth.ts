@@ -96,7 +96,7 @@ function plainStep(s: SmtpSession, line: string): void | Promise<void> {
     return;
   }
   if (creds.authzid !== '' && creds.authzid !== creds.username) return failed(s, creds.username);
-  return checkPassword(s, creds.username, creds.password);
+  return checkPassword(s, 'PLAIN', creds.username, creds.password);
 }
 
 function loginUser(s: SmtpSession, line: string): void {
@@ -107,15 +107,20 @@ function loginUser(s: SmtpSession, line: string): void {
   s.setSaslStep((l) => {
     const p = decode(s, l);
     if (p === null) return;
-    return checkPassword(s, username, p.toString('utf8'));
+    return checkPassword(s, 'LOGIN', username, p.toString('utf8'));
   });
 }
 
-function checkPassword(s: SmtpSession, username: string, password: string): void | Promise<void> {
+function checkPassword(
+  s: SmtpSession,
+  mech: string,
+  username: string,
+  password: string,
+): void | Promise<void> {
   const verify = s.hooks.verifyPassword;
   if (!verify || username.length === 0) return failed(s, username);
   return guard(s, () =>
-    settle(verify(username, password, s), (ok) => (ok ? succeeded(s, username) : failed(s, username))),
+    settle(verify(username, password, s), (ok) => (ok ? succeeded(s, mech, username) : failed(s, username))),
   );
 }
 
@@ -132,7 +137,7 @@ function cramStep(s: SmtpSession, challenge: string, line: string): void | Promi
   return guard(s, () =>
     settle(secretOf(r.username, s), (secret) =>
       secret !== null && cramVerify(secret, challenge, r.digest)
-        ? succeeded(s, r.username)
+        ? succeeded(s, 'CRAM-MD5', r.username)
         : failed(s, r.username),
     ),
   );
@@ -149,8 +154,9 @@ function guard(s: SmtpSession, fn: () => void | Promise<void>): void | Promise<v
   }
 }
 
-function succeeded(s: SmtpSession, username: string): void {
+function succeeded(s: SmtpSession, mech: string, username: string): void {
   s.client.auth = username;
+  s.client.authMechanism = mech;
   s.opts.authThrottle?.success(s.client.ip);
   s.opts.logger?.info({ ip: s.client.ip, user: username }, 'auth ok');
   s.reply(235, '2.7.0', 'Authentication successful');
