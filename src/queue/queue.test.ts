@@ -25,8 +25,13 @@ describe('queue', () => {
     const q2 = await open(fs, clock);
     assert.equal(q2.recovery!.liveMessages, 1);
     const d = scripted(() => 'delivered');
-    q2.setDeliverer(d.deliver);
+    let finished = 0;
+    q2.setDeliverer(async (job) => {
+      await d.deliver(job); // resolves once the outcome is durable
+      finished++;
+    });
     q2.start();
+    while (finished === 0) await settle();
     await settle();
     assert.deepEqual(
       d.seen.map((s) => s.rcpts),

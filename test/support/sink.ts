@@ -98,6 +98,11 @@ export class SmtpSink {
     return sink;
   }
 
+  /** Connections currently open (a killed client's close the kernel has delivered are gone). */
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
   get port(): number {
     const a = this.server.address();
     return typeof a === 'object' && a !== null ? a.port : 0;
