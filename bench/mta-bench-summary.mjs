@@ -16,20 +16,29 @@ const median = (xs) => {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 };
 const fig = (r, k) => (r[k] === undefined || r[k] === '-' ? Number.NaN : Number(r[k]));
-const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '-');
+const fmt = (x, d = 0) =>
+  Number.isFinite(x)
+    ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
+    : '-';
 
 for (const size of [...new Set(rows.map((r) => r.size))]) {
   const of = (sys) => rows.filter((r) => r.system === sys && r.size === size);
   const med = (sys, k) => median(of(sys).map((r) => fig(r, k)));
-  const rounds = (sys, k, d = 0) => of(sys).map((r) => fmt(fig(r, k), d)).join(' / ');
+  const rounds = (sys, k, d = 0) =>
+    of(sys)
+      .map((r) => fmt(fig(r, k), d))
+      .join(' / ');
   console.log(`\n${size} bytes per message`);
   console.log('| | accept msg/s (rounds) | end-to-end msg/s (rounds) | CPU s per 1,000 msgs (rounds) |');
   console.log('|---|---|---|---|');
   for (const sys of ['logmta', 'postfix', 'ceiling', 'logmta-nosync']) {
     if (of(sys).length === 0) continue;
-    const cpu = sys === 'ceiling' ? '—' : `${fmt(med(sys, 'cpu_s_per_1000'), 3)} (${rounds(sys, 'cpu_s_per_1000', 3)})`;
+    const cpu =
+      sys === 'ceiling' ? '—' : `${fmt(med(sys, 'cpu_s_per_1000'), 3)} (${rounds(sys, 'cpu_s_per_1000', 3)})`;
     const e2e = sys === 'ceiling' ? '—' : `${fmt(med(sys, 'e2e_mps'))} (${rounds(sys, 'e2e_mps')})`;
-    console.log(`| ${sys} | ${fmt(med(sys, 'accept_mps'))} (${rounds(sys, 'accept_mps')}) | ${e2e} | ${cpu} |`);
+    console.log(
+      `| ${sys} | ${fmt(med(sys, 'accept_mps'))} (${rounds(sys, 'accept_mps')}) | ${e2e} | ${cpu} |`,
+    );
   }
   const la = med('logmta', 'accept_mps');
   const pa = med('postfix', 'accept_mps');
@@ -46,6 +55,9 @@ for (const size of [...new Set(rows.map((r) => r.size))]) {
   const pr = of('postfix');
   const per = lr.map((r, i) => (pr[i] ? fmt(fig(r, 'accept_mps') / fig(pr[i], 'accept_mps'), 1) : '-'));
   console.log(`accept ratio per round: ${per.join(' / ')}`);
-  const bad = of('logmta').concat(of('postfix'), of('ceiling')).filter((r) => r.src_rc !== '0' || r.drain_ok !== '1');
-  if (bad.length > 0) console.log(`WARNING: ${bad.length} run(s) did not complete (src_rc/drain_ok): figures partial`);
+  const bad = of('logmta')
+    .concat(of('postfix'), of('ceiling'))
+    .filter((r) => r.src_rc !== '0' || r.drain_ok !== '1');
+  if (bad.length > 0)
+    console.log(`WARNING: ${bad.length} run(s) did not complete (src_rc/drain_ok): figures partial`);
 }

@@ -18,7 +18,7 @@ import { scanSegment } from '../../src/queue/log/reader.js';
 import { RT_DONE } from '../../src/queue/record/records.js';
 import { codeOf, runLogmta, SmtpChat, spawnDaemon, startTestDaemon, waitFor } from '../support/daemon.js';
 import { findLazyFs, LazyFsMount, laneSegmentFiles } from '../support/lazyfs.js';
-import { runPowerLoss } from '../support/power-loss.js';
+import { relayToml, runPowerLoss } from '../support/power-loss.js';
 import { SmtpSink } from '../support/sink.js';
 
 const CYCLES = Number(process.env.LAZYFS_CYCLES ?? 10);
@@ -92,17 +92,7 @@ test('a torn write whose later half reached the disk is cut before the next star
   const queue = join(fsDirs.mnt, 'q');
   const onDisk = join(fsDirs.root, 'q');
   // Nothing is delivered until the end (a dead route): only accepts and moves write to `new`.
-  const dead = `
-[smtp]
-relay_networks = ["127.0.0.0/8"]
-[[route]]
-domain = "*"
-host = "127.0.0.1:1"
-[queue]
-paths = ["${queue}"]
-retry = ["1h"]
-segment_size = "1MiB"
-`;
+  const dead = relayToml('127.0.0.1:1', queue, '1h', '1MiB');
   let mount = await LazyFsMount.mount(fsDirs);
   const sink = await SmtpSink.start({ pipelining: true });
   try {
@@ -191,7 +181,7 @@ segment_size = "1MiB"
     const final = await startTestDaemon({
       dir,
       keepDir: true,
-      toml: dead.replace('127.0.0.1:1', `127.0.0.1:${sink.port}`),
+      toml: relayToml(`127.0.0.1:${sink.port}`, queue, '1h', '1MiB'),
     });
     try {
       final.daemon.queues.flushRetries();

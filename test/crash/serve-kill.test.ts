@@ -20,23 +20,13 @@ import {
   type TestDaemon,
   waitFor,
 } from '../support/daemon.js';
+import { prng } from '../support/prng.js';
 import { SmtpSink } from '../support/sink.js';
 
 const CYCLES = Number(process.env.LOGMTA_CRASH_CYCLES ?? 10);
 const CLIENTS = 20;
 const SEED = Number(process.env.LOGMTA_CRASH_SEED ?? Date.now() % 1_000_000);
 
-/** mulberry32: a small seeded PRNG so a failing schedule can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = prng(SEED);
 
 const dir = makeTempDir('logmta-crash-');

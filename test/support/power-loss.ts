@@ -38,6 +38,7 @@ import {
 } from './daemon.js';
 import { type CrashOp, LazyFsMount, laneSegmentFiles } from './lazyfs.js';
 import { SmtpSink } from './sink.js';
+import { prng } from './prng.js';
 
 export type FaultKind = 'power' | 'op' | 'torn';
 
@@ -104,18 +105,6 @@ export interface PowerLossResult {
   dir: string;
 }
 
-/** mulberry32: a small seeded PRNG so a failing schedule can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const RETRY_LANE = 'retry-1s';
@@ -176,17 +165,18 @@ async function client(
   }
 }
 
-function daemonToml(sinkPort: number, queueDir: string): string {
+/** A relay for loopback clients that sends everything to `host`, with its queue in `queueDir`. */
+export function relayToml(host: string, queueDir: string, retry = '1s', segmentSize = '64KiB'): string {
   return `
 [smtp]
 relay_networks = ["127.0.0.0/8"]
 [[route]]
 domain = "*"
-host = "127.0.0.1:${sinkPort}"
+host = "${host}"
 [queue]
 paths = ["${queueDir}"]
-retry = ["1s"]
-segment_size = "64KiB"
+retry = ["${retry}"]
+segment_size = "${segmentSize}"
 `;
 }
 
@@ -297,7 +287,11 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
       const m = mount;
       const v = await verifyBefore();
       const started = Date.now();
-      const d = await spawnDaemon({ dir, toml: daemonToml(sink.port, queueInMnt), startTimeoutMs: 60_000 });
+      const d = await spawnDaemon({
+        dir,
+        toml: relayToml(`127.0.0.1:${sink.port}`, queueInMnt),
+        startTimeoutMs: 60_000,
+      });
       daemon = d;
       restarts.push(Date.now() - started);
       // The recovery report is on stdout, the address on stderr: the two pipes race.
@@ -408,7 +402,11 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
     deferring = false;
     mount = await LazyFsMount.mount({ binary: opts.binary, root, mnt, work });
     const v = await verifyBefore();
-    final = await startTestDaemon({ dir, keepDir: true, toml: daemonToml(sink.port, queueInMnt) });
+    final = await startTestDaemon({
+      dir,
+      keepDir: true,
+      toml: relayToml(`127.0.0.1:${sink.port}`, queueInMnt),
+    });
     const rec = final.daemon.queues.recovery[0];
     if (rec)
       compare('final start', v, { tornTails: rec.tornTails.length, corruptions: rec.corruptions.length });
