@@ -407,6 +407,32 @@ describe('problems', () => {
       /queue\.segment_size: expected a size of at least 4096 bytes/,
     );
   });
+  test('sizes and durations the queue cannot hold are refused with the bound', () => {
+    assertProblem(
+      '[queue]\nsegment_size = "8GiB"\n',
+      'config.toml: queue.segment_size: expected a size of at most 1GiB (record offsets in a segment are 32-bit), got "8GiB"',
+    );
+    assertProblem(
+      '[smtp]\nmax_message_size = "1GiB"\n',
+      /smtp\.max_message_size: expected a size of at most 256MiB \(the largest message the queue stores\)/,
+    );
+    assertProblem(
+      '[[etrn]]\ndomain = "example.test"\nprobe_interval = "400d"\n',
+      'config.toml: etrn[1].probe_interval: expected a duration of at most 365d, got "400d"',
+    );
+    assertProblem(
+      '[queue]\nretry = ["5m", "1000w"]\n',
+      /queue\.retry\[2\]: expected a duration of at most 365d/,
+    );
+    // The bounds themselves are accepted.
+    const c = configFromToml(
+      '[queue]\nsegment_size = "1GiB"\nmax_age = "365d"\n[smtp]\nmax_message_size = "256MiB"\n[[etrn]]\ndomain = "example.test"\nprobe_interval = "30d"\n',
+      { source: 'config.toml', baseDir: dir },
+    );
+    assert.equal(c.queue.segmentSize, 1024 ** 3);
+    assert.equal(c.smtp.maxMessageSize, 256 * 1024 ** 2);
+    assert.equal(c.etrn[0]!.probeIntervalMs, 30 * 86_400_000);
+  });
   test('addresses and networks are validated per element', () => {
     assertProblem(
       '[smtp]\nlisten = ["127.0.0.1:25", "127.0.0.1:99999"]\n',

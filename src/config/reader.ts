@@ -6,7 +6,14 @@
 // Positions in lists are numbered from 1 in messages ("route[2].host" is the second route).
 
 import { isMtaError } from '../errors.js';
-import { describeValue, parseDuration, parseSize } from './units.js';
+import {
+  describeValue,
+  formatDuration,
+  formatSize,
+  MAX_DURATION_MS,
+  parseDuration,
+  parseSize,
+} from './units.js';
 
 /** The problems found so far, each "source: key.path: message". */
 export class Problems {
@@ -136,11 +143,18 @@ export class Section {
       this.problems.add(path, `expected a duration greater than zero, got ${describeValue(v)}`);
       return undefined;
     }
+    if (ms !== undefined && ms > MAX_DURATION_MS) {
+      this.problems.add(
+        path,
+        `expected a duration of at most ${formatDuration(MAX_DURATION_MS)}, got ${describeValue(v)}`,
+      );
+      return undefined;
+    }
     return ms;
   }
 
-  /** Bytes, at least `min` (default 1). */
-  size(k: string, min = 1): number | undefined {
+  /** Bytes, at least `min` (default 1) and at most `max` when given (`why` says what bounds it). */
+  size(k: string, min = 1, max?: { bytes: number; why: string }): number | undefined {
     const v = this.raw(k);
     if (v === undefined) return undefined;
     if (typeof v !== 'string' && typeof v !== 'number') {
@@ -148,6 +162,8 @@ export class Section {
     }
     const n = this.problems.parse(this.key(k), () => parseSize(v));
     if (n !== undefined && n < min) return this.expect(k, `a size of at least ${min} bytes`, v);
+    if (n !== undefined && max !== undefined && n > max.bytes)
+      return this.expect(k, `a size of at most ${formatSize(max.bytes)} (${max.why})`, v);
     return n;
   }
 

@@ -8,6 +8,7 @@
 
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
+import { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from '../queue/limits.js';
 import { DEFAULTS } from './defaults.js';
 import { MtaError } from '../errors.js';
 import { type HostPort, isLoopbackHost, parseCidr, parseHostPort } from './net.js';
@@ -74,7 +75,11 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
     return {
       listen: s.listOf('listen', parseListen) ?? d.listen.map(parseListen),
       submission: s.listOf('submission', parseListen) ?? [],
-      maxMessageSize: s.size('max_message_size') ?? parseSize(d.maxMessageSize),
+      maxMessageSize:
+        s.size('max_message_size', 1, {
+          bytes: MAX_MESSAGE_SIZE,
+          why: 'the largest message the queue stores',
+        }) ?? parseSize(d.maxMessageSize),
       maxRecipients: s.positiveInt('max_recipients') ?? d.maxRecipients,
       maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
       maxConnectionsPerIp: s.positiveInt('max_connections_per_ip') ?? d.maxConnectionsPerIp,
@@ -140,7 +145,11 @@ export function readQueue(sec: Section | undefined, empty: () => Section, paths:
       retryMs: durationList(s, 'retry') ?? d.retry.map(parseDuration),
       maxAgeMs: s.duration('max_age') ?? parseDuration(d.maxAge),
       delayWarningMs: s.duration('delay_warning', { allowZero: true }) ?? parseDuration(d.delayWarning),
-      segmentSize: s.size('segment_size', d.minSegmentSize) ?? parseSize(d.segmentSize),
+      segmentSize:
+        s.size('segment_size', d.minSegmentSize, {
+          bytes: MAX_SEGMENT_SIZE,
+          why: 'record offsets in a segment are 32-bit',
+        }) ?? parseSize(d.segmentSize),
     };
   });
 }

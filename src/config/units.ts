@@ -95,6 +95,25 @@ export function parseSize(input: string | number): number {
   return parseUnits(input, SIZE_UNITS, 1, 'a size like "1024", "10MB" or "50MiB"');
 }
 
+/**
+ * The longest duration any key accepts: a year. Longer values are mistakes (a unit slipped),
+ * and bounding them keeps `now + duration` a valid date everywhere it is used.
+ */
+export const MAX_DURATION_MS = 365 * 86_400_000;
+
+/** Formats bytes in the largest exact binary unit ("256MiB", "1GiB", "4096"), for messages. */
+export function formatSize(bytes: number): string {
+  for (const [unit, mult] of [
+    ['TiB', 1024 ** 4],
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
+    if (bytes >= mult && bytes % mult === 0) return `${bytes / mult}${unit}`;
+  }
+  return String(bytes);
+}
+
 /** Formats milliseconds back to the largest exact unit ("5m", "90s", "1500ms"), for messages. */
 export function formatDuration(ms: number): string {
   for (const [unit, mult] of [
