@@ -1,6 +1,9 @@
 // The composition root: the one place that builds and wires every part of a running logmta
 // from a Config. Start-up is recovery (Queues.open); there is no shutdown state to save
 // (crash-only): stop() closes listeners, gives in-flight transactions a grace period, and returns.
+// Invariant: startDaemon either returns a running daemon or rejects having stopped everything
+// it had started (queue runners, listeners, timers), so a failed start — a port already taken —
+// leaves nothing running in the process and the next start on the same data works.
 import { mkdirSync } from 'node:fs';
 import { registerDashboard } from './admin/dashboard.js';
 import { EventBus } from './admin/events.js';
@@ -10,7 +13,7 @@ import { Metrics, registerMetricsRoute } from './admin/metrics.js';
 import { type AdminServer, startAdmin } from './admin/server.js';
 import { clearStale } from './admin/socket.js';
 import { recoveryProgress } from './cli/progress.js';
-import type { Config } from './config/index.js';
+import { type Config, formatHostPort } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
 import { DnsClient } from './dns/client.js';
@@ -28,7 +31,9 @@ import { IdSource } from './queue/ids.js';
 import { lockQueueDir } from './queue/lock.js';
 import { Queues } from './queue/queues.js';
 import { SmtpListener } from './smtp/server/listener.js';
+import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
+import { listenError } from './util/listen-error.js';
 
 export interface DaemonDeps {
   clock?: Clock;
@@ -89,6 +94,40 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const events = deps.events ?? new EventBus(() => clock.now());
   events.onListenerError = (e) => log.error({ err: e }, 'event listener failed');
   const stopEventLog = logEvents(events, log);
+  // What a failed start must undo, in the order it was started (undone in reverse).
+  const undo: (() => unknown)[] = [stopEventLog];
+  try {
+    return await startParts(config, deps, { clock, log, ids, t0, events, stopEventLog, undo });
+  } catch (e) {
+    log.error({ err: errorText(e) }, 'start failed; stopping what was started');
+    for (const u of undo.reverse()) {
+      try {
+        await u();
+      } catch (err) {
+        log.warn({ err: errorText(err) }, 'stopping a part after a failed start failed');
+      }
+    }
+    throw e;
+  }
+}
+
+interface StartContext {
+  clock: Clock;
+  log: Logger;
+  ids: IdSource;
+  t0: number;
+  events: EventBus;
+  stopEventLog: () => void;
+  undo: (() => unknown)[];
+}
+
+/** Crash-only bound on stopping the queues: a delivery in flight after `ms` is abandoned. */
+function stopQueues(queues: Queues, ms: number): Promise<void> {
+  return Promise.race([queues.stop(), new Promise<void>((r) => setTimeout(r, ms).unref())]);
+}
+
+async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): Promise<Daemon> {
+  const { clock, log, ids, t0, events, stopEventLog, undo } = cx;
   const progress = recoveryProgress({ log });
   // One daemon per queue directory (a stale owner left by a crash is taken over).
   for (const dir of config.queue.paths) lockQueueDir(dir);
@@ -110,6 +149,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     },
     onProgress: progress.onProgress,
   });
+  undo.push(() => stopQueues(queues, 2_000));
   progress.finish();
   for (const [i, r] of queues.recovery.entries()) {
     log.info(
@@ -147,6 +187,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     idleMs: 5_000,
     clock,
   });
+  undo.push(() => pool.close());
   const maildir = new MaildirWriter({ clock, hostname: config.hostname });
   const engine = new DeliveryEngine(
     router,
@@ -163,6 +204,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     },
   );
   const metrics = new Metrics({ bus: events, queues, pool, now: () => clock.now() });
+  undo.push(() => metrics.close());
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));
   queues.start();
 
@@ -232,6 +274,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     ...(deps.mxPort !== undefined ? { mxPort: deps.mxPort } : {}),
     emit: (ev) => events.emit(ev),
   });
+  undo.push(() => odmr.stop(0));
   for (const p of odmr.providers) metrics.addListener(p.listener);
   const listeners: SmtpListener[] = [];
   const addresses = { smtp: [] as string[], submission: [] as string[], odmr: odmr.addresses };
@@ -240,7 +283,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     ['smtp', config.smtp.listen],
     ['submission', config.smtp.submission],
   ] as const) {
-    for (const hp of list) {
+    for (const [i, hp] of list.entries()) {
       const l = new SmtpListener(
         {
           hostname: config.hostname,
@@ -263,7 +306,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         },
         hooks,
       );
-      const addr = await l.listen(hp.port, hp.host);
+      undo.push(() => l.stop(0));
+      let addr: Awaited<ReturnType<SmtpListener['listen']>>;
+      try {
+        addr = await l.listen(hp.port, hp.host);
+      } catch (e) {
+        throw listenError(e, formatHostPort(hp), `smtp.${role}[${i + 1}]`);
+      }
       listeners.push(l);
       metrics.addListener(l);
       addresses[role].push(`${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`);
@@ -290,6 +339,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       }),
     },
   });
+  undo.push(() => admin.close());
   registerMetricsRoute(admin, metrics);
   registerDashboard(admin, {
     metrics,
@@ -317,7 +367,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       await Promise.all([...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
       // Crash-only: a delivery still in flight after the grace period is abandoned (recovery
       // redoes it); a peer that stalls must not hold shutdown for its 5-minute timeout.
-      await Promise.race([queues.stop(), new Promise<void>((r) => setTimeout(r, graceMs).unref())]);
+      await stopQueues(queues, graceMs);
       pool.close();
       log.info({ ...engine.stats, ...pool.stats }, 'stopped');
       metrics.close();

@@ -3,8 +3,9 @@
 // parts add HTTP endpoints through registerRoute (routes.ts), before or after start.
 // Crash-only: nothing to save; close() only stops listening (a socket file left by a crash is
 // removed at the next start).
-import type { AdminConfig } from '../config/index.js';
+import { type AdminConfig, formatHostPort } from '../config/index.js';
 import type { Logger } from '../log.js';
+import { listenError } from '../util/listen-error.js';
 import { AdminHttpServer, registerOpRoutes } from './http.js';
 import { type AdminDeps, makeOps, runOp } from './ops.js';
 import { type RouteRegistry, RouteTable } from './routes.js';
@@ -42,13 +43,16 @@ export async function startAdmin(opts: StartAdminOptions): Promise<AdminServer> 
   });
   let web: AdminHttpServer | undefined;
   try {
-    if (opts.config.listen) {
+    const hp = opts.config.listen;
+    if (hp) {
       web = await AdminHttpServer.listen({
-        host: opts.config.listen.host,
-        port: opts.config.listen.port,
+        host: hp.host,
+        port: hp.port,
         token: opts.config.token,
         routes,
         logger: opts.logger,
+      }).catch((e: unknown) => {
+        throw listenError(e, formatHostPort(hp), 'admin.listen');
       });
     }
   } catch (e) {

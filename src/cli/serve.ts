@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { startDaemon } from '../daemon.js';
+import { errorText } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { Io } from './main.js';
 
@@ -45,7 +46,16 @@ export async function run(argv: string[], io: Io): Promise<number> {
     handlers.set(sig, h);
     process.on(sig, h);
   }
-  const daemon = await startDaemon(config, { logger, sync: !args.values['unsafe-no-sync'] });
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  try {
+    daemon = await startDaemon(config, { logger, sync: !args.values['unsafe-no-sync'] });
+  } catch (e) {
+    // startDaemon has stopped whatever it had started: say why and exit like any failed start.
+    for (const [sig, h] of handlers) process.off(sig, h);
+    logger.flush?.();
+    io.stderr.write(`logmta: cannot start: ${errorText(e)}\n`);
+    return 70;
+  }
   io.stderr.write(
     `logmta: SMTP on ${daemon.addresses.smtp.join(', ') || '(none)'}` +
       (daemon.addresses.submission.length

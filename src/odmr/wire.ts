@@ -5,10 +5,11 @@
 // Invariant: the ETRN runners and the ATRN sessions share one HeldLocks, so a lane never has two
 // runners. Fails: rejects when an ODMR listener cannot bind (after closing what it opened).
 
-import type { Config } from '../config/index.js';
+import { type Config, formatHostPort } from '../config/index.js';
 import type { DnsResolver } from '../delivery/mx.js';
 import type { ServerHooks } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
+import { listenError } from '../util/listen-error.js';
 import type { ClaimableLanes } from './atrn-delivery.js';
 import { EtrnService, type HeldLanes, type OdmrLogger } from './etrn.js';
 import { HeldLocks } from './locks.js';
@@ -109,7 +110,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
   const optional = config.odmr.accounts.length === 0;
   {
     try {
-      for (const hp of config.odmr.listen) {
+      for (const [i, hp] of config.odmr.listen.entries()) {
         const p = new OdmrProvider({
           hostname: config.hostname,
           accounts: config.odmr.accounts,
@@ -135,7 +136,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
         try {
           a = await p.listen(hp.port, hp.host);
         } catch (e) {
-          if (!optional) throw e;
+          if (!optional) throw listenError(e, formatHostPort(hp), `odmr.listen[${i + 1}]`);
           d.logger?.warn(
             { listen: `${hp.host}:${hp.port}`, err: e instanceof Error ? e.message : String(e) },
             'ODMR listener not opened (no [[odmr.account]] configured)',

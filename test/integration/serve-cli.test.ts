@@ -159,18 +159,39 @@ describe('logmta serve', () => {
     assert.equal(usage.code, 64);
   });
 
-  test('a port already in use exits 70 with the error', async () => {
+  test('a listener port already in use: exits 70 by itself naming the address and key; the next start works', async () => {
     const dir = tempDir();
     const holder = createServer();
     await new Promise<void>((res) => holder.listen(0, '127.0.0.1', () => res()));
     const port = (holder.address() as { port: number }).port;
+    // The failing listener is the last to open: the queue, the ODMR and the first SMTP listener
+    // are already running when it fails, and must be stopped, not left to process.exit.
+    const toml =
+      `[smtp]\nlisten = ["127.0.0.1:0"]\nsubmission = ["127.0.0.1:${port}"]\n` +
+      '[odmr]\nlisten = ["127.0.0.1:0"]\n[[odmr.account]]\nuser = "c"\npassword = "p"\ndomains = ["c.example"]\n';
+    writeFileSync(join(dir, 'logmta.toml'), toml);
     try {
-      const r = await runLogmta(['serve', '--listen', `127.0.0.1:${port}`], { cwd: dir });
+      const t0 = Date.now();
+      const r = await runLogmta(['serve', '--config', join(dir, 'logmta.toml')], { cwd: dir });
       assert.equal(r.code, 70, r.stderr);
-      assert.match(r.stderr, /EADDRINUSE/);
+      assert.equal(r.signal, null);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^logmta: cannot start: cannot listen on 127\\.0\\.0\\.1:${port} \\(smtp\\.submission\\[1\\]\\): the address is already in use`,
+          'm',
+        ),
+      );
+      assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms to exit`);
+      assert.match(r.stdout, /"start failed; stopping what was started"/);
     } finally {
-      holder.close();
+      await new Promise<void>((res) => holder.close(() => res()));
     }
+    // Nothing of the failed start is in the way: the same configuration starts on the same data.
+    const c = await spawnDaemon({ dir, args: ['--config', join(dir, 'logmta.toml')] });
+    children.push(c);
+    assert.equal(c.submissionPort, port, c.stderr());
+    assert.deepEqual(await c.stop(), { code: 0, signal: null });
   });
 
   test('SIGTERM: the transaction in flight gets its 250, idle clients 421, exit 0 within the grace; the next start recovers', async () => {
