@@ -20,5 +20,6 @@ export function outboundTransaction(
   if (info.envid !== undefined) tx.envid = info.envid;
   if (info.smtputf8) tx.smtputf8 = true;
   if (info.body === '8BITMIME') tx.body8bit = true;
+  if (info.body === 'BINARYMIME') tx.binary = true;
   return tx;
 }

@@ -11,6 +11,8 @@ export interface Extensions {
   /** undefined: SIZE not offered; 0: offered without a limit; otherwise the limit in bytes. */
   size: number | undefined;
   eightBitMime: boolean;
+  /** BINARYMIME (RFC 3030): BODY=BINARYMIME, sent with BDAT only. */
+  binaryMime: boolean;
   smtputf8: boolean;
   dsn: boolean;
   chunking: boolean;
@@ -26,6 +28,7 @@ export function noExtensions(): Extensions {
     pipelining: false,
     size: undefined,
     eightBitMime: false,
+    binaryMime: false,
     smtputf8: false,
     dsn: false,
     chunking: false,
@@ -63,6 +66,9 @@ export function parseEhlo(reply: Reply): Extensions {
       }
       case '8BITMIME':
         ext.eightBitMime = true;
+        break;
+      case 'BINARYMIME':
+        ext.binaryMime = true;
         break;
       case 'SMTPUTF8':
         ext.smtputf8 = true;

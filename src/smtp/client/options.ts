@@ -75,6 +75,9 @@ export interface OutboundTransaction {
   smtputf8?: boolean;
   /** The body contains 8-bit data (BODY=8BITMIME). */
   body8bit?: boolean;
+  /** The message was received as BODY=BINARYMIME: it goes only to a hop offering BINARYMIME and
+   *  CHUNKING, since binary data cannot be converted (RFC 3030). */
+  binary?: boolean;
   /** Message data as stored (CRLF lines, not dot-stuffed). */
   data: readonly Buffer[] | AsyncIterable<Buffer>;
 }

@@ -19,6 +19,8 @@ export interface MailOptions {
   sender: string;
   size: number;
   body8bit?: boolean;
+  /** BODY=BINARYMIME; the caller checked the peer offers it (and sends with BDAT). */
+  binary?: boolean;
   smtputf8?: boolean;
   ret?: 'FULL' | 'HDRS';
   /** Decoded ENVID. */
@@ -49,7 +51,8 @@ export function isSafeAddress(s: string): boolean {
 export function mailFromLine(o: MailOptions, ext: Extensions): string {
   let line = `MAIL FROM:<${o.sender}>`;
   if (ext.size !== undefined) line += ` SIZE=${o.size}`;
-  if (o.body8bit && ext.eightBitMime) line += ' BODY=8BITMIME';
+  if (o.binary && ext.binaryMime) line += ' BODY=BINARYMIME';
+  else if (o.body8bit && ext.eightBitMime) line += ' BODY=8BITMIME';
   if (o.smtputf8 && ext.smtputf8) line += ' SMTPUTF8';
   if (ext.dsn) {
     if (o.ret) line += ` RET=${o.ret}`;

@@ -1,5 +1,5 @@
-// One mail transaction on an established session: local checks (SIZE, SMTPUTF8, address
-// syntax), [RSET] MAIL RCPT... DATA pipelined when the peer offers PIPELINING (RFC 2920), then the
+// One mail transaction on an established session: local checks (address syntax, SMTPUTF8 from
+// the envelope and the header bytes, 8BITMIME/BINARYMIME with the 7-bit conversion, SIZE), [RSET] MAIL RCPT... DATA pipelined when the peer offers PIPELINING (RFC 2920), then the
 // data dot-stuffed (DATA) or raw (BDAT, RFC 3030), and one result per recipient.
 // Invariants: a recipient is "delivered" only on a 2xx to the end of data; every reply of a
 // pipelined group is read and checked; a failed MAIL or end of data applies to every recipient
@@ -10,6 +10,7 @@
 import { errorText, MtaError } from '../../errors.js';
 import type { SmtpConnection } from './connection.js';
 import { DotStuffer, dotStuff } from './dotstuff.js';
+import { inspectContent, toSevenBit } from './content.js';
 import type { Extensions } from './extensions.js';
 import type { OutboundTransaction, RecipientResult, SendResult, SmtpTimeouts } from './options.js';
 import { isAscii, isSafeAddress, mailFromLine, rcptToLine } from './params.js';
@@ -100,24 +101,62 @@ export async function sendTransaction(
     all((i) => local(i, 553, '5.1.7', 'bad sender address syntax', 'local'));
     return done(true);
   }
-  const needsUtf8 = !isAscii(tx.sender) || tx.recipients.some((r) => !isAscii(r.address));
+  // What the content needs is decided from the message itself, not only its envelope: UTF-8
+  // header fields of a message received with SMTPUTF8 need the extension too (RFC 6531 §3.2:
+  // never sent raw to a hop without it); 8-bit bodies need 8BITMIME or the 7-bit form (RFC 6152).
+  const facts = Array.isArray(tx.data) ? inspectContent(tx.data as readonly Buffer[]) : undefined;
+  const addrUtf8 = !isAscii(tx.sender) || tx.recipients.some((r) => !isAscii(r.address));
+  // A streamed message cannot be inspected here: its SMTPUTF8 flag is taken at its word.
+  const headerUtf8 = tx.smtputf8 === true && (facts === undefined || facts.header8bit);
+  const needsUtf8 = addrUtf8 || headerUtf8;
   if (needsUtf8 && !ext.smtputf8) {
-    all((i) =>
-      local(i, 553, '5.6.7', `SMTPUTF8 is required, but was not offered by host ${conn.remote}`, 'local'),
-    );
-    return done(true);
-  }
-  if (ext.size !== undefined && ext.size > 0 && tx.size > ext.size) {
+    const what = addrUtf8 ? 'addresses' : 'header fields';
     all((i) =>
       local(
         i,
-        552,
-        '5.3.4',
-        `message size ${tx.size} exceeds size limit ${ext.size} of server ${conn.remote}`,
+        553,
+        '5.6.7',
+        `SMTPUTF8 is required (UTF-8 ${what}), but was not offered by host ${conn.remote}`,
         'local',
       ),
     );
     return done(true);
+  }
+  let data = tx.data;
+  let size = tx.size;
+  let body8bit = tx.body8bit === true || facts?.body8bit === true;
+  if (tx.binary === true && !(ext.binaryMime && ext.chunking && o.chunking)) {
+    all((i) =>
+      local(
+        i,
+        554,
+        '5.6.3',
+        `binary message (BODY=BINARYMIME), but host ${conn.remote} does not offer BINARYMIME with CHUNKING`,
+        'local',
+      ),
+    );
+    return done(true);
+  }
+  // Header bytes sent under SMTPUTF8 are that extension's; otherwise 8-bit anywhere is 8BITMIME's.
+  const eight = body8bit || (facts !== undefined && facts.header8bit && !needsUtf8);
+  if (tx.binary !== true && eight && !ext.eightBitMime) {
+    const seven = facts ? toSevenBit(facts, { utf8Headers: needsUtf8 }) : undefined;
+    if (!seven?.ok) {
+      const why = seven ? seven.why : 'the message is streamed';
+      all((i) =>
+        local(
+          i,
+          554,
+          '5.6.3',
+          `8-bit message cannot be converted to 7 bits (${why}), and host ${conn.remote} does not offer 8BITMIME`,
+          'local',
+        ),
+      );
+      return done(true);
+    }
+    data = seven.data;
+    size = seven.size;
+    body8bit = false;
   }
   const todo: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -135,8 +174,11 @@ export async function sendTransaction(
   const mailLine = mailFromLine(
     {
       sender: tx.sender,
-      size: tx.size,
-      ...(tx.body8bit !== undefined && { body8bit: tx.body8bit }),
+      size,
+      body8bit,
+      ...(tx.binary === true && { binary: true }),
+      // Only when the content or the envelope needs it: an ASCII message that was received with
+      // SMTPUTF8 goes to any hop, and says SMTPUTF8 to those that offer it.
       smtputf8: needsUtf8 || tx.smtputf8 === true,
       ...(tx.ret !== undefined && { ret: tx.ret }),
       ...(tx.envid !== undefined && { envid: tx.envid }),
@@ -211,12 +253,12 @@ export async function sendTransaction(
         return done(true);
       }
       stage = 'sending message data';
-      await writeDotStuffed(conn, tx.data, t);
+      await writeDotStuffed(conn, data, t);
       stage = 'waiting for reply to end of data';
       final = await conn.expect(t.dataEnd, 'reply to end of data');
     } else {
       stage = 'sending message data (BDAT)';
-      final = await writeBdat(conn, tx.data, t, pipelining);
+      final = await writeBdat(conn, data, t, pipelining);
     }
     if (final.code >= 300 && final.code < 400) throw new OutOfStep('end of data', final);
     for (const i of accepted) results[i] = fromReply(i, final, 'data');
