@@ -41,6 +41,9 @@ export function makeReporter(hostname: string, maxAgeMs: number) {
     };
     if (env.info.envid !== undefined) input.envid = env.info.envid;
     if (env.info.ret) input.ret = env.info.ret;
+    // Content that could not be converted for a hop (5.6.3) would meet the same wall on its way
+    // back inside the report: return its header section only.
+    if (list.some(({ outcome }) => outcome.enhanced === '5.6.3')) input.ret = 'HDRS';
     const dsn = buildDsn(input);
     const out: AcceptInput = {
       data: [dsn.data],

@@ -37,6 +37,8 @@ export interface SinkOptions {
   size?: number;
   smtputf8?: boolean;
   eightBitMime?: boolean;
+  /** Advertise BINARYMIME (RFC 3030; data arrives by BDAT anyway). Default false. */
+  binaryMime?: boolean;
   auth?: { user: string; pass: string };
   /** MAIL and RCPT get 530 until AUTH succeeded. */
   requireAuth?: boolean;
@@ -367,6 +369,7 @@ class SinkSession {
     if (o.smtputf8) ext.push('SMTPUTF8');
     if (o.dsn) ext.push('DSN');
     if (o.chunking) ext.push('CHUNKING');
+    if (o.binaryMime) ext.push('BINARYMIME');
     if (o.starttls && !this.tls) ext.push('STARTTLS');
     if (o.auth) ext.push('AUTH PLAIN LOGIN CRAM-MD5');
     ext.push('ENHANCEDSTATUSCODES');

@@ -285,3 +285,33 @@ describe('probe and adopt', () => {
     });
   });
 });
+
+describe('SmtpClient content the peer must support', () => {
+  const binary = Buffer.from([0x46, 0x3a, 0x20, 0x61, 13, 10, 13, 10, 0, 1, 2, 0xff, 13, 0xfe, 10, 0x80]);
+
+  test('a BODY=BINARYMIME message to a peer without BINARYMIME fails with 5.6.3 before MAIL', async () => {
+    await withSink({ chunking: true }, async (sink, connect) => {
+      const c = await connect();
+      const res = await c.sendMessage(
+        makeTx(['b@x.test'], '', { data: [binary], size: binary.length, binary: true }),
+      );
+      assert.equal(res.recipients[0]?.status, 'failed');
+      assert.equal(res.recipients[0]?.enhanced, '5.6.3');
+      assert.equal(res.recipients[0]?.remote, false);
+      assert.equal(sink.commands.filter((l) => l.startsWith('MAIL')).length, 0);
+    });
+  });
+
+  test('a BODY=BINARYMIME message goes with BDAT to a peer offering BINARYMIME and CHUNKING', async () => {
+    await withSink({ chunking: true, binaryMime: true }, async (sink, connect) => {
+      const c = await connect();
+      const res = await c.sendMessage(
+        makeTx(['b@x.test'], '', { data: [binary], size: binary.length, binary: true }),
+      );
+      assert.equal(res.recipients[0]?.status, 'delivered');
+      assert.ok(sink.transactions[0]?.mailParams.includes('BODY=BINARYMIME'));
+      assert.ok(sink.transactions[0]?.chunked);
+      assert.ok(sink.transactions[0]?.data.equals(binary));
+    });
+  });
+});

@@ -26,7 +26,11 @@ const bytesLine = fc
   )
   .map((a) => Buffer.from(a.filter((b) => b !== 10 && b !== 13)));
 const textLine = fc.stringMatching(/^[ -~]{0,60}$/).map((s) => Buffer.from(s.replace(/^-+/, ''), 'latin1'));
-const line = fc.oneof(textLine, bytesLine, fc.constantFrom(Buffer.from('=41 '), Buffer.from('.'), Buffer.from('\t ')));
+const line = fc.oneof(
+  textLine,
+  bytesLine,
+  fc.constantFrom(Buffer.from('=41 '), Buffer.from('.'), Buffer.from('\t ')),
+);
 const headerField = fc.oneof(
   fc.stringMatching(/^[a-z]{1,8}$/).map((n) => `X-${n}: value of ${n}`),
   fc.constant('X-Folded: first part\r\n\tsecond part'),
@@ -68,7 +72,13 @@ function build(t: Tree, top: boolean): Buffer {
     if (t.cte) head.push(`Content-Transfer-Encoding: ${t.cte}`);
     head.push(...t.headers);
     let body: Buffer = Buffer.concat(t.lines.flatMap((l, i) => (i === 0 ? [l] : [Buffer.from(CRLF), l])));
-    if (t.cte === 'base64') body = Buffer.from(body.toString('base64').replace(/.{1,76}/g, '$&\r\n').trimEnd());
+    if (t.cte === 'base64')
+      body = Buffer.from(
+        body
+          .toString('base64')
+          .replace(/.{1,76}/g, '$&\r\n')
+          .trimEnd(),
+      );
     return Buffer.concat([Buffer.from(head.join(CRLF) + CRLF + CRLF, 'latin1'), body]);
   }
   if (t.kind === 'message') {
@@ -120,7 +130,9 @@ function compare(a: Buffer, ea: MimeEntity, b: Buffer, eb: MimeEntity): void {
   assert.equal(eb.type, ea.type);
   if (ea.parts) {
     assert.equal(eb.parts?.length, ea.parts.length, 'same number of parts');
-    ea.parts.forEach((p, i) => compare(a, p, b, eb.parts![i]!));
+    ea.parts.forEach((p, i) => {
+      compare(a, p, b, eb.parts![i]!);
+    });
   } else if (ea.message) {
     assert.ok(eb.message, 'the enclosed message is still parsed as one');
     compare(a, ea.message, b, eb.message);
@@ -199,7 +211,10 @@ describe('7-bit conversion of 8-bit MIME (RFC 6152)', () => {
 
   test('what cannot be converted is refused with the reason', () => {
     refuses('Subject: grüße\r\n\r\nbody é\r\n', /header fields hold 8-bit bytes/);
-    refuses('Content-Type: message/partial; id="x"; number=1\r\n\r\nSubject: a\r\n\r\né\r\n', /message\/partial/);
+    refuses(
+      'Content-Type: message/partial; id="x"; number=1\r\n\r\nSubject: a\r\n\r\né\r\n',
+      /message\/partial/,
+    );
     refuses('Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD é\r\n', /base64 part/);
     refuses('Content-Type: multipart/mixed\r\n\r\nno boundary é\r\n', /without a usable boundary/);
     refuses('Content-Type: message/rfc822\r\n\r\nSubject: é\r\n\r\nx\r\n', /header fields/);
@@ -209,7 +224,10 @@ describe('7-bit conversion of 8-bit MIME (RFC 6152)', () => {
     const msg = Buffer.from('Subject: grüße\r\nMIME-Version: 1.0\r\n\r\nbody é\r\n', 'utf8');
     const r = toSevenBit(inspectContent([msg]), { utf8Headers: true });
     assert.ok(r.ok);
-    assert.match(Buffer.concat(r.data).toString('utf8'), /^Subject: grüße\r\n[^]*\r\n\r\nbody =C3=A9\r\n$/);
+    assert.match(
+      Buffer.concat(r.data).toString('utf8'),
+      /^Subject: grüße\r\n[\s\S]*\r\n\r\nbody =C3=A9\r\n$/,
+    );
   });
 
   test('a message/global whose enclosed header is UTF-8 is quoted-printable as a whole', () => {
@@ -230,6 +248,9 @@ describe('7-bit conversion of 8-bit MIME (RFC 6152)', () => {
     );
     const nested = 'Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-Name: é\r\n\r\nx\r\n--b--\r\n';
     assert.deepEqual([f(nested).header8bit, f(nested).body8bit], [true, false]);
-    assert.deepEqual([f('Subject: a\r\n\r\né\r\n').header8bit, f('Subject: a\r\n\r\né\r\n').body8bit], [false, true]);
+    assert.deepEqual(
+      [f('Subject: a\r\n\r\né\r\n').header8bit, f('Subject: a\r\n\r\né\r\n').body8bit],
+      [false, true],
+    );
   });
 });

@@ -122,7 +122,11 @@ function header(ctx: Ctx, e: MimeEntity, cte: string, top: boolean, textCharset?
     extra.push(field('Content-Type', `text/plain; charset=${textCharset}`));
   if (e.cteField) {
     const [s, t] = e.cteField;
-    out.push(buf.subarray(e.headerStart, s), field('Content-Transfer-Encoding', cte), buf.subarray(t, e.headerEnd));
+    out.push(
+      buf.subarray(e.headerStart, s),
+      field('Content-Transfer-Encoding', cte),
+      buf.subarray(t, e.headerEnd),
+    );
   } else {
     out.push(buf.subarray(e.headerStart, e.headerEnd));
     // No field means 7bit already (RFC 2045 §6.1): nothing to add for a relabelled composite.

@@ -138,7 +138,7 @@ export async function sendTransaction(
     return done(true);
   }
   // Header bytes sent under SMTPUTF8 are that extension's; otherwise 8-bit anywhere is 8BITMIME's.
-  const eight = body8bit || (facts !== undefined && facts.header8bit && !needsUtf8);
+  const eight = body8bit || (facts?.header8bit === true && !needsUtf8);
   if (tx.binary !== true && eight && !ext.eightBitMime) {
     const seven = facts ? toSevenBit(facts, { utf8Headers: needsUtf8 }) : undefined;
     if (!seven?.ok) {

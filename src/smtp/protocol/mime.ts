@@ -120,7 +120,9 @@ export function parseMime(
   const fields = readFields(buf, start, headerEnd);
   const ctField = fields.find((f) => f.name === 'content-type');
   const cteField = fields.find((f) => f.name === 'content-transfer-encoding');
-  const typeMatch = ctField ? /^([!#$%&'*+.^_`|~0-9a-z-]+)\/([!#$%&'*+.^_`|~0-9a-z-]+)/i.exec(ctField.value) : null;
+  const typeMatch = ctField
+    ? /^([!#$%&'*+.^_`|~0-9a-z-]+)\/([!#$%&'*+.^_`|~0-9a-z-]+)/i.exec(ctField.value)
+    : null;
   const entity: MimeEntity = {
     headerStart: start,
     headerEnd,
@@ -184,7 +186,8 @@ function splitMultipart(
     const kind = delimiter(buf, i, e, b);
     if (kind !== undefined) {
       // The break before the delimiter belongs to it; the first delimiter may open the body.
-      if (partStart >= 0) parts.push(parseMime(buf, partStart, Math.max(partStart, i - prevBreak), depth + 1, child));
+      if (partStart >= 0)
+        parts.push(parseMime(buf, partStart, Math.max(partStart, i - prevBreak), depth + 1, child));
       if (kind === 'close') {
         closed = true;
         break;
