@@ -158,6 +158,18 @@ export async function sendTransaction(
     size = seven.size;
     body8bit = false;
   }
+  if (ext.size !== undefined && ext.size > 0 && size > ext.size) {
+    all((i) =>
+      local(
+        i,
+        552,
+        '5.3.4',
+        `message size ${size} exceeds size limit ${ext.size} of server ${conn.remote}`,
+        'local',
+      ),
+    );
+    return done(true);
+  }
   const todo: number[] = [];
   for (let i = 0; i < n; i++) {
     const r = tx.recipients[i];
