@@ -7,7 +7,7 @@
 // application/json (which a page cannot send cross-origin without a preflight we never allow).
 // Failure: bad JSON/arguments → 400, unknown id → 404, anything else a handler throws → 500;
 // bodies over 64 MiB → 413.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MtaError } from '../errors.js';
@@ -16,6 +16,7 @@ import { parseDuration } from '../config/index.js';
 import { badRequest, ERR_BAD_REQUEST, ERR_NOT_FOUND, ERR_UNKNOWN_OP, errorBody } from './protocol.js';
 import type { HttpMethod, RouteRequest, RouteResponse, RouteTable } from './routes.js';
 import type { OpRunner } from './socket.js';
+import { secretDigest } from '../util/secret-equal.js';
 
 const MAX_BODY = 64 * 1024 * 1024;
 const METHODS: ReadonlySet<string> = new Set(['GET', 'POST', 'PUT', 'DELETE', 'HEAD']);
@@ -26,10 +27,6 @@ export interface AdminHttpOptions {
   token: string | undefined;
   routes: RouteTable;
   logger: Logger;
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
 }
 
 function statusOf(e: unknown): number {
@@ -67,7 +64,7 @@ export class AdminHttpServer {
   ) {}
 
   static async listen(opts: AdminHttpOptions): Promise<AdminHttpServer> {
-    const want = opts.token === undefined ? undefined : digest(opts.token);
+    const want = opts.token === undefined ? undefined : secretDigest(opts.token);
     let self: AdminHttpServer | undefined;
     const server = http.createServer((req, res) => {
       void handle(req, res).catch((e) => {
@@ -132,7 +129,7 @@ export class AdminHttpServer {
       if (want && !found.public) {
         const auth = req.headers.authorization ?? '';
         const m = /^Bearer\s+(.+)$/i.exec(auth);
-        if (!m || !timingSafeEqual(digest(m[1]!.trim()), want)) {
+        if (!m || !timingSafeEqual(secretDigest(m[1]!.trim()), want)) {
           send(
             res,
             {

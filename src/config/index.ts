@@ -15,7 +15,6 @@ export {
   cidrListContains,
   formatHostPort,
   type HostPortOptions,
-  ipToBigInt,
   isHostName,
   isLoopbackHost,
   parseCidr,

@@ -15,6 +15,7 @@ import { type AnySocket, SmtpListener } from '../smtp/server/index.js';
 import type { Connection } from '../smtp/server/connection.js';
 import type { SmtpSession } from '../smtp/server/session.js';
 import { type Clock, systemClock } from '../util/clock.js';
+import { secretEquals } from '../util/secret-equal.js';
 import { type AtrnResult, type ClaimableLanes, deliverHeld } from './atrn-delivery.js';
 import type { OdmrLogger } from './etrn.js';
 import { HeldLocks } from './locks.js';
@@ -68,7 +69,7 @@ export class OdmrProvider {
       cramSecret: (user) => accounts.get(user)?.password ?? null,
       verifyPassword: (user, password, ctx) => {
         const a = accounts.get(user);
-        return ctx.client.tls !== undefined && a !== undefined && safeEqual(a.password, password);
+        return ctx.client.tls !== undefined && a !== undefined && secretEquals(a.password, password);
       },
       accept: () => Promise.reject(new Error('the ODMR listener takes no mail')),
     };
@@ -169,11 +170,4 @@ export class OdmrProvider {
       if (this.active.size === 0) for (const w of this.waiters.splice(0)) w();
     });
   }
-}
-
-function safeEqual(a: string, b: string): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++)
-    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
-  return diff === 0;
 }

@@ -12,6 +12,7 @@ import { formatId, parseId } from '../queue/record/records.js';
 import type { Destination, RecipientInfo } from '../queue/types.js';
 import { reply } from '../smtp/protocol/reply.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
+import { secretEquals } from '../util/secret-equal.js';
 import { type AcceptStage, type DraftMessage, refusal, runStages } from './pipeline.js';
 
 /** Local parts we will write into a Maildir path: no routing tricks (%, !, @, quotes), no path games. */
@@ -72,7 +73,7 @@ export function makeServerHooks(
 
     verifyPassword(user: string, password: string) {
       const p = users.get(user);
-      return p !== undefined && timingSafeEqual(p, password);
+      return p !== undefined && secretEquals(p, password);
     },
 
     cramSecret(user: string) {
@@ -127,11 +128,4 @@ export function makeServerHooks(
       return { queueId: r.id };
     },
   };
-}
-
-function timingSafeEqual(a: string, b: string): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++)
-    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
-  return diff === 0;
 }
