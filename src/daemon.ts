@@ -138,6 +138,8 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     maxAge: config.queue.maxAgeMs,
     delayWarning: config.queue.delayWarningMs > 0 ? config.queue.delayWarningMs : Number.MAX_SAFE_INTEGER,
     segmentSize: config.queue.segmentSize,
+    // Enough deliveries in flight for a flush to keep every connection to its destination busy.
+    flushConcurrency: Math.max(64, 2 * config.delivery.concurrencyPerDestination),
     sync: deps.sync ?? true,
     hooks: {
       report: makeReporter(config.hostname, config.queue.maxAgeMs),
@@ -272,6 +274,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     resolver,
     ...(deps.random ? { random: deps.random } : {}),
     ...(deps.mxPort !== undefined ? { mxPort: deps.mxPort } : {}),
+    onReachable: (host, port) => pool.markAlive(host, port),
     emit: (ev) => events.emit(ev),
   });
   undo.push(() => odmr.stop(0));

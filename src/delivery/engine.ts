@@ -169,12 +169,24 @@ export class DeliveryEngine {
     const info = job.envelope.info;
     let lease: Awaited<ReturnType<ConnectionPool['acquire']>>;
     try {
-      lease = await this.pool.acquire(d.key, d.candidates, {
-        // verify_tls implies TLS is required (Postfix "verify"): otherwise a failed check would fall
-        // back to plain text and deliver unverified, in clear.
-        tls: { mode: d.requireTls || d.verifyTls ? 'required' : 'opportunistic', verify: d.verifyTls },
-        ...(d.auth ? { auth: { user: d.auth.user, pass: d.auth.password } } : {}),
-      });
+      lease = await this.pool.acquire(
+        d.key,
+        d.candidates,
+        {
+          // verify_tls implies TLS is required (Postfix "verify"): otherwise a failed check would fall
+          // back to plain text and deliver unverified, in clear.
+          tls: { mode: d.requireTls || d.verifyTls ? 'required' : 'opportunistic', verify: d.verifyTls },
+          ...(d.auth ? { auth: { user: d.auth.user, pass: d.auth.password } } : {}),
+        },
+        // A flush a customer asked for (ETRN, probe) goes first, and past dead-host marks older
+        // than the customer's proof that its host is up.
+        job.flush
+          ? {
+              priority: true,
+              ...(job.flush.reachableSince !== undefined ? { reachableSince: job.flush.reachableSince } : {}),
+            }
+          : {},
+      );
     } catch (e) {
       const permanent = e instanceof MtaError && e.kind === 'permanent';
       const smtp = e instanceof MtaError ? e.smtp : undefined;

@@ -1,6 +1,10 @@
 // Outbound connections: reuse per destination, a concurrency limit per destination and a
 // global one, and a dead-host cache so that an unreachable host costs one connection attempt
 // per interval rather than one per queued message. Knows nothing of the queue.
+// Flushes a customer asked for (ETRN, a successful probe) acquire with `priority`: a freed slot
+// of their destination goes to them first, handed over directly so that no other acquirer slips
+// in; and with `reachableSince`: the host proved reachable then, so dead-host marks older than
+// that are ignored (a failure during the flush is marked again and stops the rest of it).
 import { MtaError } from '../errors.js';
 import { SmtpClient } from '../smtp/client/index.js';
 import type { SmtpClientOptions } from '../smtp/client/options.js';
@@ -27,13 +31,23 @@ interface Idle {
 interface Dest {
   active: number;
   idle: Idle[];
-  waiters: Array<() => void>;
+  /** Acquirers waiting for a slot; called with true when a slot was handed over to them. */
+  waiters: Array<(owned: boolean) => void>;
+  /** Priority acquirers (flushes) waiting: served before `waiters`, slot handed over. */
+  priority: Array<(owned: boolean) => void>;
   /** Connection attempts in progress. */
   connecting: number;
   /** The last connection attempt succeeded: others may connect in parallel. */
   healthy: boolean;
   /** Acquirers waiting for the outcome of a first connection attempt. */
   probeWaiters: Array<() => void>;
+}
+
+export interface AcquireOptions {
+  /** Served before ordinary acquirers of the same destination (a flush a customer asked for). */
+  priority?: boolean;
+  /** The destination proved reachable at this time: dead-host marks older than it are ignored. */
+  reachableSince?: number;
 }
 
 export interface Lease {
@@ -45,7 +59,7 @@ export interface Lease {
 
 export class ConnectionPool {
   private readonly dests = new Map<string, Dest>();
-  private readonly dead = new Map<string, { until: number; why: string }>();
+  private readonly dead = new Map<string, { until: number; why: string; at: number }>();
   private active = 0;
   private readonly globalWaiters: Array<() => void> = [];
   /** attempts: connections tried; connections: handshakes that succeeded; reused: leases of an
@@ -59,7 +73,15 @@ export class ConnectionPool {
     if (!d)
       this.dests.set(
         key,
-        (d = { active: 0, idle: [], waiters: [], connecting: 0, healthy: false, probeWaiters: [] }),
+        (d = {
+          active: 0,
+          idle: [],
+          waiters: [],
+          priority: [],
+          connecting: 0,
+          healthy: false,
+          probeWaiters: [],
+        }),
       );
     return d;
   }
@@ -70,11 +92,12 @@ export class ConnectionPool {
       key,
       active: d.active,
       idle: d.idle.length,
-      waiting: d.waiters.length,
+      waiting: d.waiters.length + d.priority.length,
     }));
   }
 
-  isDead(host: string, port: number): string | undefined {
+  /** Why the host is taken for dead, if it is (and was marked at or after `since`, when given). */
+  isDead(host: string, port: number, since?: number): string | undefined {
     const k = `${host}:${port}`;
     const d = this.dead.get(k);
     if (!d) return undefined;
@@ -82,11 +105,18 @@ export class ConnectionPool {
       this.dead.delete(k);
       return undefined;
     }
+    if (since !== undefined && d.at < since) return undefined;
     return d.why;
   }
 
   markDead(host: string, port: number, why: string): void {
-    this.dead.set(`${host}:${port}`, { until: this.opts.clock.now() + this.opts.deadHostMs, why });
+    const now = this.opts.clock.now();
+    this.dead.set(`${host}:${port}`, { until: now + this.opts.deadHostMs, why, at: now });
+  }
+
+  /** The host answered (a successful probe, a connection): it is no longer taken for dead. */
+  markAlive(host: string, port: number): void {
+    this.dead.delete(`${host}:${port}`);
   }
 
   /** Waits for a slot at `key`, then hands out an idle connection or opens a new one. */
@@ -94,15 +124,23 @@ export class ConnectionPool {
     key: string,
     candidates: () => Promise<MxCandidate[]>,
     extra: Partial<SmtpClientOptions> = {},
+    how: AcquireOptions = {},
   ): Promise<Lease> {
     const d = this.dest(key);
-    while (d.active >= this.opts.perDestination || this.active >= this.opts.global) {
-      await new Promise<void>((r) =>
-        (d.active >= this.opts.perDestination ? d.waiters : this.globalWaiters).push(r),
-      );
+    const priority = how.priority === true;
+    // Ordinary acquirers also wait while a flush waits for this destination.
+    const mustWait = () => d.active >= this.opts.perDestination || (!priority && d.priority.length > 0);
+    let owned = false;
+    while (!owned && (mustWait() || this.active >= this.opts.global)) {
+      owned = await new Promise<boolean>((r) => {
+        if (mustWait()) (priority ? d.priority : d.waiters).push(r);
+        else this.globalWaiters.push(() => r(false));
+      });
     }
-    d.active++;
-    this.active++;
+    if (!owned) {
+      d.active++;
+      this.active++;
+    }
     try {
       for (;;) {
         const idle = d.idle.pop();
@@ -128,7 +166,7 @@ export class ConnectionPool {
       }
       d.connecting++;
       try {
-        const { client, host } = await this.connect(await candidates(), extra);
+        const { client, host } = await this.connect(await candidates(), extra, how.reachableSince);
         d.healthy = true;
         return this.lease(key, d, client, host);
       } catch (e) {
@@ -169,15 +207,22 @@ export class ConnectionPool {
   }
 
   private done(d: Dest): void {
+    // A waiting flush takes the slot over as it is (the counts stay): nobody slips in between.
+    const p = d.priority.shift();
+    if (p) {
+      p(true);
+      return;
+    }
     d.active--;
     this.active--;
-    d.waiters.shift()?.();
+    d.waiters.shift()?.(false);
     this.globalWaiters.shift()?.();
   }
 
   private async connect(
     cands: MxCandidate[],
     extra: Partial<SmtpClientOptions>,
+    since: number | undefined,
   ): Promise<{ client: SmtpClient; host: string }> {
     if (cands.length === 0)
       throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', {
@@ -185,7 +230,7 @@ export class ConnectionPool {
       });
     const errors: string[] = [];
     for (const c of cands) {
-      const why = this.isDead(c.host, c.port);
+      const why = this.isDead(c.host, c.port, since);
       if (why) {
         this.stats.deadSkips++;
         errors.push(`${c.host}:${c.port} ${why} (cached)`);
@@ -198,6 +243,7 @@ export class ConnectionPool {
         this.stats.attempts++;
         const client = await SmtpClient.connect(c.host, c.port, o);
         this.stats.connections++;
+        this.markAlive(c.host, c.port);
         return {
           client,
           host: c.name !== undefined ? `${c.name}[${c.host}]:${c.port}` : `${c.host}:${c.port}`,

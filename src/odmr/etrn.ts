@@ -18,8 +18,11 @@ import { RateLimiter } from './rate.js';
 /** What the service needs from the queue (Queues implements it). */
 export interface HeldLanes {
   heldCount(domain: string): number;
-  /** Delivers the lane; resolves when every piece that was in it has been attempted. */
-  flushHeld(domain: string): Promise<number>;
+  /**
+   * Delivers the lane; resolves when every piece that was in it has been attempted.
+   * `reachableSince`: the lane's host proved reachable then (dead-host marks older than it do not apply).
+   */
+  flushHeld(domain: string, opts?: { reachableSince?: number }): Promise<number>;
 }
 
 export interface OdmrLogger {
@@ -47,6 +50,8 @@ export type RunRequest = 'started' | 'again' | 'refused';
 
 interface Runner {
   again: boolean;
+  /** The latest proof that the host is up: the ETRN or successful probe that asked for a pass. */
+  since: number;
 }
 
 const OWNER = 'etrn';
@@ -59,6 +64,7 @@ export class EtrnService {
   private readonly onReply: EtrnServiceOptions['onReply'];
   private readonly maxConcurrent: number;
   private readonly rate: RateLimiter;
+  private readonly clock: Clock;
   private readonly runners = new Map<string, Runner>();
   private idleWaiters: (() => void)[] = [];
   private stopped = false;
@@ -72,11 +78,8 @@ export class EtrnService {
     this.onReply = o.onReply;
     this.locks = o.locks ?? new HeldLocks();
     this.maxConcurrent = o.maxConcurrent ?? 4;
-    this.rate = new RateLimiter(
-      o.perClientLimit ?? 10,
-      o.perClientWindowMs ?? 60_000,
-      o.clock ?? systemClock,
-    );
+    this.clock = o.clock ?? systemClock;
+    this.rate = new RateLimiter(o.perClientLimit ?? 10, o.perClientWindowMs ?? 60_000, this.clock);
   }
 
   /** The SMTP server hook: the reply to `ETRN <node>`, decided at once. */
@@ -133,17 +136,21 @@ export class EtrnService {
   /**
    * Flushes a lane in the background: starts a runner, or asks the running one for one more
    * pass. 'refused' when the global cap is reached or another runner (ATRN) holds the lane.
+   * Every caller (an ETRN, a successful probe) has just seen the customer's host up, so the
+   * pass ignores dead-host marks from before now.
    */
   run(domain: string): RunRequest {
     const d = domain.toLowerCase();
+    const now = this.clock.now();
     const r = this.runners.get(d);
     if (r) {
       r.again = true;
+      r.since = now;
       return 'again';
     }
     if (this.stopped || this.runners.size >= this.maxConcurrent) return 'refused';
     if (!this.locks.tryLock([d], OWNER)) return 'refused';
-    const runner: Runner = { again: false };
+    const runner: Runner = { again: false, since: now };
     this.runners.set(d, runner);
     void this.loop(d, runner);
     return 'started';
@@ -165,7 +172,7 @@ export class EtrnService {
     try {
       do {
         runner.again = false;
-        const n = await this.lanes.flushHeld(domain);
+        const n = await this.lanes.flushHeld(domain, { reachableSince: runner.since });
         this.passes++;
         this.logger?.info(
           { domain, attempted: n, left: this.lanes.heldCount(domain) },

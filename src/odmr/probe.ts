@@ -1,6 +1,7 @@
 // Periodic probes of ETRN domains (DESIGN.md §7): every probe_interval, each ETRN domain with held
 // mail has its host (the configured one, else its MX hosts in order) checked with connect, EHLO,
-// QUIT; only when a host answers is the lane flushed (EtrnService.run).
+// QUIT; only when a host answers is the lane flushed (EtrnService.run), and the host is taken
+// out of the dead-host cache (onReachable): the flush must not trip over marks the probe disproved.
 // Invariant: a probe touches nothing but a socket — a failed probe writes nothing to the queue
 // (no attempt is recorded, no envelope is rewritten), so an unreachable customer costs no disk.
 // Fails: never throws; lookup and connection errors count as a failed probe (logged at debug).
@@ -32,6 +33,8 @@ export interface ProberOptions {
   timeoutMs?: number;
   /** MX hosts tried per probe (default 3). */
   maxHosts?: number;
+  /** Told of the host that answered a probe (the daemon clears it from the dead-host cache). */
+  onReachable?(host: string, port: number): void;
 }
 
 export class EtrnProber {
@@ -112,7 +115,10 @@ export class EtrnProber {
     }
     for (const t of targets) {
       if (this.stopped) return false;
-      if (await check(t.host, t.port)) return true;
+      if (await check(t.host, t.port)) {
+        this.o.onReachable?.(t.host, t.port);
+        return true;
+      }
     }
     return false;
   }

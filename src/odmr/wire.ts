@@ -39,6 +39,8 @@ export interface EtrnOdmrDeps {
   random?: () => number;
   /** Port of MX hosts (tests). */
   mxPort?: number;
+  /** A probe found this host up (the daemon clears it from the dead-host cache). */
+  onReachable?(host: string, port: number): void;
   emit?(ev: EtrnOdmrEvent): void;
 }
 
@@ -83,6 +85,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
     resolver: d.resolver,
     ...(d.random ? { random: d.random } : {}),
     ...(d.mxPort !== undefined ? { mxPort: d.mxPort } : {}),
+    ...(d.onReachable ? { onReachable: d.onReachable } : {}),
   });
   prober.start();
   const providers: OdmrProvider[] = [];

@@ -60,8 +60,8 @@ export class Queues {
     return [...new Set(this.list.flatMap((q) => q.heldDomains()))];
   }
 
-  async flushHeld(domain: string): Promise<number> {
-    const counts = await Promise.all(this.list.map((q) => q.flushHeld(domain)));
+  async flushHeld(domain: string, opts: { reachableSince?: number } = {}): Promise<number> {
+    const counts = await Promise.all(this.list.map((q) => q.flushHeld(domain, opts)));
     return counts.reduce((a, b) => a + b, 0);
   }
 

@@ -24,6 +24,8 @@ export interface SinkTransaction {
 }
 
 export interface SinkOptions {
+  /** Port to listen on (default 0: any). A customer's host that is down first and up later. */
+  port?: number;
   hostname?: string;
   /** Whole greeting line(s) without CRLF, e.g. "554 5.7.1 go away". Default 220. */
   greeting?: string;
@@ -95,7 +97,7 @@ export class SmtpSink {
     const sink = new SmtpSink(opts, ctx);
     await new Promise<void>((resolve, reject) => {
       sink.server.once('error', reject);
-      sink.server.listen(0, '127.0.0.1', () => resolve());
+      sink.server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
     });
     return sink;
   }
@@ -118,6 +120,15 @@ export class SmtpSink {
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  /**
+   * Runs a session on a socket that is already connected, starting with `initial` bytes already
+   * read from it (an ODMR customer after ATRN's 250: the provider is the client now).
+   */
+  serve(s: net.Socket, initial: Buffer = Buffer.alloc(0)): void {
+    this.accept(s);
+    if (initial.length > 0) s.unshift(initial);
   }
 
   /** @internal */

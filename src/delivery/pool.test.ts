@@ -1,0 +1,114 @@
+// The connection pool's dead-host cache and priorities, against real sockets: a host that
+// refused is skipped by ordinary mail but connected to by a flush whose customer proved it up
+// after the refusal; a refusal during the flush is cached for the rest of it; a probe's success
+// clears the mark; and a flush's acquirers get a destination's freed slots before other mail.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, describe, test } from 'node:test';
+import { SmtpSink } from '../../test/support/sink.js';
+import { systemClock } from '../util/clock.js';
+import { ConnectionPool, type Lease } from './pool.js';
+
+function pool(perDestination = 10): ConnectionPool {
+  return new ConnectionPool({
+    clientOptions: { name: 'mx.test', timeouts: { connect: 5_000 } },
+    perDestination,
+    global: 100,
+    deadHostMs: 600_000,
+    idleMs: 1_000,
+    clock: systemClock,
+  });
+}
+
+/** A loopback port nothing listens on (for now). */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 2));
+
+describe('connection pool', () => {
+  const sinks: SmtpSink[] = [];
+  after(async () => {
+    for (const s of sinks) await s.close();
+  });
+
+  test('a flush connects past a dead mark older than its proof; a refusal during it is cached for the rest', async () => {
+    const p = pool();
+    const port = await freePort();
+    const cands = async () => [{ host: '127.0.0.1', port, preference: 0 }];
+    await assert.rejects(p.acquire('etrn:x', cands), /ECONNREFUSED/);
+    assert.ok(p.isDead('127.0.0.1', port));
+    const tries = p.stats.attempts;
+    // Ordinary mail trusts the cache: no connection attempt.
+    await assert.rejects(p.acquire('etrn:x', cands), /\(cached\)/);
+    assert.equal(p.stats.attempts, tries);
+    // The customer's host comes up and says so (an ETRN): the flush connects.
+    const sink = await SmtpSink.start({ port });
+    sinks.push(sink);
+    await tick();
+    const proof = Date.now();
+    const lease = await p.acquire('etrn:x', cands, {}, { priority: true, reachableSince: proof });
+    assert.equal(p.isDead('127.0.0.1', port), undefined, 'a connection that worked clears the mark');
+    lease.release(false);
+    // The host drops during the flush: one failed connection, then the rest of the flush skips it.
+    await sink.close();
+    await assert.rejects(p.acquire('etrn:x', cands, {}, { reachableSince: proof }), /ECONNREFUSED/);
+    const after1 = p.stats.attempts;
+    await assert.rejects(p.acquire('etrn:x', cands, {}, { reachableSince: proof }), /\(cached\)/);
+    assert.equal(p.stats.attempts, after1);
+    p.close();
+  });
+
+  test('markAlive (a successful probe) clears a dead mark for everyone', async () => {
+    const p = pool();
+    p.markDead('127.0.0.1', 9, 'connect ECONNREFUSED');
+    assert.ok(p.isDead('127.0.0.1', 9));
+    p.markAlive('127.0.0.1', 9);
+    assert.equal(p.isDead('127.0.0.1', 9), undefined);
+  });
+
+  test("a flush's acquirers get the destination's freed slots before mail that waited longer", async () => {
+    const sink = await SmtpSink.start();
+    sinks.push(sink);
+    const p = pool(1);
+    const cands = async () => [{ host: '127.0.0.1', port: sink.port, preference: 0 }];
+    const holder = await p.acquire('d', cands);
+    const order: string[] = [];
+    const runs: Promise<void>[] = [];
+    const take = (name: string, priority: boolean): void => {
+      runs.push(
+        p.acquire('d', cands, {}, { priority }).then(async (l) => {
+          order.push(name);
+          // Mail arriving while the slot is held must not jump ahead of a waiting flush.
+          if (!name.startsWith('late')) take(`late-${name}`, false);
+          await tick();
+          l.release(true);
+        }),
+      );
+    };
+    take('new1', false);
+    take('new2', false);
+    await tick();
+    take('flush1', true);
+    take('flush2', true);
+    await tick();
+    holder.release(true);
+    while (order.length < 8) await Promise.all(runs);
+    assert.deepEqual(order, [
+      'flush1',
+      'flush2',
+      'new1',
+      'new2',
+      'late-flush1',
+      'late-flush2',
+      'late-new1',
+      'late-new2',
+    ]);
+    p.close();
+  });
+});

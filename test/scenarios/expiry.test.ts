@@ -1,0 +1,78 @@
+// Expiry of held mail as senders meet it (issue 10): mail held for a customer that never asks for
+// it is returned to its sender (an RFC 3464 report, status 4.4.7) once it is older than the
+// domain's max_age — whether or not a flush ever touched it, and across a restart.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { maildirMessages, waitFor } from '../support/daemon.js';
+import { CustomerHost, Stage } from './kit.js';
+
+const stages: Stage[] = [];
+const hosts: CustomerHost[] = [];
+afterEach(async () => {
+  for (const s of stages.splice(0)) await s.close();
+  for (const h of hosts.splice(0)) await h.down();
+});
+
+async function setup(maxAge: string): Promise<{ s: Stage; host: CustomerHost; bounces: () => string[] }> {
+  const host = await CustomerHost.create();
+  hosts.push(host);
+  const s = await Stage.start({
+    toml: `
+[[local]]
+domain = "sender.test"
+
+[[etrn]]
+domain = "branch.example"
+host = "127.0.0.1:${host.port}"
+probe_interval = "1h"
+max_age = "${maxAge}"
+`,
+  });
+  stages.push(s);
+  return { s, host, bounces: () => maildirMessages(join(s.dataDir, 'mail', 'sender')) };
+}
+
+/** The failed recipients a delivery report names. */
+function failedRecipients(report: string): string[] {
+  assert.match(report, /^Content-Type: multipart\/report; report-type=delivery-status/im);
+  assert.match(report, /^Action: failed/im);
+  assert.match(report, /^Status: 4\.4\.7/im);
+  return [...report.matchAll(/^Final-Recipient: rfc822;\s*(\S+)/gim)].map((m) => m[1]!);
+}
+
+describe('expiry scenarios', () => {
+  test('held mail past max_age is bounced to its sender within one expiry interval', async () => {
+    const { s, bounces } = await setup('3s');
+    const t0 = Date.now();
+    await s.send(['a@branch.example', 'b@branch.example']);
+    await s.waitHeld('branch.example', 2);
+    await waitFor(() => bounces().length >= 2, 'two bounces', 15_000);
+    const ms = Date.now() - t0;
+    assert.deepEqual(bounces().flatMap(failedRecipients).sort(), ['a@branch.example', 'b@branch.example']);
+    await s.waitHeld('branch.example', 0);
+    assert.ok(ms >= 3_000, `not before max_age (${ms} ms)`);
+    assert.ok(ms < 3_000 + 8_000, `within one expiry interval of max_age (${ms} ms)`);
+  });
+
+  test('held mail that went through a failed flush still expires', async () => {
+    const { s, bounces } = await setup('4s');
+    await s.send(['c@branch.example']);
+    await s.waitHeld('branch.example', 1);
+    assert.match(await s.etrn('branch.example'), /^253 /); // the host is still down: the flush fails
+    await s.waitLog('etrn flush pass done');
+    assert.equal(await s.held('branch.example'), 1);
+    await waitFor(() => bounces().length >= 1, 'the bounce', 15_000);
+    assert.deepEqual(bounces().flatMap(failedRecipients), ['c@branch.example']);
+    await s.waitHeld('branch.example', 0);
+  });
+
+  test('held mail expires after a restart too (the deadline comes from the logged arrival)', async () => {
+    const { s, bounces } = await setup('4s');
+    await s.send(['d@branch.example']);
+    await s.waitHeld('branch.example', 1);
+    await s.restart('SIGKILL');
+    await waitFor(() => bounces().length >= 1, 'the bounce', 15_000);
+    assert.deepEqual(bounces().flatMap(failedRecipients), ['d@branch.example']);
+  });
+});

@@ -1,0 +1,137 @@
+// ODMR (ATRN, RFC 2645) as customers meet it (issue 10): a customer whose line drops after some
+// messages reconnects and ATRN brings the rest; recipients the customer answers 4xx for stay held
+// and are offered by the next ATRN; a kill of the provider mid-session loses nothing; and two
+// customers' accounts never see each other's mail.
+import assert from 'node:assert/strict';
+import { afterEach, describe, test } from 'node:test';
+import { atrn, Stage } from './kit.js';
+
+const stages: Stage[] = [];
+afterEach(async () => {
+  for (const s of stages.splice(0)) await s.close();
+});
+
+const TOML = `
+[[odmr.account]]
+user = "acme"
+password = "acme-secret"
+domains = ["acme.example", "acme-corp.example"]
+
+[[odmr.account]]
+user = "beta"
+password = "beta-secret"
+domains = ["beta.example"]
+`;
+
+async function setup(): Promise<Stage> {
+  const s = await Stage.start({ toml: TOML });
+  stages.push(s);
+  return s;
+}
+
+const mail = (n: number, domain: string, prefix = 'u') =>
+  Array.from({ length: n }, (_, i) => `${prefix}${i}@${domain}`);
+const got = (sessions: Array<{ received: Array<{ recipients: string[] }> }>) =>
+  sessions.flatMap((x) => x.received.flatMap((t) => t.recipients));
+
+describe('ODMR scenarios', () => {
+  test('a customer whose ATRN session drops after some messages reconnects, and ATRN brings the rest', async () => {
+    const s = await setup();
+    const m = mail(6, 'acme.example');
+    await s.send(m);
+    await s.waitHeld('acme.example', 6);
+    const first = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme.example'], { dropAfter: 2 });
+    assert.equal(first.reply, '250 2.0.0 OK now reversing the connection');
+    await first.done;
+    assert.equal(first.received.length, 2);
+    await s.waitHeld('acme.example', 4);
+    const second = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme.example']);
+    assert.equal(second.reply, '250 2.0.0 OK now reversing the connection');
+    await second.done;
+    assert.deepEqual(got([first, second]).sort(), [...m].sort(), 'each message once');
+    await s.waitHeld('acme.example', 0);
+  });
+
+  test('a customer that drops and reconnects at once is not turned away while the provider notices', async () => {
+    const s = await setup();
+    const m = mail(4, 'acme.example');
+    await s.send(m);
+    await s.waitHeld('acme.example', 4);
+    const first = await atrn(s.odmrPort, 'acme', 'acme-secret', [], { dropAfter: 1 });
+    await first.done;
+    // Straight away, as a customer's MTA retries: the lanes are free again (or are freed for it).
+    let second = await atrn(s.odmrPort, 'acme', 'acme-secret', []);
+    for (let i = 0; i < 20 && second.reply.startsWith('451'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      second = await atrn(s.odmrPort, 'acme', 'acme-secret', []);
+    }
+    assert.equal(second.reply, '250 2.0.0 OK now reversing the connection');
+    await second.done;
+    assert.deepEqual(got([first, second]).sort(), [...m].sort());
+  });
+
+  test('recipients the customer answers 4xx for stay held and are offered on the next ATRN', async () => {
+    const s = await setup();
+    await s.send(['ok1@acme.example', 'busy1@acme.example', 'ok2@acme.example', 'busy2@acme.example']);
+    await s.waitHeld('acme.example', 4);
+    const first = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme.example'], {
+      rcptReply: (a) => (a.startsWith('busy') ? '450 4.2.1 mailbox busy, try later' : undefined),
+    });
+    await first.done;
+    assert.deepEqual(got([first]).sort(), ['ok1@acme.example', 'ok2@acme.example']);
+    await s.waitHeld('acme.example', 2);
+    const second = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme.example']);
+    await second.done;
+    assert.deepEqual(got([second]).sort(), ['busy1@acme.example', 'busy2@acme.example']);
+    await s.waitHeld('acme.example', 0);
+  });
+
+  test('SIGKILL of the provider during an ATRN session: after the restart ATRN brings the rest', async () => {
+    const s = await setup();
+    const m = mail(40, 'acme-corp.example');
+    await s.send(m);
+    await s.waitHeld('acme-corp.example', 40);
+    const first = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme-corp.example'], { delayMs: 5 });
+    while (first.received.length < 5) await new Promise((r) => setTimeout(r, 10));
+    await s.restart('SIGKILL');
+    await first.done;
+    const second = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme-corp.example']);
+    assert.equal(second.reply, '250 2.0.0 OK now reversing the connection');
+    await second.done;
+    const all = got([first, second]);
+    assert.deepEqual([...new Set(all)].sort(), [...m].sort(), 'every message arrived');
+    assert.ok(all.length - new Set(all).size <= 1, 'at most the message in flight twice');
+  });
+
+  test("two customers' accounts never see each other's mail", async () => {
+    const s = await setup();
+    await s.send([
+      ...mail(3, 'acme.example', 'a'),
+      ...mail(2, 'acme-corp.example', 'c'),
+      ...mail(2, 'beta.example', 'b'),
+    ]);
+    await s.waitLanes(
+      (l) =>
+        l['held-acme.example'] === 3 && l['held-acme-corp.example'] === 2 && l['held-beta.example'] === 2,
+      'all held',
+    );
+    // Naming the other account's domain is refused as a whole.
+    const steal = await atrn(s.odmrPort, 'beta', 'beta-secret', ['acme.example']);
+    assert.equal(steal.reply, '450 4.7.1 ATRN request refused');
+    const mixed = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme.example', 'beta.example']);
+    assert.equal(mixed.reply, '450 4.7.1 ATRN request refused');
+    const beta = await atrn(s.odmrPort, 'beta', 'beta-secret', []);
+    await beta.done;
+    assert.deepEqual(got([beta]).sort(), mail(2, 'beta.example', 'b'));
+    const acme = await atrn(s.odmrPort, 'acme', 'acme-secret', []);
+    await acme.done;
+    assert.deepEqual(
+      got([acme]).sort(),
+      [...mail(3, 'acme.example', 'a'), ...mail(2, 'acme-corp.example', 'c')].sort(),
+    );
+    await s.waitLanes(
+      (l) => Object.entries(l).every(([k, v]) => !k.startsWith('held-') || v === 0),
+      'all empty',
+    );
+  });
+});
