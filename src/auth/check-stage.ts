@@ -15,6 +15,7 @@ import { lookupFunction } from '../dns/types.js';
 import type { Logger } from '../log.js';
 import type { AcceptStage, DraftMessage, StageVerdict } from '../policy/pipeline.js';
 import type { SessionContext } from '../smtp/server/hooks.js';
+import { setTimer } from '../util/clock.js';
 import { splitMessage } from './message.js';
 import { type CheckOutcome, type CheckPolicy, decide } from './policy.js';
 import { authResultsField, removeOurResults } from './results.js';
@@ -100,9 +101,9 @@ export async function authCheckStage(o: CheckStageOptions): Promise<AcceptStage>
     name: 'auth-check',
     async run(m: DraftMessage, ctx: SessionContext | undefined): Promise<StageVerdict> {
       if (isOutgoing(m, ctx, o.relayNetworks)) return null;
-      let timer: NodeJS.Timeout | undefined;
+      let cancelTimer = (): void => {};
       const deadline = new Promise<Checked>((res) => {
-        timer = setTimeout(() => res(timedOut()), o.timeoutMs);
+        cancelTimer = setTimer(o.timeoutMs, () => res(timedOut()));
       });
       let c: Checked;
       try {
@@ -112,7 +113,7 @@ export async function authCheckStage(o: CheckStageOptions): Promise<AcceptStage>
         c = timedOut();
         c.clauses = c.clauses.map((x) => x.replace('checks timed out', 'checks failed'));
       } finally {
-        clearTimeout(timer);
+        cancelTimer();
       }
       const verdict = decide(c.outcome, o);
       o.logger.info(

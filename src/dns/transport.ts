@@ -10,6 +10,7 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import packet, { type DecodedPacket, type Packet } from 'dns-packet';
+import { setTimer } from '../util/clock.js';
 import { DnsError, type LookupType } from './types.js';
 
 export interface DnsServer {
@@ -81,15 +82,14 @@ function exchange(
     const finish: Finish = (err, r) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      cancelTimer();
       close();
       if (err) reject(err);
       else resolve(r as DecodedPacket);
     };
     const where = `${server.host}:${server.port}`;
-    const timer = setTimeout(
-      () => finish(new DnsError('ETIMEOUT', name, type, `no ${how} answer from ${where} in ${timeoutMs} ms`)),
-      timeoutMs,
+    const cancelTimer = setTimer(timeoutMs, () =>
+      finish(new DnsError('ETIMEOUT', name, type, `no ${how} answer from ${where} in ${timeoutMs} ms`)),
     );
     close = run(finish);
   });

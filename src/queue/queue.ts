@@ -89,6 +89,8 @@ export class Queue {
   readonly clock: Clock;
   readonly ids: IdSource;
   readonly retry: number[];
+  /** The longest retry delay: no due time can lie further ahead unless the clock stepped back. */
+  private readonly longestDelay: number;
   readonly maxAge: number;
   readonly delayWarning: number;
   readonly hooks: QueueHooks;
@@ -139,6 +141,7 @@ export class Queue {
     this.clock = opts.clock ?? systemClock;
     this.ids = opts.ids ?? new IdSource(() => this.clock.now());
     this.retry = (opts.retry ?? DEFAULT_RETRY).slice();
+    this.longestDelay = Math.max(0, ...this.retry);
     this.maxAge = opts.maxAge ?? 5 * 86_400_000;
     this.delayWarning = opts.delayWarning ?? 4 * 3_600_000;
     this.hooks = opts.hooks ?? {};
@@ -336,8 +339,13 @@ export class Queue {
         break;
       }
       if (lane.kind === 'retry' && lane.flushLeft <= 0 && P.due[slot]! > now) {
-        this.schedule(lane, P.due[slot]!);
-        break;
+        // A due time further ahead than any retry delay was written under a clock that was
+        // ahead and has since stepped back: it is due now (docs/queue-states.md, clock steps).
+        if (P.due[slot]! > now + Math.max(lane.delay, this.longestDelay)) P.due[slot] = now;
+        else {
+          this.schedule(lane, P.due[slot]!);
+          break;
+        }
       }
       if ((P.flags[slot]! & F_INFLIGHT) !== 0) break;
       lane.fifo.shift();
