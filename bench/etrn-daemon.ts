@@ -35,12 +35,19 @@ process.once('exit', () => {
 
 export function startBenchDaemon(
   configFile: string,
-  o: { nodeFlags?: string[]; args?: string[]; timeoutMs?: number; cwd?: string } = {},
+  o: {
+    nodeFlags?: string[];
+    args?: string[];
+    timeoutMs?: number;
+    cwd?: string;
+    /** Another build's bin/logmta.js (to compare two builds in one run); default this one's. */
+    bin?: string;
+  } = {},
 ): Promise<BenchDaemon> {
   const t0 = performance.now();
   const child = spawn(
     process.execPath,
-    [...(o.nodeFlags ?? []), BIN, 'serve', '--config', configFile, ...(o.args ?? [])],
+    [...(o.nodeFlags ?? []), o.bin ?? BIN, 'serve', '--config', configFile, ...(o.args ?? [])],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(o.cwd ? { cwd: o.cwd } : {}),

@@ -253,6 +253,11 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   }
   if (config.dkim.length > 0) {
     const { dkimSignStage } = await import('./auth/sign-stage.js');
+    for (const k of config.dkim)
+      log.info(
+        { name: `${k.selector}._domainkey.${k.domain}`, algorithm: k.algorithm, record: k.record },
+        'dkim key',
+      );
     stages.push(
       dkimSignStage({
         keys: config.dkim,

@@ -4,10 +4,13 @@
 // Canonicalisation, body hashing and tag formatting are mailauth's; the signature is node:crypto's.
 // Invariant: pure given its inputs (key, header, body, time); the result is one folded
 // "DKIM-Signature:" field per key, ending in CRLF, to be prepended to the message unchanged.
+// The private-key operation runs on libuv's thread pool (crypto.sign with a callback), so an
+// RSA-2048 signature (about a millisecond) does not hold the event loop.
 // Fails: throws MtaError DKIM_SIGN (transient) if a key cannot sign — keys are checked when the
 // configuration is loaded, so this is not expected.
 
 import { createHash, type KeyObject, sign } from 'node:crypto';
+import { promisify } from 'node:util';
 import { dkimBody } from 'mailauth/lib/dkim/body/index.js';
 import { generateCanonicalizedHeader } from 'mailauth/lib/dkim/header/index.js';
 import { formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders } from 'mailauth/lib/tools.js';
@@ -67,13 +70,15 @@ export function bodyHash(body: readonly Buffer[]): string {
   return h.digest('base64');
 }
 
+const signAsync = promisify(sign) as (alg: string | null, data: Buffer, key: KeyObject) => Promise<Buffer>;
+
 /** One DKIM-Signature field per key, in key order, each ending in CRLF. */
-export function dkimSignatures(
+export async function dkimSignatures(
   keys: readonly DkimSigningKey[],
   header: Buffer,
   body: readonly Buffer[],
   nowMs: number,
-): string[] {
+): Promise<string[]> {
   if (keys.length === 0) return [];
   const bh = bodyHash(body);
   const parsed = parseHeaders(header).parsed;
@@ -81,32 +86,35 @@ export function dkimSignatures(
   const keysList = [lines.keys, ...OVERSIGNED].filter((k) => k !== '').join(': ');
   const signing = { keys: keysList, headers: lines.headers };
   const signTime = new Date(Math.floor(nowMs / 1000) * 1000);
-  return keys.map((k) => {
-    const { canonicalizedHeader, dkimHeaderOpts } = generateCanonicalizedHeader('DKIM', signing, {
-      signingDomain: k.domain,
-      selector: k.selector,
-      algorithm: k.algorithm,
-      canonicalization: 'relaxed/relaxed',
-      bodyHash: bh,
-      signTime,
-    });
-    let b: string;
-    try {
-      // RFC 8463: Ed25519 signs the SHA-256 digest of the canonical header; RSA signs the data.
-      b =
-        k.algorithm === 'rsa-sha256'
-          ? sign('sha256', canonicalizedHeader, k.key).toString('base64')
-          : sign(null, createHash('sha256').update(canonicalizedHeader).digest(), k.key).toString('base64');
-    } catch (e) {
-      throw new MtaError(
-        'DKIM_SIGN',
-        'transient',
-        `DKIM signing for ${k.domain} failed: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
-      );
-    }
-    return `${formatSignatureHeaderLine('DKIM', { ...dkimHeaderOpts, b }, true)}\r\n`;
-  });
+  return Promise.all(
+    keys.map(async (k) => {
+      const { canonicalizedHeader, dkimHeaderOpts } = generateCanonicalizedHeader('DKIM', signing, {
+        signingDomain: k.domain,
+        selector: k.selector,
+        algorithm: k.algorithm,
+        canonicalization: 'relaxed/relaxed',
+        bodyHash: bh,
+        signTime,
+      });
+      let b: string;
+      try {
+        // RFC 8463: Ed25519 signs the SHA-256 digest of the canonical header; RSA signs the data.
+        const sig =
+          k.algorithm === 'rsa-sha256'
+            ? await signAsync('sha256', canonicalizedHeader, k.key)
+            : await signAsync(null, createHash('sha256').update(canonicalizedHeader).digest(), k.key);
+        b = sig.toString('base64');
+      } catch (e) {
+        throw new MtaError(
+          'DKIM_SIGN',
+          'transient',
+          `DKIM signing for ${k.domain} failed: ${(e as Error).message}`,
+          {
+            cause: e,
+          },
+        );
+      }
+      return `${formatSignatureHeaderLine('DKIM', { ...dkimHeaderOpts, b }, true)}\r\n`;
+    }),
+  );
 }

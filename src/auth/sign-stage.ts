@@ -40,7 +40,7 @@ export function dkimSignStage(o: SignStageOptions): AcceptStage {
       if (keys.length === 0) return null;
       let sigs: string[];
       try {
-        sigs = dkimSignatures(keys, header, body, o.clock.now());
+        sigs = await dkimSignatures(keys, header, body, o.clock.now());
       } catch (e) {
         o.logger.error({ id: m.id, err: e }, 'DKIM signing failed; the message goes unsigned');
         return null;

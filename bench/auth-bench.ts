@@ -1,0 +1,233 @@
+// What DKIM signing and the SPF/DKIM/DMARC checks cost on the accept path: the SMTP accept rate
+// of `logmta serve` (one child process per configuration) with nothing on, with DKIM signing
+// (RSA-2048, Ed25519) of mail from relay_networks, and with the incoming checks on for mail from
+// outside against a local DNS server (unbound on loopback, with the SPF, DKIM and DMARC records
+// of the sending domain; the message carries a valid RSA-2048 signature, so each one costs an
+// RSA verification and three TXT lookups, cached by logmta's resolver after the first).
+// Every message goes to an ODMR-held domain: accepted, made durable, never delivered — the cost
+// measured is receiving alone. Configurations are measured in alternating rounds (the machine is
+// shared: compare figures within one run) and the median per configuration is reported.
+// "All off" on this build against "all off" on a build from before these stages existed shows
+// what they cost when disabled: --baseline DIR names that other build (a tree with bin/ and a
+// compiled dist/, e.g. `git archive <commit> | tar -x -C DIR`, then tsc there).
+// Run: npx tsc -p tsconfig.json && node dist/bench/auth-bench.js [--secs 4] [--rounds 3]
+//      [--sessions 8] [--size 4096] [--baseline DIR]
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createPrivateKey } from 'node:crypto';
+import { dkimSignatures } from '../src/auth/dkim-sign.js';
+import { splitMessage } from '../src/auth/message.js';
+import { ed25519Key, rsaKey } from '../test/support/dkim-tools.js';
+import { hasUnbound, startDnsServer, type TestDnsServer, txt } from '../test/support/dns-server.js';
+import { type BenchDaemon, startBenchDaemon } from './etrn-daemon.js';
+import { ReplyReader } from './etrn-smtp.js';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+const SECS = arg('secs', 4);
+const ROUNDS = arg('rounds', 3);
+const SESSIONS = arg('sessions', 8);
+const SIZE = arg('size', 4096);
+
+function body(size: number): string {
+  const line = `${'x'.repeat(76)}\r\n`;
+  return line.repeat(Math.max(1, Math.floor(size / line.length)));
+}
+
+function message(from: string): Buffer {
+  return Buffer.from(
+    `From: <${from}>\r\nTo: <c@held.test>\r\nSubject: bench\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n` +
+      `Message-ID: <bench@${from.split('@')[1]}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n${body(SIZE)}`,
+    'latin1',
+  );
+}
+
+/** `sessions` clients sending `data` in a loop for `secs` from `localAddress`; returns messages/s. */
+async function load(
+  port: number,
+  localAddress: string,
+  from: string,
+  data: Buffer,
+  secs: number,
+): Promise<number> {
+  const end = performance.now() + secs * 1000;
+  let done = 0;
+  const payload = Buffer.concat([data, Buffer.from('.\r\n')]);
+  await Promise.all(
+    Array.from({ length: SESSIONS }, async () => {
+      const s = await new Promise<net.Socket>((res, rej) => {
+        const c = net.connect({ port, host: '127.0.0.1', localAddress }, () => res(c));
+        c.once('error', rej);
+      });
+      const r = new ReplyReader(s);
+      await r.read();
+      await r.ask('EHLO bench.sender.test');
+      while (performance.now() < end) {
+        s.write(`MAIL FROM:<${from}>\r\nRCPT TO:<c@held.test>\r\nDATA\r\n`);
+        const replies = [await r.read(), await r.read(), await r.read()];
+        if (!replies[2]?.startsWith('354')) throw new Error(`unexpected: ${replies.join(' | ')}`);
+        s.write(payload);
+        const fin = await r.read();
+        if (!fin.startsWith('250')) throw new Error(`refused: ${fin}`);
+        done++;
+      }
+      s.end('QUIT\r\n');
+    }),
+  );
+  return done / secs;
+}
+
+interface Config {
+  name: string;
+  toml: string;
+  bin?: string;
+  localAddress: string;
+  from: string;
+  data: Buffer;
+}
+
+async function main(): Promise<void> {
+  if (!hasUnbound()) throw new Error('unbound is not installed (apt-get install unbound)');
+  const dir = mkdtempSync(join(tmpdir(), 'logmta-auth-bench-'));
+  let dns: TestDnsServer | undefined;
+  const daemons: BenchDaemon[] = [];
+  try {
+    const rsa = rsaKey(2048);
+    const ed = ed25519Key();
+    const sender = rsaKey(2048);
+    writeFileSync(join(dir, 'rsa.pem'), rsa.pem);
+    writeFileSync(join(dir, 'ed.pem'), ed.pem);
+    dns = await startDnsServer({
+      zones: ['sender.test'],
+      records: [
+        txt('sender.test', 'v=spf1 ip4:127.0.0.2 -all'),
+        txt('s1._domainkey.sender.test', sender.record),
+        txt('_dmarc.sender.test', 'v=DMARC1; p=reject'),
+      ],
+    });
+    // The outside sender's message, signed once with its own key (as its MTA would).
+    const plain = message('alice@sender.test');
+    const { header, body: b } = splitMessage([plain]);
+    const sig = await dkimSignatures(
+      [{ domain: 'sender.test', selector: 's1', key: createPrivateKey(sender.pem), algorithm: 'rsa-sha256' }],
+      header,
+      b,
+      Date.now(),
+    );
+    const signed = Buffer.concat([Buffer.from(sig.join(''), 'latin1'), plain]);
+    const base = (extra: string) => `
+hostname = "mx.bench.test"
+local = []
+[smtp]
+listen = ["127.0.0.1:0"]
+relay_networks = ["127.0.0.1/32"]
+max_connections_per_ip = 1000
+[odmr]
+listen = []
+[[odmr.account]]
+user = "held"
+password = "x"
+domains = ["held.test"]
+[log]
+level = "warn"
+[dns]
+servers = ["${dns?.address}"]
+${extra}`;
+    const configs: Config[] = [
+      {
+        name: 'all off',
+        toml: base(''),
+        localAddress: '127.0.0.1',
+        from: 'a@example.org',
+        data: message('a@example.org'),
+      },
+      {
+        name: 'DKIM signing, RSA-2048',
+        toml: base('[[dkim]]\ndomain = "example.org"\nselector = "s1"\nkey_file = "rsa.pem"\n'),
+        localAddress: '127.0.0.1',
+        from: 'a@example.org',
+        data: message('a@example.org'),
+      },
+      {
+        name: 'DKIM signing, Ed25519',
+        toml: base('[[dkim]]\ndomain = "example.org"\nselector = "e1"\nkey_file = "ed.pem"\n'),
+        localAddress: '127.0.0.1',
+        from: 'a@example.org',
+        data: message('a@example.org'),
+      },
+      {
+        name: 'SPF+DKIM+DMARC checks (outside)',
+        toml: base('[auth]\nchecks = true\n'),
+        localAddress: '127.0.0.2',
+        from: 'alice@sender.test',
+        data: signed,
+      },
+    ];
+    const bi = process.argv.indexOf('--baseline');
+    if (bi >= 0) {
+      const other = process.argv[bi + 1] as string;
+      // The older build knows none of [dns], [auth], [[dkim]]: give it only what it knows.
+      const oldToml = base('').replace(/\[dns\]\nservers = .*\n/, '');
+      configs.splice(1, 0, {
+        name: `all off (build in ${other.split('/').pop()})`,
+        toml: oldToml,
+        bin: join(other, 'bin', 'logmta.js'),
+        localAddress: '127.0.0.1',
+        from: 'a@example.org',
+        data: message('a@example.org'),
+      });
+    }
+    const ports: number[] = [];
+    for (const [i, c] of configs.entries()) {
+      const d = join(dir, `c${i}`);
+      const file = join(dir, `c${i}.toml`);
+      writeFileSync(file, `data_dir = "${d}"\n${c.toml}`);
+      const bd = await startBenchDaemon(file, { cwd: dir, ...(c.bin ? { bin: c.bin } : {}) });
+      daemons.push(bd);
+      ports.push(bd.smtpPort);
+    }
+    const rates: number[][] = configs.map(() => []);
+    console.log(
+      `auth-bench: ${SESSIONS} sessions, ${SIZE}-byte messages, ${SECS} s x ${ROUNDS} rounds per configuration`,
+    );
+    console.log(
+      `load average at start: ${(await import('node:os'))
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
+    );
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, c] of configs.entries()) {
+        const rate = await load(ports[i] as number, c.localAddress, c.from, c.data, SECS);
+        rates[i]?.push(rate);
+        console.log(`  round ${round + 1}  ${c.name.padEnd(34)} ${rate.toFixed(0).padStart(6)} msg/s`);
+      }
+    }
+    const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? 0;
+    const off = median(rates[0] ?? []);
+    console.log('\nmedian accept rate (msg/s), relative to all off:');
+    for (const [i, c] of configs.entries()) {
+      const m = median(rates[i] ?? []);
+      console.log(
+        `  ${c.name.padEnd(34)} ${m.toFixed(0).padStart(6)}  ${((m / off) * 100).toFixed(1).padStart(6)} %`,
+      );
+    }
+    console.log(
+      `load average at end: ${(await import('node:os'))
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
+    );
+  } finally {
+    await Promise.all(daemons.map((d) => d.stop()));
+    await dns?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
