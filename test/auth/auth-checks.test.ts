@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeTempDir, maildirMessages, type SpawnedDaemon, spawnDaemon, waitFor } from '../support/daemon.js';
-import { dkimpyMissing, dkimpySign, rsaKey } from '../support/dkim-tools.js';
+import { dkimpyMissing, dkimpySign, ed25519Key, rsaKey } from '../support/dkim-tools.js';
 import { hasUnbound, startDnsServer, type TestDnsServer, txt } from '../support/dns-server.js';
 import { sendRaw } from '../support/smtp-send.js';
 
@@ -61,6 +61,7 @@ describe('SPF, DKIM and DMARC checks of mail from outside', { skip }, () => {
   let annotate: SpawnedDaemon;
   let strict: SpawnedDaemon;
   let keyFile: string;
+  let edFile: string;
   let n = 0;
 
   before(async () => {
@@ -68,12 +69,16 @@ describe('SPF, DKIM and DMARC checks of mail from outside', { skip }, () => {
     const dir = makeTempDir();
     keyFile = join(dir, 'sender.pem');
     writeFileSync(keyFile, key.pem);
+    const ed = ed25519Key();
+    edFile = join(dir, 'sender-ed.seed');
+    writeFileSync(edFile, ed.seed ?? '');
     dns = await startDnsServer({
       zones: ['sender.test', 'strict.test', 'relaxed.test'],
       refused: ['dnsdown.test'],
       records: [
         txt('sender.test', `v=spf1 ip4:${OUTSIDE} -all`),
         txt('out._domainkey.sender.test', key.record),
+        txt('oute._domainkey.sender.test', ed.record),
         txt('_dmarc.sender.test', 'v=DMARC1; p=reject'),
         txt('strict.test', 'v=spf1 ip4:192.0.2.1 -all'),
         txt('_dmarc.strict.test', 'v=DMARC1; p=reject'),
@@ -108,14 +113,37 @@ describe('SPF, DKIM and DMARC checks of mail from outside', { skip }, () => {
   }
 
   test('signed mail from a permitted address passes SPF, DKIM and DMARC, said in Authentication-Results', async () => {
-    const signed = await dkimpySign(message('alice@sender.test', 'good one'), 'out', 'sender.test', keyFile);
+    // Signed twice by dkimpy, as the sender's MTA: RSA-2048, then Ed25519 (RFC 8463).
+    const rsaSigned = await dkimpySign(
+      message('alice@sender.test', 'good one'),
+      'out',
+      'sender.test',
+      keyFile,
+    );
+    const signed = await dkimpySign(rsaSigned, 'oute', 'sender.test', edFile, 'ed25519');
     const { mail } = await deliver(annotate, 'alice@sender.test', signed);
     const ar = fields(mail ?? '', 'Authentication-Results');
     assert.equal(ar.length, 1, ar.join('\n'));
     assert.match(ar[0] ?? '', /^Authentication-Results: mx\.test; /);
     assert.match(ar[0] ?? '', /spf=pass .*smtp\.mailfrom=alice@sender\.test/);
-    assert.match(ar[0] ?? '', /dkim=pass .*header\.s=out/);
+    assert.match(ar[0] ?? '', /dkim=pass [^;]*header\.s=out header\.a=rsa-sha256/);
+    assert.match(ar[0] ?? '', /dkim=pass [^;]*header\.s=oute header\.a=ed25519-sha256/);
     assert.match(ar[0] ?? '', /dmarc=pass .*header\.from=sender\.test/);
+  });
+
+  test('a signature broken on the way does not pass; DMARC still passes on aligned SPF', async () => {
+    const signed = (
+      await dkimpySign(message('alice@sender.test', 'broken ten'), 'out', 'sender.test', keyFile)
+    ).toString('latin1');
+    const { mail } = await deliver(
+      annotate,
+      'alice@sender.test',
+      signed.replace('Hello.', 'Hello, altered.'),
+    );
+    const ar = fields(mail ?? '', 'Authentication-Results')[0] ?? '';
+    assert.match(ar, /dkim=(fail|neutral) \(body hash did not verify\)/);
+    assert.match(ar, /spf=pass /);
+    assert.match(ar, /dmarc=pass /);
   });
 
   test("a forged Authentication-Results with our authserv-id is removed; another host's is kept", async () => {

@@ -44,14 +44,18 @@ export async function dkimpyVerify(message: Buffer | string, dns: TestDnsServer)
     });
 }
 
-/** The message signed by dkimpy (relaxed/relaxed, rsa-sha256) with a PEM RSA key file. */
+/**
+ * The message signed by dkimpy (relaxed/relaxed): rsa-sha256 with a PEM RSA key file, or
+ * ed25519-sha256 with a file holding the base64 seed (TestKey.seed).
+ */
 export async function dkimpySign(
   message: Buffer | string,
   selector: string,
   domain: string,
   keyFile: string,
+  algorithm: 'rsa' | 'ed25519' = 'rsa',
 ): Promise<Buffer> {
-  const r = await runTool(PYTHON, [DKIMPY, 'sign', selector, domain, keyFile], { input: message });
+  const r = await runTool(PYTHON, [DKIMPY, 'sign', selector, domain, keyFile, algorithm], { input: message });
   if (r.code !== 0) throw new Error(`dkimpy sign failed (${r.code}): ${r.stderr}`);
   return Buffer.from(r.stdout, 'latin1');
 }
@@ -73,6 +77,8 @@ export async function opendkimVerify(file: string, dns: TestDnsServer): Promise<
 export interface TestKey {
   /** PEM (PKCS#8) private key. */
   pem: string;
+  /** Ed25519 only: the base64 32-byte private seed (dkimpy's key format). */
+  seed?: string;
   /** TXT record text for <selector>._domainkey.<domain>. */
   record: string;
 }
@@ -91,6 +97,7 @@ export function ed25519Key(): TestKey {
   const p = k.publicKey.export({ type: 'spki', format: 'der' }).subarray(-32).toString('base64');
   return {
     pem: k.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    seed: k.privateKey.export({ type: 'pkcs8', format: 'der' }).subarray(-32).toString('base64'),
     record: `v=DKIM1; k=ed25519; p=${p}`,
   };
 }

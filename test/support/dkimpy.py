@@ -3,8 +3,9 @@
 # the tests' DNS server (127.0.0.1:PORT) for keys through dnspython.
 #   dkimpy.py verify PORT < message   -> one line per signature "pass|fail d=D s=S a=A";
 #                                        exit 0 if there is one and all pass, 1 otherwise
-#   dkimpy.py sign SELECTOR DOMAIN KEYFILE < message -> the message with a relaxed/relaxed
-#                                        rsa-sha256 DKIM-Signature prepended
+#   dkimpy.py sign SELECTOR DOMAIN KEYFILE [ed25519] < message -> the message with a
+#                                        relaxed/relaxed DKIM-Signature prepended: rsa-sha256
+#                                        with a PEM key, ed25519-sha256 with a base64 seed
 import sys
 
 import dkim
@@ -44,12 +45,13 @@ def verify(port):
     sys.exit(0 if ok else 1)
 
 
-def sign(selector, domain, keyfile):
+def sign(selector, domain, keyfile, algo):
     msg = sys.stdin.buffer.read()
     key = open(keyfile, 'rb').read()
+    extra = {'signature_algorithm': b'ed25519-sha256'} if algo == 'ed25519' else {}
     sig = dkim.sign(msg, selector.encode(), domain.encode(), key,
                     canonicalize=(b'relaxed', b'relaxed'),
-                    include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
+                    include_headers=[b'from', b'to', b'subject', b'date', b'message-id'], **extra)
     sys.stdout.buffer.write(sig + msg)
 
 
@@ -57,6 +59,6 @@ if __name__ == '__main__':
     if sys.argv[1] == 'verify':
         verify(int(sys.argv[2]))
     elif sys.argv[1] == 'sign':
-        sign(sys.argv[2], sys.argv[3], sys.argv[4])
+        sign(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else 'rsa')
     else:
         sys.exit('usage: dkimpy.py verify PORT | sign SELECTOR DOMAIN KEYFILE')
