@@ -87,7 +87,7 @@ test('a torn write whose later half reached the disk is cut before the next star
   skip: 'skip' in tool ? tool.skip : false,
 }, async () => {
   if ('skip' in tool) return;
-  const dir = mkdtempSync('/tmp/lzt-');
+  const dir = mkdtempSync('/tmp/lzt');
   const fsDirs = { binary: tool.binary, root: join(dir, 'r'), mnt: join(dir, 'm'), work: join(dir, 'w') };
   const queue = join(fsDirs.mnt, 'q');
   const onDisk = join(fsDirs.root, 'q');

@@ -118,6 +118,9 @@ export class LazyFsMount {
       if (r.status !== 0) throw new Error(`mkfifo ${fifo} failed: ${r.stderr}`);
     }
     const config = join(opts.work, 'lazyfs.toml');
+    // LazyFS takes a --config-path argument containing "-o" (any case) for a FUSE option and
+    // falls back to its built-in default, which does not exist here.
+    if (/-o/i.test(config)) throw new Error(`LazyFS cannot take a config path containing "-o": ${config}`);
     writeFileSync(
       config,
       [

@@ -204,7 +204,7 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
   const log = opts.log ?? (() => {});
   const t0 = Date.now();
   // Short paths: a LazyFS command (with a file path in it) must fit in 99 bytes.
-  const dir = mkdtempSync('/tmp/lzp-');
+  const dir = mkdtempSync('/tmp/lzp');
   const root = join(dir, 'r');
   const mnt = join(dir, 'm');
   const work = join(dir, 'w');
