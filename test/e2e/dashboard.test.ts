@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
 import { sendMail, waitFor } from '../../src/delivery/testkit.js';
-import { REPO_ROOT, startTestDaemon, type TestDaemon } from '../support/daemon.js';
+import { hasTool, REPO_ROOT, startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -43,7 +43,7 @@ interface ChartInfo {
   canvasWidth: number;
 }
 
-describe('dashboard', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed` }, () => {
+describe('dashboard', { skip: hasTool(CHROMIUM) ? false : `${CHROMIUM} is not installed` }, () => {
   test('renders live charts and tables from a running daemon, and opens a message', async () => {
     const sink = await SmtpSink.start({
       rcptReply: (a) => (a.startsWith('busy@') ? '451 4.3.0 try later' : undefined),

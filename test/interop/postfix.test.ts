@@ -24,11 +24,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseDsn, sendMail, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
 import { SmtpSink } from '../support/sink.js';
+import { hasTool } from '../support/tools.js';
 
 const POSTFIX = '/usr/sbin/postfix';
 
 function skipReason(): string | undefined {
-  if (!existsSync(POSTFIX)) return 'postfix is not installed';
+  if (!hasTool(POSTFIX)) return 'postfix is not installed';
   if (process.getuid?.() !== 0) return 'a private postfix instance must be started as root';
   const master = ['/etc/postfix/master.cf.orig', '/etc/postfix/master.cf'].find((f) => existsSync(f));
   if (!master) return 'no master.cf to derive the private one from';

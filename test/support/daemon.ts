@@ -12,7 +12,7 @@
 // when a spawned daemon exits or prints no address within its start timeout).
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -328,24 +328,8 @@ export interface ToolResult {
   stderr: string;
 }
 
-const which = new Map<string, boolean>();
-
-/** Whether an executable is on PATH (cached), for `t.skip('swaks not installed')`. */
-export function hasTool(name: string): boolean {
-  let r = which.get(name);
-  if (r === undefined) {
-    const dirs = (process.env.PATH ?? '').split(':').filter((d) => d !== '');
-    r = dirs.some((d) => {
-      try {
-        return statSync(join(d, name)).isFile();
-      } catch {
-        return false;
-      }
-    });
-    which.set(name, r);
-  }
-  return r;
-}
+/** Tool detection lives in tools.ts (one helper, so tests can hide tools); re-exported here. */
+export { hasTool, needTools, toolPath } from './tools.js';
 
 /**
  * Runs an external program asynchronously (never spawnSync: an in-process daemon must keep
