@@ -172,12 +172,15 @@ export class DeliveryEngine {
       lease = await this.pool.acquire(
         d.key,
         d.candidates,
-        {
-          // verify_tls implies TLS is required (Postfix "verify"): otherwise a failed check would fall
-          // back to plain text and deliver unverified, in clear.
-          tls: { mode: d.requireTls || d.verifyTls ? 'required' : 'opportunistic', verify: d.verifyTls },
-          ...(d.auth ? { auth: { user: d.auth.user, pass: d.auth.password } } : {}),
-        },
+        d.lmtp
+          ? // A local mailbox server: LHLO, per-recipient replies, no STARTTLS.
+            { lmtp: true, tls: { mode: 'none' } }
+          : {
+              // verify_tls implies TLS is required (Postfix "verify"): otherwise a failed check
+              // would fall back to plain text and deliver unverified, in clear.
+              tls: { mode: d.requireTls || d.verifyTls ? 'required' : 'opportunistic', verify: d.verifyTls },
+              ...(d.auth ? { auth: { user: d.auth.user, pass: d.auth.password } } : {}),
+            },
         // A flush a customer asked for (ETRN, probe) goes first, and past dead-host marks older
         // than the customer's proof that its host is up.
         job.flush
@@ -227,7 +230,8 @@ export class DeliveryEngine {
             text: rr.text,
             host: lease.host,
           };
-          if (rr.status === 'delivered' && !lease.client.extensions.dsn) o.relayed = true;
+          // LMTP is final delivery: a success DSN says "delivered", not "relayed".
+          if (rr.status === 'delivered' && !lease.client.extensions.dsn && !d.lmtp) o.relayed = true;
           out.push(o);
         });
         if (retry.length === 0 || retry.length === todo.length) {

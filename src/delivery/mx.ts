@@ -18,6 +18,8 @@ export interface MxCandidate {
   preference: number;
   /** The host name `host` (an address) was looked up from: TLS server name, logs, Remote-MTA. */
   name?: string;
+  /** A unix-domain socket to connect to instead (LMTP); `host` then names it in logs. */
+  path?: string;
 }
 
 export interface MxOptions {

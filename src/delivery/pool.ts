@@ -238,6 +238,7 @@ export class ConnectionPool {
       }
       try {
         const o: SmtpClientOptions = { ...this.opts.clientOptions, ...extra };
+        if (c.path !== undefined) o.socketPath = c.path;
         // Looked up from an MX name: SNI and certificate checks use the name, not the address.
         if (c.name !== undefined) o.tls = { ...(o.tls ?? { mode: 'opportunistic' }), servername: c.name };
         this.stats.attempts++;
@@ -246,7 +247,12 @@ export class ConnectionPool {
         this.markAlive(c.host, c.port);
         return {
           client,
-          host: c.name !== undefined ? `${c.name}[${c.host}]:${c.port}` : `${c.host}:${c.port}`,
+          host:
+            c.path !== undefined
+              ? c.host
+              : c.name !== undefined
+                ? `${c.name}[${c.host}]:${c.port}`
+                : `${c.host}:${c.port}`,
         };
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);

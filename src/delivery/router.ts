@@ -1,6 +1,6 @@
-// Where a recipient's mail goes, from the configuration alone: a local Maildir, a domain held
-// for ODMR (only its customer can collect it), or a remote destination (static route, ETRN
-// domain host, or MX lookup). Pure decisions; no I/O except the MX lookup it hands back as a
+// Where a recipient's mail goes, from the configuration alone: a local Maildir, a local mailbox
+// server over LMTP, a domain held for ODMR (only its customer can collect it), or a remote
+// destination (static route, ETRN domain host, or MX lookup). Pure decisions; no I/O except the MX lookup it hands back as a
 // function. Domains compare lower-case without a trailing dot. Where mail goes says nothing
 // about whose mail we take: acceptance is policy's (src/policy/hooks.ts, smtp.relay_domains).
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
@@ -19,6 +19,8 @@ export type Decision =
       auth: Credentials | undefined;
       /** ETRN domain whose held lane takes deferred recipients. */
       etrn: string | undefined;
+      /** Deliver with LMTP (RFC 2033) to a local mailbox server. */
+      lmtp?: true;
     };
 
 export function domainOf(address: string): string {
@@ -75,6 +77,23 @@ export class Router {
 
   decide(domain: string): Decision {
     const local = this.local.get(domain);
+    if (local?.lmtp) {
+      const a = local.lmtp;
+      const c: MxCandidate =
+        a.kind === 'unix'
+          ? { host: `unix:${a.path}`, port: 0, preference: -1, path: a.path }
+          : { host: a.host, port: a.port, preference: -1 };
+      return {
+        kind: 'remote',
+        key: `lmtp:${domain}`,
+        candidates: async () => [c],
+        requireTls: false,
+        verifyTls: false,
+        auth: undefined,
+        etrn: undefined,
+        lmtp: true,
+      };
+    }
     if (local) return { kind: 'local', local };
     if (this.odmr.has(domain)) return { kind: 'odmr', domain };
     const etrn = this.etrnOf(domain);

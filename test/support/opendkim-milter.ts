@@ -7,29 +7,18 @@
 // Fails: start rejects with opendkim's output when it does not listen within 15 s.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { makeTempDir } from './daemon.js';
 import { OPENDKIM } from './dkim-tools.js';
 import type { TestDnsServer } from './dns-server.js';
+import { freeTcpPort } from './ports.js';
 
 export interface OpendkimMilter {
   address: string;
   port: number;
   stop(): Promise<void>;
   output(): string;
-}
-
-/** A TCP port free on 127.0.0.1 at the time of asking. */
-export function freeTcpPort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
 }
 
 const listening = (port: number): Promise<boolean> =>

@@ -23,6 +23,8 @@ export interface ConnectionOptions {
 export interface ConnectOptions extends ConnectionOptions {
   connectTimeoutMs?: number;
   localAddress?: string;
+  /** A unix-domain socket to connect to (host and port are then only names for messages). */
+  path?: string;
 }
 
 interface Handler {
@@ -66,14 +68,18 @@ export class SmtpConnection {
   static connect(host: string, port: number, opts: ConnectOptions = {}): Promise<SmtpConnection> {
     const clock = opts.clock ?? systemClock;
     return new Promise((resolve, reject) => {
-      const sockOpts: net.NetConnectOpts = { host, port };
-      if (opts.localAddress !== undefined) sockOpts.localAddress = opts.localAddress;
+      const sockOpts: net.NetConnectOpts =
+        opts.path !== undefined
+          ? { path: opts.path }
+          : opts.localAddress !== undefined
+            ? { host, port, localAddress: opts.localAddress }
+            : { host, port };
       const sock = net.connect(sockOpts);
       const fail = (why: string) => {
         cancel();
         sock.destroy();
         reject(
-          new MtaError('SMTP_CONNECT', 'transient', `connect to ${host}[${port}]: ${why}`, {
+          new MtaError('SMTP_CONNECT', 'transient', `connect to ${opts.path ?? `${host}[${port}]`}: ${why}`, {
             smtp: { code: 451, enhanced: '4.4.1' },
           }),
         );

@@ -60,6 +60,13 @@ export interface SmtpClientOptions {
    *  RSET is only sent after an aborted transaction. */
   rsetBeforeReuse?: boolean;
   localAddress?: string;
+  /**
+   * Speak LMTP (RFC 2033): LHLO instead of EHLO (no HELO fallback), and one reply per accepted
+   * recipient after the data. Default false.
+   */
+  lmtp?: boolean;
+  /** Connect to this unix-domain socket instead of host:port (LMTP to a local mailbox server). */
+  socketPath?: string;
 }
 
 export interface OutboundTransaction {

@@ -75,6 +75,7 @@ export class SmtpClient {
       if (opts.clock) copts.clock = opts.clock;
       if (opts.limits) copts.limits = opts.limits;
       if (opts.localAddress !== undefined) copts.localAddress = opts.localAddress;
+      if (opts.socketPath !== undefined) copts.path = opts.socketPath;
       conn = await SmtpConnection.connect(host, port, copts);
     } catch (e) {
       throw new SmtpClientError('connect', errorText(e), { cause: e });
@@ -132,6 +133,7 @@ export class SmtpClient {
       timeouts: this.timeouts,
       chunking: this.opts.chunking !== false,
       rsetBeforeReuse: this.opts.rsetBeforeReuse !== false,
+      lmtp: this.opts.lmtp === true,
     });
   }
 
@@ -190,11 +192,17 @@ export class SmtpClient {
   private async hello(): Promise<void> {
     const conn = this.connection;
     const t = this.timeouts;
+    const verb = this.opts.lmtp ? 'LHLO' : 'EHLO';
     try {
-      const r = await conn.send(`EHLO ${this.opts.name}\r\n`, t.command, 'EHLO reply');
+      const r = await conn.send(`${verb} ${this.opts.name}\r\n`, t.command, `${verb} reply`);
       if (r.code === 250) {
         this.ext = parseEhlo(r);
         return;
+      }
+      if (this.opts.lmtp) {
+        // RFC 2033 4.1: an LMTP server has no HELO to fall back to.
+        await this.quit();
+        throw new SmtpClientError('ehlo', `${conn.remote} refused LHLO: ${formatReply(r)}`, { reply: r });
       }
       if (r.code < 500) {
         await this.quit();

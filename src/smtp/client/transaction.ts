@@ -28,6 +28,8 @@ export interface TransactionOptions {
   timeouts: SmtpTimeouts;
   chunking: boolean;
   rsetBeforeReuse: boolean;
+  /** LMTP (RFC 2033 4.2): after the data, one reply per accepted recipient, in RCPT order. */
+  lmtp?: boolean;
 }
 
 const noop = (): void => {};
@@ -273,6 +275,22 @@ export async function sendTransaction(
       final = await writeBdat(conn, data, t, pipelining);
     }
     if (final.code >= 300 && final.code < 400) throw new OutOfStep('end of data', final);
+    if (o.lmtp) {
+      // Each recipient's own outcome; a reply still missing when the connection fails leaves
+      // that recipient (and those after it) deferred below — the server may have delivered it.
+      stage = 'waiting for the per-recipient replies (LMTP)';
+      let r = final;
+      for (let k = 0; k < accepted.length; k++) {
+        if (k > 0) r = await conn.expect(t.dataEnd, 'LMTP recipient reply');
+        if (r.code >= 300 && r.code < 400) throw new OutOfStep('end of data', r);
+        const i = accepted[k] as number;
+        results[i] = fromReply(i, r, 'data');
+      }
+      // Every reply is in: the transaction is over on both sides, whatever each recipient got.
+      state.messages++;
+      state.dirty = false;
+      return done(true);
+    }
     for (const i of accepted) results[i] = fromReply(i, final, 'data');
     state.messages++;
     state.dirty = final.code >= 300;
