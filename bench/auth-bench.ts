@@ -11,9 +11,9 @@
 // what they cost when disabled: --baseline DIR names that other build (a tree with bin/ and a
 // compiled dist/, e.g. `git archive <commit> | tar -x -C DIR`, then tsc there).
 // Run: npx tsc -p tsconfig.json && node dist/bench/auth-bench.js [--secs 4] [--rounds 3]
-//      [--sessions 8] [--size 4096] [--baseline DIR]
+//      [--sessions 8] [--size 4096] [--baseline DIR]... [--only-off]
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,7 +47,18 @@ function message(from: string): Buffer {
   );
 }
 
-/** `sessions` clients sending `data` in a loop for `secs` from `localAddress`; returns messages/s. */
+/** CPU seconds (user + system) the process has used, from /proc (0 where there is none). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return 0;
+  }
+}
+
+/** `sessions` clients sending `data` in a loop for `secs` from `localAddress`; returns the count. */
 async function load(
   port: number,
   localAddress: string,
@@ -79,7 +90,7 @@ async function load(
       s.end('QUIT\r\n');
     }),
   );
-  return done / secs;
+  return done;
 }
 
 interface Config {
@@ -168,12 +179,14 @@ ${extra}`;
         data: signed,
       },
     ];
-    const bi = process.argv.indexOf('--baseline');
-    if (bi >= 0) {
-      const other = process.argv[bi + 1] as string;
-      // The older build knows none of [dns], [auth], [[dkim]]: give it only what it knows.
+    // --baseline DIR (repeatable): "all off" on each of those builds too. --only-off: nothing else.
+    const others = process.argv.flatMap((a, i) =>
+      a === '--baseline' ? [process.argv[i + 1] as string] : [],
+    );
+    others.forEach((other, k) => {
+      // An older build knows none of [dns], [auth], [[dkim]]: give it only what it knows.
       const oldToml = base('').replace(/\[dns\]\nservers = .*\n/, '');
-      configs.splice(1, 0, {
+      configs.splice(1 + k, 0, {
         name: `all off (build in ${other.split('/').pop()})`,
         toml: oldToml,
         bin: join(other, 'bin', 'logmta.js'),
@@ -181,7 +194,8 @@ ${extra}`;
         from: 'a@example.org',
         data: message('a@example.org'),
       });
-    }
+    });
+    if (process.argv.includes('--only-off')) configs.splice(1 + others.length);
     const ports: number[] = [];
     for (const [i, c] of configs.entries()) {
       const d = join(dir, `c${i}`);
@@ -192,6 +206,8 @@ ${extra}`;
       ports.push(bd.smtpPort);
     }
     const rates: number[][] = configs.map(() => []);
+    // CPU time of the daemon per accepted message: far steadier than the rate on a shared machine.
+    const cpu: number[][] = configs.map(() => []);
     console.log(
       `auth-bench: ${SESSIONS} sessions, ${SIZE}-byte messages, ${SECS} s x ${ROUNDS} rounds per configuration`,
     );
@@ -203,18 +219,28 @@ ${extra}`;
     );
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, c] of configs.entries()) {
-        const rate = await load(ports[i] as number, c.localAddress, c.from, c.data, SECS);
+        const pid = daemons[i]?.child.pid;
+        const c0 = cpuSeconds(pid);
+        const count = await load(ports[i] as number, c.localAddress, c.from, c.data, SECS);
+        const us = count > 0 ? ((cpuSeconds(pid) - c0) / count) * 1e6 : 0;
+        const rate = count / SECS;
         rates[i]?.push(rate);
-        console.log(`  round ${round + 1}  ${c.name.padEnd(34)} ${rate.toFixed(0).padStart(6)} msg/s`);
+        cpu[i]?.push(us);
+        console.log(
+          `  round ${round + 1}  ${c.name.padEnd(34)} ${rate.toFixed(0).padStart(6)} msg/s  ${us.toFixed(0).padStart(6)} µs CPU/msg`,
+        );
       }
     }
     const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? 0;
     const off = median(rates[0] ?? []);
-    console.log('\nmedian accept rate (msg/s), relative to all off:');
+    const offCpu = median(cpu[0] ?? []);
+    console.log('\nmedians: accept rate (msg/s) and daemon CPU per message, each relative to all off:');
     for (const [i, c] of configs.entries()) {
       const m = median(rates[i] ?? []);
+      const u = median(cpu[i] ?? []);
       console.log(
-        `  ${c.name.padEnd(34)} ${m.toFixed(0).padStart(6)}  ${((m / off) * 100).toFixed(1).padStart(6)} %`,
+        `  ${c.name.padEnd(34)} ${m.toFixed(0).padStart(6)} ${((m / off) * 100).toFixed(1).padStart(6)} %   ` +
+          `${u.toFixed(0).padStart(6)} µs ${((u / offCpu) * 100).toFixed(1).padStart(6)} %`,
       );
     }
     console.log(
