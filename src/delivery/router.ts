@@ -1,9 +1,11 @@
 // Where a recipient's mail goes, from the configuration alone: a local Maildir, a local mailbox
 // server over LMTP, a domain held for ODMR (only its customer can collect it), or a remote
-// destination (static route, ETRN domain host, or MX lookup). Pure decisions; no I/O except the MX lookup it hands back as a
-// function. Domains compare lower-case without a trailing dot. Where mail goes says nothing
+// destination (static route, ETRN domain host, or MX lookup). Pure decisions; no I/O except the
+// lookups it hands back as a function (MX, and the addresses of route and ETRN host names, all
+// through the one resolver). Domains compare lower-case without a trailing dot. Where mail goes says nothing
 // about whose mail we take: acceptance is policy's (src/policy/hooks.ts, smtp.relay_domains).
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
+import { MtaError } from '../errors.js';
 import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from './mx.js';
 
 export type Decision =
@@ -31,6 +33,24 @@ export function domainOf(address: string): string {
 export function localPartOf(address: string): string {
   const at = address.lastIndexOf('@');
   return at < 0 ? address : address.slice(0, at);
+}
+
+/**
+ * Configured hosts (route, ETRN host) to addresses through the resolver, like MX hosts. A host
+ * that does not resolve is the configuration's fault, not the recipient's: it defers (451 4.4.3)
+ * instead of bouncing, so the mail waits for the operator's fix (Postfix does the same).
+ */
+async function configuredHosts(hosts: MxCandidate[], resolver: DnsResolver): Promise<MxCandidate[]> {
+  try {
+    return await resolveAddresses(hosts, resolver);
+  } catch (e) {
+    if (e instanceof MtaError && e.kind === 'permanent')
+      throw new MtaError('DNS_ROUTE_HOST', 'transient', e.message, {
+        smtp: { code: 451, enhanced: '4.4.3' },
+        cause: e,
+      });
+    throw e;
+  }
 }
 
 function under(domain: string, parent: string): boolean {
@@ -103,7 +123,7 @@ export class Router {
       return {
         kind: 'remote',
         key: `etrn:${etrn.domain}`,
-        candidates: async () => [{ host: h.host, port: h.port, preference: -1 }],
+        candidates: () => configuredHosts([{ host: h.host, port: h.port, preference: -1 }], this.resolver),
         requireTls: false,
         verifyTls: false,
         auth: undefined,
@@ -115,7 +135,7 @@ export class Router {
       return {
         kind: 'remote',
         key: `route:${route.domain}`,
-        candidates: async () => hosts,
+        candidates: () => configuredHosts(hosts, this.resolver),
         requireTls: route.requireTls,
         verifyTls: route.verifyTls,
         auth: route.auth,

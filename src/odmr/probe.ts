@@ -7,7 +7,8 @@
 // Fails: never throws; lookup and connection errors count as a failed probe (logged at debug).
 
 import type { EtrnDomain } from '../config/index.js';
-import { type DnsResolver, resolveMx } from '../delivery/mx.js';
+import net from 'node:net';
+import { type DnsResolver, resolveAddresses, resolveMx } from '../delivery/mx.js';
 import { probe as smtpProbe } from '../smtp/client/index.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import type { OdmrLogger, RunRequest } from './etrn.js';
@@ -109,6 +110,17 @@ export class EtrnProber {
         if (this.o.random) opts.random = this.o.random;
         if (this.o.mxPort !== undefined) opts.port = this.o.mxPort;
         targets = (await resolveMx(e.domain, opts)).slice(0, this.o.maxHosts ?? 3);
+      } catch {
+        return false;
+      }
+    }
+    // Host names become addresses through the same resolver as delivery ([dns]), not the system's.
+    if (this.o.resolver && targets.some((t) => net.isIP(t.host) === 0)) {
+      try {
+        targets = await resolveAddresses(
+          targets.map((t) => ({ ...t, preference: -1 })),
+          this.o.resolver,
+        );
       } catch {
         return false;
       }

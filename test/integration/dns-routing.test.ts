@@ -1,7 +1,7 @@
 // MX routing through real DNS: a logmta whose [dns] points at a real DNS server on loopback
 // (unbound, test/support/dns-server.ts) routes by the MX and A records it serves, fails a Null MX
 // or NXDOMAIN domain permanently with a bounce, and retries a domain whose DNS fails for now
-// until the lookup works.
+// until the lookup works. Route host names are looked up there too, never by the system.
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import { parseDsn, sendMail, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
@@ -92,5 +92,32 @@ describe('routing through a real DNS server', { skip }, () => {
     });
     await waitFor(() => good.transactions.length === 1 && d.settled(), 15_000, 'the retry');
     assert.equal(d.outcomes('u@later.test').at(-1)?.msg, 'delivered');
+  });
+
+  test('a [[route]] host name is looked up through [dns], and one that does not resolve defers', async () => {
+    const smart = await sink();
+    const dns = await dnsServer({ zones: ['hosts.test'], records: ['smart.hosts.test. 300 IN A 127.0.0.1'] });
+    const d = await daemon(
+      dns,
+      1,
+      `[queue]\nretry = ["1h"]\n[[route]]\ndomain = "via.test"\nhost = "smart.hosts.test:${smart.port}"\n` +
+        `[[route]]\ndomain = "typo.test"\nhost = "smrat.hosts.test:${smart.port}"\n`,
+    );
+    await sendMail(d.port, { from: 'a@src.test', to: ['u@via.test'] });
+    await waitFor(
+      () => smart.transactions.length === 1 && d.outcomes('u@via.test').length === 1,
+      10_000,
+      'delivery',
+    );
+    assert.equal(d.outcomes('u@via.test')[0]?.msg, 'delivered');
+    await sendMail(d.port, { from: 'a@src.test', to: ['v@typo.test'] });
+    await waitFor(() => d.outcomes('v@typo.test').length === 1, 10_000, 'the attempt');
+    const v = d.outcomes('v@typo.test')[0];
+    assert.equal(
+      v?.msg,
+      'deferred',
+      "a route host that does not resolve is the configuration's fault: no bounce",
+    );
+    assert.equal(v?.fields.code, 451);
   });
 });
