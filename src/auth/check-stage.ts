@@ -5,7 +5,9 @@
 // after any field claiming that id was removed; then policy.ts may refuse the message.
 // Invariants: mail from our own users (authenticated, local, relay_networks) is not checked —
 // it is what the signing stage signs; the checks read the message as received, before anything
-// is removed; the whole check is bounded by `timeoutMs` (past it every result is temperror).
+// is removed; at most MAX_SIGNATURES signatures (the topmost) are verified, so a message cannot
+// make us look up hundreds of keys; the whole check is bounded by `timeoutMs` (past it every
+// result is temperror).
 // Fails: never throws for what the message or DNS contain; a refusal is a verdict.
 
 import { Readable } from 'node:stream';
@@ -16,7 +18,7 @@ import type { Logger } from '../log.js';
 import type { AcceptStage, DraftMessage, StageVerdict } from '../policy/pipeline.js';
 import type { SessionContext } from '../smtp/server/hooks.js';
 import { setTimer } from '../util/clock.js';
-import { splitMessage } from './message.js';
+import { headerFields, splitMessage } from './message.js';
 import { type CheckOutcome, type CheckPolicy, decide } from './policy.js';
 import { authResultsField, removeOurResults } from './results.js';
 import { isOutgoing } from './outgoing.js';
@@ -38,13 +40,30 @@ interface Checked {
 
 type Authenticate = typeof import('mailauth').authenticate;
 
+/** DKIM signatures verified per message, topmost first (opendkim verifies 3 by default). */
+export const MAX_SIGNATURES = 5;
+
+/**
+ * The message as the verifier sees it: unchanged, unless it has more than MAX_SIGNATURES
+ * DKIM-Signature fields — then the extra ones (the lowest) are left out of the verifier's copy.
+ * Each signature is verified on its own, so leaving others out changes none of the verdicts.
+ */
+function forVerifier(data: readonly Buffer[]): Buffer[] {
+  const { header, body } = splitMessage(data);
+  const fields = headerFields(header);
+  let seen = 0;
+  const keep = fields.filter((f) => f.name.toLowerCase() !== 'dkim-signature' || ++seen <= MAX_SIGNATURES);
+  if (seen <= MAX_SIGNATURES) return data as Buffer[];
+  return [Buffer.from(`${keep.map((f) => `${f.raw}\r\n`).join('')}\r\n`, 'latin1'), ...body];
+}
+
 async function check(
   authenticate: Authenticate,
   m: DraftMessage,
   o: CheckStageOptions,
   lookup: ReturnType<typeof lookupFunction>,
 ): Promise<Checked> {
-  const r = await authenticate(Readable.from(m.data), {
+  const r = await authenticate(Readable.from(forVerifier(m.data)), {
     ip: m.client.ip.replace(/^::ffff:(?=\d+\.)/i, ''),
     ...(m.client.helo ? { helo: m.client.helo } : {}),
     ...(m.sender !== '' ? { sender: m.sender } : {}),
