@@ -182,8 +182,13 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   const resolver = deps.resolver ?? dnsClient(config, clock);
   const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25);
   const pool = new ConnectionPool({
-    clientOptions: { name: config.hostname, clock, timeouts: { connect: config.delivery.connectTimeoutMs } },
+    clientOptions: {
+      name: config.hostname,
+      clock,
+      timeouts: { connect: config.delivery.connectTimeoutMs, greeting: config.delivery.greetingTimeoutMs },
+    },
     perDestination: config.delivery.concurrencyPerDestination,
+    perHost: config.delivery.concurrencyPerHost,
     global: config.delivery.maxConnections,
     deadHostMs: deps.deadHostMs ?? 60_000,
     idleMs: 5_000,

@@ -57,8 +57,10 @@ export const DEFAULTS = {
   },
   delivery: {
     concurrencyPerDestination: 20,
+    concurrencyPerHost: 50,
     maxConnections: 200,
     connectTimeout: '30s',
+    greetingTimeout: '30s',
   },
   etrn: {
     port: 25,

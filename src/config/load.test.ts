@@ -74,8 +74,10 @@ describe('defaults', () => {
     assert.deepEqual(c.routes, []);
     assert.deepEqual(c.delivery, {
       concurrencyPerDestination: 20,
+      concurrencyPerHost: 50,
       maxConnections: 200,
       connectTimeoutMs: 30_000,
+      greetingTimeoutMs: 30_000,
     });
     assert.deepEqual(c.etrn, []);
     assert.deepEqual(c.etrnLimits, {
@@ -172,8 +174,10 @@ domain = "*"
 host = "smarthost.example:587"
 [delivery]
 concurrency_per_destination = 4
+concurrency_per_host = 8
 max_connections = 50
 connect_timeout = "10s"
+greeting_timeout = "1m"
 [[etrn]]
 domain = "branch.example"
 host = "192.0.2.10:25"
@@ -279,8 +283,10 @@ level = "debug"
     ]);
     assert.deepEqual(c.delivery, {
       concurrencyPerDestination: 4,
+      concurrencyPerHost: 8,
       maxConnections: 50,
       connectTimeoutMs: 10_000,
+      greetingTimeoutMs: 60_000,
     });
     assert.deepEqual(c.etrn, [
       {

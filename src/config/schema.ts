@@ -150,8 +150,12 @@ export interface Route {
 
 export interface DeliveryConfig {
   concurrencyPerDestination: number;
+  /** Open connections to one host:port over all destinations (tarpits, shared MX hosts). */
+  concurrencyPerHost: number;
   maxConnections: number;
   connectTimeoutMs: number;
+  /** From the TCP connection to the 220 greeting. */
+  greetingTimeoutMs: number;
 }
 
 export interface EtrnDomain {

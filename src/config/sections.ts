@@ -254,8 +254,10 @@ export function readDelivery(sec: Section | undefined, empty: () => Section): De
   const d = DEFAULTS.delivery;
   return within(sec, empty, (s) => ({
     concurrencyPerDestination: s.positiveInt('concurrency_per_destination') ?? d.concurrencyPerDestination,
+    concurrencyPerHost: s.positiveInt('concurrency_per_host') ?? d.concurrencyPerHost,
     maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
     connectTimeoutMs: s.duration('connect_timeout') ?? parseDuration(d.connectTimeout),
+    greetingTimeoutMs: s.duration('greeting_timeout') ?? parseDuration(d.greetingTimeout),
   }));
 }
 

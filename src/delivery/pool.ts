@@ -5,6 +5,11 @@
 // of their destination goes to them first, handed over directly so that no other acquirer slips
 // in; and with `reachableSince`: the host proved reachable then, so dead-host marks older than
 // that are ignored (a failure during the flush is marked again and stops the rest of it).
+// Against tarpits (a host that accepts and never greets): connections to one host:port are
+// limited across all destinations (`perHost`, counting connecting, leased and idle ones); attempts
+// for destinations not known to work may take at most 3/4 of the global slots, so destinations
+// that are making progress keep the rest; and an acquirer waiting for either gives its global
+// slot back while it waits. The greeting has its own timeout (client options).
 import { MtaError } from '../errors.js';
 import { SmtpClient } from '../smtp/client/index.js';
 import type { SmtpClientOptions } from '../smtp/client/options.js';
@@ -15,6 +20,8 @@ export interface PoolOptions {
   clientOptions: SmtpClientOptions;
   perDestination: number;
   global: number;
+  /** Open connections (connecting, leased or idle) to one host:port, over all destinations. */
+  perHost: number;
   /** How long a host that refused or timed out a connection is skipped. */
   deadHostMs: number;
   /** Idle connections are closed after this long. */
@@ -62,6 +69,12 @@ export class ConnectionPool {
   private readonly dead = new Map<string, { until: number; why: string; at: number }>();
   private active = 0;
   private readonly globalWaiters: Array<() => void> = [];
+  /** Open connections per host:port, and acquirers waiting for one of them to close. */
+  private readonly hosts = new Map<string, { open: number; waiters: Array<() => void> }>();
+  private readonly hostOf = new WeakMap<SmtpClient, string>();
+  /** Connection attempts in progress for destinations not known to work, and their waiters. */
+  private unproven = 0;
+  private readonly unprovenWaiters: Array<() => void> = [];
   /** attempts: connections tried; connections: handshakes that succeeded; reused: leases of an
    *  idle connection; deadSkips: hosts skipped because the dead-host cache had them. */
   readonly stats = { attempts: 0, connections: 0, reused: 0, deadSkips: 0 };
@@ -150,7 +163,7 @@ export class ConnectionPool {
           this.stats.reused++;
           return this.lease(key, d, idle.client, idle.host);
         }
-        idle.client.close();
+        this.discard(idle.client);
       }
       // A destination not known to work gets one connection attempt at a time: if it is down,
       // the others then find its hosts in the dead-host cache instead of each trying.
@@ -162,11 +175,16 @@ export class ConnectionPool {
           this.stats.reused++;
           return this.lease(key, d, idle.client, idle.host);
         }
-        idle.client.close();
+        this.discard(idle.client);
       }
       d.connecting++;
       try {
-        const { client, host } = await this.connect(await candidates(), extra, how.reachableSince);
+        const { client, host } = await this.connect(
+          await candidates(),
+          extra,
+          how.reachableSince,
+          !d.healthy,
+        );
         d.healthy = true;
         return this.lease(key, d, client, host);
       } catch (e) {
@@ -194,11 +212,11 @@ export class ConnectionPool {
           const cancel = this.opts.clock.setTimer(this.opts.idleMs, () => {
             const i = d.idle.findIndex((x) => x.client === client);
             if (i >= 0) d.idle.splice(i, 1);
-            void client.quit().catch(() => client.close());
+            this.dispose(client);
           });
           d.idle.push({ client, host, cancel });
         } else {
-          void client.quit().catch(() => client.close());
+          this.dispose(client);
         }
         this.done(d);
         void key;
@@ -219,10 +237,88 @@ export class ConnectionPool {
     this.globalWaiters.shift()?.();
   }
 
+  /** QUIT and close; the host slot is free once the socket is. */
+  private dispose(client: SmtpClient): void {
+    void client
+      .quit()
+      .catch(() => client.close())
+      .finally(() => this.releaseHost(client));
+  }
+
+  private discard(client: SmtpClient): void {
+    client.close();
+    this.releaseHost(client);
+  }
+
+  private releaseHost(client: SmtpClient): void {
+    const k = this.hostOf.get(client);
+    if (k === undefined) return;
+    this.hostOf.delete(client);
+    this.hostSlotFreed(k);
+  }
+
+  private hostSlotFreed(k: string): void {
+    const h = this.hosts.get(k);
+    if (!h) return;
+    h.open--;
+    const w = h.waiters.shift();
+    if (w) w();
+    else if (h.open <= 0) this.hosts.delete(k);
+  }
+
+  private host(k: string): { open: number; waiters: Array<() => void> } {
+    let h = this.hosts.get(k);
+    if (!h) this.hosts.set(k, (h = { open: 0, waiters: [] }));
+    return h;
+  }
+
+  /** Closes one idle connection to host `k` (of any destination): its slot is free at once. */
+  private closeIdleTo(k: string): void {
+    for (const d of this.dests.values()) {
+      const i = d.idle.findIndex((x) => this.hostOf.get(x.client) === k);
+      if (i < 0) continue;
+      const [x] = d.idle.splice(i, 1);
+      x!.cancel();
+      this.releaseHost(x!.client);
+      void x!.client.quit().catch(() => x!.client.close());
+      return;
+    }
+  }
+
+  /**
+   * Waits until `ready()`, then `take()`s what it waited for (at once, so nobody slips in
+   * between), without holding a global slot meanwhile: the caller's slot goes back (to whoever
+   * waits for one) for as long as it waits, and is taken again before this returns.
+   */
+  private async waitWithoutGlobal(
+    ready: () => boolean,
+    queue: Array<() => void>,
+    take: () => void,
+  ): Promise<void> {
+    if (ready()) {
+      take();
+      return;
+    }
+    this.active--;
+    this.globalWaiters.shift()?.();
+    try {
+      while (!ready()) await new Promise<void>((r) => queue.push(r));
+      take();
+    } finally {
+      while (this.active >= this.opts.global) await new Promise<void>((r) => this.globalWaiters.push(r));
+      this.active++;
+    }
+  }
+
+  private get unprovenCap(): number {
+    return Math.max(1, this.opts.global - Math.ceil(this.opts.global / 4));
+  }
+
   private async connect(
     cands: MxCandidate[],
     extra: Partial<SmtpClientOptions>,
     since: number | undefined,
+    unproven: boolean,
   ): Promise<{ client: SmtpClient; host: string }> {
     if (cands.length === 0)
       throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', {
@@ -236,14 +332,44 @@ export class ConnectionPool {
         errors.push(`${c.host}:${c.port} ${why} (cached)`);
         continue;
       }
+      const k = `${c.host}:${c.port}`;
+      const h = this.host(k);
+      // A host at its limit (a tarpit holding every slot it gets, or a big shared MX): wait for
+      // one of its connections to close, unless an idle one can go now.
+      if (h.open >= this.opts.perHost) this.closeIdleTo(k);
+      await this.waitWithoutGlobal(
+        () => h.open < this.opts.perHost,
+        h.waiters,
+        () => {
+          h.open++;
+          if (!this.hosts.has(k)) this.hosts.set(k, h);
+        },
+      );
+      // While waiting, the host may have been found dead by another attempt.
+      const late = this.isDead(c.host, c.port, since);
+      if (late) {
+        this.hostSlotFreed(k);
+        this.stats.deadSkips++;
+        errors.push(`${c.host}:${c.port} ${late} (cached)`);
+        continue;
+      }
+      if (unproven) {
+        await this.waitWithoutGlobal(
+          () => this.unproven < this.unprovenCap,
+          this.unprovenWaiters,
+          () => this.unproven++,
+        );
+      }
+      let client: SmtpClient | undefined;
       try {
         const o: SmtpClientOptions = { ...this.opts.clientOptions, ...extra };
         if (c.path !== undefined) o.socketPath = c.path;
         // Looked up from an MX name: SNI and certificate checks use the name, not the address.
         if (c.name !== undefined) o.tls = { ...(o.tls ?? { mode: 'opportunistic' }), servername: c.name };
         this.stats.attempts++;
-        const client = await SmtpClient.connect(c.host, c.port, o);
+        client = await SmtpClient.connect(c.host, c.port, o);
         this.stats.connections++;
+        this.hostOf.set(client, k);
         this.markAlive(c.host, c.port);
         return {
           client,
@@ -263,6 +389,12 @@ export class ConnectionPool {
         const spoke = e instanceof MtaError && e.kind === 'permanent';
         if (!spoke && (stage === 'connect' || stage === 'greeting' || stage === undefined))
           this.markDead(c.host, c.port, msg);
+      } finally {
+        if (client === undefined) this.hostSlotFreed(k);
+        if (unproven) {
+          this.unproven--;
+          this.unprovenWaiters.shift()?.();
+        }
       }
     }
     throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), {
@@ -274,7 +406,7 @@ export class ConnectionPool {
     for (const d of this.dests.values()) {
       for (const i of d.idle) {
         i.cancel();
-        i.client.close();
+        this.discard(i.client);
       }
       d.idle = [];
     }
