@@ -20,8 +20,9 @@ export interface PoolOptions {
   clientOptions: SmtpClientOptions;
   perDestination: number;
   global: number;
-  /** Open connections (connecting, leased or idle) to one host:port, over all destinations. */
-  perHost: number;
+  /** Open connections (connecting, leased or idle) to one host:port, over all destinations;
+   *  default no limit of its own. */
+  perHost?: number;
   /** How long a host that refused or timed out a connection is skipped. */
   deadHostMs: number;
   /** Idle connections are closed after this long. */
@@ -310,6 +311,10 @@ export class ConnectionPool {
     }
   }
 
+  private get perHost(): number {
+    return this.opts.perHost ?? Number.POSITIVE_INFINITY;
+  }
+
   private get unprovenCap(): number {
     return Math.max(1, this.opts.global - Math.ceil(this.opts.global / 4));
   }
@@ -336,9 +341,9 @@ export class ConnectionPool {
       const h = this.host(k);
       // A host at its limit (a tarpit holding every slot it gets, or a big shared MX): wait for
       // one of its connections to close, unless an idle one can go now.
-      if (h.open >= this.opts.perHost) this.closeIdleTo(k);
+      if (h.open >= this.perHost) this.closeIdleTo(k);
       await this.waitWithoutGlobal(
-        () => h.open < this.opts.perHost,
+        () => h.open < this.perHost,
         h.waiters,
         () => {
           h.open++;
