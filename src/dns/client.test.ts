@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import packet from 'dns-packet';
 import { hasUnbound, startDnsServer, type TestDnsServer, txt } from '../../test/support/dns-server.js';
 import { manualClock } from '../queue/testkit.js';
-import { DnsClient } from './client.js';
+import { DnsClient, parseServers } from './client.js';
 import { StaticResolver } from './static.js';
 import { queryUdp } from './transport.js';
 import { lookupFunction } from './types.js';
@@ -32,13 +32,19 @@ const ZONES = {
 };
 
 /** A UDP "server" on loopback that hands every query to `answer` (which may stay silent). */
-async function scriptedServer(answer: (q: packet.DecodedPacket, reply: (p: packet.Packet) => void) => void) {
+async function scriptedServer(
+  answer: (q: packet.DecodedPacket, reply: (p: packet.Packet) => void, raw: (b: Buffer) => void) => void,
+) {
   const sock = dgram.createSocket('udp4');
   let queries = 0;
   sock.on('message', (msg, rinfo) => {
     queries++;
     const q = packet.decode(msg);
-    answer(q, (p) => sock.send(packet.encode(p), rinfo.port, rinfo.address));
+    answer(
+      q,
+      (p) => sock.send(packet.encode(p), rinfo.port, rinfo.address),
+      (b) => sock.send(b, rinfo.port, rinfo.address),
+    );
   });
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
   return {
@@ -221,6 +227,26 @@ describe('DnsClient against scripted servers', () => {
     }
   });
 
+  test('datagrams that are not DNS are ignored while the answer is awaited', async () => {
+    const s = await scriptedServer((q, reply, raw) => {
+      raw(Buffer.from('this is not a DNS message'));
+      raw(Buffer.alloc(3));
+      reply({
+        type: 'response',
+        id: q.id,
+        flags: packet.RECURSION_AVAILABLE,
+        questions: q.questions,
+        answers: [{ type: 'A', name: 'example.org', ttl: 5, data: '127.0.0.8' }],
+      });
+    });
+    try {
+      const c = new DnsClient({ servers: [s.server], timeoutMs: 2_000 });
+      assert.deepEqual(await c.resolve4('example.org'), ['127.0.0.8']);
+    } finally {
+      await s.close();
+    }
+  });
+
   test('SERVFAIL is transient and is not cached', async () => {
     const s = await scriptedServer((q, reply) =>
       reply({ type: 'response', id: q.id, flags: 2 /* SERVFAIL */, questions: q.questions }),
@@ -241,6 +267,18 @@ describe('DnsClient against scripted servers', () => {
       await assert.rejects(c.resolve4(bad), { code: 'EBADNAME', kind: 'permanent' });
     }
     assert.equal(c.stats.exchanges, 0);
+  });
+});
+
+describe('system nameservers', () => {
+  test('node:dns server strings become host and port, 53 by default', () => {
+    assert.deepEqual(parseServers(['10.0.0.1', '10.0.0.2:5353', '::1', '[::1]:5300', '[fe80::1]']), [
+      { host: '10.0.0.1', port: 53 },
+      { host: '10.0.0.2', port: 5353 },
+      { host: '::1', port: 53 },
+      { host: '::1', port: 5300 },
+      { host: 'fe80::1', port: 53 },
+    ]);
   });
 });
 

@@ -33,14 +33,21 @@ export interface DnsClientOptions {
   exchange?: (server: DnsServer, name: string, type: LookupType, timeoutMs: number) => Promise<DecodedPacket>;
 }
 
-/** The system resolver's nameservers ("1.2.3.4", "[::1]:5353", ...) as host and port. */
-export function systemServers(): DnsServer[] {
+/** Nameservers as node:dns lists them ("1.2.3.4", "1.2.3.4:5353", "::1", "[::1]:5353"). */
+export function parseServers(list: readonly string[]): DnsServer[] {
   const out: DnsServer[] = [];
-  for (const s of getServers()) {
+  for (const s of list) {
     const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s);
     if (m?.[1]) out.push({ host: m[1], port: m[2] ? Number(m[2]) : 53 });
     else out.push({ host: s, port: 53 }); // a bare IPv6 address
   }
+  return out;
+}
+
+/** The system resolver's nameservers (from /etc/resolv.conf, read by node at start-up). */
+export function systemServers(): DnsServer[] {
+  const out = parseServers(getServers());
+  // No nameserver line: the resolver library's own default.
   return out.length > 0 ? out : [{ host: '127.0.0.1', port: 53 }];
 }
 
