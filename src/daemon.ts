@@ -291,7 +291,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   for (const p of odmr.providers) metrics.addListener(p.listener);
   const listeners: SmtpListener[] = [];
   const addresses = { smtp: [] as string[], submission: [] as string[], odmr: odmr.addresses };
-  const tls = config.tls ? { key: config.tls.key, cert: config.tls.cert } : undefined;
+  const tls = config.tls; // key, certificate and policy (min_version, ciphers)
   for (const [role, list] of [
     ['smtp', config.smtp.listen],
     ['submission', config.smtp.submission],

@@ -27,6 +27,10 @@ export const DEFAULTS = {
     authFailureDelay: '1s',
     authFailureDelayMax: '16s',
   },
+  tls: {
+    /** ciphers: none here; the listeners' own list (src/smtp/server/tls-policy.ts) is the default. */
+    minVersion: 'TLSv1.2',
+  },
   queue: {
     paths: (dataDir: string): string[] => [join(dataDir, 'queue')],
     retry: ['5m', '15m', '30m', '1h', '2h', '4h', '8h'],

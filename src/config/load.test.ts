@@ -510,6 +510,30 @@ describe('problems', () => {
       /tls\.key: does not fit the certificate/,
     );
   });
+  test('[tls] min_version is TLSv1.2 or TLSv1.3; ciphers must be a list OpenSSL matches', async () => {
+    const { certFile, keyFile } = await writeTestCertFiles(dir);
+    const base = `[tls]\ncert = "${certFile}"\nkey = "${keyFile}"\n`;
+    const c = configFromToml(base);
+    assert.equal(c.tls?.minVersion, 'TLSv1.2');
+    assert.equal(c.tls?.ciphers, undefined);
+    const d = configFromToml(`${base}min_version = "TLSv1.3"\nciphers = "ECDHE-ECDSA-AES256-GCM-SHA384"\n`);
+    assert.equal(d.tls?.minVersion, 'TLSv1.3');
+    assert.equal(d.tls?.ciphers, 'ECDHE-ECDSA-AES256-GCM-SHA384');
+    assertProblem(
+      `${base}min_version = "TLSv1.1"\n`,
+      /tls\.min_version: expected one of "TLSv1\.2", "TLSv1\.3", got "TLSv1\.1"/,
+    );
+    assertProblem(
+      `${base}ciphers = "NO-SUCH-CIPHER"\n`,
+      /tls\.ciphers: OpenSSL matches no cipher in "NO-SUCH-CIPHER"/,
+    );
+    assertProblem(`${base}ciphers = 42\n`, /tls\.ciphers: expected a non-empty string/);
+    assertProblem(
+      `${base}ciphers = "TLS_AES_256_GCM_SHA384"\n`,
+      /tls\.ciphers: lists only TLS 1\.3 suites: add TLS 1\.2 ones or set min_version = "TLSv1\.3"/,
+    );
+    configFromToml(`${base}min_version = "TLSv1.3"\nciphers = "TLS_AES_256_GCM_SHA384"\n`);
+  });
   test('maildir must contain {user}; local users must be safe path parts', () => {
     assertProblem(
       '[[local]]\ndomain = "a.example"\nmaildir = "/var/mail"\n',

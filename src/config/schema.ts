@@ -86,6 +86,10 @@ export interface TlsConfig {
   cert: string;
   /** PEM text of the private key, read at load time. */
   key: string;
+  /** Lowest TLS version the listeners accept. */
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** OpenSSL cipher list of the listeners; undefined = the built-in forward-secret AEAD list. */
+  ciphers: string | undefined;
 }
 
 export interface UserAccount {

@@ -11,6 +11,7 @@ import { createSecureContext } from 'node:tls';
 import { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from '../queue/limits.js';
 import { DEFAULTS } from './defaults.js';
 import { MtaError } from '../errors.js';
+import { serverSecureContext, type TlsMinVersion } from '../smtp/server/tls-policy.js';
 import { type HostPort, isLoopbackHost, parseCidr, parseHostPort } from './net.js';
 import type { Section } from './reader.js';
 import type {
@@ -101,16 +102,41 @@ export function readTls(sec: Section | undefined, paths: Paths): TlsConfig | und
   const key = readPem(sec, 'key', paths.baseDir);
   if (!sec.has('cert')) sec.problem('cert', 'required when [tls] is present');
   if (!sec.has('key')) sec.problem('key', 'required when [tls] is present');
+  const minVersion = (sec.string('min_version', { oneOf: ['TLSv1.2', 'TLSv1.3'] }) ??
+    DEFAULTS.tls.minVersion) as TlsMinVersion;
+  const ciphers = sec.string('ciphers');
+  let ciphersOk = ciphers !== undefined || !sec.has('ciphers');
+  if (ciphers !== undefined) {
+    try {
+      createSecureContext({ ciphers });
+    } catch (e) {
+      sec.problem(
+        'ciphers',
+        `OpenSSL matches no cipher in ${JSON.stringify(ciphers)} (${(e as Error).message})`,
+      );
+      ciphersOk = false;
+    }
+    // Names starting with TLS_ are TLS 1.3 suites; a list of only those leaves TLS 1.2 without any.
+    if (
+      ciphersOk &&
+      minVersion === 'TLSv1.2' &&
+      ciphers.split(':').every((c) => c.trim().startsWith('TLS_'))
+    ) {
+      sec.problem('ciphers', 'lists only TLS 1.3 suites: add TLS 1.2 ones or set min_version = "TLSv1.3"');
+      ciphersOk = false;
+    }
+  }
   sec.finish();
-  if (!cert || !key) return undefined;
+  if (!cert || !key || !ciphersOk) return undefined;
   try {
-    // Fails here, at start-up, rather than on the first STARTTLS.
-    createSecureContext({ cert: cert.text, key: key.text });
+    // Fails here, at start-up, rather than on the first STARTTLS: the same policy the
+    // listeners use, with this key and certificate.
+    serverSecureContext({ cert: cert.text, key: key.text, minVersion, ...(ciphers ? { ciphers } : {}) });
   } catch (e) {
     sec.problem('key', `does not fit the certificate (${(e as Error).message})`);
     return undefined;
   }
-  return { certFile: cert.file, keyFile: key.file, cert: cert.text, key: key.text };
+  return { certFile: cert.file, keyFile: key.file, cert: cert.text, key: key.text, minVersion, ciphers };
 }
 
 export function readUsers(list: Section[] | undefined, paths: Paths): UserAccount[] {

@@ -11,7 +11,7 @@ import type net from 'node:net';
 import type { OdmrAccount } from '../config/index.js';
 import type { SmtpClient, SmtpTimeouts } from '../smtp/client/index.js';
 import type { ServerHooks } from '../smtp/server/hooks.js';
-import { type AnySocket, SmtpListener } from '../smtp/server/index.js';
+import { type AnySocket, type ServerTlsOptions, SmtpListener } from '../smtp/server/index.js';
 import type { Connection } from '../smtp/server/connection.js';
 import type { SmtpSession } from '../smtp/server/session.js';
 import { type Clock, systemClock } from '../util/clock.js';
@@ -27,8 +27,8 @@ export interface OdmrProviderOptions {
   accounts: readonly Pick<OdmrAccount, 'user' | 'password' | 'domains'>[];
   lanes: ClaimableLanes;
   locks?: HeldLocks;
-  /** STARTTLS material; absent: no STARTTLS, and only CRAM-MD5 is offered. */
-  tls?: { key: string; cert: string };
+  /** STARTTLS material and policy; absent: no STARTTLS, and only CRAM-MD5 is offered. */
+  tls?: ServerTlsOptions;
   clock?: Clock;
   logger?: OdmrLogger;
   idleTimeoutMs?: number;
@@ -91,7 +91,7 @@ export class OdmrProvider {
         maxConnections: o.maxConnections ?? 100,
         maxPerIp: o.maxPerIp ?? 10,
         ...(o.logger ? { logger: o.logger } : {}),
-        ...(o.tls ? { tls: { key: o.tls.key, cert: o.tls.cert } } : {}),
+        ...(o.tls ? { tls: o.tls } : {}),
         ...(o.authFailureDelayMs !== undefined
           ? {
               authThrottleOptions: {

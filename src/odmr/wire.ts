@@ -123,7 +123,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
           logger: d.logger,
           idleTimeoutMs: config.smtp.idleTimeoutMs,
           authPerMinute: config.odmr.authPerMinute,
-          ...(config.tls ? { tls: { key: config.tls.key, cert: config.tls.cert } } : {}),
+          ...(config.tls ? { tls: config.tls } : {}),
           onAtrn: (ev) =>
             d.emit?.({
               type: 'atrn',

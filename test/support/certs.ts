@@ -15,13 +15,19 @@ export interface TestCert {
   cert: string;
 }
 
-let cached: Promise<TestCert> | undefined;
+const cached = new Map<'ec' | 'rsa', Promise<TestCert>>();
 
-/** The process-wide test certificate (valid from an hour ago for a year). */
-export function makeTestCert(): Promise<TestCert> {
-  cached ??= generate([{ name: 'commonName', value: 'localhost' }], {
-    keyType: 'ec',
-    curve: 'P-256',
+/**
+ * The process-wide test certificate (valid from an hour ago for a year): P-256 by default, or
+ * RSA 2048 (what most operators have, and what static-RSA cipher suites would need).
+ */
+export function makeTestCert(keyType: 'ec' | 'rsa' = 'ec'): Promise<TestCert> {
+  const hit = cached.get(keyType);
+  if (hit) return hit;
+  const made = generate([{ name: 'commonName', value: 'localhost' }], {
+    ...(keyType === 'ec'
+      ? { keyType: 'ec' as const, curve: 'P-256' as const }
+      : { keyType: 'rsa' as const, keySize: 2048 }),
     algorithm: 'sha256',
     // Backdated so that a clock a little behind the generator's still accepts it.
     notBeforeDate: new Date(Date.now() - 3_600_000),
@@ -40,7 +46,8 @@ export function makeTestCert(): Promise<TestCert> {
       },
     ],
   }).then((pems) => ({ key: pems.private, cert: pems.cert }));
-  return cached;
+  cached.set(keyType, made);
+  return made;
 }
 
 /** Writes the test certificate as `cert.pem` and `key.pem` into `dir`; returns their paths. */

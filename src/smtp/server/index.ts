@@ -18,3 +18,10 @@ export { type ListenerOptions, SmtpListener } from './listener.js';
 export type { AuthThrottleLike, SessionOptions } from './options.js';
 export { receivedHeader, rfc5322Date, withProtocol } from './received.js';
 export { type InputMode, type PeerInfo, type Phase, type SessionIo, SmtpSession } from './session.js';
+export {
+  DEFAULT_SERVER_CIPHERS,
+  type ServerTlsOptions,
+  serverContextOptions,
+  serverSecureContext,
+  type TlsMinVersion,
+} from './tls-policy.js';

@@ -7,17 +7,18 @@
 // Fails: listen() rejects with the server's error (e.g. EADDRINUSE).
 
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import { type Clock, systemClock } from '../../util/clock.js';
 import { AuthThrottle, type AuthThrottleOptions } from './auth-throttle.js';
 import type { CommandTable } from './commands/table.js';
 import { type AnySocket, Connection, type ConnectionOwner } from './connection.js';
 import type { ServerHooks, ServerLogger } from './hooks.js';
 import type { SessionOptions } from './options.js';
+import { type ServerTlsOptions, serverSecureContext } from './tls-policy.js';
 
 export interface ListenerOptions extends SessionOptions {
-  /** TLS key and certificate (PEM) for STARTTLS; absent: STARTTLS is not offered. */
-  tls?: tls.SecureContextOptions;
+  /** TLS key, certificate (PEM) and policy for STARTTLS (tls-policy.ts); absent: no STARTTLS. */
+  tls?: ServerTlsOptions;
   /** Simultaneous connections on this listener (default 1000). */
   maxConnections?: number;
   /** Simultaneous connections per client IP (default 50). */
@@ -60,9 +61,7 @@ export class SmtpListener implements ConnectionOwner {
     this.hooks = hooks;
     this.logger = opts.logger;
     this.commands = opts.commands;
-    this.secureContext = opts.tls
-      ? tls.createSecureContext({ minVersion: 'TLSv1.2', ...opts.tls })
-      : undefined;
+    this.secureContext = opts.tls ? serverSecureContext(opts.tls) : undefined;
     this.throttle = new AuthThrottle(this.clock, opts.authThrottleOptions);
     this.sessionOptions = { ...opts, clock: this.clock, authThrottle: opts.authThrottle ?? this.throttle };
     this.maxConnections = opts.maxConnections ?? 1000;
