@@ -106,7 +106,9 @@ export async function sendTransaction(
   // What the content needs is decided from the message itself, not only its envelope: UTF-8
   // header fields of a message received with SMTPUTF8 need the extension too (RFC 6531 §3.2:
   // never sent raw to a hop without it); 8-bit bodies need 8BITMIME or the 7-bit form (RFC 6152).
-  const facts = Array.isArray(tx.data) ? inspectContent(tx.data as readonly Buffer[]) : undefined;
+  // Only a hop that lacks one of the two needs the message looked at (nearly every hop has both).
+  const inspect = !ext.eightBitMime || (tx.smtputf8 === true && !ext.smtputf8);
+  const facts = inspect && Array.isArray(tx.data) ? inspectContent(tx.data as readonly Buffer[]) : undefined;
   const addrUtf8 = !isAscii(tx.sender) || tx.recipients.some((r) => !isAscii(r.address));
   // A streamed message cannot be inspected here: its SMTPUTF8 flag is taken at its word.
   const headerUtf8 = tx.smtputf8 === true && (facts === undefined || facts.header8bit);

@@ -9,6 +9,8 @@
 // multipart without a usable boundary, or whose delimiter never comes, is treated as a leaf;
 // nesting deeper than MAX_DEPTH is treated as a leaf too.
 
+import { isAscii } from 'node:buffer';
+
 export interface MimeEntity {
   /** Header section: [headerStart, headerEnd) including the field lines' line breaks, not the empty line. */
   headerStart: number;
@@ -205,6 +207,5 @@ function splitMultipart(
 
 /** True when buf[start, end) holds a byte above 127. */
 export function has8bit(buf: Buffer, start = 0, end = buf.length): boolean {
-  for (let i = start; i < end; i++) if ((buf[i] ?? 0) > 127) return true;
-  return false;
+  return end > start && !isAscii(buf.subarray(start, end));
 }
