@@ -28,7 +28,7 @@ import { makeServerHooks } from './policy/hooks.js';
 import { makeMilterStage } from './policy/milter-stage.js';
 import type { AcceptStage } from './policy/pipeline.js';
 import { IdSource } from './queue/ids.js';
-import { lockQueueDir } from './queue/lock.js';
+import { lockQueueDir, type QueueLock } from './queue/lock.js';
 import { Queues } from './queue/queues.js';
 import { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
@@ -86,9 +86,6 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const clock = deps.clock ?? systemClock;
   const log = deps.logger;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  // Another daemon answering on our control socket means this data dir is in use: stop before
-  // recovery touches its queue. (A stale socket left by a crash is removed.)
-  await clearStale(config.admin.socket);
   const ids = new IdSource(() => clock.now());
   const t0 = Date.now();
   const events = deps.events ?? new EventBus(() => clock.now());
@@ -121,16 +118,28 @@ interface StartContext {
   undo: (() => unknown)[];
 }
 
-/** Crash-only bound on stopping the queues: a delivery in flight after `ms` is abandoned. */
-function stopQueues(queues: Queues, ms: number): Promise<void> {
-  return Promise.race([queues.stop(), new Promise<void>((r) => setTimeout(r, ms).unref())]);
+/**
+ * Crash-only bound on stopping the queues: a delivery in flight after `ms` is abandoned (its
+ * outcome is refused; recovery redoes it). When this resolves the queues do no more I/O.
+ */
+async function stopQueues(queues: Queues, ms: number): Promise<void> {
+  await Promise.race([queues.stop(), new Promise<void>((r) => setTimeout(r, ms).unref())]);
+  await queues.close();
 }
 
 async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): Promise<Daemon> {
   const { clock, log, ids, t0, events, stopEventLog, undo } = cx;
   const progress = recoveryProgress({ log });
-  // One daemon per queue directory (a stale owner left by a crash is taken over).
-  for (const dir of config.queue.paths) lockQueueDir(dir);
+  // One daemon per queue directory: a lock the kernel frees when the holder dies (lock.ts).
+  const locks: QueueLock[] = [];
+  for (const dir of config.queue.paths) {
+    locks.push(lockQueueDir(dir));
+    undo.push(() => locks.pop()?.release());
+  }
+  // Another daemon answering on our control socket means this data dir is in use. (A stale
+  // socket left by a crash is removed: only once we hold the queues, or a daemon starting at the
+  // same moment could lose its fresh socket to our clean-up.)
+  await clearStale(config.admin.socket);
   const queues = await Queues.open(config.queue.paths, {
     clock,
     ids,
@@ -381,6 +390,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       // Crash-only: a delivery still in flight after the grace period is abandoned (recovery
       // redoes it); a peer that stalls must not hold shutdown for its 5-minute timeout.
       await stopQueues(queues, graceMs);
+      for (const l of locks) l.release();
       pool.close();
       log.info({ ...engine.stats, ...pool.stats }, 'stopped');
       metrics.close();

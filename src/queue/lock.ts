@@ -1,39 +1,67 @@
 // One process per queue directory. Two daemons appending to the same lanes would interleave
-// records and break every invariant, so a queue directory carries `owner.pid`: the process id
-// of the daemon using it. Crash-only: nothing removes the file on exit; a start that finds the
-// file naming a process that is gone simply takes it over. A live process with that id (the
-// owner, or an unrelated process that reused the id after a crash) makes the start fail with
-// QUEUE_LOCKED, naming the file so the operator can check and remove it.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// records and break every invariant, so a daemon holds an exclusive flock(2) on
+// `<queue dir>/owner.pid` for as long as it uses the directory.
+// Invariant: the lock is taken atomically by the kernel (no read-check-write window: two starts
+// at the same moment cannot both win) and dies with the process that holds it (a crash or
+// SIGKILL frees it, nothing stale is left to take over). The file also carries the holder's
+// process id, for the operator's message only; it is written after the lock is held and may be
+// left unwritten on a full disk — the lock does not depend on it.
+// Fails: QUEUE_LOCKED (permanent) when another process holds the lock, naming it; an error to
+// open the file (permissions) is thrown as it is.
+// flock comes from fs-ext (a small native module; Node has no flock). Locks are per open file
+// description: the same process taking the directory twice without releasing is refused too.
+import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { MtaError } from '../errors.js';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists but belongs to someone else — still alive.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+const { flockSync } = createRequire(import.meta.url)('fs-ext') as {
+  flockSync(fd: number, flags: 'exnb' | 'un'): void;
+};
+
+export interface QueueLock {
+  readonly file: string;
+  /** Frees the lock (the daemon has stopped using the directory). Idempotent. */
+  release(): void;
 }
 
-/** Claims `dir` for this process, or throws QUEUE_LOCKED if another live process holds it. */
-export function lockQueueDir(dir: string): void {
+/** Claims `dir` for this process, or throws QUEUE_LOCKED if another process holds it. */
+export function lockQueueDir(dir: string): QueueLock {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, 'owner.pid');
-  let other: number | undefined;
+  const fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
-    other = Number.parseInt(readFileSync(file, 'utf8'), 10);
-  } catch {
-    other = undefined;
-  }
-  if (other !== undefined && Number.isInteger(other) && other > 0 && other !== process.pid && alive(other)) {
+    flockSync(fd, 'exnb');
+  } catch (e) {
+    closeSync(fd);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') throw e;
+    let owner = '';
+    try {
+      const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+      if (Number.isInteger(pid) && pid > 0) owner = ` by process ${pid}`;
+    } catch {
+      // unreadable: the message says less
+    }
     throw new MtaError(
       'QUEUE_LOCKED',
       'permanent',
-      `queue directory ${dir} is in use by process ${other} (${file}); if that process is not logmta, remove the file`,
+      `queue directory ${dir} is in use${owner} (it holds a lock on ${file})`,
     );
   }
-  writeFileSync(file, `${process.pid}\n`, { mode: 0o600 });
+  try {
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  } catch {
+    // A full disk: the lock holds all the same; only the operator's hint is missing.
+  }
+  let held = true;
+  return {
+    file,
+    release() {
+      if (!held) return;
+      held = false;
+      closeSync(fd); // closing the only descriptor of the open file frees the flock
+    },
+  };
 }

@@ -202,6 +202,14 @@ export class Queue {
       if (lane.flush) this.endFlush(lane);
     }
     await Promise.allSettled([...this.inflightJobs.values()]);
+    await this.close();
+  }
+
+  /**
+   * Stops all I/O now, whatever is still in flight (their outcomes are refused): when this
+   * resolves the directory may be handed to another process. stop() ends with it.
+   */
+  async close(): Promise<void> {
     await this.writer.close();
     this.fs.closeHandles?.();
   }

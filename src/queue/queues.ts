@@ -32,6 +32,11 @@ export class Queues {
     await Promise.all(this.list.map((q) => q.stop()));
   }
 
+  /** Stops all queue I/O at once (see Queue.close). */
+  async close(): Promise<void> {
+    await Promise.all(this.list.map((q) => q.close()));
+  }
+
   /** The queue for a new message: least pending bytes, skipping poisoned ones. */
   pick(): Queue {
     let best: Queue | undefined;

@@ -73,8 +73,6 @@ test('mail queued under a clock 40 days ahead is delivered at once, and 30-day t
   const retry = () => wrong.daemon.queues.list[0]!.core.findLane('retry-3600s')?.live ?? 0;
   await waitFor(() => retry() === 3, 'three deferrals');
   await wrong.stop();
-  // The in-process daemon left owner.pid naming this (live) test process.
-  rmSync(`${dir}/data/queue/owner.pid`);
 
   // 2. The clock put right: a real `logmta serve` on the same queue, its destination up.
   sink = await SmtpSink.start();

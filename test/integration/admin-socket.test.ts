@@ -99,12 +99,29 @@ describe('the control socket refuses other users', () => {
   test('a second daemon on the same data dir refuses to start while the first answers', async () => {
     await assert.rejects(
       startTestDaemon({ dir }),
-      (e: unknown) => e instanceof MtaError && e.code === 'ADMIN_SOCKET_IN_USE',
+      // The queue lock refuses it first (before it could touch the socket or the queue).
+      (e: unknown) => e instanceof MtaError && e.code === 'QUEUE_LOCKED',
     );
     // The first one is untouched.
     assert.ok(statSync(d.daemon.admin.socketPath).isSocket());
     const r = await d.daemon.admin.run('status', {});
     assert.equal((r as { pid: number }).pid, process.pid);
+  });
+
+  test('a daemon with its own queue but the control socket of a running one refuses to start', async () => {
+    const other = makeTempDir('logmta-admin-sock3-');
+    try {
+      await assert.rejects(
+        startTestDaemon({
+          dir: other,
+          toml: `[admin]\nsocket = ${JSON.stringify(d.daemon.admin.socketPath)}\n`,
+        }),
+        (e: unknown) => e instanceof MtaError && e.code === 'ADMIN_SOCKET_IN_USE',
+      );
+      assert.ok(statSync(d.daemon.admin.socketPath).isSocket());
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
   });
 
   test('a file that is not a socket at the socket path is reported, never removed', async () => {

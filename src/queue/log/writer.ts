@@ -146,7 +146,8 @@ export class GroupWriter {
 
   /** Queues a record. Nothing is written until the next batch; call commit() to wait for it. */
   append(lane: string, type: number, body: readonly Buffer[], phase: Phase = 1, onPlaced?: Placed): void {
-    if (this.poison) throw this.poison;
+    const refused = this.poison ?? this.stopped;
+    if (refused) throw refused;
     const frame = encodeFrame(type, body);
     let length = 0;
     for (const b of frame) length += b.length;
@@ -167,17 +168,23 @@ export class GroupWriter {
 
   /** Resolves when every record appended before this call is durable. */
   commit(): Promise<void> {
-    if (this.poison) return Promise.reject(this.poison);
+    const refused = this.poison ?? this.stopped;
+    if (refused) return Promise.reject(refused);
     this.filling ??= batchDone();
     const p = this.filling.promise;
-    if (!this.flushing) void this.flushLoop();
+    if (!this.flushing) this.flushed = this.flushLoop();
     return p;
   }
+
+  /** Set by close(): no batch is sealed after it. */
+  private stopped: MtaError | undefined;
+  /** The running flush loop (resolved when none runs). */
+  private flushed: Promise<void> = Promise.resolve();
 
   private async flushLoop(): Promise<void> {
     this.flushing = true;
     try {
-      while ((this.pending.length > 0 || this.filling) && !this.poison) {
+      while ((this.pending.length > 0 || this.filling) && !this.poison && !this.stopped) {
         const ops = this.pending;
         const done = this.filling;
         this.pending = [];
@@ -201,8 +208,9 @@ export class GroupWriter {
     } finally {
       this.flushing = false;
     }
-    if (this.poison && this.filling) {
-      this.filling.reject(this.poison);
+    const refused = this.poison ?? this.stopped;
+    if (refused && this.filling) {
+      this.filling.reject(refused);
       this.filling = undefined;
     }
   }
@@ -401,6 +409,7 @@ export class GroupWriter {
 
   /** Unlinks a whole segment and makes the unlink durable before the next one (lane order). */
   async unlinkSegment(lane: string, seq: number): Promise<void> {
+    if (this.stopped) throw this.stopped;
     const tail = this.tails.get(lane);
     const pf = tail?.creating.get(seq);
     if (pf) {
@@ -411,8 +420,17 @@ export class GroupWriter {
     await this.opts.fs.syncDir(this.laneDir(lane));
   }
 
-  /** Closes files. Pending records are not written: crash-only, recovery redoes what is needed. */
+  /**
+   * Stops writing: the batch being written finishes, nothing after it is sealed (later appends
+   * throw and commits reject with QUEUE_STOPPED), then files are closed. When this resolves the
+   * writer does no more I/O, so the queue directory may be handed to another process.
+   * Pending records are not written: crash-only, recovery redoes what is needed.
+   */
   async close(): Promise<void> {
+    this.stopped ??= new MtaError('QUEUE_STOPPED', 'transient', 'the queue has stopped', {
+      smtp: { code: 451, enhanced: '4.3.2' },
+    });
+    await this.flushed;
     for (const t of this.tails.values()) {
       for (const p of t.creating.values()) await p.then((f) => f.close()).catch(() => {});
       t.creating.clear();
