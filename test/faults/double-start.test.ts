@@ -24,7 +24,7 @@ test(`of two daemons started at once on one queue exactly one runs (${TRIALS} tr
         assert.equal(up.length, 1, `trial ${trial}: ${up.length} daemons came up`);
         assert.match(
           String(down[0]!.reason),
-          /exited \(code 70[^]*queue directory .* is in use by process \d+/,
+          /exited \(code 70[\s\S]*queue directory .* is in use by process \d+/,
         );
         const r = await runTool(process.execPath, [
           LOGMTA_BIN,
