@@ -161,7 +161,8 @@ function entity(ctx: Ctx, e: MimeEntity, top: boolean): void {
     const mark = out.length;
     try {
       header(ctx, e, '7bit', top);
-      entity(ctx, e.message, false);
+      // The enclosed message is a message of its own: it gets MIME-Version too if it had none.
+      entity(ctx, e.message, true);
       return;
     } catch (err) {
       // RFC 6532 §3.5: a message/global may carry any encoding; message/rfc822 may not (RFC 2046).
