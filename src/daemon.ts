@@ -59,7 +59,7 @@ export interface Daemon {
   resolver: DnsResolver;
   listeners: SmtpListener[];
   /** Addresses actually bound (port 0 resolved), by role. */
-  addresses: { smtp: string[]; submission: string[]; odmr: string[] };
+  addresses: { smtp: string[]; submission: string[]; submissions: string[]; odmr: string[] };
   /** The control interface (socket, optional HTTP); registerRoute adds HTTP endpoints. */
   admin: AdminServer;
   /** Structured events (received, attempts, outcomes, operator actions, ETRN/ATRN): emit and subscribe. */
@@ -299,11 +299,18 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   undo.push(() => odmr.stop(0));
   for (const p of odmr.providers) metrics.addListener(p.listener);
   const listeners: SmtpListener[] = [];
-  const addresses = { smtp: [] as string[], submission: [] as string[], odmr: odmr.addresses };
+  const addresses = {
+    smtp: [] as string[],
+    submission: [] as string[],
+    submissions: [] as string[],
+    odmr: odmr.addresses,
+  };
   const tls = config.tls; // key, certificate and policy (min_version, ciphers)
   for (const [role, list] of [
     ['smtp', config.smtp.listen],
     ['submission', config.smtp.submission],
+    // Implicit TLS (RFC 8314): the submission rules behind a handshake from the first byte.
+    ['submissions', config.smtp.submissions],
   ] as const) {
     for (const [i, hp] of list.entries()) {
       const l = new SmtpListener(
@@ -321,7 +328,8 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
             baseDelayMs: config.smtp.authFailureDelayMs,
             maxDelayMs: config.smtp.authFailureDelayMaxMs,
           },
-          submission: role === 'submission',
+          submission: role !== 'smtp',
+          implicitTls: role === 'submissions',
           clock,
           logger: log.child({ component: 'smtp', role }),
           ...(tls ? { tls } : {}),
@@ -358,6 +366,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         dataDir: config.dataDir,
         smtp: addresses.smtp,
         submission: addresses.submission,
+        submissions: addresses.submissions,
       }),
     },
   });
@@ -369,7 +378,13 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     info: () => ({ hostname: config.hostname, smtp: addresses.smtp, startedAt: t0 }),
   });
   log.info(
-    { ms: Date.now() - t0, smtp: addresses.smtp, submission: addresses.submission, dataDir: config.dataDir },
+    {
+      ms: Date.now() - t0,
+      smtp: addresses.smtp,
+      submission: addresses.submission,
+      submissions: addresses.submissions,
+      dataDir: config.dataDir,
+    },
     'logmta started',
   );
 

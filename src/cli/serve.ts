@@ -61,6 +61,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
       (daemon.addresses.submission.length
         ? `, submission on ${daemon.addresses.submission.join(', ')}`
         : '') +
+      (daemon.addresses.submissions.length
+        ? `, submissions (TLS) on ${daemon.addresses.submissions.join(', ')}`
+        : '') +
       `; data in ${config.dataDir}\n` +
       (daemon.addresses.odmr.length ? `logmta: ODMR (ATRN) on ${daemon.addresses.odmr.join(', ')}\n` : ''),
   );

@@ -123,6 +123,7 @@ function checkListeners(c: Config, problems: Problems): void {
   const all: { hp: HostPort; path: string }[] = [
     ...c.smtp.listen.map((hp, i) => ({ hp, path: `smtp.listen[${i + 1}]` })),
     ...c.smtp.submission.map((hp, i) => ({ hp, path: `smtp.submission[${i + 1}]` })),
+    ...c.smtp.submissions.map((hp, i) => ({ hp, path: `smtp.submissions[${i + 1}]` })),
     ...c.odmr.listen.map((hp, i) => ({ hp, path: `odmr.listen[${i + 1}]` })),
     ...(c.admin.listen ? [{ hp: c.admin.listen, path: 'admin.listen' }] : []),
   ].filter((l) => l.hp.port !== 0);

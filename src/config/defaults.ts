@@ -14,6 +14,7 @@ export const DEFAULTS = {
   smtp: {
     listen: ['127.0.0.1:2525'],
     submission: [] as string[],
+    submissions: [] as string[],
     maxMessageSize: '50MiB',
     maxRecipients: 1000,
     maxConnections: 1000,

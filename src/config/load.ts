@@ -164,6 +164,11 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
     dnsbl: readDnsbl(root.tables('dnsbl')),
   };
   root.finish();
+  if (smtp.submissions.length > 0 && !root.has('tls'))
+    problems.add(
+      'smtp.submissions',
+      'needs [tls] (cert and key): these listeners speak TLS from the first byte',
+    );
   checkConfig(config, problems);
   return config;
 }

@@ -55,6 +55,8 @@ export interface SmtpConfig {
   listen: HostPort[];
   /** Submission listeners: AUTH is required before MAIL. */
   submission: HostPort[];
+  /** Implicit-TLS submission listeners (RFC 8314, port 465): TLS from the first byte, then as submission. */
+  submissions: HostPort[];
   maxMessageSize: number;
   maxRecipients: number;
   maxConnections: number;

@@ -76,6 +76,7 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
     return {
       listen: s.listOf('listen', parseListen) ?? d.listen.map(parseListen),
       submission: s.listOf('submission', parseListen) ?? [],
+      submissions: s.listOf('submissions', parseListen) ?? [],
       maxMessageSize:
         s.size('max_message_size', 1, {
           bytes: MAX_MESSAGE_SIZE,

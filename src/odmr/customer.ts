@@ -218,6 +218,7 @@ function serve(socket: net.Socket, o: CustomerOptions, clock: Clock): Promise<nu
       hooks,
       commands: undefined,
       secureContext: undefined,
+      implicitTls: false,
       logger: o.logger,
       now: () => clock.now(),
       released: () => {

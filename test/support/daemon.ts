@@ -51,6 +51,8 @@ export interface TestDaemon {
   port: number;
   /** First submission listener's port, if any. */
   submissionPort: number | undefined;
+  /** First implicit-TLS submissions listener's port, if any. */
+  submissionsPort: number | undefined;
   dir: string;
   dataDir: string;
   config: Config;
@@ -119,6 +121,7 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
   return {
     port: portOf(daemon.addresses.smtp[0]) ?? 0,
     submissionPort: portOf(daemon.addresses.submission[0]),
+    submissionsPort: portOf(daemon.addresses.submissions[0]),
     dir,
     dataDir: config.dataDir,
     config,
@@ -160,6 +163,7 @@ export interface SpawnedDaemon {
   /** First SMTP port printed by the daemon (0 if it printed none). */
   port: number;
   submissionPort: number | undefined;
+  submissionsPort: number | undefined;
   dir: string;
   /** The data directory the daemon printed. */
   dataDir: string;
@@ -253,11 +257,13 @@ export function spawnDaemon(opts: SpawnOptions = {}): Promise<SpawnedDaemon> {
       const line = /logmta: SMTP on [^\n]*\n/.exec(err)?.[0] ?? '';
       const smtp = /SMTP on (\S+?:\d+)/.exec(line)?.[1];
       const sub = /submission on (\S+?:\d+)/.exec(line)?.[1];
+      const subs = /submissions \(TLS\) on (\S+?:\d+)/.exec(line)?.[1];
       const data = /data in (.+)$/.exec(line.trimEnd())?.[1] ?? '';
       resolvePromise({
         child,
         port: portOf(smtp) ?? 0,
         submissionPort: portOf(sub),
+        submissionsPort: portOf(subs),
         dir,
         dataDir: data,
         configFile,

@@ -1,9 +1,11 @@
-// One client connection: owns the socket (plain, or TLS after STARTTLS) and feeds its SmtpSession.
+// One client connection: owns the socket (plain, TLS after STARTTLS, or TLS from the first byte
+// on an implicit-TLS listener, RFC 8314) and feeds its SmtpSession.
 // The socket and its TLS state belong to this object, not to the session, so that an ODMR ATRN
 // turnaround can take them away (detach) and give them to the client role without closing them.
 // Invariants: after STARTTLS, bytes read in plaintext are never fed to the session (the session
-// drops them; the raw socket's data listener is removed before the TLS wrap); after detach() or
-// close the session sees no more input and writes nothing.
+// drops them; the raw socket's data listener is removed before the TLS wrap); on an implicit-TLS
+// listener nothing is read or written in plaintext — the greeting waits for the handshake;
+// after detach() or close the session sees no more input and writes nothing.
 // Fails: socket errors end the connection (logged at debug); TLS handshake failures destroy it.
 
 import type * as net from 'node:net';
@@ -21,6 +23,8 @@ export interface ConnectionOwner {
   readonly hooks: ServerHooks;
   readonly commands: CommandTable | undefined;
   readonly secureContext: tls.SecureContext | undefined;
+  /** TLS from the first byte (port 465 style): no STARTTLS, the greeting follows the handshake. */
+  readonly implicitTls: boolean;
   readonly logger: ServerLogger | undefined;
   now(): number;
   /** The connection is gone (closed or detached). */
@@ -45,7 +49,8 @@ export class Connection implements SessionIo {
     this.socket = socket;
     this.remoteAddress = socket.remoteAddress ?? '0.0.0.0';
     socket.setNoDelay(true);
-    if (owner.secureContext) this.startTls = () => this.upgrade();
+    const implicit = owner.implicitTls && owner.secureContext !== undefined;
+    if (owner.secureContext && !implicit) this.startTls = () => this.upgrade();
     this.session = new SmtpSession(
       owner.sessionOptions,
       owner.hooks,
@@ -58,6 +63,13 @@ export class Connection implements SessionIo {
       },
       owner.commands,
     );
+    if (implicit) {
+      // Implicit TLS: the session waits in 'tls' mode (bounded like any wait for the client)
+      // and greets only once the handshake is done.
+      this.session.awaitTls();
+      this.wrapTls(socket, () => this.session.start());
+      return;
+    }
     this.bindLife(socket);
     this.bindIo(socket);
     this.session.start();
@@ -138,10 +150,15 @@ export class Connection implements SessionIo {
   /** STARTTLS: wrap the same socket. Called synchronously right after the 220 was written. */
   private upgrade(): void {
     const raw = this.socket as net.Socket;
-    const ctx = this.owner.secureContext;
     // Remove our plaintext listeners first: nothing read from here on may reach the session
     // except through TLS.
     this.unbind(raw);
+    this.wrapTls(raw);
+  }
+
+  /** Server-side TLS on `raw`; the session learns of it (and `then` runs) after the handshake. */
+  private wrapTls(raw: net.Socket, then?: () => void): void {
+    const ctx = this.owner.secureContext;
     raw.on('error', () => {});
     const ts = new tls.TLSSocket(raw, { isServer: true, ...(ctx ? { secureContext: ctx } : {}) });
     this.socket = ts;
@@ -152,6 +169,7 @@ export class Connection implements SessionIo {
         protocol: ts.getProtocol() ?? 'unknown',
         cipher: ts.getCipher()?.name ?? 'unknown',
       });
+      then?.();
     });
     ts.once('error', () => ts.destroy());
   }

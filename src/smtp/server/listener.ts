@@ -19,6 +19,8 @@ import { type ServerTlsOptions, serverSecureContext } from './tls-policy.js';
 export interface ListenerOptions extends SessionOptions {
   /** TLS key, certificate (PEM) and policy for STARTTLS (tls-policy.ts); absent: no STARTTLS. */
   tls?: ServerTlsOptions;
+  /** TLS from the first byte instead of STARTTLS (RFC 8314 submissions, port 465); needs `tls`. */
+  implicitTls?: boolean;
   /** Simultaneous connections on this listener (default 1000). */
   maxConnections?: number;
   /** Simultaneous connections per client IP (default 50). */
@@ -41,6 +43,7 @@ export class SmtpListener implements ConnectionOwner {
   readonly sessionOptions: SessionOptions;
   readonly commands: CommandTable | undefined;
   readonly secureContext: tls.SecureContext | undefined;
+  readonly implicitTls: boolean;
   readonly logger: ServerLogger | undefined;
   readonly throttle: AuthThrottle;
   private readonly perIp = new Map<string, number>();
@@ -62,6 +65,8 @@ export class SmtpListener implements ConnectionOwner {
     this.logger = opts.logger;
     this.commands = opts.commands;
     this.secureContext = opts.tls ? serverSecureContext(opts.tls) : undefined;
+    this.implicitTls = opts.implicitTls ?? false;
+    if (this.implicitTls && !this.secureContext) throw new TypeError('implicitTls needs tls (key and cert)');
     this.throttle = new AuthThrottle(this.clock, opts.authThrottleOptions);
     this.sessionOptions = { ...opts, clock: this.clock, authThrottle: opts.authThrottle ?? this.throttle };
     this.maxConnections = opts.maxConnections ?? 1000;

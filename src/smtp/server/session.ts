@@ -351,6 +351,11 @@ export class SmtpSession implements SessionContext {
     if (this.phase !== 'init') this.phase = 'ready';
   }
 
+  /** Implicit TLS (RFC 8314): nothing is read until the handshake is done (tlsStarted). */
+  awaitTls(): void {
+    this.mode = 'tls';
+  }
+
   /** Switch to TLS: drop pipelined plaintext and let the transport upgrade. */
   beginTls(): void {
     this.droppedAfterStartTls += this.input.takeAll().length;
