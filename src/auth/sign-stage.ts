@@ -2,12 +2,15 @@
 // authenticated client, a local submission, or a client in relay_networks, whose From: domain
 // has a [[dkim]] key (or is below one with subdomains = true), gets one DKIM-Signature per such
 // key, prepended once, before the message is queued — so the signature is stored with it and
-// every delivery attempt sends the same bytes.
+// every delivery attempt sends the same bytes. A key with `users` or `networks` signs only for
+// those AUTH identities and relay clients in those blocks (local submissions always): on a host
+// shared by several customers, one customer's users cannot get mail in another's name signed.
 // Invariant: mail from anyone else passes untouched; a message with no From:, several From:
 // domains, or no matching key is not signed (never refused for it). Signing never fails a
 // message: a key that cannot sign is logged and the message goes on unsigned.
 
 import type { Cidr } from '../config/index.js';
+import { cidrListContains } from '../config/index.js';
 import type { DkimKeyConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { AcceptStage, DraftMessage, StageVerdict } from '../policy/pipeline.js';
@@ -24,8 +27,27 @@ export interface SignStageOptions {
   logger: Logger;
 }
 
-function keysFor(keys: readonly DkimKeyConfig[], domain: string): DkimKeyConfig[] {
-  return keys.filter((k) => k.domain === domain || (k.subdomains && domain.endsWith(`.${k.domain}`)));
+/**
+ * Whether this client may have mail signed with `k`. Local submissions always may; a key without
+ * `users` and `networks` serves every outgoing client; otherwise an authenticated client must be
+ * one of `users`, and an unauthenticated relay client must be in `networks`.
+ */
+function mayUse(k: DkimKeyConfig, m: DraftMessage, ctx: SessionContext | undefined): boolean {
+  if (ctx === undefined || (k.users === undefined && k.networks === undefined)) return true;
+  const auth = m.client.auth;
+  if (auth !== undefined) return k.users?.includes(auth) === true;
+  return k.networks !== undefined && cidrListContains(k.networks, m.client.ip);
+}
+
+function keysFor(
+  keys: readonly DkimKeyConfig[],
+  domain: string,
+  m: DraftMessage,
+  ctx: SessionContext | undefined,
+): DkimKeyConfig[] {
+  return keys.filter(
+    (k) => (k.domain === domain || (k.subdomains && domain.endsWith(`.${k.domain}`))) && mayUse(k, m, ctx),
+  );
 }
 
 export function dkimSignStage(o: SignStageOptions): AcceptStage {
@@ -36,7 +58,7 @@ export function dkimSignStage(o: SignStageOptions): AcceptStage {
       const { header, body } = splitMessage(m.data);
       const domains = new Set(fromDomains(header));
       if (domains.size !== 1) return null;
-      const keys = keysFor(o.keys, [...domains][0] as string);
+      const keys = keysFor(o.keys, [...domains][0] as string, m, ctx);
       if (keys.length === 0) return null;
       let sigs: string[];
       try {

@@ -8,12 +8,12 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULTS } from './defaults.js';
-import { isHostName, parseHostPort } from './net.js';
+import { isHostName, parseCidr, parseHostPort } from './net.js';
 import type { Section } from './reader.js';
 import { isIPv4 } from 'node:net';
 import type { AuthConfig, DkimKeyConfig, DnsblConfig, DnsConfig } from './schema.js';
 import { parseDuration, valueError } from './units.js';
-import { parseDomain } from './values.js';
+import { parseDomain, parseUserName } from './values.js';
 
 export function readDns(sec: Section | undefined, empty: () => Section): DnsConfig {
   const d = DEFAULTS.dns;
@@ -87,6 +87,8 @@ export function readDkim(list: Section[] | undefined, baseDir: string): DkimKeyC
     const domain = s.required('domain', parseDomain) ?? '';
     const selector = s.required('selector', parseSelector) ?? '';
     const subdomains = s.bool('subdomains') ?? false;
+    const users = s.listOf('users', parseUserName, { nonEmpty: true });
+    const networks = s.listOf('networks', parseCidr, { nonEmpty: true });
     const name = s.required('key_file', (f) => resolve(baseDir, f));
     const loaded = name === undefined ? undefined : loadKey(s, name);
     const id = `${selector}._domainkey.${domain}`;
@@ -101,6 +103,8 @@ export function readDkim(list: Section[] | undefined, baseDir: string): DkimKeyC
       domain,
       selector,
       subdomains,
+      users,
+      networks,
       keyFile: name ?? '',
       key: loaded?.key ?? (undefined as never),
       algorithm: loaded?.algorithm ?? 'rsa-sha256',

@@ -251,6 +251,10 @@ export interface DkimKeyConfig {
   selector: string;
   /** Also sign mail from subdomains of `domain` (d= stays `domain`, aligned relaxed for DMARC). */
   subdomains: boolean;
+  /** Only these AUTH identities get authenticated mail signed; undefined = every one. */
+  users: string[] | undefined;
+  /** Only relay clients in these blocks get mail signed; undefined = all of relay_networks. */
+  networks: Cidr[] | undefined;
   /** Absolute path of the private key (PEM: PKCS#8, or PKCS#1 for RSA). */
   keyFile: string;
   /** The key, read and checked at load time. */
