@@ -240,6 +240,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         resolver,
         relayNetworks: config.smtp.relayNetworks,
         logger: log.child({ component: 'auth' }),
+        onResult: (method, result) => metrics.authResult(method, result),
       }),
     );
   }
@@ -251,6 +252,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         resolver,
         relayNetworks: config.smtp.relayNetworks,
         logger: log.child({ component: 'dnsbl' }),
+        onListed: (zone) => metrics.dnsblListed(zone),
       }),
     );
   }
@@ -278,6 +280,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         relayNetworks: config.smtp.relayNetworks,
         clock,
         logger: log.child({ component: 'dkim' }),
+        onSigned: (algorithm) => metrics.dkimSigned(algorithm),
       }),
     );
   }

@@ -13,6 +13,17 @@ import { type DaemonSnapshot, type ObservedParts, takeSnapshot } from './metrics
 import type { RouteRegistry } from './routes.js';
 
 const MAX_DESTINATIONS = 500;
+/** Result words of RFC 8601 (and mailauth's "temperror"/"permerror"): the bounded label set. */
+const AUTH_RESULTS = new Set([
+  'pass',
+  'fail',
+  'softfail',
+  'neutral',
+  'none',
+  'temperror',
+  'permerror',
+  'policy',
+]);
 const SNAPSHOT_TTL_MS = 250;
 
 export interface DestinationStats {
@@ -75,6 +86,9 @@ export class Metrics {
   private readonly detach: Array<() => void> = [];
   private readonly listeners: SmtpListener[] = [];
   private readonly sessionsTotal: Counter;
+  private readonly authResults: Counter;
+  private readonly dnsblListings: Counter;
+  private readonly dkimSignatures: Counter;
 
   constructor(private readonly o: MetricsOptions) {
     const registers = [this.registry];
@@ -179,6 +193,26 @@ export class Metrics {
         if (q.writer.onBatch === hook) q.writer.onBatch = prev;
       });
     }
+
+    // --- mail authentication (src/auth/): fed by the stages through the methods below
+    this.authResults = new Counter({
+      name: 'logmta_auth_results_total',
+      help: 'Results of the SPF, DKIM (one per signature) and DMARC checks of mail from outside.',
+      labelNames: ['method', 'result'],
+      registers,
+    });
+    this.dnsblListings = new Counter({
+      name: 'logmta_dnsbl_listed_total',
+      help: 'Clients refused because a DNS blocklist lists them, by list zone.',
+      labelNames: ['zone'],
+      registers,
+    });
+    this.dkimSignatures = new Counter({
+      name: 'logmta_dkim_signatures_total',
+      help: 'DKIM signatures added to outgoing mail, by algorithm.',
+      labelNames: ['algorithm'],
+      registers,
+    });
 
     // --- SMTP sessions: a counter of accepted connections, a gauge of open ones
     this.sessionsTotal = new Counter({
@@ -365,6 +399,21 @@ export class Metrics {
   }
 
   /** Counts a listener's connections and open sessions (call right after it starts listening). */
+  /** One result of the incoming checks; results outside RFC 8601's words count as "other". */
+  authResult(method: 'spf' | 'dkim' | 'dmarc', result: string): void {
+    this.authResults.inc({ method, result: AUTH_RESULTS.has(result) ? result : 'other' });
+  }
+
+  /** A client refused by a DNSBL (zones come from the configuration: a bounded set). */
+  dnsblListed(zone: string): void {
+    this.dnsblListings.inc({ zone });
+  }
+
+  /** A DKIM signature added ('rsa-sha256' or 'ed25519-sha256'). */
+  dkimSigned(algorithm: string): void {
+    this.dkimSignatures.inc({ algorithm });
+  }
+
   addListener(l: SmtpListener): void {
     this.listeners.push(l);
     const onConn = (): void => this.sessionsTotal.inc();

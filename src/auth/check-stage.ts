@@ -30,6 +30,8 @@ export interface CheckStageOptions extends CheckPolicy {
   relayNetworks: readonly Cidr[];
   timeoutMs: number;
   logger: Logger;
+  /** Told every result (metrics). */
+  onResult?: (method: 'spf' | 'dkim' | 'dmarc', result: string) => void;
 }
 
 interface Checked {
@@ -135,6 +137,11 @@ export async function authCheckStage(o: CheckStageOptions): Promise<AcceptStage>
         cancelTimer();
       }
       const verdict = decide(c.outcome, o);
+      if (o.onResult) {
+        o.onResult('spf', c.outcome.spf);
+        for (const d of c.outcome.dkim) o.onResult('dkim', d);
+        o.onResult('dmarc', c.outcome.dmarc);
+      }
       o.logger.info(
         {
           id: m.id,

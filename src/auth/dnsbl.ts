@@ -49,6 +49,8 @@ export interface DnsblOptions {
   resolver: DnsResolver;
   relayNetworks: readonly Cidr[];
   logger: Logger;
+  /** Told every refusal (metrics). */
+  onListed?: (zone: string) => void;
 }
 
 /** The first list (in order) that lists `ip`, with its reason, or null. */
@@ -77,6 +79,7 @@ async function lookup(ip: string, lists: readonly DnsblConfig[], o: DnsblOptions
     // no reason published: the list's name says enough
   }
   o.logger.info({ ip, zone: list.zone }, 'client listed in a DNSBL');
+  o.onListed?.(list.zone);
   return {
     code: 554,
     enhanced: '5.7.1',

@@ -25,6 +25,8 @@ export interface SignStageOptions {
   relayNetworks: readonly Cidr[];
   clock: Clock;
   logger: Logger;
+  /** Told every signature added (metrics). */
+  onSigned?: (algorithm: string) => void;
 }
 
 /**
@@ -67,6 +69,7 @@ export function dkimSignStage(o: SignStageOptions): AcceptStage {
         o.logger.error({ id: m.id, err: e }, 'DKIM signing failed; the message goes unsigned');
         return null;
       }
+      for (const k of keys) o.onSigned?.(k.algorithm);
       const field = Buffer.from(sigs.join(''), 'latin1');
       m.data.unshift(field);
       m.size += field.length;
