@@ -13,6 +13,7 @@ import { Metrics, registerMetricsRoute } from './admin/metrics.js';
 import { type AdminServer, startAdmin } from './admin/server.js';
 import { clearStale } from './admin/socket.js';
 import { recoveryProgress } from './cli/progress.js';
+import type { Cluster } from './cluster/index.js';
 import { type Config, formatHostPort } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
@@ -66,6 +67,8 @@ export interface Daemon {
   events: EventBus;
   /** Prometheus metrics (GET /metrics on the HTTP admin listener) and the dashboard's figures. */
   metrics: Metrics;
+  /** The cluster part ([cluster]); undefined on a single node. */
+  cluster: Cluster | undefined;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -219,6 +222,17 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       attempt: events.fromAttempt,
     },
   );
+  // A cluster ([cluster]): loaded only when configured. Started before the listeners, so that
+  // the first message already finds the domain homes (start-up waits for Redis at most
+  // cluster.redis_timeout; without Redis the node runs on the last known homes).
+  let cluster: Cluster | undefined;
+  if (config.cluster) {
+    const { Cluster } = await import('./cluster/index.js');
+    cluster = new Cluster(config.cluster, { config, queues, clock, log });
+    undo.push(() => cluster?.stop());
+    await cluster.start();
+    router.setRedirects(cluster.directory);
+  }
   const metrics = new Metrics({ bus: events, queues, pool, now: () => clock.now() });
   undo.push(() => metrics.close());
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));
@@ -284,8 +298,9 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       }),
     );
   }
+  const policyHooks = makeServerHooks(config, router, queues, ids, stages);
   const hooks = events.wrapServerHooks(
-    withFilters(makeServerHooks(config, router, queues, ids, stages), filters),
+    withFilters(cluster ? cluster.serverHooks(policyHooks) : policyHooks, filters),
   );
   // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
   const odmr = await startEtrnOdmr(config, {
@@ -300,6 +315,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     emit: (ev) => events.emit(ev),
   });
   undo.push(() => odmr.stop(0));
+  cluster?.startTransfers(odmr.etrn.locks);
   for (const p of odmr.providers) metrics.addListener(p.listener);
   const listeners: SmtpListener[] = [];
   const addresses = {
@@ -374,6 +390,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     },
   });
   undo.push(() => admin.close());
+  await cluster?.announce({ smtp: addresses.smtp[0] ?? '', odmr: addresses.odmr[0] });
   registerMetricsRoute(admin, metrics);
   registerDashboard(admin, {
     metrics,
@@ -402,8 +419,10 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     admin,
     events,
     metrics,
+    cluster,
     async stop(graceMs = 5_000) {
       await admin.close();
+      await cluster?.stop();
       await Promise.all([...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
       // Crash-only: a delivery still in flight after the grace period is abandoned (recovery
       // redoes it); a peer that stalls must not hold shutdown for its 5-minute timeout.

@@ -17,6 +17,8 @@ commands:
                           ask a server to start delivering a domain's queue (RFC 1985)
   odmr --provider HOST[:PORT] --user USER --password-file FILE [--domains D1,D2]
                           collect held mail from an ODMR provider once (RFC 2645 ATRN)
+  cluster status|home|drain [...]
+                          a logmta cluster on Redis: nodes, domain homes, draining (docs/cluster.md)
   help                    this text
 `;
 
@@ -56,6 +58,10 @@ export async function main(
     case 'odmr': {
       // ODMR customer: one ATRN poll into this host's queue (docs/etrn-odmr.md).
       const mod = (await import('./odmr.js')) as { run: (a: string[], io: Io) => Promise<number> };
+      return mod.run(argv.slice(1), io);
+    }
+    case 'cluster': {
+      const mod = (await import('./cluster.js')) as { run: (a: string[], io: Io) => Promise<number> };
       return mod.run(argv.slice(1), io);
     }
     case 'help':

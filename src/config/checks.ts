@@ -140,9 +140,30 @@ function checkListeners(c: Config, problems: Problems): void {
   }
 }
 
+/** Peers must be able to reach this node: an advertised address, or a first listener that is one. */
+function checkCluster(c: Config, problems: Problems): void {
+  const k = c.cluster;
+  if (!k) return;
+  const smtp = c.smtp.listen[0];
+  if (k.advertise === undefined && (smtp === undefined || WILDCARDS.has(smtp.host)))
+    problems.add(
+      'cluster.advertise',
+      smtp === undefined
+        ? 'required when smtp.listen is empty (where peers reach this node)'
+        : `required when smtp.listen[1] is a wildcard address (${formatHostPort(smtp)})`,
+    );
+  const odmr = c.odmr.listen[0];
+  if (k.odmrAdvertise === undefined && odmr !== undefined && WILDCARDS.has(odmr.host))
+    problems.add(
+      'cluster.odmr_advertise',
+      `required when odmr.listen[1] is a wildcard address (${formatHostPort(odmr)})`,
+    );
+}
+
 export function checkConfig(c: Config, problems: Problems): void {
   checkDomains(c, problems);
   checkListeners(c, problems);
+  checkCluster(c, problems);
   unique(
     problems,
     c.users.map((u, i) => ({ value: u.name, path: `user[${i + 1}].name` })),

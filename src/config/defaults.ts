@@ -99,6 +99,16 @@ export const DEFAULTS = {
     maxTtl: '1h',
     maxNegativeTtl: '15m',
   },
+  cluster: {
+    prefix: 'logmta:',
+    heartbeat: '2s',
+    nodeTtl: '10s',
+    transferInterval: '30s',
+    redisTimeout: '1s',
+    redisPort: 6379,
+    sentinelPort: 26379,
+    connectionsPerDestination: 0,
+  },
   auth: {
     checks: false,
     dmarcReject: false,

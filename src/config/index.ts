@@ -22,3 +22,5 @@ export {
 } from './net.js';
 export { formatDuration, parseDuration, parseSize } from './units.js';
 export { DEFAULTS } from './defaults.js';
+export { parseRate } from './cluster-section.js';
+export { parseDomain } from './values.js';

@@ -14,6 +14,7 @@ import { parse, TomlError } from 'smol-toml';
 import { MtaError } from '../errors.js';
 import { checkConfig } from './checks.js';
 import { readAuth, readDkim, readDns, readDnsbl } from './auth-sections.js';
+import { readCluster } from './cluster-section.js';
 import { DEFAULTS } from './defaults.js';
 import { isHostName } from './net.js';
 import { Problems, Section } from './reader.js';
@@ -162,6 +163,7 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
     dkim: readDkim(root.tables('dkim'), baseDir),
     auth: readAuth(root.table('auth'), empty('auth'), hostname ?? undefined),
     dnsbl: readDnsbl(root.tables('dnsbl')),
+    cluster: readCluster(root.table('cluster'), baseDir),
   };
   root.finish();
   if (smtp.submissions.length > 0 && !root.has('tls'))

@@ -48,6 +48,8 @@ export interface Config {
   auth: AuthConfig;
   /** DNS blocklists the client address is checked against ([[dnsbl]]), in file order. */
   dnsbl: DnsblConfig[];
+  /** Membership of a logmta cluster on Redis ([cluster]); undefined = a single node. */
+  cluster: ClusterConfig | undefined;
 }
 
 export interface SmtpConfig {
@@ -284,4 +286,44 @@ export interface DnsblConfig {
   at: 'connect' | 'rcpt';
   /** A records that mean "listed"; undefined = any 127.0.0.0/8 but 127.255.255.0/24. */
   match: string[] | undefined;
+}
+
+/** Where the cluster's Redis is: one server by URL, or a master found through Sentinels. */
+export type RedisEndpoint =
+  | { kind: 'url'; url: string }
+  | { kind: 'sentinel'; sentinels: HostPort[]; master: string; db: number };
+
+/** A GCRA rate ("100/s", "6000/min,max_burst=200"): `count` per `periodMs`, bursts up to `burst`. */
+export interface RateSpec {
+  count: number;
+  periodMs: number;
+  burst: number;
+}
+
+export interface ClusterConfig {
+  /** This node's unique name in the cluster. */
+  node: string;
+  redis: RedisEndpoint;
+  /** Redis AUTH password, read from its file; undefined = none (or in the URL). */
+  password: string | undefined;
+  /** Where peers reach this node's SMTP; undefined = the first smtp.listen address as bound. */
+  advertise: HostPort | undefined;
+  /** Where peers reach this node's ODMR listener; undefined = the first odmr.listen address as bound. */
+  odmrAdvertise: HostPort | undefined;
+  /** Shared secret that authenticates node-to-node SMTP and ODMR sessions (CRAM-MD5). */
+  secret: string;
+  /** Prefix of every Redis key and channel (several clusters can share one Redis). */
+  prefix: string;
+  /** How often this node publishes its heartbeat. */
+  heartbeatMs: number;
+  /** A node whose last heartbeat is older than this is dead. */
+  nodeTtlMs: number;
+  /** How often mail held here for a domain homed elsewhere is offered to its home again. */
+  transferIntervalMs: number;
+  /** A Redis command slower than this counts as Redis being unreachable. */
+  redisTimeoutMs: number;
+  /** Outbound connections to one destination over the whole cluster; 0 = no shared limit. */
+  connectionsPerDestination: number;
+  /** Messages per destination over the whole cluster (GCRA); undefined = no shared limit. */
+  messageRate: RateSpec | undefined;
 }

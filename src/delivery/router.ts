@@ -25,6 +25,26 @@ export type Decision =
       lmtp?: true;
     };
 
+/** A cluster peer that takes mail instead of its usual destination (src/cluster/ decides which). */
+export interface PeerTarget {
+  node: string;
+  host: string;
+  port: number;
+  /** The cluster secret, as AUTH credentials. */
+  auth: Credentials;
+}
+
+/**
+ * Where mail goes instead of its usual destination in a cluster. Answers from memory (no I/O):
+ * the router asks for every recipient's domain.
+ */
+export interface Redirects {
+  /** The peer an ETRN/ODMR domain's mail goes to because its home is another node; undefined = held here. */
+  homeElsewhere(domain: string): PeerTarget | undefined;
+  /** While this node drains: the peer any other non-local mail goes to; undefined = deliver as usual. */
+  drainTarget(domain: string): PeerTarget | undefined;
+}
+
 export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
   return (at < 0 ? '' : address.slice(at + 1)).toLowerCase().replace(/\.$/, '');
@@ -61,6 +81,7 @@ export class Router {
   private readonly local = new Map<string, LocalDomain>();
   private readonly routes = new Map<string, Route>();
   private readonly odmr = new Set<string>();
+  private redirects: Redirects | undefined;
 
   constructor(
     private readonly config: Pick<Config, 'local' | 'routes' | 'etrn' | 'odmr'>,
@@ -72,6 +93,21 @@ export class Router {
     for (const l of config.local) this.local.set(l.domain, l);
     for (const r of config.routes) if (!this.routes.has(r.domain)) this.routes.set(r.domain, r);
     for (const a of config.odmr.accounts) for (const d of a.domains) this.odmr.add(d);
+  }
+
+  /** In a cluster: where mail for domains homed on other nodes (and, while draining, all mail) goes. */
+  setRedirects(r: Redirects): void {
+    this.redirects = r;
+  }
+
+  /**
+   * The ODMR domain whose held lane on this node takes `domain`'s mail at acceptance: undefined
+   * when it is no ODMR domain, or (in a cluster) when its home is another node — then the mail
+   * is relayed there at once, like any other, and held here only if that is deferred.
+   */
+  heldHere(domain: string): string | undefined {
+    if (!this.odmr.has(domain)) return undefined;
+    return this.redirects?.homeElsewhere(domain) ? undefined : domain;
   }
 
   isLocal(domain: string): boolean {
@@ -115,8 +151,19 @@ export class Router {
       };
     }
     if (local) return { kind: 'local', local };
-    if (this.odmr.has(domain)) return { kind: 'odmr', domain };
     const etrn = this.etrnOf(domain);
+    const odmr = this.odmr.has(domain);
+    if (this.redirects) {
+      // A cluster: mail of a domain homed on another node goes there (deferred: held here for it).
+      const held = odmr ? domain : etrn?.domain;
+      const home = held === undefined ? undefined : this.redirects.homeElsewhere(held);
+      if (home) return this.toPeer(home, held);
+      if (!odmr) {
+        const peer = this.redirects.drainTarget(domain);
+        if (peer) return this.toPeer(peer, etrn?.domain);
+      }
+    }
+    if (odmr) return { kind: 'odmr', domain };
     const route = this.routes.get(domain) ?? (etrn ? undefined : this.routes.get('*'));
     if (etrn?.host) {
       const h = etrn.host;
@@ -142,6 +189,23 @@ export class Router {
         etrn: etrn?.domain,
       };
     }
+    return this.byMx(domain, etrn);
+  }
+
+  private toPeer(t: PeerTarget, held: string | undefined): Decision {
+    const hosts = [{ host: t.host, port: t.port, preference: -1 }];
+    return {
+      kind: 'remote',
+      key: `cluster:${t.node}`,
+      candidates: () => configuredHosts(hosts, this.resolver),
+      requireTls: false,
+      verifyTls: false,
+      auth: t.auth,
+      etrn: held,
+    };
+  }
+
+  private byMx(domain: string, etrn: EtrnDomain | undefined): Decision {
     return {
       kind: 'remote',
       key: `mx:${domain}`,

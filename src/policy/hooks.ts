@@ -102,7 +102,7 @@ export function makeServerHooks(
       const hold = m.hold;
       const destinations: Destination[] = m.recipients.map((r) => {
         if (hold !== undefined) return { kind: 'hold' };
-        const odmr = router.odmrDomainOf(domainOf(r.address));
+        const odmr = router.heldHere(domainOf(r.address));
         return odmr ? { kind: 'held', domain: odmr } : { kind: 'new' };
       });
       const client: Record<string, string> = { ip: m.client.ip };

@@ -33,6 +33,7 @@ export const OPTIONAL_TOOLS: readonly string[] = [
   'dovecot',
   'doveadm',
   'fusermount3',
+  'redis-server',
 ];
 
 /** Never hidden by "all": the suite itself needs them. */

@@ -1,0 +1,66 @@
+// Where mail goes in a cluster, answered from memory for the router (delivery/router.ts
+// Redirects): an ETRN/ODMR domain whose home is another node is relayed to that node's SMTP,
+// authenticated with the cluster secret; while this node drains, every other non-local domain
+// goes to a live peer chosen by rendezvous hashing, so a drained queue spreads over the others.
+// Invariant: no I/O here. A domain with no known home is held here (and its home is looked up
+// in the background); a home that is dead is still the target — the mail is deferred, waits in
+// this node's held lane for the domain, and moves when the home is back.
+// Fails: never throws.
+
+import type { HostPort } from '../config/index.js';
+import type { PeerTarget, Redirects } from '../delivery/router.js';
+import type { Homes } from './homes.js';
+import type { Membership } from './membership.js';
+import { rendezvous } from './rendezvous.js';
+
+/** The cluster user a node authenticates as ("cluster:<node>"), with the shared secret. */
+export const PEER_USER_PREFIX = 'cluster:';
+
+export function parseAddress(s: string): HostPort | undefined {
+  const i = s.lastIndexOf(':');
+  if (i <= 0) return undefined;
+  const port = Number(s.slice(i + 1));
+  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return Number.isInteger(port) && port > 0 && port < 65536 ? { host, port } : undefined;
+}
+
+export class Directory implements Redirects {
+  draining = false;
+
+  constructor(
+    private readonly self: string,
+    private readonly secret: string,
+    private readonly homes: Homes,
+    private readonly membership: Membership,
+  ) {}
+
+  get credentials(): { user: string; password: string } {
+    return { user: `${PEER_USER_PREFIX}${this.self}`, password: this.secret };
+  }
+
+  /** A peer's SMTP (or ODMR) address from its last heartbeat record. */
+  peer(node: string, which: 'smtp' | 'odmr' = 'smtp'): PeerTarget | undefined {
+    const rec = this.membership.get(node);
+    const addr = rec === undefined ? undefined : parseAddress(which === 'smtp' ? rec.smtp : (rec.odmr ?? ''));
+    if (!addr) return undefined;
+    return { node, host: addr.host, port: addr.port, auth: this.credentials };
+  }
+
+  /** The home of a held domain when it is another node we know how to reach. */
+  homeElsewhere(domain: string): PeerTarget | undefined {
+    const home = this.homes.homeOf(domain);
+    if (home === undefined) {
+      void this.homes.ensure(domain);
+      return undefined;
+    }
+    if (home === this.self) return undefined;
+    return this.peer(home);
+  }
+
+  drainTarget(domain: string): PeerTarget | undefined {
+    if (!this.draining) return undefined;
+    const others = this.membership.live({ withoutDraining: true }).filter((n) => n !== this.self);
+    const node = rendezvous(domain, others);
+    return node === undefined ? undefined : this.peer(node);
+  }
+}

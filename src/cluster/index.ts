@@ -1,0 +1,163 @@
+// A logmta cluster on Redis: the one entry point daemon.ts composes when [cluster] is set.
+// Builds the Redis link, membership (heartbeats), domain homes, the router's redirects, the
+// transfer of held mail to its home, and the node-to-node AUTH. The queue is used only through
+// its facade (held counts, flushes); nothing here touches queue files.
+// Invariant: Redis holds no mail, and nothing here waits for Redis on the mail path — a node
+// whose Redis is gone goes on accepting and delivering with the last known homes and local
+// limits. Start-up waits for Redis at most redis_timeout.
+// Fails: startCluster never rejects for Redis trouble (it starts with what it has).
+
+import { join } from 'node:path';
+import type { Config, ClusterConfig } from '../config/index.js';
+import type { Logger } from '../log.js';
+import type { HeldLocks } from '../odmr/index.js';
+import type { Queues } from '../queue/queues.js';
+import type { ServerHooks } from '../smtp/server/hooks.js';
+import type { Clock } from '../util/clock.js';
+import { secretEquals } from '../util/secret-equal.js';
+import { Directory, PEER_USER_PREFIX } from './directory.js';
+import { Homes } from './homes.js';
+import { Keys } from './keys.js';
+import { Membership, type NodeRecord } from './membership.js';
+import { RedisLink } from './redis.js';
+import { Transfers } from './transfer.js';
+
+export { Directory, PEER_USER_PREFIX, parseAddress } from './directory.js';
+export { Keys } from './keys.js';
+export { readNodes, type NodeView } from './membership.js';
+export { RedisLink } from './redis.js';
+export { rendezvous } from './rendezvous.js';
+
+export interface ClusterDeps {
+  config: Config;
+  queues: Queues;
+  clock: Clock;
+  log: Logger;
+}
+
+/** Whether an authenticated identity is a cluster peer. */
+export function isPeer(user: string | undefined): boolean {
+  return user?.startsWith(PEER_USER_PREFIX) === true;
+}
+
+/** The queue as the heartbeat reports it. */
+function queueRecord(queues: Queues): Pick<NodeRecord, 'queue' | 'held'> {
+  const lanes: Record<string, number> = {};
+  let messages = 0;
+  for (const q of queues.list) {
+    messages += q.core.msgs.count;
+    for (const l of q.core.lanes)
+      if (l.kind !== 'data' && l.live > 0) lanes[l.name] = (lanes[l.name] ?? 0) + l.live;
+  }
+  const held: Record<string, number> = {};
+  for (const d of queues.heldDomains()) held[d] = queues.heldCount(d);
+  return { queue: { messages, lanes }, held };
+}
+
+export class Cluster {
+  readonly keys: Keys;
+  readonly link: RedisLink;
+  readonly membership: Membership;
+  readonly homes: Homes;
+  readonly directory: Directory;
+  transfers: Transfers | undefined;
+  private addresses: { smtp: string; odmr: string | undefined } = { smtp: '', odmr: undefined };
+  private readonly startedAt: number;
+
+  constructor(
+    readonly config: ClusterConfig,
+    private readonly d: ClusterDeps,
+  ) {
+    this.startedAt = d.clock.now();
+    this.keys = new Keys(config.prefix);
+    this.link = new RedisLink(config, d.log.child({ component: 'cluster' }));
+    this.membership = new Membership({
+      link: this.link,
+      keys: this.keys,
+      self: config.node,
+      heartbeatMs: config.heartbeatMs,
+      ttlMs: config.nodeTtlMs,
+      clock: d.clock,
+      record: () => ({
+        smtp: this.addresses.smtp,
+        ...(this.addresses.odmr !== undefined ? { odmr: this.addresses.odmr } : {}),
+        startedAt: this.startedAt,
+        draining: this.directory.draining,
+        ...queueRecord(d.queues),
+      }),
+    });
+    this.homes = new Homes({
+      link: this.link,
+      keys: this.keys,
+      self: config.node,
+      candidates: () => this.membership.live({ withoutDraining: true }),
+      cacheFile: join(d.config.dataDir, 'cluster-homes.json'),
+      log: d.log.child({ component: 'cluster' }),
+      setTimer: (ms, fn) => d.clock.setTimer(ms, fn),
+    });
+    this.directory = new Directory(config.node, config.secret, this.homes, this.membership);
+  }
+
+  get node(): string {
+    return this.config.node;
+  }
+
+  /** Connects to Redis (bounded wait), reads membership and homes. */
+  async start(): Promise<void> {
+    await this.link.start();
+    await this.membership.refresh();
+    await this.homes.start();
+  }
+
+  /** The node-to-node AUTH on top of the daemon's own: "cluster:<node>" with the shared secret. */
+  serverHooks(inner: ServerHooks): ServerHooks {
+    const secret = this.config.secret;
+    return {
+      ...inner,
+      cramSecret: (user, ctx) => (isPeer(user) ? secret : (inner.cramSecret?.(user, ctx) ?? null)),
+      verifyPassword: (user, password, ctx) =>
+        isPeer(user)
+          ? secretEquals(secret, password)
+          : (inner.verifyPassword?.(user, password, ctx) ?? false),
+    };
+  }
+
+  /** Starts the transfer of held mail to its home (needs the lanes' locks of the ETRN/ODMR part). */
+  startTransfers(locks: HeldLocks): void {
+    const t = new Transfers({
+      lanes: this.d.queues,
+      locks,
+      away: (domain) => this.directory.homeElsewhere(domain) !== undefined,
+      clock: this.d.clock,
+      intervalMs: this.config.transferIntervalMs,
+      log: this.d.log.child({ component: 'cluster' }),
+    });
+    this.transfers = t;
+    t.start();
+    // A home learnt or changed: what this node holds for it goes there.
+    this.homes.onChange((domain) => void t.kick(domain));
+    // A node came alive: what waits here for the domains it is home of goes now, past the
+    // dead-host marks of its downtime.
+    this.membership.onChange((alive) => {
+      if (alive.length > 0) t.sweep(this.d.clock.now());
+    });
+    t.sweep();
+  }
+
+  /** Once the listeners are bound: where peers reach us; heartbeats start. */
+  async announce(addresses: { smtp: string; odmr: string | undefined }): Promise<void> {
+    const c = this.config;
+    this.addresses = {
+      smtp: c.advertise ? `${c.advertise.host}:${c.advertise.port}` : addresses.smtp,
+      odmr: c.odmrAdvertise ? `${c.odmrAdvertise.host}:${c.odmrAdvertise.port}` : addresses.odmr,
+    };
+    await this.membership.start();
+  }
+
+  async stop(): Promise<void> {
+    this.transfers?.stop();
+    this.homes.stop();
+    await this.membership.stop();
+    await this.link.close();
+  }
+}

@@ -1,0 +1,173 @@
+// A logmta cluster for tests: one real redis-server and several real `logmta serve` processes on
+// loopback, each with its own data dir and the same [cluster] section but for its node name.
+// Nodes can be stopped, SIGKILLed and started again on the same data and ports; the control
+// socket of each is reachable from the test (admin ops) and `logmta cluster ...` runs as a CLI.
+// Invariant: stopAll() leaves no daemon or redis-server running and removes the temp dirs.
+// Fails: start-up errors reject with the daemon's stderr (spawnDaemon).
+
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { AdminClient } from '../../src/cli/client.js';
+import { makeTempDir, runLogmta, type SpawnedDaemon, spawnDaemon } from '../support/daemon.js';
+import { RedisServer } from '../support/redis.js';
+
+export const SECRET = 'test-cluster-secret-0123456789';
+
+export interface NodeOptions {
+  /** TOML added to every node's configuration (accounts, routes, limits...). */
+  toml: string;
+  /** Extra [cluster] keys, e.g. 'transfer_interval = "1s"'. */
+  cluster?: string;
+}
+
+export class TestNode {
+  daemon: SpawnedDaemon | undefined;
+  smtpPort = 0;
+  odmrPort = 0;
+
+  constructor(
+    readonly name: string,
+    readonly dir: string,
+    private readonly toml: string,
+  ) {}
+
+  get configFile(): string {
+    return join(this.dir, 'logmta.toml');
+  }
+
+  get socket(): string {
+    return join(this.dir, 'data', 'admin.sock');
+  }
+
+  /** Starts (or restarts on the same data and ports) the daemon. */
+  async start(): Promise<void> {
+    const smtp = this.smtpPort === 0 ? '127.0.0.1:0' : `127.0.0.1:${this.smtpPort}`;
+    const odmr = this.odmrPort === 0 ? '127.0.0.1:0' : `127.0.0.1:${this.odmrPort}`;
+    const toml = `hostname = "${this.name}.cluster.test"\n${this.toml}`
+      .replace('@SMTP@', smtp)
+      .replace('@ODMR@', odmr);
+    const d = await spawnDaemon({ dir: this.dir, toml, files: { 'cluster.key': SECRET } });
+    this.daemon = d;
+    this.smtpPort = d.port;
+    const m = /ODMR \(ATRN\) on \S+?:(\d+)/.exec(d.stderr());
+    this.odmrPort = m ? Number(m[1]) : 0;
+  }
+
+  get running(): boolean {
+    return (
+      this.daemon !== undefined &&
+      this.daemon.child.exitCode === null &&
+      this.daemon.child.signalCode === null
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.daemon?.stop(10_000);
+  }
+
+  async kill(): Promise<void> {
+    if (!this.daemon) return;
+    this.daemon.kill('SIGKILL');
+    await this.daemon.exited;
+  }
+
+  /** Runs a control-socket op on the running daemon. */
+  async op<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const c = await AdminClient.connect(this.socket);
+    try {
+      return await c.request<T>(op, args);
+    } finally {
+      c.close();
+    }
+  }
+
+  /** Live pieces per lane, and messages, from `status`. */
+  async status(): Promise<{ messages: number; lanes: Record<string, number> }> {
+    return this.op('status');
+  }
+
+  async held(domain: string): Promise<number> {
+    const s = await this.status();
+    return s.lanes[`held-${domain}`] ?? 0;
+  }
+
+  /** `logmta cluster ARGS --config <this node's file>`. */
+  cli(args: string[]): ReturnType<typeof runLogmta> {
+    return runLogmta(['cluster', ...args, '--config', this.configFile]);
+  }
+}
+
+export class TestCluster {
+  readonly nodes = new Map<string, TestNode>();
+
+  private constructor(
+    readonly redis: RedisServer,
+    private readonly opts: NodeOptions,
+  ) {}
+
+  static async start(names: string[], opts: NodeOptions): Promise<TestCluster> {
+    const redis = await RedisServer.start();
+    const c = new TestCluster(redis, opts);
+    try {
+      for (const n of names) await c.add(n);
+    } catch (e) {
+      await c.stopAll();
+      throw e;
+    }
+    return c;
+  }
+
+  node(name: string): TestNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  tomlFor(name: string): string {
+    return `
+[smtp]
+listen = ["@SMTP@"]
+[odmr]
+listen = ["@ODMR@"]
+[cluster]
+node = "${name}"
+redis = "${this.redis.url}"
+secret_file = "cluster.key"
+heartbeat = "500ms"
+node_ttl = "2s"
+transfer_interval = "1s"
+redis_timeout = "500ms"
+${this.opts.cluster ?? ''}
+${this.opts.toml}
+`;
+  }
+
+  async add(name: string): Promise<TestNode> {
+    const n = new TestNode(name, makeTempDir(`logmta-cluster-${name}-`), this.tomlFor(name));
+    this.nodes.set(name, n);
+    await n.start();
+    return n;
+  }
+
+  /** Waits until every running node sees every running node alive. */
+  async converged(timeoutMs = 15_000): Promise<void> {
+    const running = [...this.nodes.values()].filter((n) => n.running);
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await running[0]!.cli(['status', '--json']);
+      if (r.code === 0) {
+        const s = JSON.parse(r.stdout) as { nodes: Array<{ node: string; alive: boolean }> };
+        const alive = new Set(s.nodes.filter((x) => x.alive).map((x) => x.node));
+        if (running.every((n) => alive.has(n.name))) return;
+      }
+      if (Date.now() > end) throw new Error(`cluster did not converge: ${r.stdout}${r.stderr}`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((n) => n.stop().catch(() => {})));
+    await this.redis.stop();
+    for (const n of this.nodes.values()) rmSync(n.dir, { recursive: true, force: true });
+  }
+}

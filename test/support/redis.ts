@@ -1,0 +1,121 @@
+// A real redis-server (Debian's `redis-server`) for cluster tests: on 127.0.0.1 at a free port,
+// no persistence, its own temp dir. It can be killed (SIGKILL, as an outage) and started again on
+// the same port, empty (as after a crash without persistence) unless `keep` data was asked for.
+// Invariant: stop() leaves no redis-server running; a server whose test forgot it is SIGKILLed
+// when the test process exits.
+// Fails: start() rejects with the server's output when it does not become ready in time.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closedPort } from './daemon.js';
+import { toolPath } from './tools.js';
+
+/** The reason redis tests skip, or undefined when redis-server is installed. */
+export function redisMissing(): string | undefined {
+  return toolPath('redis-server') === undefined
+    ? 'redis-server not installed (Debian package redis-server)'
+    : undefined;
+}
+
+const live = new Set<ChildProcess>();
+let hooked = false;
+
+export class RedisServer {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  readonly dir = mkdtempSync(join(tmpdir(), 'logmta-redis-'));
+
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  static async start(): Promise<RedisServer> {
+    for (let attempt = 0; ; attempt++) {
+      const r = new RedisServer(await closedPort());
+      try {
+        await r.start();
+        return r;
+      } catch (e) {
+        rmSync(r.dir, { recursive: true, force: true });
+        if (attempt >= 3) throw e;
+      }
+    }
+  }
+
+  /** (Re)starts the server on its port; resolves once it accepts connections. */
+  async start(): Promise<void> {
+    const bin = toolPath('redis-server');
+    if (!bin) throw new Error('redis-server not installed');
+    const child = spawn(
+      bin,
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        this.dir,
+        '--protected-mode',
+        'no',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.child = child;
+    live.add(child);
+    if (!hooked) {
+      hooked = true;
+      process.once('exit', () => {
+        for (const c of live) c.kill('SIGKILL');
+      });
+    }
+    this.exited = new Promise((r) =>
+      child.once('exit', () => {
+        live.delete(child);
+        r();
+      }),
+    );
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`redis-server did not start:\n${out}`));
+      }, 10_000);
+      const onData = (d: Buffer): void => {
+        out += d.toString();
+        if (out.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+      child.once('exit', () => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited:\n${out}`));
+      });
+    });
+  }
+
+  /** SIGKILLs the server (an outage); resolves once it is gone. */
+  async kill(): Promise<void> {
+    this.child?.kill('SIGKILL');
+    await this.exited;
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
