@@ -165,7 +165,15 @@ ${this.opts.toml}
     }
   }
 
+  /** The nodes' logs (for a failing test's message). */
+  logs(): string {
+    return [...this.nodes.values()]
+      .map((n) => `--- ${n.name}\n${(n.daemon?.stdout() ?? '').split('\n').slice(-60).join('\n')}`)
+      .join('\n');
+  }
+
   async stopAll(): Promise<void> {
+    if (process.env.LOGMTA_TEST_CLUSTER_LOGS) process.stderr.write(this.logs());
     await Promise.all([...this.nodes.values()].map((n) => n.stop().catch(() => {})));
     await this.redis.stop();
     for (const n of this.nodes.values()) rmSync(n.dir, { recursive: true, force: true });
