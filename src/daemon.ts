@@ -28,6 +28,7 @@ import { type SessionFilter, withFilters } from './policy/filters.js';
 import { makeServerHooks } from './policy/hooks.js';
 import { makeMilterStage } from './policy/milter-stage.js';
 import type { AcceptStage } from './policy/pipeline.js';
+import { MemoryBudget } from './queue/data/budget.js';
 import { IdSource } from './queue/ids.js';
 import { lockQueueDir, type QueueLock } from './queue/lock.js';
 import { Queues } from './queue/queues.js';
@@ -152,6 +153,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     segmentSize: config.queue.segmentSize,
     // Enough deliveries in flight for a flush to keep every connection to its destination busy.
     flushConcurrency: Math.max(64, 2 * config.delivery.concurrencyPerDestination),
+    budget: new MemoryBudget(config.queue.memoryBudget),
     sync: deps.sync ?? true,
     hooks: {
       report: makeReporter(config.hostname, config.queue.maxAgeMs),
@@ -212,7 +214,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     router,
     pool,
     async (data, t) => {
-      await maildir.deliver([data], {
+      await maildir.deliver(data, {
         maildirPath: t.maildir,
         returnPath: t.returnPath,
         deliveredTo: t.deliveredTo,

@@ -4,6 +4,7 @@ import type { DeliveryJob } from '../queue/types.js';
 import type { ReceivedMessage, ServerHooks } from '../smtp/server/hooks.js';
 import { EventBus, type MtaEvent } from './events.js';
 import { eventFields, logEvents } from './events-log.js';
+import { BufferedData } from '../smtp/server/message-data.js';
 
 function collect(bus: EventBus): MtaEvent[] {
   const seen: MtaEvent[] = [];
@@ -16,7 +17,7 @@ const message = (id: string): ReceivedMessage => ({
   sender: 's@a.test',
   recipients: [{ address: 'r@b.test' }],
   params: {},
-  data: [Buffer.from('x\r\n')],
+  data: new BufferedData([Buffer.from('x\r\n')]),
   size: 3,
   client: {
     ip: '192.0.2.1',

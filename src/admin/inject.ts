@@ -9,6 +9,7 @@
 import { MtaError } from '../errors.js';
 import { checkMailbox } from '../smtp/protocol/address.js';
 import type { ServerHooks, SessionContext } from '../smtp/server/hooks.js';
+import { BufferedData } from '../smtp/server/message-data.js';
 import { rfc5322Date } from '../smtp/server/received.js';
 import type { Clock } from '../util/clock.js';
 
@@ -85,7 +86,7 @@ export function makeInjector(opts: InjectorOptions): Injector {
       sender: req.sender,
       recipients,
       params: {},
-      data: [head, req.data],
+      data: new BufferedData([head, req.data]),
       size: head.length + req.data.length,
       client: { ...ctx.client },
       receivedAt: now,

@@ -57,7 +57,7 @@ describe('logmta log dump', () => {
     const c = captureIo();
     assert.equal(await run([newSeg], c.io), 0);
     const out = c.out();
-    assert.match(out, /^\s+0\s+\d+\s+header\s+\{"format":1,"lane":"new"/m);
+    assert.match(out, /^\s+0\s+\d+\s+header\s+\{"format":2,"lane":"new"/m);
     assert.match(out, /\bdata\s+id=[0-9A-F]{13} size=1000 first="Subject: m0"$/m);
     assert.match(out, /\benvelope\s+id=[0-9A-F]{13} piece=0 v1 due=\S+Z arrival=\S+Z rcpts=1 \{"sender"/m);
     assert.match(out, /\bdone\s+id=[0-9A-F]{13} piece=0 v1 moved$/m);

@@ -13,11 +13,13 @@ import { parseArgs } from 'node:util';
 import { parseCommand } from './args.js';
 import { readFrame, validFrameAfter } from '../queue/record/frame.js';
 import {
+  CHUNK_PREFIX,
   DATA_PREFIX,
   DONE_COMPLETED,
   DONE_DELETED,
   DONE_MOVED,
   DONE_REPAIR,
+  decodeChunkHead,
   decodeDataId,
   decodeDelta,
   decodeDone,
@@ -27,6 +29,7 @@ import {
   isRecordType,
   OUTCOME_DELIVERED,
   OUTCOME_FAILED,
+  RT_CHUNK,
   RT_DATA,
   RT_DELTA,
   RT_DONE,
@@ -63,6 +66,7 @@ const TYPE_NAMES: Record<number, string> = {
   [RT_ENVELOPE]: 'envelope',
   [RT_DELTA]: 'delta',
   [RT_DONE]: 'done',
+  [RT_CHUNK]: 'chunk',
 };
 const OUTCOMES: Record<number, string> = { [OUTCOME_DELIVERED]: 'delivered', [OUTCOME_FAILED]: 'failed' };
 const REASONS: Record<number, string> = {
@@ -76,9 +80,9 @@ const iso = (t: number) =>
   Number.isFinite(t) && Math.abs(t) < 8.64e15 ? new Date(t).toISOString() : String(t);
 
 /** The first line of the message data, without its line end, at most 200 characters. */
-function firstLine(body: Buffer): string {
-  const end = Math.min(body.length, DATA_PREFIX + 400);
-  let s = body.toString('latin1', DATA_PREFIX, end);
+function firstLine(body: Buffer, prefix = DATA_PREFIX): string {
+  const end = Math.min(body.length, prefix + 400);
+  let s = body.toString('latin1', prefix, end);
   const nl = s.search(/\r?\n/);
   if (nl >= 0) s = s.slice(0, nl);
   return s.length > 200 ? `${s.slice(0, 200)}…` : s;
@@ -96,6 +100,17 @@ function describe(type: number, body: Buffer): Record<string, unknown> {
         size: body.length - DATA_PREFIX,
         firstLine: firstLine(body),
       };
+    case RT_CHUNK: {
+      const c = decodeChunkHead(body);
+      const out: Record<string, unknown> = {
+        id: formatId(c.msgId),
+        offset: c.offset,
+        size: body.length - CHUNK_PREFIX,
+        last: c.last,
+      };
+      if (c.offset === 0) out.firstLine = firstLine(body, CHUNK_PREFIX);
+      return out;
+    }
     case RT_ENVELOPE: {
       const e = decodeEnvelope(body);
       return {
@@ -207,6 +222,8 @@ function human(e: DumpEntry): string {
       return `${head} ${JSON.stringify(rest.header)}`;
     case 'data':
       return `${head} id=${rest.id} size=${rest.size} first=${JSON.stringify(rest.firstLine)}`;
+    case 'chunk':
+      return `${head} id=${rest.id} at=${rest.offset} size=${rest.size}${rest.last ? ' last' : ''}${rest.firstLine !== undefined ? ` first=${JSON.stringify(rest.firstLine)}` : ''}`;
     case 'envelope':
       return `${head} id=${rest.id} piece=${rest.piece} v${rest.version} due=${rest.due} arrival=${rest.arrival} rcpts=${rest.rcptCount} ${JSON.stringify(rest.info)}`;
     case 'delta':

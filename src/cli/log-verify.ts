@@ -8,8 +8,9 @@
 // Invariant: nothing under DIR is ever opened for writing. "Live" means what recovery would
 // keep: the highest version of each msgId:piece that no Done ends; a live message is one with a
 // live piece. Live bytes are those live envelopes, the deltas of their versions, the one data
-// copy recovery would use (data lane first, then the latest copy) and the headers of segments
-// holding any of them; everything else, Done records included, counts as garbage.
+// copy recovery would use (data lane first, then the latest copy; a copy written in chunks counts
+// only when complete, recovery's rule) and the headers of segments holding any of them;
+// everything else, Done records included, counts as garbage. Chunk records count as data.
 // Exit codes: 0 clean; 1 crash leftovers only, which the next start repairs (torn tails, live
 // envelopes without data, incomplete moves); 2 corruption or missing segments; 64 usage;
 // 66 no such queue directory.
@@ -22,12 +23,15 @@ import { scanSegment } from '../queue/log/reader.js';
 import { parseLaneName, parseSegmentName, segmentName } from '../queue/log/segment.js';
 import { FRAME_HEADER } from '../queue/record/frame.js';
 import {
+  CHUNK_PREFIX,
+  decodeChunkHead,
   decodeDataId,
   decodeDelta,
   decodeDone,
   decodeEnvelope,
-  FORMAT_VERSION,
   formatId,
+  knownFormat,
+  RT_CHUNK,
   RT_DATA,
   RT_DELTA,
   RT_DONE,
@@ -105,7 +109,16 @@ interface MsgSeen {
   older: Array<Loc & { piece: number; version: number }> | undefined;
   dones: number[] | undefined;
   deltas: Array<Loc & { pv: number }> | undefined;
-  data: (Loc & { dataLane: boolean }) | undefined;
+  data: DataSeen | undefined;
+  /** A copy written in chunks, not yet ended by its last chunk. */
+  partial: (DataSeen & { next: number }) | undefined;
+}
+
+/** One copy of a message's data: its records (one, or its chunks in order). */
+interface DataSeen {
+  lane: number;
+  dataLane: boolean;
+  locs: Loc[];
 }
 
 const pv = (piece: number, version: number) => piece * 4294967296 + version;
@@ -142,7 +155,14 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
     if (!m)
       msgs.set(
         id,
-        (m = { pieces: [], older: undefined, dones: undefined, deltas: undefined, data: undefined }),
+        (m = {
+          pieces: [],
+          older: undefined,
+          dones: undefined,
+          deltas: undefined,
+          data: undefined,
+          partial: undefined,
+        }),
       );
     return m;
   };
@@ -189,7 +209,25 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
               const inData = kind === 'data';
               // Recovery's choice: a copy in the data lane, else the latest copy in the same lane.
               if (!m.data || (inData && !m.data.dataLane) || m.data.lane === li)
-                m.data = { lane: li, seg: si, len: r.length, dataLane: inData };
+                m.data = { lane: li, dataLane: inData, locs: [{ lane: li, seg: si, len: r.length }] };
+              break;
+            }
+            case RT_CHUNK: {
+              lane.records.data++;
+              const c = decodeChunkHead(r.body);
+              const m = seen(c.msgId);
+              const inData = kind === 'data';
+              // Recovery's rule (core.adoptChunk): offset 0 starts a copy, the next offset in the
+              // same lane extends it, anything else is a remnant; the last chunk completes it.
+              if (c.offset === 0) m.partial = { lane: li, dataLane: inData, locs: [], next: 0 };
+              else if (!m.partial || m.partial.lane !== li || m.partial.next !== c.offset) break;
+              const p = m.partial;
+              p.locs.push({ lane: li, seg: si, len: r.length });
+              p.next += r.body.length - CHUNK_PREFIX;
+              if (!c.last) break;
+              m.partial = undefined;
+              if (!m.data || (inData && !m.data.dataLane) || m.data.lane === li)
+                m.data = { lane: li, dataLane: inData, locs: p.locs };
               break;
             }
             case RT_ENVELOPE: {
@@ -230,7 +268,7 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
         segs[si]!.headerLen = FRAME_HEADER + buf.readUInt32LE(0);
         if (scan.header.lane !== name || scan.header.seq !== seq)
           bad(0, `header names ${scan.header.lane}/${segmentName(scan.header.seq)}`);
-        if (scan.header.format !== FORMAT_VERSION) bad(0, `unknown format ${scan.header.format}`);
+        if (!knownFormat(scan.header.format)) bad(0, `unknown format ${scan.header.format}`);
       }
       if (scan.corruption) bad(scan.corruption.offset, scan.corruption.reason);
       // A torn header (offset 0) is a torn tail too: the file was created, its header never synced.
@@ -263,7 +301,7 @@ export async function verifyQueue(dir: string): Promise<VerifyReport> {
       continue;
     }
     liveMessages++;
-    live(m.data);
+    for (const l of m.data.locs) live(l);
     const inLanes: number[] = [];
     for (const p of [...livePieces, ...revived]) {
       const code = pv(p.piece, p.version);

@@ -40,6 +40,9 @@ export const DEFAULTS = {
     segmentSize: '64MiB',
     /** Smallest accepted segment_size, to catch a unit forgotten ("64" meaning bytes). */
     minSegmentSize: 4096,
+    memoryBudget: '256MiB',
+    /** Smallest accepted memory_budget: below a few chunks, every transaction would be refused. */
+    minMemoryBudget: 4 * 1024 * 1024,
   },
   local: {
     /** Used when the file has no `local` key at all; `local = []` means no local domains. */

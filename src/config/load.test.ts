@@ -67,6 +67,7 @@ describe('defaults', () => {
       maxAgeMs: 5 * 86_400_000,
       delayWarningMs: 4 * 3_600_000,
       segmentSize: 64 * 1024 * 1024,
+      memoryBudget: 256 * 1024 * 1024,
     });
     assert.deepEqual(c.local, [
       { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined, lmtp: undefined },
@@ -252,6 +253,7 @@ level = "debug"
       maxAgeMs: 3 * 86_400_000,
       delayWarningMs: 0,
       segmentSize: 16 * 1024 * 1024,
+      memoryBudget: 256 * 1024 * 1024,
     });
     assert.deepEqual(c.local, [
       {

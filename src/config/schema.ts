@@ -112,6 +112,11 @@ export interface QueueConfig {
   delayWarningMs: number;
   /** Target size of one log segment file. */
   segmentSize: number;
+  /**
+   * Message bytes held in memory (data being received, not yet written; just-accepted data kept
+   * for its first attempt) above which new SMTP transactions get 452 4.3.1.
+   */
+  memoryBudget: number;
 }
 
 export interface LocalDomain {

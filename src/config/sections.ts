@@ -177,6 +177,11 @@ export function readQueue(sec: Section | undefined, empty: () => Section, paths:
           bytes: MAX_SEGMENT_SIZE,
           why: 'record offsets in a segment are 32-bit',
         }) ?? parseSize(d.segmentSize),
+      memoryBudget:
+        s.size('memory_budget', d.minMemoryBudget, {
+          bytes: 64 * 1024 ** 3,
+          why: 'more than a process holds',
+        }) ?? parseSize(d.memoryBudget),
     };
   });
 }

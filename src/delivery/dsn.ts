@@ -37,8 +37,13 @@ export interface DsnInput {
   /** Arrival time of the original message, ms since the epoch. */
   arrivalDate: number;
   recipients: DsnRecipientReport[];
-  /** The original message as stored. */
+  /** The original message as stored, or only its beginning (see originalSize). */
   original: readonly Buffer[];
+  /**
+   * Size of the whole original when `original` may be only its beginning (the queue passes at
+   * most 1 MiB): a message not given whole is returned as its headers, whatever RET says.
+   */
+  originalSize?: number;
   /** Now, ms since the epoch. */
   now: number;
   /** Uniform in [0,1) for Message-ID and boundary; default Math.random. */
@@ -206,9 +211,11 @@ export function buildDsn(input: DsnInput): DsnMessage {
 
   // What to return: the whole message for failures when RET=FULL (or no RET and small enough),
   // the headers otherwise (RFC 3461 §4.3 leaves the default to us).
-  const size = input.original.reduce((a, b) => a + b.length, 0);
+  const have = input.original.reduce((a, b) => a + b.length, 0);
+  const size = Math.max(have, input.originalSize ?? have);
   const full =
     kind === 'failure' &&
+    have >= size &&
     (input.ret === 'FULL' || (input.ret === undefined && size <= (input.maxFullSize ?? 100_000)));
   const returned = full ? Buffer.concat(input.original) : headerSection(input.original);
   const returnedType = full

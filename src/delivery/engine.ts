@@ -8,12 +8,12 @@ import { errorText, MtaError } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
 import type { RecipientResult } from '../smtp/client/index.js';
 import type { ConnectionPool } from './pool.js';
-import { outboundTransaction } from './outbound.js';
+import { type MessageBytes, messageData, outboundTransaction } from './outbound.js';
 import { withoutPaths } from './public-text.js';
 import { type Decision, domainOf, localPartOf, type Router } from './router.js';
 
 export type LocalDelivery = (
-  data: Buffer,
+  data: MessageBytes,
   target: { maildir: string; returnPath: string; deliveredTo: string },
 ) => Promise<void>;
 
@@ -115,7 +115,7 @@ export class DeliveryEngine {
     rcpts: number[],
     details: Map<number, string>,
   ): Promise<RcptOutcome[]> {
-    const data = await job.data();
+    const data = await messageData(job);
     const out: RcptOutcome[] = [];
     for (const r of rcpts) {
       const address = job.envelope.info.recipients[r]!.address;
@@ -133,7 +133,11 @@ export class DeliveryEngine {
       }
       const maildir = template.replaceAll('{user}', user).replaceAll('{domain}', domainOf(address));
       try {
-        await this.local(data, { maildir, returnPath: job.envelope.info.sender, deliveredTo: address });
+        await this.local(data.open(), {
+          maildir,
+          returnPath: job.envelope.info.sender,
+          deliveredTo: address,
+        });
         out.push({
           rcpt: r,
           status: 'delivered',
@@ -204,13 +208,14 @@ export class DeliveryEngine {
     const out: RcptOutcome[] = [];
     let reusable = false;
     try {
-      const data = await job.data();
+      const data = await messageData(job);
       let todo = rcpts.slice();
       while (todo.length > 0) {
         const tx = outboundTransaction(
           info,
           todo.map((r) => info.recipients[r]!),
-          data,
+          data.open(),
+          data.size,
         );
         const res = await lease.client.sendMessage(tx);
         this.stats.transactions++;

@@ -3,7 +3,8 @@
 // Invariants: a file appears in new/ only complete and durable (the fsync before the link, the
 // directory fsync after it), so a crash leaves at most a stray tmp/ file, never a partial message;
 // names are unique per the spec (time.M<usec>P<pid>Q<counter>.<host>). Line ends are converted to
-// LF (the Maildir convention) unless asked otherwise.
+// LF (the Maildir convention) unless asked otherwise. The data may be a stream (a large message
+// read from the queue piece by piece): it is written as it comes, never held whole.
 // Failures are MtaErrors: full disk or quota -> transient 452; permissions and I/O -> transient
 // 451; a maildir path that is not a directory -> permanent 554.
 
@@ -112,8 +113,8 @@ export class MaildirWriter {
     return `${sec}.M${usec}P${this.pid}Q${this.counter}.${this.host}`;
   }
 
-  /** Delivers one message; resolves to the path of the file in new/. */
-  async deliver(data: readonly Buffer[], target: MaildirTarget): Promise<string> {
+  /** Delivers one message (buffers, or a stream of them); resolves to the path of the file in new/. */
+  async deliver(data: readonly Buffer[] | AsyncIterable<Buffer>, target: MaildirTarget): Promise<string> {
     const dir = target.maildirPath;
     await this.ensure(dir);
     const name = this.uniqueName();
@@ -122,14 +123,15 @@ export class MaildirWriter {
     const header = Buffer.from(
       `Return-Path: <${oneLine(target.returnPath)}>\r\nDelivered-To: ${oneLine(target.deliveredTo)}\r\n`,
     );
-    let out: Buffer[] = [header, ...data];
-    if (this.lf) {
-      const conv = new CrlfToLf();
-      const lfOut: Buffer[] = [];
-      for (const b of out) conv.push(b, lfOut);
-      conv.end(lfOut);
-      out = lfOut;
-    }
+    const conv = this.lf ? new CrlfToLf() : undefined;
+    /** The file's form of some message bytes. */
+    const convert = (bufs: readonly Buffer[], end: boolean): Buffer[] => {
+      if (!conv) return bufs as Buffer[];
+      const out: Buffer[] = [];
+      for (const b of bufs) conv.push(b, out);
+      if (end) conv.end(out);
+      return out;
+    };
     let created = false;
     try {
       const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600).catch((e) => {
@@ -137,9 +139,18 @@ export class MaildirWriter {
       });
       created = true;
       try {
-        await fh.writev(out).catch((e) => {
-          throw mapFsError(e, 'write');
-        });
+        const write = async (bufs: Buffer[]): Promise<void> => {
+          if (bufs.length === 0) return;
+          await fh.writev(bufs).catch((e) => {
+            throw mapFsError(e, 'write');
+          });
+        };
+        if (Array.isArray(data)) await write(convert([header, ...(data as readonly Buffer[])], true));
+        else {
+          await write(convert([header], false));
+          for await (const b of data as AsyncIterable<Buffer>) await write(convert([b], false));
+          await write(convert([], true));
+        }
         // Durable before it becomes visible: a reader must never see a partial message.
         await fh.sync().catch((e) => {
           throw mapFsError(e, 'fsync');

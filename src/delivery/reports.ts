@@ -37,6 +37,7 @@ export function makeReporter(hostname: string, maxAgeMs: number) {
       arrivalDate: env.arrival,
       recipients,
       original: [req.data],
+      originalSize: env.info.size,
       now: req.now,
     };
     if (env.info.envid !== undefined) input.envid = env.info.envid;

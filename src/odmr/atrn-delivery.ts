@@ -12,7 +12,7 @@
 import type net from 'node:net';
 import { errorText } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
-import { outboundTransaction } from '../delivery/outbound.js';
+import { type MessageBytes, messageData, outboundTransaction } from '../delivery/outbound.js';
 import { SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
 import { isValidDomain } from '../smtp/protocol/address.js';
 import type { Clock } from '../util/clock.js';
@@ -138,9 +138,10 @@ async function sendMessage(
   const first = group[0]!;
   const info = first.envelope.info;
   let todo: Slot[] = group.flatMap((job) => job.pending.map((rcpt) => ({ job, rcpt })));
-  let data: Buffer;
+  let data: { size: number; open(): MessageBytes };
   try {
-    data = await first.data();
+    // A large message is streamed from the queue while it is sent, never held whole.
+    data = await messageData(first);
   } catch (e) {
     for (const s of todo)
       out
@@ -152,7 +153,8 @@ async function sendMessage(
     const tx = outboundTransaction(
       info,
       todo.map((s) => s.job.envelope.info.recipients[s.rcpt]!),
-      data,
+      data.open(),
+      data.size,
     );
     const res = await client.sendMessage(tx);
     const retry: Slot[] = [];

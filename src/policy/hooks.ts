@@ -7,6 +7,7 @@ import type { Config } from '../config/index.js';
 import { cidrListContains } from '../config/index.js';
 import { domainOf, localPartOf, type Router } from '../delivery/router.js';
 import type { IdSource } from '../queue/ids.js';
+import { DataSpool } from '../queue/data/spool.js';
 import type { Queues } from '../queue/queues.js';
 import { formatId, parseId } from '../queue/record/records.js';
 import type { Destination, RecipientInfo } from '../queue/types.js';
@@ -14,6 +15,7 @@ import { reply } from '../smtp/protocol/reply.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import { secretEquals } from '../util/secret-equal.js';
 import { type AcceptStage, type DraftMessage, refusal, runStages } from './pipeline.js';
+import { collectData } from '../smtp/server/message-data.js';
 
 /** Local parts we will write into a Maildir path: no routing tricks (%, !, @, quotes), no path games. */
 const SAFE_LOCAL = /^[A-Za-z0-9#$&'*+=?^_`{|}~.-]+$/;
@@ -80,9 +82,31 @@ export function makeServerHooks(
       return users.get(user) ?? null;
     },
 
+    admitTransaction() {
+      return queues.budget.over
+        ? reply(452, '4.3.1', 'Insufficient system storage: too much mail in memory, try again later')
+        : null;
+    },
+
+    openData(id: string) {
+      // The id comes from newMessageId above; anything else gets one of our own.
+      return queues.spool(parseId(id) ?? ids.next());
+    },
+
     async accept(received: ReceivedMessage, ctx?: SessionContext): Promise<{ queueId: string }> {
-      const m: DraftMessage = received;
-      if (stages.length > 0) {
+      if (stages.length === 0)
+        return queueIt(
+          received,
+          received.data instanceof DataSpool ? received.data : await collectData(received.data),
+        );
+      // The stages (auth checks, milters, DKIM signing) see and edit the whole message in memory:
+      // it is read back from where it was spooled (counted in the memory budget meanwhile) and
+      // queued whole as they leave it. Without stages the spool goes to the queue as it is.
+      const m: DraftMessage = { ...received, data: (await collectData(received.data)).slice() };
+      const held = m.size;
+      queues.budget.add(held);
+      try {
+        received.data.abort();
         const v = await runStages(stages, m, ctx);
         if (v !== null) {
           if ('reply' in v) throw refusal('policy', v.reply);
@@ -90,42 +114,53 @@ export function makeServerHooks(
           return { queueId: m.id };
         }
         if (m.recipients.length === 0) return { queueId: m.id };
+        return await queueIt(m, m.data);
+      } finally {
+        queues.budget.sub(held);
       }
-      const recipients: RecipientInfo[] = m.recipients.map((r) => {
-        const info: RecipientInfo = {
-          address: postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address,
-        };
-        if (r.notify) info.notify = r.notify.length === 0 ? ['NEVER'] : r.notify.slice();
-        if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
-        return info;
-      });
-      const hold = m.hold;
-      const destinations: Destination[] = m.recipients.map((r) => {
-        if (hold !== undefined) return { kind: 'hold' };
-        const odmr = router.heldHere(domainOf(r.address));
-        return odmr ? { kind: 'held', domain: odmr } : { kind: 'new' };
-      });
-      const client: Record<string, string> = { ip: m.client.ip };
-      if (m.client.helo) client.helo = m.client.helo;
-      if (m.client.auth) client.auth = m.client.auth;
-      if (m.client.tls) client.tls = m.client.tls.protocol;
-      if (hold !== undefined) client.quarantine = hold;
-      const input: Parameters<Queues['accept']>[0] = {
-        data: m.data,
-        sender: m.sender,
-        recipients,
-        destinations,
-        client,
-        arrival: m.receivedAt,
-      };
-      const id = parseId(m.id);
-      if (id !== undefined) input.msgId = id;
-      if (m.params.ret) input.ret = m.params.ret;
-      if (m.params.envid !== undefined) input.envid = m.params.envid;
-      if (m.params.smtputf8) input.smtputf8 = true;
-      if (m.params.body) input.body = m.params.body;
-      const r = await queues.accept(input);
-      return { queueId: r.id };
     },
   };
+
+  /** Hands a message to the queue: resolves once it is durable. */
+  async function queueIt(
+    m: Omit<DraftMessage, 'data'>,
+    data: readonly Buffer[] | DataSpool,
+  ): Promise<{ queueId: string }> {
+    const recipients: RecipientInfo[] = m.recipients.map((r) => {
+      const info: RecipientInfo = {
+        address: postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address,
+      };
+      if (r.notify) info.notify = r.notify.length === 0 ? ['NEVER'] : r.notify.slice();
+      if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
+      return info;
+    });
+    const hold = m.hold;
+    const destinations: Destination[] = m.recipients.map((r) => {
+      if (hold !== undefined) return { kind: 'hold' };
+      const odmr = router.heldHere(domainOf(r.address));
+      return odmr ? { kind: 'held', domain: odmr } : { kind: 'new' };
+    });
+    const client: Record<string, string> = { ip: m.client.ip };
+    if (m.client.helo) client.helo = m.client.helo;
+    if (m.client.auth) client.auth = m.client.auth;
+    if (m.client.tls) client.tls = m.client.tls.protocol;
+    if (hold !== undefined) client.quarantine = hold;
+    const input: Parameters<Queues['accept']>[0] = {
+      // Streamed into a spool of ours as it arrived, or whole (local injection, stages).
+      data,
+      sender: m.sender,
+      recipients,
+      destinations,
+      client,
+      arrival: m.receivedAt,
+    };
+    const id = parseId(m.id);
+    if (id !== undefined) input.msgId = id;
+    if (m.params.ret) input.ret = m.params.ret;
+    if (m.params.envid !== undefined) input.envid = m.params.envid;
+    if (m.params.smtputf8) input.smtputf8 = true;
+    if (m.params.body) input.body = m.params.body;
+    const r = await queues.accept(input);
+    return { queueId: r.id };
+  }
 }

@@ -14,8 +14,13 @@
 import { MtaError } from '../errors.js';
 import type { ReceivedMessage, SessionContext, SmtpReply } from '../smtp/server/hooks.js';
 
-/** A message on its way through the pipeline: what the session received, as stages left it. */
-export interface DraftMessage extends ReceivedMessage {
+/**
+ * A message on its way through the pipeline: what the session received, as stages left it, its
+ * data in memory (read back from the queue's spool for the stages: policy/hooks.ts).
+ */
+export interface DraftMessage extends Omit<ReceivedMessage, 'data'> {
+  /** The message bytes; data[0] is our Received: header (`received`) until a stage prepends. */
+  data: Buffer[];
   /** Set by a stage (a milter's quarantine): the message goes to the hold lane, with this reason. */
   hold?: string;
 }

@@ -9,13 +9,19 @@
 //   victim... and never drops a kill while its victim survives.
 // - Envelopes outside the `new` lane reference data in the `data` lane (or in `new`, only while
 //   a piece still lives in `new`): data relocation happens before such a move.
+// - Every data record a live message (or a spool still receiving) relies on counts in its
+//   segment's `liveData`, chunk records of streamed data included (an empty last chunk too: it
+//   is what makes the data complete for recovery), so no such segment is ever unlinked.
 import {
+  CHUNK_PREFIX,
   DATA_PREFIX,
+  encodeChunkPrefix,
   encodeDataPrefix,
   encodeDelta,
   encodeDone,
   encodeEnvelope,
   type EnvelopeRecord,
+  RT_CHUNK,
   RT_DATA,
   RT_DELTA,
   RT_DONE,
@@ -27,6 +33,27 @@ import { heldLaneName, parseLaneName, retryLaneName } from './log/segment.js';
 import type { GroupWriter, Phase } from './log/writer.js';
 import { LaneState } from './lanes/lane.js';
 import { F_LIVE, MessageTable, NO_SLOT, PieceTable, UNPLACED } from './state/tables.js';
+
+/** One data record of a message written in chunks: where its bytes are in a segment file. */
+export interface Extent {
+  seq: number;
+  /** Offset of the chunk's bytes (after frame header and chunk prefix) in the segment file. */
+  off: number;
+  len: number;
+}
+
+/** The data of a message stored as chunk records (in message order), all in one lane. */
+export interface ChunkedData {
+  lane: LaneState;
+  extents: Extent[];
+}
+
+/** Recovery: chunk records of one copy of a message's data seen so far, not yet ended by its last. */
+interface ChunkCandidate {
+  lane: LaneState;
+  extents: Extent[];
+  next: number;
+}
 
 export class QueueCore {
   readonly msgs = new MessageTable();
@@ -46,6 +73,13 @@ export class QueueCore {
   readonly unwritten = new Map<number, { attempts: number; last: string; at: number }>();
   /** Told when a piece becomes current in a held or hold lane (the expiry index). */
   onHeldEntry: ((pslot: number, gen: number, lane: LaneState, arrival: number) => void) | undefined;
+  /**
+   * Messages whose data is stored as chunk records, by message slot; for them the message row's
+   * data columns hold the lane, the first extent and the total length.
+   */
+  readonly chunked = new Map<number, ChunkedData>();
+  /** Recovery only: incomplete copies of chunked data, by message slot. */
+  private readonly candidates = new Map<number, ChunkCandidate>();
   private readonly dirty = new Set<LaneState>();
   /** During recovery, dead pieces keep their rows (their version still matters) and nothing is appended. */
   recovering = false;
@@ -300,6 +334,13 @@ export class QueueCore {
     const M = this.msgs;
     const seq = M.dataSeq[mslot]!;
     if (seq === UNPLACED) return;
+    const c = this.chunked.get(mslot);
+    if (c) {
+      this.chunked.delete(mslot);
+      M.dataSeq[mslot] = UNPLACED;
+      for (const e of c.extents) this.unpinExtent(c.lane, e.seq, e.len);
+      return;
+    }
     const lane = this.lanes[M.dataLane[mslot]!]!;
     const s = lane.seg(seq);
     s.liveData--;
@@ -326,26 +367,172 @@ export class QueueCore {
     });
   }
 
+  /**
+   * Appends one chunk record of streamed data to `lane` (always `data`). The chunk counts as live
+   * data in its segment from placement on (`onPlaced` gets its extent), so the segment outlives
+   * the stream; whoever holds the extent later unpins it (unpinExtent, or via the message).
+   */
+  appendChunk(
+    lane: LaneState,
+    msgId: number,
+    offset: number,
+    last: boolean,
+    bytes: readonly Buffer[],
+    len: number,
+    onPlaced: (e: Extent) => void,
+  ): void {
+    this.writer.append(
+      lane.name,
+      RT_CHUNK,
+      [encodeChunkPrefix(msgId, offset, last), ...bytes],
+      1,
+      (seq, off) => {
+        const s = lane.seg(seq);
+        s.dataBytes += len;
+        s.liveData++;
+        s.liveDataBytes += len;
+        onPlaced({ seq, off: off + FRAME_HEADER + CHUNK_PREFIX, len });
+      },
+    );
+  }
+
+  /** Stops counting one pinned extent; its segment may become garbage. */
+  unpinExtent(lane: LaneState, seq: number, len: number): void {
+    const s = lane.segs.get(seq);
+    if (!s) return;
+    s.liveData--;
+    s.liveDataBytes -= len;
+    this.checkEmpty(lane, seq);
+  }
+
+  /**
+   * Makes complete chunked data (extents already pinned by appendChunk) the message's data; the
+   * copy it replaces stops counting. If the message is gone, the extents are released.
+   */
+  setChunked(mslot: number, msgId: number, lane: LaneState, extents: Extent[]): void {
+    const M = this.msgs;
+    if (M.id[mslot] !== msgId) {
+      for (const e of extents) this.unpinExtent(lane, e.seq, e.len);
+      return;
+    }
+    if (M.dataSeq[mslot] !== UNPLACED) this.unaccountData(mslot);
+    this.placeChunked(mslot, lane, extents);
+  }
+
+  private placeChunked(mslot: number, lane: LaneState, extents: Extent[]): void {
+    const M = this.msgs;
+    let len = 0;
+    for (const e of extents) len += e.len;
+    this.chunked.set(mslot, { lane, extents });
+    M.dataLane[mslot] = lane.idx;
+    M.dataSeq[mslot] = extents[0]!.seq;
+    M.dataOff[mslot] = extents[0]!.off;
+    M.dataLen[mslot] = len;
+  }
+
+  /**
+   * Where the message data at offset `pos` is: lane, segment, file offset and up to `max` bytes
+   * that are contiguous there (within one record). The data must be placed.
+   */
+  dataAt(mslot: number, pos: number, max: number): { lane: string; seq: number; off: number; len: number } {
+    const M = this.msgs;
+    const c = this.chunked.get(mslot);
+    if (!c) {
+      const lane = this.lanes[M.dataLane[mslot]!]!;
+      return {
+        lane: lane.name,
+        seq: M.dataSeq[mslot]!,
+        off: M.dataOff[mslot]! + pos,
+        len: Math.min(max, M.dataLen[mslot]! - pos),
+      };
+    }
+    let start = 0;
+    for (const e of c.extents) {
+      if (pos < start + e.len) {
+        const within = pos - start;
+        return { lane: c.lane.name, seq: e.seq, off: e.off + within, len: Math.min(max, e.len - within) };
+      }
+      start += e.len;
+    }
+    throw new RangeError(`offset ${pos} is past the end of the data (${start} bytes)`);
+  }
+
   /** Registers data found by recovery; prefers the data lane, then the later copy. */
   adoptData(mslot: number, lane: LaneState, seq: number, payloadOff: number, len: number): void {
     const M = this.msgs;
     lane.seg(seq).dataBytes += len;
-    if (M.dataSeq[mslot] !== UNPLACED) {
-      const cur = this.lanes[M.dataLane[mslot]!]!;
-      const better =
-        (lane.kind === 'data' && cur.kind !== 'data') || (lane === cur && seq >= M.dataSeq[mslot]!);
-      if (!better) return;
-    }
+    if (!this.adoptable(mslot, lane)) return;
+    this.chunked.delete(mslot);
     M.dataLane[mslot] = lane.idx;
     M.dataSeq[mslot] = seq;
     M.dataOff[mslot] = payloadOff;
     M.dataLen[mslot] = len;
   }
 
-  /** Counts adopted data in its segment once recovery knows the message is live. */
+  /** Recovery keeps the data copy in the data lane, else the later copy in the same lane. */
+  private adoptable(mslot: number, lane: LaneState): boolean {
+    const M = this.msgs;
+    if (M.dataSeq[mslot] === UNPLACED) return true;
+    const cur = this.lanes[M.dataLane[mslot]!]!;
+    // Lanes are scanned one after the other, segments in log order: a copy seen later in the
+    // same lane is the later copy.
+    return (lane.kind === 'data' && cur.kind !== 'data') || lane === cur;
+  }
+
+  /**
+   * Registers a chunk record found by recovery. A chunk at offset 0 starts a copy; one that
+   * continues the copy in progress (same lane, the next offset) extends it; the last chunk makes
+   * the copy complete, and a complete copy is adopted like a data record. Anything else is a
+   * remnant of a copy whose other chunks are gone (an abandoned stream, a freed segment): every
+   * copy holds the same bytes, so only the offsets matter.
+   */
+  adoptChunk(
+    mslot: number,
+    lane: LaneState,
+    seq: number,
+    payloadOff: number,
+    len: number,
+    offset: number,
+    last: boolean,
+  ): void {
+    lane.seg(seq).dataBytes += len;
+    let c = this.candidates.get(mslot);
+    if (offset === 0) {
+      c = { lane, extents: [], next: 0 };
+      this.candidates.set(mslot, c);
+    } else if (!c || c.lane !== lane || c.next !== offset) return;
+    c.extents.push({ seq, off: payloadOff, len });
+    c.next += len;
+    if (!last) return;
+    this.candidates.delete(mslot);
+    if (this.adoptable(mslot, lane)) this.placeChunked(mslot, lane, c.extents);
+  }
+
+  /** Recovery: whether chunks of an incomplete copy were seen for the message (orphan data). */
+  hasPartialChunks(mslot: number): boolean {
+    return this.candidates.has(mslot);
+  }
+
+  /** Recovery, at the end: forgets incomplete copies and chunked data of dropped messages. */
+  forgetRecoveryData(mslot: number): void {
+    this.candidates.delete(mslot);
+    this.chunked.delete(mslot);
+  }
+
+  /** Counts adopted data in its segment(s) once recovery knows the message is live. */
   accountAdoptedData(mslot: number): void {
     const M = this.msgs;
+    this.candidates.delete(mslot);
     if (M.dataSeq[mslot] === UNPLACED) return;
+    const c = this.chunked.get(mslot);
+    if (c) {
+      for (const e of c.extents) {
+        const s = c.lane.seg(e.seq);
+        s.liveData++;
+        s.liveDataBytes += e.len;
+      }
+      return;
+    }
     const s = this.lanes[M.dataLane[mslot]!]!.seg(M.dataSeq[mslot]!);
     s.liveData++;
     s.liveDataBytes += M.dataLen[mslot]!;

@@ -8,7 +8,9 @@
 // appended in the same batch as the failure.
 import { MtaError } from '../errors.js';
 import { type Clock, systemClock } from '../util/clock.js';
-import { QueueCore } from './core.js';
+import { type Extent, QueueCore } from './core.js';
+import { DEFAULT_MEMORY_BUDGET, MemoryBudget } from './data/budget.js';
+import { CHUNK_SIZE, DataSpool } from './data/spool.js';
 import { IdSource } from './ids.js';
 import { ExpiryHeap } from './lanes/expiry.js';
 import type { HeldFlush, LaneState } from './lanes/lane.js';
@@ -61,6 +63,10 @@ export interface QueueOptions {
   /** Delay before a piece whose attempt could not be finished (read or write error) is tried again (default 30 s). */
   limboRetryMs?: number;
   hooks?: QueueHooks;
+  /** Memory budget for message bytes (shared by the queues of one process). */
+  budget?: MemoryBudget;
+  /** Bytes a spool buffers before it writes a chunk record (tests make it small). */
+  chunkSize?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -80,6 +86,10 @@ const FRESH_MAX = 4096;
 const EXPIRY_TICK_MAX = 60_000;
 /** Held pieces expiring at once (their bounces share fdatasyncs). */
 const EXPIRY_BATCH = 64;
+/** Pieces in which data is read back from the log for delivery (a stream never holds more). */
+export const READ_PIECE = 256 * 1024;
+/** Reports include at most this much of the original message (headers only when it is larger). */
+export const REPORT_DATA_MAX = 1024 * 1024;
 
 export class Queue {
   readonly dir: string;
@@ -94,6 +104,8 @@ export class Queue {
   readonly maxAge: number;
   readonly delayWarning: number;
   readonly hooks: QueueHooks;
+  readonly budget: MemoryBudget;
+  readonly chunkSize: number;
   recovery: RecoveryReport | undefined;
   private deliverer: Deliverer | undefined;
   private running = false;
@@ -122,10 +134,11 @@ export class Queue {
   /**
    * Just-accepted envelopes and data kept in memory for their first attempt, so it needs no read
    * back. Envelopes by piece slot with the generation they were made current at (a slot can be
-   * reused); data by message id. Bounded: past FRESH_MAX messages the attempt reads from disk.
+   * reused); data by message id. Bounded: past FRESH_MAX messages, or when it would take more
+   * than half the memory budget, the attempt reads from disk. Chunked (large) data is never kept.
    */
   private readonly freshEnv = new Map<number, { gen: number; rec: EnvelopeRecord }>();
-  private readonly freshData = new Map<number, readonly Buffer[]>();
+  private readonly freshData = new Map<number, { chunks: readonly Buffer[]; size: number }>();
   private readonly blocked = new Set<LaneState>();
   /** `new` and retry lanes, in creation order (see pumpAll). */
   private readonly timed: LaneState[] = [];
@@ -133,6 +146,7 @@ export class Queue {
   /** Held lanes with a flush under way. */
   private readonly flushingLanes = new Set<LaneState>();
   private reclaiming = false;
+  private compacting = false;
   private maintenance: (() => void) | undefined;
 
   private constructor(opts: QueueOptions) {
@@ -149,6 +163,8 @@ export class Queue {
     this.flushConcurrency = opts.flushConcurrency ?? 64;
     this.settleTimeoutMs = opts.settleTimeoutMs ?? 30_000;
     this.limboRetryMs = opts.limboRetryMs ?? 30_000;
+    this.budget = opts.budget ?? new MemoryBudget(DEFAULT_MEMORY_BUDGET);
+    this.chunkSize = opts.chunkSize ?? CHUNK_SIZE;
     this.writer = new GroupWriter({
       fs: this.fs,
       dir: this.dir,
@@ -228,18 +244,69 @@ export class Queue {
 
   // ------------------------------------------------------------------ accepting
 
+  /**
+   * A spool for the data of a message being received (streamed to the log in chunks once it is
+   * large); pass it as `data` to accept() on this queue, or abort() it.
+   */
+  spool(msgId: number): DataSpool {
+    this.ids.observe(msgId);
+    return new DataSpool(
+      {
+        core: this.core,
+        writer: this.writer,
+        budget: this.budget,
+        readSegment: (lane, seq, off, len) =>
+          this.fs.read(`${this.dir}/lanes/${lane}/${segmentName(seq)}`, off, len),
+      },
+      msgId,
+      this.chunkSize,
+    );
+  }
+
   /** Accepts a message; resolves once it is durable (the caller may then reply 250). */
   async accept(input: AcceptInput): Promise<AcceptResult> {
-    const fresh = this.acceptInternal(input);
-    await this.writer.commit();
+    const spool = input.data instanceof DataSpool ? input.data : undefined;
+    let fresh: { msgId: number; size: number; toNew: boolean; uncount: number };
+    try {
+      if (spool) {
+        if (spool.host.core !== this.core)
+          throw new MtaError('WRONG_QUEUE', 'transient', 'a spool is accepted by the queue that made it');
+        if (input.msgId !== undefined && input.msgId !== spool.msgId)
+          throw new MtaError('WRONG_ID', 'transient', 'a spool is accepted under its own message id');
+        await spool.finishWriting();
+        if (spool.failed) throw spool.failed;
+        if (spool.state !== 'open')
+          throw new MtaError('SPOOL_CLOSED', 'transient', 'the message data was discarded');
+      }
+      fresh = this.acceptInternal(spool ? { ...input, msgId: spool.msgId } : input);
+    } catch (e) {
+      spool?.abort();
+      throw e;
+    }
+    try {
+      await this.writer.commit();
+    } catch (e) {
+      this.dropFresh(fresh.msgId);
+      throw e;
+    } finally {
+      this.budget.sub(fresh.uncount);
+    }
     const id = formatId(fresh.msgId);
     this.emit({ type: 'accepted', id, size: fresh.size, recipients: input.recipients.length });
     if (fresh.toNew) this.pump(this.core.newLane());
     return { id, msgId: fresh.msgId };
   }
 
-  /** Appends a message's records without waiting (the caller commits). */
-  private acceptInternal(input: AcceptInput): { msgId: number; size: number; toNew: boolean } {
+  /**
+   * Appends a message's records without waiting (the caller commits). Returns, in `uncount`,
+   * budget bytes (a spool's last buffered bytes) to release once the commit is over.
+   */
+  private acceptInternal(input: AcceptInput): {
+    msgId: number;
+    size: number;
+    toNew: boolean;
+    uncount: number;
+  } {
     if (this.writer.poisoned) throw this.writer.poisoned;
     if (input.recipients.length === 0)
       throw new MtaError('NO_RECIPIENTS', 'permanent', 'a message needs at least one recipient');
@@ -253,8 +320,14 @@ export class Queue {
         throw new MtaError('DUPLICATE_ID', 'transient', `message id ${formatId(msgId)} already queued`);
     }
     const arrival = input.arrival ?? now;
-    let size = 0;
-    for (const b of input.data) size += b.length;
+    // The data: given whole, or a spool's — whose last bytes are either the whole message (it was
+    // never chunked) or its last chunk. Nothing below throws, so the spool is never left half taken.
+    const spool = input.data instanceof DataSpool ? input.data : undefined;
+    const taken = spool?.take();
+    const chunks: readonly Buffer[] = taken ? taken.views : (input.data as readonly Buffer[]);
+    let size = taken ? taken.offset + taken.bytes : 0;
+    if (!taken) for (const b of chunks) size += b.length;
+    let uncount = taken?.bytes ?? 0;
     // Recipients grouped by first lane; the common case (everything to `new`) builds no map.
     const groups = new Map<LaneState, number[] | null>();
     const dests = input.destinations;
@@ -275,7 +348,15 @@ export class Queue {
     }
     const onlyNew = groups.size === 1 && groups.has(core.newLane());
     const mslot = core.newMessage(msgId, arrival);
-    core.putData(mslot, onlyNew ? core.newLane() : core.dataLane(), input.data, size);
+    if (spool?.chunked) {
+      // The last chunk completes the data: from its placement on the message owns every chunk.
+      const extents = spool.extents;
+      const lane = core.dataLane();
+      core.appendChunk(lane, msgId, taken!.offset, true, chunks, taken!.bytes, (e) => {
+        extents.push(e);
+        core.setChunked(mslot, msgId, lane, extents);
+      });
+    } else core.putData(mslot, onlyNew ? core.newLane() : core.dataLane(), chunks, size);
     const base: EnvelopeInfo = {
       sender: input.sender,
       recipients: input.recipients,
@@ -309,8 +390,22 @@ export class Queue {
       }
       pieceNo++;
     }
-    if (toNew && this.freshData.size < FRESH_MAX) this.freshData.set(msgId, input.data);
-    return { msgId, size, toNew };
+    if (toNew && !spool?.chunked && this.freshData.size < FRESH_MAX) {
+      // Kept for the first attempt only while that leaves half the budget to arriving mail.
+      if (taken ? this.budget.used <= this.budget.limit / 2 : this.budget.roomForCache(size)) {
+        if (!taken) this.budget.add(size);
+        this.freshData.set(msgId, { chunks, size });
+        uncount = 0;
+      }
+    }
+    return { msgId, size, toNew, uncount };
+  }
+
+  private dropFresh(msgId: number): void {
+    const f = this.freshData.get(msgId);
+    if (f === undefined) return;
+    this.freshData.delete(msgId);
+    this.budget.sub(f.size);
   }
 
   // ------------------------------------------------------------------ running lanes
@@ -475,7 +570,7 @@ export class Queue {
           if (!lane.held && this.core.isLive(pslot)) this.toLimbo(pslot, gen, lane);
         }
         // After the first attempt the data is read from disk: memory holds only mail in flight.
-        if (msgId !== undefined) this.freshData.delete(msgId);
+        if (msgId !== undefined) this.dropFresh(msgId);
         this.pumpAll();
       });
   }
@@ -515,6 +610,7 @@ export class Queue {
       attempts: this.attemptsOf(pslot, env),
       pending,
       data: () => this.readData(mslot, env.msgId),
+      stream: () => this.dataStream(mslot, env.msgId),
       record: (outcomes) => this.recordOutcomes(pslot, gen, env, outcomes),
       finish: (outcomes) => this.finishJob(pslot, gen, env, pending, outcomes),
     };
@@ -542,19 +638,73 @@ export class Queue {
     return decodeEnvelope(buf);
   }
 
+  /** The whole data of a message in one buffer (small messages; see dataStream for any size). */
   async readData(mslot: number, msgId: number): Promise<Buffer> {
     const M = this.core.msgs;
     if (M.id[mslot] !== msgId)
       throw new MtaError('MESSAGE_GONE', 'permanent', `message ${formatId(msgId)} is no longer queued`);
     const fresh = this.freshData.get(msgId);
-    if (fresh) return fresh.length === 1 ? fresh[0]! : Buffer.concat(fresh as Buffer[]);
+    if (fresh) return fresh.chunks.length === 1 ? fresh.chunks[0]! : Buffer.concat(fresh.chunks as Buffer[]);
     if (M.dataSeq[mslot] === UNPLACED) await this.writer.commit();
+    if (this.core.chunked.has(mslot)) {
+      const parts: Buffer[] = [];
+      for await (const b of this.dataStream(mslot, msgId)) parts.push(b);
+      return Buffer.concat(parts);
+    }
     const lane = this.core.lanes[M.dataLane[mslot]!]!;
     return this.fs.read(
       `${this.dir}/lanes/${lane.name}/${segmentName(M.dataSeq[mslot]!)}`,
       M.dataOff[mslot]!,
       M.dataLen[mslot]!,
     );
+  }
+
+  /**
+   * The data of a message as a stream of pieces of at most `piece` bytes, read from the log as
+   * it is consumed (or the accepted bytes, while they are still in memory). The location is
+   * looked up again for every piece, so a copy made meanwhile (compaction) is followed.
+   */
+  async *dataStream(
+    mslot: number,
+    msgId: number,
+    piece = READ_PIECE,
+    limit = Number.POSITIVE_INFINITY,
+  ): AsyncGenerator<Buffer> {
+    const M = this.core.msgs;
+    const gone = () =>
+      new MtaError('MESSAGE_GONE', 'permanent', `message ${formatId(msgId)} is no longer queued`);
+    if (M.id[mslot] !== msgId) throw gone();
+    const fresh = this.freshData.get(msgId);
+    if (fresh) {
+      let left = limit;
+      for (const c of fresh.chunks) {
+        if (left <= 0) return;
+        yield c.length <= left ? c : c.subarray(0, left);
+        left -= c.length;
+      }
+      return;
+    }
+    let pos = 0;
+    for (let retried = false; ; ) {
+      if (M.id[mslot] !== msgId) throw gone();
+      if (M.dataSeq[mslot] === UNPLACED) await this.writer.commit();
+      const end = Math.min(M.dataLen[mslot]!, limit);
+      if (pos >= end) return;
+      const at = this.core.dataAt(mslot, pos, Math.min(piece, end - pos));
+      let buf: Buffer;
+      try {
+        buf = await this.fs.read(`${this.dir}/lanes/${at.lane}/${segmentName(at.seq)}`, at.off, at.len);
+      } catch (e) {
+        // The copy just read may have been replaced and unlinked (compaction): look again, once.
+        const moved = M.id[mslot] === msgId && this.core.dataAt(mslot, pos, at.len).seq !== at.seq;
+        if (!moved || retried) throw e;
+        retried = true;
+        continue;
+      }
+      retried = false;
+      pos += buf.length;
+      yield buf;
+    }
   }
 
   // ------------------------------------------------------------------ outcomes
@@ -585,7 +735,7 @@ export class Queue {
       });
     }
     const data = (await this.reportsNeedData(env, finals))
-      ? await this.readData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
+      ? await this.reportData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
       : Buffer.alloc(0);
     this.appendReports(env, finals, data, now);
     await this.writer.commit();
@@ -604,6 +754,17 @@ export class Queue {
       if (o.host !== undefined) ev.host = o.host;
       this.emit(ev);
     }
+  }
+
+  /** What a report may quote of the original: all of it up to REPORT_DATA_MAX, else its start. */
+  private async reportData(mslot: number, msgId: number): Promise<Buffer> {
+    if (this.core.msgs.dataLen[mslot]! <= REPORT_DATA_MAX || this.freshData.has(msgId))
+      return this.readData(mslot, msgId).then((b) =>
+        b.length > REPORT_DATA_MAX ? b.subarray(0, REPORT_DATA_MAX) : b,
+      );
+    const parts: Buffer[] = [];
+    for await (const b of this.dataStream(mslot, msgId, READ_PIECE, REPORT_DATA_MAX)) parts.push(b);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
   private async reportsNeedData(env: EnvelopeRecord, outs: RcptOutcome[]): Promise<boolean> {
@@ -740,20 +901,22 @@ export class Queue {
       }
       return;
     }
-    const needData =
-      (await this.reportsNeedData(env, finals)) ||
-      delayList.length > 0 ||
-      [...groups.keys()].some((l) => l.kind !== 'new');
     const mslot = P.msg[pslot]!;
-    const data = needData ? await this.readData(mslot, env.msgId) : Buffer.alloc(0);
+    // Data must live in the data lane once any piece leaves `new`; data still in `new` is
+    // copied (it was written whole, so it is small: large data is streamed to `data` at once).
+    const relocate =
+      core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data' &&
+      [...groups.keys()].some((l) => l.kind !== 'new');
+    const reportData =
+      (await this.reportsNeedData(env, finals)) || delayList.length > 0
+        ? await this.reportData(mslot, env.msgId)
+        : Buffer.alloc(0);
+    const data = relocate ? await this.readData(mslot, env.msgId) : undefined;
     if (P.gen[pslot] !== gen || !core.isLive(pslot)) return;
     if (groups.size === 0) {
       core.killPiece(pslot, DONE_COMPLETED, 1);
     } else {
-      // Data must live in the data lane once any piece leaves `new`.
-      const M = core.msgs;
-      const dataLaneNow = core.lanes[M.dataLane[mslot]!]!;
-      if (dataLaneNow.kind !== 'data' && [...groups.keys()].some((l) => l.kind !== 'new'))
+      if (data && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data')
         core.putData(mslot, core.dataLane(), [data], data.length);
       const oldVersion = P.version[pslot]!;
       const attempts = this.attemptsOf(pslot, env) + 1;
@@ -810,7 +973,7 @@ export class Queue {
       // The old version dies only after every replacement is durable (phase 3).
       core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, 3);
     }
-    this.appendReports(env, finals, data, now, delayList);
+    this.appendReports(env, finals, reportData, now, delayList);
     await this.writer.commit();
     this.emitOutcomes(env, [...finals, ...deferred]);
     for (const target of groups.keys()) if (target.kind === 'new') this.pump(target);
@@ -851,26 +1014,92 @@ export class Queue {
     await this.reclaim();
   }
 
-  /** Copies the live data out of mostly-empty data segments so they can be unlinked. */
+  /**
+   * Copies the live data out of mostly-empty data segments so they can be unlinked. Chunked data
+   * is copied as a stream of chunks (copyChunked); whole records are copied whole (they are
+   * small), with a commit after every chunk's worth so that pending copies stay bounded.
+   */
   async compactData(minBytes = 1024 * 1024): Promise<number> {
+    if (this.compacting) return 0;
     const core = this.core;
-    const seqs = core.sparseDataSegments(minBytes);
-    if (seqs.length === 0) return 0;
-    const dataLane = core.dataLane();
-    const M = core.msgs;
-    let moved = 0;
-    for (const seq of seqs) {
-      for (const mslot of core.msgs.byId.values()) {
-        if (M.dataLane[mslot] !== dataLane.idx || M.dataSeq[mslot] !== seq) continue;
-        const id = M.id[mslot]!;
-        const buf = await this.readData(mslot, id);
-        if (M.id[mslot] !== id || M.dataSeq[mslot] !== seq) continue;
+    const seqs = new Set(core.sparseDataSegments(minBytes));
+    if (seqs.size === 0) return 0;
+    this.compacting = true;
+    try {
+      const dataLane = core.dataLane();
+      const M = core.msgs;
+      let moved = 0;
+      let pending = 0;
+      for (const [id, mslot] of [...M.byId]) {
+        if (M.id[mslot] !== id || M.dataLane[mslot] !== dataLane.idx || M.dataSeq[mslot] === UNPLACED)
+          continue;
+        const c = core.chunked.get(mslot);
+        if (c) {
+          if (!c.extents.some((e) => seqs.has(e.seq))) continue;
+          if (await this.copyChunked(mslot, id).catch(() => false)) moved++;
+          continue;
+        }
+        const seq = M.dataSeq[mslot]!;
+        if (!seqs.has(seq)) continue;
+        const buf = await this.readData(mslot, id).catch(() => undefined);
+        if (!buf || M.id[mslot] !== id || M.dataSeq[mslot] !== seq || core.chunked.has(mslot)) continue;
         core.putData(mslot, dataLane, [buf], buf.length);
         moved++;
+        pending += buf.length;
+        if (pending >= this.chunkSize) {
+          pending = 0;
+          await this.writer.commit();
+        }
       }
+      await this.writer.commit();
+      return moved;
+    } finally {
+      this.compacting = false;
     }
+  }
+
+  /**
+   * Copies a message's chunked data to the tail of the data lane, a chunk at a time (each chunk
+   * committed before the next is read), and switches to the copy when its last chunk is placed;
+   * the old chunks stop counting then. Memory: one chunk. If the message ends meanwhile, the
+   * copy is released. Returns whether the copy was made.
+   */
+  private async copyChunked(mslot: number, msgId: number): Promise<boolean> {
+    const core = this.core;
+    const M = core.msgs;
+    const lane = core.dataLane();
+    const extents: Extent[] = [];
+    const total = M.dataLen[mslot]!;
+    let offset = 0;
+    let views: Buffer[] = [];
+    let buffered = 0;
+    try {
+      for await (const b of this.dataStream(mslot, msgId)) {
+        views.push(b);
+        buffered += b.length;
+        if (buffered >= this.chunkSize && offset + buffered < total) {
+          core.appendChunk(lane, msgId, offset, false, views, buffered, (e) => extents.push(e));
+          offset += buffered;
+          views = [];
+          buffered = 0;
+          await this.writer.commit();
+        }
+      }
+    } catch (e) {
+      // Every chunk appended so far is placed (placement precedes a commit's I/O): release them.
+      for (const x of extents.splice(0)) core.unpinExtent(lane, x.seq, x.len);
+      throw e;
+    }
+    if (M.id[mslot] !== msgId) {
+      for (const x of extents.splice(0)) core.unpinExtent(lane, x.seq, x.len);
+      return false;
+    }
+    core.appendChunk(lane, msgId, offset, true, views, buffered, (e) => {
+      extents.push(e);
+      core.setChunked(mslot, msgId, lane, extents);
+    });
     await this.writer.commit();
-    return moved;
+    return true;
   }
 
   /** Give-up age of a lane's mail: the domain's max_age for held lanes, else the queue's. */
@@ -1097,7 +1326,7 @@ export class Queue {
       this.core.killPiece(p, DONE_DELETED, 1);
       return 'done';
     });
-    if (this.core.msgs.byId.get(msgId) === undefined) this.freshData.delete(msgId);
+    if (this.core.msgs.byId.get(msgId) === undefined) this.dropFresh(msgId);
     await this.writer.commit();
     if (r.pieces > 0) this.emit({ type: 'admin', id: formatId(msgId), action: 'deleted by operator' });
     return r;

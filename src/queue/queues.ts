@@ -1,19 +1,26 @@
 // Several queue directories (one per disk) used as one: new messages go to the queue with the
 // fewest bytes waiting for a sync, so N disks raise the fsync and bandwidth ceiling N-fold.
 // A message lives wholly in one queue; lookups by id ask each queue (there are few).
+import { DEFAULT_MEMORY_BUDGET, MemoryBudget } from './data/budget.js';
+import { DataSpool } from './data/spool.js';
 import { IdSource } from './ids.js';
 import { Queue, type QueueOptions } from './queue.js';
 import type { RecoveryReport } from './recovery.js';
 import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob } from './types.js';
 
 export class Queues {
-  private constructor(readonly list: Queue[]) {}
+  private constructor(
+    readonly list: Queue[],
+    /** Message bytes in memory, over every queue (see data/budget.ts). */
+    readonly budget: MemoryBudget,
+  ) {}
 
   static async open(paths: readonly string[], opts: Omit<QueueOptions, 'dir'>): Promise<Queues> {
     const ids = opts.ids ?? new IdSource(() => (opts.clock ?? { now: Date.now }).now());
+    const budget = opts.budget ?? new MemoryBudget(DEFAULT_MEMORY_BUDGET);
     const list: Queue[] = [];
-    for (const dir of paths) list.push(await Queue.open({ ...opts, dir, ids }));
-    return new Queues(list);
+    for (const dir of paths) list.push(await Queue.open({ ...opts, dir, ids, budget }));
+    return new Queues(list, budget);
   }
 
   get recovery(): RecoveryReport[] {
@@ -47,7 +54,17 @@ export class Queues {
     return best ?? this.list[0]!;
   }
 
+  /** A spool for a message being received, in the queue it will live in (see Queue.spool). */
+  spool(msgId: number): DataSpool {
+    return this.pick().spool(msgId);
+  }
+
   accept(input: AcceptInput): Promise<AcceptResult> {
+    if (input.data instanceof DataSpool) {
+      const core = input.data.host.core;
+      const q = this.list.find((x) => x.core === core);
+      if (q) return q.accept(input);
+    }
     return this.pick().accept(input);
   }
 

@@ -15,13 +15,16 @@ import type { GroupWriter } from './log/writer.js';
 import { FRAME_HEADER } from './record/frame.js';
 import type { IdSource } from './ids.js';
 import {
+  CHUNK_PREFIX,
   DATA_PREFIX,
+  decodeChunkHead,
   decodeDataId,
   decodeDelta,
   decodeDone,
   decodeEnvelopeHead,
   DONE_REPAIR,
   formatId,
+  RT_CHUNK,
   RT_DATA,
   RT_DELTA,
   RT_DONE,
@@ -143,6 +146,22 @@ export async function recover(
             q.ids.observe(id);
             break;
           }
+          case RT_CHUNK: {
+            const c = decodeChunkHead(r.body);
+            let m = M.byId.get(c.msgId);
+            if (m === undefined) m = core.newMessage(c.msgId, 0);
+            core.adoptChunk(
+              m,
+              lane,
+              seq,
+              r.offset + FRAME_HEADER + CHUNK_PREFIX,
+              r.body.length - CHUNK_PREFIX,
+              c.offset,
+              c.last,
+            );
+            q.ids.observe(c.msgId);
+            break;
+          }
           case RT_ENVELOPE: {
             const h = decodeEnvelopeHead(r.body);
             let m = M.byId.get(h.msgId);
@@ -248,12 +267,16 @@ export async function recover(
   for (const [id, m] of [...M.byId]) {
     for (const p of core.piecesOf(m)) if (!core.isLive(p)) core.releaseDeadPiece(p);
     if (M.head[m] === NO_SLOT) {
-      if (M.dataSeq[m] !== UNPLACED) report.orphanData++;
+      // Data without an envelope: an accept that never committed (a stream cut off, a crash
+      // before the batch was durable). Never counted, so its segments are garbage.
+      if (M.dataSeq[m] !== UNPLACED || core.hasPartialChunks(m)) report.orphanData++;
+      core.forgetRecoveryData(m);
       M.dataSeq[m] = UNPLACED;
       M.release(m);
       continue;
     }
     if (M.dataSeq[m] === UNPLACED) {
+      core.forgetRecoveryData(m);
       // Envelopes without data: a split accept whose data file never became durable (so it was
       // never acknowledged), or data lost to corruption. Nothing can be delivered: end them.
       report.missingData.push(formatId(id));

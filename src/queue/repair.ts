@@ -13,7 +13,7 @@
 //   Done/Delta records that end or advance envelopes stored elsewhere), then it is set aside.
 // Invariant: nothing here lets a recipient that is pending on disk disappear; at worst a
 // recipient whose outcome was not durable is tried again.
-import type { QueueCore } from './core.js';
+import type { Extent, QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
 import { scanSegment } from './log/reader.js';
 import { segmentName } from './log/segment.js';
@@ -171,9 +171,31 @@ export async function salvageSegment(
     else core.killPiece(p, DONE_REPAIR, 1);
     salvaged++;
   }
+  // Live chunked data with a chunk here (all before the damage, or it would not be complete):
+  // copied whole to the data lane as chunks, the chunks here read from the buffer in hand.
+  for (const [id, m] of M.byId) {
+    const c = core.chunked.get(m);
+    if (!c || c.lane !== lane || !c.extents.some((e) => e.seq === seq)) continue;
+    const dataLane = core.dataLane();
+    const copy: Extent[] = [];
+    let offset = 0;
+    for (const [i, e] of c.extents.entries()) {
+      const bytes =
+        e.seq === seq
+          ? Buffer.from(buf.subarray(e.off, e.off + e.len))
+          : await fs.read(`${ctx.dir}/lanes/${laneName}/${segmentName(e.seq)}`, e.off, e.len);
+      const last = i === c.extents.length - 1;
+      core.appendChunk(dataLane, id, offset, last, [bytes], bytes.length, (x) => {
+        copy.push(x);
+        if (last) core.setChunked(m, id, dataLane, copy);
+      });
+      offset += bytes.length;
+    }
+    salvaged++;
+  }
   // Live data: to the data lane unless every piece of the message is in `new`.
   for (const m of M.byId.values()) {
-    if (M.dataLane[m] !== lane.idx || M.dataSeq[m] !== seq) continue;
+    if (M.dataLane[m] !== lane.idx || M.dataSeq[m] !== seq || core.chunked.has(m)) continue;
     const data = Buffer.from(buf.subarray(M.dataOff[m]!, M.dataOff[m]! + M.dataLen[m]!));
     const allNew = core.piecesOf(m).every((p) => core.laneOf(p).kind === 'new');
     core.putData(m, allNew ? core.newLane() : core.dataLane(), [data], data.length);

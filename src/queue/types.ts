@@ -1,5 +1,6 @@
 // The types the rest of logmta uses to talk to the queue. The queue imports nothing from
 // smtp/ or delivery/: delivery is a function it is given, reports are built by a hook.
+import type { DataSpool } from './data/spool.js';
 import type { EnvelopeInfo, EnvelopeRecord, RecipientInfo } from './record/records.js';
 
 export type { EnvelopeInfo, EnvelopeRecord, RecipientInfo };
@@ -8,8 +9,11 @@ export type { EnvelopeInfo, EnvelopeRecord, RecipientInfo };
 export type Destination = { kind: 'new' } | { kind: 'held'; domain: string } | { kind: 'hold' };
 
 export interface AcceptInput {
-  /** Message bytes exactly as they will be delivered (CRLF line ends, not dot-stuffed). */
-  data: readonly Buffer[];
+  /**
+   * Message bytes exactly as they will be delivered (CRLF line ends, not dot-stuffed): given
+   * whole, or a spool of this queue (Queue.spool) they were streamed into as they arrived.
+   */
+  data: readonly Buffer[] | DataSpool;
   sender: string;
   recipients: RecipientInfo[];
   ret?: 'FULL' | 'HDRS';
@@ -70,7 +74,10 @@ export interface DeliveryJob {
   };
   /** Indices of recipients still to deliver. */
   pending: number[];
+  /** The whole message data in one buffer: for small messages (envelope.info.size). */
   data(): Promise<Buffer>;
+  /** The message data read from the log piece by piece as it is consumed (any size). */
+  stream(): AsyncIterable<Buffer>;
   /** Commits final outcomes now (deltas), so a crash does not repeat them. */
   record(outcomes: RcptOutcome[]): Promise<void>;
   /** Commits the attempt's result: moves deferred recipients on, ends the piece, sends reports. */
@@ -87,6 +94,10 @@ export interface ReportRequest {
   envelope: EnvelopeRecord;
   /** The recipients the report is about, with their outcomes. */
   recipients: Array<{ info: RecipientInfo; outcome: RcptOutcome }>;
+  /**
+   * The original message: all of it, or its first REPORT_DATA_MAX bytes when it is larger
+   * (envelope.info.size is its whole size).
+   */
   data: Buffer;
   now: number;
 }

@@ -10,6 +10,7 @@ import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
 import { SmtpChat, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
+import { chunksOf } from '../../src/smtp/server/message-data.js';
 
 const TOML = `
 [[odmr.account]]
@@ -173,7 +174,7 @@ describe('ODMR provider', () => {
     assert.deepEqual(r, { status: 'received', messages: 2 });
     const rcpts = store.got.map((m) => m.recipients.map((x) => x.address).sort());
     assert.deepEqual(rcpts, [['one@acme.example'], ['three@acme-corp.example', 'two@acme.example']]);
-    assert.match(Buffer.concat(store.got[1]!.data).toString(), /Subject: split/);
+    assert.match(Buffer.concat(chunksOf(store.got[1]!.data)).toString(), /Subject: split/);
     assert.equal(d.daemon.queues.heldCount('acme.example'), 0);
     assert.equal(d.daemon.queues.heldCount('acme-corp.example'), 0);
     // The other account's piece of the split message is untouched.

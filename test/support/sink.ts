@@ -6,7 +6,7 @@
 // from the input buffer (so pipelined groups work), data is dot-unstuffed, BDAT chunks are read
 // by count, bytes after STARTTLS are discarded. It trusts its tests: limits are loose.
 
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, type Hash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { generate } from 'selfsigned';
@@ -21,6 +21,11 @@ export interface SinkTransaction {
   tls: boolean;
   authUser: string | undefined;
   chunked: boolean;
+  /** digestOnly: the X-Big tag of the message (test/support/bigmail.ts) and its SHA-256 from there. */
+  tag?: string;
+  digest?: string;
+  /** Octets of message data received. */
+  size: number;
 }
 
 export interface SinkOptions {
@@ -58,6 +63,67 @@ export interface SinkOptions {
   dropAfterData?: boolean;
   /** Delay every reply by this many milliseconds. */
   delayMs?: number;
+  /**
+   * Keep no message data (transactions get `data` empty): only its size and, for messages made by
+   * test/support/bigmail.ts, the tag and digest, computed as the bytes arrive (for huge messages).
+   */
+  digestOnly?: boolean;
+}
+
+/** Message data of one transaction: kept whole, or (digestOnly) hashed from the X-Big header on. */
+class DataCollector {
+  private parts: Buffer[] = [];
+  bytes = 0;
+  private head: Buffer = Buffer.alloc(0);
+  private hash: Hash | undefined;
+  tag: string | undefined;
+
+  constructor(private readonly digestOnly: boolean) {}
+
+  push(b: Buffer): void {
+    this.bytes += b.length;
+    if (!this.digestOnly) {
+      this.parts.push(b);
+      return;
+    }
+    if (this.hash) {
+      this.hash.update(b);
+      return;
+    }
+    if (this.head.length > 1 << 20) return; // no X-Big header: nothing to digest
+    this.head = Buffer.concat([this.head, b]);
+    const at = this.head.indexOf('X-Big: ');
+    const eol = at < 0 ? -1 : this.head.indexOf('\n', at);
+    if (eol < 0) return;
+    this.tag = this.head
+      .subarray(at + 7, eol)
+      .toString('latin1')
+      .replace(/\r$/, '');
+    this.hash = createHash('sha256').update(this.head.subarray(at));
+    this.head = Buffer.alloc(0);
+  }
+
+  /** The data (empty when digestOnly), and resets for the next message. */
+  take(): { data: Buffer; size: number; tag?: string; digest?: string } {
+    const out: { data: Buffer; size: number; tag?: string; digest?: string } = {
+      data: Buffer.concat(this.parts),
+      size: this.bytes,
+    };
+    if (this.hash && this.tag !== undefined) {
+      out.tag = this.tag;
+      out.digest = this.hash.digest('hex');
+    }
+    this.reset();
+    return out;
+  }
+
+  reset(): void {
+    this.parts = [];
+    this.bytes = 0;
+    this.head = Buffer.alloc(0);
+    this.hash = undefined;
+    this.tag = undefined;
+  }
 }
 
 let certPromise: Promise<{ key: string; cert: string }> | undefined;
@@ -157,7 +223,7 @@ class SinkSession {
   private tls = false;
   private authUser: string | undefined;
   private tx: SinkTransaction | undefined;
-  private dataParts: Buffer[] = [];
+  private readonly dataParts: DataCollector;
   private bdatLeft = 0;
   private bdatLast = false;
   private authStep: ((line: string) => void) | undefined;
@@ -168,6 +234,7 @@ class SinkSession {
     socket: net.Socket,
   ) {
     this.sock = socket;
+    this.dataParts = new DataCollector(sink.opts.digestOnly === true);
   }
 
   start(): void {
@@ -248,24 +315,26 @@ class SinkSession {
 
   private endBdat(): void {
     if (this.tx === undefined || this.tx.recipients.length === 0) {
-      this.dataParts = [];
+      this.dataParts.reset();
       this.reply('503 5.5.1 no valid recipients');
       return;
     }
     if (this.bdatLast) this.finish(true);
-    else this.reply(`250 2.0.0 ${this.dataParts.reduce((a, b) => a + b.length, 0)} octets received`);
+    else this.reply(`250 2.0.0 ${this.dataParts.bytes} octets received`);
   }
 
   private finish(chunked: boolean): void {
     const tx = this.tx;
     this.tx = undefined;
-    const data = Buffer.concat(this.dataParts);
-    this.dataParts = [];
+    const got = this.dataParts.take();
     if (tx === undefined) {
       this.reply('503 5.5.1 no transaction');
       return;
     }
-    tx.data = data;
+    tx.data = got.data;
+    tx.size = got.size;
+    if (got.tag !== undefined) tx.tag = got.tag;
+    if (got.digest !== undefined) tx.digest = got.digest;
     tx.chunked = chunked;
     if (this.sink.opts.dropAfterData) {
       this.sink.record(tx);
@@ -339,7 +408,7 @@ class SinkSession {
           return;
         }
         this.mode = 'data';
-        this.dataParts = [];
+        this.dataParts.reset();
         {
           this.reply('354 End data with <CR><LF>.<CR><LF>');
           return;
@@ -514,6 +583,7 @@ class SinkSession {
       tls: this.tls,
       authUser: this.authUser,
       chunked: false,
+      size: 0,
     };
     this.reply(custom ?? '250 2.1.0 Ok');
   }

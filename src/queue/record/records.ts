@@ -8,12 +8,20 @@ export const RT_DATA = 2;
 export const RT_ENVELOPE = 3;
 export const RT_DELTA = 4;
 export const RT_DONE = 5;
+/** A piece of a message's data written while it was still arriving (format 2). */
+export const RT_CHUNK = 6;
 
 export function isRecordType(t: number): boolean {
-  return t >= RT_HEADER && t <= RT_DONE;
+  return t >= RT_HEADER && t <= RT_CHUNK;
 }
 
-export const FORMAT_VERSION = 1;
+/** Format written by this code. Format 1 (no chunk records) is read as well. */
+export const FORMAT_VERSION = 2;
+
+/** True for every segment format this code reads. */
+export function knownFormat(f: number): boolean {
+  return f === 1 || f === 2;
+}
 
 export interface SegmentHeader {
   format: number;
@@ -121,6 +129,33 @@ export const DATA_PREFIX = 8;
 
 export function decodeDataId(body: Buffer): number {
   return body.readDoubleLE(0);
+}
+
+/**
+ * A chunk record's prefix: `msgId f64 | offset f64 | flags u8`, then the bytes. `offset` is where
+ * the bytes sit in the message data; CHUNK_LAST marks the chunk that ends it. A message's data is
+ * complete when chunks of one lane cover [0, end) back to back, the last one flagged.
+ */
+export const CHUNK_PREFIX = 17;
+export const CHUNK_LAST = 1;
+
+export interface ChunkHead {
+  msgId: number;
+  offset: number;
+  last: boolean;
+}
+
+export function encodeChunkPrefix(msgId: number, offset: number, last: boolean): Buffer {
+  const b = Buffer.allocUnsafe(CHUNK_PREFIX);
+  b.writeDoubleLE(msgId, 0);
+  b.writeDoubleLE(offset, 8);
+  b[16] = last ? CHUNK_LAST : 0;
+  return b;
+}
+
+export function decodeChunkHead(body: Buffer): ChunkHead {
+  if (body.length < CHUNK_PREFIX) throw new RangeError('chunk record too short');
+  return { msgId: body.readDoubleLE(0), offset: body.readDoubleLE(8), last: (body[16]! & CHUNK_LAST) !== 0 };
 }
 
 export function encodeEnvelope(e: EnvelopeRecord): Buffer {

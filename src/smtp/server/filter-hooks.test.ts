@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ServerHooks, SessionContext, SmtpReply } from './hooks.js';
 import { Harness, tick } from './testkit.js';
+import { chunksOf } from './message-data.js';
 
 const codes = Harness.codes;
 const later = <T>(v: T): Promise<T> => new Promise((r) => setImmediate(() => r(v)));
@@ -67,7 +68,7 @@ describe('session: filter stage hooks', () => {
       'disconnect 1',
     ]);
     assert.equal(h.accepted.length, 1);
-    assert.equal(h.accepted[0]?.received, h.accepted[0]?.data[0], 'received is the first chunk');
+    assert.equal(h.accepted[0]?.received, chunksOf(h.accepted[0]?.data)[0], 'received is the first chunk');
   });
 
   test('input sent before an asynchronous connect hook answers waits for the greeting', async () => {

@@ -8,6 +8,8 @@
 // checkHelo, checkSender, checkRecipient, checkData, then accept — or abort when the transaction
 // ends without a message — and disconnect once at the end. The session object passed as `ctx` is
 // the same for every call of one connection, so a filter may key its per-session state on it.
+// Message data flows into a MessageSink while it arrives (openData: the queue streams it to disk;
+// without the hook it is kept in memory), so the server never needs a whole message in memory.
 
 import type { MailParams, NotifyType } from '../protocol/params.js';
 import type { SmtpReply } from '../protocol/reply.js';
@@ -59,6 +61,27 @@ export interface RecipientEntry {
   orcpt?: { type: string; address: string };
 }
 
+/** The data of a received message: our Received: header first, CRLF line ends, dot-unstuffed. */
+export interface MessageData {
+  /** Octets so far. */
+  readonly size: number;
+  /**
+   * Reads the data back from the start, as a stream (for consumers that need the whole message
+   * at the end of data, before it is accepted: DKIM signing, milters).
+   */
+  read(): AsyncIterable<Buffer>;
+}
+
+/** Where the server writes a message's data as it arrives. */
+export interface MessageSink extends MessageData {
+  /** Appends bytes (the sink may keep the Buffer). False: stop reading until drained() resolves. */
+  write(chunk: Buffer): boolean;
+  /** Resolves when writing may go on; never rejects (a failure shows in accept()). */
+  drained(): Promise<void>;
+  /** The transaction ended without accept(): drop the data. Idempotent; a no-op after accept. */
+  abort(): void;
+}
+
 export interface ReceivedMessage {
   /** From newMessageId(), generated at MAIL and written into our Received: header. */
   id: string;
@@ -67,12 +90,12 @@ export interface ReceivedMessage {
   recipients: RecipientEntry[];
   params: Pick<MailParams, 'ret' | 'envid' | 'body' | 'smtputf8' | 'size'>;
   /**
-   * Message bytes: CRLF line endings, dot-unstuffed, not concatenated. data[0] is our own
-   * Received: header, alone in its chunk (`received` is that same Buffer, so a stage that
-   * prepends more trace fields can still tell which one is ours).
+   * Message bytes: our own Received: header first (`received` is that header, the sink's first
+   * write), CRLF line endings, dot-unstuffed. Streamed into the sink as they arrived (the daemon's
+   * sink is a queue spool); `data.read()` reads them back.
    */
-  data: Buffer[];
-  /** Our Received: header field (the very chunk in `data`). */
+  data: MessageSink;
+  /** Our Received: header field (the first bytes of `data`). */
   received?: Buffer;
   /** Total octets in `data`. */
   size: number;
@@ -131,8 +154,19 @@ export interface ServerHooks {
   /** The shared secret for CRAM-MD5, or null for an unknown user. Absent: CRAM-MD5 is not offered. */
   cramSecret?(username: string, ctx: SessionContext): MaybePromise<string | null>;
   /**
+   * Called at MAIL: a reply refuses the new transaction before it starts (452 4.3.1 while too
+   * much mail is held in memory); null lets it go on.
+   */
+  admitTransaction?(ctx: SessionContext): SmtpReply | null;
+  /**
+   * The sink for a message's data, opened when the data starts (354 to DATA, the first BDAT),
+   * with the id from newMessageId. Absent: the data is kept in memory (BufferedData).
+   */
+  openData?(id: string, ctx: SessionContext): MessageSink;
+  /**
    * Take responsibility for a message; resolve only when it is durable. `ctx` is the session that
-   * received it (absent for local submissions, which have none).
+   * received it (absent for local submissions, which have none). On rejection the server aborts
+   * the sink.
    */
   accept(message: ReceivedMessage, ctx?: SessionContext): Promise<{ queueId: string }>;
   /** ETRN (RFC 1985); when present ETRN is advertised. Answer at once (250/251/252/253/458/459). */

@@ -6,6 +6,7 @@ import { generate } from 'selfsigned';
 import type { Connection } from './connection.js';
 import type { ReceivedMessage, ServerHooks } from './hooks.js';
 import { type ListenerOptions, SmtpListener } from './listener.js';
+import { chunksOf } from './message-data.js';
 
 /** Reads CRLF lines from a socket; `next(n)` resolves with the next n complete replies. */
 class ReplyReader {
@@ -112,7 +113,7 @@ describe('SmtpListener over TCP', () => {
     c.write('Subject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n');
     assert.deepEqual((await r.next(2)).map(codeOf), ['250', '221']);
     assert.equal(accepted.length, 1);
-    assert.equal(Buffer.concat(accepted[0]?.data.slice(1) ?? []).toString(), 'Subject: t\r\n\r\nhi\r\n');
+    assert.equal(Buffer.concat(chunksOf(accepted[0]?.data).slice(1)).toString(), 'Subject: t\r\n\r\nhi\r\n');
     await waitFor(() => r.closed);
     await waitFor(() => l.connections.size === 0);
   });
@@ -145,7 +146,10 @@ describe('SmtpListener over TCP', () => {
     const m = accepted[0];
     assert.equal(m?.sender, 'a@b.c');
     assert.match(m?.client.tls?.protocol ?? '', /^TLSv1\.[23]$/);
-    assert.match(m?.data[0]?.toString() ?? '', /\(using TLSv1\.[23] with cipher .+\)\r\n.*with ESMTPS id/s);
+    assert.match(
+      chunksOf(m?.data)[0]?.toString() ?? '',
+      /\(using TLSv1\.[23] with cipher .+\)\r\n.*with ESMTPS id/s,
+    );
     t.destroy();
   });
 

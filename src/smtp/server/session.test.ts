@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MtaError } from '../../errors.js';
 import { Harness, tick } from './testkit.js';
+import { chunksOf } from './message-data.js';
 
 const codes = Harness.codes;
 
@@ -76,14 +77,14 @@ describe('session: mail transaction', () => {
     ]);
     assert.deepEqual(m.params, { ret: 'HDRS', envid: 'e1', body: '8BITMIME', size: 20 });
     assert.equal(Harness.body(m), 'Subject: hi\r\n\r\n.dot\r\n');
-    const received = m.data[0]?.toString() ?? '';
+    const received = chunksOf(m.data)[0]?.toString() ?? '';
     assert.match(
       received,
       /^Received: from client\.example \(\[192\.0\.2\.7\]\)\r\n\tby mx\.test \(logmta\) with ESMTP id M1; /,
     );
     assert.equal(
       m.size,
-      m.data.reduce((n, b) => n + b.length, 0),
+      chunksOf(m.data).reduce((n, b) => n + b.length, 0),
     );
     assert.equal(m.client.helo, 'client.example');
     assert.equal(m.receivedAt, h.clock.now());
@@ -180,7 +181,7 @@ describe('session: mail transaction', () => {
       '354',
     ]);
     await h.send('x\r\n.\r\n');
-    assert.match(h.accepted[0]?.data[0]?.toString() ?? '', /with UTF8SMTP id/);
+    assert.match(chunksOf(h.accepted[0]?.data)[0]?.toString() ?? '', /with UTF8SMTP id/);
   });
 
   test('recipients beyond maxRecipients get 452 4.5.3', async () => {

@@ -9,7 +9,11 @@
 //   exhausted or after a group-terminating command (RFC 2920: EHLO, DATA, QUIT, NOOP, ...).
 // - Memory is bounded: while busy (with more than readPauseBytes buffered) or while the socket's
 //   write side is congested, the session asks the transport to stop reading and stops producing
-//   replies; command lines are capped (LineBuffer) and bodies obey maxMessageSize.
+//   replies; command lines are capped (LineBuffer) and bodies obey maxMessageSize. Message data
+//   goes to the transaction's sink as it is read (the daemon's sink streams it to the queue);
+//   while the sink asks to pause, the session reads nothing more.
+// - A transaction that ends without accept() (RSET, a new MAIL after an error, the client gone,
+//   STARTTLS, a body error) aborts its sink, so no data outlives it.
 // - After close(), detach() or a transport close, no further output is produced.
 // Fails: hook rejections become replies (smtpStatusOf); a handler bug becomes 451 4.3.0.
 
@@ -20,7 +24,14 @@ import { LineBuffer, TOO_LONG } from '../protocol/lines.js';
 import type { MailParams } from '../protocol/params.js';
 import { formatReply, type SmtpReply } from '../protocol/reply.js';
 import { type CommandTable, defaultCommands } from './commands/table.js';
-import type { ClientInfo, RecipientEntry, ServerHooks, SessionContext, TlsInfo } from './hooks.js';
+import type {
+  ClientInfo,
+  MessageSink,
+  RecipientEntry,
+  ServerHooks,
+  SessionContext,
+  TlsInfo,
+} from './hooks.js';
 import { type ResolvedSessionOptions, resolveOptions, type SessionOptions } from './options.js';
 
 /** What the session needs from its transport. */
@@ -58,6 +69,10 @@ export interface Transaction {
   params: MailParams;
   recipients: RecipientEntry[];
   body?: BodyReader;
+  /** Where the data goes as it arrives (opened with the body). */
+  sink?: MessageSink;
+  /** Our Received: header, the sink's first bytes. */
+  received?: Buffer;
 }
 
 const COMMAND_LINE_MAX = 512;
@@ -231,6 +246,7 @@ export class SmtpSession implements SessionContext {
   /** The session is over: the transaction in progress is abandoned, filters are told once. */
   private ended(): void {
     if (this.tx !== null) {
+      this.tx.sink?.abort();
       this.tx = null;
       this.hooks.abort?.(this);
     }
@@ -254,6 +270,7 @@ export class SmtpSession implements SessionContext {
     delete this.client.authMechanism;
     this.esmtp = false;
     this.phase = 'init';
+    this.tx?.sink?.abort();
     this.tx = null;
     this.mode = 'command';
     this.lastActivity = this.opts.clock.now();
@@ -339,6 +356,7 @@ export class SmtpSession implements SessionContext {
   /** Ends the transaction in progress without a message (filters are told: hooks.abort). */
   resetTransaction(): void {
     if (this.tx !== null) {
+      this.tx.sink?.abort();
       this.tx = null;
       this.hooks.abort?.(this);
     }
@@ -349,6 +367,26 @@ export class SmtpSession implements SessionContext {
   completeTransaction(): void {
     this.tx = null;
     if (this.phase !== 'init') this.phase = 'ready';
+  }
+
+  /**
+   * Moves what the body reader collected into the transaction's sink. Returns a promise to wait
+   * for when the sink asks for a pause, undefined otherwise. After a body error nothing more is
+   * kept: the sink is dropped at once and the error is answered at the end of the data.
+   */
+  private spoolBody(body: BodyReader): Promise<void> | undefined {
+    const sink = this.tx?.sink;
+    if (sink === undefined) return undefined;
+    if (body.error !== null) {
+      sink.abort();
+      return undefined;
+    }
+    const chunks = body.chunks;
+    if (chunks.length === 0) return undefined;
+    let ok = true;
+    for (let i = 0; i < chunks.length; i++) if (!sink.write(chunks[i]!)) ok = false;
+    chunks.length = 0;
+    return ok ? undefined : sink.drained();
   }
 
   /** Implicit TLS (RFC 8314): nothing is read until the handshake is done (tlsStarted). */
@@ -402,24 +440,28 @@ export class SmtpSession implements SessionContext {
         if (buf === null) break;
         const body = this.tx?.body as BodyReader;
         this.input.advance(body.feed(buf));
+        const pause = this.spoolBody(body);
         if (body.done) {
           this.mode = 'command';
           pending = this.commandsFinishData();
-        }
+        } else pending = pause;
       } else if (mode === 'bdat') {
         if (this.bdatRemaining > 0) {
           const buf = this.input.peek();
           if (buf === null) break;
           const n = Math.min(buf.length, this.bdatRemaining);
           const body = this.tx?.body;
-          if (this.bdatRefusal === null && body !== undefined)
+          if (this.bdatRefusal === null && body !== undefined) {
             body.feed(n === buf.length ? buf : buf.subarray(0, n));
+            pending = this.spoolBody(body);
+          }
           this.input.advance(n);
           this.bdatRemaining -= n;
         }
         if (this.bdatRemaining === 0) {
           this.mode = 'command';
-          pending = this.commandsFinishBdat();
+          const finished = this.commandsFinishBdat();
+          pending = pending === undefined ? finished : pending.then(() => finished);
         }
       } else {
         break;

@@ -6,6 +6,7 @@ import type { Clock } from '../../util/clock.js';
 import type { ReceivedMessage, ServerHooks } from './hooks.js';
 import type { SessionOptions } from './options.js';
 import { type PeerInfo, type SessionIo, SmtpSession } from './session.js';
+import { chunksOf } from './message-data.js';
 
 export class ManualClock implements Clock {
   private timers: { at: number; fn: () => void; id: number }[] = [];
@@ -141,6 +142,6 @@ export class Harness {
 
   /** The content of an accepted message without our Received: header. */
   static body(m: ReceivedMessage): string {
-    return Buffer.concat(m.data.slice(1)).toString('latin1');
+    return Buffer.concat(chunksOf(m.data).slice(1)).toString('latin1');
   }
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { cramDigest } from '../../protocol/sasl.js';
 import { Harness } from '../testkit.js';
+import { chunksOf } from '../message-data.js';
 
 const codes = Harness.codes;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -104,7 +105,7 @@ describe('AUTH', () => {
     const out = await h.send('MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n');
     assert.deepEqual(codes(out), ['250 2.1.0', '250 2.1.5', '354']);
     await h.send('x\r\n.\r\n');
-    const rec = h.accepted[0]?.data[0]?.toString() ?? '';
+    const rec = chunksOf(h.accepted[0]?.data)[0]?.toString() ?? '';
     assert.match(rec, /\(authenticated sender: alice\)/);
     assert.match(rec, /with ESMTPA id/);
     assert.equal(h.accepted[0]?.client.auth, 'alice');

@@ -1,5 +1,6 @@
 // DATA (RFC 5321 4.1.1.4) and BDAT (RFC 3030 CHUNKING), and the end of a message: Received: header,
-// hand-over to hooks.accept, final reply.
+// hand-over to hooks.accept, final reply. The data goes to a sink as it arrives (hooks.openData,
+// opened at 354 / the first BDAT with our Received: header, stamped then, as Postfix does).
 // Invariants:
 // - The final 250 is sent only after hooks.accept resolved (DESIGN rule 1: durable). Commands
 //   pipelined after the end of data wait until then (the session is busy), so replies never reorder.
@@ -7,12 +8,15 @@
 //   sync; a refused or failed chunk resets the transaction and later BDATs get 503.
 // - Body policy errors (size, line length, bare CR, NUL, loop) are answered after the whole body
 //   was read (see protocol/body.ts).
+// - The sink belongs to the transaction until accept() is called with it; from then on accept()
+//   owns it, and a rejected accept aborts it.
 
 import { isMtaError, smtpStatusOf } from '../../../errors.js';
 import { BodyReader, bodyErrorReply } from '../../protocol/body.js';
-import type { ReceivedMessage } from '../hooks.js';
+import type { MessageSink, ReceivedMessage } from '../hooks.js';
+import { BufferedData } from '../message-data.js';
 import { receivedHeader } from '../received.js';
-import type { SmtpSession } from '../session.js';
+import type { SmtpSession, Transaction } from '../session.js';
 import { settle } from './util.js';
 
 function newReader(s: SmtpSession, dot: boolean): BodyReader {
@@ -23,6 +27,33 @@ function newReader(s: SmtpSession, dot: boolean): BodyReader {
     dotTerminated: dot,
     binary: !dot && s.tx?.params.body === 'BINARYMIME',
   });
+}
+
+/** Opens the transaction's sink and writes our Received: header into it; false if that failed. */
+function openSink(s: SmtpSession, tx: Transaction): boolean {
+  const header = Buffer.from(
+    receivedHeader({
+      hostname: s.opts.hostname,
+      client: s.client,
+      esmtp: s.esmtp,
+      smtputf8: tx.params.smtputf8 === true,
+      id: tx.id,
+      ...(tx.recipients.length === 1 ? { recipient: (tx.recipients[0] as { address: string }).address } : {}),
+      date: s.opts.clock.now(),
+    }),
+    'utf8',
+  );
+  let sink: MessageSink;
+  try {
+    sink = s.hooks.openData ? s.hooks.openData(tx.id, s) : new BufferedData();
+  } catch (e) {
+    s.opts.logger?.warn({ id: tx.id, err: e }, 'could not open the message data');
+    return false;
+  }
+  sink.write(header);
+  tx.sink = sink;
+  tx.received = header;
+  return true;
 }
 
 export function data(s: SmtpSession, args: string): void | Promise<void> {
@@ -40,6 +71,11 @@ export function data(s: SmtpSession, args: string): void | Promise<void> {
     return;
   }
   const start = (): void => {
+    if (!openSink(s, tx)) {
+      s.resetTransaction();
+      s.reply(451, '4.3.0', 'Local error in processing');
+      return;
+    }
     tx.body = newReader(s, true);
     s.mode = 'data';
     s.reply(354, undefined, 'End data with <CR><LF>.<CR><LF>');
@@ -79,12 +115,18 @@ export function bdat(s: SmtpSession, args: string): void | Promise<void> {
       if (refusal !== null) {
         s.bdatRefusal = refusal;
         s.bdatAbort = true;
+      } else if (!openSink(s, tx)) {
+        s.bdatRefusal = { code: 451, enhanced: '4.3.0', text: 'Local error in processing' };
+        s.bdatAbort = true;
       } else {
         tx.body = newReader(s, false);
         s.phase = 'bdat';
       }
       return readChunk(s, size);
     });
+  } else if (tx.body === undefined && !openSink(s, tx)) {
+    s.bdatRefusal = { code: 451, enhanced: '4.3.0', text: 'Local error in processing' };
+    s.bdatAbort = true;
   } else {
     if (tx.body === undefined) tx.body = newReader(s, false);
     s.phase = 'bdat';
@@ -143,23 +185,10 @@ export function finishData(s: SmtpSession): void | Promise<void> {
 function finishMessage(s: SmtpSession): Promise<void> {
   const tx = s.tx;
   const body = tx?.body;
-  if (tx === null || body === undefined) return Promise.resolve();
+  const sink = tx?.sink;
+  if (tx === null || body === undefined || sink === undefined) return Promise.resolve();
   const now = s.opts.clock.now();
   const client = { ...s.client };
-  const header = Buffer.from(
-    receivedHeader({
-      hostname: s.opts.hostname,
-      client,
-      esmtp: s.esmtp,
-      smtputf8: tx.params.smtputf8 === true,
-      id: tx.id,
-      ...(tx.recipients.length === 1 ? { recipient: (tx.recipients[0] as { address: string }).address } : {}),
-      date: now,
-    }),
-    'utf8',
-  );
-  const chunks = body.chunks;
-  chunks.unshift(header);
   const params: ReceivedMessage['params'] = {};
   const p = tx.params;
   if (p.ret !== undefined) params.ret = p.ret;
@@ -172,12 +201,13 @@ function finishMessage(s: SmtpSession): Promise<void> {
     sender: tx.sender,
     recipients: tx.recipients,
     params,
-    data: chunks,
-    size: body.size + header.length,
+    data: sink,
+    size: sink.size,
     client,
     receivedAt: now,
-    received: header,
   };
+  if (tx.received !== undefined) msg.received = tx.received;
+  delete tx.sink; // accept() owns it now
   s.completeTransaction();
   return s.hooks.accept(msg, s).then(
     ({ queueId }) => {
@@ -185,6 +215,7 @@ function finishMessage(s: SmtpSession): Promise<void> {
       s.opts.logger?.debug({ id: msg.id, queueId, size: msg.size, rcpts: msg.recipients.length }, 'accepted');
     },
     (e: unknown) => {
+      sink.abort();
       const st = smtpStatusOf(e);
       const text = isMtaError(e) && e.smtp ? (e.smtp.text ?? e.message) : 'Local error in processing';
       s.refuse({ code: st.code, enhanced: st.enhanced, text });

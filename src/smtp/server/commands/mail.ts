@@ -4,6 +4,7 @@
 // Submission mode refuses MAIL before AUTH (530 5.7.0). A refusal left by the connect or HELO hook
 // answers every MAIL. At most maxRecipients recipients
 // (452 4.5.3 beyond). Duplicate recipients are kept as given (delivery de-duplicates).
+// hooks.admitTransaction may refuse a new transaction (452 4.3.1 while memory is short).
 
 import { paramWords, parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
 import type { RecipientEntry } from '../hooks.js';
@@ -38,6 +39,13 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
   const sticky = s.stickyRefusal;
   if (sticky !== null) {
     s.sendReply(sticky);
+    return;
+  }
+  // While too much mail is held in memory (e.g. a disk slower than the network), new
+  // transactions wait: the client retries later.
+  const busy = s.hooks.admitTransaction?.(s);
+  if (busy) {
+    s.sendReply(busy);
     return;
   }
   const address = r.path.address;
