@@ -552,3 +552,154 @@ describe('session: timeouts, STARTTLS, ETRN, shutdown, detach', () => {
     assert.equal(h.io.closed, false);
   });
 });
+
+/** A sink that records what it gets and pauses the session on demand. */
+class TestSink {
+  chunks: Buffer[] = [];
+  size = 0;
+  aborted = 0;
+  /** write() returns false while set; release() resolves drained(). */
+  full = false;
+  private waiters: Array<() => void> = [];
+  write(b: Buffer): boolean {
+    this.chunks.push(b);
+    this.size += b.length;
+    return !this.full;
+  }
+  drained(): Promise<void> {
+    return this.full ? new Promise((r) => this.waiters.push(r)) : Promise.resolve();
+  }
+  release(): void {
+    this.full = false;
+    for (const w of this.waiters.splice(0)) w();
+  }
+  async *read(): AsyncGenerator<Buffer> {
+    yield* this.chunks;
+  }
+  abort(): void {
+    this.aborted++;
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('latin1');
+  }
+}
+
+describe('session: message data sinks', () => {
+  function withSinks() {
+    const sinks: TestSink[] = [];
+    const h = new Harness({
+      hooks: {
+        openData: () => {
+          const s = new TestSink();
+          sinks.push(s);
+          return s;
+        },
+      },
+    });
+    return { h, sinks };
+  }
+
+  test('data goes to the sink as it arrives, our Received: header first', async () => {
+    const { h, sinks } = withSinks();
+    await h.transaction();
+    assert.deepEqual(codes(await h.send('DATA\r\n')), ['354']);
+    assert.match(sinks[0]!.text(), /^Received: from client\.example/);
+    await h.send('Subject: x\r\n\r\nline one\r\n');
+    assert.match(sinks[0]!.text(), /line one\r\n$/, 'written before the end of data');
+    assert.deepEqual(codes(await h.send('.\r\n')), ['250 2.0.0']);
+    assert.equal(h.accepted[0]!.data, sinks[0]);
+    assert.equal(h.accepted[0]!.size, sinks[0]!.size);
+    assert.equal(sinks[0]!.aborted, 0);
+  });
+
+  test('while the sink asks for a pause the session reads nothing more, then goes on in order', async () => {
+    const { h, sinks } = withSinks();
+    await h.transaction();
+    await h.send('DATA\r\n');
+    sinks[0]!.full = true;
+    const part = `${'x'.repeat(998)}\r\n`.repeat(100);
+    assert.equal(await h.send(part), '');
+    const taken = sinks[0]!.size;
+    // More data, the end and a pipelined NOOP: buffered, not processed while the sink is full.
+    const out = await h.send(`${part}${part}.\r\nNOOP\r\n`);
+    assert.equal(out, '', 'no reply while paused');
+    assert.equal(sinks[0]!.size, taken, 'nothing more was taken');
+    assert.equal(h.io.reading, false, 'the transport is asked to stop reading');
+    sinks[0]!.release();
+    for (let i = 0; i < 5; i++) await tick();
+    assert.deepEqual(codes(h.output()), ['250 2.0.0', '250 2.0.0']);
+    const body = part.repeat(3);
+    assert.ok(sinks[0]!.text().endsWith(body));
+  });
+
+  test('the sink is aborted when the client goes away mid-data, on RSET mid-BDAT, and after a body error', async () => {
+    const a = withSinks();
+    await a.h.transaction();
+    await a.h.send('DATA\r\nSubject: x\r\n\r\npartial');
+    a.h.session.onClose();
+    assert.equal(a.sinks[0]!.aborted, 1);
+    assert.equal(a.h.accepted.length, 0);
+
+    const b = withSinks();
+    await b.h.transaction();
+    assert.deepEqual(codes(await b.h.send('BDAT 5\r\nhello')), ['250 2.0.0']);
+    assert.deepEqual(codes(await b.h.send('RSET\r\n')), ['250 2.0.0']);
+    assert.equal(b.sinks[0]!.aborted, 1);
+
+    const c = withSinks();
+    await c.h.transaction();
+    await c.h.send('DATA\r\nbad\0line\r\n');
+    assert.equal(c.sinks[0]!.aborted, 1, 'dropped as soon as the message cannot be accepted');
+    assert.deepEqual(codes(await c.h.send('more\r\n.\r\n')), ['550 5.6.0']);
+    assert.equal(c.h.accepted.length, 0);
+  });
+
+  test('a rejected accept aborts the sink', async () => {
+    const sinks: TestSink[] = [];
+    const h = new Harness({
+      hooks: {
+        openData: () => {
+          const s = new TestSink();
+          sinks.push(s);
+          return s;
+        },
+        accept: async () => {
+          throw new MtaError('X', 'transient', 'disk trouble', { smtp: { code: 452, enhanced: '4.3.1' } });
+        },
+      },
+    });
+    await h.transaction();
+    assert.deepEqual(codes(await h.send('DATA\r\nhi\r\n.\r\n')), ['354', '452 4.3.1']);
+    assert.equal(sinks[0]!.aborted, 1);
+  });
+
+  test('admitTransaction refuses MAIL with its reply; a later MAIL is admitted once it says so', async () => {
+    let busy = true;
+    const h = new Harness({
+      hooks: {
+        admitTransaction: () =>
+          busy ? { code: 452, enhanced: '4.3.1', text: 'Insufficient system storage' } : null,
+      },
+    });
+    await h.send('EHLO c\r\n');
+    assert.deepEqual(codes(await h.send('MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n')), [
+      '452 4.3.1',
+      '503 5.5.1',
+    ]);
+    busy = false;
+    assert.deepEqual(codes(await h.send('MAIL FROM:<a@b.c>\r\n')), ['250 2.1.0']);
+  });
+
+  test('an openData hook that throws gets 451 at DATA and the session goes on', async () => {
+    const h = new Harness({
+      hooks: {
+        openData: () => {
+          throw new Error('no queue');
+        },
+      },
+    });
+    await h.transaction();
+    assert.deepEqual(codes(await h.send('DATA\r\n')), ['451 4.3.0']);
+    assert.deepEqual(codes(await h.send('NOOP\r\n')), ['250 2.0.0']);
+  });
+});
