@@ -108,6 +108,18 @@ export async function sendTransaction(
   // never sent raw to a hop without it); 8-bit bodies need 8BITMIME or the 7-bit form (RFC 6152).
   // Only a hop that lacks one of the two needs the message looked at (nearly every hop has both).
   const inspect = !ext.eightBitMime || (tx.smtputf8 === true && !ext.smtputf8);
+  // A streamed (large) message is then read whole, so that it can be inspected and converted as
+  // an in-memory one is.
+  if (inspect && !Array.isArray(tx.data)) {
+    const whole: Buffer[] = [];
+    try {
+      for await (const c of tx.data as AsyncIterable<Buffer>) whole.push(c);
+    } catch (e) {
+      all((i) => local(i, 451, '4.3.0', `could not read the message: ${errorText(e)}`, 'local'));
+      return done(true);
+    }
+    tx = { ...tx, data: whole };
+  }
   const facts = inspect && Array.isArray(tx.data) ? inspectContent(tx.data as readonly Buffer[]) : undefined;
   const addrUtf8 = !isAscii(tx.sender) || tx.recipients.some((r) => !isAscii(r.address));
   // A streamed message cannot be inspected here: its SMTPUTF8 flag is taken at its word.
