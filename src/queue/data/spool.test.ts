@@ -11,7 +11,7 @@ import { decodeChunkHead, RT_CHUNK, RT_DATA } from '../record/records.js';
 import { CrashFs, manualClock, scripted, settle } from '../testkit.js';
 import type { DeliveryJob } from '../types.js';
 import { MemoryBudget } from './budget.js';
-import { DataSpool } from './spool.js';
+import type { DataSpool } from './spool.js';
 
 const CHUNK = 1000;
 
