@@ -82,6 +82,8 @@ export interface SendOptions {
   chunk?: number;
   /** Destroy the connection after this many message octets have been written. */
   cutAfter?: number;
+  /** Awaited when cutAfter is reached, before the connection is destroyed. */
+  beforeCut?: () => Promise<void>;
   /** Reply timeout in ms (default 120 s). */
   timeoutMs?: number;
 }
@@ -201,6 +203,7 @@ export async function sendBig(m: BigMessage, o: SendOptions): Promise<SendResult
         await write(stuff(blk));
         sent += blk.length;
         if (cut()) {
+          await o.beforeCut?.();
           sock.destroy();
           return { reply: 'cut', replies };
         }
@@ -232,6 +235,7 @@ export async function sendBig(m: BigMessage, o: SendOptions): Promise<SendResult
           b = b.subarray(take);
           if (pending.length === size) await flush(false);
           if (cut()) {
+            await o.beforeCut?.();
             sock.destroy();
             return { reply: 'cut', replies };
           }
