@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { MemQueueFs } from './log/memfs.js';
 import { scanSegment } from './log/reader.js';
 import { parseSegmentName, segmentName } from './log/segment.js';
+import type { DataSpool } from './data/spool.js';
 import { Queue } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
 import { CrashFs, manualClock, settle } from './testkit.js';
@@ -285,6 +286,35 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
     q.start();
   };
 
+  /** Puts message `id` in the model and accepts it (acknowledged when accept resolves). */
+  const submit = (
+    cur: Queue,
+    id: number,
+    spec: Array<{ dom: string; fates: Fate[] }>,
+    content: Buffer,
+    data: Buffer[] | DataSpool,
+  ): void => {
+    const rcpts = spec.map((r, i) => ({ address: `r${i}@${r.dom}` }));
+    const m: MMsg = {
+      acked: false,
+      rcpts: new Map(rcpts.map((r) => [r.address, 'pending' as RState])),
+      dup: new Set(),
+    };
+    model.set(id, m);
+    contents.set(id, content);
+    for (const [i, r] of spec.entries()) fates.set(`${id}/r${i}@${r.dom}`, [...r.fates]);
+    const destinations: Destination[] = spec.map((r) =>
+      r.dom === 'n.test' ? { kind: 'new' } : { kind: 'held', domain: r.dom },
+    );
+    cur.accept({ data, sender: 's@x.test', recipients: rcpts, destinations, msgId: id }).then(
+      () => {
+        m.acked = true;
+        seen.acked++;
+      },
+      () => {},
+    );
+  };
+
   await reopen();
   for (const op of ops) {
     if (fs.dead) {
@@ -297,41 +327,14 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
     switch (op.t) {
       case 'enqueue': {
         const id = nextId++;
-        const rcpts = op.rcpts.map((r, i) => ({ address: `r${i}@${r.dom}` }));
-        const m: MMsg = {
-          acked: false,
-          rcpts: new Map(rcpts.map((r) => [r.address, 'pending' as RState])),
-          dup: new Set(),
-        };
-        model.set(id, m);
-        for (const [i, r] of op.rcpts.entries()) fates.set(`${id}/r${i}@${r.dom}`, [...r.fates]);
-        const destinations: Destination[] = op.rcpts.map((r) =>
-          r.dom === 'n.test' ? { kind: 'new' } : { kind: 'held', domain: r.dom },
-        );
         const data = Buffer.from(`Subject: ${id}\r\n\r\n${'x'.repeat(id % 300)}\r\n`);
-        contents.set(id, data);
-        cur
-          .accept({
-            data: [data],
-            sender: 's@x.test',
-            recipients: rcpts,
-            destinations,
-            msgId: id,
-          })
-          .then(
-            () => {
-              m.acked = true;
-              seen.acked++;
-            },
-            () => {},
-          );
+        submit(cur, id, op.rcpts, data, [data]);
         break;
       }
       case 'stream': {
         // Written in several parts with the event loop turning in between (a crash may strike
         // mid-stream), then accepted — or abandoned, like a client that goes away.
         const id = nextId++;
-        const rcpts = op.rcpts.map((r, i) => ({ address: `r${i}@${r.dom}` }));
         const data = contentOf(id, op.size);
         const spool = cur.spool(id);
         const step = Math.ceil(data.length / op.writes);
@@ -345,30 +348,7 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
           break;
         }
         seen.streamed++;
-        const m: MMsg = {
-          acked: false,
-          rcpts: new Map(rcpts.map((r) => [r.address, 'pending' as RState])),
-          dup: new Set(),
-        };
-        model.set(id, m);
-        contents.set(id, data);
-        for (const [i, r] of op.rcpts.entries()) fates.set(`${id}/r${i}@${r.dom}`, [...r.fates]);
-        cur
-          .accept({
-            data: spool,
-            sender: 's@x.test',
-            recipients: rcpts,
-            destinations: op.rcpts.map((r) =>
-              r.dom === 'n.test' ? { kind: 'new' as const } : { kind: 'held' as const, domain: r.dom },
-            ),
-          })
-          .then(
-            () => {
-              m.acked = true;
-              seen.acked++;
-            },
-            () => {},
-          );
+        submit(cur, id, op.rcpts, data, spool);
         break;
       }
       case 'compact':

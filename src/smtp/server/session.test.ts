@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MtaError } from '../../errors.js';
+import type { ServerHooks } from './hooks.js';
 import { Harness, tick } from './testkit.js';
 import { chunksOf } from './message-data.js';
 
@@ -585,7 +586,7 @@ class TestSink {
 }
 
 describe('session: message data sinks', () => {
-  function withSinks() {
+  function withSinks(hooks: Partial<ServerHooks> = {}) {
     const sinks: TestSink[] = [];
     const h = new Harness({
       hooks: {
@@ -594,6 +595,7 @@ describe('session: message data sinks', () => {
           sinks.push(s);
           return s;
         },
+        ...hooks,
       },
     });
     return { h, sinks };
@@ -655,17 +657,9 @@ describe('session: message data sinks', () => {
   });
 
   test('a rejected accept aborts the sink', async () => {
-    const sinks: TestSink[] = [];
-    const h = new Harness({
-      hooks: {
-        openData: () => {
-          const s = new TestSink();
-          sinks.push(s);
-          return s;
-        },
-        accept: async () => {
-          throw new MtaError('X', 'transient', 'disk trouble', { smtp: { code: 452, enhanced: '4.3.1' } });
-        },
+    const { h, sinks } = withSinks({
+      accept: async () => {
+        throw new MtaError('X', 'transient', 'disk trouble', { smtp: { code: 452, enhanced: '4.3.1' } });
       },
     });
     await h.transaction();
