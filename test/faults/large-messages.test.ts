@@ -16,7 +16,6 @@ import {
   digestFromHeader,
   digestOf,
   MiB,
-  peakRssOf,
   rssOf,
   sendBig,
   tagOf,
