@@ -35,6 +35,12 @@ export interface ProviderCommandDeps {
   requests: WeakMap<SmtpSession, AtrnRequest>;
   /** Told of every ATRN reply (events, metrics). */
   onRequest?(ev: { ip: string; user?: string; domains: string[]; code: number }): void;
+  /**
+   * The requested lanes are locked: if earlier ATRN sessions of this same account hold them
+   * (a customer whose line dropped without the provider noticing yet), cut those sessions and
+   * resolve once they have let go. Resolves at once when another runner holds them.
+   */
+  takeOver?(user: string, domains: readonly string[]): Promise<void>;
 }
 
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
@@ -83,7 +89,7 @@ function makeAuth(deps: ProviderCommandDeps) {
 let serial = 0;
 
 function makeAtrn(deps: ProviderCommandDeps) {
-  return (s: SmtpSession, args: string): void => {
+  return (s: SmtpSession, args: string): void | Promise<void> => {
     const told = (code: number, domains: string[]): void =>
       deps.onRequest?.({
         ip: s.client.ip,
@@ -113,30 +119,36 @@ function makeAtrn(deps: ProviderCommandDeps) {
       told(450, domains);
       return;
     }
-    if (domains.some((d) => deps.locks.isLocked(d))) {
-      s.reply(451, '4.3.0', 'Unable to process ATRN request now');
-      told(451, domains);
-      return;
-    }
-    const pending = domains.reduce((n, d) => n + deps.heldCount(d), 0);
-    if (pending === 0) {
-      s.reply(453, '4.2.0', 'You have no mail');
-      told(453, domains);
-      return;
-    }
-    const lockOwner = `atrn:${user}:${++serial}`;
-    if (!deps.locks.tryLock(domains, lockOwner)) {
-      s.reply(451, '4.3.0', 'Unable to process ATRN request now');
-      told(451, domains);
-      return;
-    }
-    deps.requests.set(s, { user, domains, lockOwner });
-    s.opts.logger?.info({ ip: s.client.ip, user, domains, pending }, 'atrn accepted');
-    s.reply(250, '2.0.0', 'OK now reversing the connection');
-    told(250, domains);
-    // The turnaround: flush the 250, stop the server role, and give the socket (with any bytes
-    // already read) to the provider, which becomes the SMTP client on it.
-    s.handOver();
+    const busy = () => domains.some((d) => deps.locks.isLocked(d));
+    const proceed = (): void => {
+      if (busy()) {
+        s.reply(451, '4.3.0', 'Unable to process ATRN request now');
+        told(451, domains);
+        return;
+      }
+      const pending = domains.reduce((n, d) => n + deps.heldCount(d), 0);
+      if (pending === 0) {
+        s.reply(453, '4.2.0', 'You have no mail');
+        told(453, domains);
+        return;
+      }
+      const lockOwner = `atrn:${user}:${++serial}`;
+      if (!deps.locks.tryLock(domains, lockOwner)) {
+        s.reply(451, '4.3.0', 'Unable to process ATRN request now');
+        told(451, domains);
+        return;
+      }
+      deps.requests.set(s, { user, domains, lockOwner });
+      s.opts.logger?.info({ ip: s.client.ip, user, domains, pending }, 'atrn accepted');
+      s.reply(250, '2.0.0', 'OK now reversing the connection');
+      told(250, domains);
+      // The turnaround: flush the 250, stop the server role, and give the socket (with any bytes
+      // already read) to the provider, which becomes the SMTP client on it.
+      s.handOver();
+    };
+    // A lane held by this account's own earlier session: that session is cut first.
+    if (busy() && deps.takeOver) return deps.takeOver(user, domains).then(proceed);
+    proceed();
   };
 }
 

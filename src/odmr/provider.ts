@@ -22,6 +22,9 @@ import { HeldLocks } from './locks.js';
 import { type AtrnRequest, odmrCommands } from './provider-commands.js';
 import { RateLimiter } from './rate.js';
 
+/** How long a new ATRN waits for the account's earlier session to let go of its lanes. */
+const TAKEOVER_WAIT_MS = 10_000;
+
 export interface OdmrProviderOptions {
   hostname: string;
   accounts: readonly Pick<OdmrAccount, 'user' | 'password' | 'domains'>[];
@@ -80,6 +83,7 @@ export class OdmrProvider {
       authRate: new RateLimiter(o.authPerMinute ?? 30, 60_000, clock),
       requests: this.requests,
       onRequest: (ev) => o.onAtrn?.({ phase: 'request', ...ev }),
+      takeOver: (user, domains) => this.takeOver(user, domains),
     });
     this.listener = new SmtpListener(
       {
@@ -131,6 +135,35 @@ export class OdmrProvider {
     await Promise.all([stopping, ...this.active.keys()]);
   }
 
+  /**
+   * A new ATRN of `user` finds its lanes locked: when the holders are that same account's
+   * earlier sessions (its line dropped and we have not noticed yet: a silent drop is only seen
+   * at a reply timeout, minutes later), cut them — what they had not delivered stays held — and
+   * wait (at most TAKEOVER_WAIT_MS) until they have let go. Other holders are left alone.
+   */
+  private async takeOver(user: string, domains: readonly string[]): Promise<void> {
+    const owners = new Set<string>();
+    for (const d of domains) {
+      const o = this.locks.ownerOf(d);
+      if (o !== undefined) owners.add(o);
+    }
+    const sessions = [...owners].map((o) => this.locks.session(o));
+    if (sessions.length === 0 || sessions.some((x) => x === undefined || x.user !== user)) return;
+    this.o.logger?.info(
+      { user, domains },
+      'atrn: a new session of the account takes over from an earlier one',
+    );
+    for (const x of sessions) x!.cut();
+    let cancel: (() => void) | undefined;
+    await Promise.race([
+      Promise.all(sessions.map((x) => x!.done)),
+      new Promise<void>((r) => {
+        cancel = (this.o.clock ?? systemClock).setTimer(TAKEOVER_WAIT_MS, r);
+      }),
+    ]);
+    cancel?.();
+  }
+
   private turnaround(socket: AnySocket, pending: Buffer, conn: Connection): void {
     // Keep the customer's first bytes (its 220) in the socket until the client role reads them.
     socket.pause();
@@ -155,7 +188,7 @@ export class OdmrProvider {
     });
     this.active.set(run, entry);
     const ip = conn.remoteAddress;
-    void run.then((r) => {
+    const ended = run.then((r) => {
       this.results.push(r);
       this.o.onAtrn?.({
         phase: 'end',
@@ -168,6 +201,15 @@ export class OdmrProvider {
       this.locks.release(req.domains, req.lockOwner);
       this.active.delete(run);
       if (this.active.size === 0) for (const w of this.waiters.splice(0)) w();
+    });
+    // A newer session of the same account may cut this one (takeOver): it is over once `ended`.
+    this.locks.describe(req.lockOwner, {
+      user: req.user,
+      cut: () => {
+        if (entry.client) entry.client.close();
+        else entry.socket.destroy();
+      },
+      done: ended,
     });
   }
 }

@@ -227,6 +227,8 @@ export interface AtrnSession {
   received: SinkTransaction[];
   /** Resolves when the session has ended (provider's QUIT or the customer's drop). */
   done: Promise<void>;
+  /** Whether the session has ended. */
+  readonly ended: boolean;
 }
 
 /** Reads one complete SMTP reply (all its lines) from `socket`; `buf` keeps what follows it. */
@@ -268,14 +270,16 @@ function readReply(socket: net.Socket, st: { buf: Buffer }): Promise<string> {
 /**
  * An ODMR customer: connects to the provider, EHLO, AUTH CRAM-MD5, `ATRN domains` and, on 250,
  * becomes the SMTP server on the same socket (a sink session) until the provider QUITs.
- * `dropAfter`: the customer's line drops when the provider starts the message after that many.
+ * `dropAfter`: the customer's line drops (the socket is closed) when the provider starts the
+ * message after that many. `stallAfter`: the line goes silent instead (nothing more is read or
+ * answered, the socket stays open), as when a customer's link dies without a FIN.
  */
 export async function atrn(
   port: number,
   user: string,
   password: string,
   domains: readonly string[],
-  opts: SinkOptions & { dropAfter?: number } = {},
+  opts: SinkOptions & { dropAfter?: number; stallAfter?: number } = {},
 ): Promise<AtrnSession> {
   const socket = net.connect({ port, host: '127.0.0.1' });
   socket.on('error', () => {});
@@ -296,23 +300,40 @@ export async function atrn(
   const reply = await ask(`ATRN${domains.length > 0 ? ` ${domains.join(',')}` : ''}`);
   if (!reply.startsWith('250')) {
     socket.destroy();
-    return { reply, received: [], done: Promise.resolve() };
+    return { reply, received: [], done: Promise.resolve(), ended: true };
   }
   // Roles reversed: we are the SMTP server on this socket now.
-  const drop = opts.dropAfter;
+  const { dropAfter: drop, stallAfter: stall, ...sinkOpts } = opts;
   let sink: SmtpSink | undefined;
-  const o: SinkOptions = { ...opts };
-  if (drop !== undefined)
+  const o: SinkOptions = { ...sinkOpts };
+  if (drop !== undefined || stall !== undefined)
     o.mailReply = (sender) => {
-      if ((sink?.transactions.length ?? 0) >= drop) {
+      const n = sink?.transactions.length ?? 0;
+      if (drop !== undefined && n >= drop) {
         socket.destroy();
         return '421 4.4.2 line dropped';
       }
-      return opts.mailReply?.(sender);
+      if (stall !== undefined && n >= stall) {
+        // Whatever comes after this chunk is never looked at, nor answered.
+        socket.removeAllListeners('data');
+        socket.on('data', () => {});
+      }
+      return sinkOpts.mailReply?.(sender);
     };
   sink = await SmtpSink.start(o); // its own listener is not used
   const s = sink;
-  const done = new Promise<void>((r) => socket.once('close', () => r())).finally(() => s.close());
+  let ended = false;
+  const done = new Promise<void>((r) => socket.once('close', () => r())).finally(() => {
+    ended = true;
+    return s.close();
+  });
   s.serve(socket, st.buf);
-  return { reply, received: s.transactions, done };
+  return {
+    reply,
+    received: s.transactions,
+    done,
+    get ended() {
+      return ended;
+    },
+  };
 }

@@ -4,6 +4,7 @@
 // customers' accounts never see each other's mail.
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
+import { waitFor } from '../support/daemon.js';
 import { atrn, Stage } from './kit.js';
 
 const stages: Stage[] = [];
@@ -52,22 +53,32 @@ describe('ODMR scenarios', () => {
     await s.waitHeld('acme.example', 0);
   });
 
-  test('a customer that drops and reconnects at once is not turned away while the provider notices', async () => {
+  test('a customer whose line goes silent mid-session reconnects at once: the new ATRN takes over', async () => {
     const s = await setup();
-    const m = mail(4, 'acme.example');
+    const m = mail(5, 'acme.example');
     await s.send(m);
-    await s.waitHeld('acme.example', 4);
-    const first = await atrn(s.odmrPort, 'acme', 'acme-secret', [], { dropAfter: 1 });
-    await first.done;
-    // Straight away, as a customer's MTA retries: the lanes are free again (or are freed for it).
-    let second = await atrn(s.odmrPort, 'acme', 'acme-secret', []);
-    for (let i = 0; i < 20 && second.reply.startsWith('451'); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      second = await atrn(s.odmrPort, 'acme', 'acme-secret', []);
-    }
+    await s.waitHeld('acme.example', 5);
+    const first = await atrn(s.odmrPort, 'acme', 'acme-secret', [], { stallAfter: 2 });
+    await waitFor(() => first.received.length === 2, 'two messages before the line dies');
+    // The provider is now waiting for a reply that never comes (minutes, by RFC 5321's timeouts).
+    // The customer dials in again at once: no 451 — its earlier session is cut instead.
+    const second = await atrn(s.odmrPort, 'acme', 'acme-secret', []);
     assert.equal(second.reply, '250 2.0.0 OK now reversing the connection');
     await second.done;
-    assert.deepEqual(got([first, second]).sort(), [...m].sort());
+    await first.done;
+    assert.deepEqual(got([first, second]).sort(), [...m].sort(), 'each message once');
+    await s.waitHeld('acme.example', 0);
+  });
+
+  test("another account naming a customer's lane is refused and cuts nothing", async () => {
+    const s = await setup();
+    await s.send(mail(3, 'acme.example'));
+    await s.waitHeld('acme.example', 3);
+    const first = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme.example'], { stallAfter: 1 });
+    await waitFor(() => first.received.length === 1, 'one message');
+    const other = await atrn(s.odmrPort, 'beta', 'beta-secret', ['acme.example']);
+    assert.equal(other.reply, '450 4.7.1 ATRN request refused');
+    assert.equal(first.ended, false, 'the session is still there');
   });
 
   test('recipients the customer answers 4xx for stay held and are offered on the next ATRN', async () => {
