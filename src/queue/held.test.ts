@@ -316,6 +316,69 @@ describe('held lanes', () => {
     await q.stop();
   });
 
+  test('a piece being expired is not delivered by a flush that starts meanwhile (no bounce and delivery both)', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const { q, reports } = await open(fs, clock, { maxAge: 60_000 });
+    await hold(q, clock, 1);
+    const seen: string[] = [];
+    const [slowCustomer, answer] = opening();
+    q.setDeliverer(async (job) => {
+      seen.push(job.id);
+      await slowCustomer;
+      await job.finish([{ rcpt: 0, status: 'delivered', code: 250 }]);
+    });
+    q.start();
+    clock.advance(60_000);
+    // The sweep's read of the envelope is slow; a flush (an ETRN) comes in the meantime.
+    const [slowRead, go] = opening();
+    const read = fs.read.bind(fs);
+    let first = true;
+    fs.read = async (path, off, len) => {
+      if (first) {
+        first = false;
+        await slowRead;
+      }
+      return read(path, off, len);
+    };
+    const sweep = q.expireHeld();
+    await settle(1);
+    const flush = q.flushHeld(D);
+    await settle(5);
+    go();
+    assert.equal(await sweep, 1);
+    answer();
+    await flush;
+    assert.deepEqual(reports, [`failure:${addr(0)} 4.4.7`]);
+    assert.deepEqual(seen, [], 'not handed to the customer as well');
+    await q.stop();
+  });
+
+  test('an operator bounce and a flush at once: either the bounce or the delivery, never both', async () => {
+    const fs = new MemQueueFs();
+    const clock = manualClock();
+    const { q, reports } = await open(fs, clock);
+    const [id] = await hold(q, clock, 1);
+    const c = customer(() => 'delivered');
+    q.setDeliverer(c.deliver);
+    q.start();
+    const [slow, go] = opening();
+    const read = fs.read.bind(fs);
+    fs.read = async (path, off, len) => {
+      await slow;
+      return read(path, off, len);
+    };
+    const bounce = q.bounce(id!);
+    await settle(1);
+    const flush = q.flushHeld(D);
+    await settle(1);
+    go();
+    assert.deepEqual(await bounce, { pieces: 1, busy: 0 });
+    await flush;
+    assert.equal(reports.length + c.seen.length, 1, `one outcome only (${reports} / ${c.seen})`);
+    await q.stop();
+  });
+
   test('an operator action waits for the attempt in flight, then acts', async () => {
     const fs = new MemQueueFs();
     const clock = manualClock();

@@ -1160,12 +1160,15 @@ export class Queue {
     let n = 0;
     let batch: Promise<void>[] = [];
     const expire = async (slot: number, gen: number): Promise<void> => {
+      // Taken for the sweep: no flush or claim may deliver it while it is being bounced.
+      const release = this.take(slot);
       try {
         const env = await this.readEnvelope(slot);
         if (P.gen[slot] !== gen || !core.isLive(slot)) return;
         await this.finishJob(slot, gen, env, this.pendingOf(slot, env), []);
         if (P.gen[slot] !== gen || !core.isLive(slot)) n++;
       } finally {
+        release();
         // Still there (a clock step, a write that failed): it stays due for the next sweep.
         if (P.gen[slot] === gen && core.isLive(slot)) later.push({ slot, gen });
       }
@@ -1199,6 +1202,22 @@ export class Queue {
   // ------------------------------------------------------------------ operator actions
 
   /**
+   * Marks a piece in flight for work that is not a delivery (expiry, an operator action), so no
+   * flush, claim or lane runner starts on it meanwhile. The returned function ends that: the
+   * mark goes (unless the piece changed version, which clears it anyway) and its lane runs again.
+   */
+  private take(slot: number): () => void {
+    const P = this.core.pieces;
+    const gen = P.gen[slot]!;
+    const lane = this.core.laneOf(slot);
+    P.flags[slot]! |= F_INFLIGHT;
+    return () => {
+      if (P.gen[slot] === gen) P.flags[slot]! &= ~F_INFLIGHT;
+      this.pump(lane);
+    };
+  }
+
+  /**
    * Runs `act` on every live piece of a message, each once no delivery of it is in flight (an
    * attempt by the lane runner, a flush or an ATRN session). A piece that a delivery takes while
    * `act` awaits is waited for and tried again. After settleTimeoutMs, pieces still in flight are
@@ -1224,7 +1243,14 @@ export class Queue {
           continue;
         }
         const piece = P.piece[p]!;
-        const r = await act(p);
+        // Taken while the action works on it: no delivery may start on it meanwhile.
+        const release = this.take(p);
+        let r: 'done' | 'skip' | 'retry';
+        try {
+          r = await act(p);
+        } finally {
+          release();
+        }
         if (r === 'retry') busy.push(p);
         else {
           handled.add(piece);
@@ -1265,7 +1291,7 @@ export class Queue {
       const mslot = P.msg[pslot]!;
       const needData = to.kind !== 'new' && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data';
       const data = needData ? await this.readData(mslot, msgId) : undefined;
-      if (P.gen[pslot] !== gen || !core.isLive(pslot) || (P.flags[pslot]! & F_INFLIGHT) !== 0) return 'retry';
+      if (P.gen[pslot] !== gen || !core.isLive(pslot)) return 'retry';
       const now = this.clock.now();
       if (data) core.putData(mslot, core.dataLane(), [data], data.length);
       const pending = this.pendingOf(pslot, env);
@@ -1338,7 +1364,7 @@ export class Queue {
     const r = await this.settled(msgId, async (pslot) => {
       const gen = P.gen[pslot]!;
       const env = await this.readEnvelope(pslot);
-      if (P.gen[pslot] !== gen || (P.flags[pslot]! & F_INFLIGHT) !== 0) return 'retry';
+      if (P.gen[pslot] !== gen) return 'retry';
       const pending = this.pendingOf(pslot, env);
       await this.finishJob(
         pslot,

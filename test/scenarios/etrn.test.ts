@@ -62,6 +62,7 @@ describe('ETRN scenarios', () => {
     );
     await host.waitFor(8, 'the held mail at the customer', 10_000);
     const ms = Date.now() - t0;
+    console.log(`# 8 held messages at the customer ${ms} ms after the ETRN`);
     await s.waitHeld('branch.example', 0);
     once(host, mail);
     assert.ok(ms < 10_000, `delivered in ${ms} ms`);

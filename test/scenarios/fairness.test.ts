@@ -100,7 +100,7 @@ probe_interval = "1h"
   const newBefore = count().fresh;
   assert.match(await s.etrn('branch.example'), /^253 /);
   let firstHeldMs: number | undefined;
-  const limitMs = 20_000 + HELD * 20;
+  const limitMs = 20_000 + HELD * 50;
   while (count().held < HELD && Date.now() - t0 < limitMs) {
     if (firstHeldMs === undefined && count().held > 0) firstHeldMs = Date.now() - t0;
     await new Promise((r) => setTimeout(r, 20));
