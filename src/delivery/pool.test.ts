@@ -7,7 +7,7 @@ import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { SmtpSink } from '../../test/support/sink.js';
 import { systemClock } from '../util/clock.js';
-import { ConnectionPool, type Lease } from './pool.js';
+import { ConnectionPool } from './pool.js';
 
 function pool(perDestination = 10): ConnectionPool {
   return new ConnectionPool({
