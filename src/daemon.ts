@@ -14,7 +14,7 @@ import { type AdminServer, startAdmin } from './admin/server.js';
 import { clearStale } from './admin/socket.js';
 import { recoveryProgress } from './cli/progress.js';
 import type { Cluster } from './cluster/index.js';
-import { type Config, formatHostPort } from './config/index.js';
+import { type Config, formatHostPort, sessionTimeouts } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
 import { DnsClient } from './dns/client.js';
@@ -341,7 +341,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
           maxRecipients: config.smtp.maxRecipients,
           maxConnections: config.smtp.maxConnections,
           maxPerIp: config.smtp.maxConnectionsPerIp,
-          idleTimeoutMs: config.smtp.idleTimeoutMs,
+          ...sessionTimeouts(config.smtp),
           allowPlainWithoutTls: config.smtp.allowPlainAuthWithoutTls,
           authThrottleOptions: {
             maxFailures: config.smtp.authMaxFailures,

@@ -7,7 +7,7 @@
 // refused or unreachable, 75 temporary failure, 78 configuration.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, parseHostPort } from '../config/index.js';
+import { ConfigError, loadConfig, parseHostPort, sessionTimeouts } from '../config/index.js';
 import { startDaemon } from '../daemon.js';
 import { MtaError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -101,7 +101,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
         hostname: config.hostname,
         maxMessageSize: config.smtp.maxMessageSize,
         maxRecipients: config.smtp.maxRecipients,
-        idleTimeoutMs: config.smtp.idleTimeoutMs,
+        ...sessionTimeouts(config.smtp),
       },
       hooks,
       logger,

@@ -22,6 +22,10 @@ export const DEFAULTS = {
     relayNetworks: [] as string[],
     relayDomains: [] as string[],
     idleTimeout: '5m',
+    commandTimeout: '5m',
+    dataLineTimeout: '5m',
+    /** Octets per second (Postfix's smtpd_min_data_rate default). */
+    minDataRate: 500,
     allowPlainAuthWithoutTls: false,
     authMaxFailures: 5,
     authBlockTime: '10m',

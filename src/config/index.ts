@@ -24,3 +24,4 @@ export { formatDuration, parseDuration, parseSize } from './units.js';
 export { DEFAULTS } from './defaults.js';
 export { parseRate } from './cluster-section.js';
 export { parseDomain } from './values.js';
+export { type SessionTimeouts, sessionTimeouts } from './session-limits.js';

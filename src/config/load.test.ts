@@ -54,6 +54,9 @@ describe('defaults', () => {
     assert.deepEqual(c.smtp.relayNetworks, []);
     assert.deepEqual(c.smtp.relayDomains, []);
     assert.equal(c.smtp.idleTimeoutMs, 300_000);
+    assert.equal(c.smtp.commandTimeoutMs, 300_000);
+    assert.equal(c.smtp.dataLineTimeoutMs, 300_000);
+    assert.equal(c.smtp.minDataRate, 500);
     assert.equal(c.smtp.allowPlainAuthWithoutTls, false);
     assert.equal(c.smtp.authMaxFailures, 5);
     assert.equal(c.smtp.authBlockTimeMs, 600_000);
@@ -706,6 +709,21 @@ describe('cross-checks', () => {
       '[smtp]\nrelay_domains = ["a.example", "A.example"]\n',
       /smtp\.relay_domains\[2\]: relay domain "a\.example" is already used by smtp\.relay_domains\[1\]/,
     );
+  });
+  test('slow-client limits: durations above zero, min_data_rate a size that may be 0', () => {
+    const c = configFromToml(
+      '[smtp]\ncommand_timeout = "30s"\ndata_line_timeout = 90\nmin_data_rate = "1KiB"\n',
+    );
+    assert.equal(c.smtp.commandTimeoutMs, 30_000);
+    assert.equal(c.smtp.dataLineTimeoutMs, 90_000);
+    assert.equal(c.smtp.minDataRate, 1024);
+    assert.equal(configFromToml('[smtp]\nmin_data_rate = 0\n').smtp.minDataRate, 0);
+    assertProblem(
+      '[smtp]\ncommand_timeout = "0s"\n',
+      /smtp\.command_timeout: expected a duration greater than zero/,
+    );
+    assertProblem('[smtp]\ndata_line_timeout = "soon"\n', /smtp\.data_line_timeout: /);
+    assertProblem('[smtp]\nmin_data_rate = -1\n', /smtp\.min_data_rate: /);
   });
   test('two listeners on the same address clash; port 0 never does', () => {
     assertProblem(

@@ -70,7 +70,14 @@ export interface SmtpConfig {
    * ([[route]]) grants nothing: only these, local, ETRN and ODMR domains are open to strangers.
    */
   relayDomains: string[];
+  /** Silence (no byte) before a connection is closed. */
   idleTimeoutMs: number;
+  /** A whole command line must arrive within this of the server's previous reply. */
+  commandTimeoutMs: number;
+  /** Each DATA line within this of the previous one; the base of the data-rate allowance. */
+  dataLineTimeoutMs: number;
+  /** Minimum DATA/BDAT rate in octets per second; 0 = no rate rule. */
+  minDataRate: number;
   /** AUTH PLAIN/LOGIN without TLS on non-loopback connections (loopback is always allowed). */
   allowPlainAuthWithoutTls: boolean;
   /** AUTH failures from one client address (within 30 minutes) before it is blocked. */

@@ -35,6 +35,8 @@ export interface OdmrProviderOptions {
   clock?: Clock;
   logger?: OdmrLogger;
   idleTimeoutMs?: number;
+  /** Deadline of one command line (slow clients); default 5 minutes. */
+  commandTimeoutMs?: number;
   maxConnections?: number;
   maxPerIp?: number;
   /** AUTH commands per client address per minute (default 30). */
@@ -92,6 +94,7 @@ export class OdmrProvider {
         clock,
         commands,
         idleTimeoutMs: o.idleTimeoutMs ?? 300_000,
+        ...(o.commandTimeoutMs !== undefined ? { commandTimeoutMs: o.commandTimeoutMs } : {}),
         maxConnections: o.maxConnections ?? 100,
         maxPerIp: o.maxPerIp ?? 10,
         ...(o.logger ? { logger: o.logger } : {}),

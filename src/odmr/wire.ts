@@ -5,7 +5,7 @@
 // Invariant: the ETRN runners and the ATRN sessions share one HeldLocks, so a lane never has two
 // runners. Fails: rejects when an ODMR listener cannot bind (after closing what it opened).
 
-import { type Config, formatHostPort } from '../config/index.js';
+import { type Config, formatHostPort, sessionTimeouts } from '../config/index.js';
 import type { DnsResolver } from '../delivery/mx.js';
 import type { ServerHooks } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
@@ -102,7 +102,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
       hostname: config.hostname,
       maxMessageSize: config.smtp.maxMessageSize,
       maxRecipients: config.smtp.maxRecipients,
-      idleTimeoutMs: config.smtp.idleTimeoutMs,
+      ...sessionTimeouts(config.smtp),
     },
     hooks: d.hooks,
     clock: d.clock,
@@ -122,6 +122,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
           clock: d.clock,
           logger: d.logger,
           idleTimeoutMs: config.smtp.idleTimeoutMs,
+          commandTimeoutMs: config.smtp.commandTimeoutMs,
           authPerMinute: config.odmr.authPerMinute,
           ...(config.tls ? { tls: config.tls } : {}),
           onAtrn: (ev) =>

@@ -25,7 +25,7 @@ export interface ListenerOptions extends SessionOptions {
   maxConnections?: number;
   /** Simultaneous connections per client IP (default 50). */
   maxPerIp?: number;
-  /** Period of the idle/linger sweep (default 1 s; idle precision is this coarse). */
+  /** Period of the timeout/linger sweep (default 1 s, shorter for limits under 4 s): the precision of every timeout. */
   sweepIntervalMs?: number;
   /** How long a connection we closed may linger before it is destroyed (default 10 s). */
   lingerMs?: number;
@@ -71,7 +71,13 @@ export class SmtpListener implements ConnectionOwner {
     this.sessionOptions = { ...opts, clock: this.clock, authThrottle: opts.authThrottle ?? this.throttle };
     this.maxConnections = opts.maxConnections ?? 1000;
     this.maxPerIp = opts.maxPerIp ?? 50;
-    this.sweepIntervalMs = opts.sweepIntervalMs ?? 1000;
+    // Once a second, or 4 times per shortest limit when a limit is under 4 s (tests, tight setups).
+    const shortest = Math.min(
+      opts.idleTimeoutMs ?? 300_000,
+      opts.commandTimeoutMs ?? 300_000,
+      opts.dataLineTimeoutMs ?? 300_000,
+    );
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(shortest / 4)));
     this.lingerMs = opts.lingerMs ?? 10_000;
     this.server = net.createServer({ noDelay: true }, (s) => this.accept(s));
   }

@@ -28,8 +28,14 @@ export interface SessionOptions {
   maxReceived?: number;
   /** Bad commands before 421 4.7.0 and close. */
   maxBadCommands?: number;
-  /** Idle time before 421 4.4.2 and close. */
+  /** Silence (no byte at all) before 421 4.4.2 and close. */
   idleTimeoutMs?: number;
+  /** A whole command line (or SASL line, or TLS handshake) must arrive within this (deadlines.ts). */
+  commandTimeoutMs?: number;
+  /** Each DATA line must arrive within this of the previous one; also the data-rate allowance's base. */
+  dataLineTimeoutMs?: number;
+  /** Minimum data rate of DATA/BDAT in octets per second (0 = none). */
+  minDataRate?: number;
   /** Submission port: AUTH is required before MAIL (530 5.7.0). */
   submission?: boolean;
   /** Offer PLAIN/LOGIN without TLS to non-loopback clients (not recommended). */
@@ -61,6 +67,9 @@ export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
     maxReceived: o.maxReceived ?? 100,
     maxBadCommands: o.maxBadCommands ?? 10,
     idleTimeoutMs: o.idleTimeoutMs ?? 300_000,
+    commandTimeoutMs: o.commandTimeoutMs ?? 300_000,
+    dataLineTimeoutMs: o.dataLineTimeoutMs ?? 300_000,
+    minDataRate: o.minDataRate ?? 500,
     submission: o.submission ?? false,
     allowPlainWithoutTls: o.allowPlainWithoutTls ?? false,
     binaryMime: o.binaryMime ?? false,
@@ -75,10 +84,13 @@ export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
     'maxRecipients',
     'maxBadCommands',
     'idleTimeoutMs',
+    'commandTimeoutMs',
+    'dataLineTimeoutMs',
     'maxReceived',
   ] as const) {
     if (!(r[k] > 0)) throw new TypeError(`SMTP server option ${k} must be positive`);
   }
+  if (!(r.minDataRate >= 0)) throw new TypeError('SMTP server option minDataRate must not be negative');
   if (r.maxRecipients < 100) throw new TypeError('maxRecipients must be at least 100 (RFC 5321 4.5.3.1.8)');
   if (!r.hostname) throw new TypeError('SMTP server option hostname is required');
   return r;

@@ -14,6 +14,10 @@
 //   while the sink asks to pause, the session reads nothing more.
 // - A transaction that ends without accept() (RSET, a new MAIL after an error, the client gone,
 //   STARTTLS, a body error) aborts its sink, so no data outlives it.
+// - A slow client cannot hold a session: besides the idle timeout (silence), each command line,
+//   each DATA line and the data rate have deadlines that bytes of an unfinished unit do not
+//   extend (deadlines.ts); time the server itself spends not reading (a pending hook, the sink
+//   asking to pause) is not counted.
 // - After close(), detach() or a transport close, no further output is produced.
 // Fails: hook rejections become replies (smtpStatusOf); a handler bug becomes 451 4.3.0.
 
@@ -24,6 +28,7 @@ import { LineBuffer, TOO_LONG } from '../protocol/lines.js';
 import type { MailParams } from '../protocol/params.js';
 import { formatReply, type SmtpReply } from '../protocol/reply.js';
 import { type CommandTable, defaultCommands } from './commands/table.js';
+import { Deadlines, type Waiting } from './deadlines.js';
 import type {
   ClientInfo,
   MessageSink,
@@ -101,7 +106,10 @@ export class SmtpSession implements SessionContext {
   tx: Transaction | null = null;
   busy = false;
   badCommands = 0;
+  /** Last byte from the client (idle timeout). */
   lastActivity: number;
+  /** Per-command, per-data-line and data-rate deadlines (slow clients). */
+  readonly deadlines: Deadlines;
   /** Handler for the next SASL continuation line (mode 'sasl'). */
   saslStep: ((line: string) => void | Promise<void>) | null = null;
   /** BDAT: octets still to read for the current chunk; whether it is the last; reply if refused. */
@@ -139,6 +147,7 @@ export class SmtpSession implements SessionContext {
     this.localPort = peer.localPort;
     this.loopback = isLoopback(peer.remoteAddress);
     this.lastActivity = this.opts.clock.now();
+    this.deadlines = new Deadlines(this.opts, this.lastActivity);
   }
 
   // --- SessionContext ---
@@ -175,6 +184,7 @@ export class SmtpSession implements SessionContext {
     }
     // Input waits (busy) until the greeting is out: a client talking first is still in order.
     this.busy = true;
+    this.deadlines.pause(this.opts.clock.now());
     this.updateReading();
     r.then(
       (refusal) => {
@@ -274,19 +284,33 @@ export class SmtpSession implements SessionContext {
     this.tx = null;
     this.mode = 'command';
     this.lastActivity = this.opts.clock.now();
+    this.deadlines.ready(this.lastActivity);
     this.pump();
   }
 
-  /** Idle sweep: close a connection that sent nothing for idleTimeoutMs. */
+  /**
+   * The listener's sweep: close a connection that sent nothing for idleTimeoutMs, or whose
+   * command line, DATA line or data rate missed its deadline (a slowloris trickling bytes).
+   * A TLS handshake that does not finish in commandTimeoutMs is cut without a reply.
+   */
   checkIdle(now: number): void {
     if (this.mode === 'closed' || this.mode === 'detached' || this.busy) return;
-    if (now - this.lastActivity < this.opts.idleTimeoutMs) return;
+    const m = this.mode;
+    const waiting: Waiting =
+      m === 'command' || m === 'sasl' || m === 'tls' ? 'command' : m === 'data' ? 'line' : 'chunk';
+    const expiry = this.deadlines.expired(now, waiting);
+    if (expiry === null && now - this.lastActivity < this.opts.idleTimeoutMs) return;
+    this.opts.logger?.info(
+      { ip: this.client.ip, timeout: expiry ?? 'idle', mode: m },
+      'smtp connection timed out',
+    );
     if (this.mode === 'tls') {
       this.mode = 'closed';
       this.io.close(true);
       return;
     }
-    this.reply(421, '4.4.2', `${this.opts.hostname} Error: timeout exceeded`);
+    const text = expiry === 'rate' ? 'Error: data rate too low' : 'Error: timeout exceeded';
+    this.reply(421, '4.4.2', `${this.opts.hostname} ${text}`);
     this.close(this.writeBlocked);
   }
 
@@ -392,6 +416,7 @@ export class SmtpSession implements SessionContext {
   /** Implicit TLS (RFC 8314): nothing is read until the handshake is done (tlsStarted). */
   awaitTls(): void {
     this.mode = 'tls';
+    this.deadlines.ready(this.opts.clock.now());
   }
 
   /** Switch to TLS: drop pipelined plaintext and let the transport upgrade. */
@@ -434,12 +459,16 @@ export class SmtpSession implements SessionContext {
         }
         const line = this.input.readLine();
         if (line === null) break;
+        // A whole line is in: the wait for the next one starts now.
+        this.deadlines.ready(this.opts.clock.now());
         pending = mode === 'sasl' ? this.onSaslLine(line) : this.onCommandLine(line);
       } else if (mode === 'data') {
         const buf = this.input.peek();
         if (buf === null) break;
         const body = this.tx?.body as BodyReader;
-        this.input.advance(body.feed(buf));
+        const used = body.feed(buf);
+        this.deadlines.data(used, buf.subarray(0, used).includes(10), this.opts.clock.now());
+        this.input.advance(used);
         const pause = this.spoolBody(body);
         if (body.done) {
           this.mode = 'command';
@@ -457,6 +486,7 @@ export class SmtpSession implements SessionContext {
           }
           this.input.advance(n);
           this.bdatRemaining -= n;
+          this.deadlines.data(n, false, this.opts.clock.now());
         }
         if (this.bdatRemaining === 0) {
           this.mode = 'command';
@@ -466,10 +496,18 @@ export class SmtpSession implements SessionContext {
       } else {
         break;
       }
+      this.trackTransfer();
       if (pending !== undefined) this.wait(pending);
     }
     if (!this.busy) this.flush();
     this.updateReading();
+  }
+
+  /** Message data is flowing from 354 (or the first BDAT) until the body or BDAT LAST is read. */
+  private trackTransfer(): void {
+    const inTransfer = this.mode === 'data' || this.mode === 'bdat' || this.phase === 'bdat';
+    if (inTransfer) this.deadlines.startTransfer(this.opts.clock.now());
+    else if (this.deadlines.inTransfer) this.deadlines.endTransfer();
   }
 
   private commandsFinishData(): void | Promise<void> {
@@ -522,6 +560,8 @@ export class SmtpSession implements SessionContext {
   /** Block input processing until `p` settles; keeps replies in order. */
   private wait(p: Promise<void>): void {
     this.busy = true;
+    // The server, not the client, holds things up until p settles: no deadline runs meanwhile.
+    this.deadlines.pause(this.opts.clock.now());
     this.updateReading();
     p.then(
       () => this.resume(),
@@ -538,6 +578,10 @@ export class SmtpSession implements SessionContext {
 
   private resume(): void {
     this.busy = false;
+    const now = this.opts.clock.now();
+    this.deadlines.resume(now);
+    // Nor is it silence of the client's: it was waiting for us.
+    this.lastActivity = Math.max(this.lastActivity, now);
     if (this.mode === 'closed' || this.mode === 'detached') return;
     this.pump();
   }

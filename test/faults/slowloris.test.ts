@@ -1,0 +1,82 @@
+// Slowloris against a real `logmta serve`, with the limits made small (command_timeout and
+// data_line_timeout 1 s, min_data_rate 200 octets/s, idle_timeout 30 s so that silence cannot be
+// what ends them): five clients trickle one byte every 100 ms — a command line, an AUTH LOGIN
+// answer, one endless DATA line, DATA as short lines, a BDAT chunk — and one opens the
+// implicit-TLS port and trickles its handshake. Each is cut about a second after it started
+// (421 4.4.2 where SMTP is spoken), long before its trickle would have ended; an idle timer that
+// every byte restarts would have kept all of them. Meanwhile a client at an ordinary pace, under
+// the same limits, delivers its message.
+// Fails: naming the client that was not cut (or cut too early), or the message that was lost.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { makeTestCert } from '../support/certs.js';
+import { codeOf, SmtpChat, type SpawnedDaemon, spawnDaemon, waitForMaildir } from '../support/daemon.js';
+import { trickleAll } from '../support/slowloris.js';
+
+let d: SpawnedDaemon;
+const STEP_MS = 100;
+
+before(async () => {
+  const { cert, key } = await makeTestCert();
+  d = await spawnDaemon({
+    files: { 'cert.pem': cert, 'key.pem': key },
+    toml: [
+      '[smtp]',
+      'listen = ["127.0.0.1:0"]',
+      'submissions = ["127.0.0.1:0"]',
+      'idle_timeout = "30s"',
+      'command_timeout = "1s"',
+      'data_line_timeout = "1s"',
+      'min_data_rate = 200',
+      '[tls]',
+      'cert = "cert.pem"',
+      'key = "key.pem"',
+      '[[user]]',
+      'name = "alice"',
+      'password = "pw"',
+    ].join('\n'),
+  });
+});
+
+after(async () => {
+  await d.stop();
+});
+
+describe('slowloris: deadlines cut clients that trickle bytes (logmta serve, limits of 1 s)', () => {
+  test('command line, AUTH answer, DATA line, DATA of short lines, BDAT chunk and TLS handshake are each cut; a normal client delivers', async (t) => {
+    const normal = (async () => {
+      const { chat } = await SmtpChat.open(d.port);
+      try {
+        const r = await chat.ask(
+          'EHLO normal.test\r\nMAIL FROM:<n@example.org>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\n',
+          4,
+        );
+        assert.deepEqual(r.map(codeOf), ['250', '250 2.1.0', '250 2.1.5', '354']);
+        // 40 lines of 100 octets, one every 50 ms: 2,000 octets/s, each line well in time.
+        for (let i = 0; i < 40; i++) {
+          chat.send(`${String(i).padStart(3, '0')} ${'n'.repeat(94)}\r\n`);
+          await new Promise((res) => setTimeout(res, 50));
+        }
+        assert.equal(codeOf((await chat.ask('.\r\n'))[0] ?? ''), '250 2.0.0');
+      } finally {
+        chat.close();
+      }
+    })();
+    const cuts = await trickleAll(d.port, d.submissionsPort ?? 0, STEP_MS, 200);
+    await normal;
+    for (const { what, cut: c, reply } of cuts) {
+      assert.ok(c.unsent > 0, `${what}: never cut (the whole trickle went through in ${c.ms} ms)`);
+      assert.ok(c.ms >= 900, `${what}: cut after ${c.ms} ms, before its deadline`);
+      if (reply) assert.match(c.said, reply, `${what}: ${JSON.stringify(c.said)}`);
+      else assert.doesNotMatch(c.said, /^\d{3} /m, `${what}: the server spoke SMTP in plaintext`);
+      t.diagnostic(`${what}: cut after ${c.ms} ms with ${c.unsent} octets of its trickle unsent`);
+    }
+    assert.equal((await waitForMaildir(`${d.dataDir}/mail/carol`)).length, 1);
+    const logged = d
+      .stdout()
+      .split('\n')
+      .filter((l) => l.includes('"smtp connection timed out"'));
+    assert.ok(logged.length >= 6, `timeouts logged: ${logged.length}`);
+  });
+});
