@@ -315,9 +315,21 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     ...(deps.mxPort !== undefined ? { mxPort: deps.mxPort } : {}),
     onReachable: (host, port) => pool.markAlive(host, port),
     emit: (ev) => events.emit(ev),
+    ...(cluster
+      ? {
+          shared: {
+            etrnRate: cluster.limits.etrnRate,
+            odmrAuthRate: cluster.limits.odmrAuthRate,
+            odmrAuthThrottle: cluster.limits.odmrAuth,
+          },
+        }
+      : {}),
   });
   undo.push(() => odmr.stop(0));
-  cluster?.startTransfers(odmr.etrn.locks);
+  if (cluster) {
+    cluster.startTransfers(odmr.etrn.locks);
+    if (config.etrn.length > 0) hooks.etrn = cluster.etrnHook(odmr.etrn);
+  }
   for (const p of odmr.providers) metrics.addListener(p.listener);
   const listeners: SmtpListener[] = [];
   const addresses = {
@@ -351,6 +363,8 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
           },
           submission: role !== 'smtp',
           implicitTls: role === 'submissions',
+          // A cluster counts AUTH failures and blocks per client address over every node.
+          ...(cluster ? { authThrottle: cluster.limits.smtpAuth } : {}),
           clock,
           logger: log.child({ component: 'smtp', role }),
           ...(tls ? { tls } : {}),

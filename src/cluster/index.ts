@@ -21,6 +21,9 @@ import { Keys } from './keys.js';
 import { Membership, type NodeRecord } from './membership.js';
 import { RedisLink } from './redis.js';
 import { Transfers } from './transfer.js';
+import { clusterEtrnHook } from './etrn.js';
+import { defineScripts, SharedAuthThrottle, SharedConnections, SharedGcra, SharedRate } from './limits.js';
+import type { EtrnService } from '../odmr/index.js';
 
 export { Directory, PEER_USER_PREFIX, parseAddress } from './directory.js';
 export { Keys } from './keys.js';
@@ -61,6 +64,15 @@ export class Cluster {
   readonly homes: Homes;
   readonly directory: Directory;
   transfers: Transfers | undefined;
+  /** The limits counted over the whole cluster (each falls back to local counting). */
+  readonly limits: {
+    etrnRate: SharedRate;
+    odmrAuthRate: SharedRate;
+    smtpAuth: SharedAuthThrottle;
+    odmrAuth: SharedAuthThrottle;
+    messageRate: SharedGcra | undefined;
+    connections: SharedConnections | undefined;
+  };
   private addresses: { smtp: string; odmr: string | undefined } = { smtp: '', odmr: undefined };
   private readonly startedAt: number;
 
@@ -96,6 +108,65 @@ export class Cluster {
       setTimer: (ms, fn) => d.clock.setTimer(ms, fn),
     });
     this.directory = new Directory(config.node, config.secret, this.homes, this.membership);
+    defineScripts(this.link.client);
+    const cfg = d.config;
+    const nodes = () => this.membership.live().length;
+    this.limits = {
+      etrnRate: new SharedRate(
+        this.link,
+        this.keys,
+        'etrn',
+        cfg.etrnLimits.requestsPerClient,
+        cfg.etrnLimits.requestWindowMs,
+        d.clock,
+      ),
+      odmrAuthRate: new SharedRate(
+        this.link,
+        this.keys,
+        'odmr-auth',
+        cfg.odmr.authPerMinute,
+        60_000,
+        d.clock,
+      ),
+      smtpAuth: new SharedAuthThrottle(this.link, this.keys, 'auth', d.clock, {
+        maxFailures: cfg.smtp.authMaxFailures,
+        blockMs: cfg.smtp.authBlockTimeMs,
+        baseDelayMs: cfg.smtp.authFailureDelayMs,
+        maxDelayMs: cfg.smtp.authFailureDelayMaxMs,
+      }),
+      odmrAuth: new SharedAuthThrottle(this.link, this.keys, 'odmr', d.clock),
+      messageRate: config.messageRate
+        ? new SharedGcra(this.link, this.keys, config.messageRate, d.clock, nodes)
+        : undefined,
+      connections:
+        config.connectionsPerDestination > 0
+          ? new SharedConnections(
+              this.link,
+              this.keys,
+              config.connectionsPerDestination,
+              config.node,
+              d.clock,
+              nodes,
+            )
+          : undefined,
+    };
+  }
+
+  /** ETRN at any node: replaces the local hook (hooks.etrn) when ETRN domains exist. */
+  etrnHook(service: EtrnService): ReturnType<typeof clusterEtrnHook> {
+    return clusterEtrnHook({
+      service,
+      rate: this.limits.etrnRate,
+      directory: this.directory,
+      homes: this.homes,
+      transfers: () => this.transfers,
+      heldCount: (d) => this.d.queues.heldCount(d),
+      name: this.d.config.hostname,
+      timeoutMs: Math.max(5_000, this.config.redisTimeoutMs * 5),
+      clock: this.d.clock,
+      log: this.d.log.child({ component: 'cluster' }),
+      isPeer,
+    });
   }
 
   get node(): string {
@@ -156,6 +227,7 @@ export class Cluster {
 
   async stop(): Promise<void> {
     this.transfers?.stop();
+    this.limits.connections?.stop();
     this.homes.stop();
     await this.membership.stop();
     await this.link.close();

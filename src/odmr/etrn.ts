@@ -11,9 +11,9 @@
 import type { SmtpReply } from '../smtp/protocol/reply.js';
 import type { SessionContext } from '../smtp/server/hooks.js';
 import { type Clock, systemClock } from '../util/clock.js';
-import { type EtrnDomainLike, etrnReplies, lanesFor, parseEtrnArg } from './etrn-node.js';
+import { type EtrnDomainLike, type EtrnRequest, etrnReplies, lanesFor, parseEtrnArg } from './etrn-node.js';
 import { HeldLocks } from './locks.js';
-import { RateLimiter } from './rate.js';
+import { type RateGate, RateLimiter } from './rate.js';
 
 /** What the service needs from the queue (Queues implements it). */
 export interface HeldLanes {
@@ -42,6 +42,8 @@ export interface EtrnServiceOptions {
   /** ETRN commands per client address per window (default 10 per minute). */
   perClientLimit?: number;
   perClientWindowMs?: number;
+  /** Counts ETRN commands per client address instead (a cluster counts them over every node). */
+  rate?: RateGate;
   /** Told of every reply (events, metrics); count = pieces the request made free. */
   onReply?(ev: { ip: string; node: string; code: number; count?: number }): void;
 }
@@ -63,7 +65,7 @@ export class EtrnService {
   private readonly logger: OdmrLogger | undefined;
   private readonly onReply: EtrnServiceOptions['onReply'];
   private readonly maxConcurrent: number;
-  private readonly rate: RateLimiter;
+  private readonly rate: RateGate;
   private readonly clock: Clock;
   private readonly runners = new Map<string, Runner>();
   private idleWaiters: (() => void)[] = [];
@@ -79,50 +81,71 @@ export class EtrnService {
     this.locks = o.locks ?? new HeldLocks();
     this.maxConcurrent = o.maxConcurrent ?? 4;
     this.clock = o.clock ?? systemClock;
-    this.rate = new RateLimiter(o.perClientLimit ?? 10, o.perClientWindowMs ?? 60_000, this.clock);
+    this.rate = o.rate ?? new RateLimiter(o.perClientLimit ?? 10, o.perClientWindowMs ?? 60_000, this.clock);
   }
 
   /** The SMTP server hook: the reply to `ETRN <node>`, decided at once. */
-  readonly hook = (node: string, ctx: Pick<SessionContext, 'client'>): SmtpReply => {
-    const r = this.decide(node, ctx.client.ip);
+  readonly hook = (node: string, ctx: Pick<SessionContext, 'client'>): SmtpReply | Promise<SmtpReply> => {
+    const ip = ctx.client.ip;
+    const req = parseEtrnArg(node);
+    if (req === null) return this.told(ip, node, { reply: etrnReplies.syntax() });
+    const lanes = this.lanesOf(req, ip);
+    if (!Array.isArray(lanes)) return this.told(ip, node, lanes);
+    const allowed = this.stopped ? false : this.rate.take(ip);
+    const go = (ok: boolean): SmtpReply => {
+      if (!ok) {
+        this.logger?.warn({ ip, node }, 'etrn refused: rate limit');
+        return this.told(ip, node, { reply: etrnReplies.unable(req.raw) });
+      }
+      return this.told(ip, node, this.startLanes(lanes, req.raw, ip));
+    };
+    return typeof allowed === 'boolean' ? go(allowed) : allowed.then(go);
+  };
+
+  /** Tells onReply of a reply (also used for replies a cluster composes). */
+  told(ip: string, node: string, r: { reply: SmtpReply; count?: number }): SmtpReply {
     this.onReply?.({
-      ip: ctx.client.ip,
+      ip,
       node,
       code: r.reply.code,
       ...(r.count !== undefined ? { count: r.count } : {}),
     });
     return r.reply;
-  };
+  }
 
-  private decide(node: string, ip: string): { reply: SmtpReply; count?: number } {
-    const req = parseEtrnArg(node);
-    if (req === null) return { reply: etrnReplies.syntax() };
+  /** The lanes a parsed request names, or the 459 refusal when it names none. */
+  lanesOf(req: EtrnRequest, ip: string): string[] | { reply: SmtpReply } {
     const lanes = lanesFor(req, this.domains);
-    if (lanes.length === 0) {
-      this.logger?.info({ ip, node }, 'etrn refused: not an ETRN domain');
-      return {
-        reply: etrnReplies.notAllowed(
-          req.raw,
-          req.kind === 'queue' ? 'no such queue' : 'not an ETRN domain here',
-        ),
-      };
-    }
-    if (this.stopped || !this.rate.take(ip)) {
-      this.logger?.warn({ ip, node }, 'etrn refused: rate limit');
-      return { reply: etrnReplies.unable(req.raw) };
-    }
+    if (lanes.length > 0) return lanes;
+    this.logger?.info({ ip, node: req.raw }, 'etrn refused: not an ETRN domain');
+    return {
+      reply: etrnReplies.notAllowed(
+        req.raw,
+        req.kind === 'queue' ? 'no such queue' : 'not an ETRN domain here',
+      ),
+    };
+  }
+
+  /**
+   * Starts (or asks for another pass of) the runners of these lanes and answers with their exact
+   * count: 251 when all are empty, 458 when the global cap or another runner is in the way.
+   * No rate limit here (the hook counts the request first; a cluster peer's forwarded request
+   * was counted where the customer sent it).
+   */
+  startLanes(lanes: readonly string[], raw: string, ip: string): { reply: SmtpReply; count?: number } {
+    if (this.stopped) return { reply: etrnReplies.unable(raw) };
     const counts = lanes.map((d) => this.lanes.heldCount(d));
     const total = counts.reduce((a, b) => a + b, 0);
-    if (total === 0) return { reply: etrnReplies.empty(req.raw), count: 0 };
+    if (total === 0) return { reply: etrnReplies.empty(raw), count: 0 };
     const todo = lanes.filter((_, i) => counts[i]! > 0);
     const fresh = todo.filter((d) => !this.runners.has(d));
     if (this.runners.size + fresh.length > this.maxConcurrent || fresh.some((d) => this.locks.isLocked(d))) {
-      this.logger?.warn({ ip, node, running: this.runners.size }, 'etrn refused: too many flushes');
-      return { reply: etrnReplies.unable(req.raw) };
+      this.logger?.warn({ ip, node: raw, running: this.runners.size }, 'etrn refused: too many flushes');
+      return { reply: etrnReplies.unable(raw) };
     }
     for (const d of todo) this.run(d);
-    this.logger?.info({ ip, node, lanes: todo, pending: total }, 'etrn accepted');
-    return { reply: etrnReplies.started(req.raw, total), count: total };
+    this.logger?.info({ ip, node: raw, lanes: todo, pending: total }, 'etrn accepted');
+    return { reply: etrnReplies.started(raw, total), count: total };
   }
 
   isRunning(domain: string): boolean {

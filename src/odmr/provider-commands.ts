@@ -15,7 +15,7 @@ import { notImplemented, quit } from '../smtp/server/commands/misc.js';
 import { starttls } from '../smtp/server/commands/starttls.js';
 import type { SmtpSession } from '../smtp/server/session.js';
 import type { HeldLocks } from './locks.js';
-import type { RateLimiter } from './rate.js';
+import type { RateGate } from './rate.js';
 
 /** What one accepted ATRN asks for: the account and its lanes, already locked for this session. */
 export interface AtrnRequest {
@@ -30,7 +30,7 @@ export interface ProviderCommandDeps {
   heldCount(domain: string): number;
   locks: HeldLocks;
   /** AUTH commands per client address (on top of the listener's failure throttle). */
-  authRate: RateLimiter;
+  authRate: RateGate;
   /** Accepted requests by session, read by the provider when the socket is handed over. */
   requests: WeakMap<SmtpSession, AtrnRequest>;
   /** Told of every ATRN reply (events, metrics). */
@@ -77,12 +77,14 @@ function makeAuth(deps: ProviderCommandDeps) {
       s.reply(538, '5.7.11', 'Encryption required for requested authentication mechanism');
       return;
     }
-    if (s.client.auth === undefined && !deps.authRate.take(s.client.ip)) {
+    if (s.client.auth !== undefined) return auth(s, args);
+    const ok = deps.authRate.take(s.client.ip);
+    const go = (allowed: boolean): void | Promise<void> => {
+      if (allowed) return auth(s, args);
       s.reply(421, '4.7.0', `${s.opts.hostname} Too many authentication attempts`);
       s.close();
-      return;
-    }
-    return auth(s, args);
+    };
+    return typeof ok === 'boolean' ? go(ok) : ok.then(go);
   };
 }
 

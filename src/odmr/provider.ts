@@ -20,7 +20,8 @@ import { type AtrnResult, type ClaimableLanes, deliverHeld } from './atrn-delive
 import type { OdmrLogger } from './etrn.js';
 import { HeldLocks } from './locks.js';
 import { type AtrnRequest, odmrCommands } from './provider-commands.js';
-import { RateLimiter } from './rate.js';
+import { type RateGate, RateLimiter } from './rate.js';
+import type { AuthThrottleLike } from '../smtp/server/options.js';
 
 /** How long a new ATRN waits for the account's earlier session to let go of its lanes. */
 const TAKEOVER_WAIT_MS = 10_000;
@@ -41,6 +42,10 @@ export interface OdmrProviderOptions {
   maxPerIp?: number;
   /** AUTH commands per client address per minute (default 30). */
   authPerMinute?: number;
+  /** Counts AUTH commands per client address instead (a cluster counts them over every node). */
+  authRate?: RateGate;
+  /** AUTH failure throttle instead of the listener's own (a cluster shares it). */
+  authThrottle?: AuthThrottleLike;
   /** AUTH failure back-off of the listener (tests shorten it). */
   authFailureDelayMs?: number;
   /** Client-role timeouts after the turnaround (default: RFC 5321 minimums). */
@@ -82,7 +87,7 @@ export class OdmrProvider {
       domainsOf: (user) => accounts.get(user)?.domains,
       heldCount: (d) => o.lanes.heldCount(d),
       locks: this.locks,
-      authRate: new RateLimiter(o.authPerMinute ?? 30, 60_000, clock),
+      authRate: o.authRate ?? new RateLimiter(o.authPerMinute ?? 30, 60_000, clock),
       requests: this.requests,
       onRequest: (ev) => o.onAtrn?.({ phase: 'request', ...ev }),
       takeOver: (user, domains) => this.takeOver(user, domains),

@@ -5,12 +5,18 @@
 
 import type { Clock } from '../util/clock.js';
 
+/** A per-key rate limit as its users see it: RateLimiter here, a shared counter in a cluster. */
+export interface RateGate {
+  /** Counts one request for `key`; false when it is over the limit. */
+  take(key: string): boolean | Promise<boolean>;
+}
+
 interface Window {
   start: number;
   count: number;
 }
 
-export class RateLimiter {
+export class RateLimiter implements RateGate {
   private readonly windows = new Map<string, Window>();
 
   constructor(

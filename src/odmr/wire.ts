@@ -16,6 +16,8 @@ import { HeldLocks } from './locks.js';
 import { OdmrPoller } from './poller.js';
 import { EtrnProber } from './probe.js';
 import { OdmrProvider } from './provider.js';
+import type { RateGate } from './rate.js';
+import type { AuthThrottleLike } from '../smtp/server/options.js';
 
 export type EtrnOdmrEvent =
   | { type: 'etrn'; client: string; node: string; code: number; count?: number }
@@ -42,6 +44,12 @@ export interface EtrnOdmrDeps {
   /** A probe found this host up (the daemon clears it from the dead-host cache). */
   onReachable?(host: string, port: number): void;
   emit?(ev: EtrnOdmrEvent): void;
+  /** Limits counted over a whole cluster instead of by this node alone. */
+  shared?: {
+    etrnRate?: RateGate;
+    odmrAuthRate?: RateGate;
+    odmrAuthThrottle?: AuthThrottleLike;
+  };
 }
 
 export interface EtrnOdmr {
@@ -65,6 +73,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
     maxConcurrent: config.etrnLimits.maxConcurrentFlushes,
     perClientLimit: config.etrnLimits.requestsPerClient,
     perClientWindowMs: config.etrnLimits.requestWindowMs,
+    ...(d.shared?.etrnRate ? { rate: d.shared.etrnRate } : {}),
     onReply: (ev) =>
       d.emit?.({
         type: 'etrn',
@@ -124,6 +133,8 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
           idleTimeoutMs: config.smtp.idleTimeoutMs,
           commandTimeoutMs: config.smtp.commandTimeoutMs,
           authPerMinute: config.odmr.authPerMinute,
+          ...(d.shared?.odmrAuthRate ? { authRate: d.shared.odmrAuthRate } : {}),
+          ...(d.shared?.odmrAuthThrottle ? { authThrottle: d.shared.odmrAuthThrottle } : {}),
           ...(config.tls ? { tls: config.tls } : {}),
           onAtrn: (ev) =>
             d.emit?.({

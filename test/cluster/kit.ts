@@ -18,6 +18,8 @@ export interface NodeOptions {
   toml: string;
   /** Extra [cluster] keys, e.g. 'transfer_interval = "1s"'. */
   cluster?: string;
+  /** Extra [smtp] keys. */
+  smtp?: string;
 }
 
 export class TestNode {
@@ -127,6 +129,7 @@ export class TestCluster {
     return `
 [smtp]
 listen = ["@SMTP@"]
+${this.opts.smtp ?? ''}
 [odmr]
 listen = ["@ODMR@"]
 [cluster]

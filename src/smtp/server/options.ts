@@ -5,11 +5,14 @@
 import { type Clock, systemClock } from '../../util/clock.js';
 import type { ServerLogger } from './hooks.js';
 
-/** Per-IP AUTH failure throttle as seen by a session (implemented by AuthThrottle). */
+/**
+ * Per-IP AUTH failure throttle as seen by a session (implemented by AuthThrottle; a cluster's
+ * shared throttle answers with promises).
+ */
 export interface AuthThrottleLike {
-  isBlocked(ip: string): boolean;
+  isBlocked(ip: string): boolean | Promise<boolean>;
   /** Record a failure: how long to delay the 535, and whether the client is now blocked. */
-  failure(ip: string): { delayMs: number; blocked: boolean };
+  failure(ip: string): { delayMs: number; blocked: boolean } | Promise<{ delayMs: number; blocked: boolean }>;
   success(ip: string): void;
 }
 

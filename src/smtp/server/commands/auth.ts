@@ -36,7 +36,11 @@ export function auth(s: SmtpSession, args: string): void | Promise<void> {
     s.badCommand(503, '5.5.1', 'Send EHLO first');
     return;
   }
-  if (s.opts.authThrottle?.isBlocked(s.client.ip)) return blocked(s);
+  const isBlocked = s.opts.authThrottle?.isBlocked(s.client.ip) ?? false;
+  return settle(isBlocked, (b) => (b ? blocked(s) : start(s, args)));
+}
+
+function start(s: SmtpSession, args: string): void | Promise<void> {
   const parts = args.split(' ');
   const mech = (parts[0] ?? '').toUpperCase();
   const initial = parts[1];
@@ -164,16 +168,22 @@ function succeeded(s: SmtpSession, mech: string, username: string): void {
 
 function failed(s: SmtpSession, username: string): void | Promise<void> {
   s.opts.logger?.warn({ ip: s.client.ip, user: username }, 'auth failed');
-  const t = s.opts.authThrottle?.failure(s.client.ip);
-  const answer = (): void => {
+  const throttle = s.opts.authThrottle;
+  if (throttle === undefined) {
     s.badCommand(535, '5.7.8', 'Authentication credentials invalid');
-    if (t?.blocked) blocked(s);
-  };
-  if (t === undefined || t.delayMs <= 0) return answer();
-  return new Promise<void>((resolve) => {
-    s.opts.clock.setTimer(t.delayMs, () => {
-      answer();
-      resolve();
+    return;
+  }
+  return settle(throttle.failure(s.client.ip), (t) => {
+    const answer = (): void => {
+      s.badCommand(535, '5.7.8', 'Authentication credentials invalid');
+      if (t.blocked) blocked(s);
+    };
+    if (t.delayMs <= 0) return answer();
+    return new Promise<void>((resolve) => {
+      s.opts.clock.setTimer(t.delayMs, () => {
+        answer();
+        resolve();
+      });
     });
   });
 }
