@@ -1,12 +1,16 @@
 // Read-only inspection of the live queue for the operator: list (mailq), show, summary (qshape).
-// Reads only the queue's public parts — the index tables, lanes, readEnvelope and readData —
-// and never mutates anything.
+// Reads only the queue's public parts — the index tables, lanes, facets, readEnvelope(s) and
+// readData — and never changes the queue (Queue.indexFacets only fills in what the index knows).
 // Invariant: a piece that changes while we read it (delivered, moved, superseded) is skipped or
 // re-read, never reported with another message's envelope: the piece row's generation is
-// checked after every await. Cost: one envelope read per live piece that passes the cheap
-// filters (lane, age), like mailq reading every queue file.
+// checked after every await. Cost: the filters (lane, domain, sender, age) and the whole of
+// `summary` are answered from the in-memory index (state/facets.ts: every piece's recipient
+// domains and sender), so summary reads nothing and list reads only the envelopes it shows,
+// in batches of neighbouring records. The first inspection after a start reads the envelopes
+// recovery found once, to learn their facets.
 import type { Queue } from '../queue/queue.js';
 import type { Queues } from '../queue/queues.js';
+import { domainOfAddress } from '../queue/state/facets.js';
 import {
   type EnvelopeRecord,
   formatId,
@@ -14,7 +18,7 @@ import {
   OUTCOME_DELIVERED,
   OUTCOME_FAILED,
 } from '../queue/record/records.js';
-import { F_INFLIGHT } from '../queue/state/tables.js';
+import { F_INFLIGHT, NO_SLOT } from '../queue/state/tables.js';
 
 export interface Filter {
   /** A lane name ("hold", "retry-5m", "held-example.org") or kind ("new", "retry", "held", "hold"). */
@@ -75,15 +79,7 @@ interface Ref {
   msgId: number;
 }
 
-export function domainOfAddress(a: string): string {
-  const at = a.lastIndexOf('@');
-  return at < 0
-    ? ''
-    : a
-        .slice(at + 1)
-        .toLowerCase()
-        .replace(/\.$/, '');
-}
+export { domainOfAddress };
 
 function laneMatches(name: string, kind: string, want: string): boolean {
   const w = want.toLowerCase();
@@ -174,6 +170,78 @@ function refs(queues: Queues): Ref[] {
   return out.sort((a, b) => a.msgId - b.msgId);
 }
 
+/** A filter compiled against one queue's index: which of its pieces match. */
+class IndexFilter {
+  private readonly domainId: number | undefined;
+  private readonly senderOk = new Map<number, boolean>();
+  /** No piece of this queue can match (the domain was never seen there). */
+  readonly none: boolean;
+
+  constructor(
+    readonly q: Queue,
+    readonly f: Filter,
+    domain: string | undefined,
+  ) {
+    this.domainId = domain === undefined ? undefined : q.core.facets.domains.find(domain);
+    this.none = domain !== undefined && this.domainId === undefined;
+  }
+
+  /** Whether live piece `p` matches on lane, sender and a pending recipient in the domain. */
+  piece(p: number): boolean {
+    const core = this.q.core;
+    const facets = core.facets;
+    if (!core.isLive(p) || !facets.known(p)) return false;
+    const f = this.f;
+    if (f.lane !== undefined) {
+      const lane = core.laneOf(p);
+      if (!laneMatches(lane.name, lane.kind, f.lane)) return false;
+    }
+    if (f.sender !== undefined) {
+      const sid = core.pieces.sender[p]!;
+      let ok = this.senderOk.get(sid);
+      if (ok === undefined) {
+        ok = senderMatches(facets.senders.names[sid] ?? '', f.sender);
+        this.senderOk.set(sid, ok);
+      }
+      if (!ok) return false;
+    }
+    if (this.domainId === undefined) return true;
+    const done = core.deltas.get(p);
+    const n = facets.recipientCount(p);
+    for (let i = 0; i < n; i++) if (!done?.has(i) && facets.domainOf(p, i) === this.domainId) return true;
+    return false;
+  }
+}
+
+async function compile(queues: Queues, filter: Filter): Promise<IndexFilter[]> {
+  await Promise.all(queues.list.map((q) => q.indexFacets()));
+  const domain = filter.domain?.toLowerCase().replace(/^@/, '').replace(/\.$/, '');
+  return queues.list.map((q) => new IndexFilter(q, filter, domain));
+}
+
+/** The live pieces of message row `mslot` that the filter keeps. */
+function matchingPieces(f: IndexFilter, mslot: number, now: number): number[] {
+  const core = f.q.core;
+  const out: number[] = [];
+  if (f.none) return out;
+  if (f.f.olderThanMs !== undefined && now - core.msgs.arrival[mslot]! < f.f.olderThanMs) return out;
+  for (let p = core.msgs.head[mslot]!; p !== NO_SLOT; p = core.pieces.next[p]!) if (f.piece(p)) out.push(p);
+  return out;
+}
+
+/** Ids of the live messages matching the filter, oldest first, read from the index alone. */
+export async function matchIds(queues: Queues, filter: Filter, now: number): Promise<string[]> {
+  const fs = await compile(queues, filter);
+  const ids: number[] = [];
+  for (const f of fs)
+    for (const [msgId, mslot] of f.q.core.msgs.byId)
+      if (matchingPieces(f, mslot, now).length > 0) ids.push(msgId);
+  return ids.sort((a, b) => a - b).map(formatId);
+}
+
+/** Messages read per batch of envelope reads in listMessages. */
+const LIST_BATCH = 2048;
+
 /** Live messages matching the filter, oldest first, with only their matching pieces. */
 export async function listMessages(
   queues: Queues,
@@ -181,34 +249,40 @@ export async function listMessages(
   now: number,
   limit = Number.POSITIVE_INFINITY,
 ): Promise<MessageView[]> {
+  const fs = await compile(queues, filter);
   const out: MessageView[] = [];
-  const domain = filter.domain?.toLowerCase().replace(/^@/, '').replace(/\.$/, '');
-  for (const ref of refs(queues)) {
-    if (out.length >= limit) break;
-    const { q, mslot, msgId } = ref;
-    if (q.core.msgs.id[mslot] !== msgId) continue; // finished while we were reading others
-    if (filter.olderThanMs !== undefined && now - q.core.msgs.arrival[mslot]! < filter.olderThanMs) continue;
-    let first: EnvelopeRecord | undefined;
-    const pieces: PieceView[] = [];
-    for (const pslot of q.core.piecesOf(mslot)) {
-      if (!q.core.isLive(pslot)) continue;
-      const lane = q.core.laneOf(pslot);
-      if (filter.lane !== undefined && !laneMatches(lane.name, lane.kind, filter.lane)) continue;
-      const env = await readStable(q, pslot, msgId);
-      if (!env) continue;
-      if (filter.sender !== undefined && !senderMatches(env.info.sender, filter.sender)) break;
-      const view = pieceView(q, pslot, env);
-      if (
-        domain !== undefined &&
-        !view.recipients.some((r) => r.state === 'pending' && domainOfAddress(r.address) === domain)
-      )
-        continue;
-      first ??= env;
-      pieces.push(view);
+  const all = refs(queues);
+  for (let i = 0; i < all.length && out.length < limit; i += LIST_BATCH) {
+    // The index decides which pieces to read; their envelopes are read together, per queue.
+    const batch = all.slice(i, i + LIST_BATCH).map((ref) => {
+      const alive = ref.q.core.msgs.id[ref.mslot] === ref.msgId;
+      return { ref, pieces: alive ? matchingPieces(fs[ref.qi]!, ref.mslot, now) : [] };
+    });
+    const envs = new Map<Queue, Map<number, EnvelopeRecord>>();
+    for (const q of queues.list) {
+      const slots = batch.filter((b) => b.ref.q === q).flatMap((b) => b.pieces);
+      envs.set(q, slots.length > 0 ? await q.readEnvelopes(slots) : new Map());
     }
-    if (first && pieces.length > 0) {
-      pieces.sort((a, b) => a.piece - b.piece);
-      out.push(messageView(ref, first, pieces));
+    for (const { ref, pieces } of batch) {
+      if (out.length >= limit) break;
+      if (pieces.length === 0) continue;
+      const { q, msgId } = ref;
+      let first: EnvelopeRecord | undefined;
+      const views: PieceView[] = [];
+      for (const pslot of pieces) {
+        // Read in the batch, or again alone if it changed meanwhile.
+        let env = envs.get(q)?.get(pslot);
+        if (env?.msgId !== msgId) env = await readStable(q, pslot, msgId);
+        // The index describes the version just read: it may have stopped matching meanwhile.
+        if (!env || !fs[ref.qi]!.piece(pslot)) continue;
+        const view = pieceView(q, pslot, env);
+        first ??= env;
+        views.push(view);
+      }
+      if (first && views.length > 0) {
+        views.sort((a, b) => a.piece - b.piece);
+        out.push(messageView(ref, first, views));
+      }
     }
   }
   return out;
@@ -284,13 +358,62 @@ export function summarize(messages: readonly MessageView[], now: number): Summar
     const domains = new Set<string>();
     for (const p of m.pieces)
       for (const r of p.recipients) if (r.state === 'pending') domains.add(domainOfAddress(r.address));
-    for (const d of domains) {
-      let row = byDomain.get(d);
-      if (!row) byDomain.set(d, (row = { domain: d, total: 0, buckets: labels.map(() => 0) }));
-      row.total++;
-      row.buckets[b]!++;
-    }
+    for (const d of domains) count(byDomain, d, b, labels.length);
   }
-  const rows = [...byDomain.values()].sort((a, b) => b.total - a.total || a.domain.localeCompare(b.domain));
-  return { buckets: labels, total, rows };
+  return { buckets: labels, total, rows: sortedRows(byDomain) };
+}
+
+function count(rows: Map<string, SummaryRow>, d: string, b: number, n: number, by = 1): void {
+  let row = rows.get(d);
+  if (!row) rows.set(d, (row = { domain: d, total: 0, buckets: new Array<number>(n).fill(0) }));
+  row.total += by;
+  row.buckets[b]! += by;
+}
+
+function sortedRows(rows: Map<string, SummaryRow>): SummaryRow[] {
+  return [...rows.values()].sort((a, b) => b.total - a.total || a.domain.localeCompare(b.domain));
+}
+
+/**
+ * The summary of the live messages matching the filter, counted in the index alone: the same
+ * figures as summarize(listMessages(...)), without reading or building any message.
+ */
+export async function summaryOf(queues: Queues, filter: Filter, now: number): Promise<Summary> {
+  const fs = await compile(queues, filter);
+  const labels = bucketLabels();
+  const nb = labels.length;
+  const total: SummaryRow = { domain: 'TOTAL', total: 0, buckets: labels.map(() => 0) };
+  const byDomain = new Map<string, SummaryRow>();
+  for (const f of fs) {
+    const core = f.q.core;
+    const facets = core.facets;
+    const names = facets.domains.names;
+    // Counts by domain id and bucket; `mark` dedups a message's domains without a Set per message.
+    const counts = new Int32Array(names.length * nb);
+    const mark = new Int32Array(names.length).fill(-1);
+    let stamp = 0;
+    for (const mslot of core.msgs.byId.values()) {
+      const pieces = matchingPieces(f, mslot, now);
+      if (pieces.length === 0) continue;
+      const b = ageBucket(Math.max(0, now - core.msgs.arrival[mslot]!));
+      total.total++;
+      total.buckets[b]!++;
+      stamp++;
+      for (const p of pieces) {
+        const done = core.deltas.get(p);
+        const n = facets.recipientCount(p);
+        for (let i = 0; i < n; i++) {
+          if (done?.has(i)) continue;
+          const d = facets.domainOf(p, i);
+          if (mark[d] === stamp) continue;
+          mark[d] = stamp;
+          counts[d * nb + b]!++;
+        }
+      }
+    }
+    for (let d = 0; d < names.length; d++)
+      for (let b = 0; b < nb; b++)
+        if (counts[d * nb + b]! > 0) count(byDomain, names[d]!, b, nb, counts[d * nb + b]!);
+  }
+  return { buckets: labels, total, rows: sortedRows(byDomain) };
 }

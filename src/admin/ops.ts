@@ -11,7 +11,7 @@ import type { Queues } from '../queue/queues.js';
 import { formatId, parseId } from '../queue/record/records.js';
 import type { Clock } from '../util/clock.js';
 import type { Injector } from './inject.js';
-import { type Filter, listMessages, showMessage, summarize } from './inspect.js';
+import { type Filter, listMessages, matchIds, showMessage, summaryOf } from './inspect.js';
 import {
   badRequest,
   ERR_UNKNOWN_OP,
@@ -141,13 +141,13 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
 
   ops.set('summary', async (args) => {
     const now = clock.now();
-    return { now, ...summarize(await listMessages(queues, filterOf(args), now), now) };
+    return { now, ...(await summaryOf(queues, filterOf(args), now)) };
   });
 
   /** Ids matching a filter (what an action by filter would touch). */
   ops.set('match', async (args) => {
     const now = clock.now();
-    return { ids: (await listMessages(queues, filterOf(args), now)).map((m) => m.id) };
+    return { ids: await matchIds(queues, filterOf(args), now) };
   });
 
   for (const name of ['hold', 'release', 'delete', 'bounce'] as const) {
@@ -164,10 +164,10 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
     const held = queues.heldCount(domain);
     if (held > 0) void queues.flushHeld(domain).catch(() => {});
     const now = clock.now();
-    const inRetry = await listMessages(queues, { lane: 'retry', domain }, now);
+    const inRetry = await matchIds(queues, { lane: 'retry', domain }, now);
     const r = await act(
       queues,
-      inRetry.map((m) => parseId(m.id)!),
+      inRetry.map((id) => parseId(id)!),
       'flush',
     );
     return { ...r, missing: [], retry: r.done.length, held };

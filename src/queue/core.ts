@@ -32,6 +32,7 @@ import { FRAME_HEADER } from './record/frame.js';
 import { heldLaneName, parseLaneName, retryLaneName } from './log/segment.js';
 import type { GroupWriter, Phase } from './log/writer.js';
 import { LaneState } from './lanes/lane.js';
+import { Facets } from './state/facets.js';
 import { F_LIVE, MessageTable, NO_SLOT, PieceTable, UNPLACED } from './state/tables.js';
 
 /** One data record of a message written in chunks: where its bytes are in a segment file. */
@@ -58,6 +59,8 @@ interface ChunkCandidate {
 export class QueueCore {
   readonly msgs = new MessageTable();
   readonly pieces = new PieceTable();
+  /** Recipient domains and senders of the pieces, for inspection (state/facets.ts). */
+  readonly facets = new Facets(this.pieces);
   readonly lanes: LaneState[] = [];
   private readonly laneByName = new Map<string, LaneState>();
   /**
@@ -200,6 +203,7 @@ export class QueueCore {
   putEnvelope(pslot: number, lane: LaneState, rec: EnvelopeRecord, phase: Phase = 1): void {
     const P = this.pieces;
     const gen = this.makeCurrent(pslot, lane, rec, UNPLACED, this.writer.nextBatch);
+    this.facets.set(pslot, rec);
     const body = encodeEnvelope(rec);
     this.writer.append(lane.name, RT_ENVELOPE, [body], phase, (seq, off) => {
       if (P.gen[pslot] !== gen) return; // superseded before it was even placed
@@ -220,6 +224,7 @@ export class QueueCore {
     len: number,
   ): void {
     this.makeCurrent(pslot, lane, rec, seq, 0);
+    this.facets.forget(pslot);
     this.pieces.off[pslot] = off;
     this.pieces.len[pslot] = len;
     lane.seg(seq).liveEnv++;
@@ -321,6 +326,7 @@ export class QueueCore {
       }
       prev = p;
     }
+    this.facets.multi.delete(pslot);
     P.release(pslot);
   }
 

@@ -16,6 +16,7 @@ import { ExpiryHeap } from './lanes/expiry.js';
 import type { HeldFlush, LaneState } from './lanes/lane.js';
 import { NodeQueueFs, type QueueFs } from './log/fs.js';
 import { segmentName } from './log/segment.js';
+import { readRanges, type WantedRange } from './log/batch-read.js';
 import { GroupWriter } from './log/writer.js';
 import { FRAME_HEADER } from './record/frame.js';
 import {
@@ -147,6 +148,7 @@ export class Queue {
   private readonly flushingLanes = new Set<LaneState>();
   private reclaiming = false;
   private compacting = false;
+  private facetsIndexing: Promise<void> | undefined;
   private maintenance: (() => void) | undefined;
 
   private constructor(opts: QueueOptions) {
@@ -636,6 +638,66 @@ export class Queue {
       P.len[pslot]! - FRAME_HEADER,
     );
     return decodeEnvelope(buf);
+  }
+
+  /**
+   * The current envelopes of many pieces, read with few reads (log/batch-read.ts). A piece that
+   * changes while it is read (a new version, delivered) is left out: its generation is checked.
+   */
+  async readEnvelopes(slots: readonly number[]): Promise<Map<number, EnvelopeRecord>> {
+    const P = this.core.pieces;
+    const out = new Map<number, EnvelopeRecord>();
+    if (slots.some((p) => P.seq[p] === UNPLACED)) await this.writer.commit();
+    const gens = new Map<number, number>();
+    const wanted: WantedRange[] = [];
+    for (const p of slots) {
+      if (!this.core.isLive(p) || P.seq[p] === UNPLACED) continue;
+      gens.set(p, P.gen[p]!);
+      wanted.push({
+        key: p,
+        path: `${this.dir}/lanes/${this.core.laneOf(p).name}/${segmentName(P.seq[p]!)}`,
+        off: P.off[p]! + FRAME_HEADER,
+        len: P.len[p]! - FRAME_HEADER,
+      });
+    }
+    await readRanges(this.fs, wanted, (p, bytes) => {
+      if (P.gen[p] === gens.get(p)) out.set(p, decodeEnvelope(bytes));
+    });
+    return out;
+  }
+
+  /**
+   * Learns the facets (recipient domains, sender: state/facets.ts) of every live piece whose
+   * envelope came from recovery and was not read since, so inspection can answer from the index.
+   * One pass over their envelopes, in log order; later calls find nothing left to read.
+   */
+  indexFacets(): Promise<void> {
+    this.facetsIndexing ??= (async () => {
+      try {
+        const P = this.core.pieces;
+        // A read can miss a piece that moved meanwhile (its new version's facets are known then);
+        // a few passes pick up what a failed read left.
+        for (let pass = 0; pass < 3; pass++) {
+          const todo: number[] = [];
+          for (const m of this.core.msgs.byId.values())
+            for (let p = this.core.msgs.head[m]!; p !== NO_SLOT; p = P.next[p]!)
+              if (this.core.isLive(p) && !this.core.facets.known(p)) todo.push(p);
+          if (todo.length === 0) break;
+          for (let i = 0; i < todo.length; i += 4096) {
+            const part = todo.slice(i, i + 4096);
+            const gens = part.map((p) => P.gen[p]!);
+            const envs = await this.readEnvelopes(part);
+            part.forEach((p, k) => {
+              const e = envs.get(p);
+              if (e && P.gen[p] === gens[k] && !this.core.facets.known(p)) this.core.facets.set(p, e);
+            });
+          }
+        }
+      } finally {
+        this.facetsIndexing = undefined;
+      }
+    })();
+    return this.facetsIndexing;
   }
 
   /** The whole data of a message in one buffer (small messages; see dataStream for any size). */

@@ -79,6 +79,11 @@ export class MessageTable {
   }
 }
 
+/** A piece facet not known yet (a recovered envelope not read since); see state/facets.ts. */
+export const FACET_UNKNOWN = -1;
+/** The piece has several recipients: their domains are in Facets.multi. */
+export const FACET_MULTI = -2;
+
 export const F_LIVE = 1;
 export const F_INFLIGHT = 2;
 
@@ -99,6 +104,12 @@ export class PieceTable {
   next = new Int32Array(0);
   /** Batch that made the current envelope durable (0: recovered). */
   batch = new Uint32Array(0);
+  /**
+   * Facets of the current envelope for inspection (state/facets.ts): the interned domain of its
+   * only recipient (or FACET_MULTI, or FACET_UNKNOWN until read) and its interned sender.
+   */
+  dom = new Int32Array(0);
+  sender = new Int32Array(0);
   private free: number[] = [];
   private top = 0;
   count = 0;
@@ -113,6 +124,8 @@ export class PieceTable {
     this.flags[s] = 0;
     this.seq[s] = UNPLACED;
     this.next[s] = NO_SLOT;
+    this.dom[s] = FACET_UNKNOWN;
+    this.sender[s] = FACET_UNKNOWN;
     this.count++;
     return s;
   }
@@ -138,11 +151,13 @@ export class PieceTable {
     this.gen = grow(this.gen, n);
     this.next = grow(this.next, n);
     this.batch = grow(this.batch, n);
+    this.dom = grow(this.dom, n);
+    this.sender = grow(this.sender, n);
     this.cap = n;
   }
 
   bytes(): number {
-    return this.cap * (4 + 2 + 4 + 2 + 4 + 4 + 4 + 8 + 2 + 1 + 4 + 4 + 4);
+    return this.cap * (4 + 2 + 4 + 2 + 4 + 4 + 4 + 8 + 2 + 1 + 4 + 4 + 4 + 4 + 4);
   }
 }
 
