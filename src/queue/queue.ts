@@ -1187,7 +1187,10 @@ export class Queue {
   private armExpiry(): void {
     if (!this.running) return;
     const now = this.clock.now();
-    const at = Math.min(this.expiry.peek(), now + EXPIRY_TICK_MAX);
+    // A queue that refuses writes cannot bounce anything: look again a while later, no sooner.
+    const at = this.writer.poisoned
+      ? now + EXPIRY_TICK_MAX
+      : Math.min(this.expiry.peek(), now + EXPIRY_TICK_MAX);
     if (this.expiryTimer && this.expiryAt <= at) return;
     this.expiryTimer?.();
     this.expiryAt = at;
@@ -1215,6 +1218,7 @@ export class Queue {
   }
 
   private async sweepExpired(): Promise<number> {
+    if (this.writer.poisoned) return 0;
     const core = this.core;
     const P = core.pieces;
     const now = this.clock.now();
