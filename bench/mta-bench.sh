@@ -17,6 +17,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 kit=${BENCH_KIT:-$root/../shared/bench}
+[ -f "$kit/load.sh" ] || [ -n "${BENCH_KIT:-}" ] || kit=$root/../../shared/bench  # from a worktree
 [ -f "$kit/load.sh" ] || { echo "bench kit not found at $kit (set BENCH_KIT)" >&2; exit 2; }
 ROUNDS=${ROUNDS:-3} N=${N:-10000} SIZES=${SIZES:-"4096 65536"} CONC=${CONC:-50} TMO=${TMO:-300}
 NOSYNC=${NOSYNC:-0}
