@@ -187,6 +187,44 @@ test('the default json destination writes asynchronously and is flushed at exit'
   }
 });
 
+test('a buffered line reaches its file within the flush interval, with nothing logged after it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'logmta-log-'));
+  try {
+    const file = join(dir, 'out.log');
+    const log = createLogger({ format: 'json', level: 'info', destination: file });
+    log.info({ n: 1 }, 'alone');
+    // Far below the 32 KiB that start a write: only the periodic flush writes it.
+    const deadline = Date.now() + 10_000;
+    while (!readFileSync(file, 'utf8').includes('"alone"')) {
+      assert.ok(Date.now() < deadline, 'the line was never written');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).n, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('buffered lines are written when the process dies of an uncaught exception', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'logmta-log-'));
+  try {
+    const file = join(dir, 'out.log');
+    const mod = fileURLToPath(new URL('./log.js', import.meta.url));
+    const script = `
+      import { createLogger } from ${JSON.stringify(mod)};
+      const log = createLogger({ format: 'json', level: 'info', destination: ${JSON.stringify(file)} });
+      for (let i = 0; i < 10; i++) log.info({ i }, 'line');
+      setImmediate(() => { throw new Error('boom'); });`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /boom/);
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    assert.equal(lines.length, 10);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('nullLogger accepts every call and writes nothing', () => {
   nullLogger.info({ a: 1 }, 'x');
   nullLogger.child({ b: 2 }).error({}, 'y');

@@ -1,14 +1,20 @@
-// Logging: a small Logger interface backed by pino. JSON lines go to stdout through an
-// asynchronous sonic-boom destination (writes are batched off the hot path and flushed
-// synchronously on process exit); 'pretty' turns each pino line into one human-readable line
-// "time LEVEL msg key=value ..." with a formatter of our own.
+// Logging: a small Logger interface backed by pino. JSON lines go to stdout (or a file) through a
+// buffered, asynchronous sonic-boom destination: lines collect in memory and leave in one write
+// of up to 64 KiB once 32 KiB are pending, or every 100 ms, whichever comes first — a handful of
+// writes a second instead of one per line, off the hot path. What is buffered is written
+// synchronously when the process exits (normal exit, process.exit, an uncaught exception,
+// SIGTERM/SIGINT through `logmta serve`); only a SIGKILL, a crash of Node itself or a power loss
+// can lose it — at most the last 100 ms / 32 KiB of lines (docs/observability.md).
+// 'pretty' turns each pino line into one human-readable line "time LEVEL msg key=value ..."
+// with a formatter of our own.
 // Invariant: credentials never reach the output. Fields whose name looks like a secret
 // (isSecretKey: password, token, ... at any of the first levels, and in child bindings) are
 // replaced by "[redacted]"; SMTP command
 // lines must go through redactSmtpCommand() before being logged, and nothing sent during an
 // AUTH exchange may be logged verbatim.
-// Failure: a destination that cannot be opened throws at createLogger(); EPIPE on stdout
-// silently stops logging (pino's behaviour) rather than crashing the daemon.
+// Failure: a destination that cannot be opened throws at createLogger(); a write error (EPIPE
+// on a closed stdout, EIO, ENOSPC) stops logging rather than crashing the daemon, and one line
+// saying so goes to stderr.
 
 import { mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -18,6 +24,11 @@ import {
   pino,
   type LoggerOptions as PinoOptions,
 } from 'pino';
+import sonicBoom from 'sonic-boom';
+
+// sonic-boom is CommonJS: its class is a property of the module object.
+const { SonicBoom } = sonicBoom;
+type SonicBoom = InstanceType<typeof SonicBoom>;
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type LogFields = Record<string, unknown>;
@@ -82,7 +93,71 @@ export function redactFields<T extends Record<string, unknown>>(o: T, depth = 0)
   return out as T;
 }
 
-function openDestination(d: LoggerOptions['destination']): DestinationStream {
+/** Pending bytes that start a write; one write carries at most LOG_MAX_WRITE bytes. */
+export const LOG_MIN_WRITE = 32 * 1024;
+const LOG_MAX_WRITE = 64 * 1024;
+/** Lines never wait longer than this before they are written. */
+export const LOG_FLUSH_MS = 100;
+/** A destination that stopped draining (a stuck stdout pipe) drops lines beyond this. */
+const LOG_MAX_PENDING = 64 * 1024 * 1024;
+
+/** Buffered destinations still open, written out synchronously at exit (one hook per process). */
+const openBuffers = new Set<SonicBoom>();
+function flushAllAtExit(): void {
+  for (const b of openBuffers) {
+    try {
+      b.flushSync();
+    } catch {
+      // Nothing to do this late: the fd is gone or the disk refuses.
+    }
+  }
+}
+
+/** A destination with an asynchronous flush (pino's flush() calls it). */
+interface FlushableDestination extends DestinationStream {
+  flush?(): void;
+}
+
+function bufferedFd(fd: number): FlushableDestination {
+  // Buffer mode: each line becomes a Buffer once and pending lines are concatenated once per
+  // write (the string mode re-measured the growing pending string on every line).
+  const boom = new SonicBoom({
+    fd,
+    sync: false,
+    contentMode: 'buffer',
+    minLength: LOG_MIN_WRITE,
+    maxWrite: LOG_MAX_WRITE,
+    maxLength: LOG_MAX_PENDING,
+    periodicFlush: LOG_FLUSH_MS,
+  });
+  if (openBuffers.size === 0) process.on('exit', flushAllAtExit);
+  openBuffers.add(boom);
+  let failed = false;
+  boom.on('error', (e: NodeJS.ErrnoException) => {
+    // Logging must never take the daemon down: stop writing, say so once where we still can.
+    if (failed) return;
+    failed = true;
+    openBuffers.delete(boom);
+    if (e.code !== 'EPIPE') {
+      try {
+        process.stderr.write(`logmta: log output failed (${e.code ?? e.message}); logging stopped\n`);
+      } catch {
+        // stderr is gone too.
+      }
+    }
+  });
+  return {
+    write(line: string): void {
+      // (SonicBoom's typings know only strings; in buffer mode it takes Buffers.)
+      if (!failed) boom.write(Buffer.from(line) as unknown as string);
+    },
+    flush(): void {
+      if (!failed) boom.flush();
+    },
+  };
+}
+
+function openDestination(d: LoggerOptions['destination']): FlushableDestination {
   if (typeof d === 'object') return { write: (line: string) => void d.write(line) };
   let fd: number;
   if (d === undefined || d === 'stdout') fd = 1;
@@ -94,9 +169,7 @@ function openDestination(d: LoggerOptions['destination']): DestinationStream {
     mkdirSync(dirname(d), { recursive: true });
     fd = openSync(d, 'a', 0o640);
   }
-  // sync:false: lines are buffered and written when the fd is ready; pino registers an exit
-  // hook that flushes synchronously, so nothing written before exit is lost.
-  return pino.destination({ dest: fd, sync: false });
+  return bufferedFd(fd);
 }
 
 /** Creates the process logger. */
@@ -113,7 +186,9 @@ export function createLogger(opts: LoggerOptions): Logger {
     },
   };
   const stream =
-    opts.format === 'pretty' ? { write: (line: string) => void out.write(formatPretty(line)) } : out;
+    opts.format === 'pretty'
+      ? { write: (line: string) => void out.write(formatPretty(line)), flush: () => out.flush?.() }
+      : out;
   return new PinoLogger(pino(options, stream));
 }
 

@@ -200,6 +200,25 @@ describe('logmta serve', () => {
     assert.deepEqual(await c.stop(), { code: 0, signal: null });
   });
 
+  test('SIGTERM after a burst of mail: every event line reaches stdout, up to the last one ("stopped")', async () => {
+    // The log is buffered (32 KiB or 100 ms): what is still in memory at the stop must be written
+    // at exit, not lost.
+    const dir = tempDir();
+    const c = await spawnDaemon({ dir, args: ['--listen', '127.0.0.1:0'] });
+    children.push(c);
+    const n = 20;
+    for (let i = 0; i < n; i++)
+      assert.equal((await sendOne(c.port, 'alice@localhost', `m${i}`)).at(-2), '250 2.0.0');
+    await waitForMaildir(join(dir, 'logmta-data', 'mail', 'alice'), n);
+    c.kill('SIGTERM');
+    assert.deepEqual(await c.exited, { code: 0, signal: null }, c.stderr());
+    // The pipe may deliver its last bytes just after the exit event.
+    await waitFor(() => logLines(c, 'stopped').length === 1, 'the "stopped" line');
+    assert.equal(logLines(c, 'received').length, n);
+    assert.equal(logLines(c, 'delivered').length, n);
+    assert.equal(logLines(c, 'stopping').length, 1);
+  });
+
   test('SIGTERM: the transaction in flight gets its 250, idle clients 421, exit 0 within the grace; the next start recovers', async () => {
     const dir = tempDir();
     // Mail for far.example can never be delivered (port 1 refuses), so it stays queued.
