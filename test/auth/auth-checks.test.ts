@@ -185,11 +185,15 @@ describe('SPF, DKIM and DMARC checks of mail from outside', { skip }, () => {
       localAddress: OUTSIDE,
     });
     assert.match(r.final, /^250 /, 'the daemon still takes mail');
-    const log = strict
-      .stdout()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { msg: string; id?: string; refused?: number; source?: string });
+    const logged = () =>
+      strict
+        .stdout()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string; id?: string; refused?: number; source?: string });
+    // The log is buffered (at most 100 ms late): wait for the probe's line.
+    await waitFor(() => logged().some((l) => l.msg === 'received'), 'the "received" line of the probe');
+    const log = logged();
     const refused = log.filter((l) => l.msg === 'authentication' && l.refused === 550).map((l) => l.id);
     assert.equal(refused.length, 1);
     const received = log.filter((l) => l.msg === 'received');
