@@ -15,6 +15,7 @@
 #      TMO (300 s per run), NOSYNC (0). Needs root (Postfix) and the shared bench kit.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 root=$(cd "$here/.." && pwd)
 kit=${BENCH_KIT:-$root/../shared/bench}
 [ -f "$kit/load.sh" ] || [ -n "${BENCH_KIT:-}" ] || kit=$root/../../shared/bench  # from a worktree
@@ -47,17 +48,7 @@ postfix_ticks() {
 LOGMTA_PID=""
 start_logmta() { # $1: extra flags
   rm -rf "$work/data"
-  cat > "$work/logmta.toml" <<CF
-hostname = "bench.test"
-data_dir = "$work/data"
-[smtp]
-listen = ["127.0.0.1:$LPORT"]
-relay_networks = ["127.0.0.0/8"]
-max_connections_per_ip = 1000
-[[route]]
-domain = "*"
-host = "127.0.0.1:$LSINK"
-CF
+  bench_config "$work/logmta.toml" "$work/data" "$LPORT" "$LSINK"
   node "$root/bin/logmta.js" serve --config "$work/logmta.toml" $1 > "$work/logmta.log" 2>&1 &
   LOGMTA_PID=$!
   for _ in $(seq 1 100); do ss -ltnH "sport = :$LPORT" | grep -q . && return 0; sleep 0.1; done

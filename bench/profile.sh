@@ -14,6 +14,7 @@
 # Needs the shared bench kit (../shared/bench) and smtp-source (Debian's postfix package).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 root=$(cd "$here/.." && pwd)
 kit=${BENCH_KIT:-$root/../shared/bench}
 [ -f "$kit/load.sh" ] || [ -n "${BENCH_KIT:-}" ] || kit=$root/../../shared/bench  # from a worktree
@@ -44,17 +45,7 @@ trap cleanup EXIT
 (cd "$root" && npx tsc -p tsconfig.json) || exit 1
 HZ=$(getconf CLK_TCK)
 rm -rf "$work/data" "$work/prof"
-cat > "$work/logmta.toml" <<CF
-hostname = "bench.test"
-data_dir = "$work/data"
-[smtp]
-listen = ["127.0.0.1:$PORT"]
-relay_networks = ["127.0.0.0/8"]
-max_connections_per_ip = 1000
-[[route]]
-domain = "*"
-host = "127.0.0.1:$SINK"
-CF
+bench_config "$work/logmta.toml" "$work/data" "$PORT" "$SINK"
 flags=()
 [ "$PROF" = 1 ] && flags=(--cpu-prof --cpu-prof-dir="$work/prof")
 node "${flags[@]}" "$root/bin/logmta.js" serve --config "$work/logmta.toml" > "$work/logmta.log" 2>&1 &

@@ -167,7 +167,8 @@ describe('pretty format', () => {
   });
 });
 
-test('the default json destination writes asynchronously and is flushed at exit', () => {
+/** Runs `body` in a child process after `log` was made on a file; returns its status, stderr, lines. */
+function inChild(body: string): { status: number | null; stderr: string; lines: string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'logmta-log-'));
   try {
     const file = join(dir, 'out.log');
@@ -175,16 +176,28 @@ test('the default json destination writes asynchronously and is flushed at exit'
     const script = `
       import { createLogger } from ${JSON.stringify(mod)};
       const log = createLogger({ format: 'json', level: 'info', destination: ${JSON.stringify(file)} });
-      for (let i = 0; i < 1000; i++) log.info({ i }, 'line');
-      process.exit(0);`;
+      ${body}`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    const lines = readFileSync(file, 'utf8').trim().split('\n');
-    assert.equal(lines.length, 1000);
-    assert.equal(JSON.parse(lines[999]!).i, 999);
+    return { status: r.status, stderr: r.stderr, lines: readFileSync(file, 'utf8').trim().split('\n') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('the default json destination writes asynchronously and is flushed at exit', () => {
+  const r = inChild(`for (let i = 0; i < 1000; i++) log.info({ i }, 'line');
+      process.exit(0);`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.lines.length, 1000);
+  assert.equal(JSON.parse(r.lines[999]!).i, 999);
+});
+
+test('buffered lines are written when the process dies of an uncaught exception', () => {
+  const r = inChild(`for (let i = 0; i < 10; i++) log.info({ i }, 'line');
+      setImmediate(() => { throw new Error('boom'); });`);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /boom/);
+  assert.equal(r.lines.length, 10);
 });
 
 test('a buffered line reaches its file within the flush interval, with nothing logged after it', async () => {
@@ -200,26 +213,6 @@ test('a buffered line reaches its file within the flush interval, with nothing l
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.equal(JSON.parse(readFileSync(file, 'utf8')).n, 1);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('buffered lines are written when the process dies of an uncaught exception', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'logmta-log-'));
-  try {
-    const file = join(dir, 'out.log');
-    const mod = fileURLToPath(new URL('./log.js', import.meta.url));
-    const script = `
-      import { createLogger } from ${JSON.stringify(mod)};
-      const log = createLogger({ format: 'json', level: 'info', destination: ${JSON.stringify(file)} });
-      for (let i = 0; i < 10; i++) log.info({ i }, 'line');
-      setImmediate(() => { throw new Error('boom'); });`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-    assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /boom/);
-    const lines = readFileSync(file, 'utf8').trim().split('\n');
-    assert.equal(lines.length, 10);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
