@@ -160,9 +160,10 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
     if (ids.length > 0) return { ...(await act(queues, ids, 'flush')), retry: 0, held: 0 };
     if (domain === undefined)
       return { done: [], missing: [], busy: [], retry: queues.flushRetries(), held: 0 };
-    // A held (ETRN/ODMR) domain: run its lane like an ETRN would; the attempts go on after we answer.
+    // A held (ETRN/ODMR) domain: run its lane like an ETRN would — past older dead-host marks,
+    // as postqueue -f re-enables dead sites — the attempts go on after we answer.
     const held = queues.heldCount(domain);
-    if (held > 0) void queues.flushHeld(domain).catch(() => {});
+    if (held > 0) void queues.flushHeld(domain, { reachableSince: clock.now() }).catch(() => {});
     const now = clock.now();
     const inRetry = await matchIds(queues, { lane: 'retry', domain }, now);
     const r = await act(

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import { runFetchmail } from '../interop/fetchmail-support.js';
-import { hasTool } from '../support/daemon.js';
+import { hasTool, runLogmta } from '../support/daemon.js';
 import { CustomerHost, Stage } from './kit.js';
 
 const stages: Stage[] = [];
@@ -191,6 +191,30 @@ describe('ETRN scenarios', () => {
     assert.deepEqual([...new Set(got)].sort(), [...mail].sort(), 'every message arrived');
     const dups = got.length - new Set(got).size;
     assert.ok(dups <= 1, `at most the message in flight twice (${dups} duplicates)`);
+  });
+
+  test('queue list and show count every attempt of held mail, also the failed flushes that wrote nothing', async () => {
+    const host = await customer();
+    const s = await stage(etrnDomain('branch.example', host));
+    await s.send(['x@branch.example']);
+    await s.waitHeld('branch.example', 1);
+    // The attempt at arrival was written with the move into the held lane: 1. Two ETRNs while
+    // the host is down: 2 more, kept in memory (a failed flush writes nothing).
+    for (let i = 1; i <= 2; i++) {
+      assert.match(await s.etrn('branch.example'), /^253 /);
+      await s.waitLog('etrn flush pass done', i);
+    }
+    const list = await runLogmta(['queue', 'list', '--data-dir', s.dataDir]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /\(lane held-branch\.example, 3 attempts: .*ECONNREFUSED/, list.stdout);
+    const id = /^([0-9A-F]{13})/m.exec(list.stdout.split('\n')[1] ?? '')?.[1];
+    const show = await runLogmta(['queue', 'show', id ?? '?', '--data-dir', s.dataDir]);
+    assert.match(show.stdout, /in lane held-branch\.example: .*3 attempts/, show.stdout);
+    // After a restart the in-memory part is gone: the written count (docs/queue-states.md H7).
+    await s.restart('SIGTERM');
+    await s.waitHeld('branch.example', 1);
+    const again = await runLogmta(['queue', 'list', '--data-dir', s.dataDir]);
+    assert.match(again.stdout, /\(lane held-branch\.example, 1 attempt: /, again.stdout);
   });
 
   test('two ETRNs in a row deliver each message once', async () => {
