@@ -151,6 +151,12 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     maxAge: config.queue.maxAgeMs,
     delayWarning: config.queue.delayWarningMs > 0 ? config.queue.delayWarningMs : Number.MAX_SAFE_INTEGER,
     segmentSize: config.queue.segmentSize,
+    reserve: config.queue.reserve,
+    onStorage: (ev) => {
+      const fields = { queue: ev.queue, state: ev.state, ...(ev.error ? { err: errorText(ev.error) } : {}) };
+      if (ev.state === 'accepting' || ev.state === 'reopened') log.warn(fields, ev.message);
+      else log.error(fields, ev.message);
+    },
     // Enough deliveries in flight for a flush to keep every connection to its destination busy.
     flushConcurrency: Math.max(64, 2 * config.delivery.concurrencyPerDestination),
     budget: new MemoryBudget(config.queue.memoryBudget),

@@ -98,6 +98,9 @@ async function readStable(q: Queue, pslot: number, msgId: number): Promise<Envel
   const P = q.core.pieces;
   for (let i = 0; i < 3; i++) {
     if (!q.core.isLive(pslot)) return undefined;
+    // A queue that refuses writes never wrote its last batch: its pieces were never acknowledged
+    // and are not on disk. Reading works for everything else.
+    if (q.poisoned && P.batch[pslot]! > q.writer.durableBatch) return undefined;
     const gen = P.gen[pslot]!;
     try {
       const env = await q.readEnvelope(pslot);

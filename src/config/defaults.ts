@@ -42,6 +42,7 @@ export const DEFAULTS = {
     maxAge: '5d',
     delayWarning: '4h',
     segmentSize: '64MiB',
+    reserve: '16MiB',
     /** Smallest accepted segment_size, to catch a unit forgotten ("64" meaning bytes). */
     minSegmentSize: 4096,
     memoryBudget: '256MiB',

@@ -124,6 +124,8 @@ export interface QueueConfig {
    * for its first attempt) above which new SMTP transactions get 452 4.3.1.
    */
   memoryBudget: number;
+  /** Bytes kept free in each queue directory for a full disk (0: none). */
+  reserve: number;
 }
 
 export interface LocalDomain {

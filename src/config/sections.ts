@@ -185,6 +185,7 @@ export function readQueue(sec: Section | undefined, empty: () => Section, paths:
           bytes: 64 * 1024 ** 3,
           why: 'more than a process holds',
         }) ?? parseSize(d.memoryBudget),
+      reserve: s.size('reserve', 0) ?? parseSize(d.reserve),
     };
   });
 }

@@ -83,9 +83,11 @@ export function makeServerHooks(
     },
 
     admitTransaction() {
-      return queues.budget.over
-        ? reply(452, '4.3.1', 'Insufficient system storage: too much mail in memory, try again later')
-        : null;
+      if (queues.budget.over)
+        return reply(452, '4.3.1', 'Insufficient system storage: too much mail in memory, try again later');
+      // A full disk or a failed fsync: say so at MAIL, before the client sends its data.
+      const refused = queues.refusal()?.smtp;
+      return refused ? reply(refused.code, refused.enhanced, String(refused.text ?? 'try again later')) : null;
     },
 
     openData(id: string) {

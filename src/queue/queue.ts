@@ -99,6 +99,13 @@ export class Queue {
   readonly fs: QueueFs;
   readonly clock: Clock;
   readonly ids: IdSource;
+  /**
+   * Set while new mail must be refused although the queue writes (the disk was full and its
+   * reserve is not yet back, queues.ts): accept() throws it; outcomes and reports still go in.
+   */
+  acceptRefusal: MtaError | undefined;
+  /** Told once when the writer starts refusing writes (QUEUE_FULL or QUEUE_POISONED). */
+  onRefused: ((q: Queue, e: MtaError) => void) | undefined;
   readonly retry: number[];
   /** The longest retry delay: no due time can lie further ahead unless the clock stepped back. */
   private readonly longestDelay: number;
@@ -177,6 +184,7 @@ export class Queue {
     this.core = new QueueCore(this.writer);
     this.core.onHeldEntry = (pslot, gen, lane, arrival) => this.expiryEntry(pslot, gen, lane, arrival);
     this.writer.onDurable = () => this.afterDurable();
+    this.writer.onRefused = (e) => this.onRefused?.(this, e);
   }
 
   /** Opens a queue directory: recovery is the only way in. */
@@ -207,6 +215,13 @@ export class Queue {
 
   /** Stops dispatching. Crash-only: nothing needs saving; in-flight jobs may still finish. */
   async stop(): Promise<void> {
+    this.halt();
+    await Promise.allSettled([...this.inflightJobs.values()]);
+    await this.close();
+  }
+
+  /** Stops dispatching and every timer now; in-flight jobs are not waited for. */
+  halt(): void {
     this.running = false;
     this.stopped = true;
     this.maintenance?.();
@@ -219,8 +234,6 @@ export class Queue {
       // A flush that cannot finish now ends here; its pieces stay held for the next start.
       if (lane.flush) this.endFlush(lane);
     }
-    await Promise.allSettled([...this.inflightJobs.values()]);
-    await this.close();
   }
 
   /**
@@ -270,6 +283,7 @@ export class Queue {
     const spool = input.data instanceof DataSpool ? input.data : undefined;
     let fresh: { msgId: number; size: number; toNew: boolean; uncount: number };
     try {
+      if (this.acceptRefusal) throw this.acceptRefusal;
       if (spool) {
         if (spool.host.core !== this.core)
           throw new MtaError('WRONG_QUEUE', 'transient', 'a spool is accepted by the queue that made it');

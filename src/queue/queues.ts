@@ -1,26 +1,199 @@
 // Several queue directories (one per disk) used as one: new messages go to the queue with the
 // fewest bytes waiting for a sync, so N disks raise the fsync and bandwidth ceiling N-fold.
 // A message lives wholly in one queue; lookups by id ask each queue (there are few).
+//
+// A full disk is ridden out here, without a restart. When a queue's write finds no space
+// (QUEUE_FULL: nothing of the refused batch was acknowledged) the queue is stopped, the bytes the
+// batch half-wrote are cut (the directory is then exactly as after its last durable batch, state
+// S1), its reserve is released (reserve.ts) and the directory is reopened — recovery, as a restart
+// would do. The reopened queue delivers and records outcomes (so segments are freed) but refuses
+// new mail with 452 4.3.1 until its reserve can be written again; reopening is retried with
+// back-off while even recovery finds no space. Deliveries in flight at the fault may be repeated
+// (their outcome was refused), as after a crash. A failed fsync (QUEUE_POISONED) is not ridden
+// out: that queue refuses writes until the operator restarts (DESIGN.md rule 4).
+// Start-up on a full disk: the reserve is released before recovery, so start-up can repair and
+// come up delivering.
+import { MtaError } from '../errors.js';
+import { type Clock, systemClock } from '../util/clock.js';
 import { DEFAULT_MEMORY_BUDGET, MemoryBudget } from './data/budget.js';
 import { DataSpool } from './data/spool.js';
 import { IdSource } from './ids.js';
+import { NodeQueueFs } from './log/fs.js';
+import { Reserve } from './log/reserve.js';
 import { Queue, type QueueOptions } from './queue.js';
 import type { RecoveryReport } from './recovery.js';
 import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob } from './types.js';
 
+/** What the operator is told about a queue's storage (the daemon logs it). */
+export interface StorageEvent {
+  queue: string;
+  state: 'full' | 'reopened' | 'accepting' | 'poisoned' | 'reopen-failed';
+  message: string;
+  error?: unknown;
+}
+
+export interface QueuesOptions extends Omit<QueueOptions, 'dir'> {
+  /** Bytes kept in `<dir>/reserve` for a full disk (default 16 MiB; 0: none). */
+  reserve?: number;
+  onStorage?: (ev: StorageEvent) => void;
+}
+
+const BACKOFF_MIN = 1_000;
+const BACKOFF_MAX = 10_000;
+const DEFAULT_RESERVE = 16 * 1024 * 1024;
+
+const noSpace = (dir: string) =>
+  new MtaError('QUEUE_FULL', 'transient', `queue ${dir}: not enough free space to accept new mail`, {
+    smtp: { code: 452, enhanced: '4.3.1', text: 'Insufficient system storage, try again later' },
+  });
+
+const isFull = (e: unknown) => e instanceof MtaError && e.code === 'QUEUE_FULL';
+
 export class Queues {
+  private deliverer: Deliverer | undefined;
+  private started = false;
+  private stopped = false;
+  private readonly clock: Clock;
+  /** Message bytes in memory, over every queue (see data/budget.ts). */
+  readonly budget: MemoryBudget;
+
   private constructor(
     readonly list: Queue[],
-    /** Message bytes in memory, over every queue (see data/budget.ts). */
-    readonly budget: MemoryBudget,
-  ) {}
+    private readonly opts: QueuesOptions & { ids: IdSource; budget: MemoryBudget },
+  ) {
+    this.budget = opts.budget;
+    this.clock = opts.clock ?? systemClock;
+    for (const q of list) this.watch(q);
+  }
 
-  static async open(paths: readonly string[], opts: Omit<QueueOptions, 'dir'>): Promise<Queues> {
+  static async open(paths: readonly string[], opts: QueuesOptions): Promise<Queues> {
     const ids = opts.ids ?? new IdSource(() => (opts.clock ?? { now: Date.now }).now());
     const budget = opts.budget ?? new MemoryBudget(DEFAULT_MEMORY_BUDGET);
+    const full = { ...opts, ids, budget, fs: opts.fs ?? new NodeQueueFs() };
     const list: Queue[] = [];
-    for (const dir of paths) list.push(await Queue.open({ ...opts, dir, ids, budget }));
-    return new Queues(list, budget);
+    for (const dir of paths) list.push(await Queues.openOne(dir, full));
+    const qs = new Queues(list, full);
+    for (const q of list) if (q.acceptRefusal) qs.awaitSpace(q);
+    return qs;
+  }
+
+  private static reserveOf(dir: string, opts: QueuesOptions): Reserve {
+    return new Reserve(opts.fs!, dir, opts.reserve ?? DEFAULT_RESERVE);
+  }
+
+  /**
+   * Opens one directory. On a full disk the reserve is released first; recovery that still finds
+   * no space is retried with back-off. The queue refuses new mail until its reserve is back.
+   */
+  private static async openOne(dir: string, opts: QueuesOptions, released = false): Promise<Queue> {
+    const reserve = Queues.reserveOf(dir, opts);
+    await opts.fs!.mkdirp(dir);
+    if (!released && (await reserve.low())) {
+      await reserve.release();
+      released = true;
+    }
+    const clock = opts.clock ?? systemClock;
+    for (let delay = BACKOFF_MIN; ; delay = Math.min(2 * delay, BACKOFF_MAX)) {
+      try {
+        const q = await Queue.open({ ...opts, dir });
+        if (!(await reserve.restore().catch(() => false))) q.acceptRefusal = noSpace(dir);
+        return q;
+      } catch (e) {
+        if (!isFull(e)) throw e;
+        if (!released) {
+          await reserve.release();
+          released = true;
+          continue;
+        }
+        opts.onStorage?.({
+          queue: dir,
+          state: 'reopen-failed',
+          message: `recovery of ${dir} found no free space even without its reserve; retrying in ${delay / 1000} s (free space on that file system)`,
+          error: e,
+        });
+        await new Promise<void>((r) => clock.setTimer(delay, r));
+      }
+    }
+  }
+
+  /** Wires a queue's refusals to the reopen logic. */
+  private watch(q: Queue): void {
+    q.onRefused = (from, e) => {
+      if (isFull(e))
+        this.reopen(from, e).catch((err: unknown) =>
+          this.opts.onStorage?.({
+            queue: from.dir,
+            state: 'poisoned',
+            message: `queue ${from.dir} could not be reopened after a full disk (${String(err)}); it refuses writes: restart logmta`,
+            error: err,
+          }),
+        );
+      else
+        this.opts.onStorage?.({
+          queue: from.dir,
+          state: 'poisoned',
+          message: `${e.message}`,
+          error: e,
+        });
+    };
+  }
+
+  /** Replaces a queue whose write found the disk full by the same directory reopened. */
+  private async reopen(old: Queue, e: MtaError): Promise<void> {
+    const dir = old.dir;
+    this.opts.onStorage?.({
+      queue: dir,
+      state: 'full',
+      message: `queue ${dir}: the disk is full (${(e.cause as NodeJS.ErrnoException)?.code ?? 'ENOSPC'}): new mail gets 452 4.3.1; the queue reopens from disk and keeps delivering, and accepts again once space is free`,
+      error: e,
+    });
+    old.halt();
+    await old.close();
+    // Cut what the refused batch half-wrote, as recovery would cut a torn tail.
+    for (const c of old.writer.failedCut ?? []) {
+      await old.fs.truncate(c.path, c.length).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
+    old.fs.closeHandles?.();
+    if (this.stopped) return;
+    const q = await Queues.openOne(dir, this.opts);
+    const i = this.list.indexOf(old);
+    if (this.stopped || i < 0) {
+      await q.close();
+      return;
+    }
+    this.watch(q);
+    if (this.deliverer) q.setDeliverer(this.deliverer);
+    this.list[i] = q;
+    if (this.started) q.start();
+    this.opts.onStorage?.({
+      queue: dir,
+      state: 'reopened',
+      message: `queue ${dir} reopened after a full disk: ${q.recovery?.liveMessages ?? 0} messages, delivering${q.acceptRefusal ? '; new mail refused until space is free' : ''}`,
+    });
+    if (q.acceptRefusal) this.awaitSpace(q);
+  }
+
+  /** Retries writing the reserve with back-off; accepts new mail again once it is back. */
+  private awaitSpace(q: Queue): void {
+    const reserve = Queues.reserveOf(q.dir, this.opts);
+    let delay = BACKOFF_MIN;
+    const tick = async (): Promise<void> => {
+      if (this.stopped || !this.list.includes(q) || q.poisoned) return;
+      if (await reserve.restore().catch(() => false)) {
+        q.acceptRefusal = undefined;
+        this.opts.onStorage?.({
+          queue: q.dir,
+          state: 'accepting',
+          message: `queue ${q.dir} accepts new mail again`,
+        });
+        return;
+      }
+      delay = Math.min(2 * delay, BACKOFF_MAX);
+      this.clock.setTimer(delay, () => void tick());
+    };
+    this.clock.setTimer(delay, () => void tick());
   }
 
   get recovery(): RecoveryReport[] {
@@ -28,35 +201,51 @@ export class Queues {
   }
 
   setDeliverer(d: Deliverer): void {
+    this.deliverer = d;
     for (const q of this.list) q.setDeliverer(d);
   }
 
   start(): void {
+    this.started = true;
     for (const q of this.list) q.start();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await Promise.all(this.list.map((q) => q.stop()));
   }
 
   /** Stops all queue I/O at once (see Queue.close). */
   async close(): Promise<void> {
+    this.stopped = true;
     await Promise.all(this.list.map((q) => q.close()));
   }
 
-  /** The queue for a new message: least pending bytes, skipping poisoned ones. */
+  /** The queue for a new message: least pending bytes, skipping those that refuse new mail. */
   pick(): Queue {
     let best: Queue | undefined;
     for (const q of this.list) {
-      if (q.poisoned) continue;
+      if (q.poisoned || q.acceptRefusal) continue;
       if (!best || q.pendingBytes < best.pendingBytes) best = q;
     }
     return best ?? this.list[0]!;
   }
 
+  /**
+   * Why new mail cannot be taken now (every queue refuses it: a full disk, a failed fsync), or
+   * undefined. The SMTP server asks at MAIL, so a client learns before it sends its data.
+   */
+  refusal(): MtaError | undefined {
+    const q = this.pick();
+    return q.acceptRefusal ?? q.poisoned;
+  }
+
   /** A spool for a message being received, in the queue it will live in (see Queue.spool). */
   spool(msgId: number): DataSpool {
-    return this.pick().spool(msgId);
+    const q = this.pick();
+    const refused = q.acceptRefusal ?? q.poisoned;
+    if (refused) throw refused;
+    return q.spool(msgId);
   }
 
   accept(input: AcceptInput): Promise<AcceptResult> {

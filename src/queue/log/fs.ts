@@ -35,6 +35,8 @@ export interface QueueFs {
   size(path: string): Promise<number>;
   /** Closes descriptors kept for reads (the queue is stopping). Optional: memfs keeps none. */
   closeHandles?(): void;
+  /** Bytes an unprivileged writer may still use on the file system holding `path` (statfs). */
+  freeBytes?(path: string): Promise<number>;
 }
 
 const open = promisify(fs.open);
@@ -178,6 +180,11 @@ export class NodeQueueFs implements QueueFs {
 
   closeHandles(): void {
     this.readHandles.closeAll();
+  }
+
+  async freeBytes(path: string): Promise<number> {
+    const st = await fs.promises.statfs(path);
+    return st.bavail * st.bsize;
   }
 }
 

@@ -3,6 +3,7 @@
 // commit cost, segment rollover and a tail closed by recovery.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { MtaError } from '../../errors.js';
 import { RT_DONE } from '../record/records.js';
 import { CrashFs } from '../testkit.js';
 import { MemQueueFs } from './memfs.js';
@@ -58,7 +59,18 @@ describe('group writer', () => {
     await w.commit();
     fs.injectFault('datasync', 'EIO');
     w.append('new', RT_DONE, rec(2));
-    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED', smtp: { code: 451, enhanced: '4.3.0' } });
+    const err = await w.commit().then(
+      () => assert.fail('committed'),
+      (e: MtaError) => e,
+    );
+    assert.equal(err.code, 'QUEUE_POISONED');
+    assert.deepEqual(err.smtp, {
+      code: 451,
+      enhanced: '4.3.0',
+      text: 'Local error in processing, try again later',
+    });
+    // The log gets what the operator must do; the client's reply text names no path.
+    assert.match(err.message, /fdatasync\/fsync failed \(EIO\).*Check the disk.*then restart logmta/);
     fs.clearFaults();
     assert.throws(() => w.append('new', RT_DONE, rec(3)), { code: 'QUEUE_POISONED' });
     await assert.rejects(w.commit(), { code: 'QUEUE_POISONED' });
@@ -67,15 +79,49 @@ describe('group writer', () => {
     assert.deepEqual(bodies(fs, '/q/lanes/new/0000000001.seg'), [1], 'only the acknowledged record survives');
   });
 
-  test('a failed write poisons, and a full disk maps to 452 4.3.1', async () => {
+  test('a write that finds the disk full refuses its batch with 452 4.3.1 and says what to cut', async () => {
     const fs = new MemQueueFs();
     const w = writer(fs);
     w.append('new', RT_DONE, rec(1));
     await w.commit();
+    const before = fs.peek('/q/lanes/new/0000000001.seg').length;
     fs.injectFault('write', 'ENOSPC');
     w.append('new', RT_DONE, rec(2));
-    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED', smtp: { code: 452, enhanced: '4.3.1' } });
+    w.append('data', RT_DONE, rec(3));
+    const err = await w.commit().then(
+      () => assert.fail('committed'),
+      (e: MtaError) => e,
+    );
+    assert.equal(err.code, 'QUEUE_FULL');
+    assert.deepEqual(err.smtp, {
+      code: 452,
+      enhanced: '4.3.1',
+      text: 'Insufficient system storage, try again later',
+    });
     fs.clearFaults();
+    await assert.rejects(w.commit(), { code: 'QUEUE_FULL' });
+    const cut = new Map(w.failedCut!.map((c) => [c.path, c.length]));
+    assert.equal(
+      cut.get('/q/lanes/new/0000000001.seg'),
+      before,
+      'the old segment is cut where the batch began',
+    );
+    assert.ok(cut.has('/q/lanes/data/0000000001.seg'), 'the segment the batch created is listed');
+  });
+
+  test('a failed write for another reason (EIO) poisons', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    fs.injectFault('write', 'EIO');
+    w.append('new', RT_DONE, rec(1));
+    await assert.rejects(w.commit(), { code: 'QUEUE_POISONED' });
+  });
+
+  test('ENOSPC from fdatasync still poisons (rule 4)', async () => {
+    const fs = new MemQueueFs();
+    const w = writer(fs);
+    fs.injectFault('datasync', 'ENOSPC');
+    w.append('new', RT_DONE, rec(1));
     await assert.rejects(w.commit(), { code: 'QUEUE_POISONED' });
   });
 

@@ -11,14 +11,28 @@
 // Empty phases cost nothing: an ordinary batch is one write and one fdatasync per file.
 //
 // Invariant: a record's position is assigned when the batch is sealed, and its `onPlaced`
-// callback runs then, before any I/O of the batch. A failed create, write or fdatasync poisons
-// the writer: the failing batch and every later commit reject with QUEUE_POISONED until restart,
-// because after a failed fsync the kernel may have dropped the dirty pages (no retry can be trusted).
+// callback runs then, before any I/O of the batch. A failed fdatasync (or directory fsync), or a
+// failed write or create other than for lack of space, poisons the writer: the failing batch and
+// every later commit reject with QUEUE_POISONED until restart, because after a failed fsync the
+// kernel may have dropped the dirty pages (no retry can be trusted). A write or create that
+// fails with ENOSPC/EDQUOT refuses the batch with QUEUE_FULL and leaves `failedCut`: the queue
+// cuts what the batch half-wrote and reopens from disk (queues.ts), as a restart would.
 import { MtaError } from '../../errors.js';
 import { encodeFrame } from '../record/frame.js';
 import { encodeHeader, FORMAT_VERSION, RT_HEADER } from '../record/records.js';
 import type { QueueFile, QueueFs } from './fs.js';
 import { segmentName } from './segment.js';
+
+/** A failed fdatasync or directory fsync: always poisons (rule 4), whatever its errno. */
+class SyncFailed extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`sync failed: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
+function syncFailed(e: unknown): never {
+  throw new SyncFailed(e);
+}
 
 function frameBytes(frame: readonly Buffer[]): number {
   let n = 0;
@@ -194,6 +208,7 @@ export class GroupWriter {
           await this.writeBatch(ops);
           this.durableBatch = batch;
         } catch (e) {
+          this.failedCut = this.batchCut;
           this.setPoison(e);
           done?.reject(this.poison!);
           break;
@@ -217,15 +232,45 @@ export class GroupWriter {
 
   private setPoison(e: unknown): void {
     if (this.poison) return;
-    const code = (e as NodeJS.ErrnoException)?.code;
-    const full = code === 'ENOSPC' || code === 'EDQUOT';
-    this.poison = new MtaError(
-      'QUEUE_POISONED',
-      'transient',
-      `queue ${this.opts.dir} refuses writes after a failed write or sync (${code ?? String(e)}); restart to recover`,
-      { smtp: full ? { code: 452, enhanced: '4.3.1' } : { code: 451, enhanced: '4.3.0' }, cause: e },
-    );
+    const sync = e instanceof SyncFailed;
+    const cause = sync ? e.cause : e;
+    const code = (cause as NodeJS.ErrnoException)?.code ?? String(cause);
+    const dir = this.opts.dir;
+    if (!sync && (code === 'ENOSPC' || code === 'EDQUOT')) {
+      // A write that found no space changed nothing that was acknowledged: the batch is refused,
+      // and what it half-wrote is listed in `failedCut` so the queue can cut it and reopen.
+      this.poison = new MtaError(
+        'QUEUE_FULL',
+        'transient',
+        `queue ${dir}: ${code} while writing a batch; the batch was refused (nothing of it was acknowledged)`,
+        {
+          smtp: { code: 452, enhanced: '4.3.1', text: 'Insufficient system storage, try again later' },
+          cause,
+        },
+      );
+    } else {
+      // DESIGN.md rule 4: after a failed fsync the kernel may have dropped the dirty pages, so no
+      // write since the last good sync can be trusted, and no retry can be either.
+      const what = sync ? 'fdatasync/fsync' : 'write';
+      this.poison = new MtaError(
+        'QUEUE_POISONED',
+        'transient',
+        `queue ${dir}: ${what} failed (${code}); the queue refuses all writes. Check the disk (kernel log, SMART), then restart logmta: recovery keeps every acknowledged message`,
+        { smtp: { code: 451, enhanced: '4.3.0', text: 'Local error in processing, try again later' }, cause },
+      );
+    }
+    this.onRefused?.(this.poison);
   }
+
+  /** Called once when the writer starts refusing (QUEUE_FULL or QUEUE_POISONED). */
+  onRefused: ((e: MtaError) => void) | undefined;
+
+  /**
+   * After QUEUE_FULL: the length each file touched by the refused batch had before it. Cutting
+   * the files back to these leaves the directory exactly as after the last durable batch.
+   */
+  failedCut: Array<{ path: string; length: number }> | undefined;
+  private batchCut: Array<{ path: string; length: number }> = [];
 
   /** Seals the ops into per-file writes (phase by phase in each lane), then does the I/O. */
   private async writeBatch(ops: Op[]): Promise<void> {
@@ -240,6 +285,14 @@ export class GroupWriter {
     }
     let bytes = 0;
     for (const op of ops) bytes += op.length;
+    // Where each touched file ended before this batch (a segment the batch creates: its header).
+    const cut = new Map<string, number>();
+    for (const writes of phases)
+      for (const w of writes.values()) {
+        const path = `${this.laneDir(w.lane)}/${segmentName(w.seq)}`;
+        cut.set(path, Math.min(cut.get(path) ?? w.position, w.position));
+      }
+    this.batchCut = [...cut].map(([path, length]) => ({ path, length }));
     const t0 = performance.now();
     let syncs = 0;
     for (const writes of phases) {
@@ -264,7 +317,7 @@ export class GroupWriter {
             // The point of the design: one fdatasync per touched file covers every record of the
             // batch. A phase starts only after every file of the one before is durable.
             if (this.opts.sync) {
-              await f.datasync();
+              await f.datasync().catch(syncFailed);
               n++;
             }
           }
@@ -362,16 +415,16 @@ export class GroupWriter {
       if (!tail.dirReady) {
         tail.dirReady = (async () => {
           await this.opts.fs.mkdirp(this.laneDir(lane));
-          await this.opts.fs.syncDir(`${this.opts.dir}/lanes`);
+          await this.opts.fs.syncDir(`${this.opts.dir}/lanes`).catch(syncFailed);
         })();
       }
       await tail.dirReady;
       const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
       const f = await this.opts.fs.create(path);
       await f.write(this.headerFor(lane, tail, seq), 0);
-      if (this.opts.sync) await f.datasync();
+      if (this.opts.sync) await f.datasync().catch(syncFailed);
       // The new file's directory entry must be durable before any commit in it is acknowledged.
-      await this.opts.fs.syncDir(this.laneDir(lane));
+      await this.opts.fs.syncDir(this.laneDir(lane)).catch(syncFailed);
       return f;
     })();
     tail.creating.set(seq, p);
