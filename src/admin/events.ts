@@ -6,6 +6,7 @@
 // an SMTP command line. A listener that throws is isolated (the others still run) and the
 // error is reported once through `onListenerError`, never to the producer.
 import type { AttemptEvent } from '../delivery/engine.js';
+import { parseLaneName } from '../queue/log/segment.js';
 import type { DeliveryJob, QueueEvent } from '../queue/types.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 
@@ -147,12 +148,13 @@ export class EventBus {
       case 'expired':
         this.emit({ type: 'expired', id: ev.id, rcpt: ev.rcpt });
         break;
-      case 'moved':
+      case 'moved': {
+        const domain = parseLaneName(ev.lane)?.domain;
         if (ev.lane === 'hold') this.emit({ type: 'held', id: ev.id, lane: ev.lane });
-        else if (ev.lane.startsWith('held-'))
-          this.emit({ type: 'held', id: ev.id, lane: ev.lane, domain: ev.lane.slice(5) });
+        else if (domain !== undefined) this.emit({ type: 'held', id: ev.id, lane: ev.lane, domain });
         else this.emit({ type: 'moved', id: ev.id, lane: ev.lane });
         break;
+      }
       case 'admin':
         this.emit({ type: 'operator', id: ev.id, action: ev.action });
         break;

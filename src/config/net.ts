@@ -10,6 +10,7 @@
 
 import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import { valueError } from './units.js';
+import { isHostName } from '../util/domain.js';
 
 export interface HostPort {
   /** Host name or IP address, without brackets ("::1", not "[::1]"). */
@@ -78,14 +79,8 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
   return cidrListContains(list, ip);
 }
 
-const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
-
-/** A DNS host name: dot-separated labels of letters, digits and inner hyphens; at most 253. */
-export function isHostName(s: string): boolean {
-  const name = s.endsWith('.') ? s.slice(0, -1) : s;
-  if (name.length === 0 || name.length > 253) return false;
-  return name.split('.').every((l) => LABEL.test(l) || l === '_' || /^_[a-z0-9-]+$/i.test(l));
-}
+/** A DNS host name (the grammar lives in util/domain.ts, shared with the queue). */
+export { isHostName };
 
 const LOOPBACK = [parseCidr('127.0.0.0/8'), parseCidr('::1/128')];
 

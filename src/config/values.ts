@@ -6,14 +6,14 @@
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { isHostName } from './net.js';
+import { normalizeDomain } from '../util/domain.js';
 import type { Section } from './reader.js';
 import { valueError } from './units.js';
 
 /** A domain name, lower-cased, without a trailing dot. */
 export function parseDomain(s: string): string {
-  const d = s.trim().toLowerCase().replace(/\.$/, '');
-  if (!isHostName(d) || d.startsWith('_')) throw valueError('a domain name like "example.test"', s);
+  const d = normalizeDomain(s);
+  if (d === undefined) throw valueError('a domain name like "example.test"', s);
   return d;
 }
 

@@ -6,6 +6,7 @@
 // Invariant: only configured ETRN domains are ever returned, so an ETRN can never make us
 // deliver anywhere but to a configured destination. Fails: null for malformed arguments.
 
+import { heldLaneNameOf } from '../queue/log/segment.js';
 import type { SmtpReply } from '../smtp/protocol/reply.js';
 
 export type EtrnKind = 'node' | 'subtree' | 'queue';
@@ -50,7 +51,7 @@ export function lanesFor(req: EtrnRequest, domains: readonly EtrnDomainLike[]): 
     let hit = false;
     if (req.kind === 'node') hit = req.name === d || (e.subdomains && under(req.name, d));
     else if (req.kind === 'subtree') hit = under(d, req.name) || (e.subdomains && under(req.name, d));
-    else hit = req.name === d || req.name === `held-${d}`;
+    else hit = req.name === d || req.name === heldLaneNameOf(d);
     if (hit && !out.includes(d)) out.push(d);
   }
   return out;

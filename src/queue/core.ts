@@ -29,7 +29,7 @@ import {
   type DeltaRecord,
 } from './record/records.js';
 import { FRAME_HEADER } from './record/frame.js';
-import { heldLaneName, parseLaneName, retryLaneName } from './log/segment.js';
+import { heldLaneName, heldLaneNameOf, parseLaneName, retryLaneName } from './log/segment.js';
 import type { GroupWriter, Phase } from './log/writer.js';
 import { LaneState } from './lanes/lane.js';
 import { Facets } from './state/facets.js';
@@ -103,6 +103,12 @@ export class QueueCore {
 
   findLane(name: string): LaneState | undefined {
     return this.laneByName.get(name);
+  }
+
+  /** A domain's held lane if it exists (undefined also for what is not a domain: never throws). */
+  findHeldLane(domain: string): LaneState | undefined {
+    const name = heldLaneNameOf(domain);
+    return name === undefined ? undefined : this.laneByName.get(name);
   }
 
   newLane(): LaneState {

@@ -1479,7 +1479,7 @@ export class Queue {
 
   /** Live pieces in a domain's held lane: what an ETRN would make free. */
   heldCount(domain: string): number {
-    return this.core.findLane(`held-${domain.toLowerCase()}`)?.live ?? 0;
+    return this.core.findHeldLane(domain)?.live ?? 0;
   }
 
   heldDomains(): string[] {
@@ -1495,7 +1495,7 @@ export class Queue {
    * then (an ETRN or a successful probe), so the deliveries ignore dead-host marks older than it.
    */
   async flushHeld(domain: string, opts: { reachableSince?: number } = {}): Promise<number> {
-    const lane = this.core.findLane(`held-${domain.toLowerCase()}`);
+    const lane = this.core.findHeldLane(domain);
     if (!lane || lane.live === 0 || this.stopped) return 0;
     const P = this.core.pieces;
     const { slots, gens } = this.core.heldOrder(lane, (p) => (P.flags[p]! & F_INFLIGHT) !== 0);
@@ -1523,7 +1523,7 @@ export class Queue {
     const P = core.pieces;
     const jobs: DeliveryJob[] = [];
     for (const d of domains) {
-      const lane = core.findLane(`held-${d.toLowerCase()}`);
+      const lane = core.findHeldLane(d);
       if (!lane) continue;
       const { slots, gens } = core.heldOrder(lane, (p) => (P.flags[p]! & F_INFLIGHT) !== 0);
       for (let i = 0; i < slots.length; i++) {

@@ -63,7 +63,9 @@ async function send(port: number, n: number): Promise<string> {
   try {
     await c.waitFor(/^220 .*\r\n/);
     await c.command('EHLO disk.example');
-    await c.command('MAIL FROM:<a@disk.example>');
+    // A queue that refuses writes says so at MAIL already; otherwise at the end of the data.
+    const mail = await c.command('MAIL FROM:<a@disk.example>');
+    if (!mail.startsWith('250')) return mail;
     await c.command('RCPT TO:<bob@localhost>');
     await c.command('DATA');
     const r = await c.command(`Subject: message ${n}\r\n\r\n${'body line\r\n'.repeat(20)}.`, 10_000);
