@@ -10,7 +10,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { makeTestCert } from '../support/certs.js';
+import { TLS_TOML, tlsFiles } from '../support/certs.js';
 import { codeOf, SmtpChat, type SpawnedDaemon, spawnDaemon, waitForMaildir } from '../support/daemon.js';
 import { trickleAll } from '../support/slowloris.js';
 
@@ -18,9 +18,8 @@ let d: SpawnedDaemon;
 const STEP_MS = 100;
 
 before(async () => {
-  const { cert, key } = await makeTestCert();
   d = await spawnDaemon({
-    files: { 'cert.pem': cert, 'key.pem': key },
+    files: await tlsFiles(),
     toml: [
       '[smtp]',
       'listen = ["127.0.0.1:0"]',
@@ -29,9 +28,7 @@ before(async () => {
       'command_timeout = "1s"',
       'data_line_timeout = "1s"',
       'min_data_rate = 200',
-      '[tls]',
-      'cert = "cert.pem"',
-      'key = "key.pem"',
+      TLS_TOML,
       '[[user]]',
       'name = "alice"',
       'password = "pw"',

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { after, test } from 'node:test';
 import { nullLogger } from '../../src/log.js';
 import { type Clock, systemClock } from '../../src/util/clock.js';
-import { makeTempDir, startTestDaemon } from '../support/daemon.js';
+import { closedPort, makeTempDir, startTestDaemon } from '../support/daemon.js';
 import { rmSync } from 'node:fs';
 
 const dir = makeTempDir('logmta-startfail-');
@@ -42,14 +42,6 @@ function trackingClock(): Clock & { live(): number } {
   };
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 function canBind(port: number): Promise<boolean> {
   return new Promise((res) => {
     const s = net.createServer();
@@ -62,7 +54,7 @@ test('a listener that cannot bind: startDaemon rejects naming it and leaves noth
   const holder = net.createServer();
   await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
   const taken = (holder.address() as net.AddressInfo).port;
-  const odmrPort = await freePort();
+  const odmrPort = await closedPort(); // free now; the first start binds it
   const toml = (submission: number): string =>
     [
       '[smtp]',

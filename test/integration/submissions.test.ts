@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { configFromToml } from '../../src/config/index.js';
-import { makeTestCert } from '../support/certs.js';
+import { TLS_TOML, tlsFiles } from '../support/certs.js';
 import { codeOf, hasTool, runTool, SmtpChat, type SpawnedDaemon, spawnDaemon } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { tlsFindings } from '../support/tls-probe.js';
@@ -20,17 +20,14 @@ let sink: SmtpSink;
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 before(async () => {
-  const { cert, key } = await makeTestCert();
   sink = await SmtpSink.start({});
   d = await spawnDaemon({
-    files: { 'cert.pem': cert, 'key.pem': key },
+    files: await tlsFiles(),
     toml: [
       '[smtp]',
       'listen = ["127.0.0.1:0"]',
       'submissions = ["127.0.0.1:0"]',
-      '[tls]',
-      'cert = "cert.pem"',
-      'key = "key.pem"',
+      TLS_TOML,
       '[[user]]',
       'name = "alice"',
       'password = "pw-alice"',

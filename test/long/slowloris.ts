@@ -6,7 +6,7 @@
 // Exit code: 0 when every client was cut before its trickle ended, 1 otherwise.
 
 import { parseArgs } from 'node:util';
-import { makeTestCert } from '../support/certs.js';
+import { TLS_TOML, tlsFiles } from '../support/certs.js';
 import { spawnDaemon } from '../support/daemon.js';
 import { trickleAll } from '../support/slowloris.js';
 
@@ -19,17 +19,14 @@ const { values } = parseArgs({
 });
 const stepMs = Number(values['step-ms']);
 const units = Number(values.units);
-const { cert, key } = await makeTestCert();
 const d = await spawnDaemon({
-  files: { 'cert.pem': cert, 'key.pem': key },
+  files: await tlsFiles(),
   toml: [
     '[smtp]',
     'listen = ["127.0.0.1:0"]',
     'submissions = ["127.0.0.1:0"]',
     values.toml ?? '',
-    '[tls]',
-    'cert = "cert.pem"',
-    'key = "key.pem"',
+    TLS_TOML,
   ].join('\n'),
 });
 console.log(`logmta serve on ${d.port} (submissions ${d.submissionsPort}); one byte every ${stepMs} ms`);

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { makeTestCert } from '../support/certs.js';
+import { TLS_TOML, tlsFiles } from '../support/certs.js';
 import { firstLine, SmtpChat, type SpawnedDaemon, spawnDaemon } from '../support/daemon.js';
 
 let d: SpawnedDaemon;
@@ -18,16 +18,13 @@ const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 const PLAIN = `AUTH PLAIN ${b64('\0alice\0pw-alice')}`;
 
 before(async () => {
-  const { cert, key } = await makeTestCert();
   d = await spawnDaemon({
-    files: { 'cert.pem': cert, 'key.pem': key },
+    files: await tlsFiles(),
     toml: [
       '[smtp]',
       'listen = ["127.0.0.1:0"]',
       'submission = ["127.0.0.1:0"]',
-      '[tls]',
-      'cert = "cert.pem"',
-      'key = "key.pem"',
+      TLS_TOML,
       '[[user]]',
       'name = "alice"',
       'password = "pw-alice"',

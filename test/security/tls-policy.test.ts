@@ -13,7 +13,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { makeTestCert, type TestCert } from '../support/certs.js';
+import { makeTestCert, TLS_TOML, type TestCert } from '../support/certs.js';
 import {
   makeTempDir,
   runTool,
@@ -37,9 +37,7 @@ before(async () => {
       '[smtp]',
       'listen = ["127.0.0.1:0"]',
       'submission = ["127.0.0.1:0"]',
-      '[tls]',
-      'cert = "cert.pem"',
-      'key = "key.pem"',
+      TLS_TOML,
       '[odmr]',
       'listen = ["127.0.0.1:0"]',
       '[[odmr.account]]',
@@ -184,11 +182,11 @@ describe('[tls] min_version and ciphers', () => {
   test('min_version = "TLSv1.3" refuses TLS 1.2; ciphers replaces the TLS 1.2 list', async () => {
     const a = await startTestDaemon({
       files: files(),
-      toml: '[tls]\ncert = "cert.pem"\nkey = "key.pem"\nmin_version = "TLSv1.3"\n',
+      toml: `${TLS_TOML}\nmin_version = "TLSv1.3"\n`,
     });
     const b = await startTestDaemon({
       files: files(),
-      toml: '[tls]\ncert = "cert.pem"\nkey = "key.pem"\nciphers = "ECDHE-RSA-AES256-GCM-SHA384"\n',
+      toml: `${TLS_TOML}\nciphers = "ECDHE-RSA-AES256-GCM-SHA384"\n`,
     });
     try {
       assert.equal(await handshake({ port: a.port }, 'ALL', { maxVersion: 'TLSv1.2' }), null);

@@ -59,3 +59,12 @@ export async function writeTestCertFiles(dir: string): Promise<{ certFile: strin
   writeFileSync(keyFile, key, { mode: 0o600 });
   return { certFile, keyFile };
 }
+
+/** The `[tls]` table of a test configuration whose files `tlsFiles` provides. */
+export const TLS_TOML = '[tls]\ncert = "cert.pem"\nkey = "key.pem"';
+
+/** `cert.pem` and `key.pem` of the test certificate, for a test daemon's `files`. */
+export async function tlsFiles(keyType: 'ec' | 'rsa' = 'ec'): Promise<Record<string, string>> {
+  const { cert, key } = await makeTestCert(keyType);
+  return { 'cert.pem': cert, 'key.pem': key };
+}
