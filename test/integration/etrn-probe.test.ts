@@ -2,11 +2,10 @@
 // fails again and again and writes nothing — not one byte is appended to the queue and no segment
 // file changes size; once the host greets again, the next probe flushes the held lane.
 import assert from 'node:assert/strict';
-import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sendMail } from '../../src/delivery/testkit.js';
-import { startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
+import { fileSizes, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 
 let sink: SmtpSink;
@@ -29,17 +28,6 @@ after(async () => {
   await sink.close();
 });
 
-/** Every file under the data dir with its size. */
-function sizes(dir: string, out = new Map<string, number>()): Map<string, number> {
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    const st = statSync(p);
-    if (st.isDirectory()) sizes(p, out);
-    else if (st.isFile()) out.set(p, st.size);
-  }
-  return out;
-}
-
 const written = (): number => d.daemon.queues.list.reduce((n, q) => n + q.writer.stats.bytes, 0);
 
 test('failed probes write nothing; the first successful probe flushes the lane', async () => {
@@ -48,12 +36,12 @@ test('failed probes write nothing; the first successful probe flushes the lane',
   // Let the deferrals' own writes land, then take the baseline.
   await new Promise((r) => setTimeout(r, 100));
   const bytes = written();
-  const files = sizes(join(d.dataDir, 'queue'));
+  const files = fileSizes(join(d.dataDir, 'queue'));
   const conns = sink.connections;
   // Many probes against the refusing host.
   await waitFor(() => sink.connections >= conns + 25, '25 failed probes', 15_000);
   assert.equal(written(), bytes, 'no byte appended to the queue by failed probes');
-  assert.deepEqual(sizes(join(d.dataDir, 'queue')), files, 'no segment file changed');
+  assert.deepEqual(fileSizes(join(d.dataDir, 'queue')), files, 'no segment file changed');
   assert.equal(d.daemon.queues.heldCount('branch.example'), 2);
   assert.equal(sink.transactions.length, 0);
   // The host is back: the next probe succeeds and the lane is delivered.

@@ -5,23 +5,13 @@
 // while the host is still down and another once it is up, a host that drops mid-flush, and two
 // ETRNs in a row.
 import assert from 'node:assert/strict';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { runFetchmail } from '../interop/fetchmail-support.js';
 import { hasTool, runLogmta } from '../support/daemon.js';
-import { CustomerHost, Stage } from './kit.js';
+import { type CustomerHost, scenes, type Stage } from './kit.js';
 
-const stages: Stage[] = [];
-const hosts: CustomerHost[] = [];
-afterEach(async () => {
-  for (const s of stages.splice(0)) await s.close();
-  for (const h of hosts.splice(0)) await h.down();
-});
-
-async function customer(): Promise<CustomerHost> {
-  const h = await CustomerHost.create();
-  hosts.push(h);
-  return h;
-}
+const scene = scenes();
+const customer = () => scene.customer();
 
 function etrnDomain(domain: string, host: CustomerHost, extra = ''): string {
   return `
@@ -33,10 +23,8 @@ ${extra}
 `;
 }
 
-async function stage(toml: string): Promise<Stage> {
-  const s = await Stage.start({ toml: `[[local]]\ndomain = "sender.test"\n${toml}` });
-  stages.push(s);
-  return s;
+function stage(toml: string): Promise<Stage> {
+  return scene.stage({ toml: `[[local]]\ndomain = "sender.test"\n${toml}` });
 }
 
 const rcpts = (n: number, domain: string, prefix = 'u') =>

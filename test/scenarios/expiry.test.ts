@@ -3,21 +3,15 @@
 // domain's max_age — whether or not a flush ever touched it, and across a restart.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { maildirMessages, waitFor } from '../support/daemon.js';
-import { CustomerHost, Stage } from './kit.js';
+import { type CustomerHost, scenes, type Stage } from './kit.js';
 
-const stages: Stage[] = [];
-const hosts: CustomerHost[] = [];
-afterEach(async () => {
-  for (const s of stages.splice(0)) await s.close();
-  for (const h of hosts.splice(0)) await h.down();
-});
+const scene = scenes();
 
 async function setup(maxAge: string): Promise<{ s: Stage; host: CustomerHost; bounces: () => string[] }> {
-  const host = await CustomerHost.create();
-  hosts.push(host);
-  const s = await Stage.start({
+  const host = await scene.customer();
+  const s = await scene.stage({
     toml: `
 [[local]]
 domain = "sender.test"
@@ -29,7 +23,6 @@ probe_interval = "1h"
 max_age = "${maxAge}"
 `,
   });
-  stages.push(s);
   return { s, host, bounces: () => maildirMessages(join(s.dataDir, 'mail', 'sender')) };
 }
 

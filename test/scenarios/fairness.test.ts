@@ -5,22 +5,17 @@
 // 2 connections with slow replies, a backlog of new mail beyond the in-flight cap);
 // LOGMTA_FAIRNESS_HELD=3000 is the issue's size. The figures are printed for docs/reliability.md.
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import { sendMail } from '../../src/delivery/testkit.js';
 import { SmtpClient } from '../../src/smtp/client/index.js';
-import { CustomerHost, Stage } from './kit.js';
+import { scenes } from './kit.js';
 
 const HELD = Number(process.env.LOGMTA_FAIRNESS_HELD ?? 200);
 /** New mail waiting before the ETRN: more than the queue's 2,000 deliveries in flight. */
 const BACKLOG = 2_200;
 const SENDERS = 4;
 
-const stages: Stage[] = [];
-const hosts: CustomerHost[] = [];
-afterEach(async () => {
-  for (const s of stages.splice(0)) await s.close();
-  for (const h of hosts.splice(0)) await h.down();
-});
+const scene = scenes();
 
 /** Sends messages to `to(i)` over one connection until `stop.now`. */
 async function sender(
@@ -48,9 +43,8 @@ async function sender(
 test('an ETRN flush goes first while new mail for the same domain keeps arriving', {
   timeout: 240_000,
 }, async () => {
-  const host = await CustomerHost.create();
-  hosts.push(host);
-  const s = await Stage.start({
+  const host = await scene.customer();
+  const s = await scene.stage({
     toml: `
 [log]
 level = "warn"
@@ -64,7 +58,6 @@ host = "127.0.0.1:${host.port}"
 probe_interval = "1h"
 `,
   });
-  stages.push(s);
   // The held mail: the customer's host answers 451 while it arrives (its mailboxes are offline),
   // so every message is held. Then it takes mail again — slowly (slow replies, 2 connections),
   // more slowly than new mail for the domain arrives.

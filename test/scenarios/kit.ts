@@ -10,6 +10,7 @@
 
 import { readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { afterEach } from 'node:test';
 import { join } from 'node:path';
 import { AdminClient } from '../../src/cli/client.js';
 import { sendMail } from '../../src/delivery/testkit.js';
@@ -91,6 +92,31 @@ export class CustomerHost {
   async waitFor(n: number, what = `${n} deliveries`, timeoutMs = 15_000): Promise<void> {
     await waitFor(() => this.recipients().length >= n, what, timeoutMs);
   }
+}
+
+/**
+ * The stages and customer hosts of one test file, torn down after each test (call once at the
+ * top of the file).
+ */
+export function scenes(): { stage(opts: StageOptions): Promise<Stage>; customer(): Promise<CustomerHost> } {
+  const stages: Stage[] = [];
+  const hosts: CustomerHost[] = [];
+  afterEach(async () => {
+    for (const s of stages.splice(0)) await s.close();
+    for (const h of hosts.splice(0)) await h.down();
+  });
+  return {
+    async stage(opts) {
+      const s = await Stage.start(opts);
+      stages.push(s);
+      return s;
+    },
+    async customer() {
+      const h = await CustomerHost.create();
+      hosts.push(h);
+      return h;
+    },
+  };
 }
 
 export interface StageOptions {

@@ -3,14 +3,11 @@
 // and are offered by the next ATRN; a kill of the provider mid-session loses nothing; and two
 // customers' accounts never see each other's mail.
 import assert from 'node:assert/strict';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { waitFor } from '../support/daemon.js';
-import { atrn, Stage } from './kit.js';
+import { atrn, scenes, type Stage } from './kit.js';
 
-const stages: Stage[] = [];
-afterEach(async () => {
-  for (const s of stages.splice(0)) await s.close();
-});
+const scene = scenes();
 
 const TOML = `
 [[odmr.account]]
@@ -25,9 +22,7 @@ domains = ["beta.example"]
 `;
 
 async function setup(): Promise<Stage> {
-  const s = await Stage.start({ toml: TOML });
-  stages.push(s);
-  return s;
+  return scene.stage({ toml: TOML });
 }
 
 const mail = (n: number, domain: string, prefix = 'u') =>

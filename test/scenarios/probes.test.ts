@@ -4,22 +4,16 @@
 // attempt at arrival left the host in the dead-host cache. A probe and an ETRN at the same moment
 // deliver each message once.
 import assert from 'node:assert/strict';
-import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, test } from 'node:test';
-import { CustomerHost, Stage } from './kit.js';
+import { describe, test } from 'node:test';
+import { fileSizes } from '../support/daemon.js';
+import { type CustomerHost, scenes, type Stage } from './kit.js';
 
-const stages: Stage[] = [];
-const hosts: CustomerHost[] = [];
-afterEach(async () => {
-  for (const s of stages.splice(0)) await s.close();
-  for (const h of hosts.splice(0)) await h.down();
-});
+const scene = scenes();
 
 async function setup(interval: string): Promise<{ s: Stage; host: CustomerHost }> {
-  const host = await CustomerHost.create();
-  hosts.push(host);
-  const s = await Stage.start({
+  const host = await scene.customer();
+  const s = await scene.stage({
     toml: `
 [log]
 level = "debug"
@@ -30,19 +24,7 @@ host = "127.0.0.1:${host.port}"
 probe_interval = "${interval}"
 `,
   });
-  stages.push(s);
   return { s, host };
-}
-
-/** Every file under the queue directory with its size. */
-function sizes(dir: string, out = new Map<string, number>()): Map<string, number> {
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    const st = statSync(p);
-    if (st.isDirectory()) sizes(p, out);
-    else if (st.isFile()) out.set(p, st.size);
-  }
-  return out;
 }
 
 const count = (s: Stage, msg: string) => s.logLines().filter((l) => l.msg === msg).length;
@@ -56,16 +38,16 @@ describe('probe scenarios', () => {
     // The baseline: the queue files once they stay the same over a failed probe (the deferrals'
     // own records are all written by then).
     const queueDir = join(s.dataDir, 'queue');
-    let before = sizes(queueDir);
+    let before = fileSizes(queueDir);
     for (let settled = false; !settled; ) {
       await s.waitLog('etrn probe failed', count(s, 'etrn probe failed') + 1);
-      const now = sizes(queueDir);
+      const now = fileSizes(queueDir);
       settled = JSON.stringify([...now]) === JSON.stringify([...before]);
       before = now;
     }
     const failed = count(s, 'etrn probe failed');
     await s.waitLog('etrn probe failed', failed + 5, 20_000);
-    assert.deepEqual(sizes(queueDir), before, 'failed probes changed no queue file');
+    assert.deepEqual(fileSizes(queueDir), before, 'failed probes changed no queue file');
     assert.equal(await s.held('branch.example'), 3);
     await host.up();
     const t0 = Date.now();

@@ -3,20 +3,14 @@
 // the restart one ETRN delivers everything that was acknowledged with 250 (a message in flight
 // at a kill may arrive twice, never not at all). And a restart between every pair of steps.
 import assert from 'node:assert/strict';
-import { afterEach, describe, test } from 'node:test';
-import { CustomerHost, Stage } from './kit.js';
+import { describe, test } from 'node:test';
+import { type CustomerHost, scenes, type Stage } from './kit.js';
 
-const stages: Stage[] = [];
-const hosts: CustomerHost[] = [];
-afterEach(async () => {
-  for (const s of stages.splice(0)) await s.close();
-  for (const h of hosts.splice(0)) await h.down();
-});
+const scene = scenes();
 
 async function setup(): Promise<{ s: Stage; host: CustomerHost }> {
-  const host = await CustomerHost.create();
-  hosts.push(host);
-  const s = await Stage.start({
+  const host = await scene.customer();
+  const s = await scene.stage({
     toml: `
 [[etrn]]
 domain = "branch.example"
@@ -24,7 +18,6 @@ host = "127.0.0.1:${host.port}"
 probe_interval = "1h"
 `,
   });
-  stages.push(s);
   return { s, host };
 }
 

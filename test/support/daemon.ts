@@ -12,7 +12,7 @@
 // when a spawned daemon exits or prints no address within its start timeout).
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -377,6 +377,17 @@ export async function closedPort(): Promise<number> {
 }
 
 // ------------------------------------------------------------------ waiting and Maildirs
+
+/** Every file under `dir` with its size (a failed probe must change none of the queue's). */
+export function fileSizes(dir: string, out = new Map<string, number>()): Map<string, number> {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    if (st.isDirectory()) fileSizes(p, out);
+    else if (st.isFile()) out.set(p, st.size);
+  }
+  return out;
+}
 
 /** Polls `cond` every 10 ms until it holds; rejects with `what` after `timeoutMs` (default 10 s). */
 export async function waitFor(cond: () => boolean, what = 'condition', timeoutMs = 10_000): Promise<void> {
