@@ -328,6 +328,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
             odmrAuthRate: cluster.limits.odmrAuthRate,
             odmrAuthThrottle: cluster.limits.odmrAuth,
           },
+          odmrCluster: cluster.odmr(),
         }
       : {}),
   });

@@ -23,7 +23,11 @@ import { RedisLink } from './redis.js';
 import { Transfers } from './transfer.js';
 import { clusterEtrnHook } from './etrn.js';
 import { defineScripts, SharedAuthThrottle, SharedConnections, SharedGcra, SharedRate } from './limits.js';
+import type net from 'node:net';
 import type { EtrnService } from '../odmr/index.js';
+import type { OdmrProviderOptions } from '../odmr/provider.js';
+import { type AtrnLeg, serveLegs } from './atrn-proxy.js';
+import { openAtrn } from './peer.js';
 
 export { Directory, PEER_USER_PREFIX, parseAddress } from './directory.js';
 export { Keys } from './keys.js';
@@ -149,6 +153,65 @@ export class Cluster {
               nodes,
             )
           : undefined,
+    };
+  }
+
+  /** ATRN at any node: what the ODMR provider needs (peer AUTH, homes elsewhere, the splice). */
+  odmr(): NonNullable<OdmrProviderOptions['cluster']> {
+    const log = this.d.log.child({ component: 'cluster' });
+    const timeoutMs = Math.max(5_000, this.config.redisTimeoutMs * 5);
+    const name = this.d.config.hostname;
+    return {
+      peerSecret: (user) => (isPeer(user) ? this.config.secret : null),
+      elsewhere: {
+        split: (domains) => {
+          const out = new Map<string, string[]>();
+          for (const d of domains) {
+            const home = this.directory.homeElsewhere(d);
+            if (!home) continue;
+            const list = out.get(home.node);
+            if (list) list.push(d);
+            else out.set(home.node, [d]);
+          }
+          return out;
+        },
+        open: async (remote) => {
+          let trouble = false;
+          const legs: AtrnLeg[] = [];
+          await Promise.all(
+            [...remote].map(async ([node, domains]) => {
+              const target = this.directory.peer(node, 'odmr');
+              if (!target) {
+                trouble = true;
+                log.warn({ node, domains }, 'atrn: no ODMR address known for the home');
+                return;
+              }
+              try {
+                const r = await openAtrn(target, domains, name, timeoutMs);
+                if (r.code === 250 && r.socket) legs.push({ node, domains, socket: r.socket });
+                else if (r.code !== 453) {
+                  trouble = true;
+                  log.warn({ node, domains, code: r.code, text: r.text }, 'atrn: the home refused');
+                }
+              } catch (e) {
+                trouble = true;
+                log.warn(
+                  { node, domains, err: e instanceof Error ? e.message : String(e) },
+                  'atrn: the home could not be asked',
+                );
+              }
+            }),
+          );
+          // Served in a stable order (node name), so a customer sees the same order every time.
+          legs.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+          return { legs, trouble };
+        },
+        drop: (legs) => {
+          for (const l of legs as AtrnLeg[]) l.socket.destroy();
+        },
+      },
+      serve: (socket, pending, legs, local) =>
+        serveLegs(socket as net.Socket, pending, legs as AtrnLeg[], local, { timeoutMs: 300_000, log }),
     };
   }
 

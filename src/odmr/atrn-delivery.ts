@@ -13,7 +13,7 @@ import type net from 'node:net';
 import { errorText } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
 import { type MessageBytes, messageData, outboundTransaction } from '../delivery/outbound.js';
-import { SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
+import { type Reply, SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
 import { isValidDomain } from '../smtp/protocol/address.js';
 import type { Clock } from '../util/clock.js';
 import type { OdmrLogger } from './etrn.js';
@@ -32,6 +32,8 @@ export interface AtrnDeliveryOptions {
   logger?: OdmrLogger;
   /** Called with the client as soon as it exists (so a stopping provider can close it). */
   onClient?(client: SmtpClient): void;
+  /** The customer's 220, already read (a cluster node served another home's mail first). */
+  greeting?: Reply;
 }
 
 export interface AtrnResult {
@@ -78,6 +80,7 @@ export async function deliverHeld(
       tls: { mode: 'none' },
       ...(o.clock ? { clock: o.clock } : {}),
       ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+      ...(o.greeting ? { greeting: o.greeting } : {}),
     });
     client = await adopting;
     o.onClient?.(client);

@@ -20,8 +20,23 @@ import type { RateGate } from './rate.js';
 /** What one accepted ATRN asks for: the account and its lanes, already locked for this session. */
 export interface AtrnRequest {
   user: string;
+  /** Lanes served here (empty when every requested domain with mail is homed elsewhere). */
   domains: string[];
   lockOwner: string;
+  /** Reversed sessions of other nodes that hold the rest (ATRN at any node, in a cluster). */
+  legs?: unknown[];
+}
+
+/**
+ * ATRN at any node (a cluster): requested domains homed on other nodes are collected there, on
+ * the customer's behalf. `split` answers from memory (node → its domains); `open` asks each home
+ * (ATRN) and resolves with the homes that reversed (opaque legs, served after our 250) and
+ * whether any home refused or could not be reached; `drop` closes legs that will not be served.
+ */
+export interface AtrnElsewhere {
+  split(domains: readonly string[]): Map<string, string[]>;
+  open(remote: Map<string, string[]>): Promise<{ legs: unknown[]; trouble: boolean }>;
+  drop(legs: unknown[]): void;
 }
 
 export interface ProviderCommandDeps {
@@ -41,6 +56,10 @@ export interface ProviderCommandDeps {
    * resolve once they have let go. Resolves at once when another runner holds them.
    */
   takeOver?(user: string, domains: readonly string[]): Promise<void>;
+  /** In a cluster: domains homed on other nodes. Absent: every domain is served here. */
+  elsewhere?: AtrnElsewhere;
+  /** Whether the account is a cluster peer (a peer's ATRN is always served here, never passed on). */
+  isPeer?(user: string): boolean;
 }
 
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
@@ -121,36 +140,63 @@ function makeAtrn(deps: ProviderCommandDeps) {
       told(450, domains);
       return;
     }
-    const busy = () => domains.some((d) => deps.locks.isLocked(d));
-    const proceed = (): void => {
+    // In a cluster, domains homed on other nodes are collected there (never for a peer's request).
+    const remote =
+      deps.elsewhere && !deps.isPeer?.(user) ? deps.elsewhere.split(domains) : new Map<string, string[]>();
+    const away = new Set([...remote.values()].flat());
+    // Mail of a domain homed elsewhere that still waits here (not yet transferred) goes too,
+    // unless a transfer to its home holds the lane right now (then it reaches the home first).
+    const here = domains.filter((d) => !away.has(d) || (deps.heldCount(d) > 0 && !deps.locks.isLocked(d)));
+    const busy = () => here.some((d) => deps.locks.isLocked(d));
+    const proceed = (legs: unknown[], trouble: boolean): void => {
       if (busy()) {
+        deps.elsewhere?.drop(legs);
         s.reply(451, '4.3.0', 'Unable to process ATRN request now');
         told(451, domains);
         return;
       }
-      const pending = domains.reduce((n, d) => n + deps.heldCount(d), 0);
-      if (pending === 0) {
-        s.reply(453, '4.2.0', 'You have no mail');
-        told(453, domains);
+      const pending = here.reduce((n, d) => n + deps.heldCount(d), 0);
+      if (pending === 0 && legs.length === 0) {
+        if (trouble) {
+          s.reply(451, '4.3.0', 'Unable to process ATRN request now');
+          told(451, domains);
+        } else {
+          s.reply(453, '4.2.0', 'You have no mail');
+          told(453, domains);
+        }
         return;
       }
       const lockOwner = `atrn:${user}:${++serial}`;
-      if (!deps.locks.tryLock(domains, lockOwner)) {
+      const lanes = pending > 0 ? here : [];
+      if (!deps.locks.tryLock(lanes, lockOwner)) {
+        deps.elsewhere?.drop(legs);
         s.reply(451, '4.3.0', 'Unable to process ATRN request now');
         told(451, domains);
         return;
       }
-      deps.requests.set(s, { user, domains, lockOwner });
-      s.opts.logger?.info({ ip: s.client.ip, user, domains, pending }, 'atrn accepted');
+      deps.requests.set(s, { user, domains: lanes, lockOwner, ...(legs.length > 0 ? { legs } : {}) });
+      s.opts.logger?.info(
+        { ip: s.client.ip, user, domains, pending, homes: [...remote.keys()] },
+        'atrn accepted',
+      );
       s.reply(250, '2.0.0', 'OK now reversing the connection');
       told(250, domains);
       // The turnaround: flush the 250, stop the server role, and give the socket (with any bytes
       // already read) to the provider, which becomes the SMTP client on it.
       s.handOver();
     };
+    // Ask the other homes first, so that the answer is true: 250 only when some node has mail.
+    const elsewhere = deps.elsewhere;
+    const ask = (): void | Promise<void> =>
+      remote.size === 0 || !elsewhere
+        ? proceed([], false)
+        : elsewhere.open(remote).then(
+            (r) => proceed(r.legs, r.trouble),
+            () => proceed([], true),
+          );
     // A lane held by this account's own earlier session: that session is cut first.
-    if (busy() && deps.takeOver) return deps.takeOver(user, domains).then(proceed);
-    proceed();
+    if (busy() && deps.takeOver) return deps.takeOver(user, here).then(ask);
+    return ask();
   };
 }
 

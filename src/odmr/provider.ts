@@ -9,7 +9,7 @@
 
 import type net from 'node:net';
 import type { OdmrAccount } from '../config/index.js';
-import type { SmtpClient, SmtpTimeouts } from '../smtp/client/index.js';
+import type { Reply, SmtpClient, SmtpTimeouts } from '../smtp/client/index.js';
 import type { ServerHooks } from '../smtp/server/hooks.js';
 import { type AnySocket, type ServerTlsOptions, SmtpListener } from '../smtp/server/index.js';
 import type { Connection } from '../smtp/server/connection.js';
@@ -19,7 +19,7 @@ import { secretEquals } from '../util/secret-equal.js';
 import { type AtrnResult, type ClaimableLanes, deliverHeld } from './atrn-delivery.js';
 import type { OdmrLogger } from './etrn.js';
 import { HeldLocks } from './locks.js';
-import { type AtrnRequest, odmrCommands } from './provider-commands.js';
+import { type AtrnElsewhere, type AtrnRequest, odmrCommands } from './provider-commands.js';
 import { type RateGate, RateLimiter } from './rate.js';
 import type { AuthThrottleLike } from '../smtp/server/options.js';
 
@@ -50,6 +50,22 @@ export interface OdmrProviderOptions {
   authFailureDelayMs?: number;
   /** Client-role timeouts after the turnaround (default: RFC 5321 minimums). */
   timeouts?: Partial<SmtpTimeouts>;
+  /**
+   * ATRN at any node (a cluster): other nodes authenticate as peers (their ATRN may name any
+   * ODMR domain of this node and is served here only); requests naming domains homed elsewhere
+   * are collected there (`elsewhere`), and `serve` runs the customer's session over those legs,
+   * then `local` (the usual turnaround of the lanes served here).
+   */
+  cluster?: {
+    peerSecret(user: string): string | null;
+    elsewhere: AtrnElsewhere;
+    serve(
+      socket: AnySocket,
+      pending: Buffer,
+      legs: unknown[],
+      local: ((greeting: Reply, rest: Buffer) => Promise<AtrnResult>) | undefined,
+    ): Promise<AtrnResult>;
+  };
   /** Told of every ATRN reply (phase 'request') and of every turnaround's end (phase 'end'). */
   onAtrn?(ev: {
     phase: 'request' | 'end';
@@ -76,21 +92,27 @@ export class OdmrProvider {
     const accounts = new Map(o.accounts.map((a) => [a.user, a]));
     const hooks: ServerHooks = {
       newMessageId: () => '0',
-      cramSecret: (user) => accounts.get(user)?.password ?? null,
+      cramSecret: (user) => accounts.get(user)?.password ?? o.cluster?.peerSecret(user) ?? null,
       verifyPassword: (user, password, ctx) => {
-        const a = accounts.get(user);
-        return ctx.client.tls !== undefined && a !== undefined && secretEquals(a.password, password);
+        const secret = accounts.get(user)?.password ?? o.cluster?.peerSecret(user) ?? undefined;
+        return ctx.client.tls !== undefined && secret !== undefined && secretEquals(secret, password);
       },
       accept: () => Promise.reject(new Error('the ODMR listener takes no mail')),
     };
     const commands = odmrCommands({
-      domainsOf: (user) => accounts.get(user)?.domains,
+      // A peer collects any ODMR domain of this node on behalf of a customer it authenticated.
+      domainsOf: (user) =>
+        accounts.get(user)?.domains ??
+        (o.cluster?.peerSecret(user) != null ? o.accounts.flatMap((a) => a.domains) : undefined),
       heldCount: (d) => o.lanes.heldCount(d),
       locks: this.locks,
       authRate: o.authRate ?? new RateLimiter(o.authPerMinute ?? 30, 60_000, clock),
       requests: this.requests,
       onRequest: (ev) => o.onAtrn?.({ phase: 'request', ...ev }),
       takeOver: (user, domains) => this.takeOver(user, domains),
+      ...(o.cluster
+        ? { elsewhere: o.cluster.elsewhere, isPeer: (user: string) => o.cluster?.peerSecret(user) != null }
+        : {}),
     });
     this.listener = new SmtpListener(
       {
@@ -103,6 +125,7 @@ export class OdmrProvider {
         maxConnections: o.maxConnections ?? 100,
         maxPerIp: o.maxPerIp ?? 10,
         ...(o.logger ? { logger: o.logger } : {}),
+        ...(o.authThrottle ? { authThrottle: o.authThrottle } : {}),
         ...(o.tls ? { tls: o.tls } : {}),
         ...(o.authFailureDelayMs !== undefined
           ? {
@@ -181,16 +204,29 @@ export class OdmrProvider {
       return;
     }
     const entry: { client?: SmtpClient; socket: AnySocket } = { socket };
-    const run = deliverHeld(socket, pending, req.domains, {
-      lanes: this.o.lanes,
-      name: this.o.hostname,
-      ...(this.o.clock ? { clock: this.o.clock } : {}),
-      ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
-      ...(this.o.logger ? { logger: this.o.logger } : {}),
-      onClient: (c) => {
-        entry.client = c;
-      },
-    }).then((r) => {
+    const local = (bytes: Buffer, greeting?: Reply): Promise<AtrnResult> =>
+      deliverHeld(socket, bytes, req.domains, {
+        lanes: this.o.lanes,
+        name: this.o.hostname,
+        ...(this.o.clock ? { clock: this.o.clock } : {}),
+        ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
+        ...(this.o.logger ? { logger: this.o.logger } : {}),
+        ...(greeting ? { greeting } : {}),
+        onClient: (c) => {
+          entry.client = c;
+        },
+      });
+    const cluster = this.o.cluster;
+    const served =
+      req.legs && cluster
+        ? cluster.serve(
+            socket,
+            pending,
+            req.legs,
+            req.domains.length > 0 ? (greeting, rest) => local(rest, greeting) : undefined,
+          )
+        : local(pending);
+    const run = served.then((r) => {
       this.o.logger?.info({ user: req.user, domains: req.domains, ...r }, 'odmr turnaround finished');
       return r;
     });

@@ -15,7 +15,7 @@ import { EtrnService, type HeldLanes, type OdmrLogger } from './etrn.js';
 import { HeldLocks } from './locks.js';
 import { OdmrPoller } from './poller.js';
 import { EtrnProber } from './probe.js';
-import { OdmrProvider } from './provider.js';
+import { OdmrProvider, type OdmrProviderOptions } from './provider.js';
 import type { RateGate } from './rate.js';
 import type { AuthThrottleLike } from '../smtp/server/options.js';
 
@@ -50,6 +50,8 @@ export interface EtrnOdmrDeps {
     odmrAuthRate?: RateGate;
     odmrAuthThrottle?: AuthThrottleLike;
   };
+  /** ATRN at any node (a cluster): peers' sessions and requests for domains homed elsewhere. */
+  odmrCluster?: OdmrProviderOptions['cluster'];
 }
 
 export interface EtrnOdmr {
@@ -135,6 +137,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
           authPerMinute: config.odmr.authPerMinute,
           ...(d.shared?.odmrAuthRate ? { authRate: d.shared.odmrAuthRate } : {}),
           ...(d.shared?.odmrAuthThrottle ? { authThrottle: d.shared.odmrAuthThrottle } : {}),
+          ...(d.odmrCluster ? { cluster: d.odmrCluster } : {}),
           ...(config.tls ? { tls: config.tls } : {}),
           onAtrn: (ev) =>
             d.emit?.({

@@ -27,6 +27,12 @@ import { sendTransaction, type TransactionState } from './transaction.js';
 export interface AdoptOptions extends SmtpClientOptions {
   /** Bytes already read from the socket that belong to the client role (e.g. an early greeting). */
   initialBytes?: Buffer;
+  /**
+   * The peer's greeting, already read by someone else (a proxy that served another session on
+   * this socket first): not waited for again; the handshake starts with EHLO, which also resets
+   * whatever state the peer's session was in.
+   */
+  greeting?: Reply;
 }
 
 export class SmtpClient {
@@ -92,7 +98,7 @@ export class SmtpClient {
     if (opts.limits) copts.limits = opts.limits;
     if (opts.initialBytes) copts.initialBytes = opts.initialBytes;
     const client = new SmtpClient(new SmtpConnection(socket, copts), opts);
-    await client.handshake(opts.tls?.servername);
+    await client.handshake(opts.tls?.servername, opts.greeting);
     return client;
   }
 
@@ -154,11 +160,11 @@ export class SmtpClient {
     this.connection.close();
   }
 
-  private async handshake(servername: string | undefined): Promise<void> {
+  private async handshake(servername: string | undefined, greeted?: Reply): Promise<void> {
     const conn = this.connection;
     const t = this.timeouts;
     try {
-      this.greet = await conn.expect(t.greeting, 'greeting');
+      this.greet = greeted ?? (await conn.expect(t.greeting, 'greeting'));
     } catch (e) {
       throw new SmtpClientError('greeting', errorText(e), { cause: e });
     }
