@@ -13,11 +13,12 @@ import type { DeliveryJob, RcptOutcome } from './types.js';
 
 const D = 'held.test';
 
+/** A fresh queue on an in-memory disk with a manual clock; reports are recorded as text. */
 async function open(
-  fs: MemQueueFs,
-  clock: ManualClock,
   extra: Partial<QueueOptions> = {},
-): Promise<{ q: Queue; reports: string[] }> {
+): Promise<{ q: Queue; fs: MemQueueFs; clock: ManualClock; reports: string[] }> {
+  const fs = new MemQueueFs();
+  const clock = manualClock();
   const reports: string[] = [];
   const q = await Queue.open({
     dir: '/q',
@@ -34,7 +35,7 @@ async function open(
     },
     ...extra,
   });
-  return { q, reports };
+  return { q, fs, clock, reports };
 }
 
 /** Accepts `n` messages held for `domain`, one recipient each, u0@domain, u1@domain, ... */
@@ -108,9 +109,7 @@ const anyInFlight = (q: Queue) =>
 
 describe('held lanes', () => {
   test('a piece a failed flush deferred back into its lane is flushed again by the next flush', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock);
+    const { q, fs, clock } = await open();
     await hold(q, clock, 5);
     let state: 'deferred' | 'delivered' = 'deferred';
     const c = customer(() => state);
@@ -134,9 +133,7 @@ describe('held lanes', () => {
   });
 
   test('a flush offers the lane in arrival order, mail that came during a failed flush after the older mail', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock);
+    const { q, clock } = await open();
     await hold(q, clock, 3);
     let state: 'deferred' | 'delivered' = 'deferred';
     let arrived = false;
@@ -161,9 +158,7 @@ describe('held lanes', () => {
   });
 
   test('a flush cut short by the in-flight cap resumes and attempts every piece once', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock, { maxInflight: 2, flushConcurrency: 3 });
+    const { q, clock } = await open({ maxInflight: 2, flushConcurrency: 3 });
     await hold(q, clock, 12);
     const c = customer(() => 'delivered');
     q.setDeliverer(c.deliver);
@@ -177,9 +172,7 @@ describe('held lanes', () => {
   });
 
   test('a flush takes at most flushConcurrency of the in-flight slots', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock, { flushConcurrency: 3 });
+    const { q, clock } = await open({ flushConcurrency: 3 });
     await hold(q, clock, 10);
     const c = customer(() => 'delivered');
     q.setDeliverer(c.deliver);
@@ -190,9 +183,7 @@ describe('held lanes', () => {
   });
 
   test('two flushes of one lane at once (a probe and an ETRN) never attempt a piece twice at the same time', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock);
+    const { q, clock } = await open();
     await hold(q, clock, 8);
     let state: 'deferred' | 'delivered' = 'deferred';
     const c = customer(() => state);
@@ -212,9 +203,7 @@ describe('held lanes', () => {
   });
 
   test('an ATRN session cut off after some messages leaves the rest claimable, in arrival order', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock);
+    const { q, fs, clock } = await open();
     await hold(q, clock, 6);
     q.start();
     const first = await q.claimHeld([D]);
@@ -250,9 +239,7 @@ describe('held lanes', () => {
   });
 
   test('attempts that wrote nothing are counted until the envelope is written again', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock);
+    const { q, clock } = await open();
     const [id] = await hold(q, clock, 1);
     const c = customer(() => 'deferred');
     q.setDeliverer(c.deliver);
@@ -273,9 +260,7 @@ describe('held lanes', () => {
   });
 
   test('held mail that went through failed flushes bounces at max_age when the expiry timer fires', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q, reports } = await open(fs, clock, { maxAge: 60_000 });
+    const { q, clock, reports } = await open({ maxAge: 60_000 });
     await hold(q, clock, 2);
     const c = customer(() => 'deferred');
     q.setDeliverer(c.deliver);
@@ -294,9 +279,7 @@ describe('held lanes', () => {
   });
 
   test('a held piece in flight at its deadline bounces when the attempt ends', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q, reports } = await open(fs, clock, { maxAge: 60_000 });
+    const { q, clock, reports } = await open({ maxAge: 60_000 });
     await hold(q, clock, 1);
     const [gate, release] = opening();
     q.setDeliverer(async (job) => {
@@ -317,9 +300,7 @@ describe('held lanes', () => {
   });
 
   test('a piece being expired is not delivered by a flush that starts meanwhile (no bounce and delivery both)', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q, reports } = await open(fs, clock, { maxAge: 60_000 });
+    const { q, fs, clock, reports } = await open({ maxAge: 60_000 });
     await hold(q, clock, 1);
     const seen: string[] = [];
     const [slowCustomer, answer] = opening();
@@ -355,9 +336,7 @@ describe('held lanes', () => {
   });
 
   test('an operator bounce and a flush at once: either the bounce or the delivery, never both', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q, reports } = await open(fs, clock);
+    const { q, fs, clock, reports } = await open();
     const [id] = await hold(q, clock, 1);
     const c = customer(() => 'delivered');
     q.setDeliverer(c.deliver);
@@ -380,9 +359,7 @@ describe('held lanes', () => {
   });
 
   test('an operator action waits for the attempt in flight, then acts', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock);
+    const { q, clock } = await open();
     const [id] = await hold(q, clock, 1);
     const [gate, release] = opening();
     q.setDeliverer(async (job) => {
@@ -403,9 +380,7 @@ describe('held lanes', () => {
   });
 
   test('an operator action on a piece an ATRN session holds past the wait says it is busy', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock, { settleTimeoutMs: 5_000 });
+    const { q, clock } = await open({ settleTimeoutMs: 5_000 });
     const [id] = await hold(q, clock, 1);
     q.start();
     const [job] = await q.claimHeld([D]);
@@ -424,9 +399,7 @@ describe('held lanes', () => {
   });
 
   test('a piece whose attempt ended without any record (a read failed) is tried again, not lost until restart', async () => {
-    const fs = new MemQueueFs();
-    const clock = manualClock();
-    const { q } = await open(fs, clock, { limboRetryMs: 10_000 });
+    const { q, fs, clock } = await open({ limboRetryMs: 10_000 });
     let fail = true;
     const seen: string[] = [];
     q.setDeliverer(async (job) => {
