@@ -201,6 +201,17 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   // Every lookup (MX routing, probes, SPF/DKIM/DMARC, DNSBL) goes through this one resolver.
   const resolver = deps.resolver ?? dnsClient(config, clock);
   const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25);
+  // A cluster ([cluster]): loaded only when configured. Started before the listeners, so that
+  // the first message already finds the domain homes (start-up waits for Redis at most
+  // cluster.redis_timeout; without Redis the node runs on the last known homes).
+  let cluster: Cluster | undefined;
+  if (config.cluster) {
+    const { Cluster } = await import('./cluster/index.js');
+    cluster = new Cluster(config.cluster, { config, queues, clock, log });
+    undo.push(() => cluster?.stop());
+    await cluster.start();
+    router.setRedirects(cluster.directory);
+  }
   const pool = new ConnectionPool({
     clientOptions: {
       name: config.hostname,
@@ -213,6 +224,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     deadHostMs: deps.deadHostMs ?? 60_000,
     idleMs: 5_000,
     clock,
+    ...(cluster?.connectionGate() ? { gate: cluster.connectionGate()! } : {}),
   });
   undo.push(() => pool.close());
   const maildir = new MaildirWriter({ clock, hostname: config.hostname });
@@ -229,19 +241,10 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     {
       attempt: events.fromAttempt,
     },
+    cluster?.rateBooking(),
   );
-  // A cluster ([cluster]): loaded only when configured. Started before the listeners, so that
-  // the first message already finds the domain homes (start-up waits for Redis at most
-  // cluster.redis_timeout; without Redis the node runs on the last known homes).
-  let cluster: Cluster | undefined;
-  if (config.cluster) {
-    const { Cluster } = await import('./cluster/index.js');
-    cluster = new Cluster(config.cluster, { config, queues, clock, log });
-    undo.push(() => cluster?.stop());
-    await cluster.start();
-    router.setRedirects(cluster.directory);
-  }
   const metrics = new Metrics({ bus: events, queues, pool, now: () => clock.now() });
+  cluster?.registerMetrics(metrics.registry);
   undo.push(() => metrics.close());
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));
   queues.start();

@@ -152,6 +152,17 @@ export class Homes {
     const all = await this.o.link.run((x) => x.hgetall(this.o.keys.homes));
     if (all === undefined) return;
     for (const [d, n] of Object.entries(all)) this.learn(d, n, false);
+    // Homes Redis lost (a restart without persistence, a failover to a stale replica) are
+    // written back from what we knew — first writer wins — so no domain moves by accident.
+    const lost = [...this.map].filter(([d]) => all[d] === undefined);
+    if (lost.length > 0) {
+      await this.o.link.run((x) => {
+        const m = x.multi();
+        for (const [d, n] of lost) m.hsetnx(this.o.keys.homes, d, n);
+        return m.exec();
+      }, lost.length);
+      this.o.log.info({ domains: lost.length }, 'cluster: homes missing from Redis written back');
+    }
     this.save();
   }
 

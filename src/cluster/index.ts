@@ -24,6 +24,7 @@ import { Transfers } from './transfer.js';
 import { clusterEtrnHook } from './etrn.js';
 import { defineScripts, SharedAuthThrottle, SharedConnections, SharedGcra, SharedRate } from './limits.js';
 import type net from 'node:net';
+import { Gauge, type Registry } from 'prom-client';
 import type { EtrnService } from '../odmr/index.js';
 import type { OdmrProviderOptions } from '../odmr/provider.js';
 import { type AtrnLeg, serveLegs } from './atrn-proxy.js';
@@ -213,6 +214,53 @@ export class Cluster {
       serve: (socket, pending, legs, local) =>
         serveLegs(socket as net.Socket, pending, legs as AtrnLeg[], local, { timeoutMs: 300_000, log }),
     };
+  }
+
+  /** Prometheus figures of the cluster part (in the daemon's registry). */
+  registerMetrics(registry: Registry): void {
+    const stats = this.link.stats;
+    const gauge = (name: string, help: string, value: () => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(value());
+        },
+      });
+    };
+    gauge('logmta_cluster_redis_up', '1 while the cluster Redis answers; 0 while limits are local', () =>
+      this.link.up ? 1 : 0,
+    );
+    gauge('logmta_cluster_redis_commands_total', 'Redis commands sent by this node', () => stats.commands);
+    gauge('logmta_cluster_redis_errors_total', 'Redis commands that failed or timed out', () => stats.errors);
+    gauge('logmta_cluster_redis_outages_total', 'Times Redis became unreachable', () => stats.outages);
+    gauge(
+      'logmta_cluster_local_fallbacks_total',
+      'Limit and home decisions taken locally because Redis was unreachable',
+      () => stats.fallbacks,
+    );
+    gauge(
+      'logmta_cluster_nodes_alive',
+      'Nodes of the cluster alive (this one included)',
+      () => this.membership.live().length,
+    );
+    gauge('logmta_cluster_draining', '1 while this node drains', () => (this.directory.draining ? 1 : 0));
+  }
+
+  /** The shared connection limit per destination for the pool (transfers to peers are not counted). */
+  connectionGate(): { acquire(key: string): Promise<(() => void) | undefined> } | undefined {
+    const c = this.limits.connections;
+    if (!c) return undefined;
+    const free = (): void => {};
+    return { acquire: (key) => (key.startsWith('cluster:') ? Promise.resolve(free) : c.acquire(key)) };
+  }
+
+  /** The shared message rate per destination for the engine (transfers to peers are not counted). */
+  rateBooking(): ((key: string, maxWaitMs: number) => Promise<number>) | undefined {
+    const r = this.limits.messageRate;
+    if (!r) return undefined;
+    return (key, maxWaitMs) => (key.startsWith('cluster:') ? Promise.resolve(0) : r.book(key, maxWaitMs));
   }
 
   /** ETRN at any node: replaces the local hook (hooks.etrn) when ETRN domains exist. */

@@ -36,6 +36,16 @@ export interface EngineEvents {
   attempt?(ev: AttemptEvent): void;
 }
 
+/**
+ * A message rate per destination beyond this node (a cluster's shared GCRA): the milliseconds to
+ * wait before sending one message to `key`, or -1 when the next slot is further off than
+ * `maxWaitMs` (the message is then deferred).
+ */
+export type RateBooking = (key: string, maxWaitMs: number) => Promise<number>;
+
+/** The longest a message waits in flight for its destination's rate (beyond: deferred). */
+const RATE_WAIT_MS = 30_000;
+
 export class DeliveryEngine {
   readonly stats = { attempts: 0, delivered: 0, deferred: 0, failed: 0, transactions: 0 };
 
@@ -44,6 +54,7 @@ export class DeliveryEngine {
     private readonly pool: ConnectionPool,
     private readonly local: LocalDelivery,
     private readonly events: EngineEvents = {},
+    private readonly rate?: RateBooking,
   ) {}
 
   readonly deliver = async (job: DeliveryJob): Promise<void> => {
@@ -171,6 +182,18 @@ export class DeliveryEngine {
     rcpts: number[],
   ): Promise<RcptOutcome[]> {
     const info = job.envelope.info;
+    if (this.rate && !d.lmtp) {
+      const wait = await this.rate(d.key, RATE_WAIT_MS);
+      if (wait < 0)
+        return rcpts.map((r) => ({
+          rcpt: r,
+          status: 'deferred',
+          code: 451,
+          enhanced: '4.4.5',
+          text: `message rate of ${d.key} reached`,
+        }));
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
     let lease: Awaited<ReturnType<ConnectionPool['acquire']>>;
     try {
       lease = await this.pool.acquire(

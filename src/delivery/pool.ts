@@ -28,6 +28,13 @@ export interface PoolOptions {
   /** Idle connections are closed after this long. */
   idleMs: number;
   clock: Clock;
+  /**
+   * A limit on new connections per destination beyond this node (a cluster's shared limit):
+   * a release function for the slot, or undefined when none is free right now.
+   */
+  gate?: { acquire(key: string): Promise<(() => void) | undefined> };
+  /** How long a new connection waits for the gate before its messages are deferred (default 10 s). */
+  gateWaitMs?: number;
 }
 
 interface Idle {
@@ -73,6 +80,8 @@ export class ConnectionPool {
   /** Open connections per host:port, and acquirers waiting for one of them to close. */
   private readonly hosts = new Map<string, { open: number; waiters: Array<() => void> }>();
   private readonly hostOf = new WeakMap<SmtpClient, string>();
+  /** The gate's slot of each connection, given back when the connection is gone. */
+  private readonly gateOf = new WeakMap<SmtpClient, () => void>();
   /** Connection attempts in progress for destinations not known to work, and their waiters. */
   private unproven = 0;
   private readonly unprovenWaiters: Array<() => void> = [];
@@ -181,6 +190,7 @@ export class ConnectionPool {
       d.connecting++;
       try {
         const { client, host } = await this.connect(
+          key,
           await candidates(),
           extra,
           how.reachableSince,
@@ -252,6 +262,8 @@ export class ConnectionPool {
   }
 
   private releaseHost(client: SmtpClient): void {
+    this.gateOf.get(client)?.();
+    this.gateOf.delete(client);
     const k = this.hostOf.get(client);
     if (k === undefined) return;
     this.hostOf.delete(client);
@@ -319,7 +331,29 @@ export class ConnectionPool {
     return Math.max(1, this.opts.global - Math.ceil(this.opts.global / 4));
   }
 
+  /** A slot of the gate for a new connection to `key` (waits for one up to gateWaitMs). */
+  private async gateSlot(key: string): Promise<(() => void) | undefined> {
+    const gate = this.opts.gate;
+    if (!gate) return undefined;
+    const until = this.opts.clock.now() + (this.opts.gateWaitMs ?? 10_000);
+    for (let wait = 50; ; wait = Math.min(wait * 2, 1_000)) {
+      const release = await gate.acquire(key);
+      if (release) return release;
+      if (this.opts.clock.now() + wait > until)
+        throw new MtaError(
+          'CLUSTER_CONNECTION_LIMIT',
+          'transient',
+          `connection limit of ${key} reached in the cluster`,
+          {
+            smtp: { code: 451, enhanced: '4.4.5' },
+          },
+        );
+      await new Promise<void>((r) => this.opts.clock.setTimer(wait, r));
+    }
+  }
+
   private async connect(
+    key: string,
     cands: MxCandidate[],
     extra: Partial<SmtpClientOptions>,
     since: number | undefined,
@@ -366,6 +400,19 @@ export class ConnectionPool {
         );
       }
       let client: SmtpClient | undefined;
+      let slot: (() => void) | undefined;
+      try {
+        // The cluster's limit for the destination: over it, the messages wait (deferred), and
+        // the host is not taken for dead.
+        slot = await this.gateSlot(key);
+      } catch (e) {
+        this.hostSlotFreed(k);
+        if (unproven) {
+          this.unproven--;
+          this.unprovenWaiters.shift()?.();
+        }
+        throw e;
+      }
       try {
         const o: SmtpClientOptions = { ...this.opts.clientOptions, ...extra };
         if (c.path !== undefined) o.socketPath = c.path;
@@ -375,6 +422,7 @@ export class ConnectionPool {
         client = await SmtpClient.connect(c.host, c.port, o);
         this.stats.connections++;
         this.hostOf.set(client, k);
+        if (slot) this.gateOf.set(client, slot);
         this.markAlive(c.host, c.port);
         return {
           client,
@@ -395,7 +443,10 @@ export class ConnectionPool {
         if (!spoke && (stage === 'connect' || stage === 'greeting' || stage === undefined))
           this.markDead(c.host, c.port, msg);
       } finally {
-        if (client === undefined) this.hostSlotFreed(k);
+        if (client === undefined) {
+          this.hostSlotFreed(k);
+          slot?.();
+        }
         if (unproven) {
           this.unproven--;
           this.unprovenWaiters.shift()?.();

@@ -20,6 +20,8 @@ export interface NodeOptions {
   cluster?: string;
   /** Extra [smtp] keys. */
   smtp?: string;
+  /** Open the HTTP admin (metrics) on an ephemeral port. */
+  admin?: boolean;
 }
 
 export class TestNode {
@@ -83,6 +85,15 @@ export class TestNode {
     }
   }
 
+  /** One figure of GET /metrics (needs `admin`); undefined when absent. */
+  async metric(name: string): Promise<number | undefined> {
+    const m = /"http":"([^"]+)"/.exec(this.daemon?.stdout() ?? '');
+    if (!m) throw new Error('no HTTP admin address in the log (start the cluster with admin: true)');
+    const text = await (await fetch(`http://${m[1]}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line === undefined ? undefined : Number(line.slice(name.length + 1));
+  }
+
   /** Live pieces per lane, and messages, from `status`. */
   async status(): Promise<{ messages: number; lanes: Record<string, number> }> {
     return this.op('status');
@@ -132,6 +143,7 @@ listen = ["@SMTP@"]
 ${this.opts.smtp ?? ''}
 [odmr]
 listen = ["@ODMR@"]
+${this.opts.admin ? '[admin]\nlisten = "127.0.0.1:0"\n' : ''}
 [cluster]
 node = "${name}"
 redis = "${this.redis.url}"

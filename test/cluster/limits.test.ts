@@ -3,7 +3,9 @@
 // one client are counted over every node.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sendMail } from '../../src/delivery/testkit.js';
 import { SmtpChat } from '../support/daemon.js';
+import { SmtpSink } from '../support/sink.js';
 import { redisMissing } from '../support/redis.js';
 import { TestCluster } from './kit.js';
 
@@ -21,11 +23,20 @@ const ATTACKER = '127.0.0.2';
 
 describe('cluster: shared limits', { skip: redisMissing() }, () => {
   let c: TestCluster;
+  let sink: SmtpSink;
 
   before(async () => {
+    sink = await SmtpSink.start();
     c = await TestCluster.start(['a', 'b', 'c'], {
-      smtp: 'auth_max_failures = 5\nauth_failure_delay = "0s"\nauth_failure_delay_max = "0s"\nauth_block_time = "10m"',
+      smtp:
+        'auth_max_failures = 5\nauth_failure_delay = "0s"\nauth_failure_delay_max = "0s"\nauth_block_time = "10m"\n' +
+        'relay_domains = ["rated.test"]',
+      cluster: 'message_rate_per_destination = "4/s,max_burst=1"',
       toml: `
+[[route]]
+domain = "rated.test"
+host = "127.0.0.1:${sink.port}"
+
 [[user]]
 name = "alice"
 password = "right-password-1"
@@ -40,7 +51,10 @@ requests_per_client = 4
     });
     await c.converged();
   });
-  after(() => c?.stopAll());
+  after(async () => {
+    await c?.stopAll();
+    await sink?.close();
+  });
 
   test('an AUTH brute force over three nodes is blocked after the cluster-wide count', async () => {
     const ports = ['a', 'b', 'c', 'a', 'b'].map((n) => c.node(n).smtpPort);
@@ -76,5 +90,22 @@ requests_per_client = 4
       chat.close();
     }
     assert.deepEqual(codes, ['251', '251', '251', '251', '458', '458']);
+  });
+
+  test('the message rate of a destination is kept over the whole cluster', async () => {
+    // 9 messages taken by 3 nodes at once, 4/s with no burst for the cluster: about 2 s; each
+    // node counting alone would send its 3 in half a second.
+    const t0 = Date.now();
+    await Promise.all(
+      ['a', 'b', 'c'].flatMap((n) =>
+        [1, 2, 3].map((i) =>
+          sendMail(c.node(n).smtpPort, { from: 'x@outside.test', to: [`u@rated.test`], subject: `${n}${i}` }),
+        ),
+      ),
+    );
+    await sink.waitForTransactions(9);
+    const ms = Date.now() - t0;
+    assert.ok(ms >= 1_700, `9 messages at 4/s took ${ms} ms`);
+    assert.equal(sink.transactions.length, 9);
   });
 });

@@ -1,0 +1,105 @@
+// The shared limits against a real redis-server: counts are shared by every user of the same
+// Redis (two links stand for two nodes), and each limit decides locally — with this node's
+// share — while Redis is gone, then shares again once it is back.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { RedisServer, redisMissing } from '../../test/support/redis.js';
+import type { ClusterConfig } from '../config/index.js';
+import { nullLogger } from '../log.js';
+import { systemClock } from '../util/clock.js';
+import { Keys } from './keys.js';
+import { defineScripts, SharedConnections, SharedGcra, SharedRate } from './limits.js';
+import { RedisLink } from './redis.js';
+
+function link(url: string): RedisLink {
+  const l = new RedisLink({ redis: { kind: 'url', url }, redisTimeoutMs: 300 } as ClusterConfig, nullLogger);
+  defineScripts(l.client);
+  return l;
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('shared limits on a real Redis', { skip: redisMissing() }, () => {
+  let redis: RedisServer;
+  let one: RedisLink;
+  let two: RedisLink;
+  const keys = new Keys('t:');
+
+  before(async () => {
+    redis = await RedisServer.start();
+    one = link(redis.url);
+    two = link(redis.url);
+    await one.start();
+    await two.start();
+  });
+  after(async () => {
+    await one?.close();
+    await two?.close();
+    await redis?.stop();
+  });
+
+  test('a window counted over two nodes', async () => {
+    const a = new SharedRate(one, keys, 'w', 3, 60_000, systemClock);
+    const b = new SharedRate(two, keys, 'w', 3, 60_000, systemClock);
+    assert.deepEqual(
+      [await a.take('ip'), await b.take('ip'), await a.take('ip'), await b.take('ip'), await a.take('other')],
+      [true, true, true, false, true],
+    );
+  });
+
+  test('GCRA: cells are booked in turn over two nodes; too far ahead is refused', async () => {
+    const rate = { count: 10, periodMs: 1000, burst: 1 };
+    const a = new SharedGcra(one, keys, rate, systemClock, () => 2);
+    const b = new SharedGcra(two, keys, rate, systemClock, () => 2);
+    const waits = [await a.book('mx:x', 1000), await b.book('mx:x', 1000), await a.book('mx:x', 1000)];
+    assert.equal(waits[0], 0);
+    assert.ok(waits[1]! >= 80 && waits[1]! <= 100, `second cell ~100 ms on: ${waits[1]}`);
+    assert.ok(waits[2]! >= 180 && waits[2]! <= 200, `third ~200 ms on: ${waits[2]}`);
+    assert.equal(await b.book('mx:x', 50), -1, 'further off than the caller waits: refused, not booked');
+    assert.ok((await b.book('mx:x', 1000)) <= 300);
+  });
+
+  test('connection leases: the cluster-wide limit, freed by release', async () => {
+    const a = new SharedConnections(one, keys, 2, 'a', systemClock, () => 2);
+    const b = new SharedConnections(two, keys, 2, 'b', systemClock, () => 2);
+    const r1 = await a.acquire('mx:y');
+    const r2 = await b.acquire('mx:y');
+    assert.ok(r1 && r2);
+    assert.equal(await a.acquire('mx:y'), undefined);
+    r1();
+    await until(() => true, 'release');
+    let r3: (() => void) | undefined;
+    for (let i = 0; i < 50 && !r3; i++) r3 = await a.acquire('mx:y');
+    assert.ok(r3, 'a released slot is free again');
+    r2();
+    r3();
+    a.stop();
+    b.stop();
+  });
+
+  test('without Redis each node counts alone, with its share; shared again when Redis is back', async () => {
+    const a = new SharedRate(one, keys, 'fb', 2, 60_000, systemClock);
+    const conns = new SharedConnections(one, keys, 4, 'a', systemClock, () => 2);
+    await redis.kill();
+    await until(() => !one.up || one.client.status !== 'ready', 'the link to notice');
+    const before = one.stats.fallbacks;
+    assert.deepEqual([await a.take('ip'), await a.take('ip'), await a.take('ip')], [true, true, false]);
+    const c1 = await conns.acquire('mx:z');
+    const c2 = await conns.acquire('mx:z');
+    assert.ok(c1 && c2);
+    assert.equal(await conns.acquire('mx:z'), undefined, 'share of 4 over 2 nodes: 2');
+    assert.ok(one.stats.fallbacks > before, 'fallbacks counted');
+    assert.equal(one.up, false);
+    await redis.start();
+    await until(() => one.client.status === 'ready', 'reconnected');
+    assert.equal(await a.take('ip2'), true);
+    assert.equal(one.up, true, 'shared again');
+    conns.stop();
+  });
+});
