@@ -10,6 +10,7 @@ import type { QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
 import { parseLaneName, parseSegmentName, segmentName } from './log/segment.js';
 import { laneSegments, missingSegments, segmentCut } from './log/lane-scan.js';
+import { ReadAhead } from './log/read-ahead.js';
 import { scanSegment } from './log/reader.js';
 import type { GroupWriter } from './log/writer.js';
 import { FRAME_HEADER } from './record/frame.js';
@@ -121,6 +122,11 @@ export async function recover(
     if (piece > 0 && piece > (topPiece.get(msgId) ?? 0)) topPiece.set(msgId, piece);
   };
   const corrupt: Array<{ lane: string; seq: number; offset: number }> = [];
+  // Files in the order the scan wants them, so that the next is read while one is scanned.
+  const files = new ReadAhead(
+    plan.flatMap(({ lane, seqs }) => seqs.map((s) => `${q.dir}/lanes/${lane}/${segmentName(s)}`)),
+    (path) => fs.readFile(path),
+  );
   let done = 0;
   let lastProgress = 0;
   for (const { lane: laneName, seqs } of plan) {
@@ -130,7 +136,7 @@ export async function recover(
     let lastSeq = 0;
     let lastEnd = 0;
     const pathOf = (seq: number) => `${q.dir}/lanes/${laneName}/${segmentName(seq)}`;
-    for await (const { seq, buf, newest } of laneSegments(seqs, (seq) => fs.readFile(pathOf(seq)))) {
+    for await (const { seq, buf, newest } of laneSegments(seqs, (seq) => files.get(pathOf(seq)))) {
       const path = pathOf(seq);
       report.segments++;
       report.bytes += buf.length;

@@ -49,6 +49,7 @@ function writev(fd: number, bufs: Buffer[], pos: number): Promise<number> {
 const fdatasync = promisify(fs.fdatasync);
 const fsync = promisify(fs.fsync);
 const read = promisify(fs.read);
+const fstat = promisify(fs.fstat);
 
 class NodeFile implements QueueFile {
   constructor(private readonly fd: number) {}
@@ -127,8 +128,24 @@ export class NodeQueueFs implements QueueFs {
     return new NodeFile(await open(path, fs.constants.O_RDWR));
   }
 
-  readFile(path: string): Promise<Buffer> {
-    return fs.promises.readFile(path);
+  async readFile(path: string): Promise<Buffer> {
+    // One read of the whole file, not fs.readFile's 512 KiB chunks: a 64 MiB segment costs four
+    // trips through the thread pool (open, fstat, read, close) instead of 130. A file that grows
+    // meanwhile is read up to the size it had; one that shrinks, up to where it ends.
+    const fd = await open(path, fs.constants.O_RDONLY);
+    try {
+      const { size } = await fstat(fd);
+      const buf = Buffer.allocUnsafe(size);
+      let got = 0;
+      while (got < size) {
+        const { bytesRead } = await read(fd, buf, got, size - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === size ? buf : buf.subarray(0, got);
+    } finally {
+      await close(fd);
+    }
   }
 
   read(path: string, position: number, length: number): Promise<Buffer> {

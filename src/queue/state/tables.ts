@@ -16,6 +16,132 @@ function grow<T extends Float64Array | Uint32Array | Int32Array | Uint16Array | 
   return b;
 }
 
+/**
+ * Message id → slot, for a MessageTable: an open-addressing hash table of slot numbers (4 bytes
+ * a bucket, at most half full) that compares keys through the table's `id` column, instead of a
+ * Map whose million 52-bit keys are each a boxed number on the V8 heap (about 45 bytes an entry
+ * and most of recovery's garbage collection). Linear probing, backward-shift deletion (no
+ * tombstones). Iteration is in slot order and reads the columns, so it tolerates the table being
+ * changed meanwhile (callers that release while iterating copy first, as they did with the Map).
+ */
+export class IdIndex {
+  private buckets = new Int32Array(0);
+  private mask = -1;
+  size = 0;
+
+  constructor(private readonly table: MessageTable) {}
+
+  /** The bucket hash of an id (public for tests that build collisions). */
+  static hash(id: number): number {
+    const lo = id >>> 0;
+    const hi = (id / 4294967296) >>> 0;
+    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
+  }
+
+  get(id: number): number | undefined {
+    if (this.size === 0) return undefined;
+    const b = this.buckets;
+    const ids = this.table.id;
+    for (let i = IdIndex.hash(id) & this.mask; ; i = (i + 1) & this.mask) {
+      const s = b[i]!;
+      if (s === NO_SLOT) return undefined;
+      if (ids[s] === id) return s;
+    }
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  /** Adds `slot`, whose id column already holds `id` (an id already present is replaced). */
+  set(id: number, slot: number): void {
+    if ((this.size + 1) * 2 > this.buckets.length) this.rehash(Math.max(1024, this.buckets.length * 2));
+    const b = this.buckets;
+    const ids = this.table.id;
+    for (let i = IdIndex.hash(id) & this.mask; ; i = (i + 1) & this.mask) {
+      const s = b[i]!;
+      if (s === NO_SLOT) {
+        b[i] = slot;
+        this.size++;
+        return;
+      }
+      if (ids[s] === id) {
+        b[i] = slot;
+        return;
+      }
+    }
+  }
+
+  /** Removes `id` (read before the slot's id column is cleared). */
+  delete(id: number): boolean {
+    if (this.size === 0) return false;
+    const b = this.buckets;
+    const ids = this.table.id;
+    const mask = this.mask;
+    let i = IdIndex.hash(id) & mask;
+    for (; ; i = (i + 1) & mask) {
+      const s = b[i]!;
+      if (s === NO_SLOT) return false;
+      if (ids[s] === id) break;
+    }
+    // Backward shift: move later entries of the probe run into the hole where they belong.
+    let hole = i;
+    for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
+      const s = b[j]!;
+      if (s === NO_SLOT) break;
+      const home = IdIndex.hash(ids[s]!) & mask;
+      // Entry at j may fill the hole unless its home lies cyclically in (hole, j].
+      if ((j > hole && (home <= hole || home > j)) || (j < hole && home <= hole && home > j)) {
+        b[hole] = s;
+        hole = j;
+      }
+    }
+    b[hole] = NO_SLOT;
+    this.size--;
+    return true;
+  }
+
+  private rehash(n: number): void {
+    const old = this.buckets;
+    this.buckets = new Int32Array(n).fill(NO_SLOT);
+    this.mask = n - 1;
+    const ids = this.table.id;
+    for (const s of old) {
+      if (s === NO_SLOT) continue;
+      let i = IdIndex.hash(ids[s]!) & this.mask;
+      while (this.buckets[i] !== NO_SLOT) i = (i + 1) & this.mask;
+      this.buckets[i] = s;
+    }
+  }
+
+  *entries(): IterableIterator<[number, number]> {
+    const t = this.table;
+    for (let s = 0; s < t.rows; s++) {
+      const id = t.id[s]!;
+      if (id >= 0) yield [id, s];
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, number]> {
+    return this.entries();
+  }
+
+  *keys(): IterableIterator<number> {
+    for (const [id] of this.entries()) yield id;
+  }
+
+  *values(): IterableIterator<number> {
+    for (const [, s] of this.entries()) yield s;
+  }
+
+  bytes(): number {
+    return this.buckets.length * 4;
+  }
+}
+
 /** One row per message: its data location, reference count and pieces. */
 export class MessageTable {
   cap = 0;
@@ -28,10 +154,15 @@ export class MessageTable {
   refs = new Uint16Array(0);
   head = new Int32Array(0);
   nextPieceNo = new Uint16Array(0);
-  readonly byId = new Map<number, number>();
+  readonly byId = new IdIndex(this);
   private free: number[] = [];
   private top = 0;
   count = 0;
+
+  /** Rows ever used (live or free): iteration bound for IdIndex. */
+  get rows(): number {
+    return this.top;
+  }
 
   alloc(id: number, arrival: number): number {
     let s = this.free.pop();
@@ -75,7 +206,7 @@ export class MessageTable {
   }
 
   bytes(): number {
-    return this.cap * (8 + 8 + 2 + 4 + 4 + 4 + 2 + 4 + 2);
+    return this.cap * (8 + 8 + 2 + 4 + 4 + 4 + 2 + 4 + 2) + this.byId.bytes();
   }
 }
 
