@@ -270,8 +270,15 @@ export async function recover(
 
   // Messages: count live ones, drop dead pieces and orphans, account data.
   core.recovering = false;
-  for (const [id, m] of [...M.byId]) {
-    for (const p of core.piecesOf(m)) if (!core.isLive(p)) core.releaseDeadPiece(p);
+  // Walks the rows, not a copy of the id index: a million [id, slot] pairs were 90 MB of heap
+  // left for the first full collection after start-up. Releasing a row only marks it free.
+  const rows = M.rows;
+  for (let m = 0; m < rows; m++) {
+    const id = M.id[m]!;
+    if (id < 0 || M.byId.get(id) !== m) continue;
+    let dead = false;
+    for (let p = M.head[m]!; p !== NO_SLOT; p = P.next[p]!) if (!core.isLive(p)) dead = true;
+    if (dead) for (const p of core.piecesOf(m)) if (!core.isLive(p)) core.releaseDeadPiece(p);
     if (M.head[m] === NO_SLOT) {
       // Data without an envelope: an accept that never committed (a stream cut off, a crash
       // before the batch was durable). Never counted, so its segments are garbage.
@@ -291,7 +298,7 @@ export async function recover(
     }
     core.accountAdoptedData(m);
     report.liveMessages++;
-    report.livePieces += core.piecesOf(m).length;
+    for (let p = M.head[m]!; p !== NO_SLOT; p = P.next[p]!) report.livePieces++;
   }
 
   // Salvage the valid records of corrupt segments that are still needed (repair.ts).
