@@ -2,7 +2,8 @@
 // authenticated on, we are now the SMTP client. We wait for the customer's 220, send EHLO, then
 // every held envelope of the requested lanes — one transaction per message with all its
 // recipients in those lanes (pieces of a message split across several requested domains are
-// sent together, once) — commit each outcome, and end with QUIT.
+// sent together, once) — commit each outcome, and end with QUIT. The lanes are read as a cursor
+// (one message claimed at a time), never loaded whole.
 // Invariants: an outcome is committed (job.finish) before the next message is sent; a piece that
 // was not delivered — customer gone, 4xx, timeout — stays in its held lane, and finishing it with
 // nothing delivered writes nothing; every claimed job is finished exactly once, so its lane is
@@ -20,7 +21,8 @@ import type { OdmrLogger } from './etrn.js';
 
 export interface ClaimableLanes {
   heldCount(domain: string): number;
-  claimHeld(domains: readonly string[]): Promise<DeliveryJob[]>;
+  /** The held lanes as a cursor: the claimed pieces of one message per call (Queue.openHeld). */
+  openHeld(domains: readonly string[]): { next(): Promise<DeliveryJob[] | undefined> };
 }
 
 export interface AtrnDeliveryOptions {
@@ -69,8 +71,10 @@ export async function deliverHeld(
 ): Promise<AtrnResult> {
   const result: AtrnResult = { messages: 0, delivered: 0, deferred: 0, failed: 0 };
   let client: SmtpClient | undefined;
-  let jobs: DeliveryJob[] = [];
-  const finished = new Set<DeliveryJob>();
+  /** The message being sent: its claimed pieces, finished before the next one is taken. */
+  let group: DeliveryJob[] = [];
+  /** Which of the group's pieces are finished (only the current group is kept: memory is flat). */
+  let finished = new Set<DeliveryJob>();
   try {
     // The customer speaks first (220); bytes it sent early are its, not a server's commands.
     const adopting = SmtpClient.adopt(socket, {
@@ -84,10 +88,14 @@ export async function deliverHeld(
     });
     client = await adopting;
     o.onClient?.(client);
-    jobs = await o.lanes.claimHeld(domains);
+    // The lanes are streamed: one message claimed at a time, oldest first, so the first goes out
+    // at once and memory stays flat whatever the lanes hold.
+    const cursor = o.lanes.openHeld(domains);
     const host = customerHost(client);
-    for (const group of groupByMessage(jobs)) {
-      if (!client.usable) break;
+    while (client.usable) {
+      group = (await cursor.next()) ?? [];
+      finished = new Set();
+      if (group.length === 0) break;
       const outs = await sendMessage(client, group, host);
       result.messages++;
       for (const job of group) {
@@ -104,7 +112,7 @@ export async function deliverHeld(
   } finally {
     // Whatever was not sent stays held: finishing with no outcome writes nothing (unless the
     // piece has expired, which then bounces as it would anyway).
-    for (const j of jobs) {
+    for (const j of group) {
       if (finished.has(j)) continue;
       try {
         await j.finish([]);

@@ -1513,62 +1513,140 @@ export class Queue {
   }
 
   /**
-   * Hands the live pieces of held lanes to a caller-run delivery (ATRN), oldest arrival first.
-   * Each job must be finished; a job finished with nothing delivered leaves its piece held,
-   * writing nothing. A claimed piece stays in its lane's FIFO and is marked in flight, so no
-   * flush, claim or operator action takes it until its job is finished.
+   * Hands the live pieces of held lanes to a caller-run delivery (ATRN), oldest arrival first:
+   * every piece the cursor of openHeld would give, claimed at once. Each job must be finished.
    */
   async claimHeld(domains: readonly string[]): Promise<DeliveryJob[]> {
-    const core = this.core;
-    const P = core.pieces;
+    const cursor = this.openHeld(domains);
     const jobs: DeliveryJob[] = [];
-    for (const d of domains) {
-      const lane = core.findHeldLane(d);
-      if (!lane) continue;
-      const { slots, gens } = core.heldOrder(lane, (p) => (P.flags[p]! & F_INFLIGHT) !== 0);
-      for (let i = 0; i < slots.length; i++) {
-        const slot = slots[i]!;
-        const gen = gens[i]!;
-        if (!core.isCurrentIn(lane, slot, gen) || (P.flags[slot]! & F_INFLIGHT) !== 0) continue;
-        // Marked before the read: nothing else may take the piece meanwhile.
-        P.flags[slot]! |= F_INFLIGHT;
-        let released!: () => void;
-        const claim = new Promise<void>((r) => {
-          released = r;
-        });
-        this.claims.set(slot, claim);
-        const release = () => {
-          if (this.claims.get(slot) === claim) this.claims.delete(slot);
-          if (P.gen[slot] === gen) P.flags[slot]! &= ~F_INFLIGHT;
-          released();
-        };
-        let env: EnvelopeRecord;
-        try {
-          env = await this.readEnvelope(slot);
-        } catch {
-          release(); // stays held: the next session tries it again
-          continue;
-        }
-        if (P.gen[slot] !== gen) {
-          release();
-          continue;
-        }
-        const job = this.makeJob(slot, gen, env, lane);
-        jobs.push({
-          ...job,
-          record: (o) => job.record(o),
-          finish: async (o) => {
-            try {
-              await job.finish(o);
-            } finally {
-              release();
-            }
-          },
-        });
-      }
-    }
+    for (let g = await cursor.next(); g !== undefined; g = await cursor.next()) jobs.push(...g);
     return jobs;
   }
+
+  /**
+   * The held lanes of `domains` as a cursor for a caller-run delivery (ATRN): next() claims and
+   * returns the pieces of one message — its live pieces in any of those lanes, so a message split
+   * across requested domains is sent once — lane by lane, oldest arrival first, or undefined at
+   * the end. The order is fixed when the cursor opens (typed arrays: a few bytes per piece);
+   * envelopes are read a window at a time just before they are needed, and a piece is claimed
+   * only when it is handed out, so the first message goes out at once whatever the lane's size,
+   * and memory stays flat. Each job handed out must be finished; a job finished with nothing
+   * delivered leaves its piece held, writing nothing. A claimed piece stays in its lane's FIFO
+   * and is marked in flight, so no flush, claim or operator action takes it until then. Pieces
+   * that change before the cursor reaches them (expired, released, claimed elsewhere) are
+   * skipped; pieces that arrive after it opened wait for the next session.
+   */
+  openHeld(domains: readonly string[]): HeldCursor {
+    const core = this.core;
+    const P = core.pieces;
+    const inflight = (p: number) => (P.flags[p]! & F_INFLIGHT) !== 0;
+    const lanes: LaneState[] = [];
+    for (const d of domains) {
+      const lane = core.findHeldLane(d);
+      if (lane && !lanes.includes(lane)) lanes.push(lane);
+    }
+    const orders = lanes.map((lane) => ({ lane, ...core.heldOrder(lane, inflight), i: 0 }));
+    const wanted = new Set(lanes.map((l) => l.idx));
+    /** Envelopes read ahead, by slot, with the generation they were read at. */
+    const ahead = new Map<number, { gen: number; env: EnvelopeRecord }>();
+    let o = 0;
+    const WINDOW = 64;
+    const readAhead = async (): Promise<void> => {
+      const cur = orders[o]!;
+      const slots: number[] = [];
+      for (let k = cur.i; k < cur.slots.length && slots.length < WINDOW; k++) {
+        const p = cur.slots[k]!;
+        if (core.isCurrentIn(cur.lane, p, cur.gens[k]!) && !inflight(p)) slots.push(p);
+      }
+      // The message's pieces in the other requested lanes go out with it: read them too.
+      for (const p of slots.slice()) {
+        for (let q = core.msgs.head[P.msg[p]!]!; q !== NO_SLOT; q = P.next[q]!) {
+          if (q !== p && core.isLive(q) && wanted.has(P.lane[q]!) && !inflight(q)) slots.push(q);
+        }
+      }
+      const gens = slots.map((p) => P.gen[p]!);
+      const envs = await this.readEnvelopes(slots);
+      slots.forEach((p, k) => {
+        const env = envs.get(p);
+        if (env) ahead.set(p, { gen: gens[k]!, env });
+      });
+    };
+    const take = async (slot: number, lane: LaneState): Promise<DeliveryJob | undefined> => {
+      const gen = P.gen[slot]!;
+      let env = ahead.get(slot);
+      ahead.delete(slot);
+      if (env?.gen !== gen) {
+        const e = await this.readEnvelope(slot).catch(() => undefined);
+        if (!e || P.gen[slot] !== gen) return undefined;
+        env = { gen, env: e };
+      }
+      if (!core.isCurrentIn(lane, slot, gen) || inflight(slot)) return undefined;
+      return this.claimPiece(slot, gen, env.env, lane);
+    };
+    return {
+      next: async () => {
+        for (; o < orders.length; o++, ahead.clear()) {
+          const cur = orders[o]!;
+          while (cur.i < cur.slots.length) {
+            const k = cur.i++;
+            const slot = cur.slots[k]!;
+            if (!core.isCurrentIn(cur.lane, slot, cur.gens[k]!) || inflight(slot)) continue;
+            if (!ahead.has(slot)) {
+              ahead.clear();
+              cur.i = k;
+              await readAhead();
+              cur.i = k + 1;
+            }
+            const first = await take(slot, cur.lane);
+            if (!first) continue;
+            const group = [first];
+            const m = P.msg[slot]!;
+            for (let q = core.msgs.head[m]!; q !== NO_SLOT; q = P.next[q]!) {
+              if (q === slot || !core.isLive(q) || !wanted.has(P.lane[q]!) || inflight(q)) continue;
+              const j = await take(q, core.laneOf(q));
+              if (j) group.push(j);
+            }
+            return group;
+          }
+        }
+        return undefined;
+      },
+    };
+  }
+
+  /** Marks a held piece in flight for a caller-run delivery and wraps its job to release it. */
+  private claimPiece(slot: number, gen: number, env: EnvelopeRecord, lane: LaneState): DeliveryJob {
+    const P = this.core.pieces;
+    P.flags[slot]! |= F_INFLIGHT;
+    let released!: () => void;
+    const claim = new Promise<void>((r) => {
+      released = r;
+    });
+    this.claims.set(slot, claim);
+    const release = () => {
+      if (this.claims.get(slot) === claim) this.claims.delete(slot);
+      if (P.gen[slot] === gen) P.flags[slot]! &= ~F_INFLIGHT;
+      released();
+    };
+    const job = this.makeJob(slot, gen, env, lane);
+    return {
+      ...job,
+      record: (o) => job.record(o),
+      finish: async (o) => {
+        try {
+          await job.finish(o);
+        } finally {
+          release();
+        }
+      },
+    };
+  }
+}
+
+/** Pieces of held lanes, one message at a time (Queue.openHeld). */
+export interface HeldCursor {
+  /** The next message's claimed pieces, or undefined when the lanes are done. */
+  next(): Promise<DeliveryJob[] | undefined>;
 }
 
 function notifyOf(r: RecipientInfo | undefined): string[] | undefined {

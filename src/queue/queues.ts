@@ -20,7 +20,7 @@ import { DataSpool } from './data/spool.js';
 import { IdSource } from './ids.js';
 import { NodeQueueFs } from './log/fs.js';
 import { Reserve } from './log/reserve.js';
-import { Queue, type QueueOptions } from './queue.js';
+import { type HeldCursor, Queue, type QueueOptions } from './queue.js';
 import type { RecoveryReport } from './recovery.js';
 import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob } from './types.js';
 
@@ -282,5 +282,20 @@ export class Queues {
 
   async claimHeld(domains: readonly string[]): Promise<DeliveryJob[]> {
     return (await Promise.all(this.list.map((q) => q.claimHeld(domains)))).flat();
+  }
+
+  /** The held lanes of `domains` in every queue, one message at a time (Queue.openHeld). */
+  openHeld(domains: readonly string[]): HeldCursor {
+    const cursors = this.list.map((q) => q.openHeld(domains));
+    let i = 0;
+    return {
+      next: async () => {
+        for (; i < cursors.length; i++) {
+          const g = await cursors[i]!.next();
+          if (g) return g;
+        }
+        return undefined;
+      },
+    };
   }
 }
