@@ -104,7 +104,7 @@ function describe(type: number, body: Buffer): Record<string, unknown> {
       const c = decodeChunkHead(body);
       const out: Record<string, unknown> = {
         id: formatId(c.msgId),
-        offset: c.offset,
+        at: c.offset,
         size: body.length - CHUNK_PREFIX,
         last: c.last,
       };
@@ -223,7 +223,7 @@ function human(e: DumpEntry): string {
     case 'data':
       return `${head} id=${rest.id} size=${rest.size} first=${JSON.stringify(rest.firstLine)}`;
     case 'chunk':
-      return `${head} id=${rest.id} at=${rest.offset} size=${rest.size}${rest.last ? ' last' : ''}${rest.firstLine !== undefined ? ` first=${JSON.stringify(rest.firstLine)}` : ''}`;
+      return `${head} id=${rest.id} at=${rest.at} size=${rest.size}${rest.last ? ' last' : ''}${rest.firstLine !== undefined ? ` first=${JSON.stringify(rest.firstLine)}` : ''}`;
     case 'envelope':
       return `${head} id=${rest.id} piece=${rest.piece} v${rest.version} due=${rest.due} arrival=${rest.arrival} rcpts=${rest.rcptCount} ${JSON.stringify(rest.info)}`;
     case 'delta':
