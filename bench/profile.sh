@@ -2,7 +2,8 @@
 # Where logmta's CPU goes under the relay benchmark's load, in figures that survive a loaded
 # machine: CPU seconds per 1,000 messages (user and system, from /proc), system calls per message
 # (perf trace), and a V8 CPU profile's proportions (node --cpu-prof), for one `logmta serve`.
-#   bench/profile.sh [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--keep DIR]
+#   bench/profile.sh [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--keep DIR]
+# --no-sync runs the daemon with --unsafe-no-sync (benchmark-only: what fdatasync costs).
 # A warm-up run of WARM messages (default 3,000; not counted) comes first, so that the figures
 # are of JIT-compiled code; then N (default 20,000) messages are measured.
 # The daemon runs as in bench/mta-bench.sh (fdatasync on, default logging to a file, relaying to
@@ -19,7 +20,7 @@ root=$(cd "$here/.." && pwd)
 kit=${BENCH_KIT:-$root/../shared/bench}
 [ -f "$kit/load.sh" ] || [ -n "${BENCH_KIT:-}" ] || kit=$root/../../shared/bench  # from a worktree
 [ -f "$kit/load.sh" ] || { echo "bench kit not found at $kit (set BENCH_KIT)" >&2; exit 2; }
-SIZE=4096 CONC=50 N=20000 WARM=3000 SYSCALLS=0 PROF=1 KEEP=""
+SIZE=4096 CONC=50 N=20000 WARM=3000 SYSCALLS=0 PROF=1 KEEP="" NOSYNC=0
 while [ $# -gt 0 ]; do
   case $1 in
     --size) SIZE=$2; shift ;;
@@ -28,8 +29,9 @@ while [ $# -gt 0 ]; do
     --warmup) WARM=$2; shift ;;
     --syscalls) SYSCALLS=1 ;;
     --no-prof) PROF=0 ;;
+    --no-sync) NOSYNC=1 ;;
     --keep) KEEP=$2; shift ;;
-    *) echo "usage: $0 [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--keep DIR]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--keep DIR]" >&2; exit 64 ;;
   esac
   shift
 done
@@ -46,9 +48,9 @@ trap cleanup EXIT
 HZ=$(getconf CLK_TCK)
 rm -rf "$work/data" "$work/prof"
 bench_config "$work/logmta.toml" "$work/data" "$PORT" "$SINK"
-flags=()
+flags=(${NODE_FLAGS:-})
 [ "$PROF" = 1 ] && flags=(--cpu-prof --cpu-prof-dir="$work/prof")
-node "${flags[@]}" "$root/bin/logmta.js" serve --config "$work/logmta.toml" > "$work/logmta.log" 2>&1 &
+node "${flags[@]}" "$root/bin/logmta.js" serve --config "$work/logmta.toml" $([ "$NOSYNC" = 1 ] && echo --unsafe-no-sync) > "$work/logmta.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do ss -ltnH "sport = :$PORT" | grep -q . && break; sleep 0.1; done
 ss -ltnH "sport = :$PORT" | grep -q . || { echo "logmta did not start" >&2; cat "$work/logmta.log" >&2; exit 1; }
