@@ -19,8 +19,10 @@ export type MessageBytes = readonly Buffer[] | AsyncIterable<Buffer>;
 export async function messageData(job: DeliveryJob): Promise<{ size: number; open(): MessageBytes }> {
   const size = job.envelope.info.size;
   if (size > STREAM_ABOVE) return { size, open: () => job.stream() };
-  const whole = await job.data();
-  return { size: whole.length, open: () => [whole] };
+  const parts = await job.data();
+  let n = 0;
+  for (const p of parts) n += p.length;
+  return { size: n, open: () => parts };
 }
 
 export function outboundTransaction(

@@ -625,7 +625,7 @@ export class Queue {
       envelope: env,
       attempts: this.attemptsOf(pslot, env),
       pending,
-      data: () => this.readData(mslot, env.msgId),
+      data: () => this.readDataParts(mslot, env.msgId),
       stream: () => this.dataStream(mslot, env.msgId),
       record: (outcomes) => this.recordOutcomes(pslot, gen, env, outcomes),
       finish: (outcomes) => this.finishJob(pslot, gen, env, pending, outcomes),
@@ -715,6 +715,16 @@ export class Queue {
   }
 
   /** The whole data of a message in one buffer (small messages; see dataStream for any size). */
+  /**
+   * The data as the buffers it is held in: the accepted chunks themselves while they are still in
+   * memory (no copy of the message for its first delivery), else one buffer read from the log.
+   */
+  async readDataParts(mslot: number, msgId: number): Promise<readonly Buffer[]> {
+    const fresh = this.freshData.get(msgId);
+    if (fresh && this.core.msgs.id[mslot] === msgId) return fresh.chunks as readonly Buffer[];
+    return [await this.readData(mslot, msgId)];
+  }
+
   async readData(mslot: number, msgId: number): Promise<Buffer> {
     const M = this.core.msgs;
     if (M.id[mslot] !== msgId)

@@ -74,8 +74,8 @@ export interface DeliveryJob {
   };
   /** Indices of recipients still to deliver. */
   pending: number[];
-  /** The whole message data in one buffer: for small messages (envelope.info.size). */
-  data(): Promise<Buffer>;
+  /** The whole message data, as the buffers it is held in (not copied): for small messages. */
+  data(): Promise<readonly Buffer[]>;
   /** The message data read from the log piece by piece as it is consumed (any size). */
   stream(): AsyncIterable<Buffer>;
   /** Commits final outcomes now (deltas), so a crash does not repeat them. */
