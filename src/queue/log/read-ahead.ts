@@ -15,7 +15,7 @@ export class ReadAhead {
     private readonly order: readonly string[],
     private readonly read: (path: string) => Promise<Buffer>,
   ) {
-    order.forEach((p, i) => this.index.set(p, i));
+    for (let i = 0; i < order.length; i++) this.index.set(order[i]!, i);
   }
 
   /** The bytes of `path`; starts reading the next file of the order that is still wanted. */
