@@ -29,6 +29,8 @@ export interface AdminDeps {
   inject?: Injector;
   /** Facts about the running daemon for `status` (listeners, data dir, ...). */
   info?: () => Record<string, unknown>;
+  /** More ops from other parts (the cluster's "cluster.*"), by name. */
+  extra?: () => ReadonlyMap<string, OpHandler>;
 }
 
 export type Args = Record<string, unknown>;
@@ -193,8 +195,13 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
 }
 
 /** Runs one op by name; unknown names are ADMIN_UNKNOWN_OP. */
-export async function runOp(ops: Map<string, OpHandler>, op: string, args: Args = {}): Promise<unknown> {
-  const h = ops.get(op);
+export async function runOp(
+  ops: Map<string, OpHandler>,
+  op: string,
+  args: Args = {},
+  extra?: () => ReadonlyMap<string, OpHandler>,
+): Promise<unknown> {
+  const h = ops.get(op) ?? extra?.().get(op);
   if (!h) throw new MtaError(ERR_UNKNOWN_OP, 'permanent', `unknown operation "${op}"`);
   return h(args);
 }

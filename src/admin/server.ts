@@ -31,7 +31,7 @@ export interface StartAdminOptions {
 
 export async function startAdmin(opts: StartAdminOptions): Promise<AdminServer> {
   const ops = makeOps(opts.deps);
-  const run: OpRunner = (op, args) => runOp(ops, op, args);
+  const run: OpRunner = (op, args) => runOp(ops, op, args, opts.deps.extra);
   const routes = new RouteTable();
   registerOpRoutes(routes, run);
   const sock = await AdminSocketServer.listen({

@@ -21,6 +21,9 @@ import { Keys } from './keys.js';
 import { Membership, type NodeRecord } from './membership.js';
 import { RedisLink } from './redis.js';
 import { Transfers } from './transfer.js';
+import { Drain } from './drain.js';
+import { optBool } from '../admin/protocol.js';
+import type { OpHandler } from '../admin/ops.js';
 import { clusterEtrnHook } from './etrn.js';
 import { defineScripts, SharedAuthThrottle, SharedConnections, SharedGcra, SharedRate } from './limits.js';
 import type net from 'node:net';
@@ -69,6 +72,7 @@ export class Cluster {
   readonly homes: Homes;
   readonly directory: Directory;
   transfers: Transfers | undefined;
+  readonly drain: Drain;
   /** The limits counted over the whole cluster (each falls back to local counting). */
   readonly limits: {
     etrnRate: SharedRate;
@@ -113,6 +117,18 @@ export class Cluster {
       setTimer: (ms, fn) => d.clock.setTimer(ms, fn),
     });
     this.directory = new Directory(config.node, config.secret, this.homes, this.membership);
+    this.drain = new Drain({
+      self: config.node,
+      link: this.link,
+      keys: this.keys,
+      directory: this.directory,
+      homes: this.homes,
+      membership: this.membership,
+      queues: d.queues,
+      transfers: () => this.transfers,
+      clock: d.clock,
+      log: d.log.child({ component: 'cluster' }),
+    });
     defineScripts(this.link.client);
     const cfg = d.config;
     const nodes = () => this.membership.live().length;
@@ -334,9 +350,31 @@ export class Cluster {
       odmr: c.odmrAdvertise ? `${c.odmrAdvertise.host}:${c.odmrAdvertise.port}` : addresses.odmr,
     };
     await this.membership.start();
+    await this.drain.resume();
+  }
+
+  /** Control-socket ops: cluster.drain ({on}), cluster.drain.status, cluster.view. */
+  ops(): ReadonlyMap<string, OpHandler> {
+    return new Map<string, OpHandler>([
+      ['cluster.drain', async (args) => (optBool(args, 'on') ? this.drain.start() : this.drain.stop())],
+      ['cluster.drain.status', async () => this.drain.status()],
+      ['cluster.view', async () => this.view()],
+    ]);
+  }
+
+  /** This node's view of the cluster (dashboard, ops): nodes, homes, Redis. */
+  view(): Record<string, unknown> {
+    return {
+      node: this.node,
+      redis: { up: this.link.up, ...this.link.stats },
+      draining: this.directory.draining,
+      nodes: [...this.membership.nodes().values()],
+      homes: Object.fromEntries(this.homes.all()),
+    };
   }
 
   async stop(): Promise<void> {
+    this.drain.close();
     this.transfers?.stop();
     this.limits.connections?.stop();
     this.homes.stop();

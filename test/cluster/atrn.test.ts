@@ -13,7 +13,7 @@ import { hasTool } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { runFetchmail } from '../interop/fetchmail-support.js';
-import { TestCluster, type TestNode } from './kit.js';
+import { arrived, TestCluster, type TestNode } from './kit.js';
 
 const TOML = `
 [[odmr.account]]
@@ -148,7 +148,7 @@ describe('cluster: ATRN at any node', { skip: redisMissing() }, () => {
           `  user "acme" password "acme-secret-123" fetchdomains one.test,two.test,three.test smtphost 127.0.0.1/${sink.port}\n`,
       );
       assert.match(run.output, /ATRN one\.test,two\.test,three\.test/, run.output);
-      await sink.waitForTransactions(4);
+      await arrived(sink, 4);
       assert.deepEqual(sink.transactions.map((t) => subjectOf(t.data)).sort(), want, run.output);
       assert.equal(run.code, 0, run.output);
     } finally {

@@ -8,7 +8,7 @@ import { sendMail } from '../../src/delivery/testkit.js';
 import { closedPort, SmtpChat } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
-import { TestCluster } from './kit.js';
+import { arrived, TestCluster } from './kit.js';
 
 async function eventually(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
@@ -66,7 +66,7 @@ probe_interval = "1h"
     const m = /^253 2\.0\.0 OK, (\d+) pending messages for node branch\.test started/.exec(reply);
     assert.ok(m, reply);
     assert.ok(Number(m[1]) >= 3, `count ${m[1]} covers at least what the home held`);
-    await sink.waitForTransactions(4);
+    await arrived(sink, 4);
     await eventually('every node empty', async () => {
       for (const n of [a, b, cc]) if ((await n.status()).messages !== 0) return false;
       return true;

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { AdminClient } from '../../src/cli/client.js';
 import { makeTempDir, runLogmta, type SpawnedDaemon, spawnDaemon } from '../support/daemon.js';
 import { RedisServer } from '../support/redis.js';
+import type { SmtpSink } from '../support/sink.js';
 
 export const SECRET = 'test-cluster-secret-0123456789';
 
@@ -151,7 +152,7 @@ secret_file = "cluster.key"
 heartbeat = "500ms"
 node_ttl = "2s"
 transfer_interval = "1s"
-redis_timeout = "500ms"
+${this.opts.cluster?.includes('redis_timeout') ? '' : 'redis_timeout = "500ms"'}
 ${this.opts.cluster ?? ''}
 ${this.opts.toml}
 `;
@@ -193,4 +194,21 @@ ${this.opts.toml}
     await this.redis.stop();
     for (const n of this.nodes.values()) rmSync(n.dir, { recursive: true, force: true });
   }
+}
+
+/** Waits for a sink to have recorded `n` transactions; rejects after `ms` saying how many it has. */
+export async function arrived(sink: SmtpSink, n: number, ms = 30_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    sink.waitForTransactions(n),
+    new Promise<void>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(`timed out waiting for ${n} messages at the sink (it has ${sink.transactions.length})`),
+          ),
+        ms,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -7,7 +7,7 @@ import { sendMail } from '../../src/delivery/testkit.js';
 import { SmtpChat } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { redisMissing } from '../support/redis.js';
-import { TestCluster } from './kit.js';
+import { arrived, TestCluster } from './kit.js';
 
 const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
 
@@ -103,7 +103,7 @@ requests_per_client = 4
         ),
       ),
     );
-    await sink.waitForTransactions(9);
+    await arrived(sink, 9);
     const ms = Date.now() - t0;
     assert.ok(ms >= 1_700, `9 messages at 4/s took ${ms} ms`);
     assert.equal(sink.transactions.length, 9);

@@ -1,0 +1,162 @@
+// Draining a node: three real nodes and a real Redis. Node c holds mail for an ODMR domain homed
+// there and deferred mail for a destination that is down; `logmta cluster drain` moves all of it
+// to the other nodes (the domain gets a new home, the held lane follows it, the deferred mail is
+// spread over the live nodes) and c's queue ends empty; every message then reaches its
+// recipient exactly once. A drain is stopped with --stop, and one interrupted by a SIGKILL
+// resumes by itself when the node starts again.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { sendMail } from '../../src/delivery/testkit.js';
+import { collect } from '../../src/odmr/index.js';
+import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
+import { chunksOf } from '../../src/smtp/server/message-data.js';
+import { closedPort } from '../support/daemon.js';
+import { redisMissing } from '../support/redis.js';
+import { SmtpSink } from '../support/sink.js';
+import { arrived, TestCluster, type TestNode } from './kit.js';
+
+async function eventually(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const subjectOf = (data: unknown) =>
+  /Subject: (\S+)/.exec(
+    Buffer.isBuffer(data) ? data.toString() : Buffer.concat(chunksOf(data)).toString(),
+  )?.[1] ?? '?';
+
+/** Pieces in the retry ladder. */
+const retried = (lanes: Record<string, number>) =>
+  Object.entries(lanes)
+    .filter(([l]) => l.startsWith('retry'))
+    .reduce((n, [, v]) => n + v, 0);
+
+async function collectAll(node: TestNode): Promise<string[]> {
+  const got: ReceivedMessage[] = [];
+  let n = 0;
+  const hooks: ServerHooks = {
+    newMessageId: () => `m${++n}`,
+    async accept(m) {
+      got.push(m);
+      return { queueId: m.id };
+    },
+  };
+  await collect({
+    host: '127.0.0.1',
+    port: node.odmrPort,
+    user: 'acme',
+    password: 'acme-secret-123',
+    session: { hostname: 'customer.test' },
+    hooks,
+    timeoutMs: 15_000,
+  });
+  return got.map((m) => subjectOf(m.data)).sort();
+}
+
+describe('cluster: drain', { skip: redisMissing() }, () => {
+  let c: TestCluster;
+  let farPort: number;
+  let sink: SmtpSink | undefined;
+  let near: SmtpSink;
+
+  before(async () => {
+    farPort = await closedPort();
+    near = await SmtpSink.start();
+    c = await TestCluster.start(['a', 'b', 'c'], {
+      smtp: 'relay_domains = ["far.test", "near.test"]',
+      toml: `
+[queue]
+retry = ["1h"]
+
+[[route]]
+domain = "far.test"
+host = "127.0.0.1:${farPort}"
+
+[[route]]
+domain = "near.test"
+host = "127.0.0.1:${near.port}"
+
+[[odmr.account]]
+user = "acme"
+password = "acme-secret-123"
+domains = ["acme.test"]
+`,
+    });
+    await c.converged();
+    assert.equal((await c.node('c').cli(['home', 'acme.test', 'c'])).code, 0);
+  });
+  after(async () => {
+    await sink?.close();
+    await near?.close();
+    await c?.stopAll();
+  });
+
+  test('moves held and deferred mail to the other nodes; each message arrives once; the queue is empty', async () => {
+    const [a, b, cc] = [c.node('a'), c.node('b'), c.node('c')];
+    for (let i = 1; i <= 3; i++) {
+      await sendMail(cc.smtpPort, { from: 'x@outside.test', to: ['u@acme.test'], subject: `held${i}` });
+      await sendMail(cc.smtpPort, { from: 'x@outside.test', to: ['u@far.test'], subject: `far${i}` });
+    }
+    await eventually('held and deferred at c', async () => {
+      const s = await cc.status();
+      return s.lanes['held-acme.test'] === 3 && retried(s.lanes) === 3;
+    });
+    // The far destination is back just before the drain: the nodes c hands its mail to deliver it
+    // on their first attempt.
+    sink = await SmtpSink.start({ port: farPort });
+    const r = await cc.cli(['drain', '--wait', '30']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /draining to a, b: 0 message\(s\) left/);
+    assert.equal((await cc.status()).messages, 0, "c's queue is empty");
+    const home = (await a.cli(['home', 'acme.test'])).stdout;
+    assert.match(home, /acme\.test -> [ab]\n/, 'the domain has a new home');
+    const st = await a.cli(['status']);
+    assert.match(st.stdout, /^c\s+draining/m);
+    await arrived(sink, 3);
+    // The customer collects at any node: the held mail, once.
+    assert.deepEqual(await collectAll(b), ['held1', 'held2', 'held3']);
+    await eventually('nothing queued anywhere', async () => {
+      for (const n of [a, b, cc]) if ((await n.status()).messages !== 0) return false;
+      return true;
+    });
+    assert.deepEqual(sink.transactions.map((t) => subjectOf(t.data)).sort(), ['far1', 'far2', 'far3']);
+  });
+
+  test('--stop ends the drain: the node delivers its own mail again', async () => {
+    const cc = c.node('c');
+    const r = await cc.cli(['drain', '--stop']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^not draining/);
+    await sendMail(cc.smtpPort, { from: 'x@outside.test', to: ['u@near.test'], subject: 'direct' });
+    await arrived(near, 1);
+    assert.equal(near.transactions[0]!.helo, 'c.cluster.test', 'delivered by c itself, not handed to a peer');
+  });
+
+  test('a drain interrupted by a SIGKILL resumes when the node starts again', async () => {
+    const [a, b, cc] = [c.node('a'), c.node('b'), c.node('c')];
+    await sink!.close();
+    sink = undefined;
+    await a.stop();
+    await b.stop();
+    for (let i = 1; i <= 2; i++)
+      await sendMail(cc.smtpPort, { from: 'x@outside.test', to: ['u@far.test'], subject: `late${i}` });
+    await eventually('deferred at c', async () => retried((await cc.status()).lanes) === 2);
+    const r = await cc.cli(['drain']);
+    assert.match(r.stdout, /draining to none alive: 2 message\(s\) left/);
+    await cc.kill();
+    await cc.start();
+    assert.match(
+      (await cc.cli(['drain', '--status'])).stdout,
+      /^draining/,
+      'still draining after the restart',
+    );
+    await a.start();
+    await b.start();
+    await eventually('c empty', async () => (await cc.status()).messages === 0);
+    const total = (await a.status()).messages + (await b.status()).messages;
+    assert.equal(total, 2, 'both messages handed over, once');
+  });
+});
