@@ -93,14 +93,20 @@ function senderMatches(sender: string, want: string): boolean {
   return sender.toLowerCase() === w.replace(/^<(.*)>$/, '$1');
 }
 
+/**
+ * A queue that refuses writes never wrote its last batch: pieces made current in it were never
+ * acknowledged and are not (all) on disk. Read-only commands skip them and work for the rest.
+ */
+function unwritten(q: Queue, pslot: number): boolean {
+  return q.poisoned !== undefined && q.core.pieces.batch[pslot]! > q.writer.durableBatch;
+}
+
 /** Reads a piece's envelope if the piece still is what it was when we started. */
 async function readStable(q: Queue, pslot: number, msgId: number): Promise<EnvelopeRecord | undefined> {
   const P = q.core.pieces;
   for (let i = 0; i < 3; i++) {
     if (!q.core.isLive(pslot)) return undefined;
-    // A queue that refuses writes never wrote its last batch: its pieces were never acknowledged
-    // and are not on disk. Reading works for everything else.
-    if (q.poisoned && P.batch[pslot]! > q.writer.durableBatch) return undefined;
+    if (unwritten(q, pslot)) return undefined;
     const gen = P.gen[pslot]!;
     try {
       const env = await q.readEnvelope(pslot);
@@ -259,7 +265,8 @@ export async function listMessages(
     // The index decides which pieces to read; their envelopes are read together, per queue.
     const batch = all.slice(i, i + LIST_BATCH).map((ref) => {
       const alive = ref.q.core.msgs.id[ref.mslot] === ref.msgId;
-      return { ref, pieces: alive ? matchingPieces(fs[ref.qi]!, ref.mslot, now) : [] };
+      const pieces = alive ? matchingPieces(fs[ref.qi]!, ref.mslot, now) : [];
+      return { ref, pieces: pieces.filter((p) => !unwritten(ref.q, p)) };
     });
     const envs = new Map<Queue, Map<number, EnvelopeRecord>>();
     for (const q of queues.list) {
@@ -396,7 +403,7 @@ export async function summaryOf(queues: Queues, filter: Filter, now: number): Pr
     const mark = new Int32Array(names.length).fill(-1);
     let stamp = 0;
     for (const mslot of core.msgs.byId.values()) {
-      const pieces = matchingPieces(f, mslot, now);
+      const pieces = matchingPieces(f, mslot, now).filter((p) => !unwritten(f.q, p));
       if (pieces.length === 0) continue;
       const b = ageBucket(Math.max(0, now - core.msgs.arrival[mslot]!));
       total.total++;

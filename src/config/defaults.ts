@@ -42,7 +42,7 @@ export const DEFAULTS = {
     maxAge: '5d',
     delayWarning: '4h',
     segmentSize: '64MiB',
-    reserve: '16MiB',
+    reserve: '4MiB',
     /** Smallest accepted segment_size, to catch a unit forgotten ("64" meaning bytes). */
     minSegmentSize: 4096,
     memoryBudget: '256MiB',

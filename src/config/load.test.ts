@@ -71,7 +71,7 @@ describe('defaults', () => {
       delayWarningMs: 4 * 3_600_000,
       segmentSize: 64 * 1024 * 1024,
       memoryBudget: 256 * 1024 * 1024,
-      reserve: 16 * 1024 * 1024,
+      reserve: 4 * 1024 * 1024,
     });
     assert.deepEqual(c.local, [
       { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined, lmtp: undefined },
@@ -258,7 +258,7 @@ level = "debug"
       delayWarningMs: 0,
       segmentSize: 16 * 1024 * 1024,
       memoryBudget: 256 * 1024 * 1024,
-      reserve: 16 * 1024 * 1024,
+      reserve: 4 * 1024 * 1024,
     });
     assert.deepEqual(c.local, [
       {

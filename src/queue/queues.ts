@@ -33,14 +33,14 @@ export interface StorageEvent {
 }
 
 export interface QueuesOptions extends Omit<QueueOptions, 'dir'> {
-  /** Bytes kept in `<dir>/reserve` for a full disk (default 16 MiB; 0: none). */
+  /** Bytes kept in `<dir>/reserve` for a full disk (default 4 MiB; 0: none). */
   reserve?: number;
   onStorage?: (ev: StorageEvent) => void;
 }
 
 const BACKOFF_MIN = 1_000;
 const BACKOFF_MAX = 10_000;
-const DEFAULT_RESERVE = 16 * 1024 * 1024;
+const DEFAULT_RESERVE = 4 * 1024 * 1024;
 
 const noSpace = (dir: string) =>
   new MtaError('QUEUE_FULL', 'transient', `queue ${dir}: not enough free space to accept new mail`, {
@@ -54,6 +54,8 @@ export class Queues {
   private started = false;
   private stopped = false;
   private readonly clock: Clock;
+  /** Reopens under way: stop() and close() wait for them, so no I/O outlives the Queues. */
+  private readonly reopening = new Set<Promise<void>>();
   /** Message bytes in memory, over every queue (see data/budget.ts). */
   readonly budget: MemoryBudget;
 
@@ -85,7 +87,12 @@ export class Queues {
    * Opens one directory. On a full disk the reserve is released first; recovery that still finds
    * no space is retried with back-off. The queue refuses new mail until its reserve is back.
    */
-  private static async openOne(dir: string, opts: QueuesOptions, released = false): Promise<Queue> {
+  private static async openOne(
+    dir: string,
+    opts: QueuesOptions,
+    released = false,
+    stopped: () => boolean = () => false,
+  ): Promise<Queue> {
     const reserve = Queues.reserveOf(dir, opts);
     await opts.fs!.mkdirp(dir);
     if (!released && (await reserve.low())) {
@@ -99,7 +106,7 @@ export class Queues {
         if (!(await reserve.restore().catch(() => false))) q.acceptRefusal = noSpace(dir);
         return q;
       } catch (e) {
-        if (!isFull(e)) throw e;
+        if (!isFull(e) || stopped()) throw e;
         if (!released) {
           await reserve.release();
           released = true;
@@ -119,16 +126,20 @@ export class Queues {
   /** Wires a queue's refusals to the reopen logic. */
   private watch(q: Queue): void {
     q.onRefused = (from, e) => {
-      if (isFull(e))
-        this.reopen(from, e).catch((err: unknown) =>
-          this.opts.onStorage?.({
-            queue: from.dir,
-            state: 'poisoned',
-            message: `queue ${from.dir} could not be reopened after a full disk (${String(err)}); it refuses writes: restart logmta`,
-            error: err,
-          }),
-        );
-      else
+      if (isFull(e)) {
+        const p: Promise<void> = this.reopen(from, e)
+          .catch((err: unknown) => {
+            if (this.stopped) return; // stopping: the next start recovers
+            this.opts.onStorage?.({
+              queue: from.dir,
+              state: 'poisoned',
+              message: `queue ${from.dir} could not be reopened after a full disk (${String(err)}); it refuses writes: restart logmta`,
+              error: err,
+            });
+          })
+          .finally(() => this.reopening.delete(p));
+        this.reopening.add(p);
+      } else
         this.opts.onStorage?.({
           queue: from.dir,
           state: 'poisoned',
@@ -157,7 +168,7 @@ export class Queues {
     }
     old.fs.closeHandles?.();
     if (this.stopped) return;
-    const q = await Queues.openOne(dir, this.opts);
+    const q = await Queues.openOne(dir, this.opts, false, () => this.stopped);
     const i = this.list.indexOf(old);
     if (this.stopped || i < 0) {
       await q.close();
@@ -212,12 +223,14 @@ export class Queues {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await Promise.allSettled([...this.reopening]);
     await Promise.all(this.list.map((q) => q.stop()));
   }
 
   /** Stops all queue I/O at once (see Queue.close). */
   async close(): Promise<void> {
     this.stopped = true;
+    await Promise.allSettled([...this.reopening]);
     await Promise.all(this.list.map((q) => q.close()));
   }
 

@@ -35,8 +35,8 @@ export interface QueueFs {
   size(path: string): Promise<number>;
   /** Closes descriptors kept for reads (the queue is stopping). Optional: memfs keeps none. */
   closeHandles?(): void;
-  /** Bytes an unprivileged writer may still use on the file system holding `path` (statfs). */
-  freeBytes?(path: string): Promise<number>;
+  /** Bytes an unprivileged writer may still use on the file system holding `path` (statfs); undefined when it does not say. */
+  freeBytes?(path: string): Promise<number | undefined>;
 }
 
 const open = promisify(fs.open);
@@ -199,9 +199,11 @@ export class NodeQueueFs implements QueueFs {
     this.readHandles.closeAll();
   }
 
-  async freeBytes(path: string): Promise<number> {
+  async freeBytes(path: string): Promise<number | undefined> {
     const st = await fs.promises.statfs(path);
-    return st.bavail * st.bsize;
+    // A file system that reports no size at all (FUSE ones without statfs, e.g. LazyFS) says
+    // nothing about its free space.
+    return st.blocks === 0 ? undefined : st.bavail * st.bsize;
   }
 }
 

@@ -36,7 +36,8 @@ export class Reserve {
   /** Whether the file system has less room left than the reserve (free bytes, where known). */
   async low(): Promise<boolean> {
     if (this.size === 0 || !this.fs.freeBytes) return false;
-    return (await this.fs.freeBytes(this.dir).catch(() => Number.POSITIVE_INFINITY)) < this.size;
+    const free = await this.fs.freeBytes(this.dir).catch(() => undefined);
+    return free !== undefined && free < this.size;
   }
 
   /** Deletes the reserve, making its space available to the queue. */
@@ -53,10 +54,8 @@ export class Reserve {
    */
   async restore(): Promise<boolean> {
     if (await this.present()) return true;
-    if (this.fs.freeBytes) {
-      const free = await this.fs.freeBytes(this.dir).catch(() => 0);
-      if (free < 2 * this.size) return false;
-    }
+    const free = await this.fs.freeBytes?.(this.dir).catch(() => undefined);
+    if (free !== undefined && free < 2 * this.size) return false;
     const tmp = `${this.path}.tmp`;
     await this.fs.unlink(tmp).catch(() => {});
     try {
