@@ -925,11 +925,14 @@ export class Queue {
     const done = core.deltas.get(pslot);
     const byRcpt = new Map<number, RcptOutcome>();
     for (const o of outcomes) if (!done?.has(o.rcpt)) byRcpt.set(o.rcpt, o);
-    for (const r of pending) {
-      if (!done?.has(r) && !byRcpt.has(r))
-        byRcpt.set(r, { rcpt: r, status: 'deferred', text: 'not attempted' });
-    }
     const expired = now - env.arrival >= this.maxAgeOf(lane);
+    for (const r of pending) {
+      if (done?.has(r) || byRcpt.has(r)) continue;
+      // Not tried in this job (expiry, an operator action). An expired recipient's report says
+      // what its last attempt met, which a held piece keeps in memory when nothing was written.
+      const last = expired ? (core.unwritten.get(pslot)?.last ?? env.info.recipients[r]?.last) : undefined;
+      byRcpt.set(r, { rcpt: r, status: 'deferred', text: last ? `last error: ${last}` : 'not attempted' });
+    }
     const finals: RcptOutcome[] = [];
     const deferred: RcptOutcome[] = [];
     for (const o of byRcpt.values()) {

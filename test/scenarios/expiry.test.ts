@@ -34,6 +34,11 @@ function failedRecipients(report: string): string[] {
   return [...report.matchAll(/^Final-Recipient: rfc822;\s*(\S+)/gim)].map((m) => m[1]!);
 }
 
+/** The Diagnostic-Code values a delivery report gives. */
+function diagnostics(report: string): string[] {
+  return [...report.matchAll(/^Diagnostic-Code: (.*)$/gim)].map((m) => m[1]!.trim());
+}
+
 describe('expiry scenarios', () => {
   test('held mail past max_age is bounced to its sender within one expiry interval', async () => {
     const { s, bounces } = await setup('3s');
@@ -67,5 +72,25 @@ describe('expiry scenarios', () => {
     await s.restart('SIGKILL');
     await waitFor(() => bounces().length >= 1, 'the bounce', 15_000);
     assert.deepEqual(bounces().flatMap(failedRecipients), ['d@branch.example']);
+  });
+
+  test('the report tells the sender why: the last delivery error, not "not attempted"', async () => {
+    // Tried at arrival (the host refused), then by a failed flush, then a SIGKILL: each report
+    // names the error the last attempt met, as the sender's postmaster needs to see.
+    const { s, bounces } = await setup('5s');
+    await s.send(['e@branch.example']);
+    await s.waitHeld('branch.example', 1);
+    await s.restart('SIGKILL'); // only the arrival's error is on disk now
+    await s.send(['f@branch.example']);
+    await s.waitHeld('branch.example', 2);
+    assert.match(await s.etrn('branch.example'), /^253 /); // still down: the flush fails, writes nothing
+    await s.waitLog('etrn flush pass done');
+    await waitFor(() => bounces().length >= 2, 'two bounces', 20_000);
+    const codes = bounces().flatMap(diagnostics);
+    assert.equal(codes.length, 2, codes.join('\n'));
+    for (const c of codes) {
+      assert.doesNotMatch(c, /not attempted/, c);
+      assert.match(c, /delivery time expired.*ECONNREFUSED/, c);
+    }
   });
 });
