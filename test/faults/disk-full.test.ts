@@ -13,6 +13,7 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readFileSync,
   rmSync,
   statfsSync,
   statSync,
@@ -68,6 +69,12 @@ const freeBytes = (p: string) => {
   const s = statfsSync(p);
   return s.bavail * s.bsize;
 };
+
+/** Resident memory of a process in MiB (VmRSS). */
+function rssMiB(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Math.round(Number(kb) / 1024);
+}
 
 /** Bytes of the queue's segment files under `dir`/lanes. */
 function laneBytes(dir: string): number {
@@ -168,6 +175,17 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
         toml: config(await closedPort(), join(mnt, 'data')),
       });
       cfg = daemon.configFile!;
+      const pid = daemon.child.pid!;
+      const rss0 = rssMiB(pid);
+      let peak = rss0;
+      const sampler = setInterval(() => {
+        try {
+          peak = Math.max(peak, rssMiB(pid));
+        } catch {
+          // exited
+        }
+      }, 20);
+      t.after(() => clearInterval(sampler));
       for (let i = 0; i < 20; i++) {
         const r = await send(daemon.port, i);
         assert.match(r, /^250 /);
@@ -202,7 +220,10 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       }
       assert.match(r, /^250 /, 'not accepting again after the space was freed');
       acked.add(idOf(r)!);
-      t.diagnostic(`accepting again ${Date.now() - t0} ms after the filler was removed`);
+      clearInterval(sampler);
+      t.diagnostic(
+        `accepting again ${Date.now() - t0} ms after the filler was removed; daemon RSS ${rss0} MiB before, peak ${peak}, ${rssMiB(pid)} after`,
+      );
       const list = await queue(['list', '--json']);
       assert.equal(list.code, 0, list.stderr);
       const ids = new Set((JSON.parse(list.stdout) as MessageView[]).map((m) => m.id));
