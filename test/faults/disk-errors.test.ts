@@ -9,7 +9,7 @@
 // Fails: naming the acknowledged queue ids that recovery lost, or the reply that lied.
 
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { afterEach, describe, test } from 'node:test';
 import { listMessages, summaryOf } from '../../src/admin/inspect.js';
 import { configFromToml } from '../../src/config/index.js';
 import type { DnsResolver } from '../../src/delivery/mx.js';
@@ -47,16 +47,25 @@ async function openStack(fs: MemQueueFs): Promise<Stack> {
   const router = new Router(config, noDns);
   const listener = new SmtpListener({ hostname: 'mx.test' }, makeServerHooks(config, router, queues, ids));
   const port = (await listener.listen(0, '127.0.0.1')).port;
-  return {
+  const stack: Stack = {
     queues,
     listener,
     port,
     async stop() {
+      running.delete(stack);
       await listener.stop(100);
       await queues.stop().catch(() => {});
     },
   };
+  running.add(stack);
+  return stack;
 }
+
+/** Stacks a failed test left open: stopped, so a failure cannot keep the process alive. */
+const running = new Set<Stack>();
+afterEach(async () => {
+  for (const s of [...running]) await s.stop();
+});
 
 /** One message on its own connection; returns the final reply to the data. */
 async function send(port: number, n: number): Promise<string> {
