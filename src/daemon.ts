@@ -423,6 +423,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     metrics,
     queues,
     info: () => ({ hostname: config.hostname, smtp: addresses.smtp, startedAt: t0 }),
+    ...(cluster ? { cluster: () => cluster.view() } : {}),
   });
   log.info(
     {

@@ -24,6 +24,8 @@ export interface DashboardDeps {
   queues: Queues;
   /** Facts shown in the header (host name, listeners, start time). */
   info?: () => Record<string, unknown>;
+  /** The cluster as this node sees it ([cluster]); absent on a single node. */
+  cluster?: () => Record<string, unknown>;
 }
 
 export interface StatsBody extends DaemonSnapshot {
@@ -33,6 +35,8 @@ export interface StatsBody extends DaemonSnapshot {
   /** Most recent failures first, only destinations with failures (at most 15). */
   failing: DestinationStats[];
   info: Record<string, unknown>;
+  /** Nodes, homes and Redis as this node sees them (a cluster only). */
+  cluster?: Record<string, unknown>;
 }
 
 const FILES: Record<string, string> = {
@@ -72,6 +76,7 @@ export function statsBody(deps: DashboardDeps): StatsBody {
       .sort((a, b) => (b.lastErrorAt ?? 0) - (a.lastErrorAt ?? 0))
       .slice(0, 15),
     info: deps.info?.() ?? {},
+    ...(deps.cluster ? { cluster: deps.cluster() } : {}),
   };
 }
 

@@ -308,7 +308,41 @@
       s.oldest.map((m) => [msgLink(m.id), m.lane, num(age(m.ageMs))]),
       3,
     );
+    updateCluster(s.cluster, s.time);
     state.prev = s;
+  }
+
+  // The cluster view (only with [cluster]): every node as this node last saw it, and the homes.
+  function updateCluster(c, now) {
+    $('cluster').hidden = !c;
+    if (!c) return;
+    $('cluster-redis').textContent = c.redis.up ? '(Redis up)' : '(Redis unreachable: local limits)';
+    fillRows(
+      $('cluster-nodes'),
+      c.nodes.map((n) => [
+        n.node === c.node ? `${n.node} (this node)` : n.node,
+        el('td', { class: n.alive ? '' : 'err' }, n.alive ? (n.draining ? 'draining' : 'alive') : 'dead'),
+        n.smtp,
+        num(fmt(n.queue.messages)),
+        num(fmt(Object.values(n.held).reduce((a, b) => a + b, 0))),
+        num(age(now - n.at)),
+      ]),
+      6,
+    );
+    fillRows(
+      $('cluster-homes'),
+      Object.keys(c.homes)
+        .sort()
+        .map((d) => [
+          d,
+          c.homes[d],
+          c.nodes
+            .filter((n) => (n.held[d] || 0) > 0)
+            .map((n) => `${n.node}: ${n.held[d]}`)
+            .join(', ') || '–',
+        ]),
+      3,
+    );
   }
 
   function setStatus(ok, text) {
