@@ -70,18 +70,26 @@ function has(fields: readonly HeaderField[], name: string): boolean {
   return fields.some((f) => f.name.toLowerCase() === name);
 }
 
+/** A user name without a domain, as cron and mail(1) give them ("root"): an RFC 5322 dot-atom. */
+const BARE_NAME = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
+
+export interface AddressListOptions {
+  /** Keep user names without a domain ("root"); the caller completes them (sendmail). */
+  bareNames?: boolean;
+}
+
 /**
  * The addr-specs of an RFC 5322 address-list: "Name <a@b>", bare a@b, groups "g: a@b, c@d;",
  * quoted strings and comments skipped. Lenient: what does not look like an address is dropped.
  */
-export function parseAddressList(value: string): string[] {
+export function parseAddressList(value: string, opts: AddressListOptions = {}): string[] {
   const out: string[] = [];
   let cur = '';
   let angle: string | undefined;
   let inAngle = false;
   const flush = () => {
     const a = (angle ?? cur).trim();
-    if (a.includes('@') && !/\s/.test(a)) out.push(a);
+    if (a.includes('@') ? !/\s/.test(a) : opts.bareNames === true && BARE_NAME.test(a)) out.push(a);
     cur = '';
     angle = undefined;
   };
@@ -129,13 +137,16 @@ export function parseAddressList(value: string): string[] {
 }
 
 /** Envelope recipients from To, Cc and Bcc (sendmail -t), duplicates removed (case-insensitive). */
-export function recipientsFromHeaders(fields: readonly HeaderField[]): string[] {
+export function recipientsFromHeaders(
+  fields: readonly HeaderField[],
+  opts: AddressListOptions = {},
+): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
   for (const f of fields) {
     const n = f.name.toLowerCase();
     if (n !== 'to' && n !== 'cc' && n !== 'bcc') continue;
-    for (const a of parseAddressList(fieldValue(f))) {
+    for (const a of parseAddressList(fieldValue(f), opts)) {
       if (seen.has(a.toLowerCase())) continue;
       seen.add(a.toLowerCase());
       out.push(a);

@@ -7,7 +7,8 @@
 // Exit codes (sysexits): 0 queued; 64 usage or no recipients; 65 bad address or message; 67 a
 // recipient refused (unknown local user); 69 refused for another permanent reason; 75 try
 // again later (daemon not running, queue unavailable); 77 no permission on the socket; 78 bad
-// configuration.
+// configuration. A recipient without a domain ("root", cron's MAILTO) gets the first local
+// domain (else the hostname), as sendmail appends $myorigin.
 import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
 import {
@@ -36,6 +37,8 @@ interface Opts {
 }
 
 class UsageError extends Error {}
+/** A recipient argument that holds no address: sysexits 65 (EX_DATAERR), as a malformed address. */
+class BadAddressError extends Error {}
 
 /** sendmail's command line: single-letter flags, values attached (-fme) or separate (-f me). */
 export function parseSendmailArgs(argv: readonly string[]): Opts {
@@ -108,7 +111,11 @@ export function parseSendmailArgs(argv: readonly string[]): Opts {
         throw new UsageError(`unknown option ${a}`);
     }
   }
-  for (; i < argv.length; i++) o.recipients.push(...parseAddressList(argv[i]!));
+  for (; i < argv.length; i++) {
+    const list = parseAddressList(argv[i]!, { bareNames: true });
+    if (list.length === 0) throw new BadAddressError(`not an address: ${JSON.stringify(argv[i])}`);
+    o.recipients.push(...list);
+  }
   return o;
 }
 
@@ -147,6 +154,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
   try {
     o = parseSendmailArgs(argv);
   } catch (e) {
+    if (e instanceof BadAddressError) {
+      io.stderr.write(`logmta sendmail: ${e.message}\n`);
+      return 65;
+    }
     io.stderr.write(
       `logmta sendmail: ${describeError(e)}\nusage: logmta sendmail [-t] [-i] [-f sender] [-F name] [recipient...]\n`,
     );
@@ -159,10 +170,14 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const raw = await readAll(io.stdin ?? process.stdin);
     // latin1 keeps every byte as one char, so 8-bit mail passes through unchanged.
     const parsed = parseMessage(normalizeInput(raw.toString('latin1'), o.ignoreDots));
-    const recipients = [...o.recipients];
+    // A user name without a domain ("root", as cron gives MAILTO) is completed with the first
+    // local domain, else the hostname, as sendmail and Postfix append $myorigin.
+    const origin = target.config.local[0]?.domain ?? host;
+    const qualify = (a: string): string => (a.includes('@') ? a : `${a}@${origin}`);
+    const recipients = o.recipients.map(qualify);
     if (o.extract) {
       const seen = new Set(recipients.map((r) => r.toLowerCase()));
-      for (const r of recipientsFromHeaders(parsed.fields)) {
+      for (const r of recipientsFromHeaders(parsed.fields, { bareNames: true }).map(qualify)) {
         if (!seen.has(r.toLowerCase())) recipients.push(r);
         seen.add(r.toLowerCase());
       }
