@@ -14,10 +14,10 @@ import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMFIP } from '../src/milter/protocol.js';
-import { type FakeMilter, startFakeMilter } from '../src/milter/testkit.js';
 import { type Rspamd, rspamdMissing, startRspamd } from '../test/support/rspamd.js';
 import { type BenchDaemon, startBenchDaemon } from './etrn-daemon.js';
 import { ReplyReader } from './etrn-smtp.js';
+import { type FakeMilter, startFakeMilter } from '../test/support/fake-milter.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);

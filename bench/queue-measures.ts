@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Queue } from '../src/queue/queue.js';
 import { RT_DATA, RT_DELTA, RT_DONE, RT_ENVELOPE } from '../src/queue/record/records.js';
 import type { DeliveryJob } from '../src/queue/types.js';
-import type { Clock } from '../src/util/clock.js';
+import { FakeClock } from '../test/support/clock.js';
 
 export function tempDir(parent: string, tag: string): string {
   return fs.mkdtempSync(join(parent, `logmta-bench-${tag}-`));
@@ -231,28 +231,6 @@ export async function recoverMeasure(dir: string): Promise<RecoverMeasure> {
 
 // ------------------------------------------------------------------ bytes written per message
 
-/** A clock whose time only moves when told to; timers fire on advance(). */
-export function manualClock(start = 1_700_000_000_000): Clock & { advance(ms: number): void } {
-  let now = start;
-  let timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
-  return {
-    now: () => now,
-    setTimer(ms, fn) {
-      const t = { at: now + ms, fn, live: true };
-      timers.push(t);
-      return () => {
-        t.live = false;
-      };
-    },
-    advance(ms) {
-      now += ms;
-      const due = timers.filter((t) => t.live && t.at <= now);
-      timers = timers.filter((t) => t.live && t.at > now);
-      for (const t of due) t.fn();
-    },
-  };
-}
-
 export interface BytesResult {
   deferrals: number;
   msgs: number;
@@ -278,7 +256,7 @@ export async function bytesPerMessage(
 ): Promise<BytesResult> {
   const dir = tempDir(parent, 'bytes');
   try {
-    const clock = manualClock();
+    const clock = new FakeClock();
     let delivered = 0;
     let attempts = 0;
     const q = await Queue.open({ dir, clock, sync: true, ...seg(segmentSize) });

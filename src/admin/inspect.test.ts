@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemQueueFs } from '../queue/log/memfs.js';
 import { Queues } from '../queue/queues.js';
-import { manualClock } from '../queue/testkit.js';
 import {
   ageBucket,
   bucketLabels,
@@ -15,6 +13,8 @@ import {
   summarize,
   summaryOf,
 } from './inspect.js';
+import { FakeClock } from '../../test/support/clock.js';
+import { MemQueueFs } from '../../test/support/memfs.js';
 
 function msg(id: string, ageMin: number, rcpts: string[], now: number): MessageView {
   return {
@@ -65,7 +65,7 @@ describe('queue summary (qshape)', () => {
 
 describe('queue show', () => {
   test('a recipient finished in the current version shows whether it was delivered or failed', async () => {
-    const queues = await Queues.open(['/q'], { fs: new MemQueueFs(), clock: manualClock() });
+    const queues = await Queues.open(['/q'], { fs: new MemQueueFs(), clock: new FakeClock() });
     const parked = new Promise<void>((resolve) => {
       queues.setDeliverer(async (job) => {
         // Two outcomes committed now; the third recipient's attempt never ends in this test.
@@ -117,7 +117,7 @@ function prng(seed: number): () => number {
  * recipients already finished, from a few senders over a few hours.
  */
 async function varied(fs: MemQueueFs, n: number, seed: number, paths = ['/q']) {
-  const clock = manualClock();
+  const clock = new FakeClock();
   const queues = await Queues.open(paths, { fs, clock, segmentSize: 64 * 1024 });
   const rnd = prng(seed);
   const domains = ['a.test', 'B.test', 'c.test.', 'd.test', 'held.test'];

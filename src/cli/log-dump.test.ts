@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type DumpEntry, dumpSegment, run } from './log-dump.js';
-import { buildQueue, captureIo, type Fixture, segmentsOf } from './log-fixture.js';
+import { buildQueue, captureIo, type Fixture, segmentsOf } from '../../test/support/log-fixture.js';
 
 async function dumpJson(path: string): Promise<{ code: number; entries: DumpEntry[] }> {
   const c = captureIo();

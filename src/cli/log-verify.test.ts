@@ -5,8 +5,15 @@ import { after, before, describe, test } from 'node:test';
 import { scanSegment } from '../queue/log/reader.js';
 import { Queue } from '../queue/queue.js';
 import { dumpSegment } from './log-dump.js';
-import { buildQueue, captureIo, copyQueue, type Fixture, segmentsOf, snapshot } from './log-fixture.js';
 import { run, type VerifyReport, verifyQueue } from './log-verify.js';
+import {
+  buildQueue,
+  captureIo,
+  copyQueue,
+  type Fixture,
+  segmentsOf,
+  snapshot,
+} from '../../test/support/log-fixture.js';
 
 async function verifyJson(dir: string): Promise<{ code: number; report: VerifyReport }> {
   const c = captureIo();

@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import { SmtpSink } from '../../test/support/sink.js';
 import { systemClock } from '../util/clock.js';
 import { ConnectionPool } from './pool.js';
+import { waitFor } from '../../test/support/wait.js';
 
 /** Accepts and never greets; counts connections. */
 async function tarpit(): Promise<{ port: number; open: () => number; close(): void }> {
@@ -41,14 +42,6 @@ function pool(o: { global: number; perHost: number; greetingMs: number }): Conne
   });
 }
 
-const until = async (cond: () => boolean, what: string) => {
-  const end = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
-
 describe('connection pool limits against tarpits', () => {
   const closers: Array<() => unknown> = [];
   after(async () => {
@@ -68,7 +61,7 @@ describe('connection pool limits against tarpits', () => {
     // The healthy destination has delivered before: it is known to work.
     (await p.acquire('route:ok.test', toSink)).release(false);
     const a = p.acquire('route:a.test', toPit).catch((e: Error) => e);
-    await until(() => pit.open() === 1, 'the first tarpit connection');
+    await waitFor(() => pit.open() === 1, 'the first tarpit connection');
     const b = p.acquire('route:b.test', toPit).catch((e: Error) => e);
     // b waits for the host; with global = 2, a healthy destination must still get a slot.
     const t0 = Date.now();
@@ -95,7 +88,7 @@ describe('connection pool limits against tarpits', () => {
         .catch((e: Error) => e),
     );
     const open = () => pits.reduce((n, t) => n + t.open(), 0);
-    await until(() => open() >= 3, 'three tarpit connections');
+    await waitFor(() => open() >= 3, 'three tarpit connections');
     // Give the others every chance to connect too: they must not.
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(open(), 3, '3 of 4 slots for destinations not known to work');

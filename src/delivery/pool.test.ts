@@ -3,11 +3,11 @@
 // after the refusal; a refusal during the flush is cached for the rest of it; a probe's success
 // clears the mark; and a flush's acquirers get a destination's freed slots before other mail.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { SmtpSink } from '../../test/support/sink.js';
 import { systemClock } from '../util/clock.js';
 import { ConnectionPool } from './pool.js';
+import { freeTcpPort } from '../../test/support/ports.js';
 
 function pool(perDestination = 10): ConnectionPool {
   return new ConnectionPool({
@@ -20,15 +20,6 @@ function pool(perDestination = 10): ConnectionPool {
   });
 }
 
-/** A loopback port nothing listens on (for now). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 const tick = () => new Promise((r) => setTimeout(r, 2));
 
 describe('connection pool', () => {
@@ -39,7 +30,7 @@ describe('connection pool', () => {
 
   test('a flush connects past a dead mark older than its proof; a refusal during it is cached for the rest', async () => {
     const p = pool();
-    const port = await freePort();
+    const port = await freeTcpPort();
     const cands = async () => [{ host: '127.0.0.1', port, preference: 0 }];
     await assert.rejects(p.acquire('etrn:x', cands), /ECONNREFUSED/);
     assert.ok(p.isDead('127.0.0.1', port));

@@ -5,11 +5,11 @@ import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import packet from 'dns-packet';
 import { hasUnbound, startDnsServer, type TestDnsServer, txt } from '../../test/support/dns-server.js';
-import { manualClock } from '../queue/testkit.js';
 import { DnsClient, parseServers } from './client.js';
 import { StaticResolver } from './static.js';
 import { queryUdp } from './transport.js';
 import { lookupFunction } from './types.js';
+import { FakeClock } from '../../test/support/clock.js';
 
 const skip = hasUnbound() ? false : 'unbound not installed';
 
@@ -115,7 +115,7 @@ describe('DnsClient against a real DNS server', { skip }, () => {
   });
 
   test('an answer is served from the cache until its TTL runs out, then asked again', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const c = client({ clock });
     assert.deepEqual(await c.resolve4('mx.example.org'), ['127.0.0.1']);
     await dns.update({
@@ -136,7 +136,7 @@ describe('DnsClient against a real DNS server', { skip }, () => {
   });
 
   test('a negative answer is cached for the SOA minimum, then asked again', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const c = client({ clock });
     await assert.rejects(c.resolve4('later.example.org'), { code: 'ENOTFOUND' });
     await dns.update({ ...ZONES, records: [...ZONES.records, 'later.example.org. 300 IN A 127.0.0.3'] });
@@ -151,7 +151,7 @@ describe('DnsClient against a real DNS server', { skip }, () => {
   });
 
   test('a TTL longer than max_ttl is cut to max_ttl, and cache_size = 0 caches nothing', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const c = client({ clock, maxTtlMs: 10_000 });
     await c.resolve4('long.example.org');
     clock.advance(9_000);

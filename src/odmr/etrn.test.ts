@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { FakeClock } from '../../test/support/clock.js';
 import { EtrnService, type HeldLanes } from './etrn.js';
 import { lanesFor, parseEtrnArg } from './etrn-node.js';
 import { HeldLocks } from './locks.js';
 import { RateLimiter } from './rate.js';
 import type { SmtpReply } from '../smtp/protocol/reply.js';
 
-function clock(start = 1_000_000) {
-  let t = start;
-  return { now: () => t, setTimer: () => () => {}, advance: (ms: number) => (t += ms) };
-}
+const clock = (): FakeClock => new FakeClock(1_000_000);
 
 /** Held lanes whose flushes finish only when the test says so. */
 function lanes(counts: Record<string, number>) {

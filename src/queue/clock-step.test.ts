@@ -2,9 +2,10 @@
 // delay once the clock is put right. It must go out at once, not wait for the wrong clock.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemQueueFs } from './log/memfs.js';
 import { Queue } from './queue.js';
-import { manualClock, msg, scripted, settle } from './testkit.js';
+import { MemQueueFs } from '../../test/support/memfs.js';
+import { FakeClock } from '../../test/support/clock.js';
+import { msg, scripted, settle } from '../../test/support/queue.js';
 
 const DAY = 86_400_000;
 const T = 1_700_000_000_000;
@@ -12,7 +13,7 @@ const T = 1_700_000_000_000;
 describe('clock steps', () => {
   test('a deferral written under a clock 40 days ahead is attempted at once after the clock steps back', async () => {
     const fs = new MemQueueFs();
-    const ahead = manualClock(T + 40 * DAY);
+    const ahead = new FakeClock(T + 40 * DAY);
     const q = await Queue.open({ dir: '/q', fs, clock: ahead, retry: [3_600_000] });
     const defer = scripted(() => 'deferred');
     q.setDeliverer(defer.deliver);
@@ -23,7 +24,7 @@ describe('clock steps', () => {
     await q.stop();
 
     // The clock is put right (40 days back) and the daemon restarted.
-    const right = manualClock(T);
+    const right = new FakeClock(T);
     const q2 = await Queue.open({ dir: '/q', fs, clock: right, retry: [3_600_000] });
     const deliver = scripted(() => 'delivered');
     q2.setDeliverer(deliver.deliver);
@@ -35,7 +36,7 @@ describe('clock steps', () => {
 
   test('a due time within the longest retry delay is still waited for', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock(T);
+    const clock = new FakeClock(T);
     const q = await Queue.open({ dir: '/q', fs, clock, retry: [60_000, 3_600_000] });
     let first = true;
     const d = scripted(() => {

@@ -4,14 +4,15 @@
 // what changed before it got there is skipped.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemQueueFs } from './log/memfs.js';
 import { Queue } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
-import { manualClock, msg } from './testkit.js';
 import type { DeliveryJob } from './types.js';
+import { MemQueueFs } from '../../test/support/memfs.js';
+import { FakeClock } from '../../test/support/clock.js';
+import { msg } from '../../test/support/queue.js';
 
 async function setup() {
-  const clock = manualClock();
+  const clock = new FakeClock();
   const q = await Queue.open({ dir: '/q', fs: new MemQueueFs(), clock });
   const put = async (i: number, domains: string[]) => {
     const recipients = domains.map((d) => ({ address: `u${i}@${d}` }));

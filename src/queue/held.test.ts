@@ -5,20 +5,22 @@
 // held mail expires at max_age with a bounce, the sweep visiting only what expired.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemQueueFs } from './log/memfs.js';
 import { Queue, type QueueOptions } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
-import { type ManualClock, manualClock, msg, settle, until } from './testkit.js';
 import type { DeliveryJob, RcptOutcome } from './types.js';
+import { MemQueueFs } from '../../test/support/memfs.js';
+import { FakeClock } from '../../test/support/clock.js';
+import { msg, settle } from '../../test/support/queue.js';
+import { waitFor } from '../../test/support/wait.js';
 
 const D = 'held.test';
 
-/** A fresh queue on an in-memory disk with a manual clock; reports are recorded as text. */
+/** A fresh queue on an in-memory disk with the fake clock; reports are recorded as text. */
 async function open(
   extra: Partial<QueueOptions> = {},
-): Promise<{ q: Queue; fs: MemQueueFs; clock: ManualClock; reports: string[] }> {
+): Promise<{ q: Queue; fs: MemQueueFs; clock: FakeClock; reports: string[] }> {
   const fs = new MemQueueFs();
-  const clock = manualClock();
+  const clock = new FakeClock();
   const reports: string[] = [];
   const q = await Queue.open({
     dir: '/q',
@@ -39,7 +41,7 @@ async function open(
 }
 
 /** Accepts `n` messages held for `domain`, one recipient each, u0@domain, u1@domain, ... */
-async function hold(q: Queue, clock: ManualClock, n: number, domain = D, from = 0): Promise<number[]> {
+async function hold(q: Queue, clock: FakeClock, n: number, domain = D, from = 0): Promise<number[]> {
   const ids: number[] = [];
   for (let i = from; i < from + n; i++) {
     const r = await q.accept({
@@ -105,7 +107,7 @@ function opening(): [Promise<void>, () => void] {
 
 /** Resolves once some piece of the queue is in flight. */
 const anyInFlight = (q: Queue) =>
-  until(() => q.core.pieces.flags.some((f) => (f & F_INFLIGHT) !== 0), 'an attempt in flight');
+  waitFor(() => q.core.pieces.flags.some((f) => (f & F_INFLIGHT) !== 0), 'an attempt in flight');
 
 describe('held lanes', () => {
   test('a piece a failed flush deferred back into its lane is flushed again by the next flush', async () => {
@@ -269,10 +271,10 @@ describe('held lanes', () => {
     await hold(q, clock, 1, D, 2); // never touched by a flush
     assert.deepEqual(reports, []);
     clock.advance(57_000); // u0 is 60 s old now, u1 59 s, u2 57 s
-    await until(() => reports.length === 1, 'the first bounce');
+    await waitFor(() => reports.length === 1, 'the first bounce');
     assert.deepEqual(reports, [`failure:${addr(0)} 4.4.7`]);
     clock.advance(3_000);
-    await until(() => reports.length === 3, 'the other bounces');
+    await waitFor(() => reports.length === 3, 'the other bounces');
     assert.equal(q.heldCount(D), 0);
     assert.equal(q.core.msgs.count, 0);
     await q.stop();
@@ -408,7 +410,7 @@ describe('held lanes', () => {
     });
     q.start();
     await q.accept({ data: msg(1), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
-    await until(() => q.core.findLane('retry-300s')?.live === 1, 'deferred to the retry ladder');
+    await waitFor(() => q.core.findLane('retry-300s')?.live === 1, 'deferred to the retry ladder');
     fail = false;
     // The retry attempt cannot read the envelope once.
     const read = fs.read.bind(fs);
@@ -421,11 +423,11 @@ describe('held lanes', () => {
       return read(path, off, len);
     };
     clock.advance(300_000);
-    await until(() => broken === 0, 'the failed read');
+    await waitFor(() => broken === 0, 'the failed read');
     await settle(5);
     assert.equal(q.core.msgs.count, 1, 'still queued');
     clock.advance(10_000);
-    await until(() => q.core.msgs.count === 0, 'delivered on the next try');
+    await waitFor(() => q.core.msgs.count === 0, 'delivered on the next try');
     assert.deepEqual(seen, ['new', 'retry-300s']);
     await q.stop();
   });

@@ -9,14 +9,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { MemQueueFs } from './log/memfs.js';
 import { scanSegment } from './log/reader.js';
 import { parseSegmentName, segmentName } from './log/segment.js';
 import type { DataSpool } from './data/spool.js';
 import { Queue } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
-import { CrashFs, manualClock, settle } from './testkit.js';
 import type { Deliverer, Destination, RcptOutcome } from './types.js';
+import { MemQueueFs } from '../../test/support/memfs.js';
+import { CrashFs, settle } from '../../test/support/queue.js';
+import { FakeClock } from '../../test/support/clock.js';
 
 type Fate = 'delivered' | 'failed' | 'deferred' | 'hold' | 'record';
 type Op =
@@ -187,7 +188,7 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
   const contents = new Map<number, Buffer>();
   const badData: string[] = [];
   const mem = new MemQueueFs();
-  const clock = manualClock();
+  const clock = new FakeClock();
   const model = new Map<number, MMsg>();
   const fates = new Map<string, Fate[]>();
   let nextId = 1_000_000;

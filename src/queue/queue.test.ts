@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemQueueFs } from './log/memfs.js';
 import { Queue, type QueueOptions } from './queue.js';
-import { manualClock, msg, scripted, settle as settleFor, until } from './testkit.js';
+import { MemQueueFs } from '../../test/support/memfs.js';
+import { FakeClock } from '../../test/support/clock.js';
+import { msg, scripted, settle as settleFor } from '../../test/support/queue.js';
+import { waitFor } from '../../test/support/wait.js';
 
-async function open(
-  fs: MemQueueFs,
-  clock: ReturnType<typeof manualClock>,
-  extra: Partial<QueueOptions> = {},
-) {
+async function open(fs: MemQueueFs, clock: FakeClock, extra: Partial<QueueOptions> = {}) {
   return Queue.open({ dir: '/q', fs, clock, segmentSize: 4096, ...extra });
 }
 
@@ -17,7 +15,7 @@ const settle = () => settleFor(5);
 describe('queue', () => {
   test('an accepted message survives a crash and is delivered once after recovery', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await open(fs, clock);
     const r = await q.accept({ data: msg(1), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
     assert.match(r.id, /^[0-9A-F]{13}$/);
@@ -44,7 +42,7 @@ describe('queue', () => {
 
   test('a deferred recipient moves to the first retry rung and its data to the data lane', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await open(fs, clock);
     const d = scripted((_j, rcpt) => (rcpt.startsWith('ok') ? 'delivered' : 'deferred'));
     q.setDeliverer(d.deliver);
@@ -78,7 +76,7 @@ describe('queue', () => {
 
   test('a permanent failure commits its bounce in the same batch', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await Queue.open({
       dir: '/q',
       fs,
@@ -110,12 +108,12 @@ describe('queue', () => {
     });
     q.start();
     await q.accept({ data: msg(3), sender: 'a@x.test', recipients: [{ address: 'nobody@y.test' }] });
-    await until(() => bounced === 1 && q.core.msgs.count === 0, 'the bounce delivered');
+    await waitFor(() => bounced === 1 && q.core.msgs.count === 0, 'the bounce delivered');
   });
 
   test('a split message shares one data copy until the last piece is done', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await open(fs, clock);
     const d = scripted(() => 'delivered');
     q.setDeliverer(d.deliver);
@@ -150,7 +148,7 @@ describe('queue', () => {
 
   test('hold, release and delete are logged actions that survive a crash', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await open(fs, clock);
     const a = await q.accept({ data: msg(5), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
     const b = await q.accept({ data: msg(6), sender: 'a@x.test', recipients: [{ address: 'c@y.test' }] });
@@ -172,7 +170,7 @@ describe('queue', () => {
 
   test('a failed fdatasync poisons the writer: this and every later accept are refused', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await open(fs, clock);
     await q.accept({ data: msg(7), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
     fs.injectFault('datasync', 'EIO');
@@ -192,7 +190,7 @@ describe('queue', () => {
 
   test('ENOSPC on write poisons with a 452 status', async () => {
     const fs = new MemQueueFs();
-    const q = await open(fs, manualClock());
+    const q = await open(fs, new FakeClock());
     fs.injectFault('write', 'ENOSPC');
     await assert.rejects(
       q.accept({ data: msg(1), sender: '', recipients: [{ address: 'b@y.test' }] }),
@@ -202,7 +200,7 @@ describe('queue', () => {
 
   test('segments of delivered mail are unlinked once the runner has passed them', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await open(fs, clock);
     const d = scripted(() => 'delivered');
     q.setDeliverer(d.deliver);
@@ -218,7 +216,7 @@ describe('queue', () => {
 
   test('a message past max_age is bounced instead of deferred', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const reports: string[] = [];
     const q = await Queue.open({
       dir: '/q',
@@ -246,7 +244,7 @@ describe('queue', () => {
   });
   test("held mail expires at its domain's max_age with a bounce, and the sweep reads only the expired", async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const reports: string[] = [];
     const q = await Queue.open({
       dir: '/q',
@@ -296,7 +294,7 @@ describe('queue', () => {
   });
   test('a reused slot never serves the in-memory envelope or data of the message it held before', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const q = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
     // A is accepted but not attempted (no deliverer yet), then deleted: its slots are freed.
     const a = await q.accept({ data: msg('A'), sender: 'a@x.test', recipients: [{ address: 'a@y.test' }] });

@@ -2,12 +2,13 @@
 // split move, and piece numbers that must not be reused (docs/queue-states.md S6-S10).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemQueueFs } from './log/memfs.js';
 import { scanSegment } from './log/reader.js';
 import { type DoneRecord, decodeDone, RT_DONE } from './record/records.js';
 import { Queue } from './queue.js';
-import { CrashFs, manualClock, msg, settle } from './testkit.js';
 import type { Deliverer } from './types.js';
+import { MemQueueFs } from '../../test/support/memfs.js';
+import { CrashFs, msg, settle } from '../../test/support/queue.js';
+import { FakeClock } from '../../test/support/clock.js';
 
 /** Pending recipient addresses of every live piece of a message, sorted. */
 async function pendingOf(q: Queue, msgId: number): Promise<string[]> {
@@ -33,7 +34,7 @@ async function crashDuring(
 ): Promise<boolean> {
   const fs = new CrashFs(mem);
   fs.stallSync = stall;
-  const q = await Queue.open({ dir: '/q', fs, clock: manualClock(), segmentSize: 4096 });
+  const q = await Queue.open({ dir: '/q', fs, clock: new FakeClock(), segmentSize: 4096 });
   fs.crashAfter(n);
   void work(q).catch(() => {});
   for (let i = 0; i < 20 && !fs.dead; i++) await settle(1);
@@ -56,7 +57,7 @@ describe('recovery of multi-file batches', () => {
       const crashed = await crashDuring(mem, n, async (q) => {
         acked = (await q.accept(input)).msgId;
       });
-      const q = await Queue.open({ dir: '/q', fs: mem, clock: manualClock(), segmentSize: 4096 });
+      const q = await Queue.open({ dir: '/q', fs: mem, clock: new FakeClock(), segmentSize: 4096 });
       for (const m of q.core.msgs.byId.values()) {
         const id = q.core.msgs.id[m]!;
         assert.ok((await q.readData(m, id)).equals(input.data[0]!), `crash after ${n}: data readable`);
@@ -89,12 +90,12 @@ describe('recovery of multi-file batches', () => {
       acked = true;
     });
     assert.equal(acked, false);
-    const q = await Queue.open({ dir: '/q', fs: mem, clock: manualClock() });
+    const q = await Queue.open({ dir: '/q', fs: mem, clock: new FakeClock() });
     assert.equal(q.recovery!.missingData.length, 1);
     assert.equal(q.core.msgs.count, 1, 'only the first message');
     assert.equal(q.heldCount('held.test'), 1);
     mem.crash();
-    const q2 = await Queue.open({ dir: '/q', fs: mem, clock: manualClock() });
+    const q2 = await Queue.open({ dir: '/q', fs: mem, clock: new FakeClock() });
     assert.equal(q2.core.msgs.count, 1, 'the repair was durable');
     assert.deepEqual(q2.recovery!.missingData, []);
   });
@@ -114,7 +115,7 @@ describe('recovery of multi-file batches', () => {
     let restored = 0;
     for (let n = 0; ; n++) {
       const mem = new MemQueueFs();
-      const clock = manualClock();
+      const clock = new FakeClock();
       const q0 = await Queue.open({ dir: '/q', fs: mem, clock, segmentSize: 4096 });
       const { msgId } = await q0.accept({
         data: msg('move'),
@@ -142,7 +143,7 @@ describe('recovery of multi-file batches', () => {
 
   test('a piece number is never reused, even when only the Done of the earlier piece is left', async () => {
     const mem = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const opts = { dir: '/q', fs: mem, clock, segmentSize: 4096 };
     const q1 = await Queue.open(opts);
     // Piece 0 {w, x} in new, piece 1 {y} in held-b.test, followed by enough mail in held-b.test

@@ -5,7 +5,6 @@
 // serves what it holds itself last.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { collect } from '../../src/odmr/index.js';
 import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
 import { chunksOf } from '../../src/smtp/server/message-data.js';
@@ -14,6 +13,7 @@ import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { runFetchmail } from '../interop/fetchmail-support.js';
 import { arrived, TestCluster, type TestNode } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 const TOML = `
 [[odmr.account]]

@@ -7,10 +7,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { hasTool, REPO_ROOT } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { TestCluster } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = redisMissing() ?? (hasTool(CHROMIUM) ? undefined : `${CHROMIUM} is not installed`);

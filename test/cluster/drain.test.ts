@@ -6,7 +6,6 @@
 // resumes by itself when the node starts again.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { collect } from '../../src/odmr/index.js';
 import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
 import { chunksOf } from '../../src/smtp/server/message-data.js';
@@ -14,6 +13,7 @@ import { closedPort } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { arrived, TestCluster, type TestNode } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 async function eventually(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;

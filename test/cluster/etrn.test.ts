@@ -4,11 +4,11 @@
 // including one that was still waiting at the node asked — reaches the customer exactly once.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { closedPort, SmtpChat } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { arrived, TestCluster } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 async function eventually(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;

@@ -4,9 +4,9 @@
 // is back it is transferred. Also the operator's `logmta cluster status` and `home`.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { redisMissing } from '../support/redis.js';
 import { TestCluster } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 const TOML = `
 [[odmr.account]]

@@ -3,11 +3,11 @@
 // one client are counted over every node.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { SmtpChat } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { redisMissing } from '../support/redis.js';
 import { arrived, TestCluster } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
 

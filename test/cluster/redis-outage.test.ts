@@ -5,11 +5,11 @@
 // — even though the restarted Redis is empty (the homes are written back from the nodes).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { SmtpChat } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { TestCluster } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 async function eventually(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;

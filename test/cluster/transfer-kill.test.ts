@@ -4,12 +4,12 @@
 // customer then collects everything from the home.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { collect } from '../../src/odmr/index.js';
 import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
 import { chunksOf } from '../../src/smtp/server/message-data.js';
 import { redisMissing } from '../support/redis.js';
 import { TestCluster } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 const N = 80;
 const BODY = `${'x'.repeat(998)}\r\n`.repeat(100);

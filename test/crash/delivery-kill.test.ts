@@ -11,9 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { sendMail, sleep, waitFor } from '../../src/delivery/testkit.js';
 import { SmtpClient } from '../../src/smtp/client/index.js';
 import { SmtpSink } from '../support/sink.js';
+import { sendMail } from '../support/inject.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = path.join(root, 'bin', 'logmta.js');
@@ -101,13 +102,13 @@ test('SIGKILL at random moments during delivery loses nothing; only in-flight me
   while (kills < MIN_KILLS && unique() < N) {
     // Wait until this incarnation is delivering, then kill it a random moment later.
     const before = s.transactions.length;
-    await waitFor(() => s.transactions.length > before || unique() >= N, 15000, 'delivery to resume');
+    await waitFor(() => s.transactions.length > before || unique() >= N, 'delivery to resume', 15000);
     await sleep(Math.floor(random() * 40));
     await kill(proc);
     kills++;
     ({ proc } = await startChild(config));
   }
-  await waitFor(() => unique() >= N, 30000, `all ${N} messages at the sink (have ${unique()})`);
+  await waitFor(() => unique() >= N, `all ${N} messages at the sink (have ${unique()})`, 30000);
   await sleep(300); // anything still in flight would show up as an extra transaction
   await kill(proc);
 

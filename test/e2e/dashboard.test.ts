@@ -9,9 +9,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
-import { sendMail, waitFor } from '../../src/delivery/testkit.js';
 import { hasTool, REPO_ROOT, startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
+import { sendMail } from '../support/inject.js';
+import { waitFor } from '../support/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts');
@@ -73,8 +74,8 @@ domains = ["odmr.test", "other.test"]
     await sendMail(d.port, { from: 'a@src.test', to: ['busy@slow.test'] });
     await waitFor(
       () => d.daemon.metrics.totals.delivered >= 6 && d.daemon.metrics.totals.deferred >= 1,
-      5000,
       'outcomes',
+      5000,
     );
 
     browser = await chromium.launch({

@@ -16,11 +16,11 @@ import type { DnsResolver } from '../../src/delivery/mx.js';
 import { Router } from '../../src/delivery/router.js';
 import { makeServerHooks } from '../../src/policy/hooks.js';
 import { IdSource } from '../../src/queue/ids.js';
-import { MemQueueFs } from '../../src/queue/log/memfs.js';
 import { Queues } from '../../src/queue/queues.js';
 import { parseId } from '../../src/queue/record/records.js';
 import { SmtpListener } from '../../src/smtp/server/listener.js';
 import { RawClient } from '../fuzz/harness.js';
+import { MemQueueFs } from '../support/memfs.js';
 
 const noDns: DnsResolver = {
   resolveMx: async () => [],

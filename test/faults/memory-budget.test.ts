@@ -15,10 +15,10 @@ import { makeServerHooks } from '../../src/policy/hooks.js';
 import { MemoryBudget } from '../../src/queue/data/budget.js';
 import { IdSource } from '../../src/queue/ids.js';
 import type { QueueFile, QueueFs } from '../../src/queue/log/fs.js';
-import { MemQueueFs } from '../../src/queue/log/memfs.js';
 import { Queues } from '../../src/queue/queues.js';
 import { SmtpListener } from '../../src/smtp/server/listener.js';
 import { codeOf, SmtpChat, waitFor } from '../support/daemon.js';
+import { MemQueueFs } from '../support/memfs.js';
 
 const noDns: DnsResolver = {
   resolveMx: async () => [],

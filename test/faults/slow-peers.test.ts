@@ -11,6 +11,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { RawClient, sleep, startTestMta, type TestMta } from '../fuzz/harness.js';
 import { SmtpSink } from '../support/sink.js';
+import { waitFor } from '../support/wait.js';
 
 let mta: TestMta;
 let healthy: SmtpSink;
@@ -95,9 +96,10 @@ async function send(domain: string, n: number): Promise<string[]> {
   return ids;
 }
 
-async function until(cond: () => boolean, ms: number): Promise<number> {
+/** waitFor that returns how long the wait took (ms). */
+async function until(cond: () => boolean, what: string, ms: number): Promise<number> {
   const t0 = Date.now();
-  while (!cond() && Date.now() - t0 < ms) await sleep(10);
+  await waitFor(cond, what, ms);
   return Date.now() - t0;
 }
 
@@ -107,16 +109,17 @@ describe('slow and failing peers', () => {
     // Let the bad destinations fill their connection slots and start failing.
     await until(
       () => stallSockets.size >= 1 && resets > 0 && tempfail.connections > 0 && slow.connections > 0,
-      3000,
+      'every bad destination tried',
+      10_000,
     );
     assert.ok(stallSockets.size >= 1, 'no delivery reached the stalling peer');
 
     const t0 = Date.now();
     await send('healthy.test', 1);
-    const first = await until(() => healthy.transactions.length >= 1, 5000);
+    const first = await until(() => healthy.transactions.length >= 1, 'the first healthy delivery', 5000);
     assert.equal(healthy.transactions.length, 1, 'the healthy destination got nothing');
     await send('healthy.test', 20);
-    const rest = await until(() => healthy.transactions.length >= 21, 10_000);
+    const rest = await until(() => healthy.transactions.length >= 21, '21 healthy deliveries', 10_000);
     t.diagnostic(
       `healthy: first message delivered ${first} ms after acceptance; 20 more in ${rest} ms (total ${Date.now() - t0} ms); stalled connections ${stallSockets.size}, resets ${resets}, 4xx transactions ${tempfail.connections}, slow sink connections ${slow.connections}`,
     );
@@ -129,7 +132,7 @@ describe('slow and failing peers', () => {
   test('mail for failing destinations is retried, never reported delivered', async () => {
     // 15 messages to tempfail.test: every one refused at RCPT, so more than 15 RCPTs means retries.
     const rcpts = (): number => tempfail.commands.filter((c) => c.toUpperCase().startsWith('RCPT')).length;
-    const waited = await until(() => rcpts() > 15, 10_000);
+    const waited = await until(() => rcpts() > 15, 'retried RCPTs', 10_000);
     assert.ok(rcpts() > 15, `tempfail.test saw ${rcpts()} RCPTs in ${waited} ms: not retried`);
     const delivered = mta.logs.filter((l) => l.includes('"msg":"delivered"'));
     for (const d of ['stall.test', 'reset.test', 'tempfail.test']) {
@@ -156,7 +159,7 @@ describe('shutdown with a stalled peer', () => {
       await c.command('DATA');
       assert.match(await c.command('Subject: x\r\n\r\nx\r\n.'), /^250 /);
       c.destroy();
-      await until(() => socks.size > 0, 3000);
+      await until(() => socks.size > 0, 'the stalled delivery', 3000);
       assert.equal(socks.size, 1, 'the delivery never reached the stalling peer');
       const t0 = Date.now();
       const stopped = m.daemon.stop(300).then(() => Date.now() - t0);

@@ -9,9 +9,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { afterEach, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { type SpawnedDaemon, spawnDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
+import { sendMail } from '../support/inject.js';
 
 interface Tarpit {
   server: net.Server;

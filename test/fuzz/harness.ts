@@ -1,19 +1,16 @@
 // Shared helpers for the hostile-input, fault and load tests (test/fuzz, test/security,
-// test/faults, test/load): a whole in-process daemon on loopback with a temp data dir and a
-// buffer logger, a raw SMTP client that records every byte the server sends, the RFC reply-code
+// test/faults, test/load): a whole in-process daemon on loopback (the one harness,
+// test/support/daemon.ts, with a local domain and a JSON logger kept in a buffer), a raw SMTP client that records every byte the server sends, the RFC reply-code
 // set, and detectors for unhandled rejections and heap growth.
 // Invariant: everything listens on 127.0.0.1:0 and lives in a temp dir removed by stop().
 // Fails: startTestMta rejects with the daemon's start-up error.
 
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { configFromToml } from '../../src/config/index.js';
-import { type Daemon, startDaemon } from '../../src/daemon.js';
+import type { Daemon } from '../../src/daemon.js';
 import { createLogger } from '../../src/log.js';
+import { startTestDaemon } from '../support/daemon.js';
 
 /** Reply codes RFC 5321, 1869, 1985, 2645, 3030, 3207, 3461, 4954, 6531 and 7504 define. */
 export const RFC_CODES = new Set([
@@ -60,36 +57,20 @@ export interface TestMtaOptions {
 
 /** A daemon on 127.0.0.1:0 with a temp data dir, local domain `localhost` and a buffer logger. */
 export async function startTestMta(o: TestMtaOptions = {}): Promise<TestMta> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'logmta-hostile-'));
-  const text = [
-    'hostname = "mx.test"',
-    `data_dir = ${JSON.stringify(dir)}`,
-    '[smtp]',
-    'listen = ["127.0.0.1:0"]',
-    'idle_timeout = "5m"',
-    o.toml ?? '',
-    o.local ?? '[[local]]\ndomain = "localhost"',
-  ].join('\n');
-  const config = configFromToml(text, { baseDir: dir });
   const logs: string[] = [];
   const logger = createLogger({
     format: 'json',
     level: o.level ?? 'debug',
     destination: { write: (l: string) => logs.push(l) },
   });
-  const daemon = await startDaemon(config, { logger });
-  const addr = daemon.addresses.smtp[0] ?? '';
-  const port = Number(addr.slice(addr.lastIndexOf(':') + 1));
-  return {
-    daemon,
-    port,
-    dir,
-    logs,
-    async stop() {
-      await daemon.stop(200);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const t = await startTestDaemon({
+    toml: ['[smtp]', 'idle_timeout = "5m"', o.toml ?? '', o.local ?? '[[local]]\ndomain = "localhost"'].join(
+      '\n',
+    ),
+    logger,
+    stopGraceMs: 200,
+  });
+  return { daemon: t.daemon, port: t.port, dir: t.dataDir, logs, stop: () => t.stop() };
 }
 
 /** A raw client: writes what it is told, records everything the server sends. */
@@ -205,4 +186,4 @@ export function settledHeap(): number {
   return process.memoryUsage().heapUsed;
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep } from '../support/wait.js';

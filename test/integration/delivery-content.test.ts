@@ -11,12 +11,19 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { parseDsn, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
 import { SmtpClient } from '../../src/smtp/client/index.js';
 import { cramMd5Response } from '../../src/smtp/client/auth.js';
-import { hasTool, runTool, startTestDaemon as startServe } from '../support/daemon.js';
+import {
+  hasTool,
+  runTool,
+  startTestDaemon as startServe,
+  startRelayDaemon,
+  type TestDaemon,
+} from '../support/daemon.js';
 import { hasPythonEmail, pythonSameMime } from '../support/mime-check.js';
 import { type SinkOptions, SmtpSink } from '../support/sink.js';
+import { parseDsn } from '../support/dsn.js';
+import { waitFor } from '../support/wait.js';
 
 const opened: Array<SmtpSink | TestDaemon> = [];
 afterEach(async () => {
@@ -26,7 +33,7 @@ afterEach(async () => {
 async function setup(sinkOpts: SinkOptions): Promise<{ sink: SmtpSink; d: TestDaemon }> {
   const sink = await SmtpSink.start(sinkOpts);
   opened.push(sink);
-  const d = await startTestDaemon(
+  const d = await startRelayDaemon(
     `[queue]\nretry = ["1s"]\n[[route]]\ndomain = "*"\nhost = "127.0.0.1:${sink.port}"\n`,
   );
   opened.push(d);
@@ -101,7 +108,7 @@ describe('8-bit mail and hops without 8BITMIME (RFC 6152)', () => {
   test('8-bit MIME relayed to a hop without 8BITMIME arrives as 7-bit MIME with the same content', async (t) => {
     const { sink, d } = await setup({ eightBitMime: false });
     await inject(d.port, MULTIPART);
-    await waitFor(() => received(sink).length === 1 && d.settled(), 5000, 'the delivery');
+    await waitFor(() => received(sink).length === 1 && d.settled(), 'the delivery', 5000);
     const tx = received(sink)[0]!;
     assert.ok(!tx.mailParams.some((p) => p.startsWith('BODY=')), `no BODY= to this hop: ${tx.mailParams}`);
     const out = tx.data;
@@ -130,7 +137,7 @@ describe('8-bit mail and hops without 8BITMIME (RFC 6152)', () => {
   test('a hop that offers 8BITMIME gets the message unchanged with BODY=8BITMIME', async () => {
     const { sink, d } = await setup({});
     await inject(d.port, MULTIPART);
-    await waitFor(() => received(sink).length === 1 && d.settled(), 5000, 'the delivery');
+    await waitFor(() => received(sink).length === 1 && d.settled(), 'the delivery', 5000);
     const tx = received(sink)[0]!;
     assert.ok(tx.mailParams.includes('BODY=8BITMIME'));
     assert.ok(tx.data.subarray(tx.data.indexOf('From: ')).equals(MULTIPART));
@@ -144,7 +151,7 @@ describe('8-bit mail and hops without 8BITMIME (RFC 6152)', () => {
       'utf8',
     );
     await inject(d.port, partial);
-    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 'the bounce', 5000);
     assert.equal(received(sink).length, 0);
     const r = parseDsn(reports(sink)[0]!.data).recipients[0]!;
     assert.equal(r.action, 'failed');
@@ -177,7 +184,7 @@ describe('UTF-8 header fields and hops without SMTPUTF8 (RFC 6531)', { skip: ski
   test('a message with a raw UTF-8 Subject and display name is bounced (5.6.7), never sent raw to a hop without SMTPUTF8', async () => {
     const { sink, d } = await setup({ smtputf8: false });
     await pythonSend(d.port, 'Grüße aus Köln', 'Jörg Müller');
-    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 'the bounce', 5000);
     assert.equal(received(sink).length, 0, 'the message went to a hop without SMTPUTF8');
     const dsn = reports(sink)[0]!;
     const r = parseDsn(dsn.data).recipients[0]!;
@@ -191,7 +198,7 @@ describe('UTF-8 header fields and hops without SMTPUTF8 (RFC 6531)', { skip: ski
   test('the same message goes to a hop that offers SMTPUTF8, with SMTPUTF8 and its header fields as sent', async () => {
     const { sink, d } = await setup({ smtputf8: true });
     await pythonSend(d.port, 'Grüße aus Köln', 'Jörg Müller');
-    await waitFor(() => received(sink).length === 1 && d.settled(), 5000, 'the delivery');
+    await waitFor(() => received(sink).length === 1 && d.settled(), 'the delivery', 5000);
     const tx = received(sink)[0]!;
     assert.ok(tx.mailParams.includes('SMTPUTF8'));
     assert.match(tx.data.toString('utf8'), /^From: Jörg Müller <s@src\.test>\r\n/m);
@@ -201,7 +208,7 @@ describe('UTF-8 header fields and hops without SMTPUTF8 (RFC 6531)', { skip: ski
   test('a message sent with SMTPUTF8 whose header fields are ASCII still goes to a hop without it', async () => {
     const { sink, d } = await setup({ smtputf8: false });
     await pythonSend(d.port, 'plain subject', 'Plain Name');
-    await waitFor(() => received(sink).length === 1 && d.settled(), 5000, 'the delivery');
+    await waitFor(() => received(sink).length === 1 && d.settled(), 'the delivery', 5000);
     assert.equal(reports(sink).length, 0);
     assert.ok(!received(sink)[0]!.mailParams.includes('SMTPUTF8'));
   });
@@ -283,7 +290,7 @@ describe('8-bit mail collected with ATRN', () => {
     });
     try {
       await inject(d.port, MULTIPART, { to: 'one@acme.example' });
-      await waitFor(() => d.daemon.queues.heldCount('acme.example') === 1, 5000, 'the held message');
+      await waitFor(() => d.daemon.queues.heldCount('acme.example') === 1, 'the held message', 5000);
       const a = d.daemon.addresses.odmr[0] ?? '';
       const got = await atrnCustomer(Number(a.slice(a.lastIndexOf(':') + 1)), 'acme', 'pw', 'acme.example');
       assert.equal(got.messages.length, 1);
@@ -294,7 +301,7 @@ describe('8-bit mail collected with ATRN', () => {
         'only 7-bit bytes went to the customer',
       );
       assert.match(m.toString(), /Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe/);
-      await waitFor(() => d.daemon.queues.heldCount('acme.example') === 0, 5000, 'the outcome');
+      await waitFor(() => d.daemon.queues.heldCount('acme.example') === 0, 'the outcome', 5000);
     } finally {
       await d.stop();
     }

@@ -6,22 +6,18 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import {
-  parseDsn,
-  sendMail,
-  sleep,
-  startTestDaemon,
-  type TestDaemon,
-  waitFor,
-} from '../../src/delivery/testkit.js';
 import { type SinkOptions, SmtpSink } from '../support/sink.js';
+import { parseDsn } from '../support/dsn.js';
+import { sendMail } from '../support/inject.js';
+import { sleep, waitFor } from '../support/wait.js';
+import { startRelayDaemon, type TestDaemon } from '../support/daemon.js';
 
 const opened: Array<SmtpSink | TestDaemon> = [];
 
 async function setup(sinkOpts: SinkOptions = {}, queue = ''): Promise<{ sink: SmtpSink; d: TestDaemon }> {
   const sink = await SmtpSink.start(sinkOpts);
   opened.push(sink);
-  const d = await startTestDaemon(
+  const d = await startRelayDaemon(
     `[queue]\nretry = ["1s"]\n${queue}\n[[route]]\ndomain = "*"\nhost = "127.0.0.1:${sink.port}"\n`,
   );
   opened.push(d);
@@ -39,7 +35,7 @@ describe('success notices (NOTIFY=SUCCESS)', () => {
   test('a next hop without DSN gets the mail, and the sender a "relayed" notice', async () => {
     const { sink, d } = await setup({ dsn: false });
     await sendMail(d.port, { from: 's@src.test', to: [{ address: 'r@dst.test', notify: ['SUCCESS'] }] });
-    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the notice');
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 'the notice', 5000);
     const dsn = parseDsn(reports(sink)[0]!.data);
     assert.equal(dsn.recipients[0]?.action, 'relayed');
     assert.equal(dsn.recipients[0]?.status, '2.0.0');
@@ -52,7 +48,7 @@ describe('success notices (NOTIFY=SUCCESS)', () => {
       from: 's@src.test',
       to: [{ address: 'r@dst.test', notify: ['SUCCESS', 'FAILURE'] }],
     });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     await sleep(200);
     assert.equal(sink.transactions.length, 1);
     assert.deepEqual(sink.transactions[0]!.rcptParams[0], ['NOTIFY=SUCCESS,FAILURE']);
@@ -64,7 +60,7 @@ describe('failure reports', () => {
   test('NOTIFY=NEVER: a failed recipient produces no report', async () => {
     const { sink, d } = await setup({ rcptReply: refuse('r@dst.test', '550 5.1.1 unknown') });
     await sendMail(d.port, { from: 's@src.test', to: [{ address: 'r@dst.test', notify: ['NEVER'] }] });
-    await waitFor(() => d.outcomes('r@dst.test').length === 1 && d.settled(), 5000, 'the failure');
+    await waitFor(() => d.outcomes('r@dst.test').length === 1 && d.settled(), 'the failure', 5000);
     await sleep(200);
     assert.equal(d.outcomes('r@dst.test')[0]!.msg, 'failed');
     assert.equal(sink.transactions.length, 0);
@@ -73,7 +69,7 @@ describe('failure reports', () => {
   test('NOTIFY=SUCCESS alone: a failure is not reported either', async () => {
     const { sink, d } = await setup({ rcptReply: refuse('r@dst.test', '550 5.1.1 unknown') });
     await sendMail(d.port, { from: 's@src.test', to: [{ address: 'r@dst.test', notify: ['SUCCESS'] }] });
-    await waitFor(() => d.settled(), 5000, 'the failure');
+    await waitFor(() => d.settled(), 'the failure', 5000);
     await sleep(200);
     assert.equal(reports(sink).length, 0);
   });
@@ -92,7 +88,7 @@ describe('failure reports', () => {
       ret: 'FULL',
       body: 'SECRET-BODY-2\r\n',
     });
-    await waitFor(() => reports(sink).length === 2 && d.settled(), 5000, 'two bounces');
+    await waitFor(() => reports(sink).length === 2 && d.settled(), 'two bounces', 5000);
     const hdrs = reports(sink)
       .find((t) => t.recipients[0] === 'h@src.test')!
       .data.toString();
@@ -109,7 +105,7 @@ describe('failure reports', () => {
   test('never a report to the null sender', async () => {
     const { sink, d } = await setup({ rcptReply: refuse('r@dst.test', '550 5.1.1 unknown') });
     await sendMail(d.port, { from: '', to: ['r@dst.test'] });
-    await waitFor(() => d.outcomes('r@dst.test').length === 1 && d.settled(), 5000, 'the failure');
+    await waitFor(() => d.outcomes('r@dst.test').length === 1 && d.settled(), 'the failure', 5000);
     await sleep(300);
     assert.equal(sink.transactions.length, 0);
   });
@@ -120,7 +116,7 @@ describe('failure reports', () => {
       rcptReply: (a) => (a === 'r@dst.test' || a === 'gone@src.test' ? '550 5.1.1 unknown' : undefined),
     });
     await sendMail(d.port, { from: 'gone@src.test', to: ['r@dst.test'] });
-    await waitFor(() => d.outcomes('gone@src.test').length === 1 && d.settled(), 5000, 'the bounce to fail');
+    await waitFor(() => d.outcomes('gone@src.test').length === 1 && d.settled(), 'the bounce to fail', 5000);
     await sleep(300);
     assert.equal(d.outcomes('gone@src.test')[0]!.msg, 'failed');
     assert.equal(
@@ -146,17 +142,17 @@ describe('delay warnings and expiry', () => {
       from: 's@src.test',
       to: [{ address: 'slow@dst.test', notify: ['DELAY', 'FAILURE'] }],
     });
-    await waitFor(() => reports(sink).length === 1, 8000, 'the warning');
+    await waitFor(() => reports(sink).length === 1, 'the warning', 8000);
     const dsn = parseDsn(reports(sink)[0]!.data);
     assert.equal(dsn.recipients[0]?.action, 'delayed');
     assert.equal(dsn.recipients[0]?.status, '4.3.0');
     assert.ok(dsn.recipients[0]?.['will-retry-until'], 'Will-Retry-Until is given');
     assert.match(dsn.recipients[0]?.['diagnostic-code'] ?? '', /451 4\.3\.0 try later/);
     // Only once, even though it keeps being deferred.
-    await waitFor(() => d.outcomes('slow@dst.test').length >= 4, 8000, 'more attempts');
+    await waitFor(() => d.outcomes('slow@dst.test').length >= 4, 'more attempts', 8000);
     assert.equal(reports(sink).length, 1);
     delete sink.opts.rcptReply;
-    await waitFor(() => d.settled(), 5000, 'final delivery');
+    await waitFor(() => d.settled(), 'final delivery', 5000);
     assert.equal(sink.transactions.filter((t) => t.recipients.includes('slow@dst.test')).length, 1);
     assert.equal(reports(sink).length, 1);
   });
@@ -167,7 +163,7 @@ describe('delay warnings and expiry', () => {
       'delay_warning = "1s"\nmax_age = "1h"',
     );
     await sendMail(d.port, { from: 's@src.test', to: ['slow@dst.test'] });
-    await waitFor(() => d.outcomes('slow@dst.test').length >= 3, 8000, 'three attempts');
+    await waitFor(() => d.outcomes('slow@dst.test').length >= 3, 'three attempts', 8000);
     assert.equal(reports(sink).length, 0);
   });
 
@@ -177,7 +173,7 @@ describe('delay warnings and expiry', () => {
       'max_age = "2500ms"',
     );
     await sendMail(d.port, { from: 's@src.test', to: ['never@dst.test'] });
-    await waitFor(() => reports(sink).length === 1 && d.settled(), 10000, 'the expiry bounce');
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 'the expiry bounce', 10000);
     assert.ok(d.log.some((l) => l.msg === 'expired' && l.fields.rcpt === 'never@dst.test'));
     const dsn = parseDsn(reports(sink)[0]!.data);
     const r = dsn.recipients[0]!;
@@ -192,7 +188,7 @@ describe('reports reveal no local paths', () => {
   const localSetup = async (local: string, queue = '') => {
     const sink = await SmtpSink.start({});
     opened.push(sink);
-    const d = await startTestDaemon(
+    const d = await startRelayDaemon(
       `[queue]\nretry = ["1s"]\n${queue}\n[[local]]\n${local}\n` +
         `[[route]]\ndomain = "*"\nhost = "127.0.0.1:${sink.port}"\n`,
     );
@@ -208,7 +204,7 @@ describe('reports reveal no local paths', () => {
   test('a success notice for a local delivery says "delivered", not where the mailbox file is', async () => {
     const { sink, d } = await localSetup('domain = "here.test"');
     await sendMail(d.port, { from: 's@src.test', to: [{ address: 'alice@here.test', notify: ['SUCCESS'] }] });
-    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the notice');
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 'the notice', 5000);
     const data = reports(sink)[0]!.data;
     const r = parseDsn(data).recipients[0]!;
     assert.equal(r.action, 'delivered');
@@ -221,10 +217,10 @@ describe('reports reveal no local paths', () => {
 
   test('a bounce for a local mailbox that cannot be created names the error code, not the path', async () => {
     const { sink, d } = await localSetup('domain = "here.test"');
-    mkdirSync(join(d.dir, 'mail'), { recursive: true });
-    writeFileSync(join(d.dir, 'mail', 'bob'), 'not a directory');
+    mkdirSync(join(d.dataDir, 'mail'), { recursive: true });
+    writeFileSync(join(d.dataDir, 'mail', 'bob'), 'not a directory');
     await sendMail(d.port, { from: 's@src.test', to: ['bob@here.test'] });
-    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 'the bounce', 5000);
     const data = reports(sink)[0]!.data;
     const r = parseDsn(data).recipients[0]!;
     assert.equal(r.action, 'failed');
@@ -242,7 +238,7 @@ describe('reports reveal no local paths', () => {
       from: 's@src.test',
       to: [{ address: 'carol@here.test', notify: ['DELAY', 'FAILURE'] }],
     });
-    await waitFor(() => reports(sink).length === 1, 8000, 'the warning');
+    await waitFor(() => reports(sink).length === 1, 'the warning', 8000);
     const data = reports(sink)[0]!.data;
     assert.equal(parseDsn(data).recipients[0]?.action, 'delayed');
     noPath(data, d.dir);

@@ -5,8 +5,11 @@
 // the peer's SIZE fails 552 5.3.4 before MAIL and bounces).
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
-import { parseDsn, sendMail, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
 import { SmtpSink, type SinkOptions } from '../support/sink.js';
+import { parseDsn } from '../support/dsn.js';
+import { sendMail } from '../support/inject.js';
+import { startRelayDaemon, type TestDaemon } from '../support/daemon.js';
+import { waitFor } from '../support/wait.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -24,7 +27,7 @@ async function sinkFor(opts: SinkOptions = {}): Promise<SmtpSink> {
 async function daemon(sink: SmtpSink, routeKeys: string, bounces?: SmtpSink): Promise<TestDaemon> {
   let toml = `[queue]\nretry = ["1h"]\n[[route]]\ndomain = "dst.test"\nhost = "127.0.0.1:${sink.port}"\n${routeKeys}\n`;
   if (bounces) toml += `[[route]]\ndomain = "src.test"\nhost = "127.0.0.1:${bounces.port}"\n`;
-  const d = await startTestDaemon(toml);
+  const d = await startRelayDaemon(toml);
   cleanups.push(() => d.stop());
   return d;
 }
@@ -33,7 +36,7 @@ const reports = (sink: SmtpSink) => sink.transactions.filter((t) => t.sender ===
 
 /** Waits for the first outcome of `rcpt` and returns it. */
 async function firstOutcome(d: TestDaemon, rcpt: string) {
-  await waitFor(() => d.outcomes(rcpt).length > 0, 5000, `an outcome for ${rcpt}`);
+  await waitFor(() => d.outcomes(rcpt).length > 0, `an outcome for ${rcpt}`, 5000);
   return d.outcomes(rcpt)[0]!;
 }
 
@@ -54,7 +57,7 @@ describe('require_tls per route', () => {
     const sink = await sinkFor({ starttls: true });
     const d = await daemon(sink, 'require_tls = true');
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     assert.equal(d.outcomes('u@dst.test')[0]!.msg, 'delivered');
     assert.equal(sink.transactions.length, 1);
     assert.equal(sink.transactions[0]!.tls, true);
@@ -86,7 +89,7 @@ describe('verify_tls per route', () => {
     const sink = await sinkFor({ starttls: true });
     const d = await daemon(sink, 'verify_tls = false');
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     assert.equal(sink.transactions.length, 1);
     assert.equal(sink.transactions[0]!.tls, true);
   });
@@ -99,7 +102,7 @@ describe('AUTH per route', () => {
     const sink = await sinkFor({ auth, requireAuth: true });
     const d = await daemon(sink, `auth_user = "${auth.user}"\nauth_password = "${auth.pass}"`);
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     assert.equal(d.outcomes('u@dst.test')[0]!.msg, 'delivered');
     assert.equal(sink.transactions.length, 1);
     assert.equal(sink.transactions[0]!.authUser, auth.user);
@@ -131,7 +134,7 @@ describe('SMTPUTF8', () => {
     const bounces = await sinkFor({ smtputf8: true });
     const d = await daemon(sink, '', bounces);
     await sendMail(d.port, { from: 'a@src.test', to: ['jörg@dst.test'] });
-    await waitFor(() => reports(bounces).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => reports(bounces).length === 1 && d.settled(), 'the bounce', 5000);
     const o = d.outcomes('jörg@dst.test')[0]!;
     assert.equal(o.msg, 'failed');
     assert.equal(o.fields.code, 553);
@@ -149,7 +152,7 @@ describe('SMTPUTF8', () => {
     const bounces = await sinkFor({ smtputf8: true });
     const d = await daemon(sink, '', bounces);
     await sendMail(d.port, { from: 'zoë@src.test', to: ['u@dst.test'] });
-    await waitFor(() => reports(bounces).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => reports(bounces).length === 1 && d.settled(), 'the bounce', 5000);
     assert.equal(d.outcomes('u@dst.test')[0]!.msg, 'failed');
     const bounce = reports(bounces)[0]!;
     assert.deepEqual(bounce.recipients, ['zoë@src.test']);
@@ -161,7 +164,7 @@ describe('SMTPUTF8', () => {
     const sink = await sinkFor({ smtputf8: true });
     const d = await daemon(sink, '');
     await sendMail(d.port, { from: 'a@src.test', to: ['jörg@dst.test'] });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     assert.equal(d.outcomes('jörg@dst.test')[0]!.msg, 'delivered');
     assert.equal(sink.transactions.length, 1);
     assert.deepEqual(sink.transactions[0]!.recipients, ['jörg@dst.test']);
@@ -179,7 +182,7 @@ describe('SIZE', () => {
       to: ['u@dst.test'],
       body: `${'x'.repeat(70)}\r\n`.repeat(20),
     });
-    await waitFor(() => reports(bounces).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => reports(bounces).length === 1 && d.settled(), 'the bounce', 5000);
     const o = d.outcomes('u@dst.test')[0]!;
     assert.equal(o.msg, 'failed');
     assert.equal(o.fields.code, 552);

@@ -6,15 +6,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import type { DnsResolver, MxRecord } from '../../src/delivery/mx.js';
-import {
-  parseDsn,
-  sendMail,
-  sleep,
-  startTestDaemon,
-  type TestDaemon,
-  waitFor,
-} from '../../src/delivery/testkit.js';
 import { SmtpSink } from '../support/sink.js';
+import { parseDsn } from '../support/dsn.js';
+import { sendMail } from '../support/inject.js';
+import { sleep, waitFor } from '../support/wait.js';
+import { startRelayDaemon, type TestDaemon } from '../support/daemon.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -27,8 +23,8 @@ async function sinkFor(opts: Parameters<typeof SmtpSink.start>[0] = {}): Promise
   return s;
 }
 
-async function daemon(toml: string, deps: Parameters<typeof startTestDaemon>[1] = {}): Promise<TestDaemon> {
-  const d = await startTestDaemon(toml, deps);
+async function daemon(toml: string, deps: Parameters<typeof startRelayDaemon>[1] = {}): Promise<TestDaemon> {
+  const d = await startRelayDaemon(toml, deps);
   cleanups.push(() => d.stop());
   return d;
 }
@@ -96,7 +92,7 @@ describe('MX routing through the injected resolver', () => {
     });
     const d = await daemon('[queue]\nretry = ["1s"]\n', { resolver, mxPort: good.port });
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test', 'v@dst.test'] });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     assert.equal(good.transactions.length, 1);
     assert.deepEqual(good.transactions[0]!.recipients, ['u@dst.test', 'v@dst.test']);
     assert.ok(resolver.queries.includes('MX dst.test') && resolver.queries.includes('A mx1.dst.test'));
@@ -117,7 +113,7 @@ describe('MX routing through the injected resolver', () => {
     });
     const d = await daemon('', { resolver, mxPort: good.port });
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     assert.equal(good.transactions.length, 1);
     assert.ok(d.daemon.pool.isDead('127.0.0.3', good.port), 'the dead host is remembered');
   });
@@ -127,7 +123,7 @@ describe('MX routing through the injected resolver', () => {
     const resolver = fakeResolver({ mx: { 'nomail.test': [{ exchange: '', priority: 0 }] } });
     const d = await daemon(bounceRoute(sink), { resolver, mxPort: 1 });
     await sendMail(d.port, { from: 'a@src.test', to: ['u@nomail.test'] });
-    await waitFor(() => reports(sink).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => reports(sink).length === 1 && d.settled(), 'the bounce', 5000);
     assert.equal(d.outcomes('u@nomail.test')[0]!.fields.code, 556);
     const r = parseDsn(reports(sink)[0]!.data).recipients[0]!;
     assert.equal(r.action, 'failed');
@@ -143,8 +139,8 @@ describe('MX routing through the injected resolver', () => {
     await sendMail(d.port, { from: 'a@src.test', to: ['u@nowhere.test', 'v@broken.test'] });
     await waitFor(
       () => reports(sink).length === 1 && d.outcomes('v@broken.test').length >= 1,
-      5000,
       'outcomes',
+      5000,
     );
     assert.equal(d.outcomes('u@nowhere.test')[0]!.msg, 'failed');
     const r = parseDsn(reports(sink)[0]!.data).recipients[0]!;
@@ -161,7 +157,7 @@ describe('MX routing through the injected resolver', () => {
     const resolver = fakeResolver({ mx: { 'dst.test': [{ exchange: 'ghost.dst.test', priority: 10 }] } });
     const d = await daemon(bounceRoute(sink), { resolver, mxPort: 1 });
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
-    await waitFor(() => reports(sink).length === 1, 5000, 'the bounce');
+    await waitFor(() => reports(sink).length === 1, 'the bounce', 5000);
     assert.equal(parseDsn(reports(sink)[0]!.data).recipients[0]!.status, '5.4.4');
   });
 });
@@ -174,7 +170,7 @@ describe('static routes and the dead-destination cache', () => {
       `[[route]]\ndomain = "*"\nhost = ["127.0.0.1:${hole.port}", "127.0.0.1:${sink.port}"]\n`,
     );
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
-    await waitFor(() => d.settled(), 5000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 5000);
     assert.equal(hole.accepted(), 1);
     assert.equal(sink.transactions.length, 1);
   });
@@ -193,8 +189,8 @@ describe('static routes and the dead-destination cache', () => {
     );
     await waitFor(
       () => d.outcomes().filter((o) => o.msg === 'deferred').length >= 30,
-      8000,
       'three rounds of deferrals',
+      8000,
     );
     const elapsed = Date.now() - t0;
     const deferrals = d.outcomes().filter((o) => o.msg === 'deferred').length;
@@ -208,7 +204,7 @@ describe('static routes and the dead-destination cache', () => {
     // After the interval the host is tried again (once).
     const before = hole.accepted();
     await sleep(1700);
-    await waitFor(() => hole.accepted() > before, 3000, 'a new attempt after the interval');
+    await waitFor(() => hole.accepted() > before, 'a new attempt after the interval', 3000);
     await sleep(200);
     assert.equal(hole.accepted(), before + 1);
     assert.equal(d.liveMessages(), 10, 'nothing was lost or bounced');

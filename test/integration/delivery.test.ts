@@ -4,15 +4,18 @@
 // Retries use a 1 s ladder so the whole file runs in a few seconds of real time.
 import assert from 'node:assert/strict';
 import { after, afterEach, describe, test } from 'node:test';
-import { parseDsn, sendMail, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
 import { type SinkOptions, SmtpSink } from '../support/sink.js';
+import { parseDsn } from '../support/dsn.js';
+import { sendMail } from '../support/inject.js';
+import { startRelayDaemon, type TestDaemon } from '../support/daemon.js';
+import { waitFor } from '../support/wait.js';
 
 const opened: Array<{ stop?: () => Promise<void>; close?: () => Promise<void> }> = [];
 
 async function setup(sinkOpts: SinkOptions = {}, extra = ''): Promise<{ sink: SmtpSink; d: TestDaemon }> {
   const sink = await SmtpSink.start(sinkOpts);
   opened.push(sink);
-  const d = await startTestDaemon(
+  const d = await startRelayDaemon(
     `[queue]\nretry = ["1s", "1s"]\n${extra}\n[[route]]\ndomain = "*"\nhost = "127.0.0.1:${sink.port}"\n`,
   );
   opened.push(d);
@@ -33,7 +36,7 @@ describe('delivery to a well-behaved next hop', () => {
   test('a message is delivered once, byte for byte, with its envelope', async () => {
     const { sink, d } = await setup();
     await sendMail(d.port, { from: 'a@src.test', to: ['x@dst.test', 'y@dst.test'], subject: 'hello' });
-    await waitFor(() => d.settled(), 5000, 'queue to empty');
+    await waitFor(() => d.settled(), 'queue to empty', 5000);
     assert.equal(sink.transactions.length, 1, 'both recipients in one transaction');
     const tx = sink.transactions[0]!;
     assert.equal(tx.sender, 'a@src.test');
@@ -47,7 +50,7 @@ describe('delivery to a well-behaved next hop', () => {
     const { sink, d } = await setup();
     for (let i = 0; i < 5; i++) {
       await sendMail(d.port, { from: 'a@src.test', to: [`u${i}@dst.test`] });
-      await waitFor(() => sink.transactions.length === i + 1, 5000, `message ${i}`);
+      await waitFor(() => sink.transactions.length === i + 1, `message ${i}`, 5000);
     }
     assert.equal(sink.connections, 1);
     assert.equal(d.daemon.pool.stats.reused, 4);
@@ -67,7 +70,7 @@ describe('delivery to a well-behaved next hop', () => {
           sendMail(d.port, { from: 'a@src.test', to: [`c${i}@dst.test`] }),
         ),
       );
-      await waitFor(() => sink.transactions.length === 24, 15000, '24 deliveries');
+      await waitFor(() => sink.transactions.length === 24, '24 deliveries', 15000);
     } finally {
       clearInterval(timer);
     }
@@ -108,7 +111,7 @@ describe('delivery to a well-behaved next hop', () => {
   test('slow replies are waited for, not treated as failures', async () => {
     const { sink, d } = await setup({ delayMs: 150 });
     await sendMail(d.port, { from: 'a@src.test', to: ['slow@dst.test'] });
-    await waitFor(() => d.settled(), 8000, 'queue to empty');
+    await waitFor(() => d.settled(), 'queue to empty', 8000);
     assert.equal(to(sink, 'slow@dst.test').length, 1);
     assert.equal(d.outcomes('slow@dst.test')[0]?.msg, 'delivered');
   });
@@ -117,7 +120,7 @@ describe('delivery to a well-behaved next hop', () => {
     const { sink, d } = await setup({ maxRecipients: 2 });
     const rcpts = ['r1', 'r2', 'r3', 'r4', 'r5'].map((r) => `${r}@dst.test`);
     await sendMail(d.port, { from: 'a@src.test', to: rcpts });
-    await waitFor(() => d.settled(), 5000, 'queue to empty');
+    await waitFor(() => d.settled(), 'queue to empty', 5000);
     assert.deepEqual(
       sink.transactions.map((t) => t.recipients),
       [rcpts.slice(0, 2), rcpts.slice(2, 4), rcpts.slice(4)],
@@ -135,7 +138,7 @@ describe('delivery to a next hop that fails on cue', () => {
         addr === 'later@dst.test' && refusals++ < 2 ? '450 4.2.0 mailbox busy' : undefined,
     });
     await sendMail(d.port, { from: 'a@src.test', to: ['now@dst.test', 'later@dst.test'] });
-    await waitFor(() => d.settled(), 10000, 'queue to empty');
+    await waitFor(() => d.settled(), 'queue to empty', 10000);
     assert.equal(to(sink, 'now@dst.test').length, 1);
     assert.equal(to(sink, 'later@dst.test').length, 1);
     assert.deepEqual(
@@ -158,7 +161,7 @@ describe('delivery to a next hop that fails on cue', () => {
       to: ['ok@dst.test', 'nobody@dst.test'],
       envid: 'ENV-1',
     });
-    await waitFor(() => bounces(sink).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => bounces(sink).length === 1 && d.settled(), 'the bounce', 5000);
     assert.equal(to(sink, 'ok@dst.test').length, 1);
     assert.equal(to(sink, 'nobody@dst.test').length, 0);
     const b = bounces(sink)[0]!;
@@ -186,7 +189,7 @@ describe('delivery to a next hop that fails on cue', () => {
       dataReply: () => (n++ === 0 ? '451 4.3.0 queue file write error' : undefined),
     });
     await sendMail(d.port, { from: 'a@src.test', to: ['dot@dst.test'] });
-    await waitFor(() => d.settled(), 8000, 'queue to empty');
+    await waitFor(() => d.settled(), 'queue to empty', 8000);
     assert.equal(to(sink, 'dot@dst.test').length, 1);
     assert.deepEqual(
       d.outcomes('dot@dst.test').map((o) => o.msg),
@@ -199,7 +202,7 @@ describe('delivery to a next hop that fails on cue', () => {
       dataReply: (tx) => (tx.sender === '' ? undefined : '554 5.6.0 content rejected'),
     });
     await sendMail(d.port, { from: 'a@src.test', to: ['d1@dst.test', 'd2@dst.test'] });
-    await waitFor(() => bounces(sink).length === 1 && d.settled(), 5000, 'the bounce');
+    await waitFor(() => bounces(sink).length === 1 && d.settled(), 'the bounce', 5000);
     const dsn = parseDsn(bounces(sink)[0]!.data);
     assert.deepEqual(
       dsn.recipients.map((r) => [r['final-recipient'], r.status]),
@@ -213,27 +216,27 @@ describe('delivery to a next hop that fails on cue', () => {
   test('a disconnect during DATA defers; the retry delivers exactly once', async () => {
     const { sink, d } = await setup({ disconnectDuringData: true });
     await sendMail(d.port, { from: 'a@src.test', to: ['cut@dst.test'] });
-    await waitFor(() => d.outcomes('cut@dst.test').length >= 1, 5000, 'first attempt');
+    await waitFor(() => d.outcomes('cut@dst.test').length >= 1, 'first attempt', 5000);
     assert.equal(d.outcomes('cut@dst.test')[0]!.msg, 'deferred');
     sink.opts.disconnectDuringData = false;
-    await waitFor(() => d.settled(), 8000, 'queue to empty');
+    await waitFor(() => d.settled(), 'queue to empty', 8000);
     assert.equal(to(sink, 'cut@dst.test').length, 1);
   });
 
   test('a drop after the data was taken is the one case that delivers twice', async () => {
     const { sink, d } = await setup({ dropAfterData: true });
     await sendMail(d.port, { from: 'a@src.test', to: ['dup@dst.test'] });
-    await waitFor(() => d.outcomes('dup@dst.test').length >= 1, 5000, 'first attempt');
+    await waitFor(() => d.outcomes('dup@dst.test').length >= 1, 'first attempt', 5000);
     assert.equal(d.outcomes('dup@dst.test')[0]!.msg, 'deferred');
     sink.opts.dropAfterData = false;
-    await waitFor(() => d.settled(), 8000, 'queue to empty');
+    await waitFor(() => d.settled(), 'queue to empty', 8000);
     assert.equal(to(sink, 'dup@dst.test').length, 2, 'the sink kept the first copy without answering');
   });
 
   test('a 554 greeting defers rather than bounces (the host may come back)', async () => {
     const { sink, d } = await setup({ greeting: '554 5.3.2 no service today' });
     await sendMail(d.port, { from: 'a@src.test', to: ['closed@dst.test'] });
-    await waitFor(() => d.outcomes('closed@dst.test').length >= 1, 5000, 'first attempt');
+    await waitFor(() => d.outcomes('closed@dst.test').length >= 1, 'first attempt', 5000);
     assert.equal(d.outcomes('closed@dst.test')[0]!.msg, 'deferred');
     assert.equal(sink.transactions.length, 0);
     assert.equal(bounces(sink).length, 0);
@@ -242,7 +245,7 @@ describe('delivery to a next hop that fails on cue', () => {
   test('a 421 greeting defers, and the destination is retried later', async () => {
     const { sink, d } = await setup({ greeting: '421 4.3.2 too busy' });
     await sendMail(d.port, { from: 'a@src.test', to: ['busy@dst.test'] });
-    await waitFor(() => d.outcomes('busy@dst.test').length >= 1, 5000, 'first attempt');
+    await waitFor(() => d.outcomes('busy@dst.test').length >= 1, 'first attempt', 5000);
     assert.equal(d.outcomes('busy@dst.test')[0]!.msg, 'deferred');
     assert.equal(sink.transactions.length, 0);
     assert.equal(bounces(sink).length, 0);

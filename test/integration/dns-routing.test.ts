@@ -4,9 +4,12 @@
 // until the lookup works. Route host names are looked up there too, never by the system.
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
-import { parseDsn, sendMail, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
 import { type DnsZones, hasUnbound, startDnsServer, type TestDnsServer } from '../support/dns-server.js';
 import { SmtpSink } from '../support/sink.js';
+import { parseDsn } from '../support/dsn.js';
+import { sendMail } from '../support/inject.js';
+import { startRelayDaemon, type TestDaemon } from '../support/daemon.js';
+import { waitFor } from '../support/wait.js';
 
 const skip = hasUnbound() ? false : 'unbound not installed';
 const cleanups: Array<() => Promise<void>> = [];
@@ -28,7 +31,7 @@ async function sink(): Promise<SmtpSink> {
 
 /** A daemon asking `dns` for everything, delivering MX hosts on `mxPort` (the sink's port). */
 async function daemon(dns: TestDnsServer, mxPort: number, extra = ''): Promise<TestDaemon> {
-  const d = await startTestDaemon(`[dns]\nservers = ["${dns.address}"]\ntimeout = "1s"\n${extra}`, {
+  const d = await startRelayDaemon(`[dns]\nservers = ["${dns.address}"]\ntimeout = "1s"\n${extra}`, {
     mxPort,
   });
   cleanups.push(() => d.stop());
@@ -51,7 +54,7 @@ describe('routing through a real DNS server', { skip }, () => {
     });
     const d = await daemon(dns, good.port);
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
-    await waitFor(() => d.settled(), 10_000, 'delivery');
+    await waitFor(() => d.settled(), 'delivery', 10_000);
     assert.equal(good.transactions.length, 1);
     assert.deepEqual(good.transactions[0]?.recipients, ['u@dst.test']);
     const out = d.outcomes('u@dst.test')[0];
@@ -66,7 +69,7 @@ describe('routing through a real DNS server', { skip }, () => {
     });
     const d = await daemon(dns, 1, `[[route]]\ndomain = "src.test"\nhost = "127.0.0.1:${bounces.port}"\n`);
     await sendMail(d.port, { from: 'a@src.test', to: ['u@nomail.test', 'v@gone.dst.test'] });
-    await waitFor(() => reports(bounces).length >= 1 && d.settled(), 10_000, 'the bounce');
+    await waitFor(() => reports(bounces).length >= 1 && d.settled(), 'the bounce', 10_000);
     const status = new Map(
       reports(bounces).flatMap((r) =>
         parseDsn(r.data).recipients.map((x) => [x['final-recipient'], x.status]),
@@ -82,7 +85,7 @@ describe('routing through a real DNS server', { skip }, () => {
     const dns = await dnsServer({ zones: [], refused: ['later.test'], records: [] });
     const d = await daemon(dns, good.port, '[queue]\nretry = ["1s"]\n');
     await sendMail(d.port, { from: 'a@src.test', to: ['u@later.test'] });
-    await waitFor(() => d.outcomes('u@later.test').length >= 1, 10_000, 'the first attempt');
+    await waitFor(() => d.outcomes('u@later.test').length >= 1, 'the first attempt', 10_000);
     const first = d.outcomes('u@later.test')[0];
     assert.equal(first?.msg, 'deferred');
     assert.equal(first?.fields.code, 451);
@@ -90,7 +93,7 @@ describe('routing through a real DNS server', { skip }, () => {
       zones: ['later.test'],
       records: ['later.test. 300 IN MX 10 mx.later.test.', 'mx.later.test. 300 IN A 127.0.0.1'],
     });
-    await waitFor(() => good.transactions.length === 1 && d.settled(), 15_000, 'the retry');
+    await waitFor(() => good.transactions.length === 1 && d.settled(), 'the retry', 15_000);
     assert.equal(d.outcomes('u@later.test').at(-1)?.msg, 'delivered');
   });
 
@@ -106,12 +109,12 @@ describe('routing through a real DNS server', { skip }, () => {
     await sendMail(d.port, { from: 'a@src.test', to: ['u@via.test'] });
     await waitFor(
       () => smart.transactions.length === 1 && d.outcomes('u@via.test').length === 1,
-      10_000,
       'delivery',
+      10_000,
     );
     assert.equal(d.outcomes('u@via.test')[0]?.msg, 'delivered');
     await sendMail(d.port, { from: 'a@src.test', to: ['v@typo.test'] });
-    await waitFor(() => d.outcomes('v@typo.test').length === 1, 10_000, 'the attempt');
+    await waitFor(() => d.outcomes('v@typo.test').length === 1, 'the attempt', 10_000);
     const v = d.outcomes('v@typo.test')[0];
     assert.equal(
       v?.msg,

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { fileSizes, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
+import { sendMail } from '../support/inject.js';
 
 let sink: SmtpSink;
 let d: TestDaemon;

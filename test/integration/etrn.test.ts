@@ -4,9 +4,9 @@
 // place in the session (after EHLO, outside a transaction).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { SmtpChat, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
+import { sendMail } from '../support/inject.js';
 
 describe('ETRN on the SMTP listener', () => {
   let sink: SmtpSink;

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, afterEach, describe, test } from 'node:test';
-import { sendMail, waitFor } from '../../src/delivery/testkit.js';
 import { createLogger } from '../../src/log.js';
 import { startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
+import { sendMail } from '../support/inject.js';
+import { waitFor } from '../support/wait.js';
 
 const opened: Array<{ stop?: () => Promise<void>; close?: () => Promise<void> }> = [];
 const cleanup = async () => {
@@ -75,11 +76,11 @@ describe('Prometheus metrics at /metrics', () => {
     await sendMail(d.port, { from: 'a@src.test', to: ['bad@dst.test'] });
     await sendMail(d.port, { from: 'a@src.test', to: ['someone@odmr.test'] });
     // ok delivered; bad failed (and its bounce to a@src.test delivered); odmr held.
-    await waitFor(() => sink.transactions.length >= 2, 5000, 'delivery and bounce');
+    await waitFor(() => sink.transactions.length >= 2, 'delivery and bounce', 5000);
     await waitFor(
       () => d.daemon.metrics.totals.failed >= 1 && d.daemon.metrics.totals.delivered >= 2,
-      5000,
       'outcomes',
+      5000,
     );
     const text = await scrape(d);
 
@@ -224,8 +225,8 @@ describe('structured log of a message', () => {
     const queued = /250 [^\r\n]*?([0-9A-F]{10,})/.exec(transcript.split('354')[1] ?? '');
     assert.ok(queued, `a queue id in the reply to DATA: ${transcript}`);
     const id = queued[1]!;
-    await waitFor(() => sink.transactions.length === 1, 5000, 'delivery');
-    await waitFor(() => out.some((l) => l.includes('"msg":"delivered"')), 5000, 'the delivered line');
+    await waitFor(() => sink.transactions.length === 1, 'delivery', 5000);
+    await waitFor(() => out.some((l) => l.includes('"msg":"delivered"')), 'the delivered line', 5000);
 
     const all = out.join('');
     assert.ok(!all.includes(PASSWORD), 'the password is never logged');
@@ -277,11 +278,11 @@ describe('structured log of a message', () => {
     });
     const { sink, d } = await setup(logger);
     await sendMail(d.port, { from: 'a@src.test', to: ['bad@dst.test'] });
-    await waitFor(() => sink.transactions.some((t) => t.sender === ''), 5000, 'the bounce');
+    await waitFor(() => sink.transactions.some((t) => t.sender === ''), 'the bounce', 5000);
     await waitFor(
       () => out.filter((l) => l.includes('"msg":"delivered"')).length >= 1,
-      5000,
       'bounce delivered',
+      5000,
     );
     const lines = out.map((l) => JSON.parse(l) as Record<string, unknown>);
     const failed = lines.find((l) => l.msg === 'failed');

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { type FakeMilter, type FakeMilterScript, startFakeMilter } from '../../src/milter/testkit.js';
 import { SMFIM, SMFIP, type MtaCommand } from '../../src/milter/protocol.js';
 import { SmtpChat, startTestDaemon, type TestDaemon, waitFor, waitForMaildir } from '../support/daemon.js';
 import { sendMessage } from '../support/mail.js';
+import { type FakeMilter, type FakeMilterScript, startFakeMilter } from '../support/fake-milter.js';
 
 const message = 'From: a@sender.example\r\nSubject: original\r\nX-Old: yes\r\n\r\noriginal body\r\n';
 

@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import {
   makeTempDir,
   maildirMessages,
@@ -15,6 +14,7 @@ import {
   testToml,
   waitFor,
 } from '../support/daemon.js';
+import { sendMail } from '../support/inject.js';
 
 let p: TestDaemon;
 let dir: string;

@@ -7,7 +7,6 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MtaEvent } from '../../src/admin/events.js';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { Router } from '../../src/delivery/router.js';
 import { collect } from '../../src/odmr/index.js';
 import { makeServerHooks } from '../../src/policy/hooks.js';
@@ -19,6 +18,7 @@ import {
   waitFor,
   waitForMaildir,
 } from '../support/daemon.js';
+import { sendMail } from '../support/inject.js';
 
 const PROVIDER = `
 [[odmr.account]]

@@ -5,13 +5,14 @@
 // and the turnaround itself driven by logmta's own customer code with an in-memory mail store.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { parseDsn, sendMail } from '../../src/delivery/testkit.js';
 import { collect } from '../../src/odmr/index.js';
 import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
 import { SmtpChat, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { chunksOf } from '../../src/smtp/server/message-data.js';
+import { parseDsn } from '../support/dsn.js';
+import { sendMail } from '../support/inject.js';
 
 const TOML = `
 [[odmr.account]]

@@ -3,10 +3,10 @@
 // because logmta answers 251 solely for a truly empty lane (fetchmail stops at the first 251).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { hasTool, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { runFetchmail } from './fetchmail-support.js';
+import { sendMail } from '../support/inject.js';
 
 const skip = hasTool('fetchmail') ? false : 'fetchmail is not installed';
 let sink: SmtpSink;

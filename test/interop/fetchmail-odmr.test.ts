@@ -4,10 +4,10 @@
 // With a wrong password fetchmail gets 535 and nothing is delivered or lost.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { hasTool, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { runFetchmail } from './fetchmail-support.js';
+import { sendMail } from '../support/inject.js';
 
 const skip = hasTool('fetchmail') ? false : 'fetchmail is not installed';
 let sink: SmtpSink;

@@ -13,6 +13,7 @@ import { maildirMessages, startTestDaemon, type TestDaemon, waitForMaildir } fro
 import { type Dovecot, dovecotMissing, startDovecot } from '../support/dovecot.js';
 import { sendMessage } from '../support/mail.js';
 import { freeTcpPort } from '../support/ports.js';
+import { waitFor } from '../support/wait.js';
 
 const skip = dovecotMissing();
 
@@ -20,14 +21,9 @@ const message = (subject: string, body = 'Hello.') =>
   `From: sender@local.test\r\nTo: someone@box.test\r\nSubject: ${subject}\r\n` +
   `Message-ID: <${subject.replace(/\W/g, '')}@local.test>\r\n\r\n${body}\r\n`;
 
-async function until(cond: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  // A listing can race a segment being unlinked under it: that is "not yet", not a failure.
-  while (!(await cond().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** waitFor with a 15 s default; a listing can race a segment being unlinked under it: that is "not yet", not a failure. */
+const until = (cond: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> =>
+  waitFor(() => cond().catch(() => false), what, ms);
 
 describe('LMTP delivery to Dovecot', { skip }, () => {
   let dovecot: Dovecot;

@@ -22,9 +22,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseDsn, sendMail, startTestDaemon, type TestDaemon, waitFor } from '../../src/delivery/testkit.js';
 import { SmtpSink } from '../support/sink.js';
 import { hasTool } from '../support/tools.js';
+import { parseDsn } from '../support/dsn.js';
+import { sendMail } from '../support/inject.js';
+import { startRelayDaemon, type TestDaemon } from '../support/daemon.js';
+import { waitFor } from '../support/wait.js';
+import { freeTcpPort } from '../support/ports.js';
 
 const POSTFIX = '/usr/sbin/postfix';
 
@@ -34,14 +38,6 @@ function skipReason(): string | undefined {
   const master = ['/etc/postfix/master.cf.orig', '/etc/postfix/master.cf'].find((f) => existsSync(f));
   if (!master) return 'no master.cf to derive the private one from';
   return undefined;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** One private Postfix instance. */
@@ -63,7 +59,7 @@ class PrivatePostfix {
   }
 
   async start(transports: Record<string, number>, extra = ''): Promise<void> {
-    this.port = await freePort();
+    this.port = await freeTcpPort();
     const d = this.dir;
     const transport = Object.entries(transports)
       .map(([dom, port]) => `${dom}=smtp:[127.0.0.1]:${port}`)
@@ -110,7 +106,7 @@ class PrivatePostfix {
     process.once('exit', this.stopOnExit);
     const r = spawnSync(POSTFIX, ['-c', this.etc, 'start'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`postfix start failed: ${r.stderr}\n${this.log()}`);
-    await waitFor(() => this.accepting(), 10000, 'postfix to listen').catch((e) => {
+    await waitFor(() => this.accepting(), 'postfix to listen', 10000).catch((e) => {
       throw new Error(`${(e as Error).message}\n${this.log()}`);
     });
   }
@@ -161,7 +157,7 @@ class PrivatePostfix {
       }
     };
     if (pid > 0) {
-      await waitFor(() => !alive(), 10000, 'postfix master to exit').catch(() => {
+      await waitFor(() => !alive(), 'postfix master to exit', 10000).catch(() => {
         // Our own instance only: its master's pid from its own pid file.
         process.kill(pid, 'SIGKILL');
       });
@@ -189,14 +185,14 @@ describe('interop with a private Postfix instance', { skip: reason ?? false }, (
     // logmta: lm.test is local (Maildir); everything else goes to Postfix. Postfix's port is
     // only known after it starts, and Postfix needs logmta's port: start logmta with a
     // placeholder route first, then Postfix, then logmta again with the real route.
-    const probe = await startTestDaemon('[[local]]\ndomain = "lm.test"\n');
+    const probe = await startRelayDaemon('[[local]]\ndomain = "lm.test"\n');
     const lmPort = probe.port;
     await probe.stop();
     await pf.start(
       { 'sink.test': sink.port, 'lm.test': lmPort },
       'smtpd_recipient_restrictions = check_recipient_access inline:{ { bad@sink.test = 550 5.1.1 no such user } }, permit',
     );
-    lm = await startTestDaemon(
+    lm = await startRelayDaemon(
       `[smtp]\nlisten = ["127.0.0.1:${lmPort}"]\nrelay_networks = ["127.0.0.0/8"]\n[queue]\nretry = ["1s"]\n` +
         `[[local]]\ndomain = "lm.test"\n[[route]]\ndomain = "*"\nhost = "127.0.0.1:${pf.port}"\n`,
     );
@@ -216,11 +212,11 @@ describe('interop with a private Postfix instance', { skip: reason ?? false }, (
       const rcpt = `u${i}@sink.test`;
       await waitFor(
         () => lm.outcomes(rcpt).some((o) => o.msg === 'delivered'),
-        10000,
         `${rcpt} to reach Postfix`,
+        10000,
       );
     }
-    await waitFor(() => sink.transactions.length >= n, 20000, 'Postfix to deliver').catch((e) => {
+    await waitFor(() => sink.transactions.length >= n, 'Postfix to deliver', 20000).catch((e) => {
       throw new Error(`${(e as Error).message}\n${pf.log()}`);
     });
     const got = sink.transactions.filter((t) => t.recipients[0]?.startsWith('u'));
@@ -247,10 +243,12 @@ describe('interop with a private Postfix instance', { skip: reason ?? false }, (
       subject: 'via postfix',
       body: 'Hi Bob.\r\n',
     });
-    await waitFor(() => maildirMessages(lm.dir, 'bob').length === 1, 20000, 'the Maildir file').catch((e) => {
-      throw new Error(`${(e as Error).message}\n${pf.log()}`);
-    });
-    const msg = maildirMessages(lm.dir, 'bob')[0]!;
+    await waitFor(() => maildirMessages(lm.dataDir, 'bob').length === 1, 'the Maildir file', 20000).catch(
+      (e) => {
+        throw new Error(`${(e as Error).message}\n${pf.log()}`);
+      },
+    );
+    const msg = maildirMessages(lm.dataDir, 'bob')[0]!;
     assert.match(msg, /^Return-Path: <someone@sink\.test>\r?\nDelivered-To: bob@lm\.test\r?\n/);
     assert.match(msg, /Received: from pf\.test/);
     assert.match(msg, /Subject: via postfix/);
@@ -259,8 +257,8 @@ describe('interop with a private Postfix instance', { skip: reason ?? false }, (
 
   test('a recipient Postfix refuses is bounced by logmta to the sender', async () => {
     await sendMail(lm.port, { from: 'carol@lm.test', to: ['bad@sink.test'] });
-    await waitFor(() => maildirMessages(lm.dir, 'carol').length === 1, 10000, 'the bounce');
-    const dsn = parseDsn(Buffer.from(maildirMessages(lm.dir, 'carol')[0]!));
+    await waitFor(() => maildirMessages(lm.dataDir, 'carol').length === 1, 'the bounce', 10000);
+    const dsn = parseDsn(Buffer.from(maildirMessages(lm.dataDir, 'carol')[0]!));
     assert.equal(dsn.recipients[0]?.action, 'failed');
     assert.equal(dsn.recipients[0]?.status, '5.1.1');
     assert.match(dsn.recipients[0]?.['diagnostic-code'] ?? '', /^smtp; 550 5\.1\.1 .*no such user/);
@@ -272,11 +270,13 @@ describe('interop with a private Postfix instance', { skip: reason ?? false }, (
       to: [{ address: 'n@sink.test', notify: ['SUCCESS'] }],
       envid: 'PF-1',
     });
-    await waitFor(() => maildirMessages(lm.dir, 'dave').length >= 1, 20000, "Postfix's notice").catch((e) => {
-      throw new Error(`${(e as Error).message}\n${pf.log()}`);
-    });
+    await waitFor(() => maildirMessages(lm.dataDir, 'dave').length >= 1, "Postfix's notice", 20000).catch(
+      (e) => {
+        throw new Error(`${(e as Error).message}\n${pf.log()}`);
+      },
+    );
     await new Promise((r) => setTimeout(r, 300));
-    const all = maildirMessages(lm.dir, 'dave');
+    const all = maildirMessages(lm.dataDir, 'dave');
     assert.equal(all.length, 1, 'one notice, from Postfix; none from logmta (Postfix offers DSN)');
     const dsn = parseDsn(Buffer.from(all[0]!));
     assert.match(dsn.message['reporting-mta'] ?? '', /pf\.test/);

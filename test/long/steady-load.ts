@@ -8,12 +8,13 @@
 //        [--interval-s 30] [--fail 0.1]
 // Exit code: 0 when flat and nothing lost, 1 otherwise.
 
-import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DaemonProc, freePort } from '../../bench/torture-kill.js';
+import { spawnDaemon } from '../support/daemon.js';
+import { freeTcpPort } from '../support/ports.js';
 import { SmtpSink } from '../support/sink.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -126,14 +127,12 @@ async function main(): Promise<void> {
       return undefined;
     },
   });
-  const port = await freePort();
-  const configFile = path.join(dir, 'logmta.toml');
+  const port = await freeTcpPort();
   const queueDir = path.join(dir, 'data', 'queue');
-  writeFileSync(
-    configFile,
-    [
+  const daemon = await spawnDaemon({
+    dir,
+    toml: [
       'hostname = "steady.test"',
-      `data_dir = ${JSON.stringify(path.join(dir, 'data'))}`,
       '[smtp]',
       `listen = ["127.0.0.1:${port}"]`,
       'relay_networks = ["127.0.0.0/8"]',
@@ -146,12 +145,8 @@ async function main(): Promise<void> {
       '[log]',
       `level = "${values.keep ? 'info' : 'warn'}"`,
     ].join('\n'),
-  );
-  const daemon = new DaemonProc(
-    configFile,
-    values.keep ? openSync(path.join(dir, 'daemon.log'), 'a') : undefined,
-  );
-  await daemon.start();
+    ...(values.keep ? { stdoutFd: openSync(path.join(dir, 'daemon.log'), 'a') } : {}),
+  });
   const acked = new Set<number>();
   let nextId = 1;
   const end = Date.now() + minutes * 60_000;
@@ -181,7 +176,7 @@ async function main(): Promise<void> {
     const s = {
       t: (Date.now() - (end - minutes * 60_000)) / 60_000,
       backlog: acked.size - [...acked].filter((id) => d.has(id)).length,
-      rss: rssOf(daemon.child?.pid),
+      rss: rssOf(daemon.child.pid),
       disk: q.bytes,
       segments: q.files,
     };
@@ -215,9 +210,10 @@ async function main(): Promise<void> {
   };
   const finalDisk = du(queueDir);
   process.stdout.write(
-    `${JSON.stringify({ minutes, rate, acknowledged: acked.size, delivered: acked.size - lost, lost, sinkFailures: failed, finalQueueBytes: finalDisk.bytes, finalQueueFiles: finalDisk.files, ...ok })}\n`,
+    `${JSON.stringify({ minutes, rate, acknowledged: acked.size, delivered: d.size, lost, sinkFailures: failed, finalQueueBytes: finalDisk.bytes, finalQueueFiles: finalDisk.files, ...ok })}\n`,
   );
-  await daemon.kill();
+  daemon.kill('SIGKILL');
+  await daemon.exited;
   await sink.close();
   if (values.keep) process.stdout.write(`kept ${dir}\n`);
   else rmSync(dir, { recursive: true, force: true });

@@ -6,9 +6,9 @@
 // LOGMTA_FAIRNESS_HELD=3000 is the size. The figures are printed for docs/reliability.md.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { SmtpClient } from '../../src/smtp/client/index.js';
 import { scenes } from './kit.js';
+import { sendMail } from '../support/inject.js';
 
 const HELD = Number(process.env.LOGMTA_FAIRNESS_HELD ?? 200);
 /** New mail waiting before the ETRN: more than the queue's 2,000 deliveries in flight. */

@@ -13,10 +13,10 @@ import net from 'node:net';
 import { afterEach } from 'node:test';
 import { join } from 'node:path';
 import { AdminClient } from '../../src/cli/client.js';
-import { sendMail } from '../../src/delivery/testkit.js';
 import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import { makeTempDir, SmtpChat, type SpawnedDaemon, spawnDaemon, waitFor } from '../support/daemon.js';
 import { type SinkOptions, type SinkTransaction, SmtpSink } from '../support/sink.js';
+import { sendMail } from '../support/inject.js';
 
 /**
  * A loopback port nothing listens on now (the customer's host, down), below the kernel's

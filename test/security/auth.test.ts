@@ -11,8 +11,8 @@ import { createHmac } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { SmtpListener } from '../../src/smtp/server/listener.js';
-import { Harness } from '../../src/smtp/server/testkit.js';
 import { RawClient, sleep, startTestMta, type TestMta } from '../fuzz/harness.js';
+import { Harness } from '../support/session.js';
 
 const PASSWORD = 'Tr0ub4dor&3-horse';
 let mta: TestMta;

@@ -1,9 +1,9 @@
-// Helpers shared by the client's loopback tests (not used by production code): a sample message,
-// a transaction builder and a sink-per-test wrapper that closes every client it opened.
+// Helpers shared by the SMTP client's loopback tests (never shipped): a sample message, a
+// transaction builder and a sink-per-test wrapper that closes every client it opened.
 
-import { type SinkOptions, SmtpSink } from '../../../test/support/sink.js';
-import type { OutboundTransaction, SmtpClientOptions } from './options.js';
-import { SmtpClient } from './session.js';
+import type { OutboundTransaction, SmtpClientOptions } from '../../src/smtp/client/options.js';
+import { SmtpClient } from '../../src/smtp/client/session.js';
+import { type SinkOptions, SmtpSink } from './sink.js';
 
 export const BODY = 'From: a@example.org\r\nSubject: test\r\n\r\nHello.\r\n';
 

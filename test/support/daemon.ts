@@ -1,11 +1,13 @@
-// Test daemons: a whole logmta started from a TOML snippet, either in this process
-// (startTestDaemon: startDaemon with a Config, so the test can reach queues, engine and listeners)
-// or as a child process running `node bin/logmta.js serve --config F` (spawnDaemon: signals,
-// exit codes, crash tests). Both bind 127.0.0.1 port 0 and keep their state in a temp dir.
-// Defaults filled into the TOML when it leaves them out: hostname "mx.test", data_dir = the
-// temp dir's "data", smtp.listen = ["127.0.0.1:0"], odmr.listen = ["127.0.0.1:0"] (never a fixed
-// port, so tests can run side by side). Relative paths in the TOML (tls.cert, ...) resolve
-// against the temp dir, where `files` are written first.
+// The tests' one daemon harness: a whole logmta started from a TOML snippet, either in this
+// process (startTestDaemon: startDaemon with a Config, so the test can reach queues, engine and
+// listeners, and read every log line) or as a child process running `node bin/logmta.js serve
+// --config F` (spawnDaemon: signals, exit codes, crash tests). Both bind 127.0.0.1 port 0 and
+// keep their state in a temp dir. Defaults filled into the TOML when it leaves them out:
+// hostname "mx.test", data_dir = the temp dir's "data", smtp.listen = ["127.0.0.1:0"],
+// odmr.listen = ["127.0.0.1:0"] (never a fixed port, so tests can run side by side); the relay
+// preset (startRelayDaemon, relayToml) adds hostname "relay.test", relaying for loopback
+// clients and no local domains. Relative paths in the TOML (tls.cert, ...) resolve against the
+// temp dir, where `files` are written first.
 // Invariant: stop() leaves nothing running and removes the temp dir unless `keepDir`; a spawned
 // child whose test forgot it is SIGKILLed when the test process exits.
 // Fails: start-up errors reject (ConfigError for a bad TOML; an Error carrying the child's stderr
@@ -16,7 +18,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import {
   type ConnectionOptions as TlsConnectionOptions,
   connect as tlsConnect,
@@ -25,7 +27,10 @@ import {
 import { parse, stringify } from 'smol-toml';
 import { type Config, configFromToml } from '../../src/config/index.js';
 import { type Daemon, type DaemonDeps, startDaemon } from '../../src/daemon.js';
-import { type Logger, nullLogger } from '../../src/log.js';
+import type { Logger } from '../../src/log.js';
+import { captureLogger, type LogLine } from './log.js';
+import { freeTcpPort } from './ports.js';
+import { waitFor } from './wait.js';
 
 /** The repository root (this file runs from dist/test/support/). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -41,9 +46,12 @@ export interface TestDaemonOptions {
   files?: Record<string, string>;
   /** Keep the dir on stop() (for a restart on the same data). Default: keep it iff `dir` was given. */
   keepDir?: boolean;
+  /** Where the daemon's log lines go besides `TestDaemon.log` (default: only there). */
   logger?: Logger;
   /** Extra startDaemon dependencies (clock, resolver, ...). */
   deps?: Omit<DaemonDeps, 'logger'>;
+  /** Default grace of stop() (ms; default 2 s). */
+  stopGraceMs?: number;
 }
 
 export interface TestDaemon {
@@ -57,6 +65,15 @@ export interface TestDaemon {
   dataDir: string;
   config: Config;
   daemon: Daemon;
+  /** Every line the daemon logged, in order. */
+  log: LogLine[];
+  /** Outcome lines ("delivered", "deferred", "failed", "expired"), all or for one recipient. */
+  outcomes(rcpt?: string): LogLine[];
+  /** Messages still in the queue (all queues). */
+  liveMessages(): number;
+  /** Nothing queued, and every accepted recipient's final outcome has been logged (outcomes are
+   *  logged just after their commit, so an empty queue alone can run ahead of the log). */
+  settled(): boolean;
   /** Stops the daemon (graceful, default grace 2 s) and removes the temp dir unless kept. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -102,21 +119,26 @@ function writeFiles(dir: string, files: Record<string, string> | undefined): voi
 const portOf = (hp: string | undefined): number | undefined =>
   hp === undefined ? undefined : Number(hp.slice(hp.lastIndexOf(':') + 1));
 
+const OUTCOMES = new Set(['delivered', 'deferred', 'failed', 'expired']);
+
 /** Starts a logmta daemon in this process on ephemeral loopback ports. */
 export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<TestDaemon> {
   const dir = opts.dir ?? makeTempDir();
   const keep = opts.keepDir ?? opts.dir !== undefined;
+  const logger = captureLogger([], opts.logger);
   let daemon: Daemon;
   let config: Config;
   try {
     writeFiles(dir, opts.files);
     const text = testToml(opts.toml ?? '', join(dir, 'data'));
     config = configFromToml(text, { baseDir: dir, source: 'test config' });
-    daemon = await startDaemon(config, { ...opts.deps, logger: opts.logger ?? nullLogger });
+    daemon = await startDaemon(config, { ...opts.deps, logger });
   } catch (e) {
     if (!keep) rmSync(dir, { recursive: true, force: true });
     throw e;
   }
+  const lines = logger.lines;
+  const live = (): number => daemon.queues.list.reduce((n, q) => n + q.core.msgs.byId.size, 0);
   let stopped: Promise<void> | undefined;
   return {
     port: portOf(daemon.addresses.smtp[0]) ?? 0,
@@ -126,13 +148,45 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
     dataDir: config.dataDir,
     config,
     daemon,
-    stop(graceMs = 2_000) {
+    log: lines,
+    outcomes: (rcpt) =>
+      lines.filter((l) => OUTCOMES.has(l.msg) && (rcpt === undefined || l.fields.rcpt === rcpt)),
+    liveMessages: live,
+    settled: () => {
+      if (live() > 0) return false;
+      let accepted = 0;
+      let finals = 0;
+      for (const l of lines) {
+        if (l.msg === 'received' || l.msg === 'queued') accepted += Number(l.fields.recipients ?? 0);
+        else if (l.msg === 'delivered' || l.msg === 'failed') finals++;
+      }
+      return finals >= accepted;
+    },
+    stop(graceMs = opts.stopGraceMs ?? 2_000) {
       stopped ??= daemon.stop(graceMs).finally(() => {
         if (!keep) rmSync(dir, { recursive: true, force: true });
       });
       return stopped;
     },
   };
+}
+
+/**
+ * The relay preset: `toml` plus hostname "relay.test", no local domains (unless it has a
+ * [[local]]) and, unless it has its own [smtp] table, relaying for loopback clients — for tests
+ * that inject mail and watch where it is delivered.
+ */
+export function relayToml(toml: string): string {
+  const doc = parse(toml) as Table;
+  doc.hostname ??= 'relay.test';
+  doc.local ??= [];
+  if (doc.smtp === undefined) doc.smtp = { relay_networks: ['127.0.0.0/8'] };
+  return stringify(doc);
+}
+
+/** startTestDaemon with the relay preset (relayToml) and a short stop grace (200 ms). */
+export function startRelayDaemon(toml: string, deps: Omit<DaemonDeps, 'logger'> = {}): Promise<TestDaemon> {
+  return startTestDaemon({ toml: relayToml(toml), deps, stopGraceMs: 200 });
 }
 
 // ------------------------------------------------------------------ child processes
@@ -151,6 +205,8 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** Run the daemon under `ulimit -n` of this many open files (through /bin/sh). */
   ulimitFiles?: number;
+  /** Send the daemon's stdout (its log) to this file descriptor instead of keeping it (stdout() is then ""). */
+  stdoutFd?: number;
 }
 
 export interface ChildExit {
@@ -211,7 +267,7 @@ export function spawnDaemon(opts: SpawnOptions = {}): Promise<SpawnedDaemon> {
   const spawnOpts = {
     cwd: dir,
     env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', opts.stdoutFd ?? 'pipe', 'pipe'] as ['ignore', 'pipe' | number, 'pipe'],
   };
   // `exec` keeps the daemon's pid the child's pid (signals and /proc/<pid> reach the daemon).
   const child =
@@ -368,13 +424,7 @@ export function runTool(
 }
 
 /** A loopback port nothing listens on (bound and released): a destination that refuses. */
-export async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export const closedPort = freeTcpPort;
 
 // ------------------------------------------------------------------ waiting and Maildirs
 
@@ -389,14 +439,8 @@ export function fileSizes(dir: string, out = new Map<string, number>()): Map<str
   return out;
 }
 
-/** Polls `cond` every 10 ms until it holds; rejects with `what` after `timeoutMs` (default 10 s). */
-export async function waitFor(cond: () => boolean, what = 'condition', timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** The tests' one waitFor (test/support/wait.ts), re-exported for the many tests that import it here. */
+export { waitFor } from './wait.js';
 
 /** The messages in a Maildir's new/ (file name order), as text; [] when it does not exist. */
 export function maildirMessages(maildir: string): string[] {

@@ -1,4 +1,4 @@
-// A scriptable milter for tests (not used by production code): a loopback server speaking the
+// A scriptable milter for tests (never shipped): a loopback server speaking the
 // filter side of the protocol with our own codec, answering each event with what the test's
 // script returns and recording every command it received. The real filters (rspamd, opendkim)
 // are in test/interop; this one reaches the corners they do not (RCPT and MAIL refusals, body
@@ -11,7 +11,7 @@ import {
   type MtaCommand,
   PacketReader,
   SMFIF,
-} from './protocol.js';
+} from '../../src/milter/protocol.js';
 
 export interface FakeMilterScript {
   /** The negotiation answer (default: version 6, every action, no protocol flags). */

@@ -1,12 +1,13 @@
 // Test support for the `logmta log` tools: builds a real queue directory on disk through the
 // Queue facade (Queue.open, accept, a deliverer), so the tools are tested on the bytes the
 // queue actually writes, and captures a command's output. Used by log-verify.test.ts and
-// log-dump.test.ts only; nothing in the daemon imports it.
+// log-dump.test.ts only; never shipped.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { Queue } from '../queue/queue.js';
+import { Queue } from '../../src/queue/queue.js';
+import { waitFor } from './wait.js';
 
 export interface Fixture {
   dir: string;
@@ -64,10 +65,7 @@ export async function buildQueue(opts: {
       recipients: [{ address: i % 2 === 1 ? `later${i}@y.test` : `ok${i}@y.test` }],
     });
   }
-  for (let t = 0; outcomes < opts.attempted; t++) {
-    if (t > 500) throw new Error(`fixture: ${outcomes}/${opts.attempted} attempts finished`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(() => outcomes >= opts.attempted, `fixture: ${opts.attempted} attempts to finish`);
   await q1.stop();
   const q2 = await Queue.open({ dir: queue, segmentSize: opts.segmentSize });
   for (let i = 0; i < opts.waiting; i++) {

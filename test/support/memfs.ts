@@ -2,8 +2,8 @@
 // at datasync, and directory entries (creations, renames, unlinks) only at syncDir of their
 // directory. `crash()` throws away everything that was not durable, as a power cut would.
 // Faults can be injected per operation (ENOSPC, EIO) to test the writer's poisoning.
-// Used by tests only; it lives here because it implements the queue's file interface.
-import type { QueueFile, QueueFs } from './fs.js';
+// A test double (never shipped): it implements the queue's file interface, src/queue/log/fs.ts.
+import type { QueueFile, QueueFs } from '../../src/queue/log/fs.js';
 
 interface Inode {
   data: Buffer;

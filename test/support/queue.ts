@@ -1,36 +1,13 @@
-// Helpers shared by the queue's tests (not used by production code): a manual clock, a scripted
-// deliverer, and CrashFs, a MemQueueFs wrapper that "loses power" at a chosen file operation and
-// then freezes the old process (its pending operations never complete), so a test can recover
-// from exactly the state a crash at that point leaves. Invariant: after the crash, nothing the
-// frozen queue does can reach the file system that recovery sees.
-import type { QueueFile, QueueFs } from './log/fs.js';
-import { MemQueueFs } from './log/memfs.js';
-import type { DeliveryJob, RcptOutcome } from './types.js';
-
-export function manualClock(start = 1_700_000_000_000) {
-  let now = start;
-  const timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
-  return {
-    now: () => now,
-    setTimer(ms: number, fn: () => void) {
-      const t = { at: now + ms, fn, live: true };
-      timers.push(t);
-      return () => {
-        t.live = false;
-      };
-    },
-    advance(ms: number) {
-      now += ms;
-      for (const t of timers.splice(0)) {
-        if (!t.live) continue;
-        if (t.at <= now) t.fn();
-        else timers.push(t);
-      }
-    },
-  };
-}
-
-export type ManualClock = ReturnType<typeof manualClock>;
+// Helpers for the queue's tests (never shipped): a sample message, a scripted deliverer, and
+// CrashFs, a MemQueueFs wrapper that "loses power" at a chosen file operation and then freezes
+// the old process (its pending operations never complete), so a test can recover from exactly
+// the state a crash at that point leaves. The fake clock is test/support/clock.ts, waiting is
+// test/support/wait.ts.
+// Invariant: after the crash, nothing the frozen queue does can reach the file system that
+// recovery sees.
+import type { QueueFile, QueueFs } from '../../src/queue/log/fs.js';
+import type { DeliveryJob, RcptOutcome } from '../../src/queue/types.js';
+import { MemQueueFs } from './memfs.js';
 
 export const msg = (n: number | string) => [Buffer.from(`Subject: test ${n}\r\n\r\nbody ${n}\r\n`)];
 
@@ -54,17 +31,8 @@ export function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome
   return { seen, deliver };
 }
 
-/** Lets pending promise chains and zero-delay timers run. */
+/** @deprecated a wall-clock sleep: wait for a condition or an event instead. */
 export const settle = (ms = 2) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits (polling every ms) until `cond` holds; rejects naming `what` after `timeoutMs`. */
-export async function until(cond: () => boolean, what = 'condition', timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await settle(1);
-  }
-}
 
 const never = <T>() => new Promise<T>(() => {});
 

@@ -1,44 +1,13 @@
-// Test support for the SMTP server (and for ODMR tests that reuse the session): a manual clock, a
-// recording SessionIo and a harness that drives a session with strings and returns its output.
-// Not used in production code.
+// Test support for the SMTP server session (and for ODMR tests that reuse it): a recording
+// SessionIo and a harness that drives a session with strings, on the fake clock, and returns
+// its output. Never shipped.
 
-import type { Clock } from '../../util/clock.js';
-import type { ReceivedMessage, ServerHooks } from './hooks.js';
-import type { SessionOptions } from './options.js';
-import { type PeerInfo, type SessionIo, SmtpSession } from './session.js';
-import { chunksOf } from './message-data.js';
-
-export class ManualClock implements Clock {
-  private timers: { at: number; fn: () => void; id: number }[] = [];
-  private nextId = 0;
-  constructor(public t = 1_700_000_000_000) {}
-  now(): number {
-    return this.t;
-  }
-  setTimer(ms: number, fn: () => void): () => void {
-    const id = this.nextId++;
-    this.timers.push({ at: this.t + Math.max(0, ms), fn, id });
-    return () => {
-      this.timers = this.timers.filter((x) => x.id !== id);
-    };
-  }
-  /** Move time forward, firing due timers in order. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at);
-      const next = this.timers[0];
-      if (next === undefined || next.at > end) break;
-      this.timers.shift();
-      this.t = next.at;
-      next.fn();
-    }
-    this.t = end;
-  }
-  get pending(): number {
-    return this.timers.length;
-  }
-}
+import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
+import type { SessionOptions } from '../../src/smtp/server/options.js';
+import { type PeerInfo, type SessionIo, SmtpSession } from '../../src/smtp/server/session.js';
+import { chunksOf } from '../../src/smtp/server/message-data.js';
+import { FakeClock } from './clock.js';
+import { tick } from './wait.js';
 
 export class RecordingIo implements SessionIo {
   writes: string[] = [];
@@ -69,8 +38,6 @@ export class RecordingIo implements SessionIo {
   }
 }
 
-export const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-
 export interface HarnessOptions {
   options?: Partial<SessionOptions>;
   hooks?: Partial<ServerHooks>;
@@ -80,7 +47,7 @@ export interface HarnessOptions {
 
 /** A session with recording io, in-memory accept and a manual clock. */
 export class Harness {
-  readonly clock = new ManualClock();
+  readonly clock = new FakeClock();
   readonly io: RecordingIo;
   readonly session: SmtpSession;
   readonly accepted: ReceivedMessage[] = [];

@@ -3,20 +3,21 @@
 // compaction of chunked data (with a power cut at every file operation of it), the memory budget.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemQueueFs } from '../log/memfs.js';
 import { scanSegment } from '../log/reader.js';
 import { parseSegmentName, segmentName } from '../log/segment.js';
 import { Queue, type QueueOptions } from '../queue.js';
 import { decodeChunkHead, RT_CHUNK, RT_DATA } from '../record/records.js';
-import { CrashFs, manualClock, scripted, settle } from '../testkit.js';
 import type { DeliveryJob } from '../types.js';
 import { MemoryBudget } from './budget.js';
 import type { DataSpool } from './spool.js';
+import { MemQueueFs } from '../../../test/support/memfs.js';
+import { CrashFs, scripted, settle } from '../../../test/support/queue.js';
+import { FakeClock } from '../../../test/support/clock.js';
 
 const CHUNK = 1000;
 
 function open(fs: MemQueueFs | CrashFs, extra: Partial<QueueOptions> = {}): Promise<Queue> {
-  return Queue.open({ dir: '/q', fs, clock: manualClock(), segmentSize: 8192, chunkSize: CHUNK, ...extra });
+  return Queue.open({ dir: '/q', fs, clock: new FakeClock(), segmentSize: 8192, chunkSize: CHUNK, ...extra });
 }
 
 /** Deterministic message bytes of `size` octets. */

@@ -1,6 +1,6 @@
 // The file-system operations the queue uses, behind an interface so that tests can run the
-// queue on a fault-injecting, crash-simulating file system (see memfs.ts). Only this file and
-// memfs.ts touch node:fs for queue files. Every method rejects with the Node error it got;
+// queue on a fault-injecting, crash-simulating file system (test/support/memfs.ts). Only this
+// file and read-handles.ts (its descriptor cache) touch node:fs for queue files. Every method rejects with the Node error it got;
 // callers decide what poisons the writer.
 import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';

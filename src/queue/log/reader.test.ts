@@ -6,9 +6,10 @@ import { describe, test } from 'node:test';
 import { encodeFrame } from '../record/frame.js';
 import { RT_DONE, RT_ENVELOPE, decodeDataId } from '../record/records.js';
 import { Queue } from '../queue.js';
-import { load, manualClock, msg, snapshot } from '../testkit.js';
-import { MemQueueFs } from './memfs.js';
 import { type ScannedRecord, scanSegment } from './reader.js';
+import { load, msg, snapshot } from '../../../test/support/queue.js';
+import { FakeClock } from '../../../test/support/clock.js';
+import { MemQueueFs } from '../../../test/support/memfs.js';
 
 const NEW1 = '/q/lanes/new/0000000001.seg';
 
@@ -64,7 +65,7 @@ describe('segment reader (pure)', () => {
 
 describe('recovery failure modes', () => {
   test('a torn final record is cut at every byte offset; earlier records stay and later appends work', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs0 = new MemQueueFs();
     const q0 = await Queue.open({ dir: '/q', fs: fs0, clock });
     const [a, b] = await acceptN(q0, 2);
@@ -100,7 +101,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a torn final record before a header-only next segment is a torn tail, not corruption', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs0 = new MemQueueFs();
     const q0 = await Queue.open({ dir: '/q', fs: fs0, clock, segmentSize: 4096 });
     // Accept until the writer has created the next segment ahead of need (header only).
@@ -125,7 +126,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a zero-filled tail (space the file system extended) is the end of the log: not damage, records intact, cut before appends continue', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs0 = new MemQueueFs();
     const ids = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 3);
     const files = snapshot(fs0);
@@ -145,7 +146,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a torn write whose later part reached the disk (zeros, then stale record bytes) is cut before anything is appended', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs0 = new MemQueueFs();
     const ids = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 6);
     const full = fs0.peek(NEW1);
@@ -182,7 +183,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a flipped bit mid-lane is reported with segment and offset, set aside, earlier live records salvaged, other lanes untouched', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs = new MemQueueFs();
     const q0 = await Queue.open({ dir: '/q', fs, clock });
     const [a, b, c] = await acceptN(q0, 3);
@@ -228,7 +229,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a flipped bit in an older segment is corruption even in its final record; later segments are intact', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs = new MemQueueFs();
     const q0 = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
     const ids = await acceptN(q0, 60);
@@ -251,7 +252,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a missing segment in a lane is reported as a gap', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs = new MemQueueFs();
     await acceptN(await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 }), 40);
     await fs.unlink('/q/lanes/new/0000000002.seg');
@@ -262,7 +263,7 @@ describe('recovery failure modes', () => {
   });
 
   test('an empty newest segment is skipped and appends continue in the next one', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs0 = new MemQueueFs();
     const [a] = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 1);
     const files = snapshot(fs0);
@@ -281,7 +282,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a torn segment header is cut to nothing, wherever the segment is, and the lane goes on', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs0 = new MemQueueFs();
     const [a] = await acceptN(await Queue.open({ dir: '/q', fs: fs0, clock }), 1);
     const files = snapshot(fs0);
@@ -299,7 +300,7 @@ describe('recovery failure modes', () => {
   });
 
   test('a corrupt newest segment is set aside and later appends start a new segment', async () => {
-    const clock = manualClock();
+    const clock = new FakeClock();
     const fs = new MemQueueFs();
     const [a, b] = await acceptN(await Queue.open({ dir: '/q', fs, clock }), 2);
     const recs = records(fs.peek(NEW1));

@@ -8,9 +8,10 @@ import fc from 'fast-check';
 import { parseDomain } from '../../config/values.js';
 import { MAX_DOMAIN_LENGTH } from '../../util/domain.js';
 import { Queue } from '../queue.js';
-import { manualClock, msg } from '../testkit.js';
-import { MemQueueFs } from './memfs.js';
 import { heldLaneName, NAME_MAX, parseLaneName, retryLaneName } from './segment.js';
+import { FakeClock } from '../../../test/support/clock.js';
+import { msg } from '../../../test/support/queue.js';
+import { MemQueueFs } from '../../../test/support/memfs.js';
 
 const alnum = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789ABCZ'.split(''));
 const inner = fc.constantFrom(...'abcxyz0189-'.split(''));
@@ -85,7 +86,7 @@ describe('lane names', () => {
 
   test('a queue holds mail for those domains, and recovery finds it again', async () => {
     const fs = new MemQueueFs();
-    const clock = manualClock();
+    const clock = new FakeClock();
     const longest = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
     const q = await Queue.open({ dir: '/q', fs, clock });
     for (const d of ['mail._branch.example', longest])

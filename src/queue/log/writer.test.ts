@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { MtaError } from '../../errors.js';
 import { RT_DONE } from '../record/records.js';
-import { CrashFs } from '../testkit.js';
-import { MemQueueFs } from './memfs.js';
 import { scanSegment } from './reader.js';
 import { GroupWriter } from './writer.js';
+import { CrashFs } from '../../../test/support/queue.js';
+import { MemQueueFs } from '../../../test/support/memfs.js';
 
 function writer(fs: MemQueueFs | CrashFs, segmentSize = 64 * 1024) {
   return new GroupWriter({ fs, dir: '/q', segmentSize, sync: true, now: () => 0 });

@@ -4,30 +4,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
-import type { Clock } from '../../util/clock.js';
+import { FakeClock } from '../../../test/support/clock.js';
 import { SmtpClient } from './session.js';
-import { makeTx, withSink } from './testkit.js';
-
-class FakeClock implements Clock {
-  t = 1_700_000_000_000;
-  private timers: { at: number; fn: () => void; live: boolean }[] = [];
-  now(): number {
-    return this.t;
-  }
-  setTimer(ms: number, fn: () => void): () => void {
-    const timer = { at: this.t + ms, fn, live: true };
-    this.timers.push(timer);
-    return () => {
-      timer.live = false;
-    };
-  }
-  advance(ms: number): void {
-    this.t += ms;
-    const due = this.timers.filter((x) => x.live && x.at <= this.t);
-    this.timers = this.timers.filter((x) => x.live && x.at > this.t);
-    for (const x of due) x.fn();
-  }
-}
+import { makeTx, withSink } from '../../../test/support/client.js';
 
 /** A hand-written peer: `onLine` answers each command line (return undefined for silence). */
 async function rawPeer(

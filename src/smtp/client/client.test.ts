@@ -6,7 +6,7 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import { probe } from './probe.js';
 import { SmtpClient } from './session.js';
-import { BODY, makeTx, withSink } from './testkit.js';
+import { BODY, makeTx, withSink } from '../../../test/support/client.js';
 
 describe('SmtpClient basic delivery', () => {
   test('delivers a message and reports every recipient delivered', async () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { SmtpClient } from './session.js';
-import { makeTx } from './testkit.js';
+import { makeTx } from '../../../test/support/client.js';
 
 interface Script {
   /** Replies to LHLO (default 250 with PIPELINING). */

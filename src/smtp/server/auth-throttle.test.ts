@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { AuthThrottle } from './auth-throttle.js';
-import { ManualClock } from './testkit.js';
+import { FakeClock } from '../../../test/support/clock.js';
 
 describe('AuthThrottle', () => {
   test('delays double per failure up to the cap and block after maxFailures', () => {
-    const c = new ManualClock();
+    const c = new FakeClock();
     const t = new AuthThrottle(c, { maxFailures: 4, baseDelayMs: 100, maxDelayMs: 300, blockMs: 1000 });
     assert.deepEqual(t.failure('a'), { delayMs: 100, blocked: false });
     assert.deepEqual(t.failure('a'), { delayMs: 200, blocked: false });
@@ -18,7 +18,7 @@ describe('AuthThrottle', () => {
     assert.equal(t.isBlocked('a'), false);
   });
   test('success clears an IP, sweep forgets old entries', () => {
-    const c = new ManualClock();
+    const c = new FakeClock();
     const t = new AuthThrottle(c, { forgetMs: 1000, blockMs: 10 });
     t.failure('a');
     t.failure('b');

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ServerHooks, SessionContext, SmtpReply } from './hooks.js';
-import { Harness, tick } from './testkit.js';
+import { Harness } from '../../../test/support/session.js';
+import { tick } from '../../../test/support/wait.js';
 import { chunksOf } from './message-data.js';
 
 const codes = Harness.codes;

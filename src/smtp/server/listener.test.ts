@@ -7,6 +7,7 @@ import type { Connection } from './connection.js';
 import type { ReceivedMessage, ServerHooks } from './hooks.js';
 import { type ListenerOptions, SmtpListener } from './listener.js';
 import { chunksOf } from './message-data.js';
+import { waitFor } from '../../../test/support/wait.js';
 
 /** Reads CRLF lines from a socket; `next(n)` resolves with the next n complete replies. */
 class ReplyReader {
@@ -70,14 +71,6 @@ async function start(extra: Partial<ListenerOptions> = {}) {
   const addr = await l.listen(0, '127.0.0.1');
   return { l, port: addr.port, accepted };
 }
-
-const waitFor = async (cond: () => boolean, ms = 3000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting for condition');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 let pems: { private: string; cert: string };
 

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Deadlines } from './deadlines.js';
-import { Harness, tick } from './testkit.js';
+import { Harness } from '../../../test/support/session.js';
+import { tick } from '../../../test/support/wait.js';
 
 const LIMITS = {
   idleTimeoutMs: 10_000,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { cramDigest } from '../../protocol/sasl.js';
-import { Harness } from '../testkit.js';
+import { Harness } from '../../../../test/support/session.js';
 import { chunksOf } from '../message-data.js';
 
 const codes = Harness.codes;
