@@ -406,6 +406,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         clock,
         maxMessageSize: config.smtp.maxMessageSize,
       }),
+      isOdmrDomain: (domain) => router.odmrDomainOf(domain) !== undefined,
       ...(cluster ? { extra: () => cluster.ops() } : {}),
       info: () => ({
         hostname: config.hostname,

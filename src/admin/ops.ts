@@ -29,6 +29,11 @@ export interface AdminDeps {
   inject?: Injector;
   /** Facts about the running daemon for `status` (listeners, data dir, ...). */
   info?: () => Record<string, unknown>;
+  /**
+   * Whether `domain` is an ODMR domain: its held mail goes only to the customer's ATRN, so
+   * `flush --domain` leaves it alone (an attempt could only put it back).
+   */
+  isOdmrDomain?: (domain: string) => boolean;
   /** More ops from other parts (the cluster's "cluster.*"), by name. */
   extra?: () => ReadonlyMap<string, OpHandler>;
 }
@@ -162,9 +167,12 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
     if (ids.length > 0) return { ...(await act(queues, ids, 'flush')), retry: 0, held: 0 };
     if (domain === undefined)
       return { done: [], missing: [], busy: [], retry: queues.flushRetries(), held: 0 };
-    // A held (ETRN/ODMR) domain: run its lane like an ETRN would — past older dead-host marks,
-    // as postqueue -f re-enables dead sites — the attempts go on after we answer.
-    const held = queues.heldCount(domain);
+    // A held ETRN domain: run its lane like an ETRN would — past older dead-host marks, as
+    // postqueue -f re-enables dead sites — the attempts go on after we answer. An ODMR domain's
+    // mail waits for its customer's ATRN: it is only counted.
+    const inLane = queues.heldCount(domain);
+    const odmr = deps.isOdmrDomain?.(domain) === true;
+    const held = odmr ? 0 : inLane;
     if (held > 0) void queues.flushHeld(domain, { reachableSince: clock.now() }).catch(() => {});
     const now = clock.now();
     const inRetry = await matchIds(queues, { lane: 'retry', domain }, now);
@@ -173,7 +181,7 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
       inRetry.map((id) => parseId(id)!),
       'flush',
     );
-    return { ...r, missing: [], retry: r.done.length, held };
+    return { ...r, missing: [], retry: r.done.length, held, waiting: odmr ? inLane : 0 };
   });
 
   ops.set('inject', async (args) => {

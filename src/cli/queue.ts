@@ -146,7 +146,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
         const a: Record<string, unknown> = { ids };
         if (v.domain !== undefined) a.domain = v.domain;
         const r = await withDaemon(target, (c) =>
-          c.request<ActionResult & { retry: number; held: number }>('flush', a),
+          c.request<ActionResult & { retry: number; held: number; waiting?: number }>('flush', a),
         );
         if (ids.length > 0) {
           printActions(io, 'flush', r);
@@ -154,9 +154,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
         }
         io.stdout.write(
           v.domain !== undefined
-            ? `flushing ${v.domain}: ${r.retry} deferred message(s) moved to an immediate attempt, ${r.held} held envelope(s) being delivered\n`
+            ? (r.waiting ?? 0) > 0
+              ? `flushing ${v.domain}: ${r.retry} deferred message(s) moved to an immediate attempt; ${v.domain}: ${r.waiting} held envelope(s) wait for the customer's ATRN (an ODMR domain: nothing else can deliver them)\n`
+              : `flushing ${v.domain}: ${r.retry} deferred message(s) moved to an immediate attempt, ${r.held} held envelope(s) being delivered\n`
             : `flushing the retry queue: ${r.retry} envelope(s) attempted now\n`,
         );
+
         return 0;
       }
       case 'hold':

@@ -4,7 +4,7 @@
 // customers' accounts never see each other's mail.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { waitFor } from '../support/daemon.js';
+import { LOGMTA_BIN, runTool, waitFor } from '../support/daemon.js';
 import { atrn, scenes, type Stage } from './kit.js';
 
 const scene = scenes();
@@ -139,5 +139,42 @@ describe('ODMR scenarios', () => {
       (l) => Object.entries(l).every(([k, v]) => !k.startsWith('held-') || v === 0),
       'all empty',
     );
+  });
+
+  test("the postmaster's queue flush --domain of an ODMR domain says the mail waits for ATRN, and ATRN still brings it", async () => {
+    const s = await setup();
+    await s.send(mail(3, 'beta.example'));
+    await s.waitHeld('beta.example', 3);
+    const r = await runTool(process.execPath, [
+      LOGMTA_BIN,
+      'queue',
+      'flush',
+      '--domain',
+      'beta.example',
+      '--config',
+      s.daemon.configFile!,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    // Nothing can deliver ODMR mail but the customer's ATRN: no "being delivered", no attempt.
+    assert.match(r.stdout, /beta\.example: 3 held envelope\(s\) wait for the customer's ATRN/);
+    assert.doesNotMatch(r.stdout, /being delivered/);
+    const view = await runTool(process.execPath, [
+      LOGMTA_BIN,
+      'queue',
+      'list',
+      '--json',
+      '--domain',
+      'beta.example',
+      '--config',
+      s.daemon.configFile!,
+    ]);
+    const ms = JSON.parse(view.stdout) as Array<{ pieces: Array<{ attempts: number }> }>;
+    assert.deepEqual(
+      ms.flatMap((m) => m.pieces.map((p) => p.attempts)),
+      [0, 0, 0],
+    );
+    const beta = await atrn(s.odmrPort, 'beta', 'beta-secret', []);
+    await beta.done;
+    assert.deepEqual(got([beta]).sort(), mail(3, 'beta.example'));
   });
 });
