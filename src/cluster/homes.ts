@@ -59,8 +59,12 @@ export class Homes {
       if (n.type === 'home') this.learn(n.domain, n.node);
       for (const l of this.noticeListeners) l(n);
     });
-    // Every (re)connection resubscribes by itself; a reload then catches what was missed.
+    // Every (re)connection resubscribes by itself; a reload then catches what was missed (and
+    // writes back homes a restarted Redis lost) once the command connection is back too.
     sub.on('ready', () => void this.reload());
+    this.o.link.onChange((up) => {
+      if (up) void this.reload();
+    });
     void sub.subscribe(this.o.keys.events).catch(() => {});
     const tick = (): void => {
       void this.reload().finally(() => {

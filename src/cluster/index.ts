@@ -326,6 +326,10 @@ export class Cluster {
       lanes: this.d.queues,
       locks,
       away: (domain) => this.directory.homeElsewhere(domain) !== undefined,
+      upSince: (domain) => {
+        const home = this.homes.homeOf(domain);
+        return home !== undefined && this.membership.isAlive(home) ? this.d.clock.now() : undefined;
+      },
       clock: this.d.clock,
       intervalMs: this.config.transferIntervalMs,
       log: this.d.log.child({ component: 'cluster' }),

@@ -160,8 +160,11 @@ export class Membership {
     const cameAlive: string[] = [];
     const died: string[] = [];
     for (const [n, v] of nodes) {
-      const was = before.get(n)?.alive ?? false;
-      if (v.alive && !was) cameAlive.push(n);
+      const prev = before.get(n);
+      const was = prev?.alive ?? false;
+      // A node restarted within its TTL (a crash and a quick start) never looked dead: its new
+      // start time says it is back.
+      if (v.alive && (!was || (prev !== undefined && prev.startedAt !== v.startedAt))) cameAlive.push(n);
       if (!v.alive && was) died.push(n);
     }
     this.view = nodes;

@@ -23,6 +23,11 @@ export interface TransfersOptions {
   locks: HeldLocks;
   /** Whether the domain's home is another node (its mail should leave this one). */
   away(domain: string): boolean;
+  /**
+   * Since when the domain's home is known to be up (its heartbeat), if it is: a pass then gets
+   * past dead-host marks of the home's downtime instead of waiting them out.
+   */
+  upSince?(domain: string): number | undefined;
   clock: Clock;
   intervalMs: number;
   log: Logger;
@@ -78,7 +83,7 @@ export class Transfers {
     }
     if (this.o.lanes.heldCount(d) === 0) return Promise.resolve();
     if (!this.o.locks.tryLock([d], OWNER)) return Promise.resolve(); // an ETRN or ATRN has it; next tick
-    const runner: Runner = { again: false, since, done: Promise.resolve() };
+    const runner: Runner = { again: false, since: since ?? this.o.upSince?.(d), done: Promise.resolve() };
     runner.done = this.loop(d, runner);
     this.runners.set(d, runner);
     return runner.done;
