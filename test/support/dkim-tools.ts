@@ -5,7 +5,7 @@
 // false pass; results are parsed from the tools' own output.
 
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasTool, REPO_ROOT, runTool } from './daemon.js';
 import type { TestDnsServer } from './dns-server.js';
@@ -22,13 +22,13 @@ export interface Verdict {
 
 /** Why dkimpy cannot run here, or undefined. */
 export async function dkimpyMissing(): Promise<string | undefined> {
-  if (!existsSync(PYTHON)) return `${PYTHON} not installed (Debian's python3, where python3-dkim lives)`;
+  if (!hasTool(PYTHON)) return `${PYTHON} not installed (Debian's python3, where python3-dkim lives)`;
   const r = await runTool(PYTHON, ['-c', 'import dkim, dns.resolver, nacl']).catch(() => undefined);
   return r?.code === 0 ? undefined : 'python3-dkim, python3-dnspython or python3-nacl not installed';
 }
 
 export function opendkimMissing(): string | undefined {
-  return hasTool('opendkim') || existsSync(OPENDKIM) ? undefined : 'opendkim not installed';
+  return hasTool('opendkim') || hasTool(OPENDKIM) ? undefined : 'opendkim not installed';
 }
 
 /** dkimpy's verdict on every DKIM-Signature of `message`. */

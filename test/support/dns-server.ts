@@ -10,7 +10,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +20,7 @@ export const UNBOUND = '/usr/sbin/unbound';
 
 /** Whether the test DNS server can run here (`{ skip: 'unbound not installed' }` otherwise). */
 export function hasUnbound(): boolean {
-  return hasTool('unbound') || existsSync(UNBOUND);
+  return hasTool('unbound') || hasTool(UNBOUND);
 }
 
 export interface DnsZones {
