@@ -714,7 +714,6 @@ export class Queue {
     return this.facetsIndexing;
   }
 
-  /** The whole data of a message in one buffer (small messages; see dataStream for any size). */
   /**
    * The data as the buffers it is held in: the accepted chunks themselves while they are still in
    * memory (no copy of the message for its first delivery), else one buffer read from the log.
@@ -725,6 +724,7 @@ export class Queue {
     return [await this.readData(mslot, msgId)];
   }
 
+  /** The whole data of a message in one buffer (small messages; see dataStream for any size). */
   async readData(mslot: number, msgId: number): Promise<Buffer> {
     const M = this.core.msgs;
     if (M.id[mslot] !== msgId)
