@@ -1,0 +1,314 @@
+// Delivery outcomes: what an attempt's per-recipient results do to a piece. Final outcomes are
+// committed as deltas (record) or with the end of the attempt (finish), which also decides
+// expiry, delay warnings, where deferred recipients go (a domain's held lane, the next rung of the
+// retry ladder, or back where they were), data relocation out of `new`, splitting, and the write
+// phases of a move (docs/queue-states.md), and appends the reports the report hook builds.
+// Invariants (DESIGN.md §3): an outcome is committed before the piece counts as done; a
+// permanent failure's report is appended in the same batch as the failure; a move's old version
+// dies only after every replacement is durable (phase 3); a stale outcome (the piece changed
+// meanwhile: an operator action) writes nothing. Fails: the writer's error (nothing acted on).
+import type { Acceptor } from './accept.js';
+import { HISTORY_MAX, type QueueContext } from './context.js';
+import type { LaneState } from './lanes/lane.js';
+import type { Reader } from './read.js';
+import {
+  DONE_COMPLETED,
+  DONE_MOVED,
+  type EnvelopeInfo,
+  type EnvelopeRecord,
+  formatId,
+  OUTCOME_DELIVERED,
+  OUTCOME_FAILED,
+  type RecipientInfo,
+} from './record/records.js';
+import type { QueueEvent, RcptOutcome, ReportKind } from './types.js';
+
+export class Outcomes {
+  constructor(
+    private readonly cx: QueueContext,
+    private readonly read: Reader,
+    /** Appends the reports this builds to the outcome's batch (accept.ts). */
+    private readonly acceptor: Pick<Acceptor, 'append'>,
+    /** Runs a lane (lanes/runner.ts): where recipients went, and `new` for the reports. */
+    private readonly pump: (lane: LaneState) => void,
+  ) {}
+
+  /** Commits final outcomes now (deltas) with their reports, so a crash does not repeat them. */
+  async record(pslot: number, gen: number, env: EnvelopeRecord, outcomes: RcptOutcome[]): Promise<void> {
+    const core = this.cx.core;
+    if (core.pieces.gen[pslot] !== gen || !core.isLive(pslot)) return;
+    const finals = outcomes.filter((o) => o.status !== 'deferred' && !core.deltas.get(pslot)?.has(o.rcpt));
+    if (finals.length === 0) return;
+    const now = this.cx.clock.now();
+    for (const o of finals) {
+      const detail: { t: number; code?: number; enhanced?: string; text?: string; host?: string } = {
+        t: now,
+      };
+      if (o.code !== undefined) detail.code = o.code;
+      if (o.enhanced !== undefined) detail.enhanced = o.enhanced;
+      if (o.text !== undefined) detail.text = o.text;
+      if (o.host !== undefined) detail.host = o.host;
+      core.putDelta(pslot, {
+        rcpt: o.rcpt,
+        outcome: o.status === 'delivered' ? OUTCOME_DELIVERED : OUTCOME_FAILED,
+        detail,
+      });
+    }
+    const data = (await this.reportsNeedData(env, finals))
+      ? await this.read.reportData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
+      : Buffer.alloc(0);
+    this.appendReports(env, finals, data, now);
+    await this.cx.writer.commit();
+    this.emitOutcomes(env, finals);
+    this.pump(core.newLane());
+  }
+
+  private emitOutcomes(env: EnvelopeRecord, outs: RcptOutcome[]): void {
+    if (!this.cx.hooks.onEvent) return;
+    const id = formatId(env.msgId);
+    for (const o of outs) {
+      const ev: QueueEvent = { type: o.status, id, rcpt: env.info.recipients[o.rcpt]?.address ?? '?' };
+      if (o.code !== undefined) ev.code = o.code;
+      if (o.enhanced !== undefined) ev.enhanced = o.enhanced;
+      if (o.text !== undefined) ev.text = o.text;
+      if (o.host !== undefined) ev.host = o.host;
+      this.cx.emit(ev);
+    }
+  }
+
+  private async reportsNeedData(env: EnvelopeRecord, outs: RcptOutcome[]): Promise<boolean> {
+    if (!this.cx.hooks.report || env.info.report || env.info.sender === '') return false;
+    return outs.some(
+      (o) =>
+        o.status === 'failed' || (o.status === 'delivered' && wants(env.info.recipients[o.rcpt], 'SUCCESS')),
+    );
+  }
+
+  /** Appends reports (bounce, success) for these outcomes to the current batch. */
+  private appendReports(
+    env: EnvelopeRecord,
+    outs: RcptOutcome[],
+    data: Buffer,
+    now: number,
+    delay: RcptOutcome[] = [],
+  ): void {
+    const report = this.cx.hooks.report;
+    if (!report || env.info.report || env.info.sender === '') return; // never a report to <> or about a report
+    const kinds: Array<[ReportKind, RcptOutcome[]]> = [
+      [
+        'failure',
+        outs.filter(
+          (o) =>
+            o.status === 'failed' &&
+            !wants(env.info.recipients[o.rcpt], 'NEVER') &&
+            (notifyOf(env.info.recipients[o.rcpt]) === undefined ||
+              wants(env.info.recipients[o.rcpt], 'FAILURE')),
+        ),
+      ],
+      [
+        'success',
+        outs.filter((o) => o.status === 'delivered' && wants(env.info.recipients[o.rcpt], 'SUCCESS')),
+      ],
+      ['delay', delay],
+    ];
+    for (const [kind, list] of kinds) {
+      if (list.length === 0) continue;
+      const msg = report({
+        kind,
+        id: formatId(env.msgId),
+        envelope: env,
+        recipients: list.map((o) => ({ info: env.info.recipients[o.rcpt]!, outcome: o })),
+        data,
+        now,
+      });
+      if (msg) this.acceptor.append({ ...msg, report: true });
+    }
+  }
+
+  private nextLane(lane: LaneState): LaneState {
+    const core = this.cx.core;
+    if (this.cx.retry.length === 0) return core.lane('hold');
+    if (lane.kind !== 'retry') return core.retryLane(this.cx.retry[0]!);
+    const next = this.cx.retry.find((d) => d > lane.delay);
+    return core.retryLane(next ?? this.cx.retry[this.cx.retry.length - 1]!);
+  }
+
+  /**
+   * Commits an attempt's result: expiry, delay warnings, where deferred recipients go (their
+   * held lane or the next rung), data relocation, splitting, the write phases, reports, events.
+   */
+  async finish(
+    pslot: number,
+    gen: number,
+    env: EnvelopeRecord,
+    pending: number[],
+    outcomes: RcptOutcome[],
+  ): Promise<void> {
+    const core = this.cx.core;
+    const P = core.pieces;
+    if (P.gen[pslot] !== gen || !core.isLive(pslot)) return; // changed meanwhile (operator action): outcome is stale
+    const lane = core.laneOf(pslot);
+    const now = this.cx.clock.now();
+    const done = core.deltas.get(pslot);
+    const byRcpt = new Map<number, RcptOutcome>();
+    for (const o of outcomes) if (!done?.has(o.rcpt)) byRcpt.set(o.rcpt, o);
+    const expired = now - env.arrival >= this.cx.maxAgeOf(lane);
+    for (const r of pending) {
+      if (done?.has(r) || byRcpt.has(r)) continue;
+      // Not tried in this job (expiry, an operator action). An expired recipient's report says
+      // what its last attempt met, which a held piece keeps in memory when nothing was written.
+      const last = expired ? (core.unwritten.get(pslot)?.last ?? env.info.recipients[r]?.last) : undefined;
+      byRcpt.set(r, { rcpt: r, status: 'deferred', text: last ? `last error: ${last}` : 'not attempted' });
+    }
+    const finals: RcptOutcome[] = [];
+    const deferred: RcptOutcome[] = [];
+    for (const o of byRcpt.values()) {
+      if (o.status !== 'deferred') finals.push(o);
+      else if (expired) {
+        const e: RcptOutcome = {
+          ...o,
+          status: 'failed',
+          enhanced: '4.4.7',
+          text: `delivery time expired${o.text ? `: ${o.text}` : ''}`,
+        };
+        finals.push(e);
+        this.cx.emit({
+          type: 'expired',
+          id: formatId(env.msgId),
+          rcpt: env.info.recipients[o.rcpt]?.address ?? '?',
+        });
+      } else deferred.push(o);
+    }
+    // Delay warnings: once per message, for recipients that asked for them.
+    const delayList =
+      deferred.length > 0 && !env.info.warned && now - env.arrival >= this.cx.delayWarning
+        ? deferred.filter((o) => wants(env.info.recipients[o.rcpt], 'DELAY'))
+        : [];
+    // Where deferred recipients go: their held lane, or the next rung of the ladder.
+    const groups = new Map<LaneState, RcptOutcome[]>();
+    for (const o of deferred) {
+      const target = o.hold
+        ? core.heldLane(o.hold)
+        : lane.kind === 'held' || lane.kind === 'hold'
+          ? lane
+          : this.nextLane(lane);
+      let g = groups.get(target);
+      if (!g) groups.set(target, (g = []));
+      g.push(o);
+    }
+    const keepInPlace =
+      groups.size === 1 &&
+      groups.has(lane) &&
+      lane.kind !== 'retry' &&
+      lane.kind !== 'new' &&
+      finals.length === 0 &&
+      delayList.length === 0;
+    if (keepInPlace) {
+      // A held piece nobody could take: nothing to write. It never left its lane's FIFO, so the
+      // next flush, ATRN or expiry finds it; the attempt is counted in memory only.
+      if (outcomes.length > 0) {
+        const u = core.unwritten.get(pslot);
+        const last = describe(deferred[0]!);
+        if (u) {
+          u.attempts++;
+          u.last = last;
+          u.at = now;
+        } else core.unwritten.set(pslot, { attempts: 1, last, at: now });
+      }
+      return;
+    }
+    const mslot = P.msg[pslot]!;
+    // Data must live in the data lane once any piece leaves `new`; data still in `new` is
+    // copied (it was written whole, so it is small: large data is streamed to `data` at once).
+    const relocate =
+      core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data' &&
+      [...groups.keys()].some((l) => l.kind !== 'new');
+    const reportData =
+      (await this.reportsNeedData(env, finals)) || delayList.length > 0
+        ? await this.read.reportData(mslot, env.msgId)
+        : Buffer.alloc(0);
+    const data = relocate ? await this.read.readData(mslot, env.msgId) : undefined;
+    if (P.gen[pslot] !== gen || !core.isLive(pslot)) return;
+    if (groups.size === 0) {
+      core.killPiece(pslot, DONE_COMPLETED, 1);
+    } else {
+      if (data && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data')
+        core.putData(mslot, core.dataLane(), [data], data.length);
+      const oldVersion = P.version[pslot]!;
+      const attempts = this.read.attemptsOf(pslot, env) + 1;
+      let first = true;
+      for (const [target, list] of groups) {
+        const info: EnvelopeInfo = {
+          ...env.info,
+          recipients: list.map((o) => ({ ...env.info.recipients[o.rcpt]!, last: describe(o) })),
+          attempts,
+          history: [
+            ...env.info.history,
+            {
+              t: now,
+              ev: target.kind === 'held' ? `held for ${target.domain}` : `deferred to ${target.name}`,
+              detail: describe(list[0]!),
+            },
+          ].slice(-HISTORY_MAX),
+        };
+        const last = list.find((o) => o.text)?.text;
+        if (last !== undefined) info.lastError = describe(list.find((o) => o.text)!);
+        if (delayList.length > 0) info.warned = true;
+        const due = target.kind === 'retry' ? now + target.delay : now;
+        if (first) {
+          core.putEnvelope(pslot, target, {
+            msgId: env.msgId,
+            piece: env.piece,
+            version: oldVersion + 1,
+            due,
+            arrival: env.arrival,
+            rcptCount: list.length,
+            info,
+          });
+          first = false;
+        } else {
+          const pno = core.msgs.nextPieceNo[mslot]!;
+          const np = core.addPiece(mslot, pno);
+          core.putEnvelope(
+            np,
+            target,
+            {
+              msgId: env.msgId,
+              piece: pno,
+              version: 1,
+              due,
+              arrival: env.arrival,
+              rcptCount: list.length,
+              info,
+            },
+            2,
+          ); // a split-off piece is durable only after the parent's new version (phase 2)
+        }
+        this.cx.emit({ type: 'moved', id: formatId(env.msgId), lane: target.name });
+      }
+      // The old version dies only after every replacement is durable (phase 3).
+      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, 3);
+    }
+    this.appendReports(env, finals, reportData, now, delayList);
+    await this.cx.writer.commit();
+    this.emitOutcomes(env, [...finals, ...deferred]);
+    for (const target of groups.keys()) if (target.kind === 'new') this.pump(target);
+    this.pump(core.newLane());
+  }
+}
+function notifyOf(r: RecipientInfo | undefined): string[] | undefined {
+  return r?.notify;
+}
+
+function wants(r: RecipientInfo | undefined, what: string): boolean {
+  return r?.notify?.includes(what) ?? false;
+}
+
+function describe(o: RcptOutcome): string {
+  const parts: string[] = [];
+  if (o.code !== undefined) parts.push(String(o.code));
+  if (o.enhanced) parts.push(o.enhanced);
+  if (o.text) parts.push(o.text);
+  if (o.host) parts.push(`(${o.host})`);
+  return parts.join(' ') || o.status;
+}
