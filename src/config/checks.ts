@@ -115,6 +115,18 @@ function checkDomains(c: Config, problems: Problems): void {
     c.smtp.relayDomains.map((d, i) => ({ value: d, path: `smtp.relay_domains[${i + 1}]` })),
     'relay domain',
   );
+  // What we collect from a provider we must take: a domain that is neither local nor routed
+  // would be held back at the provider at every poll.
+  const routed = new Set(c.routes.map((r) => r.domain));
+  c.odmr.providers.forEach((p, i) => {
+    (p.domains ?? []).forEach((domain, j) => {
+      if (domain === '' || local.has(domain) || routed.has(domain)) return;
+      problems.add(
+        `odmr.provider[${i + 1}].domains[${j + 1}]`,
+        `${JSON.stringify(domain)} is neither a [[local]] domain nor routed ([[route]] with this domain): mail collected for it could not be taken`,
+      );
+    });
+  });
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);

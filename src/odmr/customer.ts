@@ -214,7 +214,7 @@ function serve(socket: net.Socket, o: CustomerOptions, clock: Clock): Promise<nu
   return new Promise((resolve) => {
     let cancelSweep: (() => void) | undefined;
     const owner: ConnectionOwner = {
-      sessionOptions: { ...o.session, clock },
+      sessionOptions: { ...o.session, clock, odmrCustomer: true },
       hooks,
       commands: undefined,
       secureContext: undefined,

@@ -46,6 +46,9 @@ export function makeServerHooks(
     relayDomains.has(domain) ||
     router.etrnOf(domain) !== undefined ||
     router.odmrDomainOf(domain) !== undefined;
+  // Domains with a [[route]] of their own (not the catch-all): what an ODMR customer collects
+  // and passes on.
+  const routed = new Set(config.routes.map((r) => r.domain).filter((d) => d !== '*'));
 
   return {
     newMessageId: () => formatId(ids.next()),
@@ -68,8 +71,19 @@ export function makeServerHooks(
         return null;
       }
       if (relayAllowed(ctx)) return null;
-      if (acceptedFromAnyone(domain) && !local.includes('%') && !local.includes('!') && !local.includes('@'))
-        return null;
+      const plain = !local.includes('%') && !local.includes('!') && !local.includes('@');
+      if (acceptedFromAnyone(domain) && plain) return null;
+      if (ctx.odmrCustomer) {
+        // Our provider, after our ATRN, sends the mail of our account: a domain we route onward
+        // is taken; one we cannot deliver stays held there (450), where a 5xx would make the
+        // provider bounce the customer's own mail.
+        if (routed.has(domain) && plain) return null;
+        return reply(
+          450,
+          '4.7.1',
+          `<${address}>: this host takes no mail for ${domain} (neither a local domain nor routed); leave it held`,
+        );
+      }
       return reply(554, '5.7.1', `<${address}>: relay access denied`);
     },
 
@@ -87,7 +101,9 @@ export function makeServerHooks(
         return reply(452, '4.3.1', 'Insufficient system storage: too much mail in memory, try again later');
       // A full disk or a failed fsync: say so at MAIL, before the client sends its data.
       const refused = queues.refusal()?.smtp;
-      return refused ? reply(refused.code, refused.enhanced, String(refused.text ?? 'try again later')) : null;
+      return refused
+        ? reply(refused.code, refused.enhanced, String(refused.text ?? 'try again later'))
+        : null;
     },
 
     openData(id: string) {

@@ -46,6 +46,8 @@ export interface SessionContext {
   readonly loopback: boolean;
   /** Submission mode (AUTH required before MAIL). */
   readonly submission: boolean;
+  /** The server role of an ODMR customer after its ATRN: the peer is our provider. */
+  readonly odmrCustomer?: boolean;
   /** Sender of the current transaction ('' = null sender); undefined outside a transaction. */
   readonly sender: string | undefined;
   /** Recipients accepted so far in the current transaction. */

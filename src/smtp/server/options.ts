@@ -41,6 +41,11 @@ export interface SessionOptions {
   minDataRate?: number;
   /** Submission port: AUTH is required before MAIL (530 5.7.0). */
   submission?: boolean;
+  /**
+   * The server role of an ODMR customer after its ATRN (RFC 2645): the peer is the provider we
+   * called, sending the mail of our account. Policy hooks see it in the SessionContext.
+   */
+  odmrCustomer?: boolean;
   /** Offer PLAIN/LOGIN without TLS to non-loopback clients (not recommended). */
   allowPlainWithoutTls?: boolean;
   /** Accept BODY=BINARYMIME (and advertise it). */
@@ -74,6 +79,7 @@ export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
     dataLineTimeoutMs: o.dataLineTimeoutMs ?? 300_000,
     minDataRate: o.minDataRate ?? 500,
     submission: o.submission ?? false,
+    odmrCustomer: o.odmrCustomer ?? false,
     allowPlainWithoutTls: o.allowPlainWithoutTls ?? false,
     binaryMime: o.binaryMime ?? false,
     readPauseBytes: o.readPauseBytes ?? 16 * 1024,

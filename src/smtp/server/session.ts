@@ -154,6 +154,9 @@ export class SmtpSession implements SessionContext {
   get submission(): boolean {
     return this.opts.submission;
   }
+  get odmrCustomer(): boolean {
+    return this.opts.odmrCustomer;
+  }
   get sender(): string | undefined {
     return this.tx?.sender;
   }
