@@ -4,6 +4,8 @@
 // lookups it hands back as a function (MX, and the addresses of route and ETRN host names, all
 // through the one resolver). Domains compare lower-case without a trailing dot. Where mail goes says nothing
 // about whose mail we take: acceptance is policy's (src/policy/hooks.ts, smtp.relay_domains).
+// In a cluster, Redirects (src/cluster/directory.ts) send ETRN/ODMR domains homed on other nodes,
+// and everything while this node drains, to a peer's SMTP instead.
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
 import { MtaError } from '../errors.js';
 import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from './mx.js';
