@@ -85,12 +85,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
   let code = 0;
   try {
-    const hooks = makeServerHooks(
-      config,
-      new Router(config, daemon.resolver),
-      daemon.queues,
-      new IdSource(),
-    );
+    const hooks = makeServerHooks(config, new Router(config, daemon.resolver), daemon.queues, new IdSource());
     const r = await collect({
       host: provider.host,
       port: provider.port,
@@ -111,6 +106,14 @@ export async function run(argv: string[], io: Io): Promise<number> {
         ? `logmta odmr: ${v.provider}: no mail waiting\n`
         : `logmta odmr: ${v.provider}: received ${r.messages} message(s)\n`,
     );
+    if (r.status === 'received' && r.complete === false) {
+      // Safe (what we took is durable, the rest is still held there), but not done: say so and
+      // let cron or the operator try again.
+      io.stderr.write(
+        `logmta odmr: ${v.provider}: the connection was lost before its QUIT; the rest stays held at the provider (run again)\n`,
+      );
+      code = 75;
+    }
     // Give first delivery attempts a moment; whatever is still queued is durable and is
     // delivered by the next `serve`.
     if (r.messages > 0) await settle(daemon.queues, Number(v.wait ?? '10') * 1000);

@@ -15,6 +15,7 @@ import { formatReply, type Reply, ReplyParser } from '../smtp/client/reply.js';
 import type { ServerHooks, ServerLogger } from '../smtp/server/hooks.js';
 import { type AnySocket, Connection } from '../smtp/server/connection.js';
 import type { ConnectionOwner } from '../smtp/server/connection.js';
+import { type CommandTable, defaultCommands } from '../smtp/server/commands/table.js';
 import type { SessionOptions } from '../smtp/server/options.js';
 import { type Clock, systemClock } from '../util/clock.js';
 
@@ -40,6 +41,12 @@ export interface CollectResult {
   status: 'received' | 'no-mail';
   /** Messages accepted (durable) from the provider. */
   messages: number;
+  /**
+   * 'received' only: whether the provider ended the session with QUIT. False when the
+   * connection was lost before (a line that dropped, a provider that died): what was not
+   * accepted stays held at the provider for the next poll.
+   */
+  complete?: boolean;
 }
 
 /** One ODMR poll: resolves when the provider has ended the reversed session. */
@@ -80,8 +87,8 @@ export async function collect(o: CustomerOptions): Promise<CollectResult> {
     socket.destroy();
     throw new MtaError('ODMR_PROTOCOL', 'transient', `${o.host} sent data before our greeting`);
   }
-  const messages = await serve(socket, o, clock);
-  return { status: 'received', messages };
+  const { messages, quit } = await serve(socket, o, clock);
+  return { status: 'received', messages, complete: quit };
 }
 
 function refusal(code: string, what: string, r: Reply): MtaError {
@@ -201,8 +208,13 @@ class LineIo {
 }
 
 /** Runs our SMTP server role on the socket until the provider QUITs or the socket closes. */
-function serve(socket: net.Socket, o: CustomerOptions, clock: Clock): Promise<number> {
+function serve(
+  socket: net.Socket,
+  o: CustomerOptions,
+  clock: Clock,
+): Promise<{ messages: number; quit: boolean }> {
   let messages = 0;
+  let quit = false;
   const hooks: ServerHooks = {
     ...o.hooks,
     accept: async (m, ctx) => {
@@ -216,14 +228,16 @@ function serve(socket: net.Socket, o: CustomerOptions, clock: Clock): Promise<nu
     const owner: ConnectionOwner = {
       sessionOptions: { ...o.session, clock, odmrCustomer: true },
       hooks,
-      commands: undefined,
+      commands: withQuitSeen(hooks, () => {
+        quit = true;
+      }),
       secureContext: undefined,
       implicitTls: false,
       logger: o.logger,
       now: () => clock.now(),
       released: () => {
         cancelSweep?.();
-        resolve(messages);
+        resolve({ messages, quit });
       },
       handOver: (_c: Connection, s: AnySocket) => {
         s.destroy();
@@ -242,4 +256,20 @@ function serve(socket: net.Socket, o: CustomerOptions, clock: Clock): Promise<nu
     };
     sweep();
   });
+}
+
+/** The default commands, with QUIT telling `seen` first: the provider ended the session itself. */
+function withQuitSeen(hooks: ServerHooks, seen: () => void): CommandTable {
+  const table = defaultCommands(hooks);
+  const quit = table.verbs.get('QUIT');
+  if (!quit) return table;
+  const verbs = new Map(table.verbs);
+  verbs.set('QUIT', {
+    ...quit,
+    handler: (s, args) => {
+      seen();
+      return quit.handler(s, args);
+    },
+  });
+  return { ...table, verbs };
 }

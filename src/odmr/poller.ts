@@ -59,7 +59,12 @@ export class OdmrPoller {
         ...(this.o.logger ? { logger: this.o.logger } : {}),
       });
       this.stats.messages += r.messages;
-      this.o.logger?.info({ provider: target, user: p.user, ...r }, 'odmr poll done');
+      if (r.complete === false)
+        this.o.logger?.warn(
+          { provider: target, user: p.user, ...r },
+          'odmr poll cut short: the connection was lost before the provider QUIT; the rest stays held there',
+        );
+      else this.o.logger?.info({ provider: target, user: p.user, ...r }, 'odmr poll done');
       return r;
     } catch (e) {
       this.stats.failures++;

@@ -14,6 +14,7 @@ import {
   testToml,
   waitFor,
 } from '../support/daemon.js';
+import { cuttingProxy } from '../support/cutting-proxy.js';
 import { sendMail } from '../support/inject.js';
 
 let p: TestDaemon;
@@ -44,12 +45,12 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const odmr = (pw: string) =>
+const odmr = (pw: string, port = odmrPort) =>
   runLogmta(
     [
       'odmr',
       '--provider',
-      `127.0.0.1:${odmrPort}`,
+      `127.0.0.1:${port}`,
       '--user',
       'acme',
       '--password-file',
@@ -81,4 +82,24 @@ test('logmta odmr collects held mail into its own queue and Maildir', async () =
   const again = await odmr('good');
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /no mail waiting/);
+});
+
+test('a line that drops mid-session: logmta odmr exits 75 saying the rest stays held, and the next run brings it', async () => {
+  for (const n of [1, 2, 3, 4, 5])
+    await sendMail(p.port, { from: 'a@sender.test', to: [`cut${n}@acme.example`], subject: `cut ${n}` });
+  await waitFor(() => p.daemon.queues.heldCount('acme.example') === 5, 'five held');
+  const proxy = await cuttingProxy(odmrPort, 3);
+  try {
+    const cut = await odmr('good', proxy.port);
+    assert.equal(cut.code, 75, `${cut.stdout}\n${cut.stderr}`);
+    assert.match(cut.stderr, /before its QUIT.*the rest stays held/);
+  } finally {
+    await proxy.close();
+  }
+  assert.ok(p.daemon.queues.heldCount('acme.example') >= 3, 'the rest is still held at the provider');
+  const rest = await odmr('good');
+  assert.equal(rest.code, 0, rest.stderr);
+  const got = (): number =>
+    [1, 2, 3, 4, 5].filter((n) => maildirMessages(join(dir, 'data', 'mail', `cut${n}`)).length > 0).length;
+  await waitFor(() => got() === 5, 'all five in their Maildirs');
 });

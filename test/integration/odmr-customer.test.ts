@@ -3,7 +3,6 @@
 // a message split across two domains of the account crosses once with both recipients; a customer
 // that drops the connection mid-transfer loses nothing, and the next ATRN delivers the rest.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MtaEvent } from '../../src/admin/events.js';
@@ -18,6 +17,7 @@ import {
   waitFor,
   waitForMaildir,
 } from '../support/daemon.js';
+import { cuttingProxy } from '../support/cutting-proxy.js';
 import { sendMail } from '../support/inject.js';
 
 const PROVIDER = `
@@ -55,41 +55,6 @@ interval = "1h"
 }
 
 const portOf = (hp: string | undefined): number => Number((hp ?? '').slice((hp ?? '').lastIndexOf(':') + 1));
-
-/** Forwards a TCP connection; cuts both sides once the provider has sent `cutAt` MAIL commands. */
-async function cuttingProxy(
-  target: number,
-  cutAt: number,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((down) => {
-    const up = net.connect(target, '127.0.0.1');
-    sockets.add(down).add(up);
-    let mails = 0;
-    down.on('error', () => {}).on('close', () => up.destroy());
-    up.on('error', () => {}).on('close', () => down.destroy());
-    down.on('data', (b) => up.write(b));
-    up.on('data', (b: Buffer) => {
-      mails += b.toString('latin1').split('MAIL FROM:').length - 1;
-      if (mails >= cutAt) {
-        // The customer's line goes dead while the provider is sending a message.
-        up.destroy();
-        down.destroy();
-        return;
-      }
-      down.write(b);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 describe('logmta customer and logmta provider', () => {
   let p: TestDaemon;
@@ -166,7 +131,7 @@ describe('logmta customer and logmta provider', () => {
         hooks,
       };
       const first = await collect({ ...opts, port: proxy.port });
-      assert.deepEqual(first, { status: 'received', messages: 1 });
+      assert.deepEqual(first, { status: 'received', messages: 1, complete: false });
       // The provider commits what was delivered and keeps the rest held (451 while it notices).
       await waitFor(() => p.daemon.queues.heldCount('acme.example') === 2, 'two still held');
       let second: Awaited<ReturnType<typeof collect>> | undefined;
@@ -177,7 +142,7 @@ describe('logmta customer and logmta provider', () => {
           return undefined;
         });
       }
-      assert.deepEqual(second, { status: 'received', messages: 2 });
+      assert.deepEqual(second, { status: 'received', messages: 2, complete: true });
       assert.equal(p.daemon.queues.heldCount('acme.example'), 0);
       const got = ['m1', 'm2', 'm3'].map(
         (u) => maildirMessages(join(c.dataDir, 'mail', 'acme.example', u)).length,

@@ -88,7 +88,7 @@ test('ATRN streams a large held lane: the first message goes out with one claime
     session: { hostname: 'customer.test' },
     hooks,
   });
-  assert.deepEqual(r, { status: 'received', messages: N });
+  assert.deepEqual(r, { status: 'received', messages: N, complete: true });
   assert.ok(
     claimedAtFirst >= 1 && claimedAtFirst <= 2,
     `${claimedAtFirst} pieces claimed when the first message arrived (the whole lane is ${N + SPLIT})`,

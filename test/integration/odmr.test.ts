@@ -129,7 +129,7 @@ describe('ODMR provider', () => {
       session: { hostname: 'customer.test' },
       hooks: store.hooks,
     });
-    assert.deepEqual(r, { status: 'received', messages: 1 });
+    assert.deepEqual(r, { status: 'received', messages: 1, complete: true });
     assert.deepEqual(
       store.got[0]?.recipients.map((x) => x.address),
       ['y@acme-corp.example'],
@@ -161,7 +161,7 @@ describe('ODMR provider', () => {
       session: { hostname: 'customer.test' },
       hooks: store.hooks,
     });
-    assert.deepEqual(r, { status: 'received', messages: 2 });
+    assert.deepEqual(r, { status: 'received', messages: 2, complete: true });
     const rcpts = store.got.map((m) => m.recipients.map((x) => x.address).sort());
     assert.deepEqual(rcpts, [['one@acme.example'], ['three@acme-corp.example', 'two@acme.example']]);
     assert.match(Buffer.concat(chunksOf(store.got[1]!.data)).toString(), /Subject: split/);
@@ -205,7 +205,7 @@ describe('ODMR reports', () => {
             addr === 'gone@acme.example' ? { code: 550, enhanced: '5.1.1', text: 'no such user' } : null,
         },
       });
-      assert.deepEqual(r, { status: 'received', messages: 1 });
+      assert.deepEqual(r, { status: 'received', messages: 1, complete: true });
       await waitFor(() => sink.transactions.some((t) => t.sender === ''), 'the bounce');
       const dsn = parseDsn(sink.transactions.find((t) => t.sender === '')!.data);
       assert.equal(dsn.recipients.length, 1);
