@@ -242,6 +242,22 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'logmta_message_memory_bytes',
+      help: 'Message bytes held in memory: data received and not yet written, and accepted data kept for its first attempt.',
+      registers,
+      collect() {
+        this.set(o.queues.budget.used);
+      },
+    });
+    new Gauge({
+      name: 'logmta_message_memory_budget_bytes',
+      help: 'queue.memory_budget: above it, new SMTP transactions get 452 4.3.1.',
+      registers,
+      collect() {
+        this.set(o.queues.budget.limit);
+      },
+    });
+    new Gauge({
       name: 'logmta_queue_messages',
       help: 'Messages in the queue (each counted once, however many pieces).',
       registers,

@@ -105,6 +105,12 @@ describe('Prometheus metrics at /metrics', () => {
     assert.ok((value(text, 'logmta_queue_oldest_message_age_seconds') ?? -1) >= 0);
     assert.ok((value(text, 'logmta_smtp_connections_total') ?? 0) >= 3);
     assert.equal(value(text, 'logmta_smtp_sessions'), 0);
+    assert.equal(value(text, 'logmta_message_memory_budget_bytes'), 256 * 1024 * 1024);
+    assert.equal(
+      value(text, 'logmta_message_memory_bytes'),
+      0,
+      'no message bytes held once all was attempted',
+    );
     assert.ok(
       (value(text, 'logmta_commit_batch_records_count') ?? 0) >= 3,
       'each accepted message was a commit',
