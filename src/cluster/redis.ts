@@ -41,7 +41,6 @@ function options(c: ClusterConfig): RedisOptions {
     o.name = c.redis.master;
     o.db = c.redis.db;
     o.sentinelRetryStrategy = (n) => Math.min(200 * n, 2_000);
-    if (c.password !== undefined) o.sentinelPassword = c.password;
   }
   return o;
 }

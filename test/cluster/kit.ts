@@ -23,6 +23,10 @@ export interface NodeOptions {
   smtp?: string;
   /** Open the HTTP admin (metrics) on an ephemeral port. */
   admin?: boolean;
+  /** How [cluster] names Redis (TOML lines); default the test server's URL. */
+  redis?: (server: RedisServer) => string;
+  /** Run the test Redis with this password (given to the nodes in redis.pass). */
+  redisPassword?: string;
 }
 
 export class TestNode {
@@ -34,6 +38,7 @@ export class TestNode {
     readonly name: string,
     readonly dir: string,
     private readonly toml: string,
+    private readonly redisPassword?: string,
   ) {}
 
   get configFile(): string {
@@ -51,7 +56,14 @@ export class TestNode {
     const toml = `hostname = "${this.name}.cluster.test"\n${this.toml}`
       .replace('@SMTP@', smtp)
       .replace('@ODMR@', odmr);
-    const d = await spawnDaemon({ dir: this.dir, toml, files: { 'cluster.key': SECRET } });
+    const d = await spawnDaemon({
+      dir: this.dir,
+      toml,
+      files: {
+        'cluster.key': SECRET,
+        ...(this.redisPassword !== undefined ? { 'redis.pass': `${this.redisPassword}\n` } : {}),
+      },
+    });
     this.daemon = d;
     this.smtpPort = d.port;
     const m = /ODMR \(ATRN\) on \S+?:(\d+)/.exec(d.stderr());
@@ -120,7 +132,9 @@ export class TestCluster {
   ) {}
 
   static async start(names: string[], opts: NodeOptions): Promise<TestCluster> {
-    const redis = await RedisServer.start();
+    const redis = await RedisServer.start(
+      opts.redisPassword !== undefined ? { password: opts.redisPassword } : {},
+    );
     const c = new TestCluster(redis, opts);
     try {
       for (const n of names) await c.add(n);
@@ -147,7 +161,8 @@ listen = ["@ODMR@"]
 ${this.opts.admin ? '[admin]\nlisten = "127.0.0.1:0"\n' : ''}
 [cluster]
 node = "${name}"
-redis = "${this.redis.url}"
+${this.opts.redis ? this.opts.redis(this.redis) : `redis = "${this.redis.url}"`}
+${this.opts.redisPassword !== undefined ? 'password_file = "redis.pass"' : ''}
 secret_file = "cluster.key"
 heartbeat = "500ms"
 node_ttl = "2s"
@@ -159,7 +174,12 @@ ${this.opts.toml}
   }
 
   async add(name: string): Promise<TestNode> {
-    const n = new TestNode(name, makeTempDir(`logmta-cluster-${name}-`), this.tomlFor(name));
+    const n = new TestNode(
+      name,
+      makeTempDir(`logmta-cluster-${name}-`),
+      this.tomlFor(name),
+      this.opts.redisPassword,
+    );
     this.nodes.set(name, n);
     await n.start();
     return n;

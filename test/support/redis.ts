@@ -6,7 +6,7 @@
 // Fails: start() rejects with the server's output when it does not become ready in time.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closedPort } from './daemon.js';
@@ -27,7 +27,11 @@ export class RedisServer {
   private exited: Promise<void> = Promise.resolve();
   readonly dir = mkdtempSync(join(tmpdir(), 'logmta-redis-'));
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** requirepass of the server, when it has one. */
+    readonly password?: string,
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}/0`;
@@ -37,9 +41,9 @@ export class RedisServer {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  static async start(): Promise<RedisServer> {
+  static async start(opts: { password?: string } = {}): Promise<RedisServer> {
     for (let attempt = 0; ; attempt++) {
-      const r = new RedisServer(await closedPort());
+      const r = new RedisServer(await closedPort(), opts.password);
       try {
         await r.start();
         return r;
@@ -48,6 +52,49 @@ export class RedisServer {
         if (attempt >= 3) throw e;
       }
     }
+  }
+
+  /**
+   * A Sentinel (redis-server --sentinel) monitoring this server as master `name`, on a free
+   * port; stopped with the returned function.
+   */
+  async sentinel(name: string): Promise<{ port: number; stop(): Promise<void> }> {
+    const bin = toolPath('redis-server');
+    if (!bin) throw new Error('redis-server not installed');
+    const port = await closedPort();
+    const conf = join(this.dir, `sentinel-${port}.conf`);
+    writeFileSync(
+      conf,
+      `port ${port}\nbind 127.0.0.1\nprotected-mode no\ndir ${this.dir}\n` +
+        `sentinel monitor ${name} 127.0.0.1 ${this.port} 1\nsentinel down-after-milliseconds ${name} 1000\n` +
+        (this.password !== undefined ? `sentinel auth-pass ${name} ${this.password}\n` : ''),
+    );
+    const child = spawn(bin, [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(child);
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`sentinel did not start:\n${out}`)), 10_000);
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('+monitor master')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', () => {
+        clearTimeout(timer);
+        reject(new Error(`sentinel exited:\n${out}`));
+      });
+    });
+    return {
+      port,
+      async stop() {
+        child.kill('SIGKILL');
+        await exited;
+        live.delete(child);
+      },
+    };
   }
 
   /** (Re)starts the server on its port; resolves once it accepts connections. */
@@ -69,6 +116,7 @@ export class RedisServer {
         this.dir,
         '--protected-mode',
         'no',
+        ...(this.password !== undefined ? ['--requirepass', this.password] : []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
