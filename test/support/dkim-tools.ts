@@ -1,8 +1,9 @@
 // Independent DKIM verifiers and signers from Debian for the tests: dkimpy (python3-dkim, through
 // test/support/dkimpy.py) and opendkim in test mode (`opendkim -t`), both asking the tests' DNS
 // server for keys; plus key generation and the DNS records to publish.
-// Invariant: a tool that is missing makes `dkimTools()` say so (for `{ skip }`), never a
-// false pass; results are parsed from the tools' own output.
+// Invariant: a tool that is missing, or hidden by LOGMTA_TEST_HIDE_TOOLS (test/support/tools.ts),
+// makes the *Missing() helpers say so (for `{ skip }`), never a false pass; results are parsed
+// from the tools' own output.
 
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
