@@ -41,24 +41,59 @@ async function daemon(dns: TestDnsServer, mxPort: number, extra = ''): Promise<T
 const reports = (s: SmtpSink) => s.transactions.filter((t) => t.sender === '');
 
 describe('routing through a real DNS server', { skip }, () => {
-  test('mail goes to the best MX host, whose address the DNS server gives', async () => {
-    const good = await sink();
-    const dns = await dnsServer({
-      zones: ['dst.test'],
-      records: [
-        'dst.test. 300 IN MX 20 mx2.dst.test.',
-        'dst.test. 300 IN MX 10 mx1.dst.test.',
-        'mx1.dst.test. 300 IN A 127.0.0.1',
-        'mx2.dst.test. 300 IN A 127.0.0.2',
-      ],
-    });
-    const d = await daemon(dns, good.port);
+  /**
+   * Two MX hosts on one port, at 127.0.0.2 (the best, preference 10) and 127.0.0.1 (preference
+   * 20): the daemon delivers MX hosts on one port, so only the address tells them apart.
+   */
+  async function twoMxHosts(): Promise<{ best: SmtpSink; backup: SmtpSink }> {
+    for (let tries = 0; ; tries++) {
+      const best = await SmtpSink.start({ address: '127.0.0.2' });
+      cleanups.push(() => best.close());
+      try {
+        const backup = await SmtpSink.start({ port: best.port });
+        cleanups.push(() => backup.close());
+        return { best, backup };
+      } catch (e) {
+        if (tries >= 5) throw e; // that port was taken on 127.0.0.1: try another
+      }
+    }
+  }
+
+  const mxZone = (): DnsZones => ({
+    zones: ['dst.test'],
+    records: [
+      'dst.test. 300 IN MX 20 mx2.dst.test.',
+      'dst.test. 300 IN MX 10 mx1.dst.test.',
+      'mx1.dst.test. 300 IN A 127.0.0.2',
+      'mx2.dst.test. 300 IN A 127.0.0.1',
+    ],
+  });
+
+  test('mail goes to the best MX host, at the address the DNS server gives; the backup MX sees nothing', async () => {
+    const { best, backup } = await twoMxHosts();
+    const dns = await dnsServer(mxZone());
+    const d = await daemon(dns, best.port);
     await sendMail(d.port, { from: 'a@src.test', to: ['u@dst.test'] });
     await waitFor(() => d.settled(), 'delivery', 10_000);
-    assert.equal(good.transactions.length, 1);
-    assert.deepEqual(good.transactions[0]?.recipients, ['u@dst.test']);
+    assert.equal(best.transactions.length, 1);
+    assert.deepEqual(best.transactions[0]?.recipients, ['u@dst.test']);
+    assert.equal(backup.connections, 0, 'the preference-20 host was not even connected to');
     const out = d.outcomes('u@dst.test')[0];
     assert.equal(out?.msg, 'delivered');
+  });
+
+  test('when the best MX host is down, the mail goes to the next one the DNS server names', async () => {
+    const { best, backup } = await twoMxHosts();
+    await best.close();
+    const dns = await dnsServer(mxZone());
+    const d = await daemon(dns, backup.port);
+    await sendMail(d.port, { from: 'a@src.test', to: ['v@dst.test'] });
+    await waitFor(() => d.settled(), 'delivery', 10_000);
+    assert.deepEqual(
+      backup.transactions.map((t) => t.recipients),
+      [['v@dst.test']],
+    );
+    assert.equal(d.outcomes('v@dst.test')[0]?.msg, 'delivered');
   });
 
   test('a Null MX domain and a domain that does not exist bounce at once, without a connection', async () => {

@@ -31,6 +31,8 @@ export interface SinkTransaction {
 export interface SinkOptions {
   /** Port to listen on (default 0: any). A customer's host that is down first and up later. */
   port?: number;
+  /** Loopback address to listen on (default 127.0.0.1), e.g. 127.0.0.2 for a second MX host on the same port. */
+  address?: string;
   hostname?: string;
   /** Whole greeting line(s) without CRLF, e.g. "554 5.7.1 go away". Default 220. */
   greeting?: string;
@@ -138,7 +140,7 @@ export function sinkCertificate(): Promise<{ key: string; cert: string }> {
 }
 
 export class SmtpSink {
-  readonly host = '127.0.0.1';
+  readonly host: string;
   readonly transactions: SinkTransaction[] = [];
   /** Every command line received, across connections, without CRLF. */
   readonly commands: string[] = [];
@@ -153,6 +155,7 @@ export class SmtpSink {
 
   private constructor(opts: SinkOptions, ctx: tls.SecureContext | undefined) {
     this.opts = opts;
+    this.host = opts.address ?? '127.0.0.1';
     this.secureContext = ctx;
     this.server = net.createServer((s) => this.accept(s));
   }
@@ -163,7 +166,7 @@ export class SmtpSink {
     const sink = new SmtpSink(opts, ctx);
     await new Promise<void>((resolve, reject) => {
       sink.server.once('error', reject);
-      sink.server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+      sink.server.listen(opts.port ?? 0, sink.host, () => resolve());
     });
     return sink;
   }
