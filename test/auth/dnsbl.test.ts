@@ -46,7 +46,8 @@ describe('DNSBL checks', { skip }, () => {
       spawnDaemon({
         toml: config(
           dns,
-          '[[dnsbl]]\nzone = "down-bl.test"\n[[dnsbl]]\nzone = "bl.test"\n[[dnsbl]]\nzone = "strict-bl.test"\nmatch = ["127.0.0.2"]\n',
+          '[[dnsbl]]\nzone = "down-bl.test"\n[[dnsbl]]\nzone = "bl.test"\n[[dnsbl]]\nzone = "strict-bl.test"\nmatch = ["127.0.0.2"]\n' +
+            '[[user]]\nname = "home"\npassword = "home-pw"\n',
         ),
       }),
       spawnDaemon({ toml: config(dns, '[[dnsbl]]\nzone = "bl.test"\nat = "connect"\n') }),
@@ -64,11 +65,28 @@ describe('DNSBL checks', { skip }, () => {
       data: mail('listed'),
       localAddress: '127.0.0.2',
     });
+    assert.match(r.greeting, /^220 /, 'checked at RCPT: the greeting is the usual one');
+    assert.match(r.replies[1] ?? '', /^250 /, 'MAIL is accepted');
     assert.match(
-      r.final,
+      r.replies[2] ?? '',
       /^554 5\.7\.1 Service unavailable; client \[127\.0\.0\.2\] blocked using bl\.test; listed for testing/,
+      'the RCPT gets the refusal',
     );
+    assert.equal(r.replies.length, 3, 'no DATA for a transaction without recipients');
     assert.deepEqual(maildirMessages(join(atRcpt.dataDir, 'mail', 'u1')), []);
+  });
+
+  test('a listed client that authenticates is not checked at RCPT: a home address can still submit', async () => {
+    const r = await sendRaw(atRcpt.port, {
+      from: 'home@local.test',
+      to: ['u6@local.test'],
+      data: mail('authenticated'),
+      localAddress: '127.0.0.2',
+      auth: { user: 'home', password: 'home-pw' },
+    });
+    assert.match(r.replies[1] ?? '', /^235 /, 'AUTH succeeded');
+    assert.match(r.final, /^250 /, JSON.stringify(r.replies));
+    await waitFor(() => maildirMessages(join(atRcpt.dataDir, 'mail', 'u6')).length === 1, "u6's mail");
   });
 
   test('unlisted clients, error answers, answers outside the match set and a failing list let mail through', async () => {
