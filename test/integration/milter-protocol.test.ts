@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { SMFIM, SMFIP, type MtaCommand } from '../../src/milter/protocol.js';
 import { SmtpChat, startTestDaemon, type TestDaemon, waitFor, waitForMaildir } from '../support/daemon.js';
+import { TLS_TOML, tlsFiles } from '../support/certs.js';
 import { sendMessage } from '../support/mail.js';
 import { type FakeMilter, type FakeMilterScript, startFakeMilter } from '../support/fake-milter.js';
 
@@ -18,6 +19,13 @@ after(async () => {
 });
 
 async function setup(...scripts: FakeMilterScript[]): Promise<{ d: TestDaemon; milters: FakeMilter[] }> {
+  return setupWith({}, ...scripts);
+}
+
+async function setupWith(
+  extra: { toml?: string; files?: Record<string, string> },
+  ...scripts: FakeMilterScript[]
+): Promise<{ d: TestDaemon; milters: FakeMilter[] }> {
   const milters: FakeMilter[] = [];
   for (const s of scripts) {
     const m = await startFakeMilter(s);
@@ -25,7 +33,8 @@ async function setup(...scripts: FakeMilterScript[]): Promise<{ d: TestDaemon; m
     started.push({ stop: () => m.close() });
   }
   const d = await startTestDaemon({
-    toml: `
+    ...(extra.files ? { files: extra.files } : {}),
+    toml: `${extra.toml ?? ''}
 [[local]]
 domain = "local.test"
 maildir = "mail/{user}"
@@ -142,6 +151,32 @@ describe('milter protocol against a scripted filter', () => {
     assert.equal(body.toString(), 'new body\r\nsecond line\r\n');
   });
 
+  test('recipients a milter adds get the message; NOTIFY given with ADDRCPT_PAR is honoured', async () => {
+    const { d } = await setup({
+      on: (c) =>
+        c.type === 'eom'
+          ? [
+              { type: 'addrcpt', rcpt: '<plain@local.test>' },
+              { type: 'addrcpt_par', rcpt: '<told@local.test>', args: 'NOTIFY=SUCCESS' },
+              { type: 'continue' },
+            ]
+          : undefined,
+    });
+    const r = await sendMessage(d.port, { from: 'sender@local.test', to: ['orig@local.test'], message });
+    assert.match(r.final ?? '', /^250 /, JSON.stringify(r));
+    for (const u of ['orig', 'plain', 'told']) {
+      const [m = ''] = await waitForMaildir(box(d, u));
+      assert.match(m, /\nSubject: original\n/, u);
+    }
+    // Only the recipient added with NOTIFY=SUCCESS makes a success report to the sender.
+    const [report = ''] = await waitForMaildir(box(d, 'sender'));
+    assert.match(report, /Final-Recipient: rfc822; ?told@local\.test/i);
+    assert.match(report, /Action: delivered/i);
+    assert.doesNotMatch(report, /Final-Recipient: rfc822; ?(plain|orig)@local\.test/i);
+    await waitFor(() => d.settled(), 'the queue settled');
+    assert.equal((await waitForMaildir(box(d, 'sender'))).length, 1, 'one report');
+  });
+
   test('macros: the defaults at each stage, and a list the milter asked for instead', async () => {
     const { d, milters } = await setup({
       optneg: { actions: 0x1ff, macros: [[SMFIM.ENVRCPT, '{rcpt_host} {rcpt_mailer}']] },
@@ -157,6 +192,48 @@ describe('milter protocol against a scripted filter', () => {
     assert.equal(macros('M')['{mail_addr}'], 'a@sender.example');
     assert.deepEqual(macros('R'), { '{rcpt_host}': 'local.test', '{rcpt_mailer}': 'local' });
     assert.match(macros('E').i ?? '', /^[0-9A-F]{13}$/);
+  });
+
+  test('macros of an authenticated client over TLS: {auth_type}, {auth_authen}, {tls_version}, {cipher}, and from RCPT on i is the queue id', async () => {
+    const { d, milters } = await setupWith(
+      { toml: `${TLS_TOML}\n[[user]]\nname = "alice"\npassword = "alice-pw"\n`, files: await tlsFiles() },
+      {},
+    );
+    const c = await SmtpChat.connect(d.port);
+    try {
+      await c.read(1);
+      await c.ask('EHLO c.test\r\n');
+      assert.match((await c.ask('STARTTLS\r\n'))[0] ?? '', /^220 /);
+      await c.startTls();
+      await c.ask('EHLO c.test\r\n');
+      const token = Buffer.from('\0alice\0alice-pw').toString('base64');
+      assert.match((await c.ask(`AUTH PLAIN ${token}\r\n`))[0] ?? '', /^235 /);
+      const r = await c.ask('MAIL FROM:<alice@local.test>\r\nRCPT TO:<tm@local.test>\r\nDATA\r\n', 3);
+      assert.deepEqual(
+        r.map((x) => x.slice(0, 3)),
+        ['250', '250', '354'],
+      );
+      assert.match((await c.ask(`${message}.\r\n`))[0] ?? '', /^250 /);
+      await c.ask('QUIT\r\n');
+    } finally {
+      c.close();
+    }
+    const [m = ''] = await waitForMaildir(box(d, 'tm'));
+    const queueId = /\n\tby mx\.test \(logmta\) with ESMTPSA id ([0-9A-F]+)/.exec(m)?.[1];
+    assert.ok(queueId, m);
+    const seen = milters[0]?.sessions[0] ?? [];
+    const macros = (stage: string) =>
+      Object.fromEntries(
+        ofType(seen, 'macro').flatMap((x) => (x.type === 'macro' && x.stage === stage ? x.macros : [])),
+      );
+    assert.match(macros('H')['{tls_version}'] ?? '', /^TLSv1\.[23]$/);
+    assert.ok((macros('H')['{cipher}'] ?? '') !== '', 'the cipher is named');
+    assert.equal(macros('M')['{auth_type}'], 'PLAIN');
+    assert.equal(macros('M')['{auth_authen}'], 'alice');
+    // As with Postfix (smtpd_delay_open_until_valid_rcpt), the id exists once MAIL is accepted.
+    assert.equal(macros('M').i, undefined);
+    for (const stage of ['R', 'T', 'E'])
+      assert.equal(macros(stage).i, queueId, `i at stage ${stage} is the id the message is queued under`);
   });
 
   test('with no-reply flags, headers and body go out without waiting and the message is accepted', async () => {
