@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { listMessages } from '../../src/admin/inspect.js';
 import { startTestDaemon, type TestDaemon, waitForMaildir } from '../support/daemon.js';
+import { type FakeMilter, startFakeMilter } from '../support/fake-milter.js';
 import { sendMessage } from '../support/mail.js';
 
 const message = 'From: a@sender.example\r\nSubject: hi\r\n\r\nbody\r\n';
@@ -75,5 +76,51 @@ describe('milter failures', () => {
     assert.match(r.greeting, /^220 /);
     assert.match(r.mail, /^451 4\.7\.1 /);
     assert.ok(ms >= 900 && ms < 8_000, `${ms} ms`);
+  });
+
+  test('a milter that stops answering at the end of message costs content_timeout: 451 to the final dot, nothing queued', async () => {
+    // Answers every event but the end of message: a filter stuck scanning the content.
+    const stuck: FakeMilter = await startFakeMilter({ on: (c) => (c.type === 'eom' ? [] : undefined) });
+    try {
+      const d = await start(
+        `address = "inet:127.0.0.1:${stuck.address.port}"\ncommand_timeout = "30s"\ncontent_timeout = "1s"`,
+      );
+      const t0 = Date.now();
+      const r = await sendMessage(d.port, { from: 'a@sender.example', to: ['c@local.test'], message });
+      const ms = Date.now() - t0;
+      assert.match(r.mail, /^250 /);
+      assert.match(r.data ?? '', /^354 /);
+      assert.match(r.final ?? '', /^451 4\.7\.1 /, JSON.stringify(r));
+      assert.ok(ms >= 900 && ms < 8_000, `${ms} ms`);
+      assert.equal((await listMessages(d.daemon.queues, {}, Date.now())).length, 0, 'nothing queued');
+    } finally {
+      await stuck.close();
+    }
+  });
+
+  test('a milter that goes away mid-message leaves the client with 451 at the final dot and the next session retries it', async () => {
+    let drop = true;
+    const m: FakeMilter = await startFakeMilter({
+      on: (c) => {
+        if (c.type === 'header' && drop) {
+          drop = false;
+          // The filter's connection dies while it reads the header: no reply, the socket closes.
+          setImmediate(() => m.dropAll());
+          return [];
+        }
+        return undefined;
+      },
+    });
+    try {
+      const d = await start(`address = "inet:127.0.0.1:${m.address.port}"`);
+      const r = await sendMessage(d.port, { from: 'a@sender.example', to: ['e@local.test'], message });
+      assert.match(r.final ?? '', /^451 4\.7\.1 /, JSON.stringify(r));
+      assert.equal((await listMessages(d.daemon.queues, {}, Date.now())).length, 0, 'nothing queued');
+      const again = await sendMessage(d.port, { from: 'a@sender.example', to: ['e@local.test'], message });
+      assert.match(again.final ?? '', /^250 /, JSON.stringify(again));
+      await waitForMaildir(join(d.dataDir, 'mail', 'e'));
+    } finally {
+      await m.close();
+    }
   });
 });

@@ -24,6 +24,8 @@ export interface FakeMilter {
   address: { kind: 'inet'; host: string; port: number };
   /** Every command received, per connection. */
   sessions: MtaCommand[][];
+  /** Closes every open connection (a filter process that died); new connections are still taken. */
+  dropAll(): void;
   close(): Promise<void>;
 }
 
@@ -69,6 +71,9 @@ export async function startFakeMilter(script: FakeMilterScript = {}): Promise<Fa
   return {
     address: { kind: 'inet', host: '127.0.0.1', port: (server.address() as net.AddressInfo).port },
     sessions,
+    dropAll: () => {
+      for (const s of sockets) s.destroy();
+    },
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
