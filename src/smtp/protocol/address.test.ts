@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { checkMailbox, isValidAddressLiteral, isValidDomain, parsePath } from './address.js';
+import { checkMailbox, isValidAddressLiteral, isValidDomain, parsePath, withAsciiDomain } from './address.js';
 
 describe('checkMailbox', () => {
   test('accepts dot-strings, quoted local parts and address literals', () => {
@@ -95,5 +95,19 @@ describe('parsePath', () => {
   test('a path over 256 octets is too long', () => {
     const long = `<${'a'.repeat(60)}@${'b'.repeat(60)}.${'c'.repeat(60)}.${'d'.repeat(60)}.${'e'.repeat(20)}>`;
     assert.deepEqual(parsePath(long, 0), { ok: false, error: 'tooLong' });
+  });
+});
+
+describe('withAsciiDomain', () => {
+  test('a U-label domain becomes its A-labels; the local part, ASCII domains and literals stay', () => {
+    assert.equal(withAsciiDomain('Hans@M\u00fcller.test'), 'Hans@xn--mller-kva.test');
+    assert.equal(withAsciiDomain('j\u00fcrgen@example.test'), 'j\u00fcrgen@example.test');
+    assert.equal(withAsciiDomain('"a@b"@b\u00e4ckup.test'), '"a@b"@xn--bckup-gra.test');
+    assert.equal(withAsciiDomain('u@[127.0.0.1]'), 'u@[127.0.0.1]');
+    assert.equal(withAsciiDomain(''), '');
+  });
+  test('a look-alike stays another domain, and an invalid IDN is refused', () => {
+    assert.notEqual(withAsciiDomain('u@b\u0430ckup.test'), 'u@xn--bckup-gra.test');
+    assert.equal(withAsciiDomain('u@xn--zz.t\u00e9st'), undefined);
   });
 });

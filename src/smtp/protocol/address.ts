@@ -10,6 +10,7 @@
 // Pure; errors are returned as values, never thrown.
 
 import { isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
 
 export interface ParsedPath {
   /** The mailbox without angle brackets or source route; '' for the null path <>. */
@@ -173,4 +174,19 @@ export function parsePath(s: string, pos: number, opts: PathOptions = {}): PathR
   const check = checkMailbox(inner, opts.utf8);
   if (check !== 'ok') return { ok: false, error: check };
   return { ok: true, path: sourceRoute ? { address: inner, sourceRoute } : { address: inner }, end };
+}
+
+/**
+ * The address with its domain in A-labels ("hans@müller.test" → "hans@xn--mller-kva.test"):
+ * RFC 6531 lets an SMTPUTF8 client write a domain either way, and the configuration, routing
+ * and DNS use A-labels. ASCII domains and address literals come back unchanged; undefined
+ * when a non-ASCII domain is not a valid IDN (UTS #46).
+ */
+export function withAsciiDomain(address: string): string | undefined {
+  const at = address.lastIndexOf('@');
+  if (at < 0) return address;
+  const domain = address.slice(at + 1);
+  if (!NON_ASCII.test(domain)) return address;
+  const ascii = domainToASCII(domain);
+  return ascii === '' ? undefined : `${address.slice(0, at + 1)}${ascii}`;
 }

@@ -6,6 +6,7 @@
 // (452 4.5.3 beyond). Duplicate recipients are kept as given (delivery de-duplicates).
 // hooks.admitTransaction may refuse a new transaction (452 4.3.1 while memory is short).
 
+import { withAsciiDomain } from '../../protocol/address.js';
 import { paramWords, parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
 import type { RecipientEntry } from '../hooks.js';
 import type { SmtpSession } from '../session.js';
@@ -48,7 +49,13 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
     s.sendReply(busy);
     return;
   }
-  const address = r.path.address;
+  // A domain in U-labels (SMTPUTF8) is the same domain as its A-labels, which routing, DNS and
+  // bounces use.
+  const address = withAsciiDomain(r.path.address);
+  if (address === undefined) {
+    s.badCommand(501, '5.1.7', 'Bad sender address domain');
+    return;
+  }
   const start = (): void => {
     s.tx = { id: s.hooks.newMessageId(), sender: address, params: p, recipients: [] };
     if (r.path.sourceRoute) s.tx.sourceRoute = r.path.sourceRoute;
@@ -83,7 +90,13 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
     s.reply(452, '4.5.3', 'Too many recipients');
     return;
   }
-  const entry: RecipientEntry = { address: r.path.address };
+  // The domain in A-labels: "hans@müller.test" is the local or relay domain xn--mller-kva.test.
+  const address = withAsciiDomain(r.path.address);
+  if (address === undefined) {
+    s.badCommand(501, '5.1.3', 'Bad recipient address domain');
+    return;
+  }
+  const entry: RecipientEntry = { address };
   if (r.params.notify !== undefined) entry.notify = r.params.notify;
   if (r.params.orcpt !== undefined) entry.orcpt = r.params.orcpt;
   const add = (): void => {
