@@ -6,13 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { collect } from '../../src/odmr/index.js';
-import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
-import { chunksOf } from '../../src/smtp/server/message-data.js';
 import { hasTool } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { runFetchmail } from '../interop/fetchmail-support.js';
-import { arrived, TestCluster, type TestNode } from './kit.js';
+import { arrived, TestCluster, type TestNode, eventually, memoryStore, subjectOf } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const TOML = `
@@ -21,34 +19,6 @@ user = "acme"
 password = "acme-secret-123"
 domains = ["one.test", "two.test", "three.test"]
 `;
-
-async function eventually(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function memoryStore(): { hooks: ServerHooks; got: ReceivedMessage[] } {
-  const got: ReceivedMessage[] = [];
-  let n = 0;
-  return {
-    got,
-    hooks: {
-      newMessageId: () => `m${++n}`,
-      async accept(m) {
-        got.push(m);
-        return { queueId: m.id };
-      },
-    },
-  };
-}
-
-const subjectOf = (data: unknown) =>
-  /Subject: (\S+)/.exec(
-    Buffer.isBuffer(data) ? data.toString() : Buffer.concat(chunksOf(data)).toString(),
-  )?.[1] ?? '?';
 
 describe('cluster: ATRN at any node', { skip: redisMissing() }, () => {
   let c: TestCluster;

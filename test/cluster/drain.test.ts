@@ -6,55 +6,17 @@
 // resumes by itself when the node starts again.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { collect } from '../../src/odmr/index.js';
-import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
-import { chunksOf } from '../../src/smtp/server/message-data.js';
 import { closedPort } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
-import { arrived, TestCluster, type TestNode } from './kit.js';
+import { arrived, collectSubjects, eventually, subjectOf, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
-
-async function eventually(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const subjectOf = (data: unknown) =>
-  /Subject: (\S+)/.exec(
-    Buffer.isBuffer(data) ? data.toString() : Buffer.concat(chunksOf(data)).toString(),
-  )?.[1] ?? '?';
 
 /** Pieces in the retry ladder. */
 const retried = (lanes: Record<string, number>) =>
   Object.entries(lanes)
     .filter(([l]) => l.startsWith('retry'))
     .reduce((n, [, v]) => n + v, 0);
-
-async function collectAll(node: TestNode): Promise<string[]> {
-  const got: ReceivedMessage[] = [];
-  let n = 0;
-  const hooks: ServerHooks = {
-    newMessageId: () => `m${++n}`,
-    async accept(m) {
-      got.push(m);
-      return { queueId: m.id };
-    },
-  };
-  await collect({
-    host: '127.0.0.1',
-    port: node.odmrPort,
-    user: 'acme',
-    password: 'acme-secret-123',
-    session: { hostname: 'customer.test' },
-    hooks,
-    timeoutMs: 15_000,
-  });
-  return got.map((m) => subjectOf(m.data)).sort();
-}
 
 describe('cluster: drain', { skip: redisMissing() }, () => {
   let c: TestCluster;
@@ -117,7 +79,7 @@ domains = ["acme.test"]
     assert.match(st.stdout, /^c\s+draining/m);
     await arrived(sink, 3);
     // The customer collects at any node: the held mail, once.
-    assert.deepEqual(await collectAll(b), ['held1', 'held2', 'held3']);
+    assert.deepEqual(await collectSubjects(b), ['held1', 'held2', 'held3']);
     await eventually('nothing queued anywhere', async () => {
       for (const n of [a, b, cc]) if ((await n.status()).messages !== 0) return false;
       return true;

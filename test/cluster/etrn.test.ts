@@ -7,16 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { closedPort, SmtpChat } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
-import { arrived, TestCluster } from './kit.js';
+import { arrived, TestCluster, eventually } from './kit.js';
 import { sendMail } from '../support/inject.js';
-
-async function eventually(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('cluster: ETRN at a node that is not the home', { skip: redisMissing() }, () => {
   let c: TestCluster;

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { redisMissing } from '../support/redis.js';
-import { TestCluster } from './kit.js';
+import { TestCluster, eventually } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const TOML = `
@@ -14,14 +14,6 @@ user = "acme"
 password = "acme-secret-123"
 domains = ["acme.test"]
 `;
-
-async function eventually(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('cluster: held mail goes home', { skip: redisMissing() }, () => {
   let c: TestCluster;

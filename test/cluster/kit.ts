@@ -11,6 +11,9 @@ import { AdminClient } from '../../src/cli/client.js';
 import { makeTempDir, runLogmta, type SpawnedDaemon, spawnDaemon } from '../support/daemon.js';
 import { RedisServer } from '../support/redis.js';
 import type { SmtpSink } from '../support/sink.js';
+import { collect } from '../../src/odmr/index.js';
+import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
+import { chunksOf } from '../../src/smtp/server/message-data.js';
 
 export const SECRET = 'test-cluster-secret-0123456789';
 
@@ -231,4 +234,56 @@ export async function arrived(sink: SmtpSink, n: number, ms = 30_000): Promise<v
       );
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `cond` until it holds; rejects naming `what` after `ms`. */
+export async function eventually(
+  what: string,
+  cond: () => Promise<boolean>,
+  ms = 30_000,
+  every = 100,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** The Subject: of a message as a customer's store or a sink got it. */
+export function subjectOf(data: unknown): string {
+  const text = Buffer.isBuffer(data) ? data.toString() : Buffer.concat(chunksOf(data)).toString();
+  return /Subject: (\S+)/.exec(text)?.[1] ?? '?';
+}
+
+/** A customer's mail store in memory: the hooks logmta's ODMR customer (collect) runs with. */
+export function memoryStore(): { hooks: ServerHooks; got: ReceivedMessage[] } {
+  const got: ReceivedMessage[] = [];
+  let n = 0;
+  return {
+    got,
+    hooks: {
+      newMessageId: () => `m${++n}`,
+      async accept(m) {
+        got.push(m);
+        return { queueId: m.id };
+      },
+    },
+  };
+}
+
+/** Collects the account "acme" (password acme-secret-123) at a node with ATRN; the subjects got. */
+export async function collectSubjects(node: TestNode, domains?: string[]): Promise<string[]> {
+  const store = memoryStore();
+  await collect({
+    host: '127.0.0.1',
+    port: node.odmrPort,
+    user: 'acme',
+    password: 'acme-secret-123',
+    ...(domains ? { domains } : {}),
+    session: { hostname: 'customer.test' },
+    hooks: store.hooks,
+    timeoutMs: 30_000,
+  });
+  return store.got.map((m) => subjectOf(m.data)).sort();
 }

@@ -8,16 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { SmtpChat } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
-import { TestCluster } from './kit.js';
+import { TestCluster, eventually } from './kit.js';
 import { sendMail } from '../support/inject.js';
-
-async function eventually(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function etrnCodes(port: number, n: number, from: string): Promise<string[]> {
   const out: string[] = [];

@@ -4,28 +4,12 @@
 // customer then collects everything from the home.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { collect } from '../../src/odmr/index.js';
-import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
-import { chunksOf } from '../../src/smtp/server/message-data.js';
 import { redisMissing } from '../support/redis.js';
-import { TestCluster } from './kit.js';
+import { collectSubjects, eventually, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const N = 80;
 const BODY = `${'x'.repeat(998)}\r\n`.repeat(100);
-
-async function eventually(
-  what: string,
-  cond: () => Promise<boolean>,
-  ms = 60_000,
-  every = 100,
-): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, every));
-  }
-}
 
 describe('cluster: a node killed during a transfer', { skip: redisMissing() }, () => {
   let c: TestCluster;
@@ -70,27 +54,7 @@ domains = ["acme.test"]
     await a.kill();
     await a.start();
     await eventually('everything at a, nothing left at b', async () => (await b.status()).messages === 0);
-    const got: ReceivedMessage[] = [];
-    let n = 0;
-    const hooks: ServerHooks = {
-      newMessageId: () => `m${++n}`,
-      async accept(m) {
-        got.push(m);
-        return { queueId: m.id };
-      },
-    };
-    await collect({
-      host: '127.0.0.1',
-      port: a.odmrPort,
-      user: 'acme',
-      password: 'acme-secret-123',
-      session: { hostname: 'customer.test' },
-      hooks,
-      timeoutMs: 30_000,
-    });
-    const subjects = got.map(
-      (m) => /Subject: (\S+)/.exec(Buffer.concat(chunksOf(m.data)).toString())?.[1] ?? '?',
-    );
+    const subjects = await collectSubjects(a);
     const distinct = new Set(subjects);
     for (let i = 0; i < N; i++) assert.ok(distinct.has(`m${i}`), `m${i} was not lost`);
     const dups = subjects.length - distinct.size;
