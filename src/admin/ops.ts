@@ -5,7 +5,9 @@
 // action that answered "done" survives a crash right after.
 // Failure: a bad argument is ADMIN_BAD_REQUEST; an id that is not queued is reported in
 // `missing`, not thrown, so one stale id does not hide the others' results.
+import { parseDuration } from '../config/index.js';
 import { MtaError } from '../errors.js';
+import { heldLaneNameOf, parseLaneName, retryLaneName } from '../queue/log/segment.js';
 import type { ActionOutcome, Queue } from '../queue/queue.js';
 import type { Queues } from '../queue/queues.js';
 import { formatId, parseId } from '../queue/record/records.js';
@@ -55,13 +57,40 @@ export interface ActionResult {
 
 type ActionName = 'hold' | 'release' | 'delete' | 'bounce' | 'flush';
 
+const LANE_KINDS = new Set(['new', 'hold', 'retry', 'held']);
+
+/**
+ * A lane filter as the operator writes it: a kind, a lane name, or a retry lane by its delay in
+ * any notation ("retry-5m" is the lane retry-300s). Anything else is refused, so a typo is not
+ * answered with an empty queue.
+ */
+function laneFilter(want: string): string {
+  const w = want.trim().toLowerCase();
+  if (LANE_KINDS.has(w)) return w;
+  const retry = /^retry-(.+)$/.exec(w);
+  if (retry) {
+    try {
+      return retryLaneName(parseDuration(retry[1]!));
+    } catch {
+      // not a delay: refused below
+    }
+  }
+  const held = /^held-(.+)$/.exec(w);
+  const heldName = held ? heldLaneNameOf(held[1]!) : undefined;
+  if (heldName !== undefined) return heldName;
+  if (parseLaneName(w) !== undefined) return w;
+  throw badRequest(
+    `not a lane: ${JSON.stringify(want)} (new, hold, retry, held, retry-<delay> like retry-5m, held-<domain>)`,
+  );
+}
+
 function filterOf(args: Args): Filter {
   const f: Filter = {};
   const lane = optString(args, 'lane');
   const domain = optString(args, 'domain');
   const sender = optString(args, 'sender');
   const older = optNumber(args, 'olderThanMs');
-  if (lane !== undefined) f.lane = lane;
+  if (lane !== undefined) f.lane = laneFilter(lane);
   if (domain !== undefined) f.domain = domain;
   if (sender !== undefined) f.sender = sender;
   if (older !== undefined) f.olderThanMs = older;

@@ -103,6 +103,18 @@ host = "127.0.0.1:${await closedPort()}"
     assert.match(ok.stdout, /^queued as [0-9A-F]{13}\n$/);
   });
 
+  test('queue list --lane takes a retry lane by its delay (retry-5m is retry-300s) and refuses a name that is no lane', async () => {
+    const byName = await listJson(['--lane', 'retry-300s']);
+    assert.equal(byName.length, 3);
+    assert.deepEqual(
+      (await listJson(['--lane', 'retry-5m'])).map((m) => m.id),
+      byName.map((m) => m.id),
+    );
+    const bad = await queue(['list', '--lane', 'retyr']);
+    assert.equal(bad.code, 1, bad.stdout);
+    assert.match(bad.stderr, /not a lane: "retyr"/);
+  });
+
   test('hold and delete, then SIGKILL: after recovery the held message is held and the deleted one gone', async () => {
     const before = await listJson(['--lane', 'retry']);
     const [a, b, c] = before.map((m) => m.id);
