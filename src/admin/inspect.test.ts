@@ -4,7 +4,6 @@ import { Queues } from '../queue/queues.js';
 import {
   ageBucket,
   bucketLabels,
-  domainOfAddress,
   type Filter,
   listMessages,
   type MessageView,
@@ -15,6 +14,7 @@ import {
 } from './inspect.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
+import { domainOf } from '../util/domain.js';
 
 function msg(id: string, ageMin: number, rcpts: string[], now: number): MessageView {
   return {
@@ -203,7 +203,7 @@ describe('inspection from the index', () => {
                       p.recipients.some(
                         (r) =>
                           r.state === 'pending' &&
-                          domainOfAddress(r.address) ===
+                          domainOf(r.address) ===
                             f.domain!.toLowerCase().replace(/^@/, '').replace(/\.$/, ''),
                       )),
                 ),
@@ -216,7 +216,7 @@ describe('inspection from the index', () => {
                     (f.sender === '<>'
                       ? m.sender === ''
                       : f.sender.startsWith('@')
-                        ? domainOfAddress(m.sender) === f.sender.slice(1).toLowerCase()
+                        ? domainOf(m.sender) === f.sender.slice(1).toLowerCase()
                         : m.sender.toLowerCase() === f.sender)),
               ),
           );

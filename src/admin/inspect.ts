@@ -10,7 +10,6 @@
 // recovery found once, to learn their facets.
 import type { Queue } from '../queue/queue.js';
 import type { Queues } from '../queue/queues.js';
-import { domainOfAddress } from '../queue/state/facets.js';
 import {
   type EnvelopeRecord,
   formatId,
@@ -19,6 +18,7 @@ import {
   OUTCOME_FAILED,
 } from '../queue/record/records.js';
 import { F_INFLIGHT, NO_SLOT } from '../queue/state/tables.js';
+import { domainOf } from '../util/domain.js';
 
 export interface Filter {
   /** A lane name ("hold", "retry-5m", "held-example.org") or kind ("new", "retry", "held", "hold"). */
@@ -79,8 +79,6 @@ interface Ref {
   msgId: number;
 }
 
-export { domainOfAddress };
-
 function laneMatches(name: string, kind: string, want: string): boolean {
   const w = want.toLowerCase();
   return name === w || kind === w;
@@ -89,7 +87,7 @@ function laneMatches(name: string, kind: string, want: string): boolean {
 function senderMatches(sender: string, want: string): boolean {
   const w = want.trim().toLowerCase();
   if (w === '<>' || w === '') return sender === '';
-  if (w.startsWith('@')) return domainOfAddress(sender) === w.slice(1).replace(/\.$/, '');
+  if (w.startsWith('@')) return domainOf(sender) === w.slice(1).replace(/\.$/, '');
   return sender.toLowerCase() === w.replace(/^<(.*)>$/, '$1');
 }
 
@@ -367,7 +365,7 @@ export function summarize(messages: readonly MessageView[], now: number): Summar
     total.buckets[b]!++;
     const domains = new Set<string>();
     for (const p of m.pieces)
-      for (const r of p.recipients) if (r.state === 'pending') domains.add(domainOfAddress(r.address));
+      for (const r of p.recipients) if (r.state === 'pending') domains.add(domainOf(r.address));
     for (const d of domains) count(byDomain, d, b, labels.length);
   }
   return { buckets: labels, total, rows: sortedRows(byDomain) };

@@ -5,6 +5,8 @@
 // Invariant: header fields other than Bcc are passed through byte for byte (only line ends
 // change); the body is never touched except for line ends. Never throws.
 
+import { isDotString } from '../util/local-part.js';
+
 export interface HeaderField {
   /** Field name as written. */
   name: string;
@@ -70,11 +72,8 @@ function has(fields: readonly HeaderField[], name: string): boolean {
   return fields.some((f) => f.name.toLowerCase() === name);
 }
 
-/** A user name without a domain, as cron and mail(1) give them ("root"): an RFC 5322 dot-atom. */
-const BARE_NAME = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
-
 export interface AddressListOptions {
-  /** Keep user names without a domain ("root"); the caller completes them (sendmail). */
+  /** Keep user names without a domain ("root", an RFC 5322 dot-atom); the caller completes them (sendmail). */
   bareNames?: boolean;
 }
 
@@ -89,7 +88,7 @@ export function parseAddressList(value: string, opts: AddressListOptions = {}): 
   let inAngle = false;
   const flush = () => {
     const a = (angle ?? cur).trim();
-    if (a.includes('@') ? !/\s/.test(a) : opts.bareNames === true && BARE_NAME.test(a)) out.push(a);
+    if (a.includes('@') ? !/\s/.test(a) : opts.bareNames === true && isDotString(a)) out.push(a);
     cur = '';
     angle = undefined;
   };

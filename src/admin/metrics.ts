@@ -11,6 +11,7 @@ import type { SmtpListener } from '../smtp/server/listener.js';
 import type { EventBus, MtaEvent } from './events.js';
 import { type DaemonSnapshot, type ObservedParts, takeSnapshot } from './metrics-snapshot.js';
 import type { RouteRegistry } from './routes.js';
+import { domainOf } from '../util/domain.js';
 
 const MAX_DESTINATIONS = 500;
 /** Result words of RFC 8601 (and mailauth's "temperror"/"permerror"): the bounded label set. */
@@ -456,8 +457,7 @@ export class Metrics {
 
   private noteAttempt(ev: Extract<MtaEvent, { type: 'attempt' }>): DestinationStats | undefined {
     if (ev.relay === 'local' || ev.relay === 'odmr') return undefined;
-    const at = ev.rcpt.lastIndexOf('@');
-    const domain = (at >= 0 ? ev.rcpt.slice(at + 1) : ev.rcpt).toLowerCase();
+    const domain = domainOf(ev.rcpt);
     if (domain === '') return undefined;
     let d = this.dests.get(domain);
     if (d) this.dests.delete(domain);

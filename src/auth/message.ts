@@ -3,6 +3,8 @@
 // Invariant: nothing here copies the body; the header section is at most the bytes before the
 // first empty line (the whole message when there is none). Never throws.
 
+import { domainOf } from '../util/domain.js';
+
 /** The header section (with its final CRLF, without the empty line) and the body chunks. */
 export interface SplitMessage {
   header: Buffer;
@@ -88,14 +90,8 @@ export function fromDomains(header: Buffer): string[] {
     for (const part of body.split(/[,;]/)) {
       const angle = /<([^>]*)>/.exec(part);
       const addr = (angle ? angle[1] : part)?.trim() ?? '';
-      const at = addr.lastIndexOf('@');
-      if (at > 0 && at < addr.length - 1)
-        out.push(
-          addr
-            .slice(at + 1)
-            .replace(/\.$/, '')
-            .toLowerCase(),
-        );
+      const d = addr.lastIndexOf('@') > 0 ? domainOf(addr) : '';
+      if (d !== '') out.push(d);
     }
   }
   return out;

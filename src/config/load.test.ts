@@ -548,7 +548,7 @@ describe('problems', () => {
     );
     assertProblem(
       '[[local]]\ndomain = "a.example"\nusers = ["ok", "../etc"]\n',
-      /local\[1\]\.users\[2\]: expected a local part/,
+      /local\[1\]\.users\[2\]: expected a local part that names a mailbox/,
     );
   });
   test('domains are validated', () => {

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { normalizeDomain } from '../util/domain.js';
 import type { Section } from './reader.js';
 import { valueError } from './units.js';
+import { isMailboxName } from '../util/local-part.js';
 
 /** A domain name, lower-cased, without a trailing dot. */
 export function parseDomain(s: string): string {
@@ -23,12 +24,15 @@ export function parseRouteDomain(s: string): string {
 }
 
 /**
- * A local part usable in a Maildir path: letters, digits and . _ + - (not starting with a dot),
- * so that "{user}" can never climb out of the mail directory.
+ * A local part that names a mailbox (util/local-part.ts, the rule RCPT and local delivery use),
+ * so that "{user}" can never climb out of the mail directory and every listed user is reachable.
  */
 export function parseLocalUser(s: string): string {
-  if (!/^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}$/.test(s)) {
-    throw valueError('a local part of letters, digits and . _ + - (not starting with ".")', s);
+  if (!isMailboxName(s)) {
+    throw valueError(
+      'a local part that names a mailbox: a dot-atom without "/", "!" or "%", at most 64 characters',
+      s,
+    );
   }
   return s;
 }

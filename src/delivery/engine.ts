@@ -10,7 +10,9 @@ import type { RecipientResult } from '../smtp/client/index.js';
 import type { ConnectionPool } from './pool.js';
 import { type MessageBytes, messageData, outboundTransaction } from './outbound.js';
 import { withoutPaths } from './public-text.js';
-import { type Decision, domainOf, localPartOf, type Router } from './router.js';
+import { domainOf, localPartOf } from '../util/domain.js';
+import type { Decision, Router } from './router.js';
+import { isMailboxName } from '../util/local-part.js';
 
 export type LocalDelivery = (
   data: MessageBytes,
@@ -131,7 +133,7 @@ export class DeliveryEngine {
     for (const r of rcpts) {
       const address = job.envelope.info.recipients[r]!.address;
       const user = localPartOf(address).toLowerCase();
-      if (!/^[a-z0-9!#$%&'*+=?^_`{|}~.-]+$/.test(user) || user.startsWith('.') || user.includes('..')) {
+      if (!isMailboxName(user)) {
         out.push({
           rcpt: r,
           status: 'failed',

@@ -47,16 +47,6 @@ export interface Redirects {
   drainTarget(domain: string): PeerTarget | undefined;
 }
 
-export function domainOf(address: string): string {
-  const at = address.lastIndexOf('@');
-  return (at < 0 ? '' : address.slice(at + 1)).toLowerCase().replace(/\.$/, '');
-}
-
-export function localPartOf(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? address : address.slice(0, at);
-}
-
 /**
  * Configured hosts (route, ETRN host) to addresses through the resolver, like MX hosts. A host
  * that does not resolve is the configuration's fault, not the recipient's: it defers (451 4.4.3)

@@ -14,6 +14,7 @@ import { type Clock, systemClock } from '../util/clock.js';
 import { type CachedResult, DnsCache } from './cache.js';
 import { type DnsServer, query } from './transport.js';
 import { DnsError, type DnsErrorCode, type DnsResolver, type LookupType, type MxRecord } from './types.js';
+import { MAX_DOMAIN_LENGTH, MAX_LABEL_LENGTH } from '../util/domain.js';
 
 export interface DnsClientOptions {
   /** Servers to ask, in order; default the system's (from /etc/resolv.conf). */
@@ -62,7 +63,13 @@ const MAX_CNAME = 8;
 
 function normalise(name: string, type: string): string {
   const n = name.endsWith('.') ? name.slice(0, -1).toLowerCase() : name.toLowerCase();
-  if (n.length === 0 || n.length > 253 || n.split('.').some((l) => l.length === 0 || l.length > 63))
+  // Any octets may stand in a DNS label (a TXT owner, _dmarc, ...): only the lengths of
+  // util/domain.ts are checked.
+  if (
+    n.length === 0 ||
+    n.length > MAX_DOMAIN_LENGTH ||
+    n.split('.').some((l) => l.length === 0 || l.length > MAX_LABEL_LENGTH)
+  )
     throw new DnsError('EBADNAME', name, type, `not a domain name: ${JSON.stringify(name)}`);
   return n;
 }

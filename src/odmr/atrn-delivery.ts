@@ -15,7 +15,7 @@ import { errorText } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
 import { type MessageBytes, messageData, outboundTransaction } from '../delivery/outbound.js';
 import { type Reply, SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
-import { isValidDomain } from '../smtp/protocol/address.js';
+import { isSmtpDomain } from '../util/domain.js';
 import type { Clock } from '../util/clock.js';
 import type { OdmrLogger } from './etrn.js';
 
@@ -134,7 +134,7 @@ export async function deliverHeld(
  */
 export function customerHost(client: SmtpClient): string | undefined {
   const name = client.greeting?.text.trim().split(/\s+/)[0] ?? '';
-  if (!name.includes('.') || !isValidDomain(name)) return undefined;
+  if (!name.includes('.') || !isSmtpDomain(name)) return undefined;
   const ip = client.connection.socket.remoteAddress;
   return ip === undefined ? name : `${name}[${ip}]`;
 }

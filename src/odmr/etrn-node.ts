@@ -8,6 +8,7 @@
 
 import { heldLaneNameOf } from '../queue/log/segment.js';
 import type { SmtpReply } from '../smtp/protocol/reply.js';
+import { isAtOrBelow, isSmtpDomain } from '../util/domain.js';
 
 export type EtrnKind = 'node' | 'subtree' | 'queue';
 
@@ -24,8 +25,6 @@ export interface EtrnDomainLike {
   subdomains: boolean;
 }
 
-const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
-const DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
 const QUEUE = /^[a-z0-9][a-z0-9._-]{0,254}$/;
 
 export function parseEtrnArg(arg: string): EtrnRequest | null {
@@ -35,12 +34,8 @@ export function parseEtrnArg(arg: string): EtrnRequest | null {
   const kind: EtrnKind = prefix === '@' ? 'subtree' : prefix === '#' ? 'queue' : 'node';
   let name = (kind === 'node' ? raw : raw.slice(1)).toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
-  if (!(kind === 'queue' ? QUEUE : DOMAIN).test(name)) return null;
+  if (!(kind === 'queue' ? QUEUE.test(name) : isSmtpDomain(name))) return null;
   return { kind, name, raw };
-}
-
-function under(domain: string, parent: string): boolean {
-  return domain === parent || domain.endsWith(`.${parent}`);
 }
 
 /** The configured ETRN domains (lane names) a request covers, in configuration order. */
@@ -49,8 +44,9 @@ export function lanesFor(req: EtrnRequest, domains: readonly EtrnDomainLike[]): 
   for (const e of domains) {
     const d = e.domain.toLowerCase();
     let hit = false;
-    if (req.kind === 'node') hit = req.name === d || (e.subdomains && under(req.name, d));
-    else if (req.kind === 'subtree') hit = under(d, req.name) || (e.subdomains && under(req.name, d));
+    if (req.kind === 'node') hit = req.name === d || (e.subdomains && isAtOrBelow(req.name, d));
+    else if (req.kind === 'subtree')
+      hit = isAtOrBelow(d, req.name) || (e.subdomains && isAtOrBelow(req.name, d));
     else hit = req.name === d || req.name === heldLaneNameOf(d);
     if (hit && !out.includes(d)) out.push(d);
   }

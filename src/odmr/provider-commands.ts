@@ -16,6 +16,7 @@ import { starttls } from '../smtp/server/commands/starttls.js';
 import type { SmtpSession } from '../smtp/server/session.js';
 import type { HeldLocks } from './locks.js';
 import type { RateGate } from './rate.js';
+import { isSmtpDomain } from '../util/domain.js';
 
 /** What one accepted ATRN asks for: the account and its lanes, already locked for this session. */
 export interface AtrnRequest {
@@ -62,9 +63,6 @@ export interface ProviderCommandDeps {
   isPeer?(user: string): boolean;
 }
 
-const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
-const DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
-
 /** `ATRN [d1,d2,...]`: lower-case domains without trailing dots, or null when malformed. */
 export function parseAtrnArgs(args: string): string[] | null {
   if (args.length === 0) return [];
@@ -73,7 +71,7 @@ export function parseAtrnArgs(args: string): string[] | null {
   for (const part of args.split(',')) {
     let d = part.toLowerCase();
     if (d.endsWith('.')) d = d.slice(0, -1);
-    if (!DOMAIN.test(d) || d.length > 255) return null;
+    if (!isSmtpDomain(d)) return null;
     if (!out.includes(d)) out.push(d);
   }
   return out;

@@ -5,7 +5,8 @@
 // (pipeline.ts) run before the hand-over. The server decides nothing of this itself.
 import type { Config } from '../config/index.js';
 import { cidrListContains } from '../config/index.js';
-import { domainOf, localPartOf, type Router } from '../delivery/router.js';
+import type { Router } from '../delivery/router.js';
+import { domainOf, localPartOf } from '../util/domain.js';
 import type { IdSource } from '../queue/ids.js';
 import { DataSpool } from '../queue/data/spool.js';
 import type { Queues } from '../queue/queues.js';
@@ -16,9 +17,7 @@ import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/serve
 import { secretEquals } from '../util/secret-equal.js';
 import { type AcceptStage, type DraftMessage, refusal, runStages } from './pipeline.js';
 import { collectData } from '../smtp/server/message-data.js';
-
-/** Local parts we will write into a Maildir path: no routing tricks (%, !, @, quotes), no path games. */
-const SAFE_LOCAL = /^[A-Za-z0-9#$&'*+=?^_`{|}~.-]+$/;
+import { hasRoutingTricks, isMailboxName } from '../util/local-part.js';
 
 export function makeServerHooks(
   config: Config,
@@ -63,7 +62,7 @@ export function makeServerHooks(
       const local = localPartOf(address);
       if (router.isLocal(domain)) {
         // %-hacks, bang paths and quoted local parts are not mailbox names here.
-        if (!SAFE_LOCAL.test(local) || local.startsWith('.') || local.includes('..')) {
+        if (!isMailboxName(local)) {
           return reply(550, '5.1.3', `<${address}>: mailbox name not allowed`);
         }
         const list = knownLocal.get(domain);
@@ -71,7 +70,7 @@ export function makeServerHooks(
         return null;
       }
       if (relayAllowed(ctx)) return null;
-      const plain = !local.includes('%') && !local.includes('!') && !local.includes('@');
+      const plain = !hasRoutingTricks(local);
       if (acceptedFromAnyone(domain) && plain) return null;
       if (ctx.odmrCustomer) {
         // Our provider, after our ATRN, sends the mail of our account: a domain we route onward

@@ -12,6 +12,7 @@ import type { SessionContext, SmtpReply } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
 import type { SessionFilter } from './filters.js';
 import type { AcceptStage } from './pipeline.js';
+import { domainOf } from '../util/domain.js';
 
 export interface MilterStageOptions {
   hostname: string;
@@ -27,8 +28,6 @@ interface SessionState {
   sender?: string;
   rcpt?: string;
 }
-
-const domainOf = (a: string): string => a.slice(a.lastIndexOf('@') + 1).toLowerCase();
 
 /** 127.0.0.1 for an IPv4-mapped IPv6 address, as filters expect. */
 function plainIp(ip: string): { address: string; family: ConnectFamily } {

@@ -24,7 +24,7 @@ const REACHING_IN: Record<string, readonly string[]> = {
   'src/admin/events.ts': ['src/queue/log/segment.ts'],
   'src/odmr/etrn-node.ts': ['src/queue/log/segment.ts'],
   // `queue list/show/summary` read the index columns and flag bits directly.
-  'src/admin/inspect.ts': ['src/queue/state/facets.ts', 'src/queue/state/tables.ts'],
+  'src/admin/inspect.ts': ['src/queue/state/tables.ts'],
   'src/admin/metrics-snapshot.ts': ['src/queue/state/tables.ts'],
   // `log verify` scans segments with recovery's reader and lane rules.
   'src/cli/log-verify.ts': [

@@ -11,6 +11,7 @@
 // distinct domain or sender.
 import type { EnvelopeRecord } from '../record/records.js';
 import { FACET_MULTI, FACET_UNKNOWN, type PieceTable } from './tables.js';
+import { domainOf } from '../../util/domain.js';
 
 /** Strings to small integers and back. */
 export class Interner {
@@ -33,14 +34,6 @@ export class Interner {
   }
 }
 
-/** The domain part of an address as inspection compares it. */
-export function domainOfAddress(a: string): string {
-  const at = a.lastIndexOf('@');
-  if (at < 0) return '';
-  const d = a.slice(at + 1).toLowerCase();
-  return d.endsWith('.') ? d.slice(0, -1) : d;
-}
-
 export class Facets {
   readonly domains = new Interner();
   readonly senders = new Interner();
@@ -55,12 +48,12 @@ export class Facets {
     const r = rec.info.recipients;
     P.sender[pslot] = this.senders.id(rec.info.sender.toLowerCase());
     if (r.length === 1) {
-      P.dom[pslot] = this.domains.id(domainOfAddress(r[0]!.address));
+      P.dom[pslot] = this.domains.id(domainOf(r[0]!.address));
       this.multi.delete(pslot);
       return;
     }
     const ids = new Int32Array(r.length);
-    for (let i = 0; i < r.length; i++) ids[i] = this.domains.id(domainOfAddress(r[i]!.address));
+    for (let i = 0; i < r.length; i++) ids[i] = this.domains.id(domainOf(r[i]!.address));
     P.dom[pslot] = FACET_MULTI;
     this.multi.set(pslot, ids);
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { checkMailbox, isValidAddressLiteral, isValidDomain, parsePath, withAsciiDomain } from './address.js';
+import { isSmtpDomain } from '../../util/domain.js';
+import { checkMailbox, isValidAddressLiteral, parsePath, withAsciiDomain } from './address.js';
 
 describe('checkMailbox', () => {
   test('accepts dot-strings, quoted local parts and address literals', () => {
@@ -46,12 +47,12 @@ describe('checkMailbox', () => {
   });
 });
 
-describe('isValidDomain / isValidAddressLiteral', () => {
+describe('isSmtpDomain / isValidAddressLiteral', () => {
   test('labels are LDH, not starting or ending with a hyphen, at most 63 octets', () => {
-    assert.equal(isValidDomain('a-b.example'), true);
-    assert.equal(isValidDomain('a'.repeat(63) + '.x'), true);
-    assert.equal(isValidDomain('a'.repeat(64) + '.x'), false);
-    assert.equal(isValidDomain('ab-.x'), false);
+    assert.equal(isSmtpDomain('a-b.example'), true);
+    assert.equal(isSmtpDomain('a'.repeat(63) + '.x'), true);
+    assert.equal(isSmtpDomain('a'.repeat(64) + '.x'), false);
+    assert.equal(isSmtpDomain('ab-.x'), false);
   });
   test('general address literals need a tag', () => {
     assert.equal(isValidAddressLiteral('[x-tag:content]'), true);

@@ -11,6 +11,8 @@
 
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
+import { isSmtpDomain } from '../../util/domain.js';
+import { isDotString } from '../../util/local-part.js';
 
 export interface ParsedPath {
   /** The mailbox without angle brackets or source route; '' for the null path <>. */
@@ -32,26 +34,11 @@ export interface PathOptions {
   utf8?: boolean;
 }
 
-// atext from RFC 5322 (ASCII).
-const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/;
-const ATEXT_UTF8 = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[^\x00-\x7f])+$/u;
-const LDH_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-const LDH_LABEL_UTF8 =
-  /^(?:[A-Za-z0-9]|[^\x00-\x7f])(?:(?:[A-Za-z0-9-]|[^\x00-\x7f])*(?:[A-Za-z0-9]|[^\x00-\x7f]))?$/u;
 const NON_ASCII = /[^\x00-\x7f]/;
 const GENERAL_LITERAL = /^[A-Za-z0-9-]*[A-Za-z0-9]:[\x21-\x5a\x5e-\x7e]+$/;
 
 function octets(s: string): number {
   return NON_ASCII.test(s) ? Buffer.byteLength(s, 'utf8') : s.length;
-}
-
-/** RFC 5321 Domain (dot-separated LDH labels; U-labels with utf8). */
-export function isValidDomain(d: string, utf8 = false): boolean {
-  if (d.length === 0 || octets(d) > 255) return false;
-  const labels = d.split('.');
-  const re = utf8 ? LDH_LABEL_UTF8 : LDH_LABEL;
-  for (const l of labels) if (!re.test(l) || octets(l) > 63) return false;
-  return true;
 }
 
 /** RFC 5321 address-literal: [1.2.3.4], [IPv6:...], or a general literal tag:content. */
@@ -113,12 +100,11 @@ export function checkMailbox(m: string, utf8 = false): MailboxCheck {
   if (local[0] === '"') {
     if (!isValidQuotedString(local, utf8)) return 'syntax';
   } else {
-    const re = utf8 ? ATEXT_UTF8 : ATEXT;
-    for (const atom of local.split('.')) if (!re.test(atom)) return 'syntax';
+    if (!isDotString(local, utf8)) return 'syntax';
   }
   if (domain[0] === '[') {
     if (!isValidAddressLiteral(domain)) return 'syntax';
-  } else if (!isValidDomain(domain, utf8)) {
+  } else if (!isSmtpDomain(domain, utf8)) {
     return 'syntax';
   }
   if (octets(local) > 64 || octets(domain) > 255) return 'tooLong';
@@ -161,7 +147,7 @@ export function parsePath(s: string, pos: number, opts: PathOptions = {}): PathR
     sourceRoute = [];
     for (const hop of inner.slice(0, colon).split(',')) {
       const d = hop.slice(1);
-      if (hop[0] !== '@' || !(isValidDomain(d, opts.utf8) || isValidAddressLiteral(d))) {
+      if (hop[0] !== '@' || !(isSmtpDomain(d, opts.utf8) || isValidAddressLiteral(d))) {
         return { ok: false, error: 'syntax' };
       }
       sourceRoute.push(d);
