@@ -7,6 +7,7 @@
 // error is reported once through `onListenerError`, never to the producer.
 import type { AttemptEvent } from '../delivery/engine.js';
 import { parseLaneName } from '../queue/log/segment.js';
+import type { EtrnOdmrEvent } from '../odmr/wire.js';
 import type { DeliveryJob, QueueEvent } from '../queue/types.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 
@@ -50,24 +51,7 @@ export type MtaEvent =
   | { type: 'held'; id: string; lane: string; domain?: string }
   | { type: 'moved'; id: string; lane: string }
   | { type: 'operator'; id: string; action: string; user?: string }
-  | {
-      type: 'etrn';
-      client: string;
-      node: string;
-      code: number;
-      /** Pieces the request made free. */
-      count?: number;
-    }
-  | {
-      type: 'atrn';
-      client: string;
-      user?: string;
-      domains: string[];
-      code: number;
-      /** Messages sent after the turnaround (set on the closing event). */
-      delivered?: number;
-      phase: 'request' | 'end';
-    }
+  | EtrnOdmrEvent
   | { type: 'segment-unlinked'; lane: string; seq: number };
 
 export type MtaEventType = MtaEvent['type'];

@@ -10,7 +10,7 @@ import { MtaError } from '../errors.js';
 import { checkMailbox } from '../smtp/protocol/address.js';
 import type { ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import { BufferedData } from '../smtp/server/message-data.js';
-import { rfc5322Date } from '../smtp/server/received.js';
+import { rfc5322Date } from '../smtp/protocol/date.js';
 import type { Clock } from '../util/clock.js';
 
 export interface InjectRequest {

@@ -8,7 +8,8 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseHostPort } from '../config/index.js';
-import { formatReply, SmtpClient, SmtpClientError } from '../smtp/client/index.js';
+import { SmtpClient, SmtpClientError } from '../smtp/client/index.js';
+import { describeReply } from '../smtp/protocol/reply.js';
 import type { Io } from './main.js';
 
 const USAGE =
@@ -56,7 +57,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       timeouts: { connect: ms, greeting: ms, command: ms, quit: 5_000 },
     });
   } catch (e) {
-    const reply = e instanceof SmtpClientError && e.reply ? ` (${formatReply(e.reply)})` : '';
+    const reply = e instanceof SmtpClientError && e.reply ? ` (${describeReply(e.reply)})` : '';
     io.stderr.write(`logmta etrn: ${e instanceof Error ? e.message : String(e)}${reply}\n`);
     return 75;
   }

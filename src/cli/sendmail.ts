@@ -20,7 +20,7 @@ import {
 } from '../admin/message.js';
 import { ConfigError } from '../config/index.js';
 import { MtaError } from '../errors.js';
-import { rfc5322Date } from '../smtp/server/received.js';
+import { rfc5322Date } from '../smtp/protocol/date.js';
 import { describeError, findDaemon, withDaemon } from './client.js';
 import type { Io } from './main.js';
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { buildDsn, type DsnInput, rfc5322Date, shouldNotify } from './dsn.js';
+import { rfc5322Date } from '../smtp/protocol/date.js';
+import { buildDsn, type DsnInput, shouldNotify } from './dsn.js';
 
 const ORIGINAL = 'From: a@example.org\r\nTo: b@example.net\r\nSubject: hello\r\n\r\nBody line\r\n';
 const T0 = Date.UTC(2025, 6, 1, 12, 0, 0);

@@ -7,6 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import type { NotifyFlag } from '../smtp/client/params.js';
+import { rfc5322Date } from '../smtp/protocol/date.js';
 
 export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed' | 'expanded';
 export type DsnKind = 'failure' | 'delay' | 'success';
@@ -83,19 +84,6 @@ export function shouldNotify(
   if (kind === 'failure') return notify.includes('FAILURE');
   if (kind === 'delay') return notify.includes('DELAY');
   return notify.includes('SUCCESS');
-}
-
-const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-/** RFC 5322 date-time in UTC: "Tue, 01 Jul 2025 12:00:00 +0000". */
-export function rfc5322Date(ms: number): string {
-  const d = new Date(ms);
-  const p = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${WEEKDAYS[d.getUTCDay()]}, ${p(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
-    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`
-  );
 }
 
 function kindOf(recipients: readonly DsnRecipientReport[]): DsnKind {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type DnsResolver, type MxRecord, parseHostSpec, parseRoute, resolveMx } from './mx.js';
+import { type DnsResolver, type MxRecord, resolveMx } from './mx.js';
 
 function dnsError(code: string): Error {
   return Object.assign(new Error(`query ${code}`), { code });
@@ -119,30 +119,5 @@ describe('resolveMx', () => {
       });
       await assert.rejects(resolveMx('x.test', { resolver: r2 }), { kind: 'transient' });
     }
-  });
-});
-
-describe('static routes', () => {
-  test('parses names, IPv4 and bracketed IPv6 with and without ports', () => {
-    assert.deepEqual(parseHostSpec('relay.example:2525'), { host: 'relay.example', port: 2525 });
-    assert.deepEqual(parseHostSpec('relay.example'), { host: 'relay.example', port: 25 });
-    assert.deepEqual(parseHostSpec('192.0.2.1:587'), { host: '192.0.2.1', port: 587 });
-    assert.deepEqual(parseHostSpec('[2001:db8::1]:26'), { host: '2001:db8::1', port: 26 });
-    assert.deepEqual(parseHostSpec('[2001:db8::1]'), { host: '2001:db8::1', port: 25 });
-    assert.deepEqual(parseHostSpec('2001:db8::1'), { host: '2001:db8::1', port: 25 });
-    assert.deepEqual(parseHostSpec('[relay.example]:10025'), { host: 'relay.example', port: 10025 });
-  });
-
-  test('rejects malformed host specs', () => {
-    for (const bad of ['', 'host:', 'host:99999', 'host:x', '[::1', '[::1]x', 'a b', 'a:b:c']) {
-      assert.throws(() => parseHostSpec(bad), { code: 'BAD_ROUTE' }, bad);
-    }
-  });
-
-  test('a route list keeps its order', () => {
-    assert.deepEqual(
-      parseRoute('a.example:2525, [::1]:26 b.example').map((c) => `${c.host}|${c.port}`),
-      ['a.example|2525', '::1|26', 'b.example|25'],
-    );
   });
 });

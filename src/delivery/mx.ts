@@ -1,5 +1,6 @@
-// Where to connect for a domain: MX lookup (RFC 5321 §5.1) through an injectable resolver, and
-// static route host specs. Returns an ordered candidate list; connecting is the caller's job.
+// Where to connect for a domain: MX lookup (RFC 5321 §5.1) through an injectable resolver
+// (static route hosts are parsed by config/net.ts parseHostPort). Returns an ordered candidate
+// list; connecting is the caller's job.
 // Invariants: candidates are in preference order, equal preferences shuffled with the injected
 // random; a domain without MX falls back to itself (implicit MX) only if it has A or AAAA records.
 // Fails with MtaError: permanent for NXDOMAIN (550 5.1.2), Null MX (556 5.1.10, RFC 7505) and a
@@ -151,49 +152,4 @@ export async function resolveAddresses(cands: MxCandidate[], resolver: DnsResolv
   throw new MtaError('DNS_NO_ADDRESS', 'permanent', `no address found for mail host(s) ${names}`, {
     smtp: { code: 550, enhanced: '5.4.4' },
   });
-}
-
-/**
- * Parses one static route host: "host", "host:port", "1.2.3.4:port", "[ipv6]:port", "[ipv6]" or
- * "[host]" (brackets are also accepted around names, Postfix style). A bare IPv6 literal has no port.
- */
-export function parseHostSpec(spec: string, defaultPort = 25): { host: string; port: number } {
-  const s = spec.trim();
-  const bad = () => new MtaError('BAD_ROUTE', 'permanent', `bad route host "${spec}"`);
-  let host: string;
-  let portText: string | undefined;
-  if (s.startsWith('[')) {
-    const close = s.indexOf(']');
-    if (close < 0) throw bad();
-    host = s.slice(1, close);
-    const rest = s.slice(close + 1);
-    if (rest.length > 0) {
-      if (!rest.startsWith(':')) throw bad();
-      portText = rest.slice(1);
-    }
-  } else if (net.isIPv6(s)) {
-    host = s;
-  } else {
-    const colon = s.lastIndexOf(':');
-    if (colon >= 0) {
-      host = s.slice(0, colon);
-      portText = s.slice(colon + 1);
-    } else host = s;
-  }
-  if (host.length === 0 || /[\s/[\]]/.test(host) || (host.includes(':') && !net.isIPv6(host))) throw bad();
-  let port = defaultPort;
-  if (portText !== undefined) {
-    if (!/^\d{1,5}$/.test(portText)) throw bad();
-    port = Number(portText);
-    if (port < 1 || port > 65535) throw bad();
-  }
-  return { host, port };
-}
-
-/** Parses a route: host specs separated by commas or whitespace, tried in the order given. */
-export function parseRoute(spec: string, defaultPort = 25): MxCandidate[] {
-  return spec
-    .split(/[,\s]+/)
-    .filter((p) => p.length > 0)
-    .map((p) => ({ ...parseHostSpec(p, defaultPort), preference: -1 }));
 }

@@ -11,7 +11,8 @@ import net from 'node:net';
 import { MtaError } from '../errors.js';
 import { cramMd5Response } from '../smtp/client/auth.js';
 import { parseEhlo } from '../smtp/client/extensions.js';
-import { formatReply, type Reply, ReplyParser } from '../smtp/client/reply.js';
+import { type Reply, ReplyParser } from '../smtp/client/reply.js';
+import { describeReply } from '../smtp/protocol/reply.js';
 import type { ServerHooks, ServerLogger } from '../smtp/server/hooks.js';
 import { type AnySocket, Connection } from '../smtp/server/connection.js';
 import type { ConnectionOwner } from '../smtp/server/connection.js';
@@ -93,7 +94,7 @@ export async function collect(o: CustomerOptions): Promise<CollectResult> {
 
 function refusal(code: string, what: string, r: Reply): MtaError {
   const permanent = r.code >= 500;
-  return new MtaError(code, permanent ? 'permanent' : 'transient', `${what} refused: ${formatReply(r)}`, {
+  return new MtaError(code, permanent ? 'permanent' : 'transient', `${what} refused: ${describeReply(r)}`, {
     smtp: { code: r.code, enhanced: r.enhanced ?? (permanent ? '5.0.0' : '4.0.0') },
   });
 }

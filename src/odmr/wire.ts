@@ -19,14 +19,23 @@ import { OdmrProvider, type OdmrProviderOptions } from './provider.js';
 import type { RateGate } from './rate.js';
 import type { AuthThrottleLike } from '../smtp/server/options.js';
 
+/** What ETRN and ATRN requests emit (admin/events.ts carries them on the event bus). */
 export type EtrnOdmrEvent =
-  | { type: 'etrn'; client: string; node: string; code: number; count?: number }
+  | {
+      type: 'etrn';
+      client: string;
+      node: string;
+      code: number;
+      /** Pieces the request made free. */
+      count?: number;
+    }
   | {
       type: 'atrn';
       client: string;
       user?: string;
       domains: string[];
       code: number;
+      /** Messages sent after the turnaround (set on the closing event). */
       delivered?: number;
       phase: 'request' | 'end';
     };

@@ -7,7 +7,8 @@
 import { createHmac } from 'node:crypto';
 import { MtaError } from '../../errors.js';
 import type { SmtpConnection } from './connection.js';
-import { formatReply, type Reply } from './reply.js';
+import type { Reply } from './reply.js';
+import { describeReply } from '../protocol/reply.js';
 
 export type AuthMechanism = 'PLAIN' | 'LOGIN' | 'CRAM-MD5';
 
@@ -91,7 +92,7 @@ export async function authenticate(
     throw new MtaError(
       'AUTH_FAILED',
       'transient',
-      `AUTH ${mech} rejected by ${conn.remote}: ${formatReply(r)}`,
+      `AUTH ${mech} rejected by ${conn.remote}: ${describeReply(r)}`,
       {
         smtp: { code: r.code, enhanced: r.enhanced ?? `${Math.floor(r.code / 100)}.7.8` },
       },

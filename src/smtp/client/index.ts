@@ -15,7 +15,7 @@ export {
   type SmtpTimeouts,
   type TlsPolicy,
 } from './options.js';
-export { type NotifyFlag, type OutboundRecipient, xtextEncode } from './params.js';
+export type { NotifyFlag, OutboundRecipient } from './params.js';
 export { probe, type ProbeOptions } from './probe.js';
-export { formatReply, type Reply, ReplyParser, ReplyProtocolError } from './reply.js';
+export { type Reply, ReplyParser, ReplyProtocolError } from './reply.js';
 export { type AdoptOptions, SmtpClient } from './session.js';

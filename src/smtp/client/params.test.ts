@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { noExtensions, parseEhlo } from './extensions.js';
-import { isSafeAddress, mailFromLine, rcptToLine, xtextEncode } from './params.js';
+import { isSafeAddress, mailFromLine, rcptToLine } from './params.js';
 import { makeReply } from './reply.js';
 
 describe('parseEhlo', () => {
@@ -39,9 +39,9 @@ describe('parseEhlo', () => {
 describe('MAIL and RCPT lines', () => {
   const all = parseEhlo(makeReply(250, ['x', 'SIZE 100', '8BITMIME', 'SMTPUTF8', 'DSN']));
 
-  test('xtext-encodes "+", "=", spaces and non-ASCII bytes', () => {
-    assert.equal(xtextEncode('a+b=c d'), 'a+2Bb+3Dc+20d');
-    assert.equal(xtextEncode('é'), '+C3+A9');
+  test('ENVID and ORCPT values are xtext-encoded', () => {
+    const o = { sender: 'a@b', size: 1, envid: 'a+b=c d' };
+    assert.match(mailFromLine(o, all), / ENVID=a\+2Bb\+3Dc\+20d/);
   });
 
   test('adds only parameters whose extension is offered', () => {

@@ -4,6 +4,7 @@
 // can contain CR, LF or a stray angle bracket (isSafeAddress is checked by the caller first).
 
 import type { Extensions } from './extensions.js';
+import { encodeXtext } from '../protocol/xtext.js';
 
 export type NotifyFlag = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
 
@@ -27,17 +28,6 @@ export interface MailOptions {
   envid?: string;
 }
 
-/** xtext (RFC 3461 §4): "+" , "=" and anything outside "!".."~" become "+HH". */
-export function xtextEncode(s: string): string {
-  let out = '';
-  const bytes = Buffer.from(s, 'utf8');
-  for (const b of bytes) {
-    if (b >= 33 && b <= 126 && b !== 43 && b !== 61) out += String.fromCharCode(b);
-    else out += '+' + (b < 16 ? '0' : '') + b.toString(16).toUpperCase();
-  }
-  return out;
-}
-
 export function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
   return true;
@@ -56,7 +46,7 @@ export function mailFromLine(o: MailOptions, ext: Extensions): string {
   if (o.smtputf8 && ext.smtputf8) line += ' SMTPUTF8';
   if (ext.dsn) {
     if (o.ret) line += ` RET=${o.ret}`;
-    if (o.envid !== undefined && o.envid.length > 0) line += ` ENVID=${xtextEncode(o.envid)}`;
+    if (o.envid !== undefined && o.envid.length > 0) line += ` ENVID=${encodeXtext(o.envid)}`;
   }
   return line + '\r\n';
 }
@@ -67,7 +57,7 @@ export function rcptToLine(r: OutboundRecipient, ext: Extensions): string {
     if (r.notify && r.notify.length > 0) line += ` NOTIFY=${r.notify.join(',')}`;
     if (r.orcpt !== undefined) {
       const semi = r.orcpt.indexOf(';');
-      if (semi > 0) line += ` ORCPT=${r.orcpt.slice(0, semi)};${xtextEncode(r.orcpt.slice(semi + 1))}`;
+      if (semi > 0) line += ` ORCPT=${r.orcpt.slice(0, semi)};${encodeXtext(r.orcpt.slice(semi + 1))}`;
     }
   }
   return line + '\r\n';

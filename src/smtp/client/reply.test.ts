@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { formatReply, ReplyParser, ReplyProtocolError, splitEnhanced } from './reply.js';
+import { ReplyParser, ReplyProtocolError, splitEnhanced } from './reply.js';
+import { describeReply } from '../protocol/reply.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -11,7 +12,7 @@ describe('ReplyParser', () => {
     assert.equal(r?.code, 550);
     assert.equal(r?.enhanced, '5.1.1');
     assert.equal(r?.text, '<x@y>: user unknown');
-    assert.equal(formatReply(r!), '550 5.1.1 <x@y>: user unknown');
+    assert.equal(describeReply(r!), '550 5.1.1 <x@y>: user unknown');
   });
 
   test('assembles a multi-line reply fed one byte at a time', () => {

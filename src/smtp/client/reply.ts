@@ -59,11 +59,6 @@ export function makeReply(code: number, lines: string[]): Reply {
   return { code, enhanced: first.enhanced, lines, text: parts.join(' ') };
 }
 
-/** "550 5.1.1 text" — the form used in Diagnostic-Code and logs. */
-export function formatReply(r: Reply): string {
-  return `${r.code}${r.enhanced ? ' ' + r.enhanced : ''}${r.text ? ' ' + r.text : ''}`;
-}
-
 export class ReplyParser {
   private readonly limits: ReplyLimits;
   /** Bytes of an incomplete line carried over from the previous feed. */

@@ -21,7 +21,8 @@ import {
   type SmtpTimeouts,
   type TlsPolicy,
 } from './options.js';
-import { formatReply, type Reply } from './reply.js';
+import type { Reply } from './reply.js';
+import { describeReply } from '../protocol/reply.js';
 import { sendTransaction, type TransactionState } from './transaction.js';
 
 export interface AdoptOptions extends SmtpClientOptions {
@@ -171,7 +172,7 @@ export class SmtpClient {
     if (this.greet.code !== 220) {
       const r = this.greet;
       await this.quit();
-      throw new SmtpClientError('greeting', `${conn.remote} greeted with ${formatReply(r)}`, { reply: r });
+      throw new SmtpClientError('greeting', `${conn.remote} greeted with ${describeReply(r)}`, { reply: r });
     }
     await this.hello();
     const policy = this.opts.tls ?? { mode: 'opportunistic' };
@@ -208,16 +209,16 @@ export class SmtpClient {
       if (this.opts.lmtp) {
         // RFC 2033 4.1: an LMTP server has no HELO to fall back to.
         await this.quit();
-        throw new SmtpClientError('ehlo', `${conn.remote} refused LHLO: ${formatReply(r)}`, { reply: r });
+        throw new SmtpClientError('ehlo', `${conn.remote} refused LHLO: ${describeReply(r)}`, { reply: r });
       }
       if (r.code < 500) {
         await this.quit();
-        throw new SmtpClientError('ehlo', `${conn.remote} refused EHLO: ${formatReply(r)}`, { reply: r });
+        throw new SmtpClientError('ehlo', `${conn.remote} refused EHLO: ${describeReply(r)}`, { reply: r });
       }
       const h = await conn.send(`HELO ${this.opts.name}\r\n`, t.command, 'HELO reply');
       if (h.code !== 250) {
         await this.quit();
-        throw new SmtpClientError('ehlo', `${conn.remote} refused HELO: ${formatReply(h)}`, { reply: h });
+        throw new SmtpClientError('ehlo', `${conn.remote} refused HELO: ${describeReply(h)}`, { reply: h });
       }
       this.ext = noExtensions();
     } catch (e) {
@@ -237,7 +238,7 @@ export class SmtpClient {
     if (r.code !== 220) {
       if (policy.mode === 'required') {
         await this.quit();
-        throw new SmtpClientError('starttls', `${conn.remote} refused STARTTLS: ${formatReply(r)}`, {
+        throw new SmtpClientError('starttls', `${conn.remote} refused STARTTLS: ${describeReply(r)}`, {
           reply: r,
           kind: 'transient',
         });

@@ -1,4 +1,6 @@
-// SMTP reply values and their wire form (RFC 5321 4.2, enhanced status codes RFC 2034/3463).
+// SMTP reply values and their two written forms (RFC 5321 4.2, enhanced status codes RFC
+// 2034/3463): the wire form a server sends (formatReply) and the one-line form logs, errors and
+// DSN Diagnostic-Code fields quote a reply in, ours or a peer's (describeReply).
 // Invariant: every formatted reply is one or more lines "ddd-text" ... "ddd text", each ending in
 // CRLF; when an enhanced code is given it prefixes every line (RFC 2034 section 4). Text is
 // sanitised: embedded CR/LF never reach the wire (a hook's text cannot inject extra replies).
@@ -33,6 +35,11 @@ export function formatReply(reply: SmtpReply): string {
     out += `${code}${i === last ? ' ' : '-'}${prefix}${clean(lines[i] as string)}\r\n`;
   }
   return out;
+}
+
+/** "550 5.1.1 text": a reply on one line (enhanced code and text only when present). */
+export function describeReply(r: { code: number; enhanced?: string | undefined; text: string }): string {
+  return `${r.code}${r.enhanced ? ' ' + r.enhanced : ''}${r.text ? ' ' + r.text : ''}`;
 }
 
 /** Shorthand constructor. */

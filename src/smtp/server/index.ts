@@ -16,7 +16,7 @@ export type {
 } from './hooks.js';
 export { type ListenerOptions, SmtpListener } from './listener.js';
 export type { AuthThrottleLike, SessionOptions } from './options.js';
-export { receivedHeader, rfc5322Date, withProtocol } from './received.js';
+export { receivedHeader, withProtocol } from './received.js';
 export { type InputMode, type PeerInfo, type Phase, type SessionIo, SmtpSession } from './session.js';
 export {
   DEFAULT_SERVER_CIPHERS,

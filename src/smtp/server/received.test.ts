@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { receivedHeader, rfc5322Date, withProtocol } from './received.js';
+import { rfc5322Date } from '../protocol/date.js';
+import { receivedHeader, withProtocol } from './received.js';
 
 describe('Received header', () => {
   test('dates are RFC 5322 in UTC', () => {

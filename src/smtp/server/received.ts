@@ -4,27 +4,8 @@
 // text (the HELO name) is sanitised so it cannot break the header or inject lines.
 // Pure; never throws.
 
+import { rfc5322Date } from '../protocol/date.js';
 import type { ClientInfo } from './hooks.js';
-
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-let cachedSecond = -1;
-let cachedDate = '';
-
-const two = (n: number): string => (n < 10 ? '0' : '') + n;
-
-/** RFC 5322 date-time in UTC, e.g. "Tue, 02 Jan 2024 03:04:05 +0000" (cached per second). */
-export function rfc5322Date(ms: number): string {
-  const sec = Math.floor(ms / 1000);
-  if (sec === cachedSecond) return cachedDate;
-  const d = new Date(sec * 1000);
-  cachedDate =
-    `${DAYS[d.getUTCDay()]}, ${two(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
-    `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
-  cachedSecond = sec;
-  return cachedDate;
-}
 
 /** Make client-supplied text safe inside a header comment or token. */
 function sanitise(s: string, max = 255): string {
