@@ -7,8 +7,8 @@
 // Exit codes (sysexits): 0 queued; 64 usage or no recipients; 65 bad address or message; 67 a
 // recipient refused (unknown local user); 69 refused for another permanent reason; 75 try
 // again later (daemon not running, queue unavailable); 77 no permission on the socket; 78 bad
-// configuration. A recipient without a domain ("root", cron's MAILTO) gets the first local
-// domain (else the hostname), as sendmail appends $myorigin.
+// configuration. A recipient without a domain ("root", cron's MAILTO) and the default sender
+// (user@) get the first local domain (else the hostname), as sendmail uses $myorigin.
 import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
 import {
@@ -170,8 +170,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const raw = await readAll(io.stdin ?? process.stdin);
     // latin1 keeps every byte as one char, so 8-bit mail passes through unchanged.
     const parsed = parseMessage(normalizeInput(raw.toString('latin1'), o.ignoreDots));
-    // A user name without a domain ("root", as cron gives MAILTO) is completed with the first
-    // local domain, else the hostname, as sendmail and Postfix append $myorigin.
+    // A user name without a domain ("root", as cron gives MAILTO), and the default sender, get
+    // the first local domain, else the hostname, as sendmail and Postfix use $myorigin: so a
+    // bounce of a cron mail comes back to a local mailbox.
     const origin = target.config.local[0]?.domain ?? host;
     const qualify = (a: string): string => (a.includes('@') ? a : `${a}@${origin}`);
     const recipients = o.recipients.map(qualify);
@@ -188,12 +189,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
       );
       return 64;
     }
-    const sender = o.sender === undefined ? `${user}@${host}` : o.sender.replace(/^<(.*)>$/, '$1');
+    const sender = o.sender === undefined ? `${user}@${origin}` : o.sender.replace(/^<(.*)>$/, '$1');
     const now = Date.now();
     const message = completeMessage(parsed, {
       date: rfc5322Date(now),
       messageId: `<${now.toString(36)}.${randomBytes(6).toString('hex')}@${host}>`,
-      from: sender === '' ? `${user}@${host}` : sender,
+      from: sender === '' ? `${user}@${origin}` : sender,
       ...(o.fullName !== undefined ? { fullName: o.fullName } : {}),
       removeBcc: true,
     });

@@ -51,6 +51,10 @@ users = ["root", "ops"]
     await waitFor(() => mailbox('root').length === 1, "the cron mail in root's mailbox");
     const [m] = mailbox('root');
     assert.match(m!, /^Delivered-To: root@office\.test$/m);
+    // Without -f the sender is root at the same local domain, so a bounce of it comes back here
+    // (hostname box.test is no domain this host takes).
+    assert.match(m!, /^Return-Path: <root@office\.test>$/m);
+    assert.match(m!, /^From: "CronDaemon" <root@office\.test>$/m);
     assert.match(m!, /^Subject: Cron <root@box> backup$/m);
   });
 
