@@ -71,7 +71,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   // This run only receives: no SMTP, ODMR or HTTP admin listeners, no pollers.
   config = {
     ...config,
-    smtp: { ...config.smtp, listen: [], submission: [] },
+    smtp: { ...config.smtp, listen: [], submission: [], submissions: [] },
     odmr: { ...config.odmr, listen: [], providers: [] },
     admin: { ...config.admin, listen: undefined },
   };

@@ -14,6 +14,7 @@ import {
   testToml,
   waitFor,
 } from '../support/daemon.js';
+import { TLS_TOML, writeTestCertFiles } from '../support/certs.js';
 import { cuttingProxy } from '../support/cutting-proxy.js';
 import { sendMail } from '../support/inject.js';
 
@@ -102,4 +103,35 @@ test('a line that drops mid-session: logmta odmr exits 75 saying the rest stays 
   const got = (): number =>
     [1, 2, 3, 4, 5].filter((n) => maildirMessages(join(dir, 'data', 'mail', `cut${n}`)).length > 0).length;
   await waitFor(() => got() === 5, 'all five in their Maildirs');
+});
+
+test('logmta odmr opens no listener of its own, not even an implicit-TLS submissions one', async () => {
+  await writeTestCertFiles(dir);
+  const cfg = join(dir, 'with-submissions.toml');
+  writeFileSync(
+    cfg,
+    testToml(
+      `${TLS_TOML}\n[smtp]\nsubmissions = ["127.0.0.1:0"]\n[[local]]\ndomain = "acme.example"\n`,
+      join(dir, 'data'),
+    ),
+  );
+  const r = await runLogmta(
+    [
+      'odmr',
+      '--provider',
+      `127.0.0.1:${odmrPort}`,
+      '--user',
+      'acme',
+      '--password-file',
+      join(dir, 'good'),
+      '--config',
+      cfg,
+    ],
+    { timeoutMs: 30_000 },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const started = r.stdout.split('\n').find((l) => l.includes('"logmta started"'));
+  assert.ok(started, r.stdout);
+  const s = JSON.parse(started) as { smtp: string[]; submission: string[]; submissions: string[] };
+  assert.deepEqual([s.smtp, s.submission, s.submissions], [[], [], []]);
 });
