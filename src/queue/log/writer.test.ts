@@ -6,9 +6,42 @@ import { describe, test } from 'node:test';
 import type { MtaError } from '../../errors.js';
 import { RT_DONE } from '../record/records.js';
 import { scanSegment } from './reader.js';
+import type { QueueFile } from './fs.js';
 import { GroupWriter } from './writer.js';
 import { CrashFs } from '../../../test/support/queue.js';
 import { MemQueueFs } from '../../../test/support/memfs.js';
+
+/** A memory fs whose fdatasyncs can be held until released, to put two batches in flight. */
+class HeldSyncFs extends MemQueueFs {
+  holding = false;
+  readonly held: Array<{ path: string; release: () => void }> = [];
+  readonly log: string[] = [];
+  private wrap(path: string, f: QueueFile): QueueFile {
+    return {
+      write: async (bufs, pos) => {
+        this.log.push(`write ${path.split('/').at(-2)} ${bufs.length}`);
+        await f.write(bufs, pos);
+      },
+      datasync: async () => {
+        if (this.holding) await new Promise<void>((release) => this.held.push({ path, release }));
+        this.log.push(`sync ${path.split('/').at(-2)}`);
+        await f.datasync();
+      },
+      close: () => f.close(),
+    };
+  }
+  override async create(path: string): Promise<QueueFile> {
+    return this.wrap(path, await super.create(path));
+  }
+  override async openWrite(path: string): Promise<QueueFile> {
+    return this.wrap(path, await super.openWrite(path));
+  }
+}
+
+const until = async (cond: () => boolean, what: string): Promise<void> => {
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(cond(), what);
+};
 
 function writer(fs: MemQueueFs | CrashFs, segmentSize = 64 * 1024) {
   return new GroupWriter({ fs, dir: '/q', segmentSize, sync: true, now: () => 0 });
@@ -21,6 +54,100 @@ function bodies(fs: MemQueueFs, path: string): number[] {
   scanSegment(fs.peek(path), true, (r) => out.push(r.body[0]!));
   return out;
 }
+
+describe('two batches in flight', () => {
+  test('records appended while a batch syncs are written and synced before it returns, and acknowledged after it', async () => {
+    const fs = new HeldSyncFs();
+    const w = writer(fs);
+    w.append('new', RT_DONE, rec(0));
+    await w.commit();
+    fs.holding = true;
+    const order: string[] = [];
+    w.append('new', RT_DONE, rec(1));
+    const first = w.commit().then(() => order.push('first'));
+    await until(() => fs.held.length === 1, 'the first batch reaches its fdatasync');
+    w.append('new', RT_DONE, rec(2));
+    const second = w.commit().then(() => order.push('second'));
+    await until(() => fs.held.length === 2, 'the second batch is written and syncing while the first syncs');
+    // Release the newer sync first: its waiters must still wait for the older batch.
+    fs.held[1]!.release();
+    await until(() => fs.log.filter((l) => l === 'sync new').length >= 2, 'the second sync returned');
+    assert.deepEqual(order, [], 'nothing acknowledged before the first batch is durable');
+    fs.held[0]!.release();
+    fs.holding = false;
+    await Promise.all([first, second]);
+    assert.deepEqual(order, ['first', 'second']);
+    assert.deepEqual(bodies(fs, '/q/lanes/new/0000000001.seg'), [0, 1, 2]);
+    assert.equal(w.durableBatch, w.stats.batches);
+  });
+
+  test('when the older batch fails, the newer one in flight is refused too and the cut covers both', async () => {
+    const fs = new HeldSyncFs();
+    const w = writer(fs);
+    w.append('new', RT_DONE, rec(0));
+    await w.commit();
+    const start = fs.peek('/q/lanes/new/0000000001.seg').length;
+    const durable = w.durableBatch;
+    fs.holding = true;
+    w.append('new', RT_DONE, rec(1));
+    const first = w.commit();
+    await until(() => fs.held.length === 1, 'the first batch syncs');
+    w.append('new', RT_DONE, rec(2));
+    const second = w.commit();
+    await until(() => fs.held.length === 2, 'the second batch syncs');
+    fs.injectFault('datasync', 'EIO', 0, '/lanes/new/');
+    fs.holding = false;
+    fs.held[0]!.release();
+    fs.held[1]!.release();
+    await assert.rejects(first, { code: 'QUEUE_POISONED' });
+    await assert.rejects(second, { code: 'QUEUE_POISONED' });
+    assert.equal(w.durableBatch, durable, 'neither batch counts as durable');
+    assert.deepEqual(w.failedCut, [{ path: '/q/lanes/new/0000000001.seg', length: start }]);
+  });
+
+  test('a batch that starts a new segment waits until the batch before it is durable', async () => {
+    const fs = new HeldSyncFs();
+    const w = writer(fs, 200);
+    w.append('new', RT_DONE, rec(0));
+    await w.commit();
+    fs.holding = true;
+    w.append('new', RT_DONE, rec(1));
+    const first = w.commit();
+    await until(() => fs.held.length === 1, 'the first batch syncs');
+    // Too big for what is left of segment 1: this one rolls over to segment 2.
+    w.append('new', RT_DONE, [Buffer.alloc(150, 2)]);
+    const second = w.commit();
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(fs.held.length, 1, 'no second sync while the first is pending');
+    assert.ok(
+      !fs.log.some((l) => l.startsWith('write') && fs.log.indexOf(l) > fs.log.lastIndexOf('write new 2')),
+      fs.log.join(', '),
+    );
+    fs.holding = false;
+    fs.held[0]!.release();
+    await Promise.all([first, second]);
+    assert.deepEqual(bodies(fs, '/q/lanes/new/0000000002.seg'), [2]);
+  });
+
+  test('a batch with phase-2 records waits until the batch before it is durable', async () => {
+    const fs = new HeldSyncFs();
+    const w = writer(fs);
+    w.append('a', RT_DONE, rec(0));
+    await w.commit();
+    fs.holding = true;
+    w.append('a', RT_DONE, rec(1));
+    const first = w.commit();
+    await until(() => fs.held.length === 1, 'the first batch syncs');
+    w.append('a', RT_DONE, rec(2), 2);
+    const second = w.commit();
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(fs.held.length, 1, 'the phased batch is not written meanwhile');
+    fs.holding = false;
+    fs.held[0]!.release();
+    await Promise.all([first, second]);
+    assert.deepEqual(bodies(fs, '/q/lanes/a/0000000001.seg'), [0, 1, 2]);
+  });
+});
 
 describe('group writer', () => {
   test('one batch costs one fdatasync per touched file, however many records it holds', async () => {

@@ -10,6 +10,14 @@
 // moved, so a crash never keeps the kill without the replacement (docs/queue-states.md).
 // Empty phases cost nothing: an ordinary batch is one write and one fdatasync per file.
 //
+// Two batches in flight: records committed while a batch syncs are sealed and written, and
+// their fdatasync issued, without waiting for it — but only when both batches hold ordinary
+// (phase-1) records only and neither starts a segment, so nothing is written into a file whose
+// predecessor's records may not be durable, and no phase runs ahead of the one it depends on.
+// Batches are acknowledged strictly in order: a later batch's waiters run only after every
+// earlier batch is durable; when the earlier one fails, the later one is refused with it (after
+// its I/O has ended) and the cut to undo covers both.
+//
 // Invariant: a record's position is assigned when the batch is sealed, and its `onPlaced`
 // callback runs then, before any I/O of the batch. A failed fdatasync (or directory fsync), or a
 // failed write or create other than for lack of space, poisons the writer: the failing batch and
@@ -71,6 +79,28 @@ function batchDone(): BatchDone {
   });
   promise.catch(() => {}); // every caller handles it; this only keeps an unwatched batch quiet
   return { promise, resolve, reject };
+}
+
+/** A sealed batch whose I/O is under way. */
+interface InFlight {
+  batch: number;
+  done: BatchDone | undefined;
+  io: Promise<void>;
+  /** Where each file it touches ended before it (for a refused batch's cut). */
+  cut: Array<{ path: string; length: number }>;
+  /** Ordinary records only and no new segment: the next batch may be written meanwhile. */
+  simple: boolean;
+  /** Its I/O has ended (either way). */
+  settled: boolean;
+}
+
+function mergeCuts(
+  a: Array<{ path: string; length: number }>,
+  b: Array<{ path: string; length: number }> | undefined,
+): Array<{ path: string; length: number }> {
+  const m = new Map<string, number>();
+  for (const c of [...a, ...(b ?? [])]) m.set(c.path, Math.min(m.get(c.path) ?? c.length, c.length));
+  return [...m].map(([path, length]) => ({ path, length }));
 }
 
 interface LaneTail {
@@ -187,8 +217,12 @@ export class GroupWriter {
     this.filling ??= batchDone();
     const p = this.filling.promise;
     if (!this.flushing) this.flushed = this.flushLoop();
+    else this.wake?.();
     return p;
   }
+
+  /** Wakes the flush loop while it waits on a batch in flight (a commit arrived). */
+  private wake: (() => void) | undefined;
 
   /** Set by close(): no batch is sealed after it. */
   private stopped: MtaError | undefined;
@@ -197,30 +231,38 @@ export class GroupWriter {
 
   private async flushLoop(): Promise<void> {
     this.flushing = true;
+    // At most two batches in flight: the older one syncing while the next is written and synced.
+    let older: InFlight | undefined;
     try {
-      while ((this.pending.length > 0 || this.filling) && !this.poison && !this.stopped) {
-        const ops = this.pending;
-        const done = this.filling;
-        this.pending = [];
-        this.filling = undefined;
-        const batch = ++this.batchNo;
-        try {
-          await this.writeBatch(ops);
-          this.durableBatch = batch;
-        } catch (e) {
-          this.failedCut = this.batchCut;
-          this.setPoison(e);
-          done?.reject(this.poison!);
-          break;
+      while (!this.poison && !this.stopped) {
+        const more = this.pending.length > 0 || this.filling !== undefined;
+        if (!more && older === undefined) break;
+        if (older !== undefined && !more && !older.settled) {
+          // Nothing to seal yet: wake up when the older batch is durable or a commit arrives.
+          await Promise.race([older.io.catch(() => {}), new Promise<void>((r) => (this.wake = r))]);
+          this.wake = undefined;
+          continue;
         }
-        done?.resolve();
-        this.onDurable?.(batch);
-        // Let the producers just released (and I/O that arrived during the sync) append before
-        // the next batch is sealed: otherwise producers split into two alternating cohorts and
-        // each fdatasync covers only half of them.
-        if (done) await new Promise<void>((r) => setImmediate(r));
+        if (older !== undefined && (!more || older.settled || !this.mayOverlap(older))) {
+          const waited = older.done !== undefined;
+          const ok = await this.finish(older, undefined);
+          older = undefined;
+          // Let the producers just released (and I/O that arrived during the sync) append before
+          // the next batch is sealed: otherwise producers split into two alternating cohorts and
+          // each fdatasync covers only half of them.
+          if (ok && waited) await new Promise<void>((r) => setImmediate(r));
+          continue;
+        }
+        const cur = this.start();
+        if (older !== undefined) {
+          // The older batch is acknowledged first; the newer one's waiters only after it.
+          await this.finish(older, cur);
+        }
+        older = cur;
       }
     } finally {
+      // A batch still in flight (close() or a poisoned writer) settles before the loop ends.
+      if (older !== undefined) await this.finish(older, undefined).catch(() => false);
       this.flushing = false;
     }
     const refused = this.poison ?? this.stopped;
@@ -228,6 +270,85 @@ export class GroupWriter {
       this.filling.reject(refused);
       this.filling = undefined;
     }
+  }
+
+  /** Seals everything pending as the next batch and starts its I/O. */
+  private start(): InFlight {
+    const ops = this.pending;
+    const done = this.filling;
+    this.pending = [];
+    this.filling = undefined;
+    const batch = ++this.batchNo;
+    const seqs = new Map<string, number>();
+    for (const [lane, t] of this.tails) seqs.set(lane, t.seq);
+    let phased = false;
+    for (const op of ops) if (op.phase !== 1) phased = true;
+    // writeBatch seals synchronously (positions, onPlaced, batchCut) before its first await.
+    const io = this.writeBatch(ops);
+    let rolled = false;
+    for (const [lane, t] of this.tails) if (seqs.get(lane) !== t.seq) rolled = true;
+    const b: InFlight = {
+      batch,
+      done,
+      io,
+      cut: ops.length === 0 ? [] : this.batchCut,
+      simple: !phased && !rolled,
+      settled: false,
+    };
+    io.then(
+      () => (b.settled = true),
+      () => (b.settled = true),
+    );
+    return b;
+  }
+
+  /**
+   * Whether the pending records may be sealed and written while `older` is still syncing. Only
+   * the plain case: both batches hold ordinary (phase-1) records only and neither starts a new
+   * segment, so every record lands in a segment file that is already open and is the last of
+   * its lane. (A batch with phases needs the one before it durable; a new segment must not be
+   * written before the records of its predecessor are durable — reader.ts, torn tails.)
+   */
+  private mayOverlap(older: InFlight): boolean {
+    if (!older.simple || this.pending.length === 0) return false;
+    const size = new Map<string, number>();
+    for (const op of this.pending) {
+      if (op.phase !== 1) return false;
+      const t = this.tails.get(op.lane);
+      if (t === undefined || t.seq < 0 || !t.creating.has(t.seq)) return false;
+      const at = size.get(op.lane) ?? t.size;
+      if (at + op.length > this.opts.segmentSize && at > t.base) return false;
+      size.set(op.lane, at + op.length);
+    }
+    return true;
+  }
+
+  /**
+   * Waits for `b`'s I/O and acknowledges it (then its waiters run). When it failed, the batch
+   * after it (`next`, already written or being written) is refused with it: its I/O settles
+   * first, and the cut to undo covers both.
+   */
+  private async finish(b: InFlight, next: InFlight | undefined): Promise<boolean> {
+    try {
+      await b.io;
+    } catch (e) {
+      if (next !== undefined) await next.io.catch(() => {});
+      if (!this.poison) {
+        this.failedCut = mergeCuts(b.cut, next?.cut);
+        this.setPoison(e);
+      }
+      b.done?.reject(this.poison!);
+      return false;
+    }
+    if (this.poison) {
+      // A later batch failed first (it cannot be acknowledged before this one anyway).
+      b.done?.reject(this.poison);
+      return false;
+    }
+    this.durableBatch = b.batch;
+    b.done?.resolve();
+    this.onDurable?.(b.batch);
+    return true;
   }
 
   private setPoison(e: unknown): void {
