@@ -22,6 +22,7 @@ import { cycles, type Edge, importsOf, sourceFiles } from './imports.js';
 const REACHING_IN: Record<string, readonly string[]> = {
   // Lane names (held-<domain>, retry-<delay>) are parsed by the segment-file module.
   'src/admin/events.ts': ['src/queue/log/segment.ts'],
+  'src/admin/ops.ts': ['src/queue/log/segment.ts'],
   'src/odmr/etrn-node.ts': ['src/queue/log/segment.ts'],
   // `queue list/show/summary` read the index columns and flag bits directly.
   'src/admin/inspect.ts': ['src/queue/state/tables.ts'],
