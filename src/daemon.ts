@@ -311,7 +311,12 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   }
   const policyHooks = makeServerHooks(config, router, queues, ids, stages);
   const hooks = events.wrapServerHooks(
-    withFilters(cluster ? cluster.serverHooks(policyHooks) : policyHooks, filters),
+    withFilters(
+      cluster
+        ? cluster.serverHooks(policyHooks, (d) => router.odmrDomainOf(d) ?? router.etrnOf(d)?.domain)
+        : policyHooks,
+      filters,
+    ),
   );
   // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
   const odmr = await startEtrnOdmr(config, {

@@ -26,6 +26,8 @@ export function parseAddress(s: string): HostPort | undefined {
 
 export class Directory implements Redirects {
   draining = false;
+  /** Domains held here for now whatever their home says (a disagreement seen), until when. */
+  private readonly suspended = new Map<string, number>();
 
   constructor(
     private readonly self: string,
@@ -48,6 +50,13 @@ export class Directory implements Redirects {
 
   /** The home of a held domain when it is another node we know how to reach. */
   homeElsewhere(domain: string): PeerTarget | undefined {
+    if (this.suspended.size > 0) {
+      const until = this.suspended.get(domain);
+      if (until !== undefined) {
+        if (until > Date.now()) return undefined;
+        this.suspended.delete(domain);
+      }
+    }
     const home = this.homes.homeOf(domain);
     if (home === undefined) {
       void this.homes.ensure(domain);
@@ -55,6 +64,16 @@ export class Directory implements Redirects {
     }
     if (home === this.self) return undefined;
     return this.peer(home);
+  }
+
+  /**
+   * A peer sent us mail of a domain we believe it is the home of: the two of us disagree (one
+   * missed a change). The mail is held here, not sent back, for `ms` — so a disagreement costs
+   * one transfer per transfer_interval instead of a loop — while the homes are re-read.
+   */
+  disagreement(domain: string, ms: number): void {
+    this.suspended.set(domain, Date.now() + ms);
+    void this.homes.reload();
   }
 
   drainTarget(domain: string): PeerTarget | undefined {

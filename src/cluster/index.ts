@@ -308,10 +308,29 @@ export class Cluster {
   }
 
   /** The node-to-node AUTH on top of the daemon's own: "cluster:<node>" with the shared secret. */
-  serverHooks(inner: ServerHooks): ServerHooks {
+  serverHooks(inner: ServerHooks, heldDomainOf: (domain: string) => string | undefined): ServerHooks {
     const secret = this.config.secret;
     return {
       ...inner,
+      accept: (m, ctx) => {
+        // A peer passing us mail of a domain we think it is the home of: hold it here for now.
+        const user = ctx?.client.auth;
+        if (isPeer(user)) {
+          const from = user!.slice(PEER_USER_PREFIX.length);
+          for (const r of m.recipients) {
+            const at = r.address.lastIndexOf('@');
+            const d = heldDomainOf(r.address.slice(at + 1).toLowerCase());
+            if (d !== undefined && this.homes.homeOf(d) === from) {
+              this.d.log.warn(
+                { domain: d, from },
+                'cluster: a peer sent mail of a domain homed there; held here',
+              );
+              this.directory.disagreement(d, 4 * this.config.transferIntervalMs);
+            }
+          }
+        }
+        return inner.accept(m, ctx);
+      },
       cramSecret: (user, ctx) => (isPeer(user) ? secret : (inner.cramSecret?.(user, ctx) ?? null)),
       verifyPassword: (user, password, ctx) =>
         isPeer(user)
