@@ -54,7 +54,6 @@ export type MtaEvent =
   | EtrnOdmrEvent
   | { type: 'segment-unlinked'; lane: string; seq: number };
 
-export type MtaEventType = MtaEvent['type'];
 export type Listener = (ev: MtaEvent) => void;
 
 export class EventBus {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { before, describe, test } from 'node:test';
-import { StaticResolver } from '../dns/static.js';
+import { StaticResolver } from '../../test/support/static-resolver.js';
 import { nullLogger } from '../log.js';
 import type { AcceptStage, DraftMessage } from '../policy/pipeline.js';
 import type { SessionContext } from '../smtp/server/hooks.js';

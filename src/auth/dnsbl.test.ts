@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { nullLogger } from '../log.js';
-import { StaticResolver } from '../dns/static.js';
+import { StaticResolver } from '../../test/support/static-resolver.js';
 import { dnsblFilter, dnsblName, isListed } from './dnsbl.js';
 import type { SessionContext } from '../smtp/server/hooks.js';
 

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import packet from 'dns-packet';
 import { hasUnbound, startDnsServer, type TestDnsServer, txt } from '../../test/support/dns-server.js';
 import { DnsClient, parseServers } from './client.js';
-import { StaticResolver } from './static.js';
+import { StaticResolver } from '../../test/support/static-resolver.js';
 import { queryUdp } from './transport.js';
 import { lookupFunction } from './types.js';
 import { FakeClock } from '../../test/support/clock.js';

@@ -1,6 +1,6 @@
 // The DNS interface every lookup in logmta goes through (MX routing, SPF/DKIM/DMARC TXT
 // records, DNSBL A records), and its errors. DnsClient (client.ts) implements it over real DNS
-// packets; StaticResolver (static.ts) from a table, for unit tests.
+// packets; StaticResolver (test/support/static-resolver.ts) from a table, for unit tests.
 // Invariant: results and errors follow node:dns/promises, so callers written against node's
 // resolver (and libraries such as mailauth) work unchanged: an absent name rejects with code
 // ENOTFOUND, a name without records of the type with ENODATA (both permanent), anything else

@@ -254,7 +254,6 @@ export class QueueCore {
     P.version[pslot] = rec.version;
     P.lane[pslot] = lane.idx;
     P.due[pslot] = rec.due;
-    P.pending[pslot] = rec.rcptCount;
     P.flags[pslot] = F_LIVE;
     P.seq[pslot] = seq;
     P.batch[pslot] = batch;
@@ -589,7 +588,6 @@ export class QueueCore {
     }
     if (!done.has(rcpt)) {
       done.set(rcpt, outcome);
-      if (this.pieces.pending[pslot]! > 0) this.pieces.pending[pslot]!--;
     }
   }
 

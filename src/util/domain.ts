@@ -28,11 +28,6 @@ function octets(s: string): number {
   return NON_ASCII.test(s) ? Buffer.byteLength(s, 'utf8') : s.length;
 }
 
-/** Whether `l` is one LDH label (letters, digits, inner hyphens; 1–63 characters; any case). */
-export function isLdhLabel(l: string): boolean {
-  return LDH_LABEL.test(l);
-}
-
 /** Whether `s` is a host name (a trailing dot allowed, any case). */
 export function isHostName(s: string): boolean {
   const name = s.endsWith('.') ? s.slice(0, -1) : s;

@@ -75,10 +75,4 @@ export class LaneState {
     }
     return s;
   }
-
-  oldestSeq(): number | undefined {
-    let min: number | undefined;
-    for (const s of this.segs.keys()) if (min === undefined || s < min) min = s;
-    return min;
-  }
 }

@@ -3,7 +3,6 @@
 // file and read-handles.ts (its descriptor cache) touch node:fs for queue files. Every method rejects with the Node error it got;
 // callers decide what poisons the writer.
 import * as fs from 'node:fs';
-import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ReadHandles } from './read-handles.js';
 
@@ -206,5 +205,3 @@ export class NodeQueueFs implements QueueFs {
     return st.blocks === 0 ? undefined : st.bavail * st.bsize;
   }
 }
-
-export { dirname, join };

@@ -11,7 +11,7 @@
 //   and whose earlier part did not (a hole, then stale record bytes);
 // - anything else invalid (any bad record in an older segment, or a bad record followed by
 //   a valid one): corruption, reported with the byte offset; the caller sets the segment aside.
-import { FRAME_HEADER, readFrame, skipZeros, validFrameAfter } from '../record/frame.js';
+import { readFrame, skipZeros, validFrameAfter } from '../record/frame.js';
 import { decodeHeader, isRecordType, RT_HEADER, type SegmentHeader } from '../record/records.js';
 
 export interface ScannedRecord {
@@ -107,5 +107,3 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
   }
   return { header, end: off, records: count };
 }
-
-export const MIN_FRAME = FRAME_HEADER;

@@ -7,7 +7,11 @@ import { crc32cAfter, crc32cOf, maskCrc, unmaskCrc } from './crc.js';
 export const FRAME_HEADER = 9;
 /** CRC32C of each single byte value: the start of a record's CRC, after its type byte. */
 const CRC_OF_BYTE = Array.from({ length: 256 }, (_, b) => crc32cOf([Uint8Array.of(b)]));
-/** Largest body a record may have; data is chunked below this. */
+/**
+ * Largest body a record may have. Message data streamed in (data/spool.ts) is written as chunk
+ * records of CHUNK_SIZE (1 MiB); a message accepted whole is one data record, and limits.ts caps
+ * a message well below this.
+ */
 export const MAX_BODY = 512 * 1024 * 1024;
 
 /** Encodes one record; `body` may be given in several parts to avoid copying message data. */
@@ -26,12 +30,6 @@ export function encodeFrame(type: number, body: readonly Uint8Array[]): Buffer[]
   }
   head.writeUInt32LE(maskCrc(crc), 4);
   return out;
-}
-
-export function frameLength(body: readonly Uint8Array[]): number {
-  let len = FRAME_HEADER;
-  for (const b of body) len += b.length;
-  return len;
 }
 
 export type FrameResult =

@@ -229,7 +229,6 @@ export class PieceTable {
   off = new Uint32Array(0);
   len = new Uint32Array(0);
   due = new Float64Array(0);
-  pending = new Uint16Array(0);
   flags = new Uint8Array(0);
   gen = new Uint32Array(0);
   next = new Int32Array(0);
@@ -277,7 +276,6 @@ export class PieceTable {
     this.off = grow(this.off, n);
     this.len = grow(this.len, n);
     this.due = grow(this.due, n);
-    this.pending = grow(this.pending, n);
     this.flags = grow(this.flags, n);
     this.gen = grow(this.gen, n);
     this.next = grow(this.next, n);

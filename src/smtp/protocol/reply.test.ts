@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { enhancedMatches, formatReply } from './reply.js';
+import { formatReply } from './reply.js';
 
 describe('formatReply', () => {
   test('a single-line reply with an enhanced code', () => {
@@ -20,10 +20,5 @@ describe('formatReply', () => {
   });
   test('an out-of-range code throws', () => {
     assert.throws(() => formatReply({ code: 99, text: 'x' }), TypeError);
-  });
-  test('enhancedMatches checks the class digit', () => {
-    assert.equal(enhancedMatches(550, '5.1.1'), true);
-    assert.equal(enhancedMatches(450, '5.1.1'), false);
-    assert.equal(enhancedMatches(250, '2.0'), false);
   });
 });

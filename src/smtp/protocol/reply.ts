@@ -50,8 +50,3 @@ export function reply(
 ): SmtpReply {
   return enhanced === undefined ? { code, text } : { code, enhanced, text };
 }
-
-/** The class digit of an enhanced code must agree with the reply code's first digit. */
-export function enhancedMatches(code: number, enhanced: string): boolean {
-  return /^[245]\.\d{1,3}\.\d{1,3}$/.test(enhanced) && enhanced[0] === String(code)[0];
-}

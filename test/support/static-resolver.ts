@@ -1,10 +1,10 @@
-// A DnsResolver answering from a table, for unit tests that need exact answers or failures
+// A DnsResolver answering from a table (never shipped), for unit tests that need exact answers or failures
 // without a DNS server (integration tests use a real one: test/support/dns-server.ts).
 // Invariant: behaves like DnsClient from the caller's side — a name absent from the table is
 // ENOTFOUND, a type absent from a present name is ENODATA, an error code given in the table is
 // thrown as that DnsError; results are fresh copies. Records every question in `queries`.
 
-import { DnsError, type DnsErrorCode, type DnsResolver, type MxRecord } from './types.js';
+import { DnsError, type DnsErrorCode, type DnsResolver, type MxRecord } from '../../src/dns/types.js';
 
 export interface StaticRecords {
   A?: string[] | DnsErrorCode;
