@@ -77,6 +77,8 @@ describe('SPF, DKIM and DMARC checks of mail from outside', { skip }, () => {
       refused: ['dnsdown.test'],
       records: [
         txt('sender.test', `v=spf1 ip4:${OUTSIDE} -all`),
+        txt('out.sender.test', `v=spf1 ip4:${OUTSIDE} -all`),
+        txt('forged.sender.test', 'v=spf1 ip4:192.0.2.1 -all'),
         txt('out._domainkey.sender.test', key.record),
         txt('oute._domainkey.sender.test', ed.record),
         txt('_dmarc.sender.test', 'v=DMARC1; p=reject'),
@@ -97,14 +99,14 @@ describe('SPF, DKIM and DMARC checks of mail from outside', { skip }, () => {
   });
 
   /** Sends from outside to a fresh local user and returns the final reply and the delivered mail. */
-  async function deliver(d: SpawnedDaemon, from: string, data: string | Buffer) {
+  async function deliver(d: SpawnedDaemon, from: string, data: string | Buffer, helo = 'out.sender.test') {
     const user = `u${++n}`;
     const r = await sendRaw(d.port, {
       from,
       to: [`${user}@local.test`],
       data,
       localAddress: OUTSIDE,
-      helo: 'out.sender.test',
+      helo,
     });
     const box = join(d.dataDir, 'mail', user);
     if (!r.final.startsWith('250')) return { reply: r.final, box, mail: undefined };
@@ -216,6 +218,20 @@ describe('SPF, DKIM and DMARC checks of mail from outside', { skip }, () => {
     const a = await deliver(annotate, 'a@dnsdown.test', message('a@dnsdown.test', 'dns eight'));
     assert.match(a.reply, /^250 /);
     assert.match(fields(a.mail ?? '', 'Authentication-Results')[0] ?? '', /spf=temperror/);
+  });
+
+  test('a bounce (null sender) is judged by SPF on its HELO name: pass for a permitted one, fail for a forged one', async () => {
+    const ok = await deliver(annotate, '', message('mailer-daemon@sender.test', 'bounce eleven'));
+    const pass = fields(ok.mail ?? '', 'Authentication-Results')[0] ?? '';
+    assert.match(pass, /spf=pass [^;]*out\.sender\.test/, pass);
+    const forged = await deliver(
+      annotate,
+      '',
+      message('mailer-daemon@sender.test', 'bounce twelve'),
+      'forged.sender.test',
+    );
+    const fail = fields(forged.mail ?? '', 'Authentication-Results')[0] ?? '';
+    assert.match(fail, /spf=fail [^;]*forged\.sender\.test/, fail);
   });
 
   test('mail from relay_networks is not checked and gets no Authentication-Results', async () => {
