@@ -14,6 +14,11 @@ interface Script {
   after: string[];
   /** RCPT replies by address (default 250). */
   rcpt?: Record<string, string>;
+  /**
+   * Replies to MAIL and RCPT are held back until DATA has arrived (then all are sent, with
+   * the 354): only a client that pipelines (RFC 2920) gets past MAIL.
+   */
+  holdUntilData?: boolean;
 }
 
 async function lmtpServer(
@@ -23,6 +28,11 @@ async function lmtpServer(
   const server = net.createServer((s) => {
     let buf = '';
     let inData = false;
+    let held: string[] = [];
+    const reply = (r: string) => {
+      if (script.holdUntilData) held.push(r);
+      else s.write(r);
+    };
     s.write('220 lmtp.test LMTP ready\r\n');
     s.on('data', (d) => {
       buf += d.toString('latin1');
@@ -48,13 +58,14 @@ async function lmtpServer(
         if (verb === 'LHLO')
           s.write(script.lhlo ?? '250-lmtp.test\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n');
         else if (verb === 'EHLO' || verb === 'HELO') s.write('500 5.5.1 this is LMTP\r\n');
-        else if (verb === 'MAIL') s.write('250 2.1.0 OK\r\n');
+        else if (verb === 'MAIL') reply('250 2.1.0 OK\r\n');
         else if (verb === 'RCPT') {
           const a = /<([^>]*)>/.exec(line)?.[1] ?? '';
-          s.write(`${script.rcpt?.[a] ?? '250 2.1.5 OK'}\r\n`);
+          reply(`${script.rcpt?.[a] ?? '250 2.1.5 OK'}\r\n`);
         } else if (verb === 'DATA') {
           inData = true;
-          s.write('354 go ahead\r\n');
+          s.write(`${held.join('')}354 go ahead\r\n`);
+          held = [];
         } else if (verb === 'QUIT') s.end('221 2.0.0 bye\r\n');
         else s.write('250 2.0.0 OK\r\n');
       }
@@ -96,6 +107,31 @@ describe('SmtpClient in LMTP mode', () => {
     );
     assert.equal(res.reusable, true, 'the connection can carry the next message');
     assert.equal(srv.lines[0], 'LHLO mx.test');
+    await c.quit();
+    await srv.close();
+  });
+
+  test('the envelope is pipelined: MAIL, RCPTs and DATA go before any reply is read', {
+    timeout: 10_000,
+  }, async () => {
+    const srv = await lmtpServer({
+      holdUntilData: true,
+      after: ['250 2.0.0 <a@box.test> saved', '250 2.0.0 <b@box.test> saved'],
+    });
+    const c = await SmtpClient.connect('127.0.0.1', srv.port, {
+      name: 'mx.test',
+      lmtp: true,
+      tls: { mode: 'none' },
+    });
+    const res = await c.sendMessage(makeTx(['a@box.test', 'b@box.test']));
+    assert.deepEqual(
+      res.recipients.map((r) => r.status),
+      ['delivered', 'delivered'],
+    );
+    assert.deepEqual(
+      srv.lines.slice(1).map((l) => l.slice(0, 4)),
+      ['MAIL', 'RCPT', 'RCPT', 'DATA'],
+    );
     await c.quit();
     await srv.close();
   });
