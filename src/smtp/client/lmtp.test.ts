@@ -21,6 +21,10 @@ interface Script {
   holdUntilData?: boolean;
 }
 
+/** The client under test, in LMTP mode without TLS, connected to the scripted server. */
+const connectLmtp = (port: number) =>
+  SmtpClient.connect('127.0.0.1', port, { name: 'mx.test', lmtp: true, tls: { mode: 'none' } });
+
 async function lmtpServer(
   script: Script,
 ): Promise<{ port: number; lines: string[]; close(): Promise<void> }> {
@@ -90,11 +94,7 @@ describe('SmtpClient in LMTP mode', () => {
       ],
       rcpt: { 'x@box.test': '550 5.1.1 <x@box.test> no such user' },
     });
-    const c = await SmtpClient.connect('127.0.0.1', srv.port, {
-      name: 'mx.test',
-      lmtp: true,
-      tls: { mode: 'none' },
-    });
+    const c = await connectLmtp(srv.port);
     const res = await c.sendMessage(makeTx(['a@box.test', 'x@box.test', 'b@box.test', 'c@box.test']));
     assert.deepEqual(
       res.recipients.map((r) => `${r.status} ${r.code} ${r.enhanced} ${r.stage}`),
@@ -118,11 +118,7 @@ describe('SmtpClient in LMTP mode', () => {
       holdUntilData: true,
       after: ['250 2.0.0 <a@box.test> saved', '250 2.0.0 <b@box.test> saved'],
     });
-    const c = await SmtpClient.connect('127.0.0.1', srv.port, {
-      name: 'mx.test',
-      lmtp: true,
-      tls: { mode: 'none' },
-    });
+    const c = await connectLmtp(srv.port);
     const res = await c.sendMessage(makeTx(['a@box.test', 'b@box.test']));
     assert.deepEqual(
       res.recipients.map((r) => r.status),
@@ -138,11 +134,7 @@ describe('SmtpClient in LMTP mode', () => {
 
   test('the server going away between per-recipient replies defers only the unanswered ones', async () => {
     const srv = await lmtpServer({ after: ['250 2.0.0 <a@box.test> saved', 'CLOSE'] });
-    const c = await SmtpClient.connect('127.0.0.1', srv.port, {
-      name: 'mx.test',
-      lmtp: true,
-      tls: { mode: 'none' },
-    });
+    const c = await connectLmtp(srv.port);
     const res = await c.sendMessage(makeTx(['a@box.test', 'b@box.test']));
     assert.deepEqual(
       res.recipients.map((r) => r.status),
@@ -155,10 +147,7 @@ describe('SmtpClient in LMTP mode', () => {
 
   test('a refused LHLO fails the handshake; there is no HELO fallback', async () => {
     const srv = await lmtpServer({ lhlo: '500 5.5.1 no\r\n', after: [] });
-    await assert.rejects(
-      SmtpClient.connect('127.0.0.1', srv.port, { name: 'mx.test', lmtp: true, tls: { mode: 'none' } }),
-      /refused LHLO/,
-    );
+    await assert.rejects(connectLmtp(srv.port), /refused LHLO/);
     assert.ok(!srv.lines.some((l) => l.startsWith('HELO')));
     await srv.close();
   });
