@@ -7,7 +7,7 @@
 // this node's held lane for the domain, and moves when the home is back.
 // Fails: never throws.
 
-import type { HostPort } from '../config/index.js';
+import { type HostPort, parseHostPort } from '../config/index.js';
 import type { PeerTarget, Redirects } from '../delivery/router.js';
 import type { Homes } from './homes.js';
 import type { Membership } from './membership.js';
@@ -16,12 +16,13 @@ import { rendezvous } from './rendezvous.js';
 /** The cluster user a node authenticates as ("cluster:<node>"), with the shared secret. */
 export const PEER_USER_PREFIX = 'cluster:';
 
+/** A peer's advertised "host:port" (config/net.ts's grammar); undefined when it is none. */
 export function parseAddress(s: string): HostPort | undefined {
-  const i = s.lastIndexOf(':');
-  if (i <= 0) return undefined;
-  const port = Number(s.slice(i + 1));
-  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return Number.isInteger(port) && port > 0 && port < 65536 ? { host, port } : undefined;
+  try {
+    return parseHostPort(s);
+  } catch {
+    return undefined;
+  }
 }
 
 export class Directory implements Redirects {

@@ -8,12 +8,13 @@
 // Fails: startCluster never rejects for Redis trouble (it starts with what it has).
 
 import { join } from 'node:path';
-import type { Config, ClusterConfig } from '../config/index.js';
+import { type Config, type ClusterConfig, formatHostPort } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { HeldLocks } from '../odmr/index.js';
 import type { Queues } from '../queue/queues.js';
 import type { ServerHooks } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
+import { domainOf } from '../util/domain.js';
 import { secretEquals } from '../util/secret-equal.js';
 import { Directory, PEER_USER_PREFIX } from './directory.js';
 import { Homes } from './homes.js';
@@ -318,8 +319,7 @@ export class Cluster {
         if (isPeer(user)) {
           const from = user!.slice(PEER_USER_PREFIX.length);
           for (const r of m.recipients) {
-            const at = r.address.lastIndexOf('@');
-            const d = heldDomainOf(r.address.slice(at + 1).toLowerCase());
+            const d = heldDomainOf(domainOf(r.address));
             if (d !== undefined && this.homes.homeOf(d) === from) {
               this.d.log.warn(
                 { domain: d, from },
@@ -369,8 +369,8 @@ export class Cluster {
   async announce(addresses: { smtp: string; odmr: string | undefined }): Promise<void> {
     const c = this.config;
     this.addresses = {
-      smtp: c.advertise ? `${c.advertise.host}:${c.advertise.port}` : addresses.smtp,
-      odmr: c.odmrAdvertise ? `${c.odmrAdvertise.host}:${c.odmrAdvertise.port}` : addresses.odmr,
+      smtp: c.advertise ? formatHostPort(c.advertise) : addresses.smtp,
+      odmr: c.odmrAdvertise ? formatHostPort(c.odmrAdvertise) : addresses.odmr,
     };
     await this.membership.start();
     await this.drain.resume();
