@@ -6,7 +6,7 @@
 // start); 64 usage; 69 Redis or the daemon unreachable; 78 bad configuration or no [cluster].
 
 import { parseArgs } from 'node:util';
-import { Keys, readNodes, RedisLink, type NodeView } from '../cluster/index.js';
+import { type DrainStatus, Keys, readNodes, RedisLink, type NodeView } from '../cluster/index.js';
 import { type Config, parseDomain } from '../config/index.js';
 import { nullLogger } from '../log.js';
 import { DAEMON_OPTIONS, describeError, exitCodeFor, findDaemon, withDaemon } from './client.js';
@@ -164,16 +164,7 @@ async function home(config: Config, io: Io, positionals: string[], force: boolea
   }
 }
 
-interface DrainState {
-  draining: boolean;
-  queued: number;
-  held: number;
-  hold: number;
-  peers: string[];
-  started?: number;
-}
-
-function formatDrain(s: DrainState): string {
+function formatDrain(s: DrainStatus): string {
   if (!s.draining) return `not draining; ${s.queued} message(s) queued\n`;
   const peers = s.peers.length > 0 ? s.peers.join(', ') : 'none alive';
   const hold = s.hold > 0 ? `; ${s.hold} held by the operator (not moved: release or delete them)` : '';
@@ -188,11 +179,13 @@ async function drain(argv: ReturnType<typeof parse>, io: Io): Promise<number> {
   const target = findDaemon(v);
   if (!target.config.cluster) throw new UsageError('the configuration has no [cluster] section');
   const op = v.status ? 'cluster.drain.status' : 'cluster.drain';
-  let s = await withDaemon(target, (c) => c.request<DrainState>(op, v.status ? {} : { on: v.stop !== true }));
+  let s = await withDaemon(target, (c) =>
+    c.request<DrainStatus>(op, v.status ? {} : { on: v.stop !== true }),
+  );
   const end = Date.now() + waitS * 1000;
   while (s.draining && s.queued - s.hold > 0 && Date.now() < end) {
     await new Promise((r) => setTimeout(r, 500));
-    s = await withDaemon(target, (c) => c.request<DrainState>('cluster.drain.status'));
+    s = await withDaemon(target, (c) => c.request<DrainStatus>('cluster.drain.status'));
   }
   io.stdout.write(formatDrain(s));
   if (waitS > 0 && s.draining && s.queued - s.hold > 0) return 75;

@@ -35,6 +35,7 @@ import { type AtrnLeg, serveLegs } from './atrn-proxy.js';
 import { openAtrn } from './peer.js';
 
 export { Directory, PEER_USER_PREFIX, parseAddress } from './directory.js';
+export type { DrainStatus } from './drain.js';
 export { Keys } from './keys.js';
 export { readNodes, type NodeView } from './membership.js';
 export { RedisLink } from './redis.js';
