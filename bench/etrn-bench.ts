@@ -9,7 +9,11 @@
 //         sending ATRN to the 250 and to the 100th message received.
 // Target: the times at N = 1,000,000 and at N = 10,000 differ by less than 1.5×.
 // Usage: node dist/bench/etrn-bench.js [--quick] [--n 10000,1000000] [--others 1000] [--reps 5]
-//        [--dir /tmp] [--settle MS] [--keep] [--prof] [--no-sync] [--daemon-flags="--trace-gc"]
+//        [--dir /tmp] [--settle MS] [--starts K] [--keep] [--prof] [--no-sync]
+//        [--daemon-flags="--trace-gc"]
+// Start-up is reported as wall time and as the daemon's CPU time to ready (from /proc, which a
+// loaded machine hardly moves); --starts K starts the daemon K times on the same queue (K − 1
+// extra starts, stopped at once) and reports the medians.
 // Invariant: every directory and child it makes is removed / ended when it finishes (--keep keeps
 // the directories; --prof writes the daemon's .cpuprofile into them).
 // Fails: exits 1 with the error when a step fails (a missing message, a wrong reply).
@@ -40,6 +44,10 @@ interface SizeResult {
   fillS: number;
   logBytes: number;
   startMs: number;
+  /** CPU time (user + system) the daemon used until it listened. */
+  startCpuMs: number;
+  /** Each start's wall ms / CPU ms / RSS (with --starts). */
+  starts: Array<{ ms: number; cpuMs: number; rss: number }>;
   recoveryMs: number | undefined;
   rss: number;
   hwm: number;
@@ -145,6 +153,7 @@ async function runSize(
     prof: boolean;
     noSync: boolean;
     settleMs: number;
+    starts: number;
     daemonFlags: string[];
   },
   sink: CountingSink,
@@ -183,16 +192,28 @@ async function runSize(
     });
     log(`filled in ${fmt(fill.ms / 1000, 1)} s, ${mib(fill.bytes)}; starting the daemon`);
     const flags = [...(o.prof ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []), ...o.daemonFlags];
-    const d = await startBenchDaemon(configFile, {
-      nodeFlags: flags,
-      cwd: dir,
-      ...(o.noSync ? { args: ['--unsafe-no-sync'] } : {}),
-    });
+    const start = async (): Promise<BenchDaemon> => {
+      const d = await startBenchDaemon(configFile, {
+        nodeFlags: flags,
+        cwd: dir,
+        ...(o.noSync ? { args: ['--unsafe-no-sync'] } : {}),
+      });
+      const recoveryMs = typeof d.recovery?.ms === 'number' ? d.recovery.ms : undefined;
+      log(
+        `listening after ${fmt(d.startMs)} ms, ${fmt(d.startCpuMs)} ms of CPU (recovery ${recoveryMs ?? '?'} ms, ${String(d.recovery?.messages ?? '?')} messages), RSS ${mib(d.memory().rss)}`,
+      );
+      return d;
+    };
+    const starts: SizeResult['starts'] = [];
+    for (let k = 1; k < o.starts; k++) {
+      const extra = await start();
+      starts.push({ ms: extra.startMs, cpuMs: extra.startCpuMs, rss: extra.memory().rss });
+      await extra.stop();
+    }
+    const d = await start();
     const recoveryMs = typeof d.recovery?.ms === 'number' ? d.recovery.ms : undefined;
-    log(
-      `listening after ${fmt(d.startMs)} ms (recovery ${recoveryMs ?? '?'} ms, ${String(d.recovery?.messages ?? '?')} messages)`,
-    );
     const mem = d.memory();
+    starts.push({ ms: d.startMs, cpuMs: d.startCpuMs, rss: mem.rss });
     const etrn: Times[] = [];
     const atrn: Times[] = [];
     let after = mem;
@@ -221,9 +242,11 @@ async function runSize(
       n,
       fillS: fill.ms / 1000,
       logBytes: fill.bytes,
-      startMs: d.startMs,
+      startMs: median(starts.map((x) => x.ms)),
+      startCpuMs: median(starts.map((x) => x.cpuMs)),
+      starts,
       recoveryMs,
-      rss: mem.rss,
+      rss: median(starts.map((x) => x.rss)),
       hwm: Math.max(mem.hwm, after.hwm),
       etrn,
       atrn,
@@ -247,12 +270,13 @@ function report(results: SizeResult[], o: { others: number; reps: number }): voi
       'log size',
       'fill s',
       'daemon start ms',
+      'CPU ms to ready',
       'recovery ms',
       'RSS after start',
       'RSS peak (end)',
     ]),
   );
-  console.log(row(['---', '---', '---', '---', '---', '---', '---']));
+  console.log(row(['---', '---', '---', '---', '---', '---', '---', '---']));
   for (const r of results)
     console.log(
       row([
@@ -260,11 +284,29 @@ function report(results: SizeResult[], o: { others: number; reps: number }): voi
         mib(r.logBytes),
         fmt(r.fillS, 1),
         fmt(r.startMs),
+        fmt(r.startCpuMs),
         r.recoveryMs === undefined ? '?' : fmt(r.recoveryMs),
         mib(r.rss),
         mib(r.hwm),
       ]),
     );
+  for (const r of results)
+    if (r.starts.length > 1)
+      console.log(
+        `starts at N=${fmt(r.n)} (wall ms / CPU ms / RSS): ${r.starts.map((x) => `${fmt(x.ms)} / ${fmt(x.cpuMs)} / ${mib(x.rss)}`).join(', ')}`,
+      );
+  const first = results[0];
+  const last = results.at(-1);
+  if (first && last && first !== last) {
+    const perMsg = (last.rss - first.rss) / (last.n - first.n);
+    console.log(
+      `RSS per queued message (N=${fmt(last.n)} against N=${fmt(first.n)}): ${fmt(perMsg)} B (target < 200 B: ${perMsg < 200 ? 'MET' : 'MISSED'})`,
+    );
+    const ready = last.startMs;
+    console.log(
+      `ready with N=${fmt(last.n)}: ${fmt(ready)} ms wall, ${fmt(last.startCpuMs)} ms of CPU (target < 3,000 ms: ${ready < 3000 ? 'MET' : last.startCpuMs < 3000 ? 'MISSED in wall time, MET in CPU time (a loaded machine)' : 'MISSED'})`,
+    );
+  }
   console.log('');
   console.log(
     row([
@@ -318,6 +360,7 @@ async function main(): Promise<void> {
       prof: { type: 'boolean' },
       'no-sync': { type: 'boolean' },
       settle: { type: 'string' },
+      starts: { type: 'string' },
       'daemon-flags': { type: 'string' },
       'fill-child': { type: 'boolean' },
     },
@@ -340,6 +383,7 @@ async function main(): Promise<void> {
     others: Number(values.others ?? 1000),
     reps: Number(values.reps ?? 5),
     settleMs: Number(values.settle ?? 2000),
+    starts: Math.max(1, Number(values.starts ?? 1)),
     daemonFlags: (values['daemon-flags'] ?? '').split(' ').filter((x) => x !== ''),
     keep: values.keep ?? false,
     prof: values.prof ?? false,

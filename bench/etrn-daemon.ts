@@ -1,7 +1,7 @@
 // The daemon under test for the ETRN/ATRN benchmark: `node [flags] bin/logmta.js serve --config F`
 // as a child process (an honest measurement: its own heap, its own event loop, its RSS), with
-// what the benchmark reports — the time to listen, the queue recovery time the daemon logs, and
-// its memory from /proc.
+// what the benchmark reports — the time to listen, the CPU time it took to get there, the queue
+// recovery time the daemon logs, and its memory from /proc.
 // Invariant: stdout and stderr are always drained (a full pipe would stall the daemon's logger);
 // stop() ends the child (SIGTERM, then SIGKILL) and an exit of the benchmark kills it too.
 // Fails: start() rejects with the child's stderr when it exits or does not listen in time.
@@ -20,6 +20,11 @@ export interface BenchDaemon {
   smtpPort: number;
   /** Spawn to the "SMTP on" line, ms. */
   startMs: number;
+  /**
+   * CPU time (user + system, all threads) the daemon had used when it listened, ms; 0 where
+   * /proc is not there. Unlike startMs it hardly moves with the machine's load.
+   */
+  startCpuMs: number;
   /** The "recovered queue" log line (ms, messages, segments, bytes...), if seen. */
   recovery: Record<string, unknown> | undefined;
   /** Current and peak resident set from /proc (bytes; 0 where /proc is not there). */
@@ -27,6 +32,9 @@ export interface BenchDaemon {
   stdout(): string;
   stop(): Promise<void>;
 }
+
+/** USER_HZ: the unit of /proc/PID/stat's CPU times (100 on Linux, whatever the kernel's HZ). */
+const CLOCK_TICKS = 100;
 
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -87,6 +95,17 @@ export function startBenchDaemon(
       return { rss: 0, hwm: 0 };
     }
   };
+  const cpuMs = (): number => {
+    try {
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8')
+        .replace(/^.*\) /, '')
+        .split(' ');
+      return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+    } catch {
+      return 0;
+    }
+  };
   return new Promise((res, rej) => {
     const fail = (why: string): void => {
       clearTimeout(timer);
@@ -101,12 +120,14 @@ export function startBenchDaemon(
       clearTimeout(timer);
       child.stderr?.off('data', check);
       const startMs = performance.now() - t0;
+      const startCpuMs = cpuMs();
       // The recovery line is logged before the listeners open; give stdout a moment to arrive.
       setTimeout(() => {
         res({
           child,
           smtpPort: Number(m[1]),
           startMs,
+          startCpuMs,
           get recovery() {
             return recovery;
           },

@@ -54,8 +54,9 @@ node "${flags[@]}" "$root/bin/logmta.js" serve --config "$work/logmta.toml" $([ 
 pid=$!
 for _ in $(seq 1 100); do ss -ltnH "sport = :$PORT" | grep -q . && break; sleep 0.1; done
 ss -ltnH "sport = :$PORT" | grep -q . || { echo "logmta did not start" >&2; cat "$work/logmta.log" >&2; exit 1; }
-# user, system ticks of the daemon (all its threads: libuv's pool does the fdatasyncs)
-ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$pid/stat"; }
+# user, system ticks of the daemon (all its threads: libuv's pool does the fdatasyncs), then of
+# its main thread alone (the event loop: what one loop must do per message, whatever the cores)
+ticks() { awk '{ sub(/^.*\) /, ""); printf "%s %s ", $12, $13 }' "/proc/$pid/stat" "/proc/$pid/task/$pid/stat"; }
 if [ "$WARM" -gt 0 ]; then
   bash "$kit/load.sh" 127.0.0.1 "$PORT" "$SIZE" "$CONC" "$WARM" "$SINK" 300 >/dev/null || { echo "warm-up run failed" >&2; exit 1; }
 fi
@@ -65,14 +66,17 @@ if [ "$SYSCALLS" = 1 ]; then
   tracer=$!
   sleep 1
 fi
-read -r u0 s0 < <(ticks)
+read -r u0 s0 mu0 ms0 < <(ticks)
 line=$(bash "$kit/load.sh" 127.0.0.1 "$PORT" "$SIZE" "$CONC" "$N" "$SINK" 300)
-read -r u1 s1 < <(ticks)
+read -r u1 s1 mu1 ms1 < <(ticks)
 echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$line"
 if [ -n "$tracer" ]; then kill -INT "$tracer"; wait "$tracer" 2>/dev/null; tracer=""; fi
 awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$HZ" -v n="$N" 'BEGIN {
   printf "cpu_s_per_1000: user %.3f  system %.3f  total %.3f  (%d messages)\n", u/hz*1000/n, s/hz*1000/n, (u+s)/hz*1000/n, n }'
+awk -v u="$((mu1 - mu0))" -v s="$((ms1 - ms0))" -v t="$((u1 - u0 + s1 - s0))" -v hz="$HZ" -v n="$N" 'BEGIN {
+  m = (u + s) / hz * 1000 / n
+  printf "main_thread_cpu_s_per_1000: user %.3f  system %.3f  total %.3f  (%.0f%% of the process; one event loop saturates at ~%.0f msg/s)\n", u/hz*1000/n, s/hz*1000/n, m, (t > 0 ? 100 * (u + s) / t : 0), (m > 0 ? 1000 / m : 0) }'
 kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
 awk -v n="$((N + WARM))" '/"received"/ { r++ } { s += length($0) + 1; l++ }
   END { printf "log: %d lines, %d \"received\", %.1f lines and %.0f bytes per message\n", l, r, l / n, s / n }' "$work/logmta.log"

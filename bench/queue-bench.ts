@@ -145,12 +145,23 @@ async function main(): Promise<number> {
   out('## Durable enqueue: Queue.accept(), fdatasync on, one recipient');
   out(
     table(
-      ['size', 'producers', 'msgs', 'msgs/s', 'MB/s', 'msgs/batch', 'fdatasyncs', 'ms/batch', '× fsync rate'],
+      [
+        'size',
+        'producers',
+        'msgs',
+        'msgs/s',
+        'MB/s',
+        'msgs/batch',
+        'fdatasyncs',
+        'ms/batch',
+        'CPU µs/msg',
+        '× fsync rate',
+      ],
       enq.map((e) => [
         e.size === 4096 ? '4 KiB' : '64 KiB',
         String(e.producers),
         ...('error' in e
-          ? failedCells(e, 7)
+          ? failedCells(e, 8)
           : [
               fmt(e.msgs),
               fmt(e.msgsPerSec),
@@ -158,6 +169,7 @@ async function main(): Promise<number> {
               fmt(e.msgsPerBatch, 1),
               fmt(e.datasyncs),
               fmt(e.avgSyncMs, 2),
+              fmt(e.cpuUsPerMsg, 1),
               fmt(e.msgsPerSec / f.perSec, 2),
             ]),
       ]),
