@@ -24,6 +24,7 @@ import type { DataSpool } from './data/spool.js';
 import { Expiry } from './expire.js';
 import type { IdSource } from './ids.js';
 import type { ExpiryHeap } from './lanes/expiry.js';
+import { Handover } from './lanes/handover.js';
 import type { LaneState } from './lanes/lane.js';
 import { LaneRunner } from './lanes/runner.js';
 import type { QueueFs } from './log/fs.js';
@@ -181,6 +182,22 @@ export class Queue {
     this.maintenanceTimer?.();
     this.expire.halt();
     this.runner.halt();
+  }
+
+  /**
+   * For a queue being replaced by its directory reopened (a full disk, queues.ts), after halt():
+   * what it has in flight, to be adopted by the successor (adopt); from now on the outcomes its
+   * jobs report go to the successor (lanes/handover.ts).
+   */
+  handOff(): Handover {
+    this.runner.handover ??= new Handover(this.runner.adoptions.inflightList());
+    return this.runner.handover;
+  }
+
+  /** Takes over what a replaced queue still delivers (see handOff); call before start(). */
+  adopt(h: Handover): void {
+    this.runner.adoptions.adopt(h.inflight);
+    h.attach(this.runner.adoptions);
   }
 
   /**

@@ -8,8 +8,10 @@
 // S1), its reserve is released (reserve.ts) and the directory is reopened — recovery, as a restart
 // would do. The reopened queue delivers and records outcomes (so segments are freed) but refuses
 // new mail with 452 4.3.1 until its reserve can be written again; reopening is retried with
-// back-off while even recovery finds no space. Deliveries in flight at the fault may be repeated
-// (their outcome was refused), as after a crash. A failed fsync (QUEUE_POISONED) is not ridden
+// back-off while even recovery finds no space. Deliveries in flight at the fault are handed over
+// (lanes/handover.ts): the reopened queue leaves their pieces to them and records their
+// outcomes, so nothing is delivered twice (unless the reopen never completes: then, as after a
+// crash, the next start attempts them again). A failed fsync (QUEUE_POISONED) is not ridden
 // out: that queue refuses writes until the operator restarts (DESIGN.md rule 4).
 // Start-up on a full disk: the reserve is released before recovery, so start-up can repair and
 // come up delivering.
@@ -19,6 +21,7 @@ import { DEFAULT_MEMORY_BUDGET, MemoryBudget } from './data/budget.js';
 import { DataSpool } from './data/spool.js';
 import { IdSource } from './ids.js';
 import { NodeQueueFs } from './log/fs.js';
+import type { Handover } from './lanes/handover.js';
 import { Reserve } from './log/reserve.js';
 import { type HeldCursor, Queue, type QueueOptions } from './queue.js';
 import type { RecoveryReport } from './recovery.js';
@@ -159,6 +162,17 @@ export class Queues {
       error: e,
     });
     old.halt();
+    const handover = old.handOff();
+    try {
+      await this.replace(old, handover);
+    } catch (err) {
+      handover.fail(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
+  }
+
+  private async replace(old: Queue, handover: Handover): Promise<void> {
+    const dir = old.dir;
     await old.close();
     // Cut what the refused batch half-wrote, as recovery would cut a torn tail.
     for (const c of old.writer.failedCut ?? []) {
@@ -167,13 +181,19 @@ export class Queues {
       });
     }
     old.fs.closeHandles?.();
-    if (this.stopped) return;
+    const stopping = () => new MtaError('QUEUE_STOPPED', 'transient', `queue ${dir} is stopping`);
+    if (this.stopped) {
+      handover.fail(stopping());
+      return;
+    }
     const q = await Queues.openOne(dir, this.opts, false, () => this.stopped);
     const i = this.list.indexOf(old);
     if (this.stopped || i < 0) {
+      handover.fail(stopping());
       await q.close();
       return;
     }
+    q.adopt(handover);
     this.watch(q);
     if (this.deliverer) q.setDeliverer(this.deliverer);
     this.list[i] = q;

@@ -264,5 +264,78 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       );
       unlinkSync(filler);
     });
+
+    test('a delivery on the wire when the disk fills is not sent again by the reopened queue, and its 250 is kept across a SIGKILL', async (t) => {
+      if (!cfg) {
+        t.skip('the first step did not run');
+        return;
+      }
+      await daemon?.stop();
+      daemon = undefined;
+      await sink?.close();
+      let release!: () => void;
+      const onWire = new Promise<void>((r) => {
+        release = r;
+      });
+      sink = await SmtpSink.start({ holdDataReply: () => onWire });
+      const dataDir = join(mnt, 'inflight');
+      const confDir = join(base, `${kind}-inflight-conf`);
+      mkdirSync(confDir);
+      daemon = await spawnDaemon({ dir: confDir, toml: config(sink.port, dataDir) });
+      const inflightCfg = daemon.configFile!;
+      const accepted = ['r1@remote.test'];
+      assert.match(await send(daemon.port, 1), /^250 /);
+      // The delivery is on the wire: the sink has the message and holds its 250.
+      await waitFor(() => sink!.transactions.length === 1, 'the delivery to reach the peer');
+      const filler = join(mnt, 'filler');
+      fill(filler);
+      // A write finds the disk full (what the open segment still had room for is accepted, and
+      // delivered, held on the wire like the first): the queue reopens from disk, its reserve
+      // released, and recovers the messages as pending while their deliveries wait for a 250.
+      let refused = '';
+      for (let i = 2; i < 40 && !refused; i++) {
+        const r = await send(daemon.port, i);
+        if (r.startsWith('250 ')) accepted.push(`r${i}@remote.test`);
+        else refused = r;
+      }
+      assert.match(refused, /^452 4\.3\.1 /);
+      await waitFor(
+        () => /reopened after a full disk/.test(daemon!.stdout() + daemon!.stderr()),
+        'the reopen',
+      );
+      release();
+      // Logged once its record is durable (the reopened queue records the deliveries' 250s).
+      const delivered = () =>
+        daemon!
+          .stdout()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"delivered"')).length;
+      await waitFor(() => delivered() >= accepted.length, 'the deliveries to be recorded', 30_000);
+      const summary = async () => {
+        const s = await runTool(process.execPath, [
+          LOGMTA_BIN,
+          'queue',
+          'summary',
+          '--json',
+          '--config',
+          inflightCfg,
+        ]);
+        assert.equal(s.code, 0, s.stderr);
+        return (JSON.parse(s.stdout) as { total: { total: number } }).total.total;
+      };
+      assert.equal(await summary(), 0, 'the delivered message is still queued');
+      // Crash and start again: the outcome was durable, nothing is sent again.
+      daemon.kill('SIGKILL');
+      await daemon.exited;
+      unlinkSync(filler);
+      daemon = await spawnDaemon({ dir: confDir, args: ['--config', inflightCfg] });
+      assert.equal(await summary(), 0, 'the delivered message came back after a SIGKILL');
+      assert.deepEqual(
+        sink.transactions.flatMap((x) => x.recipients).sort(),
+        accepted.sort(),
+        'each acknowledged message delivered exactly once',
+      );
+      t.diagnostic(`${accepted.length} messages on the wire or queued when the disk filled`);
+    });
   });
 }

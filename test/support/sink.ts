@@ -66,6 +66,11 @@ export interface SinkOptions {
   /** Delay every reply by this many milliseconds. */
   delayMs?: number;
   /**
+   * The reply to the end of data (and every reply after it on that connection) waits until the
+   * returned promise settles: a delivery held on the wire. The transaction is recorded at once.
+   */
+  holdDataReply?: () => Promise<void>;
+  /**
    * Keep no message data (transactions get `data` empty): only its size and, for messages made by
    * test/support/bigmail.ts, the tag and digest, computed as the bytes arrive (for huge messages).
    */
@@ -346,6 +351,8 @@ class SinkSession {
     }
     const r = this.sink.opts.dataReply?.(tx);
     if (r === undefined || r.startsWith('2')) this.sink.record(tx);
+    const hold = this.sink.opts.holdDataReply;
+    if (hold) this.out = this.out.then(hold);
     this.reply(r ?? `250 2.0.0 Ok: queued as ${this.sink.transactions.length}`);
   }
 

@@ -7,8 +7,12 @@
 // `blocked`); at most maxInflight jobs run, and a flushed held lane takes at most
 // flushConcurrency of them; a piece of a timed lane whose attempt ended without any record (a
 // read or write failed) is put back after limboRetryMs rather than waiting for a restart.
+// Pieces a queue being replaced still delivers (a full-disk reopen) are adopted (adoption.ts):
+// treated as dispatched until that job ends, their outcomes recorded here.
 // Fails: a deliverer that throws defers every pending recipient with "local error".
 import type { QueueContext, QueueOptions } from '../context.js';
+import { Adoptions } from './adoption.js';
+import type { Handover } from './handover.js';
 import type { HeldFlush, LaneState } from './lane.js';
 import type { Reader } from '../read.js';
 import { type EnvelopeRecord, formatId } from '../record/records.js';
@@ -51,6 +55,10 @@ export class LaneRunner {
   private timedSeen = 0;
   /** Held lanes with a flush under way. */
   private readonly flushingLanes = new Set<LaneState>();
+  /** Pieces a replaced queue's jobs still deliver (adoption.ts). */
+  readonly adoptions: Adoptions;
+  /** Set once this queue is being replaced (handOff): outcomes go to the successor. */
+  handover: Handover | undefined;
 
   constructor(
     private readonly cx: QueueContext,
@@ -61,6 +69,7 @@ export class LaneRunner {
     this.maxInflight = opts.maxInflight ?? 2000;
     this.flushConcurrency = opts.flushConcurrency ?? 64;
     this.limboRetryMs = opts.limboRetryMs ?? 30_000;
+    this.adoptions = new Adoptions(cx.core, this);
   }
 
   /** Starts dispatching: recovered `new` pieces are attempted, retry lanes wait for their due times. */
@@ -120,6 +129,12 @@ export class LaneRunner {
           this.schedule(lane, P.due[slot]!);
           break;
         }
+      }
+      if (this.adoptions.passOver(slot, gen)) {
+        // A replaced queue's job delivers it: passed over as if dispatched (adoption.ts).
+        lane.fifo.shift();
+        if (lane.flushLeft > 0) lane.flushLeft--;
+        continue;
       }
       if ((P.flags[slot]! & F_INFLIGHT) !== 0) break;
       lane.fifo.shift();
@@ -246,7 +261,8 @@ export class LaneRunner {
       });
   }
 
-  private toLimbo(slot: number, gen: number, lane: LaneState): void {
+  /** Puts a timed lane's piece back into its FIFO after limboRetryMs (see the class comment). */
+  toLimbo(slot: number, gen: number, lane: LaneState): void {
     this.limbo.push({ slot, gen, lane });
     if (this.limboTimer || !this.cx.running) return;
     this.limboTimer = this.cx.clock.setTimer(this.limboRetryMs, () => {
@@ -282,12 +298,36 @@ export class LaneRunner {
       pending,
       data: () => this.read.readDataParts(mslot, env.msgId),
       stream: () => this.read.dataStream(mslot, env.msgId),
-      record: (outcomes) => this.outcomes.record(pslot, gen, env, outcomes),
-      finish: (outcomes) => this.outcomes.finish(pslot, gen, env, pending, outcomes),
+      record: (outcomes) =>
+        this.outcome(
+          () => this.outcomes.record(pslot, gen, env, outcomes),
+          (h) => h.forward(env, outcomes, false),
+        ),
+      finish: (outcomes) =>
+        this.outcome(
+          () => this.outcomes.finish(pslot, gen, env, pending, outcomes),
+          (h) => h.forward(env, outcomes, true),
+        ),
     };
     const f = lane.flush;
     if (f) job.flush = f.reachableSince !== undefined ? { reachableSince: f.reachableSince } : {};
     return job;
+  }
+
+  /**
+   * Records an outcome here, or, once this queue is being replaced (its writer refuses), in its
+   * successor: an outcome whose batch was refused by the fault that replaced the queue is sent
+   * on too (the refused batch is cut: nothing of it stays).
+   */
+  private async outcome(here: () => Promise<void>, there: (h: Handover) => Promise<void>): Promise<void> {
+    if (this.handover === undefined) {
+      try {
+        return await here();
+      } catch (e) {
+        if (this.handover === undefined) throw e;
+      }
+    }
+    return there(this.handover);
   }
 
   /**
