@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import { Queue } from './queue.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
-import { msg, scripted, settle } from '../../test/support/queue.js';
+import { msg, quiet, scripted } from '../../test/support/queue.js';
+import { waitFor } from '../../test/support/wait.js';
 
 const DAY = 86_400_000;
 const T = 1_700_000_000_000;
@@ -20,7 +21,7 @@ describe('clock steps', () => {
     q.start();
     for (let i = 0; i < 3; i++)
       await q.accept({ data: msg(i), sender: 'a@x.test', recipients: [{ address: `b${i}@y.test` }] });
-    while (q.core.findLane('retry-3600s')?.live !== 3) await settle(2);
+    await waitFor(() => q.core.findLane('retry-3600s')?.live === 3, 'the three deferrals in retry-3600s');
     await q.stop();
 
     // The clock is put right (40 days back) and the daemon restarted.
@@ -29,7 +30,8 @@ describe('clock steps', () => {
     const deliver = scripted(() => 'delivered');
     q2.setDeliverer(deliver.deliver);
     q2.start();
-    for (let i = 0; i < 50 && deliver.seen.length < 3; i++) await settle(2);
+    // At once: the clock does not move.
+    await waitFor(() => deliver.seen.length === 3, 'the three attempted');
     assert.deepEqual(deliver.seen.map((s) => s.rcpts[0]).sort(), ['b0@y.test', 'b1@y.test', 'b2@y.test']);
     await q2.stop();
   });
@@ -47,11 +49,11 @@ describe('clock steps', () => {
     q.setDeliverer(d.deliver);
     q.start();
     await q.accept({ data: msg(1), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
-    while (q.core.findLane('retry-60s')?.live !== 1) await settle(2);
-    await settle(5);
+    await waitFor(() => q.core.findLane('retry-60s')?.live === 1, 'the deferral in retry-60s');
+    await quiet(q, clock);
     assert.equal(d.seen.length, 1, 'attempted again before its due time');
     clock.advance(60_000);
-    for (let i = 0; i < 50 && d.seen.length < 2; i++) await settle(2);
+    await waitFor(() => d.seen.length === 2, 'the retry attempted');
     assert.equal(d.seen.length, 2);
     await q.stop();
   });

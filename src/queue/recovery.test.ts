@@ -7,7 +7,8 @@ import { type DoneRecord, decodeDone, RT_DONE } from './record/records.js';
 import { Queue } from './queue.js';
 import type { Deliverer } from './types.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
-import { CrashFs, msg, settle } from '../../test/support/queue.js';
+import { CrashFs, msg, quiet } from '../../test/support/queue.js';
+import { waitFor } from '../../test/support/wait.js';
 import { FakeClock } from '../../test/support/clock.js';
 
 /** Pending recipient addresses of every live piece of a message, sorted. */
@@ -25,19 +26,32 @@ async function pendingOf(q: Queue, msgId: number): Promise<string[]> {
 
 const unique = (a: string[]) => [...new Set(a)];
 
-/** Runs `work` on a fresh queue over `mem`, crashing after `n` file operations (or at the end). */
+/**
+ * Runs `work` on a fresh queue over `mem`, crashing after `n` file operations, or at the end:
+ * when the work and what it set going are done, or (`ready`) once a condition holds.
+ */
 async function crashDuring(
   mem: MemQueueFs,
   n: number,
   work: (q: Queue) => Promise<unknown>,
   stall?: (path: string) => boolean,
+  ready?: () => boolean,
 ): Promise<boolean> {
   const fs = new CrashFs(mem);
   fs.stallSync = stall;
-  const q = await Queue.open({ dir: '/q', fs, clock: new FakeClock(), segmentSize: 4096 });
+  const clock = new FakeClock();
+  const q = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
   fs.crashAfter(n);
-  void work(q).catch(() => {});
-  for (let i = 0; i < 20 && !fs.dead; i++) await settle(1);
+  // The work and whatever it set going (deliveries, moves) run to their end, or the crash
+  // freezes them.
+  let ended = false;
+  void work(q)
+    .then(() => quiet(q, clock, 'the work done', { unless: () => fs.dead }))
+    .catch(() => {})
+    .finally(() => {
+      ended = true;
+    });
+  await waitFor(() => fs.dead || (ready ? ready() : ended), `a crash after ${n} operations or the work done`);
   const crashed = fs.dead;
   fs.crash();
   return crashed;
@@ -72,7 +86,20 @@ describe('recovery of multi-file batches', () => {
   test('envelopes whose data never became durable are ended and reported (the accept was never acknowledged)', async () => {
     const mem = new MemQueueFs();
     let acked = false;
-    await crashDuring(mem, Number.POSITIVE_INFINITY, async (q) => {
+    const envelopeLanes = (p: string) =>
+      p.startsWith('/q/lanes/new/') || p.startsWith('/q/lanes/held-held.test/');
+    const envelopeBytes = () =>
+      mem
+        .paths()
+        .filter(envelopeLanes)
+        .reduce((n, p) => n + mem.peek(p).length, 0);
+    let firstBytes = Number.POSITIVE_INFINITY;
+    // The crash comes when the second message's envelopes are durable and its data is not.
+    const envelopesDurableDataNot = () =>
+      envelopeBytes() > firstBytes &&
+      !mem.unsynced().some(envelopeLanes) &&
+      mem.unsynced().some((p) => p.startsWith('/q/lanes/data/'));
+    const work = async (q: Queue) => {
       const input = {
         data: msg('split'),
         sender: 'a@x.test',
@@ -80,6 +107,7 @@ describe('recovery of multi-file batches', () => {
         destinations: [{ kind: 'new' as const }, { kind: 'held' as const, domain: 'held.test' }],
       };
       await q.accept(input); // creates the segments
+      firstBytes = envelopeBytes();
       (q.fs as CrashFs).stallSync = (path) => path.includes('/lanes/data/');
       await q.accept({
         data: msg('split'),
@@ -88,7 +116,8 @@ describe('recovery of multi-file batches', () => {
         destinations: [{ kind: 'new' }, { kind: 'held', domain: 'held.test' }],
       });
       acked = true;
-    });
+    };
+    await crashDuring(mem, Number.POSITIVE_INFINITY, work, undefined, envelopesDurableDataNot);
     assert.equal(acked, false);
     const q = await Queue.open({ dir: '/q', fs: mem, clock: new FakeClock() });
     assert.equal(q.recovery!.missingData.length, 1);
@@ -178,11 +207,14 @@ describe('recovery of multi-file batches', () => {
       );
     });
     q1.start();
-    await settle();
-    assert.equal(q1.heldCount('c.test'), 1);
+    await waitFor(() => q1.heldCount('c.test') === 1, 'the piece held for c.test');
+    await quiet(q1, clock);
     assert.equal(await q1.flushHeld('b.test'), 42);
-    await settle();
-    assert.ok(!mem.paths().includes('/q/lanes/held-b.test/0000000001.seg'), 'the old envelope is gone');
+    // Segments are unlinked in the background after a durable batch.
+    await waitFor(
+      () => !mem.paths().includes('/q/lanes/held-b.test/0000000001.seg'),
+      'the old envelope gone (its segment unlinked)',
+    );
     const dones = mem
       .paths()
       .filter((p) => p.startsWith('/q/lanes/held-b.test/'))

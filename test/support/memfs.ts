@@ -195,6 +195,11 @@ export class MemQueueFs implements QueueFs {
       bytes.copy(ino.durable, offset, 0, Math.min(bytes.length, ino.durable.length - offset));
   }
 
+  /** Test helper: the visible files holding bytes that a power loss would lose (not yet fdatasync'd). */
+  unsynced(): string[] {
+    return this.paths().filter((p) => this.file(p).len !== this.file(p).durable.length);
+  }
+
   /** Test helper: all file paths currently visible. */
   paths(): string[] {
     return [...this.live.keys()].sort();

@@ -6,8 +6,12 @@
 // Invariant: after the crash, nothing the frozen queue does can reach the file system that
 // recovery sees.
 import type { QueueFile, QueueFs } from '../../src/queue/log/fs.js';
+import type { Queue } from '../../src/queue/queue.js';
+import { F_INFLIGHT } from '../../src/queue/state/tables.js';
 import type { DeliveryJob, RcptOutcome } from '../../src/queue/types.js';
+import type { FakeClock } from './clock.js';
 import { MemQueueFs } from './memfs.js';
+import { tick, waitFor } from './wait.js';
 
 export const msg = (n: number | string) => [Buffer.from(`Subject: test ${n}\r\n\r\nbody ${n}\r\n`)];
 
@@ -31,8 +35,40 @@ export function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome
   return { seen, deliver };
 }
 
-/** @deprecated a wall-clock sleep: wait for a condition or an event instead. */
+/** @deprecated a wall-clock sleep: wait for a condition (waitFor, quiet) instead. */
 export const settle = (ms = 2) => new Promise((r) => setTimeout(r, ms));
+
+/** Turns of the event loop the queue must stay idle for quiet() to count it quiet. */
+const QUIET_TICKS = 5;
+
+/**
+ * Resolves once the queue has done all it can until the fake clock moves: no piece in flight,
+ * nothing appended that is not durable, no timer due now — and so for a few turns of the event
+ * loop in a row (a job that ends starts promise chains: its outcomes, the next pump). For
+ * checks of absence ("not attempted yet", "attempted once only"); a test waiting for something
+ * to happen waits for that (waitFor). Never a wall-clock sleep: under load it is slower, not
+ * wrong. `unless`: stop waiting as soon as it holds (a crash froze the queue).
+ */
+export async function quiet(
+  q: Queue,
+  clock: FakeClock,
+  what = 'the queue to go quiet',
+  opts: { unless?: () => boolean } = {},
+): Promise<void> {
+  const busy = () => {
+    if (q.pendingBytes > 0 || clock.nextDue() === 0) return true;
+    const flags = q.core.pieces.flags;
+    for (let s = 0; s < flags.length; s++) if ((flags[s]! & F_INFLIGHT) !== 0) return true;
+    return false;
+  };
+  let calm = 0;
+  await waitFor(async () => {
+    await tick();
+    if (opts.unless?.()) return true;
+    calm = busy() ? 0 : calm + 1;
+    return calm >= QUIET_TICKS;
+  }, what);
+}
 
 const never = <T>() => new Promise<T>(() => {});
 

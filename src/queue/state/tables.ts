@@ -286,7 +286,7 @@ export class PieceTable {
   }
 
   bytes(): number {
-    return this.cap * (4 + 2 + 4 + 2 + 4 + 4 + 4 + 8 + 2 + 1 + 4 + 4 + 4 + 4 + 4);
+    return this.cap * (4 + 2 + 4 + 2 + 4 + 4 + 4 + 8 + 1 + 4 + 4 + 4 + 4 + 4);
   }
 }
 
