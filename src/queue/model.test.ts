@@ -443,22 +443,33 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
   await q!.stop();
 }
 
+/** Batches of random histories run at most, until every path of `seen` was exercised. */
+const MAX_BATCHES = 5;
+
 test('random histories with power cuts keep every acknowledged recipient and leave no garbage', async () => {
-  await fc.assert(
-    fc.asyncProperty(
-      fc.array(opArb, { minLength: 1, maxLength: 60 }),
-      fc.array(fc.oneof(fc.nat(8), fc.nat(60)), { maxLength: 6 }),
-      async (ops, crashes) => run(ops, crashes),
-    ),
-    {
-      numRuns: Number(process.env.QUEUE_MODEL_RUNS ?? 200),
-      includeErrorInReport: true,
-      // To replay a failure: QUEUE_MODEL_SEED=<seed> QUEUE_MODEL_PATH=<path>.
-      ...(process.env.QUEUE_MODEL_SEED ? { seed: Number(process.env.QUEUE_MODEL_SEED) } : {}),
-      ...(process.env.QUEUE_MODEL_PATH ? { path: process.env.QUEUE_MODEL_PATH } : {}),
-    },
-  );
+  const replay = process.env.QUEUE_MODEL_SEED !== undefined;
+  const unexercised = () => Object.entries(seen).filter(([k, v]) => k !== 'duplicated' && v === 0);
+  // Rare paths (a recovery that repairs a move cut by the power) may be missed by one batch of
+  // random histories: more batches are run, each with a new seed, until every path was taken.
+  for (
+    let batch = 0;
+    batch < (replay ? 1 : MAX_BATCHES) && (batch === 0 || unexercised().length > 0);
+    batch++
+  )
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(opArb, { minLength: 1, maxLength: 60 }),
+        fc.array(fc.oneof(fc.nat(8), fc.nat(60)), { maxLength: 6 }),
+        async (ops, crashes) => run(ops, crashes),
+      ),
+      {
+        numRuns: Number(process.env.QUEUE_MODEL_RUNS ?? 200),
+        includeErrorInReport: true,
+        // To replay a failure: QUEUE_MODEL_SEED=<seed> QUEUE_MODEL_PATH=<path>.
+        ...(replay ? { seed: Number(process.env.QUEUE_MODEL_SEED) } : {}),
+        ...(process.env.QUEUE_MODEL_PATH ? { path: process.env.QUEUE_MODEL_PATH } : {}),
+      },
+    );
   if (process.env.QUEUE_MODEL_STATS) console.log(seen);
-  for (const [k, v] of Object.entries(seen))
-    if (k !== 'duplicated') assert.ok(v > 0, `no run exercised ${k}`);
+  for (const [k] of unexercised()) assert.fail(`no run exercised ${k}`);
 });

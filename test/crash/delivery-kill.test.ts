@@ -100,10 +100,12 @@ test('SIGKILL at random moments during delivery loses nothing; only in-flight me
   let seed = 12345;
   const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   while (kills < MIN_KILLS && unique() < N) {
-    // Wait until this incarnation is delivering, then kill it a random moment later.
-    const before = s.transactions.length;
-    await waitFor(() => s.transactions.length > before || unique() >= N, 'delivery to resume', 15000);
-    await sleep(Math.floor(random() * 40));
+    // Wait until this incarnation has delivered a random few (1 to 4), then kill it a random
+    // moment later: counted in transactions, not milliseconds, so a loaded machine (a slow
+    // test, a fast daemon) cannot deliver everything before the tenth kill.
+    const at = s.transactions.length + 1 + Math.floor(random() * 4);
+    await waitFor(() => s.transactions.length >= at || unique() >= N, 'delivery to resume', 15000);
+    await sleep(Math.floor(random() * 5));
     await kill(proc);
     kills++;
     ({ proc } = await startChild(config));

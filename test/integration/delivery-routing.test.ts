@@ -190,7 +190,7 @@ describe('static routes and the dead-destination cache', () => {
     await waitFor(
       () => d.outcomes().filter((o) => o.msg === 'deferred').length >= 30,
       'three rounds of deferrals',
-      8000,
+      30_000,
     );
     const elapsed = Date.now() - t0;
     const deferrals = d.outcomes().filter((o) => o.msg === 'deferred').length;
@@ -204,9 +204,16 @@ describe('static routes and the dead-destination cache', () => {
     // After the interval the host is tried again (once).
     const before = hole.accepted();
     await sleep(1700);
-    await waitFor(() => hole.accepted() > before, 'a new attempt after the interval', 3000);
+    await waitFor(() => hole.accepted() > before, 'a new attempt after the interval', 15_000);
+    const again = Date.now();
     await sleep(200);
-    assert.equal(hole.accepted(), before + 1);
+    // One attempt, not one per waiting message (a herd when the mark runs out); a second one
+    // only if the loaded machine let another whole interval pass meanwhile.
+    const intervals = Math.floor((Date.now() - again) / 1500);
+    assert.ok(
+      hole.accepted() <= before + 1 + intervals,
+      `${hole.accepted() - before} attempts after the interval (${intervals} more intervals passed)`,
+    );
     assert.equal(d.liveMessages(), 10, 'nothing was lost or bounced');
   });
 });
