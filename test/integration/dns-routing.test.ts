@@ -1,14 +1,15 @@
 // MX routing through real DNS: a logmta whose [dns] points at a real DNS server on loopback
 // (unbound, test/support/dns-server.ts) routes by the MX and A records it serves, fails a Null MX
 // or NXDOMAIN domain permanently with a bounce, and retries a domain whose DNS fails for now
-// until the lookup works. Route host names are looked up there too, never by the system.
+// until the lookup works. Route host names are looked up there too, never by the system. An
+// ETRN domain without a host is probed at its MX hosts' addresses from there.
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import { type DnsZones, hasUnbound, startDnsServer, type TestDnsServer } from '../support/dns-server.js';
 import { SmtpSink } from '../support/sink.js';
 import { parseDsn } from '../support/dsn.js';
 import { sendMail } from '../support/inject.js';
-import { startRelayDaemon, type TestDaemon } from '../support/daemon.js';
+import { closedPort, startRelayDaemon, type TestDaemon } from '../support/daemon.js';
 import { waitFor } from '../support/wait.js';
 
 const skip = hasUnbound() ? false : 'unbound not installed';
@@ -157,5 +158,45 @@ describe('routing through a real DNS server', { skip }, () => {
       "a route host that does not resolve is the configuration's fault: no bounce",
     );
     assert.equal(v?.fields.code, 451);
+  });
+
+  test('an ETRN domain found by MX is probed there: when the host comes up the probe delivers its lane, and other mail to that host goes at its next retry, not after the dead mark', async () => {
+    // Both domains' MX is one host, down when the mail arrives: each first attempt is refused
+    // and the address is marked dead (60 s). branch.test is an ETRN domain without a host.
+    const port = await closedPort();
+    const dns = await dnsServer({
+      zones: ['branch.test', 'other.test', 'hosts.test'],
+      records: [
+        'branch.test. 300 IN MX 10 mx.hosts.test.',
+        'other.test. 300 IN MX 10 mx.hosts.test.',
+        'mx.hosts.test. 300 IN A 127.0.0.1',
+      ],
+    });
+    const d = await daemon(
+      dns,
+      port,
+      '[queue]\nretry = ["1s"]\n[[etrn]]\ndomain = "branch.test"\nprobe_interval = "500ms"\n',
+    );
+    await sendMail(d.port, { from: 'a@src.test', to: ['u@branch.test'] });
+    await sendMail(d.port, { from: 'a@src.test', to: ['v@other.test'] });
+    await waitFor(
+      () => d.outcomes('u@branch.test').length >= 1 && d.outcomes('v@other.test').length >= 1,
+      'the first attempts',
+      10_000,
+    );
+    assert.equal(d.outcomes('u@branch.test')[0]?.msg, 'deferred');
+    const up = await SmtpSink.start({ port });
+    cleanups.push(() => up.close());
+    const t0 = Date.now();
+    // The probe (EHLO/QUIT at the address the [dns] server gives for the MX) finds the host
+    // and flushes the lane without any ETRN; the address's dead mark is cleared (by the probe
+    // and by the flush's connection), so other.test's next retry (1 s) goes through too.
+    await waitFor(() => up.transactions.length === 2 && d.settled(), 'both deliveries', 15_000);
+    assert.deepEqual(up.transactions.map((t) => t.recipients[0]).sort(), ['u@branch.test', 'v@other.test']);
+    assert.ok(
+      d.log.some((l) => l.msg === 'etrn probe succeeded'),
+      'branch.test was delivered by a probe',
+    );
+    assert.ok(Date.now() - t0 < 30_000, 'other.test waited for the dead mark to expire');
   });
 });
