@@ -67,6 +67,36 @@ interface QueueLike {
   clock: { now(): number };
 }
 
+/** Lane directories listed at once while planning. */
+const PLAN_CONCURRENCY = 16;
+/** Files read ahead of the scan at most; beyond the next one, only small ones up to the bytes. */
+const READ_AHEAD_FILES = 8;
+const READ_AHEAD_BYTES = 8 * 1024 * 1024;
+
+/** `f` of every item, at most `limit` at a time; the results in the items' order. */
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  f: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !failed) {
+      const i = next++;
+      try {
+        out[i] = await f(items[i]!);
+      } catch (e) {
+        failed = true; // the others stop at their next item; the first error is the answer
+        throw e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 export async function recover(
   q: QueueLike,
   onProgress?: (done: number, total: number) => void,
@@ -97,22 +127,25 @@ export async function recover(
   await fs.syncDir(q.dir);
   const quarantined = await fs.readdir(`${q.dir}/quarantine`);
   const laneNames = (await fs.readdir(`${q.dir}/lanes`)).filter((n) => parseLaneName(n) !== undefined).sort();
-  // Sizes first, for progress.
-  const plan: Array<{ lane: string; seqs: number[]; sizes: number[] }> = [];
-  let total = 0;
-  for (const name of laneNames) {
+  // Sizes first, for progress and read-ahead. Lanes are listed a few at a time: a queue of a
+  // thousand held domains is a thousand directories, and one listing after the other would be
+  // thousands of thread-pool round trips in a row before the first byte is read.
+  const plan = await mapLimited(laneNames, PLAN_CONCURRENCY, async (name) => {
     const seqs = (await fs.readdir(`${q.dir}/lanes/${name}`))
       .map(parseSegmentName)
       .filter((s): s is number => s !== undefined)
       .sort((a, b) => a - b);
     const sizes: number[] = [];
-    for (const s of seqs) {
-      const n = await fs.size(`${q.dir}/lanes/${name}/${segmentName(s)}`);
-      sizes.push(n);
-      total += n;
+    for (const s of seqs) sizes.push(await fs.size(`${q.dir}/lanes/${name}/${segmentName(s)}`));
+    return { lane: name, seqs, sizes };
+  });
+  let total = 0;
+  const sizeOf = new Map<string, number>();
+  for (const { lane, seqs, sizes } of plan)
+    for (let i = 0; i < seqs.length; i++) {
+      total += sizes[i]!;
+      sizeOf.set(`${q.dir}/lanes/${lane}/${segmentName(seqs[i]!)}`, sizes[i]!);
     }
-    plan.push({ lane: name, seqs, sizes });
-  }
   // Older versions seen without their Done yet: "msgId:piece:version" -> where they are.
   const superseded = new Map<string, OldVersion>();
   // Highest piece number in any Delta or Done, so a piece number is never used twice.
@@ -126,6 +159,7 @@ export async function recover(
   const files = new ReadAhead(
     plan.flatMap(({ lane, seqs }) => seqs.map((s) => `${q.dir}/lanes/${lane}/${segmentName(s)}`)),
     (path) => fs.readFile(path),
+    { maxFiles: READ_AHEAD_FILES, maxBytes: READ_AHEAD_BYTES, sizes: sizeOf },
   );
   let done = 0;
   let lastProgress = 0;

@@ -1,44 +1,84 @@
 // Read-ahead for recovery: segment files are read whole, one after the other, and the main
-// thread would sit idle during each read. Given the order in which the files will be wanted,
-// this keeps the next one being read while the current one is scanned.
-// Invariant: at most one file is read ahead (memory: the segment being scanned plus the next);
-// every file is read at most once unless asked for again after it was handed out; a read-ahead
-// that fails rejects only when its file is asked for (never as an unhandled rejection).
+// thread would sit idle during each read. Given the order in which the files will be wanted
+// (and their sizes, when known), this keeps the next ones being read while the current one is
+// scanned: one file ahead at least, more while they are small — a queue of a thousand lanes has
+// a thousand small files, each read costing several thread-pool trips (open, fstat, read, close)
+// whose latency would otherwise add up in front of the scan.
+// Invariant: what is read ahead is at most `maxFiles` files and, beyond the first one, at most
+// `maxBytes` bytes by the sizes given (memory: the segment being scanned plus that); every file
+// is read at most once unless asked for again after it was handed out; a read-ahead that fails
+// rejects only when its file is asked for (never as an unhandled rejection).
 // Fails: get() rejects with whatever `read` rejected with.
+
+export interface ReadAheadLimits {
+  /** Files read ahead at most (default 1). */
+  maxFiles?: number;
+  /** Bytes read ahead at most beyond the first file ahead, by `sizes` (default 0). */
+  maxBytes?: number;
+  /** The size of each file of the order, as planned (a file without one counts as large). */
+  sizes?: ReadonlyMap<string, number>;
+}
 
 export class ReadAhead {
   private readonly index = new Map<string, number>();
   private readonly handedOut = new Set<string>();
-  private ahead: { path: string; buf: Promise<Buffer> } | undefined;
+  /** Reads started ahead, in the order's order. */
+  private readonly ahead: Array<{ path: string; buf: Promise<Buffer> }> = [];
+  /** Index in the order after which the next read ahead is looked for. */
+  private cursor = -1;
+  private readonly maxFiles: number;
+  private readonly maxBytes: number;
 
   constructor(
     private readonly order: readonly string[],
     private readonly read: (path: string) => Promise<Buffer>,
+    private readonly limits: ReadAheadLimits = {},
   ) {
     for (let i = 0; i < order.length; i++) this.index.set(order[i]!, i);
+    this.maxFiles = Math.max(1, limits.maxFiles ?? 1);
+    this.maxBytes = Math.max(0, limits.maxBytes ?? 0);
   }
 
-  /** The bytes of `path`; starts reading the next file of the order that is still wanted. */
+  /** The bytes of `path`; starts reading the next files of the order that are still wanted. */
   get(path: string): Promise<Buffer> {
     let buf: Promise<Buffer>;
-    if (this.ahead?.path === path) {
-      buf = this.ahead.buf;
-      this.ahead = undefined;
+    const k = this.ahead.findIndex((a) => a.path === path);
+    if (k >= 0) {
+      buf = this.ahead[k]!.buf;
+      this.ahead.splice(k, 1);
     } else {
       buf = this.read(path);
     }
     this.handedOut.add(path);
     const i = this.index.get(path);
-    if (this.ahead === undefined && i !== undefined) {
-      for (let j = i + 1; j < this.order.length; j++) {
-        const next = this.order[j]!;
-        if (this.handedOut.has(next)) continue;
-        const p = this.read(next);
-        p.catch(() => {});
-        this.ahead = { path: next, buf: p };
-        break;
-      }
-    }
+    if (i !== undefined && i > this.cursor) this.cursor = i;
+    this.fill();
     return buf;
+  }
+
+  private sizeOf(path: string): number {
+    return this.limits.sizes?.get(path) ?? Number.POSITIVE_INFINITY;
+  }
+
+  private fill(): void {
+    let bytes = 0;
+    for (let n = 1; n < this.ahead.length; n++) bytes += this.sizeOf(this.ahead[n]!.path);
+    for (let j = this.cursor + 1; j < this.order.length && this.ahead.length < this.maxFiles; j++) {
+      const next = this.order[j]!;
+      if (this.handedOut.has(next)) continue;
+      if (this.ahead.some((a) => a.path === next)) {
+        this.cursor = j;
+        continue;
+      }
+      if (this.ahead.length > 0) {
+        const size = this.sizeOf(next);
+        if (bytes + size > this.maxBytes) break;
+        bytes += size;
+      }
+      const p = this.read(next);
+      p.catch(() => {});
+      this.ahead.push({ path: next, buf: p });
+      this.cursor = j;
+    }
   }
 }
