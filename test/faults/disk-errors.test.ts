@@ -1,5 +1,5 @@
 // Disk errors at daemon level: the daemon's own wiring (Queues + makeServerHooks + SmtpListener,
-// as src/daemon.ts builds it) over an in-memory file system that injects ENOSPC/EIO on write or
+// as src/daemon.ts builds it) over an in-memory file system that injects ENOSPC/EDQUOT/EIO on write or
 // fdatasync and simulates power loss. startDaemon cannot take a file system, so the test builds
 // the same wiring itself.
 // Properties: new mail gets 452 (ENOSPC) or 451 (EIO) once the disk fails — never a 250 it
@@ -101,6 +101,7 @@ function lost(queues: Queues, acked: number[]): number[] {
 describe('disk errors under the SMTP server', () => {
   for (const [op, code, reply] of [
     ['write', 'ENOSPC', /^452 4\.3\.1 /],
+    ['write', 'EDQUOT', /^452 4\.3\.1 /], // a user or project quota is full: the same as a full disk
     ['datasync', 'ENOSPC', /^451 4\.3\.0 /], // a failed fsync poisons whatever its errno (rule 4)
     ['write', 'EIO', /^451 4\.3\.0 /],
     ['datasync', 'EIO', /^451 4\.3\.0 /],
@@ -141,35 +142,37 @@ describe('disk errors under the SMTP server', () => {
     });
   }
 
-  test('a full disk (ENOSPC on write) refuses new mail with 452 while it lasts and accepts again by itself', async (t) => {
-    const fs = new MemQueueFs();
-    const s = await openStack(fs);
-    const acked: number[] = [];
-    for (let i = 0; i < 3; i++) acked.push(queuedId(await send(s.port, i)));
-    fs.injectFault('write', 'ENOSPC');
-    fs.injectFault('create', 'ENOSPC');
-    for (let i = 3; i < 6; i++) {
-      const r = await send(s.port, i);
-      assert.match(r, /^452 4\.3\.1 Insufficient system storage/, `message ${i} on a full disk`);
-      assert.doesNotMatch(r, /\/mem|restart/, 'the reply names no path and no remedy for the operator');
-    }
-    fs.clearFaults(); // space is back
-    const t0 = Date.now();
-    let r = '';
-    for (let i = 0; i < 200 && !r.startsWith('250 '); i++) {
-      r = await send(s.port, 100 + i);
-      if (!r.startsWith('250 ')) await new Promise((res) => setTimeout(res, 100));
-    }
-    assert.match(r, /^250 /, 'mail is accepted again without a restart');
-    acked.push(queuedId(r));
-    t.diagnostic(`accepting again ${Date.now() - t0} ms after space came back`);
-    assert.deepEqual(lost(s.queues, acked), [], 'acknowledged messages lost while full');
-    await s.stop();
-    fs.crash();
-    const s2 = await openStack(fs);
-    assert.deepEqual(lost(s2.queues, acked), [], 'acknowledged messages lost after a crash');
-    await s2.stop();
-  });
+  for (const code of ['ENOSPC', 'EDQUOT'] as const) {
+    test(`a full ${code === 'ENOSPC' ? 'disk' : 'quota'} (${code} on write) refuses new mail with 452 while it lasts and accepts again by itself`, async (t) => {
+      const fs = new MemQueueFs();
+      const s = await openStack(fs);
+      const acked: number[] = [];
+      for (let i = 0; i < 3; i++) acked.push(queuedId(await send(s.port, i)));
+      fs.injectFault('write', code);
+      fs.injectFault('create', code);
+      for (let i = 3; i < 6; i++) {
+        const r = await send(s.port, i);
+        assert.match(r, /^452 4\.3\.1 Insufficient system storage/, `message ${i} on a full disk`);
+        assert.doesNotMatch(r, /\/mem|restart/, 'the reply names no path and no remedy for the operator');
+      }
+      fs.clearFaults(); // space is back
+      const t0 = Date.now();
+      let r = '';
+      for (let i = 0; i < 200 && !r.startsWith('250 '); i++) {
+        r = await send(s.port, 100 + i);
+        if (!r.startsWith('250 ')) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.match(r, /^250 /, 'mail is accepted again without a restart');
+      acked.push(queuedId(r));
+      t.diagnostic(`accepting again ${Date.now() - t0} ms after space came back`);
+      assert.deepEqual(lost(s.queues, acked), [], 'acknowledged messages lost while full');
+      await s.stop();
+      fs.crash();
+      const s2 = await openStack(fs);
+      assert.deepEqual(lost(s2.queues, acked), [], 'acknowledged messages lost after a crash');
+      await s2.stop();
+    });
+  }
 
   test('a fault striking while 20 clients are mid-transaction: every 250 survives, every refusal is 451', async (t) => {
     const fs = new MemQueueFs();
