@@ -10,8 +10,8 @@ import { F_INFLIGHT } from './state/tables.js';
 import type { DeliveryJob, RcptOutcome } from './types.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
-import { msg, settle } from '../../test/support/queue.js';
-import { waitFor } from '../../test/support/wait.js';
+import { msg, quiet } from '../../test/support/queue.js';
+import { tick, waitFor } from '../../test/support/wait.js';
 
 const D = 'held.test';
 
@@ -71,7 +71,7 @@ function customer(answer: () => 'delivered' | 'deferred' | 'failed') {
     inflight++;
     peak = Math.max(peak, inflight);
     seen.push(job.envelope.info.recipients[job.pending[0]!]!.address);
-    await settle(1);
+    await tick(); // the customer answers on a later turn: other attempts may start meanwhile
     const a = answer();
     const outs: RcptOutcome[] = job.pending.map((r) =>
       a === 'deferred'
@@ -292,7 +292,7 @@ describe('held lanes', () => {
     const flush = q.flushHeld(D);
     await anyInFlight(q);
     clock.advance(120_000);
-    await settle(5);
+    await quiet(q, clock, 'the expiry sweep done', { inflight: 'ignore' });
     assert.deepEqual(reports, [], 'not bounced while in flight');
     release();
     await flush;
@@ -317,17 +317,19 @@ describe('held lanes', () => {
     const [slowRead, go] = opening();
     const read = fs.read.bind(fs);
     let first = true;
+    let stalled = false;
     fs.read = async (path, off, len) => {
       if (first) {
         first = false;
+        stalled = true;
         await slowRead;
       }
       return read(path, off, len);
     };
     const sweep = q.expireHeld();
-    await settle(1);
+    await waitFor(() => stalled, "the sweep reading the piece's envelope");
     const flush = q.flushHeld(D);
-    await settle(5);
+    await quiet(q, clock, 'the flush as far as it goes', { inflight: 'ignore' });
     go();
     assert.equal(await sweep, 1);
     answer();
@@ -345,14 +347,16 @@ describe('held lanes', () => {
     q.start();
     const [slow, go] = opening();
     const read = fs.read.bind(fs);
+    let stalled = 0;
     fs.read = async (path, off, len) => {
+      stalled++;
       await slow;
       return read(path, off, len);
     };
     const bounce = q.bounce(id!);
-    await settle(1);
+    await waitFor(() => stalled > 0, 'the bounce reading the envelope');
     const flush = q.flushHeld(D);
-    await settle(1);
+    await quiet(q, clock, 'the flush as far as it goes', { inflight: 'ignore' });
     go();
     assert.deepEqual(await bounce, { pieces: 1, busy: 0 });
     await flush;
@@ -372,7 +376,7 @@ describe('held lanes', () => {
     const flush = q.flushHeld(D);
     await anyInFlight(q);
     const held = q.hold(id!);
-    await settle(5);
+    await quiet(q, clock, 'the hold waiting for the attempt', { inflight: 'ignore' });
     release();
     assert.deepEqual(await held, { pieces: 1, busy: 0 });
     await flush;
@@ -387,13 +391,13 @@ describe('held lanes', () => {
     q.start();
     const [job] = await q.claimHeld([D]);
     const r = q.remove(id!);
-    await settle(5);
+    await quiet(q, clock, 'the delete waiting for the session', { inflight: 'ignore' });
     clock.advance(5_000);
     assert.deepEqual(await r, { pieces: 0, busy: 1 });
     assert.equal(q.heldCount(D), 1, 'left alone');
     // Once the session is done with it, the action works.
     const r2 = q.release(id!);
-    await settle(5);
+    await quiet(q, clock, 'the release waiting for the session', { inflight: 'ignore' });
     await job!.finish([]);
     assert.deepEqual(await r2, { pieces: 1, busy: 0 });
     assert.equal(q.heldCount(D), 0);
@@ -424,7 +428,7 @@ describe('held lanes', () => {
     };
     clock.advance(300_000);
     await waitFor(() => broken === 0, 'the failed read');
-    await settle(5);
+    await quiet(q, clock, 'the attempt ended');
     assert.equal(q.core.msgs.count, 1, 'still queued');
     clock.advance(10_000);
     await waitFor(() => q.core.msgs.count === 0, 'delivered on the next try');

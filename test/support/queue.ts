@@ -47,16 +47,19 @@ const QUIET_TICKS = 5;
  * loop in a row (a job that ends starts promise chains: its outcomes, the next pump). For
  * checks of absence ("not attempted yet", "attempted once only"); a test waiting for something
  * to happen waits for that (waitFor). Never a wall-clock sleep: under load it is slower, not
- * wrong. `unless`: stop waiting as soon as it holds (a crash froze the queue).
+ * wrong. `unless`: stop waiting as soon as it holds (a crash froze the queue). `inflight:
+ * 'ignore'`: pieces may stay in flight (a test holds their attempt, a read, an ATRN claim open)
+ * — everything else that can run has run.
  */
 export async function quiet(
   q: Queue,
-  clock: FakeClock,
+  clock: FakeClock = q.clock as FakeClock,
   what = 'the queue to go quiet',
-  opts: { unless?: () => boolean } = {},
+  opts: { unless?: () => boolean; inflight?: 'ignore' } = {},
 ): Promise<void> {
   const busy = () => {
     if (q.pendingBytes > 0 || clock.nextDue() === 0) return true;
+    if (opts.inflight === 'ignore') return false;
     const flags = q.core.pieces.flags;
     for (let s = 0; s < flags.length; s++) if ((flags[s]! & F_INFLIGHT) !== 0) return true;
     return false;
@@ -86,6 +89,8 @@ export class CrashFs implements QueueFs {
   /** Files whose creation never completes before the crash (creations finish in any order). */
   stallCreate: ((path: string) => boolean) | undefined;
   ops = 0;
+  /** Operations left hanging by stallSync or stallCreate so far. */
+  stalled = 0;
 
   constructor(readonly mem: MemQueueFs = new MemQueueFs()) {}
 
@@ -114,7 +119,14 @@ export class CrashFs implements QueueFs {
   private file(f: QueueFile, path: string): QueueFile {
     return {
       write: (bufs, pos) => (this.gate() ? f.write(bufs, pos) : never()),
-      datasync: () => (this.gate() && !this.stallSync?.(path) ? f.datasync() : never()),
+      datasync: () => {
+        if (!this.gate()) return never();
+        if (this.stallSync?.(path)) {
+          this.stalled++;
+          return never();
+        }
+        return f.datasync();
+      },
       close: () => (this.dead ? never() : f.close()),
     };
   }
@@ -126,7 +138,11 @@ export class CrashFs implements QueueFs {
     return this.dead ? never<string[]>() : this.mem.readdir(p);
   }
   async create(p: string) {
-    if (!this.gate() || this.stallCreate?.(p)) return never<QueueFile>();
+    if (!this.gate()) return never<QueueFile>();
+    if (this.stallCreate?.(p)) {
+      this.stalled++;
+      return never<QueueFile>();
+    }
     return this.file(await this.mem.create(p), p);
   }
   async openWrite(p: string) {

@@ -11,7 +11,8 @@ import type { DeliveryJob } from '../types.js';
 import { MemoryBudget } from './budget.js';
 import type { DataSpool } from './spool.js';
 import { MemQueueFs } from '../../../test/support/memfs.js';
-import { CrashFs, scripted, settle } from '../../../test/support/queue.js';
+import { CrashFs, quiet, scripted } from '../../../test/support/queue.js';
+import { ticks, waitFor } from '../../../test/support/wait.js';
 import { FakeClock } from '../../../test/support/clock.js';
 
 const CHUNK = 1000;
@@ -98,7 +99,8 @@ describe('streamed message data', () => {
       next += c.len!;
     }
     assert.equal(next, data.length);
-    await settle(5);
+    await waitFor(() => d.got.has(r.msgId), 'the message delivered');
+    await quiet(q);
     assert.deepEqual(d.got.get(r.msgId), data);
     assert.equal(q.budget.used, 0, 'no message bytes left in memory');
   });
@@ -131,7 +133,7 @@ describe('streamed message data', () => {
     const d = reading();
     q2.setDeliverer(d.deliver);
     q2.start();
-    await settle(5);
+    await waitFor(() => d.got.has(r.msgId), 'the recovered message delivered');
     assert.deepEqual(d.got.get(r.msgId), data);
   });
 
@@ -149,7 +151,7 @@ describe('streamed message data', () => {
     q2.start();
     // Garbage from the start: every data segment but the current one goes.
     await q2.accept({ data: [bytes(10)], sender: '', recipients: rcpt });
-    await settle(5);
+    await quiet(q2);
     const left = fs.paths().filter((p) => p.startsWith('/q/lanes/data/'));
     const cur = q2.writer.currentSeq('data');
     assert.deepEqual(
@@ -172,7 +174,7 @@ describe('streamed message data', () => {
     assert.equal(q.budget.used, 0);
     // Reclaiming runs after a durable batch.
     await q.accept({ data: [bytes(10)], sender: '', recipients: rcpt });
-    await settle(5);
+    await quiet(q);
     assert.ok(segs() <= 2, `${segs()} data segments left`);
     await assert.rejects(q.accept({ data: spool, sender: '', recipients: rcpt }), /discarded/);
   });
@@ -189,7 +191,12 @@ describe('streamed message data', () => {
     fs.stallSync = (p) => p.includes('/lanes/data/');
     let acked = false;
     void q.accept({ data: spool, sender: 'a@x.test', recipients: rcpt }).then(() => (acked = true));
-    await settle(5);
+    // The batch is as durable as it gets: the data lane's sync hangs, every other file is synced.
+    await waitFor(
+      () => fs.stalled > 0 && mem.unsynced().every((p) => p.includes('/lanes/data/')),
+      'the data sync stalled, the envelope synced',
+    );
+    await ticks(10);
     assert.equal(acked, false, 'no 250 without the last chunk on disk');
     fs.crash();
     const q2 = await open(mem);
@@ -222,7 +229,7 @@ describe('streamed message data', () => {
       });
       for (const o of others) o.abort();
       await q.accept({ data: [bytes(10)], sender: '', recipients: rcpt }); // a durable batch: reclaim
-      await settle(5);
+      await quiet(q);
       return { q, data };
     };
     const ref = new CrashFs();
@@ -230,7 +237,7 @@ describe('streamed message data', () => {
     const before = ref.ops;
     const moved = await q.compactData(0);
     assert.ok(moved >= 1, 'the kept message was copied');
-    await settle(5);
+    await quiet(q);
     const steps = ref.ops - before;
     assert.ok(steps > 4, `${steps} file operations`);
     const check = async (mem: MemQueueFs) => {
@@ -248,8 +255,15 @@ describe('streamed message data', () => {
       const fs = new CrashFs();
       const b = await build(fs);
       fs.crashAfter(n);
-      void b.q.compactData(0).catch(() => {});
-      await settle(5);
+      let ended = false;
+      void b.q
+        .compactData(0)
+        .then(() => quiet(b.q, undefined, 'the compaction done', { unless: () => fs.dead }))
+        .catch(() => {})
+        .finally(() => {
+          ended = true;
+        });
+      await waitFor(() => fs.dead || ended, `a crash after ${n} operations or the compaction done`);
       fs.crash();
       await check(fs.mem);
     }
@@ -265,7 +279,7 @@ describe('streamed message data', () => {
     q.setDeliverer(d.deliver);
     q.start();
     const r = await q.accept({ data: spool, sender: 'a@x.test', recipients: rcpt });
-    await settle(5);
+    await waitFor(() => d.got.has(r.msgId), 'the message delivered');
     assert.deepEqual(d.got.get(r.msgId), data);
   });
 
@@ -301,8 +315,8 @@ describe('streamed message data', () => {
     const d = reading();
     q.setDeliverer(d.deliver);
     q.start();
-    await settle(5);
-    assert.equal(d.got.size, 2);
+    await waitFor(() => d.got.size === 2, 'both messages delivered');
+    await quiet(q);
     assert.equal(budget.used, 0);
   });
 });
@@ -349,7 +363,8 @@ test('scripted deliverers still see streamed messages as ordinary jobs', async (
   const spool = q.spool(1.2e15);
   await fill(spool, bytes(5000), 700);
   await q.accept({ data: spool, sender: 'a@x.test', recipients: rcpt });
-  await settle(5);
+  await waitFor(() => q.core.msgs.count === 0, 'the message delivered');
+  await quiet(q);
   assert.equal(d.seen.length, 1);
   assert.equal(q.core.msgs.count, 0);
 });
