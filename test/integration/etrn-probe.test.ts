@@ -33,8 +33,13 @@ const written = (): number => d.daemon.queues.list.reduce((n, q) => n + q.writer
 test('failed probes write nothing; the first successful probe flushes the lane', async () => {
   for (let i = 0; i < 2; i++) await sendMail(d.port, { from: 'a@sender.test', to: [`u${i}@branch.example`] });
   await waitFor(() => d.daemon.queues.heldCount('branch.example') === 2, 'two held pieces');
-  // Let the deferrals' own writes land, then take the baseline.
-  await new Promise((r) => setTimeout(r, 100));
+  // The baseline once the accepts' writes have landed and a few probes have failed since.
+  const first = sink.connections;
+  await waitFor(
+    () => d.daemon.queues.list.every((q) => q.pendingBytes === 0) && sink.connections >= first + 3,
+    'nothing left to write and three failed probes',
+    15_000,
+  );
   const bytes = written();
   const files = fileSizes(join(d.dataDir, 'queue'));
   const conns = sink.connections;

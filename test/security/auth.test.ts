@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { SmtpListener } from '../../src/smtp/server/listener.js';
 import { RawClient, sleep, startTestMta, type TestMta } from '../fuzz/harness.js';
 import { Harness } from '../support/session.js';
+import { waitFor } from '../support/wait.js';
 
 const PASSWORD = 'Tr0ub4dor&3-horse';
 let mta: TestMta;
@@ -96,8 +97,7 @@ describe('AUTH brute force is throttled per address', () => {
     // 100, 200, 400, 800 ms: each answer slower than the one before, never instant.
     for (let i = 0; i < delays.length; i++)
       assert.ok(delays[i]! >= 90 * 2 ** i, `delay ${i}: ${delays.join(',')}`);
-    await sleep(50);
-    assert.ok(c.closed(), 'the blocked client was not disconnected');
+    await waitFor(() => c.closed(), 'the blocked client disconnected');
 
     // A new connection from the same address: AUTH is refused at once, even with the right password.
     const again = await rawFrom(port, '127.0.0.3');
@@ -143,6 +143,9 @@ describe('credentials never appear in logs', () => {
       ['AUTH CRAM-MD5', 'CRAM'],
       ['AUTH CRAM-MD5', 'CRAM-WRONG'],
     ];
+    const lines = () => mta.logs.join('').match(/auth (ok|failed)/g)?.length ?? 0;
+    const before = lines();
+    let outcomes = 0;
     for (const script of scripts) {
       const c = await RawClient.connect(mta.port);
       await c.waitFor(/^220 .*\r\n/);
@@ -158,10 +161,12 @@ describe('credentials never appear in logs', () => {
         r = await c.command(line, 5000);
       }
       assert.match(r, /^(235|535) /, `${script.join(' / ')} -> ${r}`);
+      outcomes++;
       await c.command('QUIT');
       c.destroy();
     }
-    await sleep(50);
+    // The log is written asynchronously: wait for a line per AUTH outcome before reading it.
+    await waitFor(() => lines() >= before + outcomes, `${outcomes} auth log lines`);
     const log = mta.logs.join('');
     assert.match(log, /auth ok/, 'the SMTP layer logged nothing: the test would prove nothing');
     assert.match(log, /auth failed/);

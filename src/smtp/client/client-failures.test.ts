@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { FakeClock } from '../../../test/support/clock.js';
+import { waitFor } from '../../../test/support/wait.js';
 import { SmtpClient } from './session.js';
 import { makeTx, withSink } from '../../../test/support/client.js';
 
@@ -322,11 +323,16 @@ describe('SmtpClient hostile and stalled peers', () => {
 
   test('a peer that never answers MAIL defers after exactly the RFC 5321 five minutes', async () => {
     const clock = new FakeClock();
-    const peer = await rawPeer('220 hi\r\n', (l) => (l.startsWith('EHLO') ? '250 hi\r\n' : undefined));
+    let mailSeen = false;
+    const peer = await rawPeer('220 hi\r\n', (l) => {
+      if (l.startsWith('MAIL')) mailSeen = true;
+      return l.startsWith('EHLO') ? '250 hi\r\n' : undefined;
+    });
     try {
       const c = await SmtpClient.connect('127.0.0.1', peer.port, { name: 'c', clock, tls: { mode: 'none' } });
       const p = c.sendMessage(makeTx(['a@x.test']));
-      await new Promise((r) => setTimeout(r, 20));
+      // The client waits for the MAIL reply (its timer armed) once the peer has the command.
+      await waitFor(() => mailSeen && clock.pending > 0, 'MAIL sent and its reply awaited');
       clock.advance(300_000 - 1);
       await new Promise((r) => setImmediate(r));
       assert.equal(c.usable, false, 'still busy');
