@@ -11,6 +11,7 @@ import {
   SmtpChat,
   startTestDaemon,
   type TestDaemon,
+  waitFor,
   waitForMaildir,
 } from '../support/daemon.js';
 
@@ -253,7 +254,8 @@ describe('connection limits', () => {
       await fourth.chat.waitClosed();
       // A connection that went away frees its place.
       chats[0]?.close();
-      await new Promise((r) => setTimeout(r, 100));
+      const live = () => ld.daemon.listeners.reduce((n, l) => n + l.connections.size, 0);
+      await waitFor(() => live() === 2, 'the server to see the connection gone');
       assert.match((await connect('127.0.0.1')).greeting, /^220 /);
     } finally {
       for (const c of chats) c.close();
