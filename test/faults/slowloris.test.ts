@@ -5,7 +5,8 @@
 // implicit-TLS port and trickles its handshake. Each is cut about a second after it started
 // (421 4.4.2 where SMTP is spoken), long before its trickle would have ended; an idle timer that
 // every byte restarts would have kept all of them. Meanwhile a client at an ordinary pace, under
-// the same limits, delivers its message.
+// the same limits, delivers its message. And a client that keeps the line with commands that
+// do nothing (NOOP, RSET, VRFY, HELP), each in time, is closed after 100 of them and 10 more.
 // Fails: naming the client that was not cut (or cut too early), or the message that was lost.
 
 import assert from 'node:assert/strict';
@@ -75,5 +76,42 @@ describe('slowloris: deadlines cut clients that trickle bytes (logmta serve, lim
       .split('\n')
       .filter((l) => l.includes('"smtp connection timed out"'));
     assert.ok(logged.length >= 6, `timeouts logged: ${logged.length}`);
+  });
+
+  test('a client that only sends NOOP, RSET, VRFY and HELP, each in time, is closed after 100 and 10 more; one that sends mail between them is not', async () => {
+    const junk = (n: number) =>
+      Array.from({ length: n }, (_, i) => ['NOOP\r\n', 'RSET\r\n', 'VRFY carol\r\n', 'HELP\r\n'][i % 4]).join(
+        '',
+      );
+    const { chat } = await SmtpChat.open(d.port);
+    try {
+      assert.equal(codeOf((await chat.ask('EHLO idler.test\r\n'))[0] ?? ''), '250');
+      // Each command inside the 1 s command deadline: the deadline alone never ends this.
+      for (let i = 0; i < 3; i++) {
+        await new Promise((res) => setTimeout(res, 700));
+        assert.equal(codeOf((await chat.ask('NOOP\r\n'))[0] ?? ''), '250 2.0.0');
+      }
+      const ordinary = await chat.ask(junk(97), 97);
+      assert.deepEqual([...new Set(ordinary.map((r) => r.slice(0, 3)))].sort(), ['214', '250', '252']);
+      const last = await chat.ask('NOOP\r\n'.repeat(10), 11);
+      assert.deepEqual(last.slice(0, 10).map(codeOf), Array(10).fill('250 2.0.0'));
+      assert.match(last[10] ?? '', /^421 4\.7\.0 .*too many commands without mail/);
+      await chat.waitClosed();
+    } finally {
+      chat.close();
+    }
+    const b = (await SmtpChat.open(d.port)).chat;
+    try {
+      await b.ask('EHLO sender.test\r\n');
+      await b.ask(junk(90), 90);
+      const r = await b.ask('MAIL FROM:<s@example.org>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\n', 3);
+      assert.deepEqual(r.map(codeOf), ['250 2.1.0', '250 2.1.5', '354']);
+      assert.equal(codeOf((await b.ask('Subject: between\r\n\r\nhi\r\n.\r\n'))[0] ?? ''), '250 2.0.0');
+      const after90 = await b.ask(junk(90), 90);
+      assert.ok(!after90.some((x) => x.startsWith('421')), 'a client that sends mail was closed');
+      assert.equal(codeOf((await b.ask('QUIT\r\n'))[0] ?? ''), '221 2.0.0');
+    } finally {
+      b.close();
+    }
   });
 });

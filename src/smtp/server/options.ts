@@ -31,6 +31,8 @@ export interface SessionOptions {
   maxReceived?: number;
   /** Bad commands before 421 4.7.0 and close. */
   maxBadCommands?: number;
+  /** NOOP/RSET/VRFY/HELP allowed without an accepted message before each counts as a bad command. */
+  maxJunkCommands?: number;
   /** Silence (no byte at all) before 421 4.4.2 and close. */
   idleTimeoutMs?: number;
   /** A whole command line (or SASL line, or TLS handshake) must arrive within this (deadlines.ts). */
@@ -74,6 +76,7 @@ export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
     maxLineLength: o.maxLineLength ?? 1000,
     maxReceived: o.maxReceived ?? 100,
     maxBadCommands: o.maxBadCommands ?? 10,
+    maxJunkCommands: o.maxJunkCommands ?? 100,
     idleTimeoutMs: o.idleTimeoutMs ?? 300_000,
     commandTimeoutMs: o.commandTimeoutMs ?? 300_000,
     dataLineTimeoutMs: o.dataLineTimeoutMs ?? 300_000,
@@ -92,6 +95,7 @@ export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
     'maxMessageSize',
     'maxRecipients',
     'maxBadCommands',
+    'maxJunkCommands',
     'idleTimeoutMs',
     'commandTimeoutMs',
     'dataLineTimeoutMs',

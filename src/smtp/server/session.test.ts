@@ -316,7 +316,7 @@ describe('session: pipelining', () => {
   test('reading pauses while a commit is pending and a lot of input is buffered', async () => {
     let release: () => void = () => {};
     const h = new Harness({
-      options: { readPauseBytes: 1024 },
+      options: { readPauseBytes: 1024, maxJunkCommands: 1000 },
       hooks: { accept: (m) => new Promise((res) => (release = () => res({ queueId: m.id }))) },
     });
     await h.transaction();

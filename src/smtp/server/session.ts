@@ -106,6 +106,8 @@ export class SmtpSession implements SessionContext {
   tx: Transaction | null = null;
   busy = false;
   badCommands = 0;
+  /** NOOP, RSET, VRFY and HELP since the session began or its last accepted message (junk()). */
+  junkCommands = 0;
   /** Last byte from the client (idle timeout). */
   lastActivity: number;
   /** Per-command, per-data-line and data-rate deadlines (slow clients). */
@@ -360,6 +362,20 @@ export class SmtpSession implements SessionContext {
     this.reply(code, enhanced, text);
     if (++this.badCommands >= this.opts.maxBadCommands) {
       this.reply(421, '4.7.0', `${this.opts.hostname} Error: too many errors`);
+      this.close();
+    }
+  }
+
+  /**
+   * Counts a command that moves nothing forward (NOOP, RSET, VRFY, HELP), after its reply: past
+   * maxJunkCommands since the last accepted message each one counts as a bad command, so a
+   * client that only keeps the line busy — one NOOP just inside each command deadline — is
+   * closed after maxBadCommands more (Postfix's smtpd_junk_command_limit).
+   */
+  junk(): void {
+    if (++this.junkCommands <= this.opts.maxJunkCommands) return;
+    if (++this.badCommands >= this.opts.maxBadCommands) {
+      this.reply(421, '4.7.0', `${this.opts.hostname} Error: too many commands without mail`);
       this.close();
     }
   }

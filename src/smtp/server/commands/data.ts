@@ -212,6 +212,7 @@ function finishMessage(s: SmtpSession): Promise<void> {
   return s.hooks.accept(msg, s).then(
     ({ queueId }) => {
       s.reply(250, '2.0.0', `Ok: queued as ${queueId}`);
+      s.junkCommands = 0;
       s.opts.logger?.debug({ id: msg.id, queueId, size: msg.size, rcpts: msg.recipients.length }, 'accepted');
     },
     (e: unknown) => {

@@ -1,4 +1,5 @@
-// RSET, NOOP, QUIT, VRFY, HELP, ETRN and the 502 for known-but-unimplemented verbs.
+// RSET, NOOP, QUIT, VRFY, HELP, ETRN and the 502 for known-but-unimplemented verbs. RSET, NOOP,
+// VRFY and HELP are junk when a client sends too many of them without mail (SmtpSession.junk).
 // Invariant: ETRN answers at once from the hook (RFC 1985; delivery happens elsewhere) and is
 // refused inside a transaction or before HELO (503, via the table's phases).
 
@@ -13,10 +14,12 @@ export function rset(s: SmtpSession, args: string): void {
   }
   s.resetTransaction();
   s.reply(250, '2.0.0', 'Ok');
+  s.junk();
 }
 
 export function noop(s: SmtpSession): void {
   s.reply(250, '2.0.0', 'Ok');
+  s.junk();
 }
 
 export function quit(s: SmtpSession): void {
@@ -30,6 +33,7 @@ export function vrfy(s: SmtpSession, args: string): void {
     return;
   }
   s.reply(252, '2.5.0', 'Cannot VRFY user, but will accept message and attempt delivery');
+  s.junk();
 }
 
 export function help(s: SmtpSession): void {
@@ -37,6 +41,7 @@ export function help(s: SmtpSession): void {
     'Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH ETRN',
     'See RFC 5321',
   ]);
+  s.junk();
 }
 
 export function notImplemented(s: SmtpSession): void {
