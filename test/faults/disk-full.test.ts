@@ -232,7 +232,11 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
         [],
         'acknowledged messages missing from the queue',
       );
-      assert.match(daemon.stderr() + daemon.stdout(), /disk is full/, 'the log says what happened');
+      // The log says what happened (it is written asynchronously: wait for the line).
+      await waitFor(
+        () => /disk is full/.test(daemon!.stderr() + daemon!.stdout()),
+        'the "disk is full" line',
+      );
       await daemon.stop();
       daemon = undefined;
     });

@@ -12,7 +12,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TLS_TOML, tlsFiles } from '../support/certs.js';
-import { codeOf, SmtpChat, type SpawnedDaemon, spawnDaemon, waitForMaildir } from '../support/daemon.js';
+import {
+  codeOf,
+  SmtpChat,
+  type SpawnedDaemon,
+  spawnDaemon,
+  waitFor,
+  waitForMaildir,
+} from '../support/daemon.js';
 import { trickleAll } from '../support/slowloris.js';
 
 let d: SpawnedDaemon;
@@ -71,11 +78,13 @@ describe('slowloris: deadlines cut clients that trickle bytes (logmta serve, lim
       t.diagnostic(`${what}: cut after ${c.ms} ms with ${c.unsent} octets of its trickle unsent`);
     }
     assert.equal((await waitForMaildir(`${d.dataDir}/mail/carol`)).length, 1);
-    const logged = d
-      .stdout()
-      .split('\n')
-      .filter((l) => l.includes('"smtp connection timed out"'));
-    assert.ok(logged.length >= 6, `timeouts logged: ${logged.length}`);
+    // The daemon writes its log asynchronously: wait for the lines rather than count them now.
+    const logged = () =>
+      d
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes('"smtp connection timed out"')).length;
+    await waitFor(() => logged() >= 6, 'six timeouts logged');
   });
 
   test('a client that only sends NOOP, RSET, VRFY and HELP, each in time, is closed after 100 and 10 more; one that sends mail between them is not', async () => {
