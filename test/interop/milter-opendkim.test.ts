@@ -1,4 +1,5 @@
-// logmta with a real opendkim (Debian's package) as its milter, over TCP: mail an authenticated
+// logmta with a real opendkim (Debian's package) as its milter, over TCP and over a unix socket
+// ([[milter]] address = "unix:/path"): mail an authenticated
 // client submits is signed by opendkim (the signature checked by an independent verifier, dkimpy,
 // with the key from the tests' DNS server), and mail from outside is verified by opendkim, which
 // adds its Authentication-Results: header — dkim=pass for an intact signature, dkim=fail for a
@@ -127,5 +128,64 @@ address = "${opendkim.address}"
     assert.match(r.final ?? '', /^250 /, JSON.stringify(r));
     const [m = ''] = await waitForMaildir(box('dave'));
     assert.match(m, /\nAuthentication-Results: mx\.test;[\s\S]*dkim=fail/);
+  });
+});
+
+describe('milter: opendkim on a unix socket', { skip: missing }, () => {
+  const signer = rsaKey();
+  let dns: TestDnsServer;
+  let opendkim: OpendkimMilter;
+  let d: TestDaemon;
+  before(async () => {
+    dns = await startDnsServer({
+      zones: ['sender.example'],
+      records: [txt('s1._domainkey.sender.example', signer.record)],
+    });
+    opendkim = await startOpendkimMilter({
+      domain: 'sender.example',
+      selector: 's1',
+      keyPem: signer.pem,
+      dns,
+      authservId: 'mx.test',
+      unix: true,
+    });
+    d = await startTestDaemon({
+      toml: `
+[smtp]
+submission = ["127.0.0.1:0"]
+[[user]]
+name = "alice"
+password = "secret"
+[[local]]
+domain = "local.test"
+maildir = "mail/{user}"
+[[milter]]
+name = "opendkim"
+address = "${opendkim.address}"
+`,
+    });
+  });
+  after(async () => {
+    await d?.stop();
+    await opendkim?.stop();
+    await dns?.stop();
+  });
+
+  test('over unix:/path, mail from an authenticated client is signed by opendkim and dkimpy verifies it', async () => {
+    assert.match(opendkim.address, /^unix:\//);
+    const r = await sendMessage(d.submissionPort ?? 0, {
+      from: 'alice@sender.example',
+      to: ['bob@local.test'],
+      auth: { user: 'alice', pass: 'secret' },
+      message:
+        'From: Alice <alice@sender.example>\r\nTo: bob@local.test\r\nSubject: over a unix socket\r\n' +
+        'Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <u1@sender.example>\r\n\r\nHello, Bob.\r\n',
+    });
+    assert.match(r.final ?? '', /^250 /, JSON.stringify(r));
+    const [m = ''] = await waitForMaildir(join(d.dataDir, 'mail', 'bob'));
+    assert.match(m, /\nDKIM-Signature: v=1; a=rsa-sha256; [\s\S]*d=sender\.example; s=s1;/);
+    assert.deepEqual(await dkimpyVerify(wire(m), dns), [
+      { result: 'pass', domain: 'sender.example', selector: 's1' },
+    ]);
   });
 });

@@ -1,5 +1,5 @@
 // A real opendkim (Debian's package) running as a milter for tests: on 127.0.0.1 at a free port
-// (inet:, so the TCP path of the milter client is exercised too), signing for one domain and
+// (inet:), or on a unix socket in its directory (unix: true), signing for one domain and
 // verifying everything else, asking the tests' DNS server (dns-server.ts) for public keys.
 // Loopback is deliberately not an internal host: opendkim signs only what an authenticated
 // client submits ({auth_authen}) and verifies the rest.
@@ -21,12 +21,15 @@ export interface OpendkimMilter {
   output(): string;
 }
 
-const listening = (port: number): Promise<boolean> =>
+const listening = (where: number | string): Promise<boolean> =>
   new Promise((res) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      res(true);
-    });
+    const s = (typeof where === 'number' ? connect(where, '127.0.0.1') : connect(where)).once(
+      'connect',
+      () => {
+        s.destroy();
+        res(true);
+      },
+    );
     s.once('error', () => res(false));
   });
 
@@ -36,12 +39,16 @@ export async function startOpendkimMilter(o: {
   keyPem: string;
   dns: TestDnsServer;
   authservId: string;
+  /** Listen on a unix socket (address "unix:/path") instead of TCP. */
+  unix?: boolean;
 }): Promise<OpendkimMilter> {
   const dir = makeTempDir('logmta-opendkim-');
   const key = join(dir, 'key.pem');
   writeFileSync(key, o.keyPem, { mode: 0o600 });
   for (let attempt = 0; ; attempt++) {
-    const port = await freeTcpPort();
+    const port = o.unix ? 0 : await freeTcpPort();
+    const path = join(dir, 'milter.sock');
+    const where = o.unix ? path : port;
     writeFileSync(
       join(dir, 'opendkim.conf'),
       [
@@ -51,7 +58,7 @@ export async function startOpendkimMilter(o: {
         `Domain ${o.domain}`,
         `Selector ${o.selector}`,
         `KeyFile ${key}`,
-        `Socket inet:${port}@127.0.0.1`,
+        o.unix ? `Socket local:${path}` : `Socket inet:${port}@127.0.0.1`,
         'InternalHosts 192.0.2.254',
         'RequireSafeKeys no',
         `AuthservID ${o.authservId}`,
@@ -69,11 +76,11 @@ export async function startOpendkimMilter(o: {
     let exited = false;
     child.once('exit', () => (exited = true));
     const end = Date.now() + 15_000;
-    while (!exited && Date.now() < end && !(await listening(port)))
+    while (!exited && Date.now() < end && !(await listening(where)))
       await new Promise((r) => setTimeout(r, 50));
-    if (!exited && (await listening(port))) {
+    if (!exited && (await listening(where))) {
       return {
-        address: `inet:127.0.0.1:${port}`,
+        address: o.unix ? `unix:${path}` : `inet:127.0.0.1:${port}`,
         port,
         output: () => out,
         async stop() {
