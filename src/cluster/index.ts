@@ -101,6 +101,12 @@ export class Cluster {
       heartbeatMs: config.heartbeatMs,
       ttlMs: config.nodeTtlMs,
       clock: d.clock,
+      cacheFile: join(d.config.dataDir, 'cluster-nodes.json'),
+      onSaveError: (e) =>
+        d.log.warn(
+          { component: 'cluster', err: e instanceof Error ? e.message : String(e) },
+          'cluster: cannot save the nodes cache',
+        ),
       record: () => ({
         smtp: this.addresses.smtp,
         ...(this.addresses.odmr !== undefined ? { odmr: this.addresses.odmr } : {}),

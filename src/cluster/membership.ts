@@ -3,12 +3,16 @@
 // reads every node's record and alive key. A node is alive while its alive key exists; its
 // record stays after it dies, so `cluster status` shows dead nodes and their last known queue,
 // and mail for a dead home still knows the address to wait for.
+// The view (who is alive, and where) is also kept in data_dir/cluster-nodes.json, rewritten when
+// a node's address, liveness or start changes, so that a node restarted while Redis is down still
+// knows where its peers are and can transfer held mail to their homes.
 // Invariant: the view only changes on a heartbeat that Redis answered; while Redis is
-// unreachable the last known view stays in force (this node always counts itself alive).
+// unreachable the last known view — if need be the saved one — stays in force (this node always
+// counts itself alive).
 // Fails: never throws; a heartbeat Redis did not answer changes nothing and is retried on the
-// next tick.
+// next tick; a copy that cannot be read or written is ignored (Redis is the source).
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Clock } from '../util/clock.js';
 import type { Keys } from './keys.js';
 import type { RedisLink } from './redis.js';
@@ -95,6 +99,15 @@ export interface MembershipOptions {
   clock: Clock;
   /** This node's record as it stands now. */
   record(): Omit<NodeRecord, 'node' | 'at' | 'version'>;
+  /** Where the last known view is kept across restarts (none: memory only). */
+  cacheFile?: string;
+  /** Told when the copy cannot be written. */
+  onSaveError?: (e: unknown) => void;
+}
+
+/** What of the view is worth a rewrite of the copy when it changes. */
+function signature(view: Map<string, NodeView>): string {
+  return JSON.stringify([...view.values()].map((v) => [v.node, v.smtp, v.odmr, v.alive, v.startedAt]));
 }
 
 export class Membership {
@@ -103,14 +116,54 @@ export class Membership {
   private stopped = false;
   private beating: Promise<void> | undefined;
   private readonly changeListeners: Array<(alive: string[], died: string[]) => void> = [];
+  private saved = '';
   readonly version = logmtaVersion();
 
-  constructor(private readonly o: MembershipOptions) {}
+  constructor(private readonly o: MembershipOptions) {
+    this.load();
+  }
 
   /** First heartbeat (awaited, bounded by the Redis timeout), then one every heartbeatMs. */
   async start(): Promise<void> {
     await this.beat();
     this.schedule();
+  }
+
+  /** The saved view, as the last known one until Redis answers. */
+  private load(): void {
+    if (this.o.cacheFile === undefined) return;
+    try {
+      const saved = JSON.parse(readFileSync(this.o.cacheFile, 'utf8')) as Record<
+        string,
+        { alive?: unknown; record?: string }
+      >;
+      for (const [n, v] of Object.entries(saved)) {
+        const rec = typeof v.record === 'string' ? parseRecord(n, v.record) : undefined;
+        if (rec && n !== this.o.self) this.view.set(n, { ...rec, alive: v.alive === true });
+      }
+      this.saved = signature(this.view);
+    } catch {
+      // No copy yet (first start) or unreadable: Redis is the source anyway.
+    }
+  }
+
+  private save(): void {
+    const file = this.o.cacheFile;
+    if (file === undefined) return;
+    const sig = signature(this.view);
+    if (sig === this.saved) return;
+    const out: Record<string, { alive: boolean; record: string }> = {};
+    for (const [n, v] of this.view) {
+      const { alive, ...rec } = v;
+      out[n] = { alive, record: JSON.stringify(rec) };
+    }
+    try {
+      writeFileSync(`${file}.tmp`, JSON.stringify(out), { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+      this.saved = sig;
+    } catch (e) {
+      this.o.onSaveError?.(e);
+    }
   }
 
   private schedule(): void {
@@ -123,7 +176,10 @@ export class Membership {
   /** Reads every node's record without writing ours (start-up, before the listeners are bound). */
   async refresh(): Promise<void> {
     const nodes = await readNodes(this.o.link, this.o.keys);
-    if (nodes !== undefined) this.view = nodes;
+    if (nodes !== undefined) {
+      this.view = nodes;
+      this.save();
+    }
   }
 
   /** Told of nodes that came alive and nodes that died, at each heartbeat that saw a change. */
@@ -168,6 +224,7 @@ export class Membership {
       if (!v.alive && was) died.push(n);
     }
     this.view = nodes;
+    this.save();
     if (cameAlive.length > 0 || died.length > 0) for (const l of this.changeListeners) l(cameAlive, died);
   }
 

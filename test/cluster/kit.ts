@@ -42,6 +42,8 @@ export class TestNode {
     readonly dir: string,
     private readonly toml: string,
     private readonly redisPassword?: string,
+    /** The cluster secret in its cluster.key (rewritten on each start). */
+    public secret = SECRET,
   ) {}
 
   get configFile(): string {
@@ -63,7 +65,7 @@ export class TestNode {
       dir: this.dir,
       toml,
       files: {
-        'cluster.key': SECRET,
+        'cluster.key': this.secret,
         ...(this.redisPassword !== undefined ? { 'redis.pass': `${this.redisPassword}\n` } : {}),
       },
     });
@@ -176,12 +178,14 @@ ${this.opts.toml}
 `;
   }
 
-  async add(name: string): Promise<TestNode> {
+  /** Adds and starts a node (`secret`: another cluster secret than the others'). */
+  async add(name: string, secret = SECRET): Promise<TestNode> {
     const n = new TestNode(
       name,
       makeTempDir(`logmta-cluster-${name}-`),
       this.tomlFor(name),
       this.opts.redisPassword,
+      secret,
     );
     this.nodes.set(name, n);
     await n.start();
