@@ -48,7 +48,8 @@ async function connect(config: Config): Promise<{ link: RedisLink; keys: Keys }>
   const c = config.cluster;
   if (!c) throw new UsageError('the configuration has no [cluster] section');
   const link = new RedisLink(c, nullLogger);
-  await link.start();
+  // An operator's command may wait longer for Redis than a daemon does (a loaded machine).
+  await link.start(Math.max(c.redisTimeoutMs, 5_000));
   if (!link.up) {
     await link.close();
     const e = new Error('the cluster Redis is not reachable') as Error & { exit: number };

@@ -7,7 +7,10 @@
 // Redis is down still knows where mail goes.
 // Invariant: homeOf() answers from memory only (no I/O on the mail path); a domain with no known
 // home is treated as homed here — its mail is held locally, which is always safe, and moves
-// home once the home is known.
+// home once the home is known. No home is chosen while `claimWait` says to wait (right after
+// Redis (re)connected, until this node's view of the live nodes is fresh and the other nodes have
+// had time to write back the homes a restarted, empty Redis lost): a node that knew no home
+// must not claim a domain that another node knows is homed elsewhere.
 // Fails: never throws; a Redis that does not answer leaves the cache as it is (ensure() then
 // resolves undefined and the caller holds the mail here).
 
@@ -30,6 +33,8 @@ export interface HomesOptions {
   /** Re-read the whole hash this often (default 30 s). */
   reloadMs?: number;
   setTimer(ms: number, fn: () => void): () => void;
+  /** Milliseconds to wait before a first home may be chosen now (0: at once). */
+  claimWait?: () => number;
 }
 
 export class Homes {
@@ -109,11 +114,25 @@ export class Homes {
     if (known !== undefined) return Promise.resolve(known);
     let p = this.ensuring.get(d);
     if (!p) {
+      const wait = this.o.claimWait?.() ?? 0;
+      if (wait > 0) {
+        // Held here meanwhile; asked again once the wait is over (one timer per domain).
+        if (!this.deferred.has(d)) {
+          this.deferred.add(d);
+          this.o.setTimer(wait, () => {
+            this.deferred.delete(d);
+            if (!this.stopped) void this.ensure(d);
+          });
+        }
+        return Promise.resolve(undefined);
+      }
       p = this.claim(d).finally(() => this.ensuring.delete(d));
       this.ensuring.set(d, p);
     }
     return p;
   }
+
+  private readonly deferred = new Set<string>();
 
   private async claim(d: string): Promise<string | undefined> {
     const { link, keys } = this.o;

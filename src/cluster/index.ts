@@ -123,6 +123,14 @@ export class Cluster {
       cacheFile: join(d.config.dataDir, 'cluster-homes.json'),
       log: d.log.child({ component: 'cluster' }),
       setTimer: (ms, fn) => d.clock.setTimer(ms, fn),
+      // After Redis (re)connects: one fresh read of the live nodes, and time for every node to
+      // reconnect (2 s at most between attempts) and write back the homes it knows.
+      claimWait: () => {
+        const up = this.link.upSince;
+        if (up === 0) return 0;
+        const settle = up + 2 * config.heartbeatMs + 2_000 - Date.now();
+        return Math.max(settle, this.membership.readAt >= up ? 0 : config.heartbeatMs, 0);
+      },
     });
     this.directory = new Directory(config.node, config.secret, this.homes, this.membership);
     this.drain = new Drain({

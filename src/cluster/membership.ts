@@ -117,6 +117,8 @@ export class Membership {
   private beating: Promise<void> | undefined;
   private readonly changeListeners: Array<(alive: string[], died: string[]) => void> = [];
   private saved = '';
+  /** When the view was last read from Redis (Date.now()); 0 never. */
+  readAt = 0;
   readonly version = logmtaVersion();
 
   constructor(private readonly o: MembershipOptions) {
@@ -178,6 +180,7 @@ export class Membership {
     const nodes = await readNodes(this.o.link, this.o.keys);
     if (nodes !== undefined) {
       this.view = nodes;
+      this.readAt = Date.now();
       this.save();
     }
   }
@@ -224,6 +227,7 @@ export class Membership {
       if (!v.alive && was) died.push(n);
     }
     this.view = nodes;
+    this.readAt = Date.now();
     this.save();
     if (cameAlive.length > 0 || died.length > 0) for (const l of this.changeListeners) l(cameAlive, died);
   }

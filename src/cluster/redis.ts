@@ -49,6 +49,8 @@ export class RedisLink {
   readonly client: Redis;
   readonly stats: RedisStats = { commands: 0, errors: 0, fallbacks: 0, outages: 0 };
   private ok = false;
+  /** When `up` last became true (Date.now()); 0 while down. */
+  upSince = 0;
   private closed = false;
   private readonly listeners: Array<(up: boolean) => void> = [];
   private readonly subscribers: Redis[] = [];
@@ -65,13 +67,24 @@ export class RedisLink {
     this.client.on('error', () => {});
   }
 
-  /** Connects in the background; resolves when connected or after the timeout, whichever first. */
-  async start(): Promise<void> {
-    const connecting = this.client.connect().catch(() => {});
+  /**
+   * Connects in the background; resolves when connected or after `waitMs` (default the Redis
+   * timeout: a daemon never waits longer for Redis), whichever first.
+   */
+  async start(waitMs = this.config.redisTimeoutMs): Promise<void> {
+    // Ready, not connect()'s promise: that one fails at the first refused or slow attempt, while
+    // the background reconnection may well succeed within the wait.
+    const ready = new Promise<void>((r) => this.client.once('ready', () => r()));
+    void this.client.connect().catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      connecting,
-      new Promise<void>((r) => setTimeout(r, this.config.redisTimeoutMs).unref()),
+      ready,
+      new Promise<void>((r) => {
+        timer = setTimeout(r, waitMs);
+        timer.unref();
+      }),
     ]);
+    clearTimeout(timer);
     if (!this.ok) this.set(false, 'not reachable at start');
   }
 
@@ -136,6 +149,7 @@ export class RedisLink {
       return;
     }
     this.ok = up;
+    this.upSince = up ? Date.now() : 0;
     if (up) this.log.info({ why }, 'cluster: Redis reachable; shared limits in force again');
     else {
       this.stats.outages++;

@@ -144,9 +144,14 @@ function makeAtrn(deps: ProviderCommandDeps) {
     const away = new Set([...remote.values()].flat());
     // Mail of a domain homed elsewhere that still waits here (not yet transferred) goes too,
     // unless a transfer to its home holds the lane right now (then it reaches the home first).
-    const here = domains.filter((d) => !away.has(d) || (deps.heldCount(d) > 0 && !deps.locks.isLocked(d)));
-    const busy = () => here.some((d) => deps.locks.isLocked(d));
+    // Decided again when the session proceeds (after the homes were asked): a transfer pass can
+    // take such a lane meanwhile, and that is no reason to refuse the customer.
+    const ownLanes = domains.filter((d) => !away.has(d));
+    const leftovers = () =>
+      domains.filter((d) => away.has(d) && deps.heldCount(d) > 0 && !deps.locks.isLocked(d));
+    const busy = () => ownLanes.some((d) => deps.locks.isLocked(d));
     const proceed = (legs: unknown[], trouble: boolean): void => {
+      const here = [...ownLanes, ...leftovers()];
       if (busy()) {
         deps.elsewhere?.drop(legs);
         s.reply(451, '4.3.0', 'Unable to process ATRN request now');
@@ -193,7 +198,7 @@ function makeAtrn(deps: ProviderCommandDeps) {
             () => proceed([], true),
           );
     // A lane held by this account's own earlier session: that session is cut first.
-    if (busy() && deps.takeOver) return deps.takeOver(user, here).then(ask);
+    if (busy() && deps.takeOver) return deps.takeOver(user, [...ownLanes, ...leftovers()]).then(ask);
     return ask();
   };
 }

@@ -24,6 +24,8 @@ export interface NodeOptions {
   cluster?: string;
   /** Extra [smtp] keys. */
   smtp?: string;
+  /** Extra [odmr] keys. */
+  odmr?: string;
   /** Open the HTTP admin (metrics) on an ephemeral port. */
   admin?: boolean;
   /** How [cluster] names Redis (TOML lines); default the test server's URL. */
@@ -156,13 +158,15 @@ export class TestCluster {
     return n;
   }
 
-  tomlFor(name: string): string {
+  /** A node's configuration (`extra`: [cluster] keys of this node only). */
+  tomlFor(name: string, extra = ''): string {
     return `
 [smtp]
 listen = ["@SMTP@"]
 ${this.opts.smtp ?? ''}
 [odmr]
 listen = ["@ODMR@"]
+${this.opts.odmr ?? ''}
 ${this.opts.admin ? '[admin]\nlisten = "127.0.0.1:0"\n' : ''}
 [cluster]
 node = "${name}"
@@ -174,16 +178,20 @@ node_ttl = "2s"
 transfer_interval = "1s"
 ${this.opts.cluster?.includes('redis_timeout') ? '' : 'redis_timeout = "500ms"'}
 ${this.opts.cluster ?? ''}
+${extra}
 ${this.opts.toml}
 `;
   }
 
-  /** Adds and starts a node (`secret`: another cluster secret than the others'). */
-  async add(name: string, secret = SECRET): Promise<TestNode> {
+  /**
+   * Adds and starts a node (`secret`: another cluster secret than the others'; `cluster`: [cluster]
+   * keys of this node only, e.g. its advertise).
+   */
+  async add(name: string, secret = SECRET, cluster = ''): Promise<TestNode> {
     const n = new TestNode(
       name,
       makeTempDir(`logmta-cluster-${name}-`),
-      this.tomlFor(name),
+      this.tomlFor(name, cluster),
       this.opts.redisPassword,
       secret,
     );
@@ -290,4 +298,28 @@ export async function collectSubjects(node: TestNode, domains?: string[]): Promi
     timeoutMs: 30_000,
   });
   return store.got.map((m) => subjectOf(m.data)).sort();
+}
+
+/**
+ * collectSubjects at a node that holds mail of a domain homed elsewhere it cannot hand over (home
+ * unreachable): each refused transfer pass holds the lane a moment, and an ATRN then gets 451
+ * (nothing else to serve); asked again until it gets past one.
+ */
+export async function collectBetweenPasses(node: TestNode): Promise<string[]> {
+  let got: string[] = [];
+  await eventually(
+    `a collection at ${node.name} between two transfer passes`,
+    async () => {
+      try {
+        got = await collectSubjects(node);
+        return true;
+      } catch (e) {
+        if (/451 4\.3\.0/.test(String(e))) return false;
+        throw e;
+      }
+    },
+    30_000,
+    500,
+  );
+  return got;
 }

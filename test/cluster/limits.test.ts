@@ -1,12 +1,14 @@
 // Limits counted over the whole cluster: an AUTH brute force spread over three nodes is blocked
-// after the cluster-wide count of failures (no node alone saw that many), and ETRN requests of
-// one client are counted over every node.
+// after the cluster-wide count of failures (no node alone saw that many); ETRN requests and ODMR
+// AUTH commands of one client, a destination's message rate and its outbound connections are
+// counted over every node.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import { SmtpChat } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { redisMissing } from '../support/redis.js';
-import { arrived, TestCluster } from './kit.js';
+import { arrived, subjectOf, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
@@ -32,6 +34,7 @@ describe('cluster: shared limits', { skip: redisMissing() }, () => {
         'auth_max_failures = 5\nauth_failure_delay = "0s"\nauth_failure_delay_max = "0s"\nauth_block_time = "10m"\n' +
         'relay_domains = ["rated.test"]',
       cluster: 'message_rate_per_destination = "4/s,max_burst=1"',
+      odmr: 'auth_per_minute = 3',
       toml: `
 [[route]]
 domain = "rated.test"
@@ -47,6 +50,11 @@ host = "127.0.0.1:9"
 
 [etrn_limits]
 requests_per_client = 4
+
+[[odmr.account]]
+user = "acme"
+password = "acme-secret-123"
+domains = ["acme.test"]
 `,
     });
     await c.converged();
@@ -92,6 +100,24 @@ requests_per_client = 4
     assert.deepEqual(codes, ['251', '251', '251', '251', '458', '458']);
   });
 
+  test("a client's ODMR AUTH commands are counted over every node", async () => {
+    const replies: string[] = [];
+    for (const n of ['a', 'b', 'c', 'a']) {
+      const chat = await SmtpChat.connect(c.node(n).odmrPort, '127.0.0.1', '127.0.0.6');
+      await chat.read(1);
+      await chat.ask('EHLO customer.test\r\n');
+      // CRAM-MD5: PLAIN needs TLS on the ODMR listener.
+      const [r = ''] = await chat.ask('AUTH CRAM-MD5\r\n');
+      if (r.startsWith('334 ')) {
+        const [done = ''] = await chat.ask(`${cramMd5Response('acme', 'acme-secret-123', r.slice(4))}\r\n`);
+        replies.push(done.slice(0, 3));
+      } else replies.push(r.slice(0, 3));
+      chat.close();
+    }
+    // 3 a minute for the cluster: the fourth, at a node that saw only one, is refused.
+    assert.deepEqual(replies, ['235', '235', '235', '421']);
+  });
+
   test('the message rate of a destination is kept over the whole cluster', async () => {
     // 9 messages taken by 3 nodes at once, 4/s with no burst for the cluster: about 2 s; each
     // node counting alone would send its 3 in half a second.
@@ -107,5 +133,60 @@ requests_per_client = 4
     const ms = Date.now() - t0;
     assert.ok(ms >= 1_700, `9 messages at 4/s took ${ms} ms`);
     assert.equal(sink.transactions.length, 9);
+  });
+});
+
+describe('cluster: outbound connections per destination', { skip: redisMissing() }, () => {
+  let c: TestCluster;
+  let sink: SmtpSink;
+
+  before(async () => {
+    // Slow replies keep each connection open long enough to be seen.
+    sink = await SmtpSink.start({ delayMs: 100 });
+    c = await TestCluster.start(['a', 'b'], {
+      smtp: 'relay_domains = ["one-at-a-time.test"]',
+      cluster: 'connections_per_destination = 1',
+      toml: `
+[queue]
+retry = ["2s"]
+
+[[route]]
+domain = "one-at-a-time.test"
+host = "127.0.0.1:${sink.port}"
+`,
+    });
+    await c.converged();
+  });
+  after(async () => {
+    await c?.stopAll();
+    await sink?.close();
+  });
+
+  test('one connection at a time to the destination over the cluster; every message once', async () => {
+    let peak = 0;
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        peak = Math.max(peak, sink.openConnections);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await Promise.all(
+      ['a', 'b'].flatMap((n) =>
+        [1, 2].map((i) =>
+          sendMail(c.node(n).smtpPort, {
+            from: 'x@outside.test',
+            to: ['u@one-at-a-time.test'],
+            subject: `${n}${i}`,
+          }),
+        ),
+      ),
+    );
+    await arrived(sink, 4, 60_000);
+    watching = false;
+    await watch;
+    assert.deepEqual(sink.transactions.map((t) => subjectOf(t.data)).sort(), ['a1', 'a2', 'b1', 'b2']);
+    assert.equal(peak, 1, 'never two connections open at once');
+    assert.ok(sink.connections >= 2, 'each node opened its own in turn');
   });
 });
