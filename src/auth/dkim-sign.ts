@@ -30,7 +30,7 @@ export interface DkimSigningKey {
  * RFC 8058 requires to be signed). Received, Return-Path and trace fields are not: they change
  * on the way.
  */
-export const SIGNED_FIELDS = [
+const SIGNED_FIELDS = [
   'From',
   'Reply-To',
   'Subject',
@@ -64,7 +64,7 @@ export const SIGNED_FIELDS = [
 const OVERSIGNED = ['From'];
 
 /** The body hash (bh=) of relaxed body canonicalisation with SHA-256. */
-export function bodyHash(body: readonly Buffer[]): string {
+function bodyHash(body: readonly Buffer[]): string {
   const h = dkimBody('relaxed', 'sha256', false);
   for (const c of body) h.update(c);
   return h.digest('base64');

@@ -160,7 +160,7 @@ export function dumpSegment(buf: Buffer): DumpResult {
 }
 
 /** Walks the bytes of a segment file, yielding each entry as it is found; returns the counts. Pure. */
-export function* walkSegment(buf: Buffer): Generator<DumpEntry, Omit<DumpResult, 'entries'>> {
+function* walkSegment(buf: Buffer): Generator<DumpEntry, Omit<DumpResult, 'entries'>> {
   let records = 0;
   let corruptions = 0;
   let tornTail = false;

@@ -2,7 +2,7 @@
 // qshape-like summary. Pure: values in, strings out (times in UTC so output is reproducible).
 import type { MessageView, PieceView, Summary } from '../admin/inspect.js';
 
-export function utc(ms: number): string {
+function utc(ms: number): string {
   return new Date(ms)
     .toISOString()
     .replace('T', ' ')

@@ -38,7 +38,7 @@ export class Problems {
 
 type Table = Record<string, unknown>;
 
-export function isTable(v: unknown): v is Table {
+function isTable(v: unknown): v is Table {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 

@@ -46,7 +46,7 @@ export function parseServers(list: readonly string[]): DnsServer[] {
 }
 
 /** The system resolver's nameservers (from /etc/resolv.conf, read by node at start-up). */
-export function systemServers(): DnsServer[] {
+function systemServers(): DnsServer[] {
   const out = parseServers(getServers());
   // No nameserver line: the resolver library's own default.
   return out.length > 0 ? out : [{ host: '127.0.0.1', port: 53 }];

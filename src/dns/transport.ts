@@ -126,7 +126,7 @@ export function queryUdp(
 }
 
 /** Asks over TCP (two-byte length prefix), for answers too large for a datagram. */
-export function queryTcp(
+function queryTcp(
   server: DnsServer,
   name: string,
   type: LookupType,

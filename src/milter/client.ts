@@ -76,7 +76,7 @@ const OFFER_ACTIONS =
 const OFFER_PROTOCOL = 0x1fffff & ~SMFIP.RCPT_REJ;
 
 /** The macros sent at each stage unless the filter names its own (Postfix's defaults, widened). */
-export const DEFAULT_MACROS: Record<MacroStage, string[]> = {
+const DEFAULT_MACROS: Record<MacroStage, string[]> = {
   [SMFIM.CONNECT]: [
     'j',
     '{daemon_name}',

@@ -17,7 +17,7 @@ import {
 
 export type MilterAddress = { kind: 'inet'; host: string; port: number } | { kind: 'unix'; path: string };
 
-export function formatAddress(a: MilterAddress): string {
+function formatAddress(a: MilterAddress): string {
   return a.kind === 'unix' ? `unix:${a.path}` : `inet:${a.host}:${a.port}`;
 }
 

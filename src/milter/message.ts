@@ -80,7 +80,7 @@ export function fieldForMilter(f: HeaderField, leadingSpace: boolean): { name: s
 }
 
 /** A field built from a filter's name and value. */
-export function fieldFromMilter(name: string, value: string, leadingSpace: boolean): HeaderField {
+function fieldFromMilter(name: string, value: string, leadingSpace: boolean): HeaderField {
   const v = value.replace(/\r?\n/g, '\r\n');
   return { name, raw: `${name}:${leadingSpace ? '' : ' '}${v}\r\n` };
 }

@@ -58,7 +58,7 @@ export type MacroStage = (typeof SMFIM)[keyof typeof SMFIM];
 /** Largest body chunk sent in one SMFIC_BODY (libmilter's MILTER_CHUNK_SIZE). */
 export const BODY_CHUNK = 65535;
 /** Largest packet accepted from a filter (a body replacement arrives in chunks of ≤ 64 KiB). */
-export const MAX_PACKET = 16 * 1024 * 1024;
+const MAX_PACKET = 16 * 1024 * 1024;
 
 // --- values ---------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ function plainIp(ip: string): { address: string; family: ConnectFamily } {
   return { address: ip, family: ip.includes(':') ? '6' : '4' };
 }
 
-export function milterSettings(c: MilterConfig): MilterSettings {
+function milterSettings(c: MilterConfig): MilterSettings {
   return {
     name: c.name,
     address: c.address,

@@ -22,7 +22,7 @@ export const MAX_DOMAIN_LENGTH = 253;
 /** The longest label (RFC 1035 §2.3.4). */
 export const MAX_LABEL_LENGTH = 63;
 /** The longest Domain of an SMTP path (RFC 5321 §4.5.3.1.2), in octets. */
-export const MAX_SMTP_DOMAIN_OCTETS = 255;
+const MAX_SMTP_DOMAIN_OCTETS = 255;
 
 function octets(s: string): number {
   return NON_ASCII.test(s) ? Buffer.byteLength(s, 'utf8') : s.length;

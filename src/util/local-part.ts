@@ -18,7 +18,7 @@ const ATEXT_UTF8 = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[^\x00-\x7f])+$/u;
 const MAILBOX_ATOM = /^[A-Za-z0-9#$&'*+\-=?^_`{|}~]+$/;
 
 /** The longest local part (RFC 5321 §4.5.3.1.1), in octets. */
-export const MAX_LOCAL_PART_OCTETS = 64;
+const MAX_LOCAL_PART_OCTETS = 64;
 
 /** Whether `s` is a dot-string: atext atoms separated by single dots (non-ASCII with `utf8`). */
 export function isDotString(s: string, utf8 = false): boolean {

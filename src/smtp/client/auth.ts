@@ -23,7 +23,7 @@ export interface AuthCredentials {
 }
 
 /** Picks the mechanism to use, or undefined when the peer offers none we may use. */
-export function chooseMechanism(
+function chooseMechanism(
   offered: readonly string[],
   creds: AuthCredentials,
   secure: boolean,

@@ -26,7 +26,7 @@ export interface ReplyLimits {
   maxReplyBytes: number;
 }
 
-export const defaultReplyLimits: ReplyLimits = {
+const defaultReplyLimits: ReplyLimits = {
   maxLineLength: 2048,
   maxLines: 100,
   maxReplyBytes: 64 * 1024,

@@ -36,7 +36,7 @@ export interface MimeEntity {
   message?: MimeEntity;
 }
 
-export const MAX_DEPTH = 50;
+const MAX_DEPTH = 50;
 
 const LF = 10;
 const CR = 13;

@@ -82,7 +82,7 @@ export interface Transaction {
 
 const COMMAND_LINE_MAX = 512;
 /** RFC 4954 4: a SASL continuation line may be up to 12288 octets. */
-export const SASL_LINE_MAX = 12288;
+const SASL_LINE_MAX = 12288;
 
 function isLoopback(ip: string): boolean {
   return ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
