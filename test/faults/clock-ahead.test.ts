@@ -20,6 +20,7 @@ import {
   testToml,
   waitFor,
 } from '../support/daemon.js';
+import { peakRssOf, rssOf } from '../support/bigmail.js';
 import { SmtpSink } from '../support/sink.js';
 
 const DAY = 86_400_000;
@@ -79,6 +80,7 @@ test('mail queued under a clock 40 days ahead is delivered at once, and 30-day t
   const cfg = `${dir}/logmta.toml`;
   writeFileSync(cfg, testToml(config(sink.port), `${dir}/data`));
   daemon = await spawnDaemon({ dir, args: ['--config', cfg] });
+  const rss0 = rssOf(daemon.child.pid);
   await waitFor(() => sink!.transactions.length >= 3, 'the three deferred messages at the sink', 15_000);
   assert.deepEqual(sink.transactions.flatMap((x) => x.recipients).sort(), [
     'r0@remote.test',
@@ -92,7 +94,10 @@ test('mail queued under a clock 40 days ahead is delivered at once, and 30-day t
   await new Promise((r) => setTimeout(r, 1_000));
   const used = cpuMs(pid) - c0;
   const share = used / (Date.now() - w0);
-  t.diagnostic(`idle daemon used ${used} ms of CPU in ${Date.now() - w0} ms`);
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  t.diagnostic(
+    `idle daemon used ${used} ms of CPU in ${Date.now() - w0} ms; ${sink.transactions.length} delivered of 3; RSS ${mib(rss0)} MiB at start, peak ${mib(peakRssOf(pid))}, ${mib(rssOf(pid))} after`,
+  );
   const out = daemon.stderr() + daemon.stdout();
   assert.doesNotMatch(out, /TimeoutOverflowWarning/);
   assert.ok(share < 0.1, `the idle daemon used ${(share * 100).toFixed(0)}% of a core`);

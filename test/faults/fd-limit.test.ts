@@ -23,11 +23,13 @@ import {
   testToml,
   waitFor,
 } from '../support/daemon.js';
+import { peakRssOf, rssOf } from '../support/bigmail.js';
 import { SmtpSink } from '../support/sink.js';
 
 const MESSAGES = Number(process.env.LOGMTA_FD_MESSAGES ?? 1000);
 const LIMIT = Number(process.env.LOGMTA_FD_LIMIT ?? 512);
 const CONNECTIONS = 10;
+const mib = (b: number) => Math.round(b / 2 ** 20);
 
 const dir = makeTempDir('logmta-fds-');
 let daemon: SpawnedDaemon | undefined;
@@ -122,6 +124,7 @@ test(`a flush of ${MESSAGES} deferred messages under ulimit -n ${LIMIT} delivers
   daemon = await spawnDaemon({ dir, args: ['--config', cfg], ulimitFiles: LIMIT });
   const pid = daemon.child.pid!;
   const base = fdsOf(pid).open;
+  const rss0 = rssOf(pid);
   let peak = base;
   const sampler = setInterval(() => {
     try {
@@ -170,7 +173,7 @@ test(`a flush of ${MESSAGES} deferred messages under ulimit -n ${LIMIT} delivers
     after = fdsOf(pid);
   }
   t.diagnostic(
-    `flush delivered ${MESSAGES} in ${ms} ms; descriptors: ${base} at start, peak ${peak}, ${after.open} after (${after.deleted} on deleted files); limit ${LIMIT}`,
+    `flush delivered ${MESSAGES} in ${ms} ms (${sink.transactions.length - rcpts.size} duplicates); descriptors: ${base} at start, peak ${peak}, ${after.open} after (${after.deleted} on deleted files); limit ${LIMIT}; RSS ${mib(rss0)} MiB at start, peak ${mib(peakRssOf(pid))}, ${mib(rssOf(pid))} after`,
   );
   assert.equal(after.deleted, 0, 'descriptors left open on deleted segments');
   assert.ok(peak < LIMIT * 0.75, `peak of ${peak} descriptors is too close to the limit of ${LIMIT}`);

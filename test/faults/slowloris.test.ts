@@ -21,6 +21,7 @@ import {
   waitForMaildir,
 } from '../support/daemon.js';
 import { trickleAll } from '../support/slowloris.js';
+import { peakRssOf, rssOf } from '../support/bigmail.js';
 
 let d: SpawnedDaemon;
 const STEP_MS = 100;
@@ -85,6 +86,8 @@ describe('slowloris: deadlines cut clients that trickle bytes (logmta serve, lim
         .split('\n')
         .filter((l) => l.includes('"smtp connection timed out"')).length;
     await waitFor(() => logged() >= 6, 'six timeouts logged');
+    const mib = (b: number) => Math.round(b / 2 ** 20);
+    t.diagnostic(`daemon RSS ${mib(rssOf(d.child.pid))} MiB after, peak ${mib(peakRssOf(d.child.pid))}`);
   });
 
   test('a client that only sends NOOP, RSET, VRFY and HELP, each in time, is closed after 100 and 10 more; one that sends mail between them is not', async () => {

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import { type SpawnedDaemon, spawnDaemon, waitFor } from '../support/daemon.js';
+import { peakRssOf, rssOf } from '../support/bigmail.js';
 import { SmtpSink } from '../support/sink.js';
 import { sendMail } from '../support/inject.js';
 
@@ -68,7 +69,9 @@ afterEach(async () => {
 });
 
 /** Runs the scenario with `hosts` tarpit hosts shared round-robin by the 30 domains. */
-async function scenario(hosts: number): Promise<{ ms: number; pits: Tarpit[]; open: number; ended: number }> {
+async function scenario(
+  hosts: number,
+): Promise<{ ms: number; pits: Tarpit[]; open: number; ended: number; rss: string }> {
   const sink = await SmtpSink.start({});
   opened.push(sink);
   const pits: Tarpit[] = [];
@@ -94,6 +97,8 @@ async function scenario(hosts: number): Promise<{ ms: number; pits: Tarpit[]; op
     ].join('\n'),
   });
   const port = daemon.port;
+  const pid = daemon.child.pid;
+  const rss0 = rssOf(pid);
   // The healthy destination is known to work before the tarpits fill up.
   await sendMail(port, { from: 's@src.test', to: ['first@ok.test'] });
   await waitFor(() => sink.transactions.length === 1, 'the first healthy delivery');
@@ -105,14 +110,16 @@ async function scenario(hosts: number): Promise<{ ms: number; pits: Tarpit[]; op
   for (let i = 0; i < 5; i++) await sendMail(port, { from: 's@src.test', to: [`r${i}@ok.test`] });
   await waitFor(() => sink.transactions.length === 6, 'the healthy deliveries', 20_000);
   const ms = Date.now() - t0;
-  return { ms, pits, open: held(), ended: pits.reduce((n, t) => n + t.ended, 0) };
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  const rss = `RSS ${mib(rss0)} MiB before, peak ${mib(peakRssOf(pid))}, ${mib(rssOf(pid))} after`;
+  return { ms, pits, open: held(), ended: pits.reduce((n, t) => n + t.ended, 0), rss };
 }
 
 describe('a greeting tarpit does not block outbound mail', () => {
   test('with 30 domains on one tarpit host, healthy mail flows while the tarpit holds its 3 connections', async () => {
-    const { ms, pits, ended } = await scenario(1);
+    const { ms, pits, ended, rss } = await scenario(1);
     const pit = pits[0]!;
-    console.log(`# one tarpit host: healthy mail in ${ms} ms; tarpit peak ${pit.peak} connections`);
+    console.log(`# one tarpit host: healthy mail in ${ms} ms; tarpit peak ${pit.peak} connections; ${rss}`);
     assert.equal(ended, 0, `the healthy mail waited for a greeting timeout (${ms} ms)`);
     assert.ok(pit.peak <= 3, `the tarpit held ${pit.peak} connections, more than concurrency_per_host`);
     // Once the greeting times out the host is taken for dead: the rest cost no connection.
@@ -121,9 +128,9 @@ describe('a greeting tarpit does not block outbound mail', () => {
   });
 
   test('with 30 domains on 10 tarpit hosts, destinations making progress keep their slots', async () => {
-    const { ms, pits, open, ended } = await scenario(10);
+    const { ms, pits, open, ended, rss } = await scenario(10);
     const peak = pits.reduce((n, t) => n + t.peak, 0);
-    console.log(`# ten tarpit hosts: healthy mail in ${ms} ms; tarpits held ${open} connections`);
+    console.log(`# ten tarpit hosts: healthy mail in ${ms} ms; tarpits held ${open} connections; ${rss}`);
     assert.equal(ended, 0, `the healthy mail waited for a greeting timeout (${ms} ms)`);
     // At most 3/4 of the 8 slots go to destinations not known to work.
     assert.ok(open <= 6, `tarpits held ${open} of 8 slots`);

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { SmtpClient } from '../../src/smtp/client/index.js';
 import { scenes } from './kit.js';
 import { sendMail } from '../support/inject.js';
+import { peakRssOf, rssOf } from '../support/bigmail.js';
 
 const HELD = Number(process.env.LOGMTA_FAIRNESS_HELD ?? 200);
 /** New mail waiting before the ETRN: more than the queue's 2,000 deliveries in flight. */
@@ -39,6 +40,8 @@ async function sender(
   }
   return sent;
 }
+
+const mib = (b: number) => Math.round(b / 2 ** 20);
 
 test('an ETRN flush goes first while new mail for the same domain keeps arriving', {
   timeout: 240_000,
@@ -90,6 +93,7 @@ probe_interval = "1h"
   // the flush (every freed slot went to new mail).
   await s.waitLanes((l) => (l.new ?? 0) >= BACKLOG, `${BACKLOG} new messages waiting`, 120_000);
   const t0 = Date.now();
+  const rss0 = rssOf(s.daemon.child.pid);
   const newBefore = count().fresh;
   assert.match(await s.etrn('branch.example'), /^253 /);
   let firstHeldMs: number | undefined;
@@ -104,7 +108,8 @@ probe_interval = "1h"
   const sentNew = (await Promise.all(load)).reduce((a, b) => a + b, 0);
   console.log(
     `# fairness: ${HELD} held, ${SENDERS} senders of new mail; ETRN -> first held in ${firstHeldMs ?? '-'} ms, ` +
-      `all ${held}/${HELD} held in ${ms} ms; new mail meanwhile: ${fresh - newBefore} delivered, ${sentNew} accepted in all`,
+      `all ${held}/${HELD} held in ${ms} ms; new mail meanwhile: ${fresh - newBefore} delivered, ${sentNew} accepted in all; ` +
+      `held delivered twice: ${host.recipients().filter(isHeld).length - held}; RSS ${mib(rss0)} MiB at the ETRN, peak ${mib(peakRssOf(s.daemon.child.pid))}, ${mib(rssOf(s.daemon.child.pid))} after`,
   );
   assert.equal(held, HELD, `every held message delivered within ${limitMs} ms while new mail kept coming`);
   assert.ok(
