@@ -280,6 +280,38 @@ describe('held lanes', () => {
     await q.stop();
   });
 
+  test('an expiry sweep visits only the expired pieces, not the lane (O(expired))', async () => {
+    const { q, clock, reports } = await open({ maxAge: 60_000 });
+    await hold(q, clock, 3); // arrive at 0, 1 and 2 s
+    clock.advance(30_000);
+    // 2,000 younger pieces in the same lane, all arriving at once.
+    await Promise.all(
+      Array.from({ length: 2_000 }, (_, i) =>
+        q.accept({
+          data: msg(100 + i),
+          sender: 'a@x.test',
+          recipients: [{ address: `y${i}@${D}` }],
+          destinations: [{ kind: 'held', domain: D }],
+        }),
+      ),
+    );
+    q.start();
+    const heap = q.expiry;
+    let visited = 0;
+    const pop = heap.pop.bind(heap);
+    heap.pop = () => {
+      visited++;
+      return pop();
+    };
+    clock.advance(32_000); // the first three are past 60 s, the 2,000 are 32 s old
+    await waitFor(() => reports.length === 3, 'the three bounces');
+    assert.deepEqual(reports.sort(), [addr(0), addr(1), addr(2)].map((a) => `failure:${a} 4.4.7`).sort());
+    assert.equal(visited, 3, `the sweep visited ${visited} entries for 3 expired pieces`);
+    assert.equal(q.heldCount(D), 2_000);
+    assert.equal(heap.size, 2_000, 'the younger pieces keep their entries');
+    await q.stop();
+  });
+
   test('a held piece in flight at its deadline bounces when the attempt ends', async () => {
     const { q, clock, reports } = await open({ maxAge: 60_000 });
     await hold(q, clock, 1);
