@@ -648,6 +648,13 @@ export class QueueCore {
     lane.segs.delete(seq);
   }
 
+  /** A segment reclaimable() listed that was not unlinked after all: a later pass lists it again. */
+  keepSegment(lane: LaneState, seq: number): void {
+    const s = lane.segs.get(seq);
+    if (s) s.busy = false;
+    this.dirty.add(lane);
+  }
+
   /** Data segments that are mostly garbage: worth copying their live data and unlinking them. */
   sparseDataSegments(minBytes: number): number[] {
     const lane = this.findLane('data');

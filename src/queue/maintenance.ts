@@ -27,19 +27,26 @@ export class Maintenance {
     if (this.reclaiming) return;
     this.reclaiming = true;
     try {
-      for (;;) {
+      // A failed unlink ends the whole pass, not only this list: going round again at once
+      // would retry the same segment for ever without yielding to the event loop (a stopped
+      // writer or an EIO made the daemon spin). What was listed and not unlinked is kept for
+      // the next pass (after the next durable batch, or the maintenance tick).
+      pass: for (;;) {
         const list = this.cx.core.reclaimable();
         if (list.length === 0) break;
-        for (const { lane, seq } of list) {
+        for (let i = 0; i < list.length; i++) {
+          const { lane, seq } = list[i]!;
           try {
             await this.cx.writer.unlinkSegment(lane.name, seq);
             this.cx.core.forgetSegment(lane, seq);
             this.cx.emit({ type: 'segment-unlinked', lane: lane.name, seq });
           } catch (e) {
-            const s = lane.segs.get(seq);
-            if (s) s.busy = false;
-            if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.cx.core.forgetSegment(lane, seq);
-            else break;
+            if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+              this.cx.core.forgetSegment(lane, seq);
+              continue;
+            }
+            for (const r of list.slice(i)) this.cx.core.keepSegment(r.lane, r.seq);
+            break pass;
           }
         }
       }
