@@ -6,9 +6,8 @@
 // an SMTP command line. A listener that throws is isolated (the others still run) and the
 // error is reported once through `onListenerError`, never to the producer.
 import type { AttemptEvent } from '../delivery/engine.js';
-import { parseLaneName } from '../queue/log/segment.js';
 import type { EtrnOdmrEvent } from '../odmr/wire.js';
-import type { DeliveryJob, QueueEvent } from '../queue/types.js';
+import { type DeliveryJob, parseLaneName, type QueueEvent } from '../queue/index.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 
 export interface ClientFacts {

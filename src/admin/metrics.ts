@@ -1,6 +1,6 @@
 // Prometheus metrics of one daemon, in a private prom-client Registry (never the global default
 // registry, so several daemons can run in one process, as the tests do). Counters and
-// histograms are fed by the event bus and the group-commit writers' onBatch hook; gauges are
+// histograms are fed by the event bus and the queues' onBatch subscription; gauges are
 // read at scrape time from the live state (metrics-snapshot.ts). Also keeps the small
 // per-destination table the dashboard shows (busiest and failing destinations).
 // Invariant: label values come from bounded sets (lane names, held domains, pool keys, at most
@@ -175,10 +175,9 @@ export class Metrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     });
-    for (const q of o.queues.list) {
-      const prev = q.writer.onBatch;
-      const hook = (records: number, bytes: number, syncMs: number): void => {
-        prev?.(records, bytes, syncMs);
+    // Every directory's commits, reopened ones included (a full disk reopens a queue).
+    this.detach.push(
+      o.queues.onBatch((records, bytes, syncMs) => {
         batchRecords.observe(records);
         batchBytes.observe(bytes);
         fsyncSeconds.observe(syncMs / 1000);
@@ -188,12 +187,8 @@ export class Metrics {
         t.syncs++;
         t.syncMsSum += syncMs;
         if (syncMs > t.syncMsMax) t.syncMsMax = syncMs;
-      };
-      q.writer.onBatch = hook;
-      this.detach.push(() => {
-        if (q.writer.onBatch === hook) q.writer.onBatch = prev;
-      });
-    }
+      }),
+    );
 
     // --- mail authentication (src/auth/): fed by the stages through the methods below
     this.authResults = new Counter({
@@ -350,10 +345,9 @@ export class Metrics {
       labelNames: ['queue'],
       registers,
     });
-    for (const q of o.queues.list) {
-      if (!q.recovery) continue;
-      recovery.set({ queue: q.dir }, q.recovery.ms / 1000);
-      recoveredMessages.set({ queue: q.dir }, q.recovery.liveMessages);
+    for (const { dir, report } of o.queues.recoveries()) {
+      recovery.set({ queue: dir }, report.ms / 1000);
+      recoveredMessages.set({ queue: dir }, report.liveMessages);
     }
 
     this.detach.push(

@@ -1,19 +1,25 @@
 // The operations of the control interface, as a table of op name → handler (shared by the UNIX
-// socket and the HTTP admin). Inspection reads through inspect.ts; every change goes through
-// the Queue's operator actions (hold, release, remove, bounce, flushMessage), each of which
+// socket and the HTTP admin). Inspection reads the queue's read model (Queues.listPieces,
+// describe, summary, matchIds); every change goes through the queue's operator actions (hold,
+// release, remove, bounce, flushMessage), each of which
 // appends its records and a history entry and resolves only once they are durable — so an
 // action that answered "done" survives a crash right after.
 // Failure: a bad argument is ADMIN_BAD_REQUEST; an id that is not queued is reported in
 // `missing`, not thrown, so one stale id does not hide the others' results.
 import { parseDuration } from '../config/index.js';
 import { MtaError } from '../errors.js';
-import { heldLaneNameOf, parseLaneName, retryLaneName } from '../queue/log/segment.js';
-import type { ActionOutcome, Queue } from '../queue/queue.js';
-import type { Queues } from '../queue/queues.js';
-import { formatId, parseId } from '../queue/record/records.js';
+import {
+  type ActionOutcome,
+  type Filter,
+  formatId,
+  heldLaneNameOf,
+  parseId,
+  parseLaneName,
+  type Queues,
+  retryLaneName,
+} from '../queue/index.js';
 import type { Clock } from '../util/clock.js';
 import type { Injector } from './inject.js';
-import { type Filter, listMessages, matchIds, showMessage, summaryOf } from './inspect.js';
 import {
   badRequest,
   ERR_UNKNOWN_OP,
@@ -109,26 +115,23 @@ function parseIds(args: Args): number[] {
 async function act(queues: Queues, ids: number[], name: ActionName): Promise<ActionResult> {
   const res: ActionResult = { done: [], missing: [], busy: [] };
   for (const id of ids) {
-    const q: Queue | undefined = queues.find(id);
-    let r: ActionOutcome = { pieces: 0, busy: 0 };
-    if (q) {
-      switch (name) {
-        case 'hold':
-          r = await q.hold(id);
-          break;
-        case 'release':
-          r = await q.release(id);
-          break;
-        case 'delete':
-          r = await q.remove(id);
-          break;
-        case 'bounce':
-          r = await q.bounce(id);
-          break;
-        case 'flush':
-          r = await q.flushMessage(id);
-          break;
-      }
+    let r: ActionOutcome;
+    switch (name) {
+      case 'hold':
+        r = await queues.hold(id);
+        break;
+      case 'release':
+        r = await queues.release(id);
+        break;
+      case 'delete':
+        r = await queues.remove(id);
+        break;
+      case 'bounce':
+        r = await queues.bounce(id);
+        break;
+      case 'flush':
+        r = await queues.flushMessage(id);
+        break;
     }
     if (r.pieces > 0) res.done.push({ id: formatId(id), pieces: r.pieces });
     if (r.busy > 0) res.busy.push({ id: formatId(id), pieces: r.busy });
@@ -143,18 +146,14 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
 
   ops.set('status', async () => {
     const lanes: Record<string, number> = {};
-    let messages = 0;
-    for (const q of queues.list) {
-      messages += q.core.msgs.count;
-      for (const l of q.core.lanes) if (l.kind !== 'data') lanes[l.name] = (lanes[l.name] ?? 0) + l.live;
-    }
+    for (const l of queues.laneDepths()) lanes[l.lane] = l.live;
     return {
       pid: process.pid,
       now: clock.now(),
-      messages,
+      messages: queues.messageCount(),
       lanes,
       heldDomains: queues.heldDomains(),
-      poisoned: queues.list.some((q) => q.poisoned !== undefined),
+      poisoned: queues.poisoned,
       ...(deps.info?.() ?? {}),
     };
   });
@@ -162,14 +161,14 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
   ops.set('list', async (args) => {
     const now = clock.now();
     const limit = optNumber(args, 'limit');
-    return { now, messages: await listMessages(queues, filterOf(args), now, limit) };
+    return { now, messages: await queues.listPieces(filterOf(args), now, limit) };
   });
 
   ops.set('show', async (args) => {
     const s = optString(args, 'id');
     const id = s === undefined ? undefined : parseId(s.trim());
     if (id === undefined) throw badRequest('"id" must be a queue id');
-    const view = await showMessage(queues, id, optBool(args, 'data'));
+    const view = await queues.describe(id, { data: optBool(args, 'data') });
     if (!view) throw notFound(`message ${formatId(id)} is not in the queue`);
     const { data, ...rest } = view;
     return data ? { ...rest, data: data.toString('base64') } : rest;
@@ -177,13 +176,13 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
 
   ops.set('summary', async (args) => {
     const now = clock.now();
-    return { now, ...(await summaryOf(queues, filterOf(args), now)) };
+    return { now, ...(await queues.summary(filterOf(args), now)) };
   });
 
   /** Ids matching a filter (what an action by filter would touch). */
   ops.set('match', async (args) => {
     const now = clock.now();
-    return { ids: await matchIds(queues, filterOf(args), now) };
+    return { ids: (await queues.matchIds(filterOf(args), now)).map(formatId) };
   });
 
   for (const name of ['hold', 'release', 'delete', 'bounce'] as const) {
@@ -204,12 +203,7 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
     const held = odmr ? 0 : inLane;
     if (held > 0) void queues.flushHeld(domain, { reachableSince: clock.now() }).catch(() => {});
     const now = clock.now();
-    const inRetry = await matchIds(queues, { lane: 'retry', domain }, now);
-    const r = await act(
-      queues,
-      inRetry.map((id) => parseId(id)!),
-      'flush',
-    );
+    const r = await act(queues, await queues.matchIds({ lane: 'retry', domain }, now), 'flush');
     return { ...r, missing: [], retry: r.done.length, held, waiting: odmr ? inLane : 0 };
   });
 

@@ -135,8 +135,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
 /** Waits until no message is in the new lanes (first attempts done) or the time is up. */
 async function settle(queues: Awaited<ReturnType<typeof startDaemon>>['queues'], ms: number): Promise<void> {
   const end = Date.now() + ms;
-  const busy = (): boolean =>
-    queues.list.some((q) => q.core.lanes.some((l) => l.kind === 'new' && l.live > 0));
+  const busy = (): boolean => queues.laneDepths().some((l) => l.kind === 'new' && l.live > 0);
   while (busy() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
 }
 

@@ -1,6 +1,6 @@
 // Text output of `logmta queue`: the mailq-like list, the detail of one message, and the
 // qshape-like summary. Pure: values in, strings out (times in UTC so output is reproducible).
-import type { MessageView, PieceView, Summary } from '../admin/inspect.js';
+import type { MessageView, PieceView, Summary } from '../queue/index.js';
 
 function utc(ms: number): string {
   return new Date(ms)

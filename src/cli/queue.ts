@@ -7,7 +7,7 @@
 // 77 socket not ours; 78 bad configuration.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import type { MessageView, Summary } from '../admin/inspect.js';
+import type { MessageView, Summary } from '../queue/index.js';
 import type { ActionResult } from '../admin/ops.js';
 import { parseDuration } from '../config/index.js';
 import { DAEMON_OPTIONS, describeError, exitCodeFor, findDaemon, withDaemon } from './client.js';

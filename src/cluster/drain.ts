@@ -12,7 +12,7 @@
 // Fails: never throws; without a live peer a pass moves nothing and the next one tries again.
 
 import type { Logger } from '../log.js';
-import type { Queues } from '../queue/queues.js';
+import type { Queues } from '../queue/index.js';
 import type { Clock } from '../util/clock.js';
 import type { Directory } from './directory.js';
 import type { Homes } from './homes.js';
@@ -155,15 +155,12 @@ export class Drain {
 
   status(): DrainStatus {
     const q = this.o.queues;
-    let queued = 0;
+    const queued = q.messageCount();
     let held = 0;
     let hold = 0;
-    for (const x of q.list) {
-      queued += x.core.msgs.count;
-      for (const l of x.core.lanes) {
-        if (l.kind === 'held') held += l.live;
-        else if (l.kind === 'hold') hold += l.live;
-      }
+    for (const l of q.laneDepths()) {
+      if (l.kind === 'held') held += l.live;
+      else if (l.kind === 'hold') hold += l.live;
     }
     return {
       draining: this.draining,

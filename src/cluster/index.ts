@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { type Config, type ClusterConfig, formatHostPort } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { HeldLocks } from '../odmr/index.js';
-import type { Queues } from '../queue/queues.js';
+import type { Queues } from '../queue/index.js';
 import type { ServerHooks } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
 import { domainOf } from '../util/domain.js';
@@ -56,15 +56,10 @@ export function isPeer(user: string | undefined): boolean {
 /** The queue as the heartbeat reports it. */
 function queueRecord(queues: Queues): Pick<NodeRecord, 'queue' | 'held'> {
   const lanes: Record<string, number> = {};
-  let messages = 0;
-  for (const q of queues.list) {
-    messages += q.core.msgs.count;
-    for (const l of q.core.lanes)
-      if (l.kind !== 'data' && l.live > 0) lanes[l.name] = (lanes[l.name] ?? 0) + l.live;
-  }
+  for (const l of queues.laneDepths()) if (l.live > 0) lanes[l.lane] = l.live;
   const held: Record<string, number> = {};
   for (const d of queues.heldDomains()) held[d] = queues.heldCount(d);
-  return { queue: { messages, lanes }, held };
+  return { queue: { messages: queues.messageCount(), lanes }, held };
 }
 
 export class Cluster {

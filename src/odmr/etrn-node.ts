@@ -6,7 +6,7 @@
 // Invariant: only configured ETRN domains are ever returned, so an ETRN can never make us
 // deliver anywhere but to a configured destination. Fails: null for malformed arguments.
 
-import { heldLaneNameOf } from '../queue/log/segment.js';
+import { heldLaneNameOf } from '../queue/index.js';
 import type { SmtpReply } from '../smtp/protocol/reply.js';
 import { isAtOrBelow, isSmtpDomain } from '../util/domain.js';
 

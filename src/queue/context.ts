@@ -97,8 +97,12 @@ export class QueueContext {
     this.core = new QueueCore(this.writer);
   }
 
+  /** Listeners of the queue's events besides hooks.onEvent (Queue.onEvent). */
+  readonly eventListeners = new Set<(ev: QueueEvent) => void>();
+
   emit(ev: QueueEvent): void {
     this.hooks.onEvent?.(ev);
+    if (this.eventListeners.size > 0) for (const l of this.eventListeners) l(ev);
   }
 
   /** Give-up age of a lane's mail: the domain's max_age for held lanes, else the queue's. */

@@ -35,7 +35,9 @@ import { Outcomes } from './outcomes.js';
 import { Reader } from './read.js';
 import type { EnvelopeRecord } from './record/records.js';
 import { type RecoveryReport, recover } from './recovery.js';
-import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob, QueueHooks } from './types.js';
+import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob, QueueEvent, QueueHooks } from './types.js';
+import { QueueView } from './view/queue-view.js';
+import type { BatchListener } from './view/types.js';
 
 export type { ActionOutcome, HeldCursor, QueueOptions };
 export { DEFAULT_RETRY } from './context.js';
@@ -48,6 +50,8 @@ export class Queue {
   /** Told once when the writer starts refusing writes (QUEUE_FULL or QUEUE_POISONED). */
   onRefused: ((q: Queue, e: MtaError) => void) | undefined;
   recovery: RecoveryReport | undefined;
+  /** The read model of this directory: messages, lanes and writer as plain values (view/). */
+  readonly view: QueueView;
   private readonly cx: QueueContext;
   private readonly read: Reader;
   private readonly acceptor: Acceptor;
@@ -58,6 +62,7 @@ export class Queue {
   private readonly expire: Expiry;
   private readonly maintenance: Maintenance;
   private maintenanceTimer: (() => void) | undefined;
+  private readonly batchListeners = new Set<BatchListener>();
 
   private constructor(opts: QueueOptions) {
     const cx = new QueueContext(opts);
@@ -78,6 +83,22 @@ export class Queue {
       if (!this.maintenance.reclaiming && this.recovery) void this.maintenance.reclaim();
     };
     cx.writer.onRefused = (e) => this.onRefused?.(this, e);
+    cx.writer.onBatch = (records, bytes, syncMs) => {
+      for (const l of this.batchListeners) l(records, bytes, syncMs);
+    };
+    this.view = new QueueView(cx, this.read);
+  }
+
+  /** Told of every group commit (records, bytes, write + fdatasync ms); returns the unsubscribe. */
+  onBatch(listener: BatchListener): () => void {
+    this.batchListeners.add(listener);
+    return () => this.batchListeners.delete(listener);
+  }
+
+  /** Told of every queue event (besides hooks.onEvent); returns the unsubscribe. */
+  onEvent(listener: (ev: QueueEvent) => void): () => void {
+    this.cx.eventListeners.add(listener);
+    return () => this.cx.eventListeners.delete(listener);
   }
 
   /** Opens a queue directory: recovery is the only way in. */

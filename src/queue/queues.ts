@@ -23,9 +23,20 @@ import { IdSource } from './ids.js';
 import { NodeQueueFs } from './log/fs.js';
 import type { Handover } from './lanes/handover.js';
 import { Reserve } from './log/reserve.js';
-import { type HeldCursor, Queue, type QueueOptions } from './queue.js';
+import { type ActionOutcome, type HeldCursor, Queue, type QueueOptions } from './queue.js';
 import type { RecoveryReport } from './recovery.js';
-import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob } from './types.js';
+import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob, QueueEvent } from './types.js';
+import * as across from './view/across.js';
+import type {
+  BatchListener,
+  Filter,
+  HeldDomain,
+  LaneDepth,
+  MessageView,
+  OldMessage,
+  Summary,
+  WriterStats,
+} from './view/types.js';
 
 /** What the operator is told about a queue's storage (the daemon logs it). */
 export interface StorageEvent {
@@ -61,6 +72,8 @@ export class Queues {
   private readonly reopening = new Set<Promise<void>>();
   /** Message bytes in memory, over every queue (see data/budget.ts). */
   readonly budget: MemoryBudget;
+  private readonly batchListeners = new Set<BatchListener>();
+  private readonly eventListeners = new Set<(ev: QueueEvent) => void>();
 
   private constructor(
     readonly list: Queue[],
@@ -126,8 +139,14 @@ export class Queues {
     }
   }
 
-  /** Wires a queue's refusals to the reopen logic. */
+  /** Wires a queue's refusals to the reopen logic and its commits and events to our listeners. */
   private watch(q: Queue): void {
+    q.onBatch((records, bytes, ms) => {
+      for (const l of this.batchListeners) l(records, bytes, ms);
+    });
+    q.onEvent((ev) => {
+      for (const l of this.eventListeners) l(ev);
+    });
     q.onRefused = (from, e) => {
       if (isFull(e)) {
         const p: Promise<void> = this.reopen(from, e)
@@ -291,7 +310,7 @@ export class Queues {
   }
 
   find(msgId: number): Queue | undefined {
-    return this.list.find((q) => q.core.msgs.byId.has(msgId));
+    return this.list.find((q) => q.view.has(msgId));
   }
 
   heldCount(domain: string): number {
@@ -330,5 +349,123 @@ export class Queues {
         return undefined;
       },
     };
+  }
+
+  // ------------------------------------------------------------------ operator actions
+
+  /** Runs an operator action on the message in whichever directory holds it (nothing if none). */
+  private async onMessage(msgId: number, act: (q: Queue) => Promise<ActionOutcome>): Promise<ActionOutcome> {
+    const q = this.find(msgId);
+    return q ? act(q) : { pieces: 0, busy: 0 };
+  }
+
+  /** Administrative hold (Queue.hold). */
+  hold(msgId: number): Promise<ActionOutcome> {
+    return this.onMessage(msgId, (q) => q.hold(msgId));
+  }
+
+  /** Releases held pieces for an immediate attempt (Queue.release). */
+  release(msgId: number): Promise<ActionOutcome> {
+    return this.onMessage(msgId, (q) => q.release(msgId));
+  }
+
+  /** Deletes a message without any report (Queue.remove). */
+  remove(msgId: number): Promise<ActionOutcome> {
+    return this.onMessage(msgId, (q) => q.remove(msgId));
+  }
+
+  /** Ends a message now with a failure report (Queue.bounce). */
+  bounce(msgId: number): Promise<ActionOutcome> {
+    return this.onMessage(msgId, (q) => q.bounce(msgId));
+  }
+
+  /** Attempts a message's retry-ladder pieces now (Queue.flushMessage). */
+  flushMessage(msgId: number): Promise<ActionOutcome> {
+    return this.onMessage(msgId, (q) => q.flushMessage(msgId));
+  }
+
+  // ------------------------------------------------------------------ read model (view/)
+
+  private get views() {
+    return this.list.map((q) => q.view);
+  }
+
+  /** Whether the message is queued in any directory. */
+  has(msgId: number): boolean {
+    return this.find(msgId) !== undefined;
+  }
+
+  /** Live messages over every directory. */
+  messageCount(): number {
+    return this.list.reduce((n, q) => n + q.view.messageCount, 0);
+  }
+
+  /** Live pieces per lane (not `data`), summed over the directories, in lane order. */
+  laneDepths(): LaneDepth[] {
+    return across.laneDepths(this.views);
+  }
+
+  /** The held lanes (ETRN/ODMR domains) with their counts and oldest ages, most mail first. */
+  heldSummary(now: number): HeldDomain[] {
+    return across.heldSummary(this.views, now);
+  }
+
+  /** The `n` longest-queued messages, oldest first. */
+  oldest(n: number): OldMessage[] {
+    return across.oldest(this.views, n);
+  }
+
+  /** The group-commit writer of each directory. */
+  writerStats(): WriterStats[] {
+    return this.list.map((q) => q.view.writerStats());
+  }
+
+  /** What recovery found in each directory at the last (re)open. */
+  recoveries(): Array<{ dir: string; report: RecoveryReport }> {
+    return this.list.flatMap((q) => (q.recovery ? [{ dir: q.dir, report: q.recovery }] : []));
+  }
+
+  /** Whether some directory refuses writes (a failed fsync, or a full disk being ridden out). */
+  get poisoned(): boolean {
+    return this.list.some((q) => q.poisoned !== undefined);
+  }
+
+  /** Live messages matching the filter, oldest first, with only their matching pieces. */
+  listPieces(filter: Filter, now: number, limit?: number): Promise<MessageView[]> {
+    return across.listPieces(this.views, filter, now, limit);
+  }
+
+  /** Ids of the live messages matching the filter, oldest first, from the index alone. */
+  matchIds(filter: Filter, now: number): Promise<number[]> {
+    return across.matchIds(this.views, filter, now);
+  }
+
+  /** The summary (qshape) of the live messages matching the filter, from the index alone. */
+  summary(filter: Filter, now: number): Promise<Summary> {
+    return across.summary(this.views, filter, now);
+  }
+
+  /** One message with every live piece (and its data if asked), or undefined when it is not queued. */
+  async describe(
+    msgId: number,
+    opts: { data?: boolean } = {},
+  ): Promise<(MessageView & { data?: Buffer }) | undefined> {
+    for (const [qi, q] of this.list.entries()) {
+      if (!q.view.has(msgId)) continue;
+      return q.view.describe(msgId, qi, opts.data === true);
+    }
+    return undefined;
+  }
+
+  /** Told of every group commit of every directory, reopened ones included; returns the unsubscribe. */
+  onBatch(listener: BatchListener): () => void {
+    this.batchListeners.add(listener);
+    return () => this.batchListeners.delete(listener);
+  }
+
+  /** Told of every queue event of every directory, reopened ones included; returns the unsubscribe. */
+  onEvent(listener: (ev: QueueEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
   }
 }

@@ -20,13 +20,6 @@ import { cycles, type Edge, importsOf, sourceFiles } from './imports.js';
  * empty and stays so.
  */
 const REACHING_IN: Record<string, readonly string[]> = {
-  // Lane names (held-<domain>, retry-<delay>) are parsed by the segment-file module.
-  'src/admin/events.ts': ['src/queue/log/segment.ts'],
-  'src/admin/ops.ts': ['src/queue/log/segment.ts'],
-  'src/odmr/etrn-node.ts': ['src/queue/log/segment.ts'],
-  // `queue list/show/summary` read the index columns and flag bits directly.
-  'src/admin/inspect.ts': ['src/queue/state/tables.ts'],
-  'src/admin/metrics-snapshot.ts': ['src/queue/state/tables.ts'],
   // `log verify` scans segments with recovery's reader and lane rules.
   'src/cli/log-verify.ts': [
     'src/queue/log/lane-scan.ts',

@@ -10,7 +10,6 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
-import { listMessages, summaryOf } from '../../src/admin/inspect.js';
 import { configFromToml } from '../../src/config/index.js';
 import type { DnsResolver } from '../../src/delivery/mx.js';
 import { Router } from '../../src/delivery/router.js';
@@ -118,13 +117,13 @@ describe('disk errors under the SMTP server', () => {
       fs.injectFault(op, code);
       for (let i = 5; i < 8; i++) assert.match(await send(s.port, i), reply, `message ${i} after the fault`);
       // Read-only commands work while writes are refused: every acknowledged message is listed.
-      const listed = await listMessages(s.queues, {}, Date.now());
+      const listed = await s.queues.listPieces({}, Date.now());
       assert.deepEqual(
         listed.map((m) => parseId(m.id)).sort(),
         [...acked].sort(),
         'queue list while refusing writes',
       );
-      const sum = await summaryOf(s.queues, {}, Date.now());
+      const sum = await s.queues.summary({}, Date.now());
       assert.equal(sum.total.total, acked.length, 'queue summary while refusing writes');
       await s.stop();
 

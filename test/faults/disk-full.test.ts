@@ -23,7 +23,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import type { MessageView } from '../../src/admin/inspect.js';
+import type { MessageView } from '../../src/queue/index.js';
 import {
   closedPort,
   hasTool,

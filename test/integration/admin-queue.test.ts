@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { MessageView } from '../../src/admin/inspect.js';
+import type { MessageView } from '../../src/queue/index.js';
 import {
   closedPort,
   LOGMTA_BIN,

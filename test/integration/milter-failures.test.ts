@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { listMessages } from '../../src/admin/inspect.js';
 import { startTestDaemon, type TestDaemon, waitForMaildir } from '../support/daemon.js';
 import { type FakeMilter, startFakeMilter } from '../support/fake-milter.js';
 import { sendMessage } from '../support/mail.js';
@@ -52,7 +51,7 @@ describe('milter failures', () => {
     const r = await sendMessage(d.port, { from: 'a@sender.example', to: ['b@local.test'], message });
     assert.match(r.greeting, /^220 /);
     assert.match(r.mail, /^451 4\.7\.1 /);
-    assert.equal((await listMessages(d.daemon.queues, {}, Date.now())).length, 0);
+    assert.equal((await d.daemon.queues.listPieces({}, Date.now())).length, 0);
   });
 
   test('default_action = "reject" refuses with 550 5.7.1', async () => {
@@ -92,7 +91,7 @@ describe('milter failures', () => {
       assert.match(r.data ?? '', /^354 /);
       assert.match(r.final ?? '', /^451 4\.7\.1 /, JSON.stringify(r));
       assert.ok(ms >= 900 && ms < 8_000, `${ms} ms`);
-      assert.equal((await listMessages(d.daemon.queues, {}, Date.now())).length, 0, 'nothing queued');
+      assert.equal((await d.daemon.queues.listPieces({}, Date.now())).length, 0, 'nothing queued');
     } finally {
       await stuck.close();
     }
@@ -115,7 +114,7 @@ describe('milter failures', () => {
       const d = await start(`address = "inet:127.0.0.1:${m.address.port}"`);
       const r = await sendMessage(d.port, { from: 'a@sender.example', to: ['e@local.test'], message });
       assert.match(r.final ?? '', /^451 4\.7\.1 /, JSON.stringify(r));
-      assert.equal((await listMessages(d.daemon.queues, {}, Date.now())).length, 0, 'nothing queued');
+      assert.equal((await d.daemon.queues.listPieces({}, Date.now())).length, 0, 'nothing queued');
       const again = await sendMessage(d.port, { from: 'a@sender.example', to: ['e@local.test'], message });
       assert.match(again.final ?? '', /^250 /, JSON.stringify(again));
       await waitForMaildir(join(d.dataDir, 'mail', 'e'));

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { listMessages } from '../../src/admin/inspect.js';
 import { maildirMessages, startTestDaemon, type TestDaemon, waitForMaildir } from '../support/daemon.js';
 import { type Dovecot, dovecotMissing, startDovecot } from '../support/dovecot.js';
 import { sendMessage } from '../support/mail.js';
@@ -130,7 +129,7 @@ lmtp = "127.0.0.1:${laterPort}"
     });
     assert.match(r.final ?? '', /^250 /);
     await until(async () => {
-      const m = await listMessages(d.daemon.queues, {}, Date.now());
+      const m = await d.daemon.queues.listPieces({}, Date.now());
       return m.some((x) => x.pieces.some((p) => p.attempts >= 1 && p.laneKind === 'retry'));
     }, 'a deferred first attempt');
     tempfailing = await startDovecot({
@@ -151,7 +150,7 @@ lmtp = "127.0.0.1:${laterPort}"
     });
     assert.match(r.final ?? '', /^250 /);
     await until(async () => {
-      const m = await listMessages(d.daemon.queues, {}, Date.now());
+      const m = await d.daemon.queues.listPieces({}, Date.now());
       return m.some((x) => x.pieces.some((p) => p.attempts >= 2 && /452 4\.2\.2/.test(p.lastError ?? '')));
     }, 'two deferred attempts with 452 4.2.2');
     const bounces = maildirMessages(senderBox());

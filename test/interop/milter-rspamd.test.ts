@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { listMessages } from '../../src/admin/inspect.js';
 import {
   maildirMessages,
   startTestDaemon,
@@ -34,7 +33,7 @@ describe('milter: rspamd', { skip }, () => {
   let rspamd: Rspamd;
   let d: TestDaemon;
   const box = (user: string) => join(d.dataDir, 'mail', user);
-  const queued = () => listMessages(d.daemon.queues, {}, Date.now());
+  const queued = () => d.daemon.queues.listPieces({}, Date.now());
   /** Queued messages for recipient `a` (another test's delivery may still be committing). */
   const queuedFor = async (a: string) =>
     (await queued()).filter((m) => m.pieces.some((p) => p.recipients.some((x) => x.address === a)));
@@ -134,7 +133,7 @@ default_action = "tempfail"
       message: message('LOGMTA-QUARANTINE'),
     });
     assert.match(r.final ?? '', /^250 2\.0\.0 /, JSON.stringify(r));
-    const held = await listMessages(d.daemon.queues, { lane: 'hold' }, Date.now());
+    const held = await d.daemon.queues.listPieces({ lane: 'hold' }, Date.now());
     assert.equal(held.length, 1);
     assert.match(held[0]?.client?.quarantine ?? '', /^milter rspamd: Spam message quarantined/);
     assert.deepEqual(maildirMessages(box('review')), [], 'held, not delivered');

@@ -1,4 +1,4 @@
-// Long run (outside CI; src/admin/inspect.test.ts holds the bounded checks): the operator's
+// Long run (outside CI; src/queue/view/view.test.ts holds the bounded checks): the operator's
 // read-only commands on a large queue. N messages are written straight into a queue directory
 // (fdatasync off), held by the operator so nothing delivers them, spread over D recipient domains
 // and S senders and over three hours of arrival times; then `logmta serve` recovers it and

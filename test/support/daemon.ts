@@ -138,7 +138,7 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
     throw e;
   }
   const lines = logger.lines;
-  const live = (): number => daemon.queues.list.reduce((n, q) => n + q.core.msgs.byId.size, 0);
+  const live = (): number => daemon.queues.messageCount();
   let stopped: Promise<void> | undefined;
   return {
     port: portOf(daemon.addresses.smtp[0]) ?? 0,

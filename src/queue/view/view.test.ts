@@ -1,20 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Queues } from '../queue/queues.js';
-import {
-  ageBucket,
-  bucketLabels,
-  type Filter,
-  listMessages,
-  type MessageView,
-  matchIds,
-  showMessage,
-  summarize,
-  summaryOf,
-} from './inspect.js';
-import { FakeClock } from '../../test/support/clock.js';
-import { MemQueueFs } from '../../test/support/memfs.js';
-import { domainOf } from '../util/domain.js';
+// The queue's read model (view/): summary buckets, show, and list/summary/match answered from
+// the index exactly as reading every envelope would.
+import { Queues } from '../queues.js';
+import { formatId } from '../record/records.js';
+import { domainOf } from '../../util/domain.js';
+import { ageBucket, bucketLabels, summarize } from './summary.js';
+import type { Filter, MessageView } from './types.js';
+import { FakeClock } from '../../../test/support/clock.js';
+import { MemQueueFs } from '../../../test/support/memfs.js';
 
 function msg(id: string, ageMin: number, rcpts: string[], now: number): MessageView {
   return {
@@ -84,7 +78,7 @@ describe('queue show', () => {
       recipients: [{ address: 'ok@y.test' }, { address: 'no@y.test' }, { address: 'later@y.test' }],
     });
     await parked;
-    const view = await showMessage(queues, r.msgId, false);
+    const view = await queues.describe(r.msgId);
     assert.deepEqual(
       view?.pieces[0]?.recipients.map((x) => `${x.address} ${x.state}`),
       ['ok@y.test delivered', 'no@y.test failed', 'later@y.test pending'],
@@ -190,9 +184,9 @@ describe('inspection from the index', () => {
       for (let round = 0; round < 2; round++) {
         const now = clock.now();
         for (const f of FILTERS) {
-          const listed = await listMessages(queues, f, now);
+          const listed = await queues.listPieces(f, now);
           // The reference: every envelope read, filtered as the views show them.
-          const ref = await listMessages(queues, {}, now).then((all) =>
+          const ref = await queues.listPieces({}, now).then((all) =>
             all
               .map((m) => ({
                 ...m,
@@ -226,12 +220,12 @@ describe('inspection from the index', () => {
             `list ${JSON.stringify(f)}`,
           );
           assert.deepEqual(
-            await summaryOf(queues, f, now),
+            await queues.summary(f, now),
             summarize(listed, now),
             `summary ${JSON.stringify(f)}`,
           );
           assert.deepEqual(
-            await matchIds(queues, f, now),
+            (await queues.matchIds(f, now)).map(formatId),
             listed.map((m) => m.id),
             `match ${JSON.stringify(f)}`,
           );
@@ -244,7 +238,7 @@ describe('inspection from the index', () => {
         queues = await Queues.open(paths, { fs, clock, segmentSize: 64 * 1024 });
         assert.ok(queues.recovery.reduce((n, r) => n + r.liveMessages, 0) > 200);
       }
-      assert.ok((await summaryOf(queues, {}, clock.now())).rows.length >= 4);
+      assert.ok((await queues.summary({}, clock.now())).rows.length >= 4);
     });
 
   test('summary reads no envelope once the index knows them; after a restart, a few batched reads', async () => {
@@ -254,22 +248,22 @@ describe('inspection from the index', () => {
     await new Promise((r) => setTimeout(r, 50));
     const now = clock.now();
     fs.reads = 0;
-    const s = await summaryOf(queues, {}, now);
+    const s = await queues.summary({}, now);
     assert.equal(fs.reads, 0, 'the running queue knows every piece');
-    assert.equal(s.total.total, queues.list[0]!.core.msgs.count);
+    assert.equal(s.total.total, queues.messageCount());
     await queues.stop();
     fs.crash();
     const again = await Queues.open(['/q'], { fs, clock, segmentSize: 64 * 1024 });
     fs.reads = 0;
-    assert.deepEqual(await summaryOf(again, {}, now), s);
+    assert.deepEqual(await again.summary({}, now), s);
     const first = fs.reads;
     assert.ok(first > 0 && first < 100, `${first} reads for ${s.total.total} messages`);
     fs.reads = 0;
-    await summaryOf(again, { domain: 'a.test' }, now);
-    await matchIds(again, { sender: '@x.test' }, now);
+    await again.summary({ domain: 'a.test' }, now);
+    await again.matchIds({ sender: '@x.test' }, now);
     assert.equal(fs.reads, 0);
     // A list with a filter reads only what it shows.
-    const shown = await listMessages(again, { domain: 'd.test', lane: 'hold' }, now);
+    const shown = await again.listPieces({ domain: 'd.test', lane: 'hold' }, now);
     assert.ok(shown.length > 0);
     assert.ok(fs.reads <= shown.length, `${fs.reads} reads for ${shown.length} messages shown`);
   });
