@@ -8,7 +8,7 @@
 // Fails: rejects on any queue error (the directory is then incomplete; the caller removes it).
 
 import { join } from 'node:path';
-import { Queue } from '../src/queue/queue.js';
+import { Queue, internals } from '../src/queue/queue.js';
 
 export interface FillPlan {
   /** Messages for the other domains. */
@@ -80,7 +80,7 @@ export async function fillHeld(
   };
   await Promise.all(Array.from({ length: 256 }, producer));
   const ms = performance.now() - t0;
-  const bytes = q.writer.stats.bytes;
+  const bytes = internals(q).writer.stats.bytes;
   await q.stop();
   return { ms, bytes, messages: total };
 }

@@ -7,7 +7,7 @@
 // the caller removes the directory in a finally block.
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { Queue } from '../src/queue/queue.js';
+import { Queue, internals } from '../src/queue/queue.js';
 import { RT_DATA, RT_DELTA, RT_DONE, RT_ENVELOPE } from '../src/queue/record/records.js';
 import type { DeliveryJob } from '../src/queue/types.js';
 import { FakeClock } from '../test/support/clock.js';
@@ -97,10 +97,10 @@ export async function enqueueRun(
   try {
     const q = await Queue.open({ dir, sync: true, ...seg(segmentSize) });
     const data = [makeMessage(size)]; // one buffer shared by every message: no per-message copy
-    const st0 = { ...q.writer.stats };
+    const st0 = { ...internals(q).writer.stats };
     let msgs = 0;
     let syncMsSum = 0;
-    q.writer.onBatch = (_r, _b, ms) => {
+    internals(q).writer.onBatch = (_r, _b, ms) => {
       syncMsSum += ms;
     };
     const t0 = performance.now();
@@ -120,7 +120,7 @@ export async function enqueueRun(
     await Promise.all(Array.from({ length: producers }, (_, p) => producer(p)));
     const el = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
-    const st = q.writer.stats;
+    const st = internals(q).writer.stats;
     const batches = st.batches - st0.batches;
     await q.stop();
     return {
@@ -166,7 +166,7 @@ export async function fillQueue(
   };
   await Promise.all(Array.from({ length: 256 }, producer));
   const ms = performance.now() - t0;
-  const bytes = q.writer.stats.bytes;
+  const bytes = internals(q).writer.stats.bytes;
   await q.stop();
   return { ms, bytes };
 }
@@ -229,10 +229,12 @@ export async function recoverMeasure(dir: string): Promise<RecoverMeasure> {
     rssBefore: m0.rss,
     rssAfter: m1.rss,
     indexBytes:
-      q.core.msgs.bytes() + q.core.pieces.bytes() + q.core.lanes.reduce((a, l) => a + l.fifo.bytes(), 0),
+      internals(q).core.msgs.bytes() +
+      internals(q).core.pieces.bytes() +
+      internals(q).core.lanes.reduce((a, l) => a + l.fifo.bytes(), 0),
   };
   // Keep the queue reachable until after the second measurement.
-  if (q.core.msgs.count !== r.liveMessages) out.liveMessages = q.core.msgs.count;
+  if (internals(q).core.msgs.count !== r.liveMessages) out.liveMessages = internals(q).core.msgs.count;
   await q.stop();
   return out;
 }
@@ -269,15 +271,15 @@ export async function bytesPerMessage(
     let attempts = 0;
     const q = await Queue.open({ dir, clock, sync: true, ...seg(segmentSize) });
     const byType = new Map<number, number>();
-    const append = q.writer.append.bind(q.writer);
+    const append = internals(q).writer.append.bind(internals(q).writer);
     // Instrument the writer from outside: tally each appended frame by record type.
-    q.writer.append = (lane, type, body, phase, onPlaced) => {
+    internals(q).writer.append = (lane, type, body, phase, onPlaced) => {
       let n = 9;
       for (const b of body) n += b.length;
       byType.set(type, (byType.get(type) ?? 0) + n);
       append(lane, type, body, phase, onPlaced);
     };
-    const bytes0 = q.writer.stats.bytes;
+    const bytes0 = internals(q).writer.stats.bytes;
     const deliverer = async (job: DeliveryJob) => {
       attempts++;
       const status = job.envelope.info.attempts >= deferrals ? 'delivered' : 'deferred';
@@ -309,7 +311,7 @@ export async function bytesPerMessage(
       await new Promise((r) => setTimeout(r, 20));
       clock.advance(5 * 60_000);
     }
-    const statsPerMsg = (q.writer.stats.bytes - bytes0) / msgs;
+    const statsPerMsg = (internals(q).writer.stats.bytes - bytes0) / msgs;
     await q.stop();
     const per = (t: number) => (byType.get(t) ?? 0) / msgs;
     const perType = {

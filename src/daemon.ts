@@ -28,10 +28,7 @@ import { type SessionFilter, withFilters } from './policy/filters.js';
 import { makeServerHooks } from './policy/hooks.js';
 import { makeMilterStage } from './policy/milter-stage.js';
 import type { AcceptStage } from './policy/pipeline.js';
-import { MemoryBudget } from './queue/data/budget.js';
-import { IdSource } from './queue/ids.js';
-import { lockQueueDir, type QueueLock } from './queue/lock.js';
-import { Queues } from './queue/queues.js';
+import { IdSource, lockQueueDir, MemoryBudget, type QueueLock, Queues } from './queue/index.js';
 import { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
@@ -162,7 +159,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     budget: new MemoryBudget(config.queue.memoryBudget),
     sync: deps.sync ?? true,
     hooks: {
-      report: makeReporter(config.hostname, config.queue.maxAgeMs),
+      reports: makeReporter(config.hostname, config.queue.maxAgeMs),
       maxAgeFor: (domain) =>
         config.etrn.find((e) => e.domain === domain)?.maxAgeMs ??
         config.odmr.accounts.find((a) => domain !== undefined && a.domains.includes(domain))?.maxAgeMs ??

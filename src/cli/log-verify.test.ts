@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { scanSegment } from '../queue/log/reader.js';
 import { Queue } from '../queue/queue.js';
 import { dumpSegment } from './log-dump.js';
-import { run, type VerifyReport, verifyQueue } from './log-verify.js';
+import { type VerifyReport, verifyQueue } from '../queue/index.js';
+import { run } from './log-verify.js';
 import {
   buildQueue,
   captureIo,

@@ -13,7 +13,7 @@ import { MtaError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { collect } from '../odmr/index.js';
 import { makeServerHooks } from '../policy/hooks.js';
-import { IdSource } from '../queue/ids.js';
+import { IdSource } from '../queue/index.js';
 import { Router } from '../delivery/router.js';
 import type { Io } from './main.js';
 

@@ -8,7 +8,7 @@
 
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from '../queue/limits.js';
+import { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from '../queue/index.js';
 import { DEFAULTS } from './defaults.js';
 import { MtaError } from '../errors.js';
 import { serverSecureContext, type TlsMinVersion } from '../smtp/server/tls-policy.js';

@@ -66,14 +66,16 @@ export interface DsnMessage {
 }
 
 /**
- * Whether a notification of `kind` is due (RFC 3461 §4.1). Never to the null sender; NOTIFY=NEVER
- * gets nothing; without NOTIFY, failures are reported and delays only if `delayByDefault` (our
- * default policy: false, so delay warnings need NOTIFY=DELAY); success only when requested.
+ * Whether a notification of `kind` is due (RFC 3461 §4.1): the one NOTIFY rule, used by the
+ * queue's report policy (reports.ts). Never to the null sender; NOTIFY=NEVER gets nothing;
+ * without NOTIFY (absent or an empty list: the same thing), failures are reported and delays
+ * only if `delayByDefault` (our default policy: false, so delay warnings need NOTIFY=DELAY);
+ * success only when requested.
  */
 export function shouldNotify(
   sender: string,
   kind: DsnKind,
-  notify: readonly NotifyFlag[] | undefined,
+  notify: readonly (NotifyFlag | string)[] | undefined,
   opts: { delayByDefault?: boolean } = {},
 ): boolean {
   if (sender === '') return false;

@@ -5,10 +5,9 @@
 // considered done. With several destinations, outcomes of finished groups are committed as they
 // come, so a crash repeats only what was in flight.
 import { errorText, MtaError } from '../errors.js';
-import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
-import type { RecipientResult } from '../smtp/client/index.js';
+import type { DeliveryJob, RcptOutcome } from '../queue/index.js';
 import type { ConnectionPool } from './pool.js';
-import { type MessageBytes, messageData, outboundTransaction } from './outbound.js';
+import { type MessageBytes, messageData, sendTransaction } from './outbound.js';
 import { withoutPaths } from './public-text.js';
 import { domainOf, localPartOf } from '../util/domain.js';
 import type { Decision, Router } from './router.js';
@@ -230,70 +229,15 @@ export class DeliveryEngine {
         text: errorText(e),
       }));
     }
-    const out: RcptOutcome[] = [];
-    let reusable = false;
-    try {
-      const data = await messageData(job);
-      let todo = rcpts.slice();
-      while (todo.length > 0) {
-        const tx = outboundTransaction(
-          info,
-          todo.map((r) => info.recipients[r]!),
-          data.open(),
-          data.size,
-        );
-        const res = await lease.client.sendMessage(tx);
-        this.stats.transactions++;
-        reusable = res.reusable;
-        const retry: number[] = [];
-        res.recipients.forEach((rr: RecipientResult) => {
-          const r = todo[rr.index]!;
-          if (rr.tooManyRecipients && reusable && rr.index > 0) {
-            retry.push(r);
-            return;
-          }
-          const o: RcptOutcome = {
-            rcpt: r,
-            status: rr.status,
-            code: rr.code,
-            enhanced: rr.enhanced,
-            text: rr.text,
-            host: lease.host,
-          };
-          // LMTP is final delivery: a success DSN says "delivered", not "relayed".
-          if (rr.status === 'delivered' && !lease.client.extensions.dsn && !d.lmtp) o.relayed = true;
-          out.push(o);
-        });
-        if (retry.length === 0 || retry.length === todo.length) {
-          for (const r of retry)
-            out.push({
-              rcpt: r,
-              status: 'deferred',
-              code: 452,
-              enhanced: '4.5.3',
-              text: 'too many recipients',
-              host: lease.host,
-            });
-          break;
-        }
-        todo = retry;
-      }
-    } catch (e) {
-      const done = new Set(out.map((o) => o.rcpt));
-      for (const r of rcpts)
-        if (!done.has(r))
-          out.push({
-            rcpt: r,
-            status: 'deferred',
-            code: 451,
-            enhanced: '4.4.2',
-            text: withoutPaths(errorText(e)),
-            host: lease.host,
-          });
-      reusable = false;
-    } finally {
-      lease.release(reusable);
-    }
-    return out;
+    const r = await sendTransaction(
+      lease.client,
+      job,
+      rcpts.map((i) => info.recipients[i]!),
+      // LMTP is final delivery: a success DSN says "delivered", not "relayed".
+      { host: lease.host, final: d.lmtp === true },
+    );
+    this.stats.transactions += r.transactions;
+    lease.release(r.reusable);
+    return r.outcomes.map((o, i) => ({ ...o, rcpt: rcpts[i]! }));
   }
 }

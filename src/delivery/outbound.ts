@@ -1,9 +1,14 @@
-// Turns a queued envelope into the SMTP client's transaction: the one mapping from what the
-// queue stores (DSN parameters as received) to what goes on the wire. Used by normal delivery
-// and by the ATRN turnaround, so both pass on exactly the same parameters. Pure, but for
-// messageData, which decides whether a message is sent from memory or streamed from the queue.
-import type { DeliveryJob, EnvelopeInfo, RecipientInfo } from '../queue/types.js';
-import type { OutboundRecipient, OutboundTransaction } from '../smtp/client/index.js';
+// The outbound transaction, the one way a queued message goes out over SMTP or LMTP: relaying
+// (engine.ts) and the ATRN turnaround (odmr/atrn-delivery.ts) both call sendTransaction. It maps
+// what the queue stores (DSN parameters as received) to what goes on the wire
+// (outboundTransaction), sends it, splits off the recipients a peer refused with 452 "too many
+// recipients" into further transactions on the same connection, and turns each recipient's
+// result — or the error that ended the connection — into its outcome, `relayed` flag included.
+// Invariant: every recipient it is given gets exactly one outcome; an error never escapes.
+import { errorText } from '../errors.js';
+import type { DeliveryJob, EnvelopeInfo, RcptOutcome, RecipientInfo } from '../queue/index.js';
+import type { OutboundRecipient, OutboundTransaction, SmtpClient } from '../smtp/client/index.js';
+import { withoutPaths } from './public-text.js';
 
 /** Messages larger than this are read from the queue piece by piece while they are sent. */
 export const STREAM_ABOVE = 1024 * 1024;
@@ -44,4 +49,88 @@ export function outboundTransaction(
   if (info.body === '8BITMIME') tx.body8bit = true;
   if (info.body === 'BINARYMIME') tx.binary = true;
   return tx;
+}
+
+/** A recipient's outcome without its index (the caller knows whose it is: same order as given). */
+export type Outcome = Omit<RcptOutcome, 'rcpt'>;
+
+export interface TransactionResult {
+  /** One outcome per recipient given, in the same order. */
+  outcomes: Outcome[];
+  /** Whether the connection may carry another message. */
+  reusable: boolean;
+  /** Transactions sent (more than one when the peer limits recipients). */
+  transactions: number;
+}
+
+/**
+ * Sends `job`'s message to `rcpts` (recipients of `job`'s message: of this piece or, for ATRN, of
+ * its other pieces too) on `client`. `host` names the peer in the outcomes; `final` says the
+ * peer delivers (LMTP), so a success is never "relayed". A success is "relayed" when the peer
+ * does not offer DSN: it then will not report success itself (RFC 3461 §5.2.2).
+ */
+export async function sendTransaction(
+  client: SmtpClient,
+  job: DeliveryJob,
+  rcpts: readonly RecipientInfo[],
+  o: { host?: string; final?: boolean } = {},
+): Promise<TransactionResult> {
+  const outcomes: Array<Outcome | undefined> = rcpts.map(() => undefined);
+  const withHost = (x: Outcome): Outcome => (o.host === undefined ? x : { ...x, host: o.host });
+  const rest = (x: Outcome): TransactionResult['outcomes'] => outcomes.map((y) => y ?? withHost(x));
+  let data: Awaited<ReturnType<typeof messageData>>;
+  try {
+    // A large message is streamed from the queue while it is sent, never held whole.
+    data = await messageData(job);
+  } catch (e) {
+    const text = withoutPaths(errorText(e));
+    return {
+      outcomes: rest({ status: 'deferred', code: 451, enhanced: '4.3.0', text }),
+      reusable: true,
+      transactions: 0,
+    };
+  }
+  let todo = rcpts.map((_, i) => i);
+  let transactions = 0;
+  let reusable = false;
+  try {
+    while (todo.length > 0) {
+      const tx = outboundTransaction(
+        job.envelope.info,
+        todo.map((i) => rcpts[i]!),
+        data.open(),
+        data.size,
+      );
+      const res = await client.sendMessage(tx);
+      transactions++;
+      reusable = res.reusable;
+      const retry: number[] = [];
+      for (const rr of res.recipients) {
+        const i = todo[rr.index]!;
+        if (rr.tooManyRecipients && reusable && rr.index > 0) {
+          retry.push(i);
+          continue;
+        }
+        const x: Outcome = { status: rr.status, code: rr.code, enhanced: rr.enhanced, text: rr.text };
+        if (rr.status === 'delivered' && !client.extensions.dsn && !o.final) x.relayed = true;
+        outcomes[i] = withHost(x);
+      }
+      // Refused all over again: the peer will take no more now; they wait for the next attempt.
+      if (retry.length === todo.length) break;
+      todo = retry;
+    }
+    return {
+      outcomes: rest({ status: 'deferred', code: 452, enhanced: '4.5.3', text: 'too many recipients' }),
+      reusable,
+      transactions,
+    };
+  } catch (e) {
+    // The connection failed mid-way: what was not answered is tried again later.
+    const text = withoutPaths(errorText(e));
+    return {
+      outcomes: rest({ status: 'deferred', code: 451, enhanced: '4.4.2', text }),
+      reusable: false,
+      transactions,
+    };
+  }
 }

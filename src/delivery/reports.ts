@@ -1,20 +1,46 @@
-// The queue's report hook: turns a request for a delivery report (failure, delay, success)
-// into an RFC 3464 message addressed to the original return path, sent from the null sender.
-// The queue already refuses reports to <> and reports about reports; this adds nothing else.
-import type { AcceptInput, ReportRequest } from '../queue/types.js';
-import { buildDsn, type DsnRecipientReport } from './dsn.js';
+// The queue's report hooks (QueueHooks.reports): the report policy — who gets a delivery report
+// for what, decided here and nowhere else — and the builder that turns the reports due into
+// RFC 3464 messages addressed to the original return path, sent from the null sender. The
+// queue appends what it is handed in the same batch as the outcome.
+import type {
+  AcceptInput,
+  EnvelopeRecord,
+  RcptOutcome,
+  RecipientInfo,
+  ReportHooks,
+  ReportKind,
+  ReportRequest,
+} from '../queue/index.js';
+import { buildDsn, type DsnRecipientReport, shouldNotify } from './dsn.js';
 import { withoutPaths } from './public-text.js';
 
-export function makeReporter(hostname: string, maxAgeMs: number) {
+/**
+ * The report policy: whether `recipient`'s outcome calls for a report of `kind`. Never a report
+ * about a report; otherwise the NOTIFY rule of RFC 3461 (dsn.ts shouldNotify: never to <>,
+ * NEVER gets nothing, failures by default). A success is reported only for final delivery here
+ * (local) and for relaying to a hop without DSN: a next hop that took NOTIFY=SUCCESS reports
+ * success itself (RFC 3461 §5.2.2).
+ */
+export function wantsReport(
+  kind: ReportKind,
+  envelope: EnvelopeRecord,
+  recipient: RecipientInfo,
+  outcome: RcptOutcome,
+): boolean {
+  if (envelope.info.report) return false;
+  if (!shouldNotify(envelope.info.sender, kind, recipient.notify)) return false;
+  return kind !== 'success' || outcome.relayed === true || outcome.host === 'local';
+}
+
+export function makeReporter(hostname: string, maxAgeMs: number): ReportHooks {
+  return { wants: wantsReport, build: makeBuilder(hostname, maxAgeMs) };
+}
+
+function makeBuilder(hostname: string, maxAgeMs: number) {
   return (req: ReportRequest): AcceptInput | null => {
     const env = req.envelope;
     const action = req.kind === 'failure' ? 'failed' : req.kind === 'delay' ? 'delayed' : 'delivered';
-    // RFC 3461 §5.2.2: a next hop that took NOTIFY=SUCCESS (it offers DSN) reports success
-    // itself; we report only final delivery here (local) and relaying to a hop without DSN.
-    const list =
-      req.kind === 'success'
-        ? req.recipients.filter(({ outcome }) => outcome.relayed === true || outcome.host === 'local')
-        : req.recipients;
+    const list = req.recipients;
     if (list.length === 0) return null;
     const recipients: DsnRecipientReport[] = list.map(({ info, outcome }) => {
       const r: DsnRecipientReport = {

@@ -12,8 +12,8 @@
 
 import type net from 'node:net';
 import { errorText } from '../errors.js';
-import type { DeliveryJob, RcptOutcome } from '../queue/types.js';
-import { type MessageBytes, messageData, outboundTransaction } from '../delivery/outbound.js';
+import type { DeliveryJob, RcptOutcome } from '../queue/index.js';
+import { sendTransaction } from '../delivery/outbound.js';
 import { type Reply, SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
 import { isSmtpDomain } from '../util/domain.js';
 import type { Clock } from '../util/clock.js';
@@ -146,58 +146,16 @@ async function sendMessage(
   host: string | undefined,
 ): Promise<Map<DeliveryJob, RcptOutcome[]>> {
   const out = new Map<DeliveryJob, RcptOutcome[]>(group.map((j) => [j, []]));
-  const first = group[0]!;
-  const info = first.envelope.info;
-  let todo: Slot[] = group.flatMap((job) => job.pending.map((rcpt) => ({ job, rcpt })));
-  let data: { size: number; open(): MessageBytes };
-  try {
-    // A large message is streamed from the queue while it is sent, never held whole.
-    data = await messageData(first);
-  } catch (e) {
-    for (const s of todo)
-      out
-        .get(s.job)!
-        .push({ rcpt: s.rcpt, status: 'deferred', code: 451, enhanced: '4.3.0', text: errorText(e) });
-    return out;
-  }
-  while (todo.length > 0) {
-    const tx = outboundTransaction(
-      info,
-      todo.map((s) => s.job.envelope.info.recipients[s.rcpt]!),
-      data.open(),
-      data.size,
-    );
-    const res = await client.sendMessage(tx);
-    const retry: Slot[] = [];
-    for (const rr of res.recipients) {
-      const s = todo[rr.index]!;
-      if (rr.tooManyRecipients && res.reusable && rr.index > 0) {
-        retry.push(s);
-        continue;
-      }
-      const o: RcptOutcome = {
-        rcpt: s.rcpt,
-        status: rr.status,
-        code: rr.code,
-        enhanced: rr.enhanced,
-        text: rr.text,
-      };
-      if (host !== undefined) o.host = host;
-      if (rr.status === 'delivered' && !client.extensions.dsn) o.relayed = true;
-      out.get(s.job)!.push(o);
-    }
-    if (retry.length === 0 || retry.length === todo.length) {
-      for (const s of retry)
-        out.get(s.job)!.push({
-          rcpt: s.rcpt,
-          status: 'deferred',
-          code: 452,
-          enhanced: '4.5.3',
-          text: 'too many recipients',
-        });
-      break;
-    }
-    todo = retry;
-  }
+  const slots: Slot[] = group.flatMap((job) => job.pending.map((rcpt) => ({ job, rcpt })));
+  const r = await sendTransaction(
+    client,
+    group[0]!,
+    slots.map((s) => s.job.envelope.info.recipients[s.rcpt]!),
+    host === undefined ? {} : { host },
+  );
+  r.outcomes.forEach((o, i) => {
+    const s = slots[i]!;
+    out.get(s.job)!.push({ ...o, rcpt: s.rcpt });
+  });
   return out;
 }

@@ -7,11 +7,15 @@ import type { Config } from '../config/index.js';
 import { cidrListContains } from '../config/index.js';
 import type { Router } from '../delivery/router.js';
 import { domainOf, localPartOf } from '../util/domain.js';
-import type { IdSource } from '../queue/ids.js';
-import { DataSpool } from '../queue/data/spool.js';
-import type { Queues } from '../queue/queues.js';
-import { formatId, parseId } from '../queue/record/records.js';
-import type { Destination, RecipientInfo } from '../queue/types.js';
+import {
+  DataSpool,
+  type Destination,
+  formatId,
+  type IdSource,
+  parseId,
+  type Queues,
+  type RecipientInfo,
+} from '../queue/index.js';
 import { reply } from '../smtp/protocol/reply.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import { secretEquals } from '../util/secret-equal.js';
@@ -147,7 +151,7 @@ export function makeServerHooks(
       const info: RecipientInfo = {
         address: postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address,
       };
-      if (r.notify) info.notify = r.notify.length === 0 ? ['NEVER'] : r.notify.slice();
+      if (r.notify) info.notify = r.notify.slice();
       if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
       return info;
     });

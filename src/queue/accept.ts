@@ -48,7 +48,7 @@ export class Acceptor {
     try {
       if (this.cx.acceptRefusal) throw this.cx.acceptRefusal;
       if (spool) {
-        if (spool.host.core !== this.cx.core)
+        if (!spool.writesTo(this.cx.core))
           throw new MtaError('WRONG_QUEUE', 'transient', 'a spool is accepted by the queue that made it');
         if (input.msgId !== undefined && input.msgId !== spool.msgId)
           throw new MtaError('WRONG_ID', 'transient', 'a spool is accepted under its own message id');

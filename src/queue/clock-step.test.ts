@@ -2,7 +2,7 @@
 // delay once the clock is put right. It must go out at once, not wait for the wrong clock.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Queue } from './queue.js';
+import { internals, Queue } from './queue.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { msg, quiet, scripted } from '../../test/support/queue.js';
@@ -21,7 +21,10 @@ describe('clock steps', () => {
     q.start();
     for (let i = 0; i < 3; i++)
       await q.accept({ data: msg(i), sender: 'a@x.test', recipients: [{ address: `b${i}@y.test` }] });
-    await waitFor(() => q.core.findLane('retry-3600s')?.live === 3, 'the three deferrals in retry-3600s');
+    await waitFor(
+      () => internals(q).core.findLane('retry-3600s')?.live === 3,
+      'the three deferrals in retry-3600s',
+    );
     await q.stop();
 
     // The clock is put right (40 days back) and the daemon restarted.
@@ -49,7 +52,7 @@ describe('clock steps', () => {
     q.setDeliverer(d.deliver);
     q.start();
     await q.accept({ data: msg(1), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
-    await waitFor(() => q.core.findLane('retry-60s')?.live === 1, 'the deferral in retry-60s');
+    await waitFor(() => internals(q).core.findLane('retry-60s')?.live === 1, 'the deferral in retry-60s');
     await quiet(q, clock);
     assert.equal(d.seen.length, 1, 'attempted again before its due time');
     clock.advance(60_000);

@@ -32,6 +32,7 @@ import { FRAME_HEADER } from './record/frame.js';
 import { heldLaneName, heldLaneNameOf, parseLaneName, retryLaneName } from './log/segment.js';
 import type { GroupWriter, Phase } from './log/writer.js';
 import { LaneState } from './lanes/lane.js';
+import { chunkStep, keepsCopy } from './log/lane-scan.js';
 import { Facets } from './state/facets.js';
 import { F_LIVE, MessageTable, NO_SLOT, PieceTable, UNPLACED } from './state/tables.js';
 
@@ -483,11 +484,9 @@ export class QueueCore {
   /** Recovery keeps the data copy in the data lane, else the later copy in the same lane. */
   private adoptable(mslot: number, lane: LaneState): boolean {
     const M = this.msgs;
-    if (M.dataSeq[mslot] === UNPLACED) return true;
-    const cur = this.lanes[M.dataLane[mslot]!]!;
-    // Lanes are scanned one after the other, segments in log order: a copy seen later in the
-    // same lane is the later copy.
-    return (lane.kind === 'data' && cur.kind !== 'data') || lane === cur;
+    // Lanes are scanned one after the other, segments in log order (log/lane-scan.ts keepsCopy).
+    const cur = M.dataSeq[mslot] === UNPLACED ? undefined : this.lanes[M.dataLane[mslot]!]!;
+    return keepsCopy(cur?.idx, cur?.kind === 'data', lane.idx, lane.kind === 'data');
   }
 
   /**
@@ -508,10 +507,13 @@ export class QueueCore {
   ): void {
     lane.seg(seq).dataBytes += len;
     let c = this.candidates.get(mslot);
-    if (offset === 0) {
+    const step = chunkStep(c?.lane.idx, c?.next ?? 0, lane.idx, offset);
+    if (step === 'remnant') return;
+    if (step === 'start') {
       c = { lane, extents: [], next: 0 };
       this.candidates.set(mslot, c);
-    } else if (!c || c.lane !== lane || c.next !== offset) return;
+    }
+    if (!c) return;
     c.extents.push({ seq, off: payloadOff, len });
     c.next += len;
     if (!last) return;

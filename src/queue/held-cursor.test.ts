@@ -4,7 +4,7 @@
 // what changed before it got there is skipped.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Queue } from './queue.js';
+import { Queue, internals } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
 import type { DeliveryJob } from './types.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
@@ -54,9 +54,10 @@ describe('held-lane cursor (ATRN)', () => {
     for (let i = 0; i < 5; i++) ids.push(await put(i, ['a.test']));
     const c = q.openHeld(['a.test']);
     const first = (await c.next())!;
-    const P = q.core.pieces;
+    const P = internals(q).core.pieces;
     let inflight = 0;
-    for (let p = 0; p < P.cap; p++) if (q.core.isLive(p) && (P.flags[p]! & F_INFLIGHT) !== 0) inflight++;
+    for (let p = 0; p < P.cap; p++)
+      if (internals(q).core.isLive(p) && (P.flags[p]! & F_INFLIGHT) !== 0) inflight++;
     assert.equal(inflight, 1, 'the first message alone is claimed');
     // Not reached yet: removed and released at once, not reported busy.
     assert.deepEqual(await q.remove(ids[2]!), { pieces: 1, busy: 0 });

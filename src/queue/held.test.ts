@@ -5,9 +5,10 @@
 // held mail expires at max_age with a bounce, the sweep visiting only what expired.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Queue, type QueueOptions } from './queue.js';
+import { internals, Queue, type QueueOptions } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
 import type { DeliveryJob, RcptOutcome } from './types.js';
+import { wantsReport } from '../delivery/reports.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { msg, quiet } from '../../test/support/queue.js';
@@ -28,11 +29,14 @@ async function open(
     clock,
     maxAge: 3_600_000,
     hooks: {
-      report: (req) => {
-        reports.push(
-          `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
-        );
-        return null;
+      reports: {
+        wants: wantsReport,
+        build: (req) => {
+          reports.push(
+            `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
+          );
+          return null;
+        },
       },
     },
     ...extra,
@@ -107,7 +111,7 @@ function opening(): [Promise<void>, () => void] {
 
 /** Resolves once some piece of the queue is in flight. */
 const anyInFlight = (q: Queue) =>
-  waitFor(() => q.core.pieces.flags.some((f) => (f & F_INFLIGHT) !== 0), 'an attempt in flight');
+  waitFor(() => internals(q).core.pieces.flags.some((f) => (f & F_INFLIGHT) !== 0), 'an attempt in flight');
 
 describe('held lanes', () => {
   test('a piece a failed flush deferred back into its lane is flushed again by the next flush', async () => {
@@ -130,7 +134,7 @@ describe('held lanes', () => {
       c.seen.slice(10),
       [0, 1, 2, 3, 4].map((i) => addr(i)),
     );
-    assert.equal(q.core.msgs.count, 0);
+    assert.equal(internals(q).core.msgs.count, 0);
     await q.stop();
   });
 
@@ -200,7 +204,7 @@ describe('held lanes', () => {
     await Promise.all([q.flushHeld(D), q.flushHeld(D), q.flushHeld(D)]);
     assert.equal(c.overlap, 0);
     assert.equal(q.heldCount(D), 0);
-    assert.equal(q.core.msgs.count, 0);
+    assert.equal(internals(q).core.msgs.count, 0);
     await q.stop();
   });
 
@@ -236,7 +240,7 @@ describe('held lanes', () => {
     );
     assert.equal(last[0]!.attempts, 1, 'the 4xx counts as an attempt');
     await last[0]!.finish([{ rcpt: 0, status: 'delivered', code: 250 }]);
-    assert.equal(q.core.msgs.count, 0);
+    assert.equal(internals(q).core.msgs.count, 0);
     await q.stop();
   });
 
@@ -247,14 +251,14 @@ describe('held lanes', () => {
     q.setDeliverer(c.deliver);
     q.start();
     for (let i = 0; i < 3; i++) await q.flushHeld(D);
-    const pslot = q.core.piecesOf(q.core.msgs.byId.get(id!)!)[0]!;
+    const pslot = internals(q).core.piecesOf(internals(q).core.msgs.byId.get(id!)!)[0]!;
     const env = await q.readEnvelope(pslot);
     assert.equal(env.info.attempts, 0, 'nothing was written');
     assert.equal(q.attemptsOf(pslot, env), 3);
-    assert.equal(q.core.unwritten.get(pslot)?.last, '421 customer offline');
+    assert.equal(internals(q).core.unwritten.get(pslot)?.last, '421 customer offline');
     // A new version (here an operator hold) folds the count into the envelope.
     await q.hold(id!);
-    const held = q.core.piecesOf(q.core.msgs.byId.get(id!)!)[0]!;
+    const held = internals(q).core.piecesOf(internals(q).core.msgs.byId.get(id!)!)[0]!;
     const env2 = await q.readEnvelope(held);
     assert.equal(env2.info.attempts, 3);
     assert.equal(q.attemptsOf(held, env2), 3);
@@ -276,7 +280,7 @@ describe('held lanes', () => {
     clock.advance(3_000);
     await waitFor(() => reports.length === 3, 'the other bounces');
     assert.equal(q.heldCount(D), 0);
-    assert.equal(q.core.msgs.count, 0);
+    assert.equal(internals(q).core.msgs.count, 0);
     await q.stop();
   });
 
@@ -329,7 +333,7 @@ describe('held lanes', () => {
     release();
     await flush;
     assert.deepEqual(reports, [`failure:${addr(0)} 4.4.7`]);
-    assert.equal(q.core.msgs.count, 0);
+    assert.equal(internals(q).core.msgs.count, 0);
     await q.stop();
   });
 
@@ -412,7 +416,7 @@ describe('held lanes', () => {
     release();
     assert.deepEqual(await held, { pieces: 1, busy: 0 });
     await flush;
-    assert.equal(q.core.findLane('hold')!.live, 1);
+    assert.equal(internals(q).core.findLane('hold')!.live, 1);
     assert.equal(q.heldCount(D), 0);
     await q.stop();
   });
@@ -446,7 +450,7 @@ describe('held lanes', () => {
     });
     q.start();
     await q.accept({ data: msg(1), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
-    await waitFor(() => q.core.findLane('retry-300s')?.live === 1, 'deferred to the retry ladder');
+    await waitFor(() => internals(q).core.findLane('retry-300s')?.live === 1, 'deferred to the retry ladder');
     fail = false;
     // The retry attempt cannot read the envelope once.
     const read = fs.read.bind(fs);
@@ -461,9 +465,9 @@ describe('held lanes', () => {
     clock.advance(300_000);
     await waitFor(() => broken === 0, 'the failed read');
     await quiet(q, clock, 'the attempt ended');
-    assert.equal(q.core.msgs.count, 1, 'still queued');
+    assert.equal(internals(q).core.msgs.count, 1, 'still queued');
     clock.advance(10_000);
-    await waitFor(() => q.core.msgs.count === 0, 'delivered on the next try');
+    await waitFor(() => internals(q).core.msgs.count === 0, 'delivered on the next try');
     assert.deepEqual(seen, ['new', 'retry-300s']);
     await q.stop();
   });

@@ -32,3 +32,11 @@ export {
   parseLaneName,
   retryLaneName,
 } from './log/segment.js';
+export {
+  type LaneReport,
+  NotAQueueError,
+  type SegmentProblem,
+  type VerifyReport,
+  type VerifyStatus,
+  verifyQueue,
+} from './verify.js';

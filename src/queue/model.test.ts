@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { scanSegment } from './log/reader.js';
 import { parseSegmentName, segmentName } from './log/segment.js';
 import type { DataSpool } from './data/spool.js';
-import { Queue } from './queue.js';
+import { Queue, internals } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
 import type { Deliverer, Destination, RcptOutcome } from './types.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
@@ -117,10 +117,10 @@ interface MMsg {
 
 async function pendingAddresses(q: Queue, msgId: number): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  const m = q.core.msgs.byId.get(msgId);
+  const m = internals(q).core.msgs.byId.get(msgId);
   if (m === undefined) return out;
-  for (const p of q.core.piecesOf(m)) {
-    if (!q.core.isLive(p)) continue;
+  for (const p of internals(q).core.piecesOf(m)) {
+    if (!internals(q).core.isLive(p)) continue;
     const env = await q.readEnvelope(p);
     for (const i of q.pendingOf(p, env)) {
       const a = env.info.recipients[i]!.address;
@@ -136,7 +136,7 @@ async function pendingAddresses(q: Queue, msgId: number): Promise<Map<string, nu
  * a held or hold lane is in its lane's FIFO even while in flight, and has an expiry entry.
  */
 function checkLanes(q: Queue): void {
-  const core = q.core;
+  const core = internals(q).core;
   const P = core.pieces;
   const inFifo = new Set<string>();
   for (const lane of core.lanes)
@@ -161,7 +161,7 @@ function checkLanes(q: Queue): void {
 }
 
 function checkRefs(q: Queue): void {
-  const core = q.core;
+  const core = internals(q).core;
   for (const m of core.msgs.byId.values()) {
     const live = core.piecesOf(m).filter((p) => core.isLive(p)).length;
     assert.equal(core.msgs.refs[m], live, `refs of ${core.msgs.id[m]}`);
@@ -280,7 +280,8 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
       if (!m.acked && present.size > 0) m.acked = true;
       if (!m.acked) model.delete(id);
     }
-    for (const id of q.core.msgs.byId.keys()) assert.ok(known.has(id), `message ${id} came from nowhere`);
+    for (const id of internals(q).core.msgs.byId.keys())
+      assert.ok(known.has(id), `message ${id} came from nowhere`);
     checkRefs(q);
     assert.deepEqual(badData, [], 'delivered data differs from what was accepted');
     q.setDeliverer(deliver);
@@ -412,24 +413,24 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
   crashes.length = 0;
   await reopen();
   fates.clear();
-  for (let round = 0; round < 12 && q!.core.msgs.count > 0; round++) {
-    for (const id of [...q!.core.msgs.byId.keys()]) await q!.release(id);
+  for (let round = 0; round < 12 && internals(q!).core.msgs.count > 0; round++) {
+    for (const id of [...internals(q!).core.msgs.byId.keys()]) await q!.release(id);
     for (const d of HELD) await q!.flushHeld(d);
     q!.flushRetries();
     clock.advance(9 * 3_600_000);
     await settle(2);
   }
-  assert.equal(q!.core.msgs.count, 0, 'everything delivered');
+  assert.equal(internals(q!).core.msgs.count, 0, 'everything delivered');
   assert.deepEqual(badData, [], 'delivered data differs from what was accepted');
   for (const m of model.values()) for (const s of m.rcpts.values()) assert.notEqual(s, 'pending');
   // A further pass that rolls segments over, then only each lane's current segment may remain.
   for (let i = 0; i < 30; i++)
     await q!.accept({ data: [Buffer.alloc(300, 65)], sender: '', recipients: [{ address: `z${i}@n.test` }] });
   await settle(5);
-  assert.equal(q!.core.msgs.count, 0);
+  assert.equal(internals(q!).core.msgs.count, 0);
   for (const lane of await mem.readdir('/q/lanes')) {
     const segs = (await mem.readdir(`/q/lanes/${lane}`)).map(parseSegmentName);
-    const cur = q!.writer.currentSeq(lane);
+    const cur = internals(q!).writer.currentSeq(lane);
     // The writer creates the next segment ahead of need; it may exist, holding nothing.
     const prepared = (s: number | undefined) =>
       s === cur + 1 &&

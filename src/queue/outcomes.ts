@@ -2,7 +2,8 @@
 // committed as deltas (record) or with the end of the attempt (finish), which also decides
 // expiry, delay warnings, where deferred recipients go (a domain's held lane, the next rung of the
 // retry ladder, or back where they were), data relocation out of `new`, splitting, and the write
-// phases of a move (docs/queue-states.md), and appends the reports the report hook builds.
+// phases of a move (docs/queue-states.md), and appends the reports it is handed: which outcomes
+// call for a report is the report policy's answer (hooks.reports, delivery/reports.ts).
 // Invariants (DESIGN.md §3): an outcome is committed before the piece counts as done; a
 // permanent failure's report is appended in the same batch as the failure; a move's old version
 // dies only after every replacement is durable (phase 3); a stale outcome (the piece changed
@@ -19,7 +20,6 @@ import {
   formatId,
   OUTCOME_DELIVERED,
   OUTCOME_FAILED,
-  type RecipientInfo,
 } from './record/records.js';
 import type { QueueEvent, RcptOutcome, ReportKind } from './types.js';
 
@@ -54,10 +54,12 @@ export class Outcomes {
         detail,
       });
     }
-    const data = (await this.reportsNeedData(env, finals))
-      ? await this.read.reportData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
-      : Buffer.alloc(0);
-    this.appendReports(env, finals, data, now);
+    const due = this.reportsDue(env, finals);
+    const data =
+      due.length > 0
+        ? await this.read.reportData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
+        : Buffer.alloc(0);
+    this.appendReports(env, due, data, now);
     await this.cx.writer.commit();
     this.emitOutcomes(env, finals);
     this.pump(core.newLane());
@@ -76,44 +78,48 @@ export class Outcomes {
     }
   }
 
-  private async reportsNeedData(env: EnvelopeRecord, outs: RcptOutcome[]): Promise<boolean> {
-    if (!this.cx.hooks.report || env.info.report || env.info.sender === '') return false;
-    return outs.some(
-      (o) =>
-        o.status === 'failed' || (o.status === 'delivered' && wants(env.info.recipients[o.rcpt], 'SUCCESS')),
+  /**
+   * The reports these outcomes call for, by kind: who gets one is the report policy's answer
+   * (hooks.reports.wants, delivery/reports.ts), never decided here.
+   */
+  private reportsDue(
+    env: EnvelopeRecord,
+    finals: readonly RcptOutcome[],
+    delayed: readonly RcptOutcome[] = [],
+  ): Array<[ReportKind, RcptOutcome[]]> {
+    const policy = this.cx.hooks.reports;
+    if (!policy) return [];
+    const out: Array<[ReportKind, RcptOutcome[]]> = [];
+    const add = (kind: ReportKind, list: readonly RcptOutcome[]) => {
+      const due = list.filter((o) => {
+        const r = env.info.recipients[o.rcpt];
+        return r !== undefined && policy.wants(kind, env, r, o);
+      });
+      if (due.length > 0) out.push([kind, due]);
+    };
+    add(
+      'failure',
+      finals.filter((o) => o.status === 'failed'),
     );
+    add(
+      'success',
+      finals.filter((o) => o.status === 'delivered'),
+    );
+    add('delay', delayed);
+    return out;
   }
 
-  /** Appends reports (bounce, success) for these outcomes to the current batch. */
+  /** Appends the reports due (reportsDue) to the current batch, the outcome's. */
   private appendReports(
     env: EnvelopeRecord,
-    outs: RcptOutcome[],
+    due: ReadonlyArray<[ReportKind, RcptOutcome[]]>,
     data: Buffer,
     now: number,
-    delay: RcptOutcome[] = [],
   ): void {
-    const report = this.cx.hooks.report;
-    if (!report || env.info.report || env.info.sender === '') return; // never a report to <> or about a report
-    const kinds: Array<[ReportKind, RcptOutcome[]]> = [
-      [
-        'failure',
-        outs.filter(
-          (o) =>
-            o.status === 'failed' &&
-            !wants(env.info.recipients[o.rcpt], 'NEVER') &&
-            (notifyOf(env.info.recipients[o.rcpt]) === undefined ||
-              wants(env.info.recipients[o.rcpt], 'FAILURE')),
-        ),
-      ],
-      [
-        'success',
-        outs.filter((o) => o.status === 'delivered' && wants(env.info.recipients[o.rcpt], 'SUCCESS')),
-      ],
-      ['delay', delay],
-    ];
-    for (const [kind, list] of kinds) {
-      if (list.length === 0) continue;
-      const msg = report({
+    const policy = this.cx.hooks.reports;
+    if (!policy) return;
+    for (const [kind, list] of due) {
+      const msg = policy.build({
         kind,
         id: formatId(env.msgId),
         envelope: env,
@@ -179,11 +185,14 @@ export class Outcomes {
         });
       } else deferred.push(o);
     }
-    // Delay warnings: once per message, for recipients that asked for them.
-    const delayList =
-      deferred.length > 0 && !env.info.warned && now - env.arrival >= this.cx.delayWarning
-        ? deferred.filter((o) => wants(env.info.recipients[o.rcpt], 'DELAY'))
-        : [];
+    // Delay warnings: once per message, once it has waited delay_warning, for the recipients
+    // the report policy says want one.
+    const due = this.reportsDue(
+      env,
+      finals,
+      deferred.length > 0 && !env.info.warned && now - env.arrival >= this.cx.delayWarning ? deferred : [],
+    );
+    const delayList = due.find(([kind]) => kind === 'delay')?.[1] ?? [];
     // Where deferred recipients go: their held lane, or the next rung of the ladder.
     const groups = new Map<LaneState, RcptOutcome[]>();
     for (const o of deferred) {
@@ -223,10 +232,7 @@ export class Outcomes {
     const relocate =
       core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data' &&
       [...groups.keys()].some((l) => l.kind !== 'new');
-    const reportData =
-      (await this.reportsNeedData(env, finals)) || delayList.length > 0
-        ? await this.read.reportData(mslot, env.msgId)
-        : Buffer.alloc(0);
+    const reportData = due.length > 0 ? await this.read.reportData(mslot, env.msgId) : Buffer.alloc(0);
     const data = relocate ? await this.read.readData(mslot, env.msgId) : undefined;
     if (P.gen[pslot] !== gen || !core.isLive(pslot)) return;
     if (groups.size === 0) {
@@ -289,21 +295,13 @@ export class Outcomes {
       // The old version dies only after every replacement is durable (phase 3).
       core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, 3);
     }
-    this.appendReports(env, finals, reportData, now, delayList);
+    this.appendReports(env, due, reportData, now);
     await this.cx.writer.commit();
     this.emitOutcomes(env, [...finals, ...deferred]);
     for (const target of groups.keys()) if (target.kind === 'new') this.pump(target);
     this.pump(core.newLane());
   }
 }
-function notifyOf(r: RecipientInfo | undefined): string[] | undefined {
-  return r?.notify;
-}
-
-function wants(r: RecipientInfo | undefined, what: string): boolean {
-  return r?.notify?.includes(what) ?? false;
-}
-
 function describe(o: RcptOutcome): string {
   const parts: string[] = [];
   if (o.code !== undefined) parts.push(String(o.code));

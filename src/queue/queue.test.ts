@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Queue, type QueueOptions } from './queue.js';
+import { internals, Queue, type QueueOptions } from './queue.js';
+import { wantsReport } from '../delivery/reports.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { msg, quiet, scripted } from '../../test/support/queue.js';
@@ -50,15 +51,18 @@ describe('queue', () => {
       sender: 'a@x.test',
       recipients: [{ address: 'ok@y.test' }, { address: 'later@z.test' }],
     });
-    await waitFor(() => q.core.findLane('retry-300s')?.live === 1, 'the deferred recipient in retry-300s');
+    await waitFor(
+      () => internals(q).core.findLane('retry-300s')?.live === 1,
+      'the deferred recipient in retry-300s',
+    );
     await quiet(q, clock);
-    const retry = q.core.findLane('retry-300s')!;
+    const retry = internals(q).core.findLane('retry-300s')!;
     assert.equal(retry.live, 1);
-    assert.equal(q.core.newLane().live, 0);
-    assert.equal(q.core.findLane('data')!.segs.size, 1);
+    assert.equal(internals(q).core.newLane().live, 0);
+    assert.equal(internals(q).core.findLane('data')!.segs.size, 1);
     fs.crash();
     const q2 = await open(fs, clock);
-    assert.equal(q2.core.findLane('retry-300s')!.live, 1);
+    assert.equal(internals(q2).core.findLane('retry-300s')!.live, 1);
     const d2 = scripted(() => 'delivered');
     q2.setDeliverer(d2.deliver);
     q2.start();
@@ -82,11 +86,14 @@ describe('queue', () => {
       fs,
       clock,
       hooks: {
-        report: (req) => ({
-          data: [Buffer.from(`bounce for ${req.id}\r\n`)],
-          sender: '',
-          recipients: [{ address: req.envelope.info.sender }],
-        }),
+        reports: {
+          wants: wantsReport,
+          build: (req) => ({
+            data: [Buffer.from(`bounce for ${req.id}\r\n`)],
+            sender: '',
+            recipients: [{ address: req.envelope.info.sender }],
+          }),
+        },
       },
     });
     let bounced = 0;
@@ -108,7 +115,7 @@ describe('queue', () => {
     });
     q.start();
     await q.accept({ data: msg(3), sender: 'a@x.test', recipients: [{ address: 'nobody@y.test' }] });
-    await waitFor(() => bounced === 1 && q.core.msgs.count === 0, 'the bounce delivered');
+    await waitFor(() => bounced === 1 && internals(q).core.msgs.count === 0, 'the bounce delivered');
   });
 
   test('a split message shares one data copy until the last piece is done', async () => {
@@ -130,8 +137,8 @@ describe('queue', () => {
     });
     await waitFor(() => d.seen.length === 1, 'the normal piece delivered');
     await quiet(q, clock);
-    const m = q.core.msgs.byId.get(r.msgId)!;
-    assert.equal(q.core.msgs.refs[m], 1, 'only the held piece is left');
+    const m = internals(q).core.msgs.byId.get(r.msgId)!;
+    assert.equal(internals(q).core.msgs.refs[m], 1, 'only the held piece is left');
     assert.equal(q.heldCount('held.test'), 1);
     fs.crash();
     const q2 = await open(fs, clock);
@@ -144,7 +151,7 @@ describe('queue', () => {
       d2.seen.map((s) => s.rcpts),
       [['v@held.test', 'w@held.test']],
     );
-    assert.equal(q2.core.msgs.count, 0);
+    assert.equal(internals(q2).core.msgs.count, 0);
   });
 
   test('hold, release and delete are logged actions that survive a crash', async () => {
@@ -157,9 +164,11 @@ describe('queue', () => {
     assert.deepEqual(await q.remove(b.msgId), { pieces: 1, busy: 0 });
     fs.crash();
     const q2 = await open(fs, clock);
-    assert.equal(q2.core.findLane('hold')!.live, 1);
-    assert.equal(q2.core.msgs.count, 1);
-    const env = await q2.readEnvelope(q2.core.piecesOf(q2.core.msgs.byId.get(a.msgId)!)[0]!);
+    assert.equal(internals(q2).core.findLane('hold')!.live, 1);
+    assert.equal(internals(q2).core.msgs.count, 1);
+    const env = await q2.readEnvelope(
+      internals(q2).core.piecesOf(internals(q2).core.msgs.byId.get(a.msgId)!)[0]!,
+    );
     assert.equal(env.info.history.at(-1)!.ev, 'held by operator');
     const d = scripted(() => 'delivered');
     q2.setDeliverer(d.deliver);
@@ -209,12 +218,12 @@ describe('queue', () => {
     q.start();
     for (let i = 0; i < 200; i++)
       await q.accept({ data: msg(i), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
-    await waitFor(() => q.core.msgs.count === 0, 'the 200 messages delivered');
+    await waitFor(() => internals(q).core.msgs.count === 0, 'the 200 messages delivered');
     await q.accept({ data: msg(999), sender: 'a@x.test', recipients: [{ address: 'b@y.test' }] });
-    await waitFor(() => q.core.msgs.count === 0, 'the last message delivered');
+    await waitFor(() => internals(q).core.msgs.count === 0, 'the last message delivered');
     const segs = () => fs.paths().filter((p) => p.includes('/lanes/new/'));
     // Segments are unlinked in the background after a durable batch.
-    await waitFor(() => segs().length <= 2, "at most two segments left in lanes/new");
+    await waitFor(() => segs().length <= 2, 'at most two segments left in lanes/new');
   });
 
   test('a message past max_age is bounced instead of deferred', async () => {
@@ -227,9 +236,12 @@ describe('queue', () => {
       clock,
       maxAge: 10 * 60_000,
       hooks: {
-        report: (req) => {
-          reports.push(`${req.kind}:${req.recipients.map((r) => r.outcome.enhanced).join(',')}`);
-          return null;
+        reports: {
+          wants: wantsReport,
+          build: (req) => {
+            reports.push(`${req.kind}:${req.recipients.map((r) => r.outcome.enhanced).join(',')}`);
+            return null;
+          },
         },
       },
     });
@@ -246,7 +258,7 @@ describe('queue', () => {
     await waitFor(() => reports.length > 0, 'the bounce at max_age');
     await quiet(q, clock);
     assert.deepEqual(reports, ['failure:4.4.7']);
-    assert.equal(q.core.msgs.count, 0);
+    assert.equal(internals(q).core.msgs.count, 0);
   });
   test("held mail expires at its domain's max_age with a bounce, and the sweep reads only the expired", async () => {
     const fs = new MemQueueFs();
@@ -259,11 +271,14 @@ describe('queue', () => {
       maxAge: 60 * 60_000,
       hooks: {
         maxAgeFor: (domain) => (domain === 'short.test' ? 10 * 60_000 : 60 * 60_000),
-        report: (req) => {
-          reports.push(
-            `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
-          );
-          return null;
+        reports: {
+          wants: wantsReport,
+          build: (req) => {
+            reports.push(
+              `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
+            );
+            return null;
+          },
         },
       },
     });
@@ -320,6 +335,6 @@ describe('queue', () => {
     q.start();
     assert.equal(await q.flushHeld('held.test'), 1);
     assert.deepEqual(seen, [`b@held.test ${msg('B')[0]!.toString()}`]);
-    assert.equal(q.core.msgs.byId.has(b.msgId), false);
+    assert.equal(internals(q).core.msgs.byId.has(b.msgId), false);
   });
 });

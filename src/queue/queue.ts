@@ -46,7 +46,21 @@ export { READ_PIECE, REPORT_DATA_MAX } from './read.js';
 /** How often the maintenance tick (compaction, expiry, reclamation) runs. */
 const MAINTENANCE_MS = 60_000;
 
+let contextOf: (q: Queue) => QueueContext;
+
+/**
+ * The index, writer and file system behind a queue: for queue/'s own modules and for tests and
+ * benchmarks only. index.ts does not export it, and the layering test keeps the rest of src/ on
+ * index.ts, so admin, CLI and ODMR cannot reach the columns, flag bits or the writer.
+ */
+export function internals(q: Queue): { core: QueueCore; writer: GroupWriter; fs: QueueFs } {
+  return contextOf(q);
+}
+
 export class Queue {
+  static {
+    contextOf = (q) => q.cx;
+  }
   /** Told once when the writer starts refusing writes (QUEUE_FULL or QUEUE_POISONED). */
   onRefused: ((q: Queue, e: MtaError) => void) | undefined;
   recovery: RecoveryReport | undefined;
@@ -110,18 +124,6 @@ export class Queue {
 
   get dir(): string {
     return this.cx.dir;
-  }
-
-  get core(): QueueCore {
-    return this.cx.core;
-  }
-
-  get writer(): GroupWriter {
-    return this.cx.writer;
-  }
-
-  get fs(): QueueFs {
-    return this.cx.fs;
   }
 
   get clock(): Clock {

@@ -23,7 +23,7 @@ import { IdSource } from './ids.js';
 import { NodeQueueFs } from './log/fs.js';
 import type { Handover } from './lanes/handover.js';
 import { Reserve } from './log/reserve.js';
-import { type ActionOutcome, type HeldCursor, Queue, type QueueOptions } from './queue.js';
+import { type ActionOutcome, type HeldCursor, Queue, type QueueOptions, internals } from './queue.js';
 import type { RecoveryReport } from './recovery.js';
 import type { AcceptInput, AcceptResult, Deliverer, DeliveryJob, QueueEvent } from './types.js';
 import * as across from './view/across.js';
@@ -194,12 +194,14 @@ export class Queues {
     const dir = old.dir;
     await old.close();
     // Cut what the refused batch half-wrote, as recovery would cut a torn tail.
-    for (const c of old.writer.failedCut ?? []) {
-      await old.fs.truncate(c.path, c.length).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
+    for (const c of internals(old).writer.failedCut ?? []) {
+      await internals(old)
+        .fs.truncate(c.path, c.length)
+        .catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
     }
-    old.fs.closeHandles?.();
+    internals(old).fs.closeHandles?.();
     const stopping = () => new MtaError('QUEUE_STOPPED', 'transient', `queue ${dir} is stopping`);
     if (this.stopped) {
       handover.fail(stopping());
@@ -302,8 +304,8 @@ export class Queues {
 
   accept(input: AcceptInput): Promise<AcceptResult> {
     if (input.data instanceof DataSpool) {
-      const core = input.data.host.core;
-      const q = this.list.find((x) => x.core === core);
+      const spool = input.data;
+      const q = this.list.find((x) => spool.writesTo(internals(x).core));
       if (q) return q.accept(input);
     }
     return this.pick().accept(input);

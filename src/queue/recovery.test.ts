@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { scanSegment } from './log/reader.js';
 import { type DoneRecord, decodeDone, RT_DONE } from './record/records.js';
-import { Queue } from './queue.js';
+import { internals, Queue } from './queue.js';
 import type { Deliverer } from './types.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { CrashFs, msg, quiet } from '../../test/support/queue.js';
@@ -13,11 +13,11 @@ import { FakeClock } from '../../test/support/clock.js';
 
 /** Pending recipient addresses of every live piece of a message, sorted. */
 async function pendingOf(q: Queue, msgId: number): Promise<string[]> {
-  const m = q.core.msgs.byId.get(msgId);
+  const m = internals(q).core.msgs.byId.get(msgId);
   if (m === undefined) return [];
   const out: string[] = [];
-  for (const p of q.core.piecesOf(m)) {
-    if (!q.core.isLive(p)) continue;
+  for (const p of internals(q).core.piecesOf(m)) {
+    if (!internals(q).core.isLive(p)) continue;
     const env = await q.readEnvelope(p);
     for (const i of q.pendingOf(p, env)) out.push(env.info.recipients[i]!.address);
   }
@@ -72,8 +72,8 @@ describe('recovery of multi-file batches', () => {
         acked = (await q.accept(input)).msgId;
       });
       const q = await Queue.open({ dir: '/q', fs: mem, clock: new FakeClock(), segmentSize: 4096 });
-      for (const m of q.core.msgs.byId.values()) {
-        const id = q.core.msgs.id[m]!;
+      for (const m of internals(q).core.msgs.byId.values()) {
+        const id = internals(q).core.msgs.id[m]!;
         assert.ok((await q.readData(m, id)).equals(input.data[0]!), `crash after ${n}: data readable`);
       }
       if (acked !== undefined) {
@@ -108,7 +108,7 @@ describe('recovery of multi-file batches', () => {
       };
       await q.accept(input); // creates the segments
       firstBytes = envelopeBytes();
-      (q.fs as CrashFs).stallSync = (path) => path.includes('/lanes/data/');
+      (internals(q).fs as CrashFs).stallSync = (path) => path.includes('/lanes/data/');
       await q.accept({
         data: msg('split'),
         sender: 'a@x.test',
@@ -121,11 +121,11 @@ describe('recovery of multi-file batches', () => {
     assert.equal(acked, false);
     const q = await Queue.open({ dir: '/q', fs: mem, clock: new FakeClock() });
     assert.equal(q.recovery!.missingData.length, 1);
-    assert.equal(q.core.msgs.count, 1, 'only the first message');
+    assert.equal(internals(q).core.msgs.count, 1, 'only the first message');
     assert.equal(q.heldCount('held.test'), 1);
     mem.crash();
     const q2 = await Queue.open({ dir: '/q', fs: mem, clock: new FakeClock() });
-    assert.equal(q2.core.msgs.count, 1, 'the repair was durable');
+    assert.equal(internals(q2).core.msgs.count, 1, 'the repair was durable');
     assert.deepEqual(q2.recovery!.missingData, []);
   });
 
@@ -243,7 +243,9 @@ describe('recovery of multi-file batches', () => {
     q2.start();
     await q2.flushHeld('c.test');
     assert.equal(q2.heldCount('a.test'), 1);
-    const pieces = q2.core.piecesOf(q2.core.msgs.byId.get(msgId)!).map((p) => q2.core.pieces.piece[p]);
+    const pieces = internals(q2)
+      .core.piecesOf(internals(q2).core.msgs.byId.get(msgId)!)
+      .map((p) => internals(q2).core.pieces.piece[p]);
     assert.ok(!pieces.includes(1), `piece numbers in use: ${pieces}`);
     mem.crash();
     const q3 = await Queue.open(opts);

@@ -102,9 +102,21 @@ export interface ReportRequest {
   now: number;
 }
 
+/**
+ * Delivery reports (RFC 3464), decided and built outside the queue (delivery/reports.ts): the
+ * queue asks `wants` of each outcome, has `build` make one report per kind, and appends it in
+ * the same batch as the outcome.
+ */
+export interface ReportHooks {
+  /** The report policy: whether this recipient's outcome calls for a report of `kind`. */
+  wants(kind: ReportKind, envelope: EnvelopeRecord, recipient: RecipientInfo, outcome: RcptOutcome): boolean;
+  /** The report to enqueue (null: none after all). */
+  build(req: ReportRequest): AcceptInput | null;
+}
+
 export interface QueueHooks {
-  /** Builds delivery reports (RFC 3464) to enqueue in the same batch as the outcome. */
-  report?(req: ReportRequest): AcceptInput | null;
+  /** Without it, no reports are made. */
+  reports?: ReportHooks;
   /** Maximum age for pieces in a held lane, by domain (default: the queue's max age). */
   maxAgeFor?(domain: string | undefined): number;
   onEvent?(ev: QueueEvent): void;

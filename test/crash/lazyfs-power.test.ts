@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { VerifyReport } from '../../src/cli/log-verify.js';
+import type { VerifyReport } from '../../src/queue/index.js';
 import { scanSegment } from '../../src/queue/log/reader.js';
 import { RT_DONE } from '../../src/queue/record/records.js';
 import { codeOf, runLogmta, SmtpChat, spawnDaemon, startTestDaemon, waitFor } from '../support/daemon.js';

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NodeQueueFs } from '../../src/queue/log/fs.js';
-import { Queue } from '../../src/queue/queue.js';
+import { Queue, internals } from '../../src/queue/queue.js';
 import { expectedData, expectedRecipients } from './queue-content.js';
 
 const CHILD = new URL('./queue-child.js', import.meta.url).pathname;
@@ -85,14 +85,14 @@ test('every id acknowledged before a SIGKILL is recovered intact, across repeate
     const q = await Queue.open({ dir, fs: new NodeQueueFs(), segmentSize: 64 * 1024 });
     assert.deepEqual(q.recovery!.corruptions, []);
     for (const id of acked) {
-      const m = q.core.msgs.byId.get(id);
+      const m = internals(q).core.msgs.byId.get(id);
       assert.ok(m !== undefined, `acknowledged ${id} is queued`);
     }
     // Every message present, acknowledged or not, is whole: its bytes and its recipients.
-    for (const [id, m] of q.core.msgs.byId) {
+    for (const [id, m] of internals(q).core.msgs.byId) {
       assert.ok((await q.readData(m, id)).equals(expectedData(id)), `data of ${id}`);
       const pending = new Set<string>();
-      for (const p of q.core.piecesOf(m)) {
+      for (const p of internals(q).core.piecesOf(m)) {
         const env = await q.readEnvelope(p);
         for (const i of q.pendingOf(p, env)) pending.add(env.info.recipients[i]!.address);
       }

@@ -22,6 +22,7 @@ import {
 } from '../support/daemon.js';
 import { peakRssOf, rssOf } from '../support/bigmail.js';
 import { SmtpSink } from '../support/sink.js';
+import { internals } from '../../src/queue/queue.js';
 
 const DAY = 86_400_000;
 const dir = makeTempDir('logmta-clock-');
@@ -71,7 +72,7 @@ test('mail queued under a clock 40 days ahead is delivered at once, and 30-day t
     assert.match((await chat.ask(`Subject: clock ${i}\r\n\r\nbody\r\n.\r\n`))[0]!, /^250 /);
     chat.close();
   }
-  const retry = () => wrong.daemon.queues.list[0]!.core.findLane('retry-3600s')?.live ?? 0;
+  const retry = () => internals(wrong.daemon.queues.list[0]!).core.findLane('retry-3600s')?.live ?? 0;
   await waitFor(() => retry() === 3, 'three deferrals');
   await wrong.stop();
 

@@ -19,6 +19,7 @@ import { Queues } from '../../src/queue/queues.js';
 import { SmtpListener } from '../../src/smtp/server/listener.js';
 import { codeOf, SmtpChat, waitFor } from '../support/daemon.js';
 import { MemQueueFs } from '../support/memfs.js';
+import { internals } from '../../src/queue/queue.js';
 
 const noDns: DnsResolver = {
   resolveMx: async () => [],
@@ -124,7 +125,7 @@ test('over the memory budget new transactions get 452 4.3.1 until it drains; no 
     assert.match((await b.read(1, 20_000))[0] ?? '', /^250 2\.0\.0 /);
     await waitFor(() => !budget.over, 'the budget to drain', 10_000);
     assert.equal(codeOf((await c.ask('MAIL FROM:<x@y.test>\r\n'))[0]!), '250 2.1.0');
-    assert.equal(queues.list[0]!.core.msgs.count, 2);
+    assert.equal(internals(queues.list[0]!).core.msgs.count, 2);
     for (const x of [a, b, c]) x.close();
   } finally {
     disk.release();

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { fileSizes, startTestDaemon, type TestDaemon, waitFor } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { sendMail } from '../support/inject.js';
+import { internals } from '../../src/queue/queue.js';
 
 let sink: SmtpSink;
 let d: TestDaemon;
@@ -28,7 +29,7 @@ after(async () => {
   await sink.close();
 });
 
-const written = (): number => d.daemon.queues.list.reduce((n, q) => n + q.writer.stats.bytes, 0);
+const written = (): number => d.daemon.queues.list.reduce((n, q) => n + internals(q).writer.stats.bytes, 0);
 
 test('failed probes write nothing; the first successful probe flushes the lane', async () => {
   for (let i = 0; i < 2; i++) await sendMail(d.port, { from: 'a@sender.test', to: [`u${i}@branch.example`] });

@@ -13,6 +13,7 @@ import { collect } from '../../src/odmr/index.js';
 import { F_INFLIGHT } from '../../src/queue/state/tables.js';
 import type { ReceivedMessage, ServerHooks } from '../../src/smtp/server/hooks.js';
 import { startTestDaemon, type TestDaemon } from '../support/daemon.js';
+import { internals } from '../../src/queue/queue.js';
 
 const TOML = `
 [[odmr.account]]
@@ -54,13 +55,14 @@ after(() => d.stop());
 function claimed(): number {
   let n = 0;
   for (const q of d.daemon.queues.list) {
-    const P = q.core.pieces;
+    const P = internals(q).core.pieces;
     for (const name of ['held-big.example', 'held-big-two.example']) {
-      const lane = q.core.findLane(name);
+      const lane = internals(q).core.findLane(name);
       if (!lane) continue;
       for (let i = 0; i < lane.fifo.length; i++) {
         const p = lane.fifo.slotAt(i);
-        if (q.core.isCurrentIn(lane, p, lane.fifo.genAt(i)) && (P.flags[p]! & F_INFLIGHT) !== 0) n++;
+        if (internals(q).core.isCurrentIn(lane, p, lane.fifo.genAt(i)) && (P.flags[p]! & F_INFLIGHT) !== 0)
+          n++;
       }
     }
   }

@@ -25,7 +25,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { VerifyReport } from '../../src/cli/log-verify.js';
+import type { VerifyReport } from '../../src/queue/index.js';
 import {
   codeOf,
   runLogmta,
@@ -39,6 +39,7 @@ import {
 import { type CrashOp, LazyFsMount, laneSegmentFiles } from './lazyfs.js';
 import { SmtpSink } from './sink.js';
 import { prng } from './prng.js';
+import { internals } from '../../src/queue/queue.js';
 
 export type FaultKind = 'power' | 'op' | 'torn';
 
@@ -411,7 +412,7 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
     if (rec)
       compare('final start', v, { tornTails: rec.tornTails.length, corruptions: rec.corruptions.length });
     const f = final;
-    const queued = () => f.daemon.queues.list.reduce((a, q) => a + q.core.msgs.count, 0);
+    const queued = () => f.daemon.queues.list.reduce((a, q) => a + internals(q).core.msgs.count, 0);
     await waitFor(
       () => {
         f.daemon.queues.flushRetries();

@@ -6,7 +6,7 @@
 // Invariant: after the crash, nothing the frozen queue does can reach the file system that
 // recovery sees.
 import type { QueueFile, QueueFs } from '../../src/queue/log/fs.js';
-import type { Queue } from '../../src/queue/queue.js';
+import { internals, type Queue } from '../../src/queue/queue.js';
 import { F_INFLIGHT } from '../../src/queue/state/tables.js';
 import type { DeliveryJob, RcptOutcome } from '../../src/queue/types.js';
 import type { FakeClock } from './clock.js';
@@ -60,7 +60,7 @@ export async function quiet(
   const busy = () => {
     if (q.pendingBytes > 0 || clock.nextDue() === 0) return true;
     if (opts.inflight === 'ignore') return false;
-    const flags = q.core.pieces.flags;
+    const flags = internals(q).core.pieces.flags;
     for (let s = 0; s < flags.length; s++) if ((flags[s]! & F_INFLIGHT) !== 0) return true;
     return false;
   };

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { scanSegment } from '../log/reader.js';
 import { parseSegmentName, segmentName } from '../log/segment.js';
-import { Queue, type QueueOptions } from '../queue.js';
+import { Queue, type QueueOptions, internals } from '../queue.js';
 import { decodeChunkHead, RT_CHUNK, RT_DATA } from '../record/records.js';
 import type { DeliveryJob } from '../types.js';
 import { MemoryBudget } from './budget.js';
@@ -153,7 +153,7 @@ describe('streamed message data', () => {
     await q2.accept({ data: [bytes(10)], sender: '', recipients: rcpt });
     await quiet(q2);
     const left = fs.paths().filter((p) => p.startsWith('/q/lanes/data/'));
-    const cur = q2.writer.currentSeq('data');
+    const cur = internals(q2).writer.currentSeq('data');
     assert.deepEqual(
       left.filter((p) => !p.endsWith(segmentName(cur)) && !p.endsWith(segmentName(cur + 1))),
       [],
@@ -329,7 +329,7 @@ describe('dataStream', () => {
     const r = await q.accept({ data: [data], sender: 'a@x.test', recipients: rcpt });
     fs.crash();
     const q2 = await open(fs);
-    const m = q2.core.msgs.byId.get(r.msgId)!;
+    const m = internals(q2).core.msgs.byId.get(r.msgId)!;
     const sizes: number[] = [];
     const parts: Buffer[] = [];
     for await (const b of q2.dataStream(m, r.msgId)) {
@@ -346,7 +346,7 @@ describe('dataStream', () => {
     const spool = q.spool(1.1e15);
     await fill(spool, bytes(5000), 500);
     const r = await q.accept({ data: spool, sender: 'a@x.test', recipients: rcpt });
-    const m = q.core.msgs.byId.get(r.msgId)!;
+    const m = internals(q).core.msgs.byId.get(r.msgId)!;
     const it = q.dataStream(m, r.msgId, 100)[Symbol.asyncIterator]();
     await it.next();
     await q.remove(r.msgId);
@@ -363,8 +363,8 @@ test('scripted deliverers still see streamed messages as ordinary jobs', async (
   const spool = q.spool(1.2e15);
   await fill(spool, bytes(5000), 700);
   await q.accept({ data: spool, sender: 'a@x.test', recipients: rcpt });
-  await waitFor(() => q.core.msgs.count === 0, 'the message delivered');
+  await waitFor(() => internals(q).core.msgs.count === 0, 'the message delivered');
   await quiet(q);
   assert.equal(d.seen.length, 1);
-  assert.equal(q.core.msgs.count, 0);
+  assert.equal(internals(q).core.msgs.count, 0);
 });

@@ -58,7 +58,7 @@ export class DataSpool {
   private readonly unsubscribe: () => void;
 
   constructor(
-    readonly host: SpoolHost,
+    private readonly host: SpoolHost,
     readonly msgId: number,
     private readonly chunkSize = CHUNK_SIZE,
   ) {
@@ -66,6 +66,11 @@ export class DataSpool {
     this.unsubscribe = host.budget.onOver(() => {
       if (this.buffered >= MIN_CHUNK) this.maybeFlush(true);
     });
+  }
+
+  /** Whether this spool writes to the log of `core` (so its message is accepted there). */
+  writesTo(core: QueueCore): boolean {
+    return this.host.core === core;
   }
 
   /** True once some data went to chunk records: the message is stored chunked. */

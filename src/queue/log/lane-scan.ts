@@ -1,7 +1,8 @@
 // What recovery keeps of one lane's segment files, segment by segment: which segments count as
 // the newest (where a torn tail is a crash leftover, not corruption), where each one is cut,
-// and which gaps in the sequence are missing segments. Recovery (recovery.ts), which acts on
-// these answers, and `logmta log verify` (cli/log-verify.ts), which only reports them, both
+// which gaps in the sequence are missing segments, and which copy of a message's data is the
+// one kept (keepsCopy, chunkStep). Recovery (recovery.ts, core.ts), which acts on these answers,
+// and the read-only check behind `logmta log verify` (verify.ts), which only reports them, both
 // take them from here, so the two can never disagree about a directory.
 // Invariant: reads only, through the `read` callback; the caller does any cutting.
 // Fails: whatever `read` rejects with.
@@ -77,4 +78,36 @@ export function missingSegments(
       if (!quarantined.some((n) => n.startsWith(`${lane}-${segmentName(s)}`)))
         out.push(`${lane}/${segmentName(s)}`);
   return out;
+}
+
+/**
+ * Whether a complete copy of a message's data seen in lane number `lane` (in scan order: lanes
+ * one after the other, segments in log order) replaces the copy kept so far, in `curLane`
+ * (undefined: none yet). Recovery keeps the copy in the data lane, else the later copy in the
+ * same lane.
+ */
+export function keepsCopy(
+  curLane: number | undefined,
+  curInData: boolean,
+  lane: number,
+  inData: boolean,
+): boolean {
+  return curLane === undefined || (inData && !curInData) || lane === curLane;
+}
+
+/**
+ * What a chunk record at byte `offset` of a message's data does, given the copy in progress
+ * (`partialLane`, undefined for none, and `partialNext`, the next offset it expects): offset 0 starts a copy, the next offset in the
+ * same lane extends it, anything else is a remnant of a copy whose other chunks are gone (an
+ * abandoned stream, a freed segment) and is ignored. Every copy holds the same bytes, so only
+ * the offsets matter.
+ */
+export function chunkStep(
+  partialLane: number | undefined,
+  partialNext: number,
+  lane: number,
+  offset: number,
+): 'start' | 'extend' | 'remnant' {
+  if (offset === 0) return 'start';
+  return partialLane === lane && partialNext === offset ? 'extend' : 'remnant';
 }

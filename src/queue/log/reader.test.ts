@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { encodeFrame } from '../record/frame.js';
 import { RT_DONE, RT_ENVELOPE, decodeDataId } from '../record/records.js';
-import { Queue } from '../queue.js';
+import { internals, Queue } from '../queue.js';
 import { type ScannedRecord, scanSegment } from './reader.js';
 import { load, msg, snapshot } from '../../../test/support/queue.js';
 import { FakeClock } from '../../../test/support/clock.js';
@@ -35,7 +35,7 @@ async function acceptN(q: Queue, n: number, tag = 'm') {
 }
 
 async function dataOf(q: Queue, id: number): Promise<string> {
-  return (await q.readData(q.core.msgs.byId.get(id)!, id)).toString();
+  return (await q.readData(internals(q).core.msgs.byId.get(id)!, id)).toString();
 }
 
 describe('segment reader (pure)', () => {
@@ -89,7 +89,10 @@ describe('recovery failure modes', () => {
       assert.equal(fs.peek(NEW1).length, last.offset, 'the torn bytes are gone');
       assert.equal(r.liveMessages, 1);
       assert.equal(await dataOf(q, a!), msg('m0')[0]!.toString());
-      assert.ok(!q.core.msgs.byId.has(b!), 'the message whose envelope was torn was never acknowledged');
+      assert.ok(
+        !internals(q).core.msgs.byId.has(b!),
+        'the message whose envelope was torn was never acknowledged',
+      );
       const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
       fs.crash();
       const q2 = await Queue.open({ dir: '/q', fs, clock });
@@ -137,7 +140,7 @@ describe('recovery failure modes', () => {
     assert.deepEqual(q.recovery!.tornTails, [], 'zeros are not damage: no torn tail is reported');
     assert.equal(fs.peek(NEW1).length, end, 'the zeros are cut before anything is appended');
     assert.deepEqual(q.recovery!.corruptions, []);
-    for (const id of ids) assert.ok(q.core.msgs.byId.has(id));
+    for (const id of ids) assert.ok(internals(q).core.msgs.byId.has(id));
     const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
     fs.crash();
     const q2 = await Queue.open({ dir: '/q', fs, clock });
@@ -179,7 +182,7 @@ describe('recovery failure modes', () => {
     assert.deepEqual(q2.recovery!.tornTails, [], 'the next start finds a clean end');
     assert.deepEqual(q2.recovery!.corruptions, []);
     assert.equal(q2.recovery!.liveMessages, 3);
-    for (const id of [ids[0]!, ids[1]!, c.msgId]) assert.ok(q2.core.msgs.byId.has(id));
+    for (const id of [ids[0]!, ids[1]!, c.msgId]) assert.ok(internals(q2).core.msgs.byId.has(id));
   });
 
   test('a flipped bit mid-lane is reported with segment and offset, set aside, earlier live records salvaged, other lanes untouched', async () => {
@@ -215,7 +218,7 @@ describe('recovery failure modes', () => {
     assert.equal(q.heldCount('held.test'), 1, 'the held lane is not affected');
     assert.equal(await dataOf(q, a!), msg('m0')[0]!.toString());
     assert.ok(
-      !q.core.msgs.byId.has(b!) && !q.core.msgs.byId.has(c!),
+      !internals(q).core.msgs.byId.has(b!) && !internals(q).core.msgs.byId.has(c!),
       'records at and after the damage are lost',
     );
     // The salvage is durable: a power cut now changes nothing, and the gap is not reported.
@@ -244,7 +247,7 @@ describe('recovery failure modes', () => {
     assert.equal(r.corruptions[0]!.segment, 'new/0000000002.seg');
     assert.equal(r.corruptions[0]!.offset, last.offset);
     assert.deepEqual(r.tornTails, []);
-    for (const id of ids) assert.equal(q.core.msgs.byId.has(id), id !== victim, `message ${id}`);
+    for (const id of ids) assert.equal(internals(q).core.msgs.byId.has(id), id !== victim, `message ${id}`);
     fs.crash();
     const q2 = await Queue.open({ dir: '/q', fs, clock, segmentSize: 4096 });
     assert.deepEqual(q2.recovery!.missingSegments, [], 'a segment set aside is an expected gap');
@@ -278,7 +281,7 @@ describe('recovery failure modes', () => {
     fs.crash();
     const q2 = await Queue.open({ dir: '/q', fs, clock });
     assert.deepEqual(q2.recovery!.corruptions, []);
-    assert.ok(q2.core.msgs.byId.has(a!) && q2.core.msgs.byId.has(c.msgId));
+    assert.ok(internals(q2).core.msgs.byId.has(a!) && internals(q2).core.msgs.byId.has(c.msgId));
   });
 
   test('a torn segment header is cut to nothing, wherever the segment is, and the lane goes on', async () => {
@@ -296,7 +299,7 @@ describe('recovery failure modes', () => {
     // Now the headerless segment is no longer the newest: still not corruption.
     const q2 = await Queue.open({ dir: '/q', fs, clock });
     assert.deepEqual(q2.recovery!.corruptions, []);
-    assert.ok(q2.core.msgs.byId.has(a!) && q2.core.msgs.byId.has(c.msgId));
+    assert.ok(internals(q2).core.msgs.byId.has(a!) && internals(q2).core.msgs.byId.has(c.msgId));
   });
 
   test('a corrupt newest segment is set aside and later appends start a new segment', async () => {
@@ -308,7 +311,7 @@ describe('recovery failure modes', () => {
     fs.corrupt(NEW1, envA.offset + 40, Buffer.from([fs.peek(NEW1)[envA.offset + 40]! ^ 1]));
     const q = await Queue.open({ dir: '/q', fs, clock });
     assert.equal(q.recovery!.corruptions.length, 1);
-    assert.ok(!q.core.msgs.byId.has(a!) && !q.core.msgs.byId.has(b!));
+    assert.ok(!internals(q).core.msgs.byId.has(a!) && !internals(q).core.msgs.byId.has(b!));
     const c = await q.accept({ data: msg('c'), sender: '', recipients: [{ address: 'c@y.test' }] });
     assert.ok(fs.paths().includes('/q/lanes/new/0000000002.seg'));
     fs.crash();

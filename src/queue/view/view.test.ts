@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 // The queue's read model (view/): summary buckets, show, and list/summary/match answered from
 // the index exactly as reading every envelope would.
+import { internals } from '../queue.js';
 import { Queues } from '../queues.js';
 import { formatId } from '../record/records.js';
 import { domainOf } from '../../util/domain.js';
@@ -178,7 +179,7 @@ describe('inspection from the index', () => {
       const fs = new MemQueueFs();
       let { queues, clock, release } = await varied(fs, 300, 7, paths);
       assert.ok(
-        queues.list.some((q) => [...q.core.deltas.values()].some((d) => d.size > 0)),
+        queues.list.some((q) => [...internals(q).core.deltas.values()].some((d) => d.size > 0)),
         'some pieces have a finished recipient in their current version',
       );
       for (let round = 0; round < 2; round++) {

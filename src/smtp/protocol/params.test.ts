@@ -71,9 +71,9 @@ describe('parseRcptArgs', () => {
       rest: ' NOTIFY=success,delay ORCPT=rfc822;x+2By@b.c',
     });
   });
-  test('NOTIFY=NEVER is the empty list and cannot be combined', () => {
+  test('NOTIFY=NEVER is ["NEVER"] and cannot be combined', () => {
     const r = parseRcptArgs('TO:<a@b.c> NOTIFY=NEVER', false);
-    assert.ok(r.ok && r.params.notify?.length === 0);
+    assert.deepEqual(r.ok && r.params.notify, ['NEVER']);
     assert.equal(code(parseRcptArgs('TO:<a@b.c> NOTIFY=NEVER,DELAY', false)), '501 5.5.4');
     assert.equal(code(parseRcptArgs('TO:<a@b.c> NOTIFY=DELAY,DELAY', false)), '501 5.5.4');
   });

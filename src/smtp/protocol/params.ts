@@ -13,7 +13,8 @@ import type { SmtpReply } from './reply.js';
 import { decodeXtext } from './xtext.js';
 
 export type BodyType = '7BIT' | '8BITMIME' | 'BINARYMIME';
-export type NotifyType = 'SUCCESS' | 'FAILURE' | 'DELAY';
+/** NOTIFY=NEVER is ['NEVER']; an absent NOTIFY is undefined (RFC 3461 §4.1). */
+export type NotifyType = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
 
 export interface MailParams {
   size?: number;
@@ -187,7 +188,7 @@ export function parseRcptArgs(args: string, utf8: boolean): ArgsResult<RcptParam
         if (val === undefined) return bad('Bad NOTIFY value');
         const items = val.toUpperCase().split(',');
         if (items.length === 1 && items[0] === 'NEVER') {
-          out.notify = [];
+          out.notify = ['NEVER'];
           break;
         }
         const set: NotifyType[] = [];
