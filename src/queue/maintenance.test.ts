@@ -3,7 +3,7 @@
 // yields to the event loop.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Queue } from './queue.js';
+import { internals, Queue } from './queue.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { msg, quiet, scripted } from '../../test/support/queue.js';
@@ -29,7 +29,7 @@ test('an unlink that fails ends the reclaim pass; the next durable batch retries
   q.start();
   for (let i = 0; i < 100; i++)
     await q.accept({ data: msg(i), sender: 'a@x.test', recipients: [{ address: `b${i}@y.test` }] });
-  await waitFor(() => q.core.msgs.count === 0, 'the 100 messages delivered');
+  await waitFor(() => internals(q).core.msgs.count === 0, 'the 100 messages delivered');
   await quiet(q, clock);
   // One attempt per pass, and a pass per durable batch (about two a message at most).
   assert.ok(unlinks < 1_000, `${unlinks} unlink attempts for ${d.seen.length} deliveries`);
@@ -38,6 +38,6 @@ test('an unlink that fails ends the reclaim pass; the next durable batch retries
   // The disk works again: the next durable batch's pass reclaims them.
   broken = false;
   await q.accept({ data: msg('last'), sender: 'a@x.test', recipients: [{ address: 'c@y.test' }] });
-  await waitFor(() => q.core.msgs.count === 0 && segs() <= 2, 'the old segments unlinked');
+  await waitFor(() => internals(q).core.msgs.count === 0 && segs() <= 2, 'the old segments unlinked');
   await q.stop();
 });
