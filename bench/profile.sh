@@ -4,6 +4,8 @@
 # (perf trace), and a V8 CPU profile's proportions (node --cpu-prof), for one `logmta serve`.
 #   bench/profile.sh [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--keep DIR]
 # --no-sync runs the daemon with --unsafe-no-sync (benchmark-only: what fdatasync costs).
+# Work happens in a fresh /tmp/logmta-profile.* directory; its queue is removed at the end, the
+# log and the profile stay. --keep DIR works in DIR instead and keeps everything.
 # A warm-up run of WARM messages (default 3,000; not counted) comes first, so that the figures
 # are of JIT-compiled code; then N (default 20,000) messages are measured.
 # The daemon runs as in bench/mta-bench.sh (fdatasync on, default logging to a file, relaying to
@@ -88,4 +90,5 @@ if [ "$PROF" = 1 ]; then
   node "$here/profile-summary.mjs" "$prof"
   echo "profile: $prof"
 fi
-[ -n "$KEEP" ] || echo "work directory: $work"
+# The queue the run filled (tens of MiB per run) goes; the log, the profile and the trace stay.
+[ -n "$KEEP" ] || { rm -rf "$work/data"; echo "work directory: $work (log, profile; the queue removed)"; }
