@@ -300,11 +300,11 @@ function report(results: SizeResult[], o: { others: number; reps: number }): voi
   if (first && last && first !== last) {
     const perMsg = (last.rss - first.rss) / (last.n - first.n);
     console.log(
-      `RSS per queued message (N=${fmt(last.n)} against N=${fmt(first.n)}): ${fmt(perMsg)} B (target < 200 B: ${perMsg < 200 ? 'MET' : 'MISSED'})`,
+      `RSS per queued message (N=${fmt(last.n)} against N=${fmt(first.n)}): ${fmt(perMsg)} B${last.n < 1_000_000 ? '' : ` (target < 200 B: ${perMsg < 200 ? 'MET' : 'MISSED'})`}`,
     );
     const ready = last.startMs;
     console.log(
-      `ready with N=${fmt(last.n)}: ${fmt(ready)} ms wall, ${fmt(last.startCpuMs)} ms of CPU (target < 3,000 ms: ${ready < 3000 ? 'MET' : last.startCpuMs < 3000 ? 'MISSED in wall time, MET in CPU time (a loaded machine)' : 'MISSED'})`,
+      `ready with N=${fmt(last.n)}: ${fmt(ready)} ms wall, ${fmt(last.startCpuMs)} ms of CPU${last.n < 1_000_000 ? '' : ` (target < 3,000 ms with 1,000,000: ${ready < 3000 ? 'MET' : last.startCpuMs < 3000 ? 'MISSED in wall time, MET in CPU time (a loaded machine)' : 'MISSED'})`}`,
     );
   }
   console.log('');
