@@ -224,6 +224,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     ...(cluster?.connectionGate() ? { gate: cluster.connectionGate()! } : {}),
   });
   undo.push(() => pool.close());
+  cluster?.onPeerBack((host, port) => pool.markAlive(host, port));
   const maildir = new MaildirWriter({ clock, hostname: config.hostname });
   const engine = new DeliveryEngine(
     router,

@@ -375,6 +375,20 @@ export class Cluster {
     t.sweep();
   }
 
+  /**
+   * Tells `fn` the SMTP address of each peer whose heartbeat shows it (back) alive, so that the
+   * delivery pool forgets the dead-host mark of its downtime: a drain's mail and transfers go to
+   * a restarted node at once instead of after the mark expires.
+   */
+  onPeerBack(fn: (host: string, port: number) => void): void {
+    this.membership.onChange((alive) => {
+      for (const n of alive) {
+        const p = n === this.config.node ? undefined : this.directory.peer(n);
+        if (p) fn(p.host, p.port);
+      }
+    });
+  }
+
   /** Once the listeners are bound: where peers reach us; heartbeats start. */
   async announce(addresses: { smtp: string; odmr: string | undefined }): Promise<void> {
     const c = this.config;
