@@ -10,15 +10,18 @@ import { hasTool } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { runFetchmail } from '../interop/fetchmail-support.js';
-import { arrived, TestCluster, type TestNode, eventually, memoryStore, subjectOf } from './kit.js';
+import {
+  acmeAccount,
+  arrived,
+  TestCluster,
+  type TestNode,
+  eventually,
+  memoryStore,
+  subjectOf,
+} from './kit.js';
 import { sendMail } from '../support/inject.js';
 
-const TOML = `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["one.test", "two.test", "three.test"]
-`;
+const TOML = acmeAccount('one.test', 'two.test', 'three.test');
 
 describe('cluster: ATRN at any node', { skip: redisMissing() }, () => {
   let c: TestCluster;

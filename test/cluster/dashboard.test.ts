@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
 import { hasTool, REPO_ROOT } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
-import { TestCluster } from './kit.js';
+import { acmeAccount, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -22,12 +22,7 @@ describe('cluster: the dashboard shows the cluster', { skip }, () => {
   before(async () => {
     c = await TestCluster.start(['a', 'b'], {
       admin: true,
-      toml: `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+      toml: acmeAccount('acme.test'),
     });
     await c.converged();
     assert.equal((await c.node('a').cli(['home', 'acme.test', 'b'])).code, 0);

@@ -6,19 +6,14 @@ import { Redis } from 'ioredis';
 import { after, before, describe, test } from 'node:test';
 import { sendMail } from '../support/inject.js';
 import { redisMissing } from '../support/redis.js';
-import { eventually, TestCluster } from './kit.js';
+import { acmeAccount, eventually, TestCluster } from './kit.js';
 
 describe('cluster: nodes that disagree about a home', { skip: redisMissing() }, () => {
   let c: TestCluster;
 
   before(async () => {
     c = await TestCluster.start(['a', 'b'], {
-      toml: `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+      toml: acmeAccount('acme.test'),
     });
     await c.converged();
     assert.equal((await c.node('a').cli(['home', 'acme.test', 'a'])).code, 0);

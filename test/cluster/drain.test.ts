@@ -11,7 +11,7 @@ import { closedPort } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
 import { rendezvous } from '../../src/cluster/index.js';
-import { arrived, collectSubjects, eventually, subjectOf, TestCluster } from './kit.js';
+import { acmeAccount, arrived, collectSubjects, eventually, subjectOf, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 /** Pieces in the retry ladder. */
@@ -43,11 +43,7 @@ host = "127.0.0.1:${farPort}"
 domain = "near.test"
 host = "127.0.0.1:${near.port}"
 
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+${acmeAccount('acme.test')}`,
     });
     await c.converged();
     assert.equal((await c.node('c').cli(['home', 'acme.test', 'c'])).code, 0);

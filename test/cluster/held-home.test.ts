@@ -5,15 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { redisMissing } from '../support/redis.js';
-import { TestCluster, eventually } from './kit.js';
+import { acmeAccount, TestCluster, eventually } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
-const TOML = `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`;
+const TOML = acmeAccount('acme.test');
 
 describe('cluster: held mail goes home', { skip: redisMissing() }, () => {
   let c: TestCluster;

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { rendezvous } from '../../src/cluster/index.js';
 import { sendMail } from '../support/inject.js';
 import { redisMissing } from '../support/redis.js';
-import { collectSubjects, eventually, TestCluster, type TestNode } from './kit.js';
+import { acmeAccount, collectSubjects, eventually, TestCluster, type TestNode } from './kit.js';
 
 interface StatusJson {
   nodes: Array<{
@@ -29,12 +29,7 @@ describe('cluster: domain homes and cluster status', { skip: redisMissing() }, (
 
   before(async () => {
     c = await TestCluster.start(['a', 'b', 'c'], {
-      toml: `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["fresh.test"]
-`,
+      toml: acmeAccount('fresh.test'),
     });
     await c.converged();
   });

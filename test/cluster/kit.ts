@@ -284,6 +284,15 @@ export function memoryStore(): { hooks: ServerHooks; got: ReceivedMessage[] } {
   };
 }
 
+/** The ODMR account "acme" of the cluster tests (collectSubjects logs in as it), for `domains`. */
+export function acmeAccount(...domains: string[]): string {
+  return `[[odmr.account]]
+user = "acme"
+password = "acme-secret-123"
+domains = ${JSON.stringify(domains)}
+`;
+}
+
 /** Collects the account "acme" (password acme-secret-123) at a node with ATRN; the subjects got. */
 export async function collectSubjects(node: TestNode, domains?: string[]): Promise<string[]> {
   const store = memoryStore();

@@ -8,7 +8,7 @@ import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import { SmtpChat } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { redisMissing } from '../support/redis.js';
-import { arrived, subjectOf, TestCluster } from './kit.js';
+import { acmeAccount, arrived, subjectOf, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
@@ -51,11 +51,7 @@ host = "127.0.0.1:9"
 [etrn_limits]
 requests_per_client = 4
 
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+${acmeAccount('acme.test')}`,
     });
     await c.converged();
   });

@@ -9,6 +9,7 @@ import { sendMail } from '../support/inject.js';
 import { LinkProxy } from '../support/link-proxy.js';
 import { redisMissing } from '../support/redis.js';
 import {
+  acmeAccount,
   collectBetweenPasses,
   collectSubjects,
   eventually,
@@ -28,12 +29,7 @@ describe('cluster: a network partition between nodes', { skip: redisMissing() },
     smtpLink = await LinkProxy.start();
     odmrLink = await LinkProxy.start();
     c = await TestCluster.start(['b'], {
-      toml: `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+      toml: acmeAccount('acme.test'),
     });
     a = await c.add(
       'a',

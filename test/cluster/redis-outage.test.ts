@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { SmtpChat } from '../support/daemon.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
-import { TestCluster, eventually } from './kit.js';
+import { acmeAccount, TestCluster, eventually } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 async function etrnCodes(port: number, n: number, from: string): Promise<string[]> {
@@ -39,11 +39,7 @@ describe('cluster: Redis killed during a load run', { skip: redisMissing() }, ()
 domain = "load.test"
 host = "127.0.0.1:${sink.port}"
 
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-
+${acmeAccount('acme.test')}
 [[etrn]]
 domain = "branch.test"
 host = "127.0.0.1:9"

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { sendMail } from '../support/inject.js';
 import { redisMissing } from '../support/redis.js';
 import { SmtpSink } from '../support/sink.js';
-import { arrived, collectSubjects, eventually, subjectOf, TestCluster } from './kit.js';
+import { acmeAccount, arrived, collectSubjects, eventually, subjectOf, TestCluster } from './kit.js';
 
 describe('cluster: nodes started while Redis is down', { skip: redisMissing() }, () => {
   let c: TestCluster;
@@ -22,11 +22,7 @@ describe('cluster: nodes started while Redis is down', { skip: redisMissing() },
 domain = "out.test"
 host = "127.0.0.1:${sink.port}"
 
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test", "late.test"]
-`,
+${acmeAccount('acme.test', 'late.test')}`,
     });
     await c.converged();
     assert.equal((await c.node('a').cli(['home', 'acme.test', 'a'])).code, 0);

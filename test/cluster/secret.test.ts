@@ -9,7 +9,14 @@ import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import { SmtpChat } from '../support/daemon.js';
 import { sendMail } from '../support/inject.js';
 import { redisMissing } from '../support/redis.js';
-import { collectBetweenPasses, collectSubjects, eventually, SECRET, TestCluster } from './kit.js';
+import {
+  acmeAccount,
+  collectBetweenPasses,
+  collectSubjects,
+  eventually,
+  SECRET,
+  TestCluster,
+} from './kit.js';
 
 const WRONG = 'not-the-cluster-secret-987654321';
 
@@ -32,12 +39,7 @@ describe('cluster: the secret between nodes', { skip: redisMissing() }, () => {
       // The misconfigured node retries from 127.0.0.1, the tests' client address too.
       smtp: 'auth_max_failures = 10000\nauth_failure_delay = "0s"\nauth_failure_delay_max = "0s"',
       odmr: 'auth_per_minute = 10000',
-      toml: `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+      toml: acmeAccount('acme.test'),
     });
     await c.add('c', WRONG);
     await c.converged();

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sendMail } from '../support/inject.js';
 import { redisMissing } from '../support/redis.js';
-import { TestCluster } from './kit.js';
+import { acmeAccount, TestCluster } from './kit.js';
 
 describe('cluster: Redis through a Sentinel', { skip: redisMissing() }, () => {
   let c: TestCluster;
@@ -14,12 +14,7 @@ describe('cluster: Redis through a Sentinel', { skip: redisMissing() }, () => {
   before(async () => {
     let sentinelPort = 0;
     c = await TestCluster.start([], {
-      toml: `
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+      toml: acmeAccount('acme.test'),
       redisPassword: 'redis-test-password',
       redis: () => `redis = ["127.0.0.1:${sentinelPort}"]\nsentinel_master = "logmta-test"`,
     });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { redisMissing } from '../support/redis.js';
-import { collectSubjects, eventually, TestCluster } from './kit.js';
+import { acmeAccount, collectSubjects, eventually, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const N = 80;
@@ -20,11 +20,7 @@ describe('cluster: a node killed during a transfer', { skip: redisMissing() }, (
 [delivery]
 concurrency_per_destination = 2
 
-[[odmr.account]]
-user = "acme"
-password = "acme-secret-123"
-domains = ["acme.test"]
-`,
+${acmeAccount('acme.test')}`,
     });
     await c.converged();
     assert.equal((await c.node('a').cli(['home', 'acme.test', 'a'])).code, 0);
