@@ -10,6 +10,7 @@ import { ageBucket, bucketLabels, summarize } from './summary.js';
 import type { Filter, MessageView } from './types.js';
 import { FakeClock } from '../../../test/support/clock.js';
 import { MemQueueFs } from '../../../test/support/memfs.js';
+import { quiet } from '../../../test/support/queue.js';
 
 function msg(id: string, ageMin: number, rcpts: string[], now: number): MessageView {
   return {
@@ -154,7 +155,9 @@ async function varied(fs: MemQueueFs, n: number, seed: number, paths = ['/q']) {
       arrival: clock.now() - Math.floor(rnd() * 4 * 3_600_000),
     });
   }
-  await new Promise((r) => setTimeout(r, 20));
+  // Every first attempt has run as far as it goes: finished, or parked after its first outcome.
+  for (const q of queues.list)
+    await quiet(q, clock, 'the first attempts parked or done', { inflight: 'ignore' });
   return { queues, clock, release };
 }
 
@@ -246,7 +249,7 @@ describe('inspection from the index', () => {
     const fs = new CountingFs();
     const { queues, clock, release } = await varied(fs, 3000, 11);
     release();
-    await new Promise((r) => setTimeout(r, 50));
+    for (const q of queues.list) await quiet(q, clock, 'the parked attempts finished');
     const now = clock.now();
     fs.reads = 0;
     const s = await queues.summary({}, now);
