@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { RawClient, sleep, startTestMta, type TestMta } from '../fuzz/harness.js';
+import { SmtpChat, spawnDaemon } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { waitFor } from '../support/wait.js';
 
@@ -172,6 +173,39 @@ describe('shutdown with a stalled peer', () => {
       for (const s of socks) s.destroy();
       srv.close();
       await m.stop();
+    }
+  });
+
+  test('logmta serve exits 0 on SIGTERM within its 5 s grace while a delivery is stalled in the handshake', {
+    timeout: 30_000,
+  }, async () => {
+    const socks = new Set<net.Socket>();
+    const srv = await rawServer((s) => socks.add(s));
+    try {
+      const d = await spawnDaemon({
+        toml: `[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[[route]]\ndomain = "stall.test"\nhost = "127.0.0.1:${portOf(srv)}"`,
+      });
+      const { chat } = await SmtpChat.open(d.port);
+      await chat.ask('EHLO peers.example\r\n');
+      const r = await chat.ask('MAIL FROM:<a@peers.example>\r\nRCPT TO:<u@stall.test>\r\nDATA\r\n', 3);
+      assert.deepEqual(
+        r.map((x) => x.slice(0, 3)),
+        ['250', '250', '354'],
+      );
+      assert.match((await chat.ask('Subject: x\r\n\r\nx\r\n.\r\n'))[0] ?? '', /^250 /);
+      chat.close();
+      // The peer accepted the connection and never greets (greeting_timeout is 30 s).
+      await until(() => socks.size > 0, 'the stalled delivery', 5000);
+      const t0 = Date.now();
+      d.kill('SIGTERM');
+      const exit = await Promise.race([d.exited, sleep(15_000).then(() => undefined)]);
+      const ms = Date.now() - t0;
+      if (exit === undefined) d.kill('SIGKILL');
+      assert.deepEqual(exit, { code: 0, signal: null }, `still running ${ms} ms after SIGTERM`);
+      assert.ok(ms < 7_000, `exited ${ms} ms after SIGTERM (grace 5 s)`);
+    } finally {
+      for (const s of socks) s.destroy();
+      srv.close();
     }
   });
 });
