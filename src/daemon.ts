@@ -4,6 +4,8 @@
 // Invariant: startDaemon either returns a running daemon or rejects having stopped everything
 // it had started (queue runners, listeners, timers), so a failed start — a port already taken —
 // leaves nothing running in the process and the next start on the same data works.
+// Size (over 400 lines): the composition root is one on purpose (STYLE.md): every part is built and
+// wired here and nowhere else.
 import { mkdirSync } from 'node:fs';
 import { registerDashboard } from './admin/dashboard.js';
 import { EventBus } from './admin/events.js';
@@ -67,6 +69,8 @@ export interface Daemon {
   metrics: Metrics;
   /** The cluster part ([cluster]); undefined on a single node. */
   cluster: Cluster | undefined;
+  /** The one source of queue ids of this process: whoever makes ids for the queue uses it. */
+  ids: IdSource;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -452,6 +456,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     events,
     metrics,
     cluster,
+    ids,
     async stop(graceMs = 5_000) {
       await admin.close();
       await cluster?.stop();

@@ -13,7 +13,6 @@ import { MtaError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { collect } from '../odmr/index.js';
 import { makeServerHooks } from '../policy/hooks.js';
-import { IdSource } from '../queue/index.js';
 import { Router } from '../delivery/router.js';
 import type { Io } from './main.js';
 
@@ -85,7 +84,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
   let code = 0;
   try {
-    const hooks = makeServerHooks(config, new Router(config, daemon.resolver), daemon.queues, new IdSource());
+    const hooks = makeServerHooks(config, new Router(config, daemon.resolver), daemon.queues, daemon.ids);
     const r = await collect({
       host: provider.host,
       port: provider.port,

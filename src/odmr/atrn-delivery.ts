@@ -10,14 +10,14 @@
 // free again when this returns.
 // Fails: never rejects; connection trouble ends the session and is reported in the result.
 
-import type net from 'node:net';
 import { errorText } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/index.js';
 import { sendTransaction } from '../delivery/outbound.js';
-import { type Reply, SmtpClient, type SmtpTimeouts } from '../smtp/client/index.js';
+import type { Reply, SmtpClient, SmtpTimeouts } from '../smtp/client/index.js';
 import { isSmtpDomain } from '../util/domain.js';
 import type { Clock } from '../util/clock.js';
 import type { OdmrLogger } from './etrn.js';
+import type { Turnaround } from './turnaround.js';
 
 export interface ClaimableLanes {
   heldCount(domain: string): number;
@@ -64,8 +64,7 @@ interface Slot {
 }
 
 export async function deliverHeld(
-  socket: net.Socket,
-  pending: Buffer,
+  turnaround: Turnaround,
   domains: readonly string[],
   o: AtrnDeliveryOptions,
 ): Promise<AtrnResult> {
@@ -77,11 +76,9 @@ export async function deliverHeld(
   let finished = new Set<DeliveryJob>();
   try {
     // The customer speaks first (220); bytes it sent early are its, not a server's commands.
-    const adopting = SmtpClient.adopt(socket, {
+    // The session's own TLS (STARTTLS before AUTH) carries over; no second STARTTLS inside.
+    const adopting = turnaround.client({
       name: o.name,
-      initialBytes: pending,
-      // The session's own TLS (STARTTLS before AUTH) carries over; no second STARTTLS inside.
-      tls: { mode: 'none' },
       ...(o.clock ? { clock: o.clock } : {}),
       ...(o.timeouts ? { timeouts: o.timeouts } : {}),
       ...(o.greeting ? { greeting: o.greeting } : {}),
@@ -121,7 +118,7 @@ export async function deliverHeld(
       }
     }
     if (client) client.close();
-    else socket.destroy();
+    else turnaround.destroy();
   }
   o.logger?.info({ domains, ...result }, 'atrn session done');
   return result;

@@ -19,6 +19,7 @@ import { secretEquals } from '../util/secret-equal.js';
 import { type AtrnResult, type ClaimableLanes, deliverHeld } from './atrn-delivery.js';
 import type { OdmrLogger } from './etrn.js';
 import { HeldLocks } from './locks.js';
+import { Turnaround } from './turnaround.js';
 import { type AtrnElsewhere, type AtrnRequest, odmrCommands } from './provider-commands.js';
 import { type RateGate, RateLimiter } from './rate.js';
 import type { AuthThrottleLike } from '../smtp/server/options.js';
@@ -205,7 +206,7 @@ export class OdmrProvider {
     }
     const entry: { client?: SmtpClient; socket: AnySocket } = { socket };
     const local = (bytes: Buffer, greeting?: Reply): Promise<AtrnResult> =>
-      deliverHeld(socket, bytes, req.domains, {
+      deliverHeld(Turnaround.fromServer(socket, bytes), req.domains, {
         lanes: this.o.lanes,
         name: this.o.hostname,
         ...(this.o.clock ? { clock: this.o.clock } : {}),

@@ -189,6 +189,25 @@ export class SmtpConnection {
     this.shutdown(this.closedError('connection closed'));
   }
 
+  /**
+   * Gives the socket up, open and paused, to another role (the ODMR customer's turnaround: after
+   * the provider's 250 to ATRN we are its SMTP server). `clean` is false when the peer sent more
+   * than the replies read — it may not speak before our greeting — or a reply is still awaited.
+   * The connection is over for this object: every later use rejects.
+   */
+  release(): { socket: net.Socket; clean: boolean } {
+    const sock = this.sock;
+    const clean =
+      this.failure === undefined &&
+      this.early.length === 0 &&
+      !this.parser.pending &&
+      this.head === this.handlers.length;
+    sock.pause();
+    this.detach(sock);
+    if (!this.failure) this.shutdown(this.closedError('handed to another role'));
+    return { socket: sock, clean };
+  }
+
   /** Immediate close; pending handlers reject. */
   close(): void {
     this.fail(this.closedError('connection closed'));
