@@ -6,6 +6,8 @@
 // whose Redis is gone goes on accepting and delivering with the last known homes and local
 // limits. Start-up waits for Redis at most redis_timeout.
 // Fails: startCluster never rejects for Redis trouble (it starts with what it has).
+// Size (over 400 lines): the cluster's one composition root, wiring each part once; the parts
+// themselves live in their own files.
 
 import { join } from 'node:path';
 import { type Config, type ClusterConfig, formatHostPort } from '../config/index.js';

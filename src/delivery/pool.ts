@@ -10,6 +10,8 @@
 // for destinations not known to work may take at most 3/4 of the global slots, so destinations
 // that are making progress keep the rest; and an acquirer waiting for either gives its global
 // slot back while it waits. The greeting has its own timeout (client options).
+// Size (over 400 lines): the limits, the dead-host cache and the priority hand-over share one slot
+// accounting; split, they would need each other's internals.
 import { MtaError } from '../errors.js';
 import { SmtpClient } from '../smtp/client/index.js';
 import type { SmtpClientOptions } from '../smtp/client/options.js';

@@ -7,6 +7,8 @@
 // message gets no more events for that message.
 // Fails: never rejects — network trouble, timeouts and malformed replies become the default
 // action's verdict.
+// Size (over 400 lines): one filter's state machine over every SMTP stage; its states must be read
+// together.
 import type { SmtpReply } from '../smtp/protocol/reply.js';
 import type { Clock } from '../util/clock.js';
 import { MilterConnection, type MilterAddress } from './connection.js';

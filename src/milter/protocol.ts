@@ -7,6 +7,8 @@
 // Strings here are byte strings (one char per octet, 'latin1'), so header bytes pass through
 // unchanged; bytesOf/textOf convert envelope text (UTF-8) at the edge.
 // Pure; decoding never throws for bad input — it returns a MilterProtocolError.
+// Size (over 400 lines): one wire format, both directions, kept together so an encoder and its
+// decoder are read side by side.
 import { MtaError } from '../errors.js';
 
 // --- constants ------------------------------------------------------------------------------

@@ -25,6 +25,8 @@
 // kernel may have dropped the dirty pages (no retry can be trusted). A write or create that
 // fails with ENOSPC/EDQUOT refuses the batch with QUEUE_FULL and leaves `failedCut`: the queue
 // cuts what the batch half-wrote and reopens from disk (queues.ts), as a restart would.
+// Size (over 400 lines): batching, the write phases, segment rolls and the refusal paths share the
+// batch state; a split would expose it.
 import { MtaError } from '../../errors.js';
 import { encodeFrame } from '../record/frame.js';
 import { encodeHeader, FORMAT_VERSION, RT_HEADER } from '../record/records.js';

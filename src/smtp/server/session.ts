@@ -20,6 +20,8 @@
 //   asking to pause) is not counted.
 // - After close(), detach() or a transport close, no further output is produced.
 // Fails: hook rejections become replies (smtpStatusOf); a handler bug becomes 451 4.3.0.
+// Size (over 400 lines): the session's state machine and its ordering invariants (busy, pipelining,
+// read pauses) are one piece; the verbs are in commands/.
 
 import { smtpStatusOf } from '../../errors.js';
 import type { BodyReader } from '../protocol/body.js';
