@@ -77,10 +77,12 @@ function rssMiB(pid: number): number {
 }
 
 /** Bytes of the queue's segment files under `dir`/lanes. */
+/** Bytes of the lanes' segment files; a segment the daemon unlinks while we look counts 0. */
 function laneBytes(dir: string): number {
   let n = 0;
   for (const lane of readdirSync(join(dir, 'lanes')))
-    for (const f of readdirSync(join(dir, 'lanes', lane))) n += statSync(join(dir, 'lanes', lane, f)).size;
+    for (const f of readdirSync(join(dir, 'lanes', lane)))
+      n += statSync(join(dir, 'lanes', lane, f), { throwIfNoEntry: false })?.size ?? 0;
   return n;
 }
 
