@@ -137,10 +137,15 @@ describe('MX routing through the injected resolver', () => {
     const resolver = fakeResolver({ mx: { 'broken.test': 'ESERVFAIL' } });
     const d = await daemon(`[queue]\nretry = ["1s"]\n${bounceRoute(sink)}`, { resolver, mxPort: 1 });
     await sendMail(d.port, { from: 'a@src.test', to: ['u@nowhere.test', 'v@broken.test'] });
+    // The bounce is done once its delivery is recorded, not when the sink has it: until then it
+    // is still queued too.
     await waitFor(
-      () => reports(sink).length === 1 && d.outcomes('v@broken.test').length >= 1,
+      () =>
+        reports(sink).length === 1 &&
+        d.outcomes('a@src.test').some((o) => o.msg === 'delivered') &&
+        d.outcomes('v@broken.test').length >= 1,
       'outcomes',
-      5000,
+      15_000,
     );
     assert.equal(d.outcomes('u@nowhere.test')[0]!.msg, 'failed');
     const r = parseDsn(reports(sink)[0]!.data).recipients[0]!;
