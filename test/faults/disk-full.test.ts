@@ -76,7 +76,6 @@ function rssMiB(pid: number): number {
   return Math.round(Number(kb) / 1024);
 }
 
-/** Bytes of the queue's segment files under `dir`/lanes. */
 /** Bytes of the lanes' segment files; a segment the daemon unlinks while we look counts 0. */
 function laneBytes(dir: string): number {
   let n = 0;
@@ -279,6 +278,7 @@ for (const kind of ['tmpfs', 'ext4'] as const) {
       await daemon?.stop();
       daemon = undefined;
       await sink?.close();
+      rmSync(join(mnt, 'filler'), { force: true }); // left by an earlier step that failed
       let release!: () => void;
       const onWire = new Promise<void>((r) => {
         release = r;
