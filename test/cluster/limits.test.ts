@@ -8,7 +8,7 @@ import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import { SmtpChat } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
 import { redisMissing } from '../support/redis.js';
-import { acmeAccount, arrived, subjectOf, TestCluster } from './kit.js';
+import { acmeAccount, arrived, eventually, subjectOf, TestCluster } from './kit.js';
 import { sendMail } from '../support/inject.js';
 
 const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
@@ -129,6 +129,48 @@ ${acmeAccount('acme.test')}`,
     const ms = Date.now() - t0;
     assert.ok(ms >= 1_700, `9 messages at 4/s took ${ms} ms`);
     assert.equal(sink.transactions.length, 9);
+  });
+
+  test('without Redis the AUTH block is counted by each node alone, and shared again once it is back', async () => {
+    /** Failed AUTHs from `from` at the nodes, in turn; the reply each got. */
+    const fail = async (nodes: string[], from: string): Promise<string[]> => {
+      const out: string[] = [];
+      for (const [i, n] of nodes.entries()) {
+        const chat = await session(c.node(n).smtpPort, from);
+        const [r = ''] = await chat.ask(`AUTH PLAIN ${plain('alice', `guess-${i}`)}\r\n`);
+        out.push(r.slice(0, 3));
+        chat.close();
+      }
+      return out;
+    };
+    /** How many times node n logged `what` so far. */
+    const said = (n: string, what: string) =>
+      (c.node(n).daemon?.stdout() ?? '').split('\n').filter((l) => l.includes(what)).length;
+    const DOWN = 'cluster: Redis unreachable';
+    const UP = 'shared limits in force again';
+    const before = Object.fromEntries(['a', 'b', 'c'].map((n) => [n, [said(n, DOWN), said(n, UP)]]));
+    await c.redis.kill();
+    // Each node notices at its next heartbeat.
+    for (const n of ['a', 'b', 'c'])
+      await eventually(`${n} on local limits`, async () => said(n, DOWN) > before[n]![0]!);
+    // Four failures at a and four at b: no node reached its 5 alone, so none blocks.
+    assert.deepEqual(await fail(['a', 'b', 'a', 'b', 'a', 'b', 'a', 'b'], '127.0.0.7'), Array(8).fill('535'));
+    // The fifth at a blocks at a only.
+    const [fifth = ''] = await fail(['a'], '127.0.0.7');
+    assert.equal(fifth, '535');
+    const atA = await session(c.node('a').smtpPort, '127.0.0.7');
+    assert.match((await atA.ask(`AUTH PLAIN ${plain('alice', 'right-password-1')}\r\n`))[0] ?? '', /^421 /);
+    atA.close();
+    const atC = await session(c.node('c').smtpPort, '127.0.0.7');
+    assert.match((await atC.ask(`AUTH PLAIN ${plain('alice', 'right-password-1')}\r\n`))[0] ?? '', /^235 /);
+    atC.close();
+    await c.redis.start();
+    for (const n of ['a', 'b', 'c'])
+      await eventually(`${n} shared again`, async () => said(n, UP) > before[n]![1]!);
+    // Shared again: a fresh brute force over the nodes is blocked after the cluster-wide five.
+    const again = await fail(['a', 'b', 'c', 'a', 'b', 'c'], '127.0.0.8');
+    assert.deepEqual(again.slice(0, 5), ['535', '535', '535', '535', '535']);
+    assert.equal(again[5], '421', 'the sixth, at c, is refused: blocked over the cluster');
   });
 });
 
