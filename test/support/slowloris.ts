@@ -8,7 +8,7 @@
 import net from 'node:net';
 
 export interface Cut {
-  /** ms from the first trickled byte to the close. */
+  /** ms from the preamble (or the connection, without one) to the close. */
   ms: number;
   /** Bytes of the trickle still unsent when the server closed. */
   unsent: number;
@@ -50,13 +50,17 @@ export async function slowClient(
     }
   };
   await new Promise<void>((r) => s.once('connect', () => r()));
+  // From before the preamble is written: every deadline the server keeps starts after it has
+  // read the preamble (and answered it), so the time measured from here is never shorter than
+  // the server's — under load, reading its last reply can come late.
+  let t0 = Date.now();
   if (replies !== null) {
     await until(1);
+    t0 = Date.now();
     s.write(preamble);
     await until(1 + replies);
   }
   const seen = got.length;
-  const t0 = Date.now();
   let sent = 0;
   const bytes = Buffer.from(slow, 'latin1');
   while (sent < bytes.length && !closed) {
