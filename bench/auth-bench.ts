@@ -14,7 +14,6 @@
 //      [--sessions 8] [--size 4096] [--baseline DIR]... [--only-off]
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey } from 'node:crypto';
@@ -23,29 +22,12 @@ import { splitMessage } from '../src/auth/message.js';
 import { ed25519Key, rsaKey } from '../test/support/dkim-tools.js';
 import { hasUnbound, startDnsServer, type TestDnsServer, txt } from '../test/support/dns-server.js';
 import { type BenchDaemon, startBenchDaemon } from './etrn-daemon.js';
-import { ReplyReader } from './etrn-smtp.js';
+import { arg, benchMessage, smtpLoad } from './smtp-load.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
 const SECS = arg('secs', 4);
 const ROUNDS = arg('rounds', 3);
 const SESSIONS = arg('sessions', 8);
 const SIZE = arg('size', 4096);
-
-function body(size: number): string {
-  const line = `${'x'.repeat(76)}\r\n`;
-  return line.repeat(Math.max(1, Math.floor(size / line.length)));
-}
-
-function message(from: string): Buffer {
-  return Buffer.from(
-    `From: <${from}>\r\nTo: <c@held.test>\r\nSubject: bench\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n` +
-      `Message-ID: <bench@${from.split('@')[1]}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n${body(SIZE)}`,
-    'latin1',
-  );
-}
 
 /** CPU seconds (user + system) the process has used, from /proc (0 where there is none). */
 function cpuSeconds(pid: number | undefined): number {
@@ -56,41 +38,6 @@ function cpuSeconds(pid: number | undefined): number {
   } catch {
     return 0;
   }
-}
-
-/** `sessions` clients sending `data` in a loop for `secs` from `localAddress`; returns the count. */
-async function load(
-  port: number,
-  localAddress: string,
-  from: string,
-  data: Buffer,
-  secs: number,
-): Promise<number> {
-  const end = performance.now() + secs * 1000;
-  let done = 0;
-  const payload = Buffer.concat([data, Buffer.from('.\r\n')]);
-  await Promise.all(
-    Array.from({ length: SESSIONS }, async () => {
-      const s = await new Promise<net.Socket>((res, rej) => {
-        const c = net.connect({ port, host: '127.0.0.1', localAddress }, () => res(c));
-        c.once('error', rej);
-      });
-      const r = new ReplyReader(s);
-      await r.read();
-      await r.ask('EHLO bench.sender.test');
-      while (performance.now() < end) {
-        s.write(`MAIL FROM:<${from}>\r\nRCPT TO:<c@held.test>\r\nDATA\r\n`);
-        const replies = [await r.read(), await r.read(), await r.read()];
-        if (!replies[2]?.startsWith('354')) throw new Error(`unexpected: ${replies.join(' | ')}`);
-        s.write(payload);
-        const fin = await r.read();
-        if (!fin.startsWith('250')) throw new Error(`refused: ${fin}`);
-        done++;
-      }
-      s.end('QUIT\r\n');
-    }),
-  );
-  return done;
 }
 
 interface Config {
@@ -122,7 +69,7 @@ async function main(): Promise<void> {
       ],
     });
     // The outside sender's message, signed once with its own key (as its MTA would).
-    const plain = message('alice@sender.test');
+    const plain = benchMessage('alice@sender.test', 'c@held.test', SIZE);
     const { header, body: b } = splitMessage([plain]);
     const sig = await dkimSignatures(
       [{ domain: 'sender.test', selector: 's1', key: createPrivateKey(sender.pem), algorithm: 'rsa-sha256' }],
@@ -155,21 +102,21 @@ ${extra}`;
         toml: base(''),
         localAddress: '127.0.0.1',
         from: 'a@example.org',
-        data: message('a@example.org'),
+        data: benchMessage('a@example.org', 'c@held.test', SIZE),
       },
       {
         name: 'DKIM signing, RSA-2048',
         toml: base('[[dkim]]\ndomain = "example.org"\nselector = "s1"\nkey_file = "rsa.pem"\n'),
         localAddress: '127.0.0.1',
         from: 'a@example.org',
-        data: message('a@example.org'),
+        data: benchMessage('a@example.org', 'c@held.test', SIZE),
       },
       {
         name: 'DKIM signing, Ed25519',
         toml: base('[[dkim]]\ndomain = "example.org"\nselector = "e1"\nkey_file = "ed.pem"\n'),
         localAddress: '127.0.0.1',
         from: 'a@example.org',
-        data: message('a@example.org'),
+        data: benchMessage('a@example.org', 'c@held.test', SIZE),
       },
       {
         name: 'SPF+DKIM+DMARC checks (outside)',
@@ -192,7 +139,7 @@ ${extra}`;
         bin: join(other, 'bin', 'logmta.js'),
         localAddress: '127.0.0.1',
         from: 'a@example.org',
-        data: message('a@example.org'),
+        data: benchMessage('a@example.org', 'c@held.test', SIZE),
       });
     });
     if (process.argv.includes('--only-off')) configs.splice(1 + others.length);
@@ -221,7 +168,15 @@ ${extra}`;
       for (const [i, c] of configs.entries()) {
         const pid = daemons[i]?.child.pid;
         const c0 = cpuSeconds(pid);
-        const count = await load(ports[i] as number, c.localAddress, c.from, c.data, SECS);
+        const count = await smtpLoad({
+          port: ports[i] as number,
+          sessions: SESSIONS,
+          secs: SECS,
+          from: c.from,
+          to: 'c@held.test',
+          data: c.data,
+          localAddress: c.localAddress,
+        });
         const us = count > 0 ? ((cpuSeconds(pid) - c0) / count) * 1e6 : 0;
         const rate = count / SECS;
         rates[i]?.push(rate);

@@ -9,63 +9,18 @@
 //      [--sessions 8] [--size 4096]
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { RedisServer, redisMissing } from '../test/support/redis.js';
 import { SmtpSink } from '../test/support/sink.js';
 import { type BenchDaemon, startBenchDaemon } from './etrn-daemon.js';
-import { ReplyReader } from './etrn-smtp.js';
+import { arg, benchMessage, smtpLoad } from './smtp-load.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
 const SECS = arg('secs', 3);
 const ROUNDS = arg('rounds', 3);
 const SESSIONS = arg('sessions', 8);
 const SIZE = arg('size', 4096);
-
-function message(): Buffer {
-  const line = `${'x'.repeat(76)}\r\n`;
-  return Buffer.from(
-    'From: <a@example.org>\r\nTo: <c@relay.test>\r\nSubject: bench\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n' +
-      `Message-ID: <bench@example.org>\r\nMIME-Version: 1.0\r\n\r\n${line.repeat(Math.max(1, Math.floor(SIZE / line.length)))}`,
-    'latin1',
-  );
-}
-
-/** `SESSIONS` clients sending in a loop for `secs` (10 messages per session); messages accepted. */
-async function load(port: number, data: Buffer, secs: number): Promise<number> {
-  const end = performance.now() + secs * 1000;
-  let done = 0;
-  const payload = Buffer.concat([data, Buffer.from('.\r\n')]);
-  await Promise.all(
-    Array.from({ length: SESSIONS }, async () => {
-      while (performance.now() < end) {
-        const s = await new Promise<net.Socket>((res, rej) => {
-          const c = net.connect({ port, host: '127.0.0.1' }, () => res(c));
-          c.once('error', rej);
-        });
-        const r = new ReplyReader(s);
-        await r.read();
-        await r.ask('EHLO bench.sender.test');
-        for (let n = 0; n < 10 && performance.now() < end; n++) {
-          s.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<c@relay.test>\r\nDATA\r\n');
-          const replies = [await r.read(), await r.read(), await r.read()];
-          if (!replies[2]?.startsWith('354')) throw new Error(`unexpected: ${replies.join(' | ')}`);
-          s.write(payload);
-          const fin = await r.read();
-          if (!fin.startsWith('250')) throw new Error(`refused: ${fin}`);
-          done++;
-        }
-        s.end('QUIT\r\n');
-      }
-    }),
-  );
-  return done;
-}
 
 async function commands(r: Redis): Promise<number> {
   const info = await r.info('stats');
@@ -120,7 +75,7 @@ ${extra}`;
       daemons.push(bd);
       ports.push(bd.smtpPort);
     }
-    const data = message();
+    const data = benchMessage('a@example.org', 'c@relay.test', SIZE, false);
     const rates: number[][] = configs.map(() => []);
     const perMsg: number[][] = configs.map(() => []);
     console.log(
@@ -136,7 +91,15 @@ ${extra}`;
         const before = sink.transactions.length;
         const cmd0 = await commands(probe);
         const t0 = performance.now();
-        const accepted = await load(ports[i] as number, data, SECS);
+        const accepted = await smtpLoad({
+          port: ports[i] as number,
+          sessions: SESSIONS,
+          secs: SECS,
+          from: 'a@example.org',
+          to: 'c@relay.test',
+          data,
+          perSession: 10,
+        });
         // Relay rate: until the sink has every message this round accepted.
         while (sink.transactions.length < before + accepted) await new Promise((r) => setTimeout(r, 5));
         const secs = (performance.now() - t0) / 1000;

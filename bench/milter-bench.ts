@@ -10,65 +10,18 @@
 //      [--sessions 8] [--size 4096]
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMFIP } from '../src/milter/protocol.js';
 import { type Rspamd, rspamdMissing, startRspamd } from '../test/support/rspamd.js';
 import { type BenchDaemon, startBenchDaemon } from './etrn-daemon.js';
-import { ReplyReader } from './etrn-smtp.js';
+import { arg, benchMessage, smtpLoad } from './smtp-load.js';
 import { type FakeMilter, startFakeMilter } from '../test/support/fake-milter.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
 const SECS = arg('secs', 3);
 const ROUNDS = arg('rounds', 3);
 const SESSIONS = arg('sessions', 8);
 const SIZE = arg('size', 4096);
-
-function message(): Buffer {
-  const line = `${'x'.repeat(76)}\r\n`;
-  return Buffer.from(
-    'From: <a@example.org>\r\nTo: <c@held.test>\r\nSubject: bench\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n' +
-      `Message-ID: <bench@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n${line.repeat(Math.max(1, Math.floor(SIZE / line.length)))}`,
-    'latin1',
-  );
-}
-
-/** `SESSIONS` clients sending `data` in a loop for `secs`, a new session every 10 messages. */
-async function load(port: number, data: Buffer, secs: number): Promise<number> {
-  const end = performance.now() + secs * 1000;
-  let done = 0;
-  const payload = Buffer.concat([data, Buffer.from('.\r\n')]);
-  await Promise.all(
-    Array.from({ length: SESSIONS }, async () => {
-      while (performance.now() < end) {
-        // Milters cost a connection per SMTP session: reconnect every 10 messages, as real
-        // clients send a few messages per session.
-        const s = await new Promise<net.Socket>((res, rej) => {
-          const c = net.connect({ port, host: '127.0.0.1' }, () => res(c));
-          c.once('error', rej);
-        });
-        const r = new ReplyReader(s);
-        await r.read();
-        await r.ask('EHLO bench.sender.test');
-        for (let n = 0; n < 10 && performance.now() < end; n++) {
-          s.write('MAIL FROM:<a@example.org>\r\nRCPT TO:<c@held.test>\r\nDATA\r\n');
-          const replies = [await r.read(), await r.read(), await r.read()];
-          if (!replies[2]?.startsWith('354')) throw new Error(`unexpected: ${replies.join(' | ')}`);
-          s.write(payload);
-          const fin = await r.read();
-          if (!fin.startsWith('250')) throw new Error(`refused: ${fin}`);
-          done++;
-        }
-        s.end('QUIT\r\n');
-      }
-    }),
-  );
-  return done / secs;
-}
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'logmta-milter-bench-'));
@@ -114,7 +67,7 @@ ${extra}`;
       daemons.push(bd);
       ports.push(bd.smtpPort);
     }
-    const data = message();
+    const data = benchMessage('a@example.org', 'c@held.test', SIZE);
     const rates: number[][] = configs.map(() => []);
     console.log(
       `milter-bench: ${SESSIONS} sessions, ${SIZE}-byte messages, 10 per session, ${SECS} s x ${ROUNDS} rounds`,
@@ -126,7 +79,18 @@ ${extra}`;
     );
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, c] of configs.entries()) {
-        const rate = await load(ports[i] as number, data, SECS);
+        const rate =
+          (await smtpLoad({
+            port: ports[i] as number,
+            sessions: SESSIONS,
+            secs: SECS,
+            from: 'a@example.org',
+            to: 'c@held.test',
+            data,
+            // Milters cost a connection per SMTP session: reconnect every 10 messages, as real
+            // clients send a few messages per session.
+            perSession: 10,
+          })) / SECS;
         rates[i]?.push(rate);
         console.log(`  round ${round + 1}  ${c.name.padEnd(32)} ${rate.toFixed(0).padStart(6)} msg/s`);
       }
