@@ -149,6 +149,84 @@ describe('two batches in flight', () => {
   });
 });
 
+describe('more than two batches in flight', () => {
+  const deep = (fs: MemQueueFs, sealBytes: number) =>
+    new GroupWriter({
+      fs,
+      dir: '/q',
+      segmentSize: 1 << 20,
+      sync: true,
+      now: () => 0,
+      sealBytes,
+      maxInFlight: 3,
+    });
+  const big = (n: number) => [Buffer.alloc(1000, n)];
+
+  test('a batch that has grown to sealBytes is written while two sync, and all are acknowledged in order', async () => {
+    const fs = new HeldSyncFs();
+    const w = deep(fs, 2000);
+    w.append('new', RT_DONE, rec(0));
+    await w.commit();
+    fs.holding = true;
+    const order: number[] = [];
+    const commits: Promise<unknown>[] = [];
+    for (const n of [1, 2]) {
+      w.append('new', RT_DONE, big(n));
+      commits.push(w.commit().then(() => order.push(n)));
+      await until(() => fs.held.length === n, `batch ${n} reaches its fdatasync`);
+    }
+    // Two in flight: a small third batch waits and grows...
+    w.append('new', RT_DONE, big(3));
+    commits.push(w.commit().then(() => order.push(3)));
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(fs.held.length, 2, 'below sealBytes the third batch is not sealed yet');
+    // ... and is sealed once it reaches sealBytes, within the commit that made it so.
+    w.append('new', RT_DONE, big(4));
+    commits.push(w.commit().then(() => order.push(4)));
+    await until(() => fs.held.length === 3, 'the grown batch syncs beside the other two');
+    // A fourth would exceed maxInFlight: it waits however big it is.
+    w.append('new', RT_DONE, big(5));
+    w.append('new', RT_DONE, big(6));
+    w.append('new', RT_DONE, big(7));
+    commits.push(w.commit().then(() => order.push(5)));
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(fs.held.length, 3, 'no more than maxInFlight batches at once');
+    // Newest first: nothing is acknowledged until the oldest is durable.
+    fs.held[2]!.release();
+    fs.held[1]!.release();
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(order, []);
+    fs.holding = false;
+    fs.held[0]!.release();
+    await Promise.all(commits);
+    assert.deepEqual(order, [1, 2, 3, 4, 5]);
+    assert.deepEqual(bodies(fs, '/q/lanes/new/0000000001.seg'), [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert.equal(w.durableBatch, w.stats.batches);
+  });
+
+  test('when the oldest of three fails, the two after it are refused and the cut covers all three', async () => {
+    const fs = new HeldSyncFs();
+    const w = deep(fs, 1000);
+    w.append('new', RT_DONE, rec(0));
+    await w.commit();
+    const start = fs.peek('/q/lanes/new/0000000001.seg').length;
+    const durable = w.durableBatch;
+    fs.holding = true;
+    const commits: Promise<void>[] = [];
+    for (const n of [1, 2, 3]) {
+      w.append('new', RT_DONE, big(n));
+      commits.push(w.commit());
+      await until(() => fs.held.length === n, `batch ${n} syncs`);
+    }
+    fs.injectFault('datasync', 'EIO', 0, '/lanes/new/');
+    fs.holding = false;
+    for (const h of fs.held) h.release();
+    for (const c of commits) await assert.rejects(c, { code: 'QUEUE_POISONED' });
+    assert.equal(w.durableBatch, durable, 'none of the three counts as durable');
+    assert.deepEqual(w.failedCut, [{ path: '/q/lanes/new/0000000001.seg', length: start }]);
+  });
+});
+
 describe('group writer', () => {
   test('one batch costs one fdatasync per touched file, however many records it holds', async () => {
     const fs = new MemQueueFs();

@@ -33,6 +33,14 @@ import { encodeHeader, FORMAT_VERSION, RT_HEADER } from '../record/records.js';
 import type { QueueFile, QueueFs } from './fs.js';
 import { segmentName } from './segment.js';
 
+/**
+ * Batches in flight at once. The disks measured here complete parallel fdatasyncs of one file
+ * almost as fast as one (docs/performance.md), so a deeper pipeline turns waiting into throughput.
+ */
+export const DEFAULT_MAX_IN_FLIGHT = 4;
+/** Bytes past which a growing batch is sealed while others are in flight. */
+export const DEFAULT_SEAL_BYTES = 128 * 1024;
+
 /** A failed fdatasync or directory fsync: always poisons (rule 4), whatever its errno. */
 class SyncFailed extends Error {
   constructor(override readonly cause: unknown) {
@@ -98,10 +106,10 @@ interface InFlight {
 
 function mergeCuts(
   a: Array<{ path: string; length: number }>,
-  b: Array<{ path: string; length: number }> | undefined,
+  b: Array<{ path: string; length: number }>,
 ): Array<{ path: string; length: number }> {
   const m = new Map<string, number>();
-  for (const c of [...a, ...(b ?? [])]) m.set(c.path, Math.min(m.get(c.path) ?? c.length, c.length));
+  for (const c of [...a, ...b]) m.set(c.path, Math.min(m.get(c.path) ?? c.length, c.length));
   return [...m].map(([path, length]) => ({ path, length }));
 }
 
@@ -124,6 +132,10 @@ export interface WriterOptions {
   segmentSize: number;
   /** Benchmark-only: skip fdatasync. Never the default. */
   sync: boolean;
+  /** Most batches written and syncing at once (default DEFAULT_MAX_IN_FLIGHT). */
+  maxInFlight?: number;
+  /** A batch this big is sealed without waiting for more producers (default DEFAULT_SEAL_BYTES). */
+  sealBytes?: number;
   now: () => number;
 }
 
@@ -199,6 +211,7 @@ export class GroupWriter {
     for (const b of frame) length += b.length;
     this.pending.push({ lane, frame, length, phase, onPlaced });
     this.pendingBytes += length;
+    this.unsealed += length;
   }
 
   /** True while a batch is being sealed (its records' onPlaced callbacks run then). */
@@ -219,6 +232,7 @@ export class GroupWriter {
     this.filling ??= batchDone();
     const p = this.filling.promise;
     if (!this.flushing) this.flushed = this.flushLoop();
+    else if (this.unsealed >= this.sealBytes && this.mayStart()) this.inflight.push(this.start());
     else this.wake?.();
     return p;
   }
@@ -230,41 +244,60 @@ export class GroupWriter {
   private stopped: MtaError | undefined;
   /** The running flush loop (resolved when none runs). */
   private flushed: Promise<void> = Promise.resolve();
+  /** Sealed batches whose I/O is under way or not yet acknowledged, oldest first. */
+  private readonly inflight: InFlight[] = [];
+  /** Bytes appended since the last seal. */
+  private unsealed = 0;
+  /** A batch grown past this many bytes is sealed at once when the pipeline has room. */
+  private get sealBytes(): number {
+    return this.opts.sealBytes ?? DEFAULT_SEAL_BYTES;
+  }
+
+  /**
+   * Whether what is pending may be sealed and written now. Always when nothing is in flight; with
+   * one batch in flight, when it and the pending records are plain (mayOverlap); with more, only
+   * once the pending records have grown to sealBytes and the pipeline has room. Below that a
+   * third batch keeps growing while two sync, so a loaded queue pays for fewer, larger
+   * fdatasyncs, and a burst of large messages still keeps several in flight.
+   */
+  private mayStart(): boolean {
+    const n = this.inflight.length;
+    if (n === 0) return true;
+    if (n > 1 && (this.unsealed < this.sealBytes || n >= (this.opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT)))
+      return false;
+    for (const b of this.inflight) if (!b.simple) return false;
+    return this.mayOverlap();
+  }
 
   private async flushLoop(): Promise<void> {
     this.flushing = true;
-    // At most two batches in flight: the older one syncing while the next is written and synced.
-    let older: InFlight | undefined;
+    const inflight = this.inflight;
     try {
       while (!this.poison && !this.stopped) {
         const more = this.pending.length > 0 || this.filling !== undefined;
-        if (!more && older === undefined) break;
-        if (older !== undefined && !more && !older.settled) {
-          // Nothing to seal yet: wake up when the older batch is durable or a commit arrives.
-          await Promise.race([older.io.catch(() => {}), new Promise<void>((r) => (this.wake = r))]);
+        if (!more && inflight.length === 0) break;
+        if (more && this.mayStart()) {
+          inflight.push(this.start());
+          continue;
+        }
+        const head = inflight[0]!;
+        if (!head.settled) {
+          // Wake up when the oldest batch's I/O has ended or a commit arrives.
+          await Promise.race([head.io.catch(() => {}), new Promise<void>((r) => (this.wake = r))]);
           this.wake = undefined;
           continue;
         }
-        if (older !== undefined && (!more || older.settled || !this.mayOverlap(older))) {
-          const waited = older.done !== undefined;
-          const ok = await this.finish(older, undefined);
-          older = undefined;
-          // Let the producers just released (and I/O that arrived during the sync) append before
-          // the next batch is sealed: otherwise producers split into two alternating cohorts and
-          // each fdatasync covers only half of them.
-          if (ok && waited) await new Promise<void>((r) => setImmediate(r));
-          continue;
-        }
-        const cur = this.start();
-        if (older !== undefined) {
-          // The older batch is acknowledged first; the newer one's waiters only after it.
-          await this.finish(older, cur);
-        }
-        older = cur;
+        inflight.shift();
+        const waited = head.done !== undefined;
+        const ok = await this.finish(head, inflight);
+        // Let the producers just released (and I/O that arrived during the sync) append before
+        // what they append is sealed: otherwise every released producer would seal a batch of
+        // its own. A batch that grows past sealBytes meanwhile is sealed at once (commit()).
+        if (ok && waited) await new Promise<void>((r) => setImmediate(r));
       }
     } finally {
-      // A batch still in flight (close() or a poisoned writer) settles before the loop ends.
-      if (older !== undefined) await this.finish(older, undefined).catch(() => false);
+      // Batches still in flight (close() or a poisoned writer) settle before the loop ends.
+      while (inflight.length > 0) await this.finish(inflight.shift()!, inflight).catch(() => false);
       this.flushing = false;
     }
     const refused = this.poison ?? this.stopped;
@@ -280,6 +313,7 @@ export class GroupWriter {
     const done = this.filling;
     this.pending = [];
     this.filling = undefined;
+    this.unsealed = 0;
     const batch = ++this.batchNo;
     const seqs = new Map<string, number>();
     for (const [lane, t] of this.tails) seqs.set(lane, t.seq);
@@ -311,8 +345,8 @@ export class GroupWriter {
    * its lane. (A batch with phases needs the one before it durable; a new segment must not be
    * written before the records of its predecessor are durable — reader.ts, torn tails.)
    */
-  private mayOverlap(older: InFlight): boolean {
-    if (!older.simple || this.pending.length === 0) return false;
+  private mayOverlap(): boolean {
+    if (this.pending.length === 0) return false;
     const size = new Map<string, number>();
     for (const op of this.pending) {
       if (op.phase !== 1) return false;
@@ -326,17 +360,21 @@ export class GroupWriter {
   }
 
   /**
-   * Waits for `b`'s I/O and acknowledges it (then its waiters run). When it failed, the batch
-   * after it (`next`, already written or being written) is refused with it: its I/O settles
-   * first, and the cut to undo covers both.
+   * Waits for `b`'s I/O and acknowledges it (then its waiters run). When it failed, the batches
+   * after it (`later`, already written or being written) are refused with it: their I/O settles
+   * first, and the cut to undo covers them all.
    */
-  private async finish(b: InFlight, next: InFlight | undefined): Promise<boolean> {
+  private async finish(b: InFlight, later: readonly InFlight[]): Promise<boolean> {
     try {
       await b.io;
     } catch (e) {
-      if (next !== undefined) await next.io.catch(() => {});
+      let cut = b.cut;
+      for (const n of later) {
+        await n.io.catch(() => {});
+        cut = mergeCuts(cut, n.cut);
+      }
       if (!this.poison) {
-        this.failedCut = mergeCuts(b.cut, next?.cut);
+        this.failedCut = cut;
         this.setPoison(e);
       }
       b.done?.reject(this.poison!);
