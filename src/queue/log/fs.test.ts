@@ -2,7 +2,15 @@
 // process holds (/proc/self/fd). One test per leak: concurrent misses on one file, more files
 // than the cache holds, unlinked and renamed segments, a stopped queue.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  constants,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -105,5 +113,46 @@ describe('read descriptors of the queue', { skip: linux ? false : 'needs /proc/s
     assert.equal((await fs.read(missing, 0, 4)).length, 4, 'the file is readable once it exists');
     fs.closeHandles();
     await settlesAtMost(0, 'after closeHandles');
+  });
+});
+
+/** The open flags of this process's descriptors on `path` (/proc/self/fdinfo), octal as the kernel prints them. */
+function openFlags(path: string): number[] {
+  const out: number[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) !== path) continue;
+      const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+      if (m) out.push(Number.parseInt(m[1]!, 8));
+    } catch {
+      // closed while we looked
+    }
+  }
+  return out;
+}
+
+describe('durable writes', { skip: linux ? false : 'reads /proc/self/fdinfo' }, () => {
+  test('a segment opened for durable writes has O_DSYNC (each write is its own fdatasync); one opened otherwise has not', async () => {
+    const fs = new NodeQueueFs();
+    for (const durable of [true, false]) {
+      const path = join(dir, `dsync-${durable}.seg`);
+      const created = await fs.create(path, durable);
+      assert.equal(created.writesDurable, durable);
+      assert.deepEqual(
+        openFlags(path).map((f) => (f & constants.O_DSYNC) !== 0),
+        [durable],
+        `create(durable=${durable})`,
+      );
+      await created.write([Buffer.from('header')], 0);
+      await created.close();
+      const reopened = await fs.openWrite(path, durable);
+      assert.equal(reopened.writesDurable, durable);
+      assert.deepEqual(
+        openFlags(path).map((f) => (f & constants.O_DSYNC) !== 0),
+        [durable],
+        `openWrite(durable=${durable})`,
+      );
+      await reopened.close();
+    }
   });
 });

@@ -474,11 +474,14 @@ export class GroupWriter {
           for (let i = 0; i < list.length; i++) {
             const w = list[i]!;
             const f = await this.fileFor(w.lane, w.seq);
-            await f.write(w.bufs, w.position);
             // The point of the design: one fdatasync per touched file covers every record of the
-            // batch. A phase starts only after every file of the one before is durable.
+            // batch. On a file opened O_DSYNC the write itself is that fdatasync: its failures
+            // poison as a write's do, except ENOSPC/EDQUOT, which refuse the batch and cut it
+            // (what it wrote is cut off, so a sync that failed for lack of space leaves nothing
+            // to trust). A phase starts only after every file of the one before is durable.
+            await f.write(w.bufs, w.position);
             if (this.opts.sync) {
-              await f.datasync().catch(syncFailed);
+              if (!f.writesDurable) await f.datasync().catch(syncFailed);
               n++;
             }
           }
@@ -581,9 +584,9 @@ export class GroupWriter {
       }
       await tail.dirReady;
       const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
-      const f = await this.opts.fs.create(path);
+      const f = await this.opts.fs.create(path, this.opts.sync);
       await f.write(this.headerFor(lane, tail, seq), 0);
-      if (this.opts.sync) await f.datasync().catch(syncFailed);
+      if (this.opts.sync && !f.writesDurable) await f.datasync().catch(syncFailed);
       // The new file's directory entry must be durable before any commit in it is acknowledged.
       await this.opts.fs.syncDir(this.laneDir(lane)).catch(syncFailed);
       return f;
@@ -603,7 +606,7 @@ export class GroupWriter {
     // An existing segment found by recovery.
     const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
     const existing = (await this.opts.fs.size(path).catch(() => -1)) >= 0;
-    const p = existing ? this.opts.fs.openWrite(path) : this.createSegment(lane, tail, seq);
+    const p = existing ? this.opts.fs.openWrite(path, this.opts.sync) : this.createSegment(lane, tail, seq);
     tail.creating.set(seq, p);
     return p;
   }
