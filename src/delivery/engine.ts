@@ -233,8 +233,10 @@ export class DeliveryEngine {
       lease.client,
       job,
       rcpts.map((i) => info.recipients[i]!),
-      // LMTP is final delivery: a success DSN says "delivered", not "relayed".
-      { host: lease.host, final: d.lmtp === true },
+      // LMTP is final delivery: a success DSN says "delivered", not "relayed". Once the end of
+      // data is written, the connection goes back to the pool while the reply is awaited: a
+      // message waiting for it sends its envelope right behind (in the same write, RFC 2920).
+      { host: lease.host, final: d.lmtp === true, onDataSent: () => lease.release(true) },
     );
     this.stats.transactions += r.transactions;
     lease.release(r.reusable);

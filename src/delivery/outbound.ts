@@ -73,7 +73,7 @@ export async function sendTransaction(
   client: SmtpClient,
   job: DeliveryJob,
   rcpts: readonly RecipientInfo[],
-  o: { host?: string; final?: boolean } = {},
+  o: { host?: string; final?: boolean; onDataSent?: () => void } = {},
 ): Promise<TransactionResult> {
   const outcomes: Array<Outcome | undefined> = rcpts.map(() => undefined);
   const withHost = (x: Outcome): Outcome => (o.host === undefined ? x : { ...x, host: o.host });
@@ -101,7 +101,9 @@ export async function sendTransaction(
         data.open(),
         data.size,
       );
-      const res = await client.sendMessage(tx);
+      // The session may be handed on before the final reply only by the last transaction this
+      // job sends on it, which is the one that got no 452 (transaction.ts calls it only then).
+      const res = await client.sendMessage(tx, o.onDataSent ? { onDataSent: o.onDataSent } : {});
       transactions++;
       reusable = res.reusable;
       const retry: number[] = [];

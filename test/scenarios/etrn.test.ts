@@ -169,7 +169,9 @@ describe('ETRN scenarios', () => {
       fresh.length <= 1,
       `${fresh.length} refused connections: ${fresh.map((l) => l.text).join('; ')}`,
     );
-    assert.ok(refused.length >= left - 1, `the rest deferred from the cache (${refused.length})`);
+    // Besides those, at most two met the drop itself: the message whose 250 was on the wire, and
+    // the one whose envelope was pipelined behind its end of data (no data of it was sent).
+    assert.ok(refused.length >= left - 2, `the rest deferred from the cache (${refused.length} of ${left})`);
     delete host.opts.dataReply;
     await host.up(host.opts);
     assert.equal(

@@ -61,8 +61,11 @@ export interface SinkOptions {
   maxRecipients?: number;
   /** Close the connection as soon as message data starts arriving. */
   disconnectDuringData?: boolean;
-  /** Record the transaction, then close without replying to the end of data. */
-  dropAfterData?: boolean;
+  /** Record the transaction, then close without replying to the end of data (a function: for
+   *  the transactions it returns true for). */
+  dropAfterData?: boolean | ((tx: SinkTransaction) => boolean);
+  /** Keep every chunk read from the clients, in order (`reads`): what arrived in one write. */
+  keepReads?: boolean;
   /** Delay every reply by this many milliseconds. */
   delayMs?: number;
   /**
@@ -151,6 +154,8 @@ export class SmtpSink {
   readonly commands: string[] = [];
   /** Commands grouped by the read that delivered them: a pipelining client sends groups. */
   readonly batches: string[][] = [];
+  /** With keepReads: every chunk read from any client, in order. */
+  readonly reads: Buffer[] = [];
   connections = 0;
   readonly opts: SinkOptions;
   private readonly server: net.Server;
@@ -255,6 +260,7 @@ class SinkSession {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.mode === 'closed') return;
+    if (this.sink.opts.keepReads) this.sink.reads.push(chunk);
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const before = this.sink.commands.length;
     this.process();
@@ -344,7 +350,8 @@ class SinkSession {
     if (got.tag !== undefined) tx.tag = got.tag;
     if (got.digest !== undefined) tx.digest = got.digest;
     tx.chunked = chunked;
-    if (this.sink.opts.dropAfterData) {
+    const drop = this.sink.opts.dropAfterData;
+    if (drop === true || (typeof drop === 'function' && drop(tx))) {
       this.sink.record(tx);
       this.drop();
       return;

@@ -129,8 +129,12 @@ export class SmtpClient {
     return this.state.messages;
   }
 
-  /** Sends one message; never rejects for network or protocol trouble (those become deferrals). */
-  sendMessage(tx: OutboundTransaction): Promise<SendResult> {
+  /**
+   * Sends one message; never rejects for network or protocol trouble (those become deferrals).
+   * `onDataSent`: called when the session may already carry the next message, while this one
+   * waits for its final reply (see TransactionOptions.onDataSent; not always called).
+   */
+  sendMessage(tx: OutboundTransaction, how: { onDataSent?: () => void } = {}): Promise<SendResult> {
     if (this.state.busy) {
       return Promise.reject(
         new MtaError('SMTP_CLIENT_BUSY', 'transient', 'session already sending a message'),
@@ -141,6 +145,7 @@ export class SmtpClient {
       chunking: this.opts.chunking !== false,
       rsetBeforeReuse: this.opts.rsetBeforeReuse !== false,
       lmtp: this.opts.lmtp === true,
+      ...(how.onDataSent !== undefined && { onDataSent: how.onDataSent }),
     });
   }
 

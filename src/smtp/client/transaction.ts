@@ -30,6 +30,13 @@ export interface TransactionOptions {
   rsetBeforeReuse: boolean;
   /** LMTP (RFC 2033 4.2): after the data, one reply per accepted recipient, in RCPT order. */
   lmtp?: boolean;
+  /**
+   * Called once the end of data is written and the session may carry the next transaction while
+   * this one waits for its final reply (RFC 2920: the next MAIL may follow the end of data in
+   * the same group). Only with PIPELINING, DATA and data in memory, and when no recipient must
+   * be retried on this connection (452 too many recipients); otherwise never called.
+   */
+  onDataSent?: () => void;
 }
 
 const noop = (): void => {};
@@ -218,6 +225,9 @@ export async function sendTransaction(
   state.busy = true;
   state.dirty = true;
   let stage = 'sending MAIL FROM';
+  // Set once the session was handed on (onDataSent): from then on `state` is the next
+  // transaction's, and this one only waits for its reply.
+  let handedOn = false;
   try {
     // Phase 1: the envelope. With PIPELINING every command goes out in one corked write and the
     // handler queue pairs replies with commands; without it, each waits for its reply.
@@ -281,9 +291,33 @@ export async function sendTransaction(
         return done(true);
       }
       stage = 'sending message data';
-      await writeDotStuffed(conn, data, t);
+      const handOn =
+        o.onDataSent !== undefined &&
+        pipelining &&
+        Array.isArray(data) &&
+        !o.lmtp &&
+        !results.some((x) => x?.tooManyRecipients === true);
+      if (handOn) {
+        // The end of data stays in the socket's buffer until the loop's check phase, so that the
+        // next transaction's envelope, if it starts now, leaves in the same write.
+        const sock = conn.socket;
+        sock.cork();
+        await writeDotStuffed(conn, data, t);
+        setImmediate(() => sock.uncork());
+      } else await writeDotStuffed(conn, data, t);
       stage = 'waiting for reply to end of data';
-      final = await conn.expect(t.dataEnd, 'reply to end of data');
+      // Queued before the next transaction's commands, so replies pair with them in order.
+      const finalP = conn.expect(t.dataEnd, 'reply to end of data');
+      if (handOn) {
+        finalP.catch(noop);
+        // Whatever the reply, the transaction is over on the server's side once it has the end
+        // of data (RFC 5321 §4.1.1.4): the next one needs no RSET for it.
+        state.dirty = false;
+        state.busy = false;
+        handedOn = true;
+        o.onDataSent!();
+      }
+      final = await finalP;
     } else {
       stage = 'sending message data (BDAT)';
       final = await writeBdat(conn, data, t, pipelining);
@@ -307,7 +341,7 @@ export async function sendTransaction(
     }
     for (const i of accepted) results[i] = fromReply(i, final, 'data');
     state.messages++;
-    state.dirty = final.code >= 300;
+    if (!handedOn) state.dirty = final.code >= 300;
     return done(true);
   } catch (e) {
     const why = `${stage}: ${errorText(e)}`;
@@ -316,7 +350,7 @@ export async function sendTransaction(
     all((i) => local(i, smtp.code, smtp.enhanced, why, 'connection'));
     return done(false);
   } finally {
-    state.busy = false;
+    if (!handedOn) state.busy = false;
   }
 }
 
