@@ -14,7 +14,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { NodeQueueFs } from './fs.js';
+import { NodeQueueFs, type QueueFile } from './fs.js';
 
 const linux = process.platform === 'linux';
 const dir = mkdtempSync(join(tmpdir(), 'logmta-fds-'));
@@ -136,23 +136,18 @@ describe('durable writes', { skip: linux ? false : 'reads /proc/self/fdinfo' }, 
     const fs = new NodeQueueFs();
     for (const durable of [true, false]) {
       const path = join(dir, `dsync-${durable}.seg`);
-      const created = await fs.create(path, durable);
-      assert.equal(created.writesDurable, durable);
-      assert.deepEqual(
-        openFlags(path).map((f) => (f & constants.O_DSYNC) !== 0),
-        [durable],
-        `create(durable=${durable})`,
-      );
+      // The file as the call opened it: the flag it reports, and the one the kernel has.
+      const check = async (how: 'create' | 'openWrite'): Promise<QueueFile> => {
+        const f = await (how === 'create' ? fs.create(path, durable) : fs.openWrite(path, durable));
+        assert.equal(f.writesDurable, durable, `${how}(durable=${durable}).writesDurable`);
+        const dsync = openFlags(path).map((x) => (x & constants.O_DSYNC) !== 0);
+        assert.deepEqual(dsync, [durable], `${how}(durable=${durable}): O_DSYNC`);
+        return f;
+      };
+      const created = await check('create');
       await created.write([Buffer.from('header')], 0);
       await created.close();
-      const reopened = await fs.openWrite(path, durable);
-      assert.equal(reopened.writesDurable, durable);
-      assert.deepEqual(
-        openFlags(path).map((f) => (f & constants.O_DSYNC) !== 0),
-        [durable],
-        `openWrite(durable=${durable})`,
-      );
-      await reopened.close();
+      await (await check('openWrite')).close();
     }
   });
 });
