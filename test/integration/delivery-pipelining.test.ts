@@ -142,4 +142,24 @@ describe('relaying with the end of data pipelined with the next envelope', () =>
     assert.equal(sink.transactions.filter((t) => t.sender === '').length, 0, 'no bounce');
     assert.doesNotMatch(d.stdout(), /"msg":"deferred"/, 'nothing deferred: the split was sent at once');
   });
+
+  test('over STARTTLS too: the envelope follows the end of data inside the TLS stream, each message once and whole', async () => {
+    const { sink, d } = await setup({ delayMs: 5, starttls: true });
+    const n = 12;
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        sendMail(d.port, { from: 'a@src.test', to: [`t${i}@dst.test`], body: `secret ${i}\r\n` }),
+      ),
+    );
+    await waitFor(() => sink.transactions.length >= n, `${n} deliveries`, 15_000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sink.transactions.length, n, 'no message twice');
+    for (let i = 0; i < n; i++) {
+      const got = to(sink, `t${i}@dst.test`);
+      assert.equal(got.length, 1, `t${i} once`);
+      assert.equal(got[0]!.tls, true, `t${i} over TLS`);
+      assert.match(got[0]!.data.toString(), new RegExp(`secret ${i}\\r\\n$`), `t${i} whole`);
+    }
+    assert.ok(merged(sink) >= 1, `end of data and next envelope in one read ${merged(sink)} times`);
+  });
 });
