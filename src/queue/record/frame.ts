@@ -22,7 +22,7 @@ export function encodeFrame(type: number, body: readonly Uint8Array[]): Buffer[]
   const head = Buffer.allocUnsafe(FRAME_HEADER);
   head[8] = type;
   head.writeUInt32LE(len, 0);
-  let crc = crc32cOf([head.subarray(8, 9)]);
+  let crc = CRC_OF_BYTE[type & 255]!;
   const out: Buffer[] = [head];
   for (const b of body) {
     crc = crc32cAfter(crc, b);
