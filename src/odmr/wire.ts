@@ -131,53 +131,51 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
   // The provider listens even without accounts (the documented default, 127.0.0.1:3366), but
   // then a port it cannot have is only a warning: nobody could authenticate to it anyway.
   const optional = config.odmr.accounts.length === 0;
-  {
-    try {
-      for (const [i, hp] of config.odmr.listen.entries()) {
-        const p = new OdmrProvider({
-          hostname: config.hostname,
-          accounts: config.odmr.accounts,
-          lanes: d.queues,
-          locks,
-          clock: d.clock,
-          logger: d.logger,
-          idleTimeoutMs: config.smtp.idleTimeoutMs,
-          commandTimeoutMs: config.smtp.commandTimeoutMs,
-          authPerMinute: config.odmr.authPerMinute,
-          ...(d.shared?.odmrAuthRate ? { authRate: d.shared.odmrAuthRate } : {}),
-          ...(d.shared?.odmrAuthThrottle ? { authThrottle: d.shared.odmrAuthThrottle } : {}),
-          ...(d.odmrCluster ? { cluster: d.odmrCluster } : {}),
-          ...(config.tls ? { tls: config.tls } : {}),
-          onAtrn: (ev) =>
-            d.emit?.({
-              type: 'atrn',
-              client: ev.ip,
-              ...(ev.user !== undefined ? { user: ev.user } : {}),
-              domains: ev.domains,
-              code: ev.code,
-              ...(ev.delivered !== undefined ? { delivered: ev.delivered } : {}),
-              phase: ev.phase,
-            }),
-        });
-        let a: Awaited<ReturnType<OdmrProvider['listen']>>;
-        try {
-          a = await p.listen(hp.port, hp.host);
-        } catch (e) {
-          if (!optional) throw listenError(e, formatHostPort(hp), `odmr.listen[${i + 1}]`);
-          d.logger?.warn(
-            { listen: `${hp.host}:${hp.port}`, err: e instanceof Error ? e.message : String(e) },
-            'ODMR listener not opened (no [[odmr.account]] configured)',
-          );
-          await p.stop().catch(() => {});
-          continue;
-        }
-        providers.push(p);
-        addresses.push(`${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
+  try {
+    for (const [i, hp] of config.odmr.listen.entries()) {
+      const p = new OdmrProvider({
+        hostname: config.hostname,
+        accounts: config.odmr.accounts,
+        lanes: d.queues,
+        locks,
+        clock: d.clock,
+        logger: d.logger,
+        idleTimeoutMs: config.smtp.idleTimeoutMs,
+        commandTimeoutMs: config.smtp.commandTimeoutMs,
+        authPerMinute: config.odmr.authPerMinute,
+        ...(d.shared?.odmrAuthRate ? { authRate: d.shared.odmrAuthRate } : {}),
+        ...(d.shared?.odmrAuthThrottle ? { authThrottle: d.shared.odmrAuthThrottle } : {}),
+        ...(d.odmrCluster ? { cluster: d.odmrCluster } : {}),
+        ...(config.tls ? { tls: config.tls } : {}),
+        onAtrn: (ev) =>
+          d.emit?.({
+            type: 'atrn',
+            client: ev.ip,
+            ...(ev.user !== undefined ? { user: ev.user } : {}),
+            domains: ev.domains,
+            code: ev.code,
+            ...(ev.delivered !== undefined ? { delivered: ev.delivered } : {}),
+            phase: ev.phase,
+          }),
+      });
+      let a: Awaited<ReturnType<OdmrProvider['listen']>>;
+      try {
+        a = await p.listen(hp.port, hp.host);
+      } catch (e) {
+        if (!optional) throw listenError(e, formatHostPort(hp), `odmr.listen[${i + 1}]`);
+        d.logger?.warn(
+          { listen: `${hp.host}:${hp.port}`, err: e instanceof Error ? e.message : String(e) },
+          'ODMR listener not opened (no [[odmr.account]] configured)',
+        );
+        await p.stop().catch(() => {});
+        continue;
       }
-    } catch (e) {
-      await stopAll(0);
-      throw e;
+      providers.push(p);
+      addresses.push(`${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
     }
+  } catch (e) {
+    await stopAll(0);
+    throw e;
   }
   poller.start();
   return { etrn, prober, providers, poller, addresses, stop: (graceMs = 5_000) => stopAll(graceMs) };

@@ -13,7 +13,6 @@ import { nullLogger } from '../../src/log.js';
 import { type Clock, systemClock } from '../../src/util/clock.js';
 import { closedPort, makeTempDir, startTestDaemon } from '../support/daemon.js';
 import { rmSync } from 'node:fs';
-import { freeTcpPort } from '../support/ports.js';
 
 const dir = makeTempDir('logmta-startfail-');
 after(() => rmSync(dir, { recursive: true, force: true }));
