@@ -22,6 +22,25 @@ const crlf = (s: string) => s.replace(/\r?\n/g, '\r\n');
 const wire = (m: string) =>
   crlf(m.replace(/^Return-Path: [^\n]*\n/, '').replace(/^Delivered-To: [^\n]*\n/, ''));
 
+/** The daemon of every case: a submission port for alice, a local mailbox, opendkim as milter. */
+function startDaemon(opendkim: OpendkimMilter): Promise<TestDaemon> {
+  return startTestDaemon({
+    toml: `
+[smtp]
+submission = ["127.0.0.1:0"]
+[[user]]
+name = "alice"
+password = "secret"
+[[local]]
+domain = "local.test"
+maildir = "mail/{user}"
+[[milter]]
+name = "opendkim"
+address = "${opendkim.address}"
+`,
+  });
+}
+
 describe('milter: opendkim', { skip: missing }, () => {
   const signer = rsaKey();
   const outsider = rsaKey();
@@ -45,21 +64,7 @@ describe('milter: opendkim', { skip: missing }, () => {
       dns,
       authservId: 'mx.test',
     });
-    d = await startTestDaemon({
-      toml: `
-[smtp]
-submission = ["127.0.0.1:0"]
-[[user]]
-name = "alice"
-password = "secret"
-[[local]]
-domain = "local.test"
-maildir = "mail/{user}"
-[[milter]]
-name = "opendkim"
-address = "${opendkim.address}"
-`,
-    });
+    d = await startDaemon(opendkim);
   });
   after(async () => {
     await d?.stop();
@@ -149,21 +154,7 @@ describe('milter: opendkim on a unix socket', { skip: missing }, () => {
       authservId: 'mx.test',
       unix: true,
     });
-    d = await startTestDaemon({
-      toml: `
-[smtp]
-submission = ["127.0.0.1:0"]
-[[user]]
-name = "alice"
-password = "secret"
-[[local]]
-domain = "local.test"
-maildir = "mail/{user}"
-[[milter]]
-name = "opendkim"
-address = "${opendkim.address}"
-`,
-    });
+    d = await startDaemon(opendkim);
   });
   after(async () => {
     await d?.stop();
