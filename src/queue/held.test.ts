@@ -8,10 +8,9 @@ import { describe, test } from 'node:test';
 import { internals, Queue, type QueueOptions } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
 import type { DeliveryJob, RcptOutcome } from './types.js';
-import { wantsReport } from '../delivery/reports.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
-import { msg, quiet } from '../../test/support/queue.js';
+import { msg, quiet, recordReports } from '../../test/support/queue.js';
 import { tick, waitFor } from '../../test/support/wait.js';
 
 const D = 'held.test';
@@ -29,15 +28,7 @@ async function open(
     clock,
     maxAge: 3_600_000,
     hooks: {
-      reports: {
-        wants: wantsReport,
-        build: (req) => {
-          reports.push(
-            `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
-          );
-          return null;
-        },
-      },
+      reports: recordReports(reports),
     },
     ...extra,
   });

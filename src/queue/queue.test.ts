@@ -4,7 +4,7 @@ import { internals, Queue, type QueueOptions } from './queue.js';
 import { wantsReport } from '../delivery/reports.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
-import { msg, quiet, scripted } from '../../test/support/queue.js';
+import { msg, quiet, recordReports, scripted } from '../../test/support/queue.js';
 import { waitFor } from '../../test/support/wait.js';
 
 async function open(fs: MemQueueFs, clock: FakeClock, extra: Partial<QueueOptions> = {}) {
@@ -271,15 +271,7 @@ describe('queue', () => {
       maxAge: 60 * 60_000,
       hooks: {
         maxAgeFor: (domain) => (domain === 'short.test' ? 10 * 60_000 : 60 * 60_000),
-        reports: {
-          wants: wantsReport,
-          build: (req) => {
-            reports.push(
-              `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
-            );
-            return null;
-          },
-        },
+        reports: recordReports(reports),
       },
     });
     const held = (domain: string, n: number) =>

@@ -8,7 +8,8 @@
 import type { QueueFile, QueueFs } from '../../src/queue/log/fs.js';
 import { internals, type Queue } from '../../src/queue/queue.js';
 import { F_INFLIGHT } from '../../src/queue/state/tables.js';
-import type { DeliveryJob, RcptOutcome } from '../../src/queue/types.js';
+import type { DeliveryJob, RcptOutcome, ReportHooks } from '../../src/queue/types.js';
+import { wantsReport } from '../../src/delivery/reports.js';
 import type { FakeClock } from './clock.js';
 import { MemQueueFs } from './memfs.js';
 import { tick, waitFor } from './wait.js';
@@ -36,6 +37,22 @@ export function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome
 }
 
 /** @deprecated a wall-clock sleep: wait for a condition (waitFor, quiet) instead. */
+/**
+ * Report hooks that build no report but note each one asked for, as
+ * "kind:address enhanced,..." (a delivery-status request per line), into `into`.
+ */
+export function recordReports(into: string[]): ReportHooks {
+  return {
+    wants: wantsReport,
+    build: (req) => {
+      into.push(
+        `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,
+      );
+      return null;
+    },
+  };
+}
+
 export const settle = (ms = 2) => new Promise((r) => setTimeout(r, ms));
 
 /** Turns of the event loop the queue must stay idle for quiet() to count it quiet. */
