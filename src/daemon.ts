@@ -153,6 +153,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     delayWarning: config.queue.delayWarningMs > 0 ? config.queue.delayWarningMs : Number.MAX_SAFE_INTEGER,
     segmentSize: config.queue.segmentSize,
     reserve: config.queue.reserve,
+    spareSegments: config.queue.spareSegments,
     onStorage: (ev) => {
       const fields = { queue: ev.queue, state: ev.state, ...(ev.error ? { err: errorText(ev.error) } : {}) };
       if (ev.state === 'accepting' || ev.state === 'reopened') log.warn(fields, ev.message);

@@ -6,6 +6,7 @@
 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_SPARE_SEGMENTS } from '../queue/index.js';
 
 export const DEFAULTS = {
   /** Relative to the current directory (not to the config file). */
@@ -43,6 +44,8 @@ export const DEFAULTS = {
     delayWarning: '4h',
     segmentSize: '64MiB',
     reserve: '4MiB',
+    /** Reclaimed segment files kept zeroed for reuse (src/queue/log/spares.ts). */
+    spareSegments: DEFAULT_SPARE_SEGMENTS,
     /** Smallest accepted segment_size, to catch a unit forgotten ("64" meaning bytes). */
     minSegmentSize: 4096,
     memoryBudget: '256MiB',

@@ -72,6 +72,7 @@ describe('defaults', () => {
       segmentSize: 64 * 1024 * 1024,
       memoryBudget: 256 * 1024 * 1024,
       reserve: 4 * 1024 * 1024,
+      spareSegments: 4,
     });
     assert.deepEqual(c.local, [
       { domain: 'localhost', maildir: join(data, 'mail', '{user}'), users: undefined, lmtp: undefined },
@@ -161,6 +162,7 @@ retry = ["1m", 600, "1h"]
 max_age = "3d"
 delay_warning = "0"
 segment_size = "16MiB"
+spare_segments = 2
 [[local]]
 domain = "Example.TEST."
 maildir = "/var/mail/{domain}/{user}"
@@ -259,6 +261,7 @@ level = "debug"
       segmentSize: 16 * 1024 * 1024,
       memoryBudget: 256 * 1024 * 1024,
       reserve: 4 * 1024 * 1024,
+      spareSegments: 2,
     });
     assert.deepEqual(c.local, [
       {

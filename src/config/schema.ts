@@ -126,6 +126,8 @@ export interface QueueConfig {
   memoryBudget: number;
   /** Bytes kept free in each queue directory for a full disk (0: none). */
   reserve: number;
+  /** Reclaimed segment files each queue directory keeps, zeroed, for reuse (0: none). */
+  spareSegments: number;
 }
 
 export interface LocalDomain {

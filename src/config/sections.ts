@@ -186,6 +186,7 @@ export function readQueue(sec: Section | undefined, empty: () => Section, paths:
           why: 'more than a process holds',
         }) ?? parseSize(d.memoryBudget),
       reserve: s.size('reserve', 0) ?? parseSize(d.reserve),
+      spareSegments: s.nonNegativeInt('spare_segments') ?? d.spareSegments,
     };
   });
 }

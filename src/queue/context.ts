@@ -13,6 +13,7 @@ import { FreshCache } from './fresh.js';
 import { IdSource } from './ids.js';
 import type { LaneState } from './lanes/lane.js';
 import { NodeQueueFs, type QueueFs } from './log/fs.js';
+import { DEFAULT_SPARE_SEGMENTS, SparePool } from './log/spares.js';
 import { GroupWriter } from './log/writer.js';
 import type { QueueEvent, QueueHooks } from './types.js';
 
@@ -26,6 +27,8 @@ export interface QueueOptions {
   maxAge?: number;
   delayWarning?: number;
   segmentSize?: number;
+  /** Reclaimed segment files kept zeroed for reuse (log/spares.ts; default DEFAULT_SPARE_SEGMENTS, 0: none). */
+  spareSegments?: number;
   /** Benchmark-only switch: no fdatasync. */
   sync?: boolean;
   maxInflight?: number;
@@ -53,6 +56,8 @@ export class QueueContext {
   readonly clock: Clock;
   readonly ids: IdSource;
   readonly writer: GroupWriter;
+  /** Reclaimed segment files kept for reuse; the writer takes and gives them. */
+  readonly spares: SparePool;
   readonly core: QueueCore;
   readonly retry: number[];
   /** The longest retry delay: no due time can lie further ahead unless the clock stepped back. */
@@ -87,12 +92,15 @@ export class QueueContext {
     this.budget = opts.budget ?? new MemoryBudget(DEFAULT_MEMORY_BUDGET);
     this.chunkSize = opts.chunkSize ?? CHUNK_SIZE;
     this.fresh = new FreshCache(this.budget);
+    const segmentSize = opts.segmentSize ?? 64 * 1024 * 1024;
+    this.spares = new SparePool(this.fs, this.dir, segmentSize, opts.spareSegments ?? DEFAULT_SPARE_SEGMENTS);
     this.writer = new GroupWriter({
       fs: this.fs,
       dir: this.dir,
-      segmentSize: opts.segmentSize ?? 64 * 1024 * 1024,
+      segmentSize,
       sync: opts.sync ?? true,
       now: () => this.clock.now(),
+      spares: this.spares,
     });
     this.core = new QueueCore(this.writer);
   }

@@ -24,6 +24,7 @@ export { DEFAULT_MEMORY_BUDGET, MemoryBudget } from './data/budget.js';
 export { IdSource } from './ids.js';
 export { lockQueueDir, type QueueLock } from './lock.js';
 export { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from './limits.js';
+export { DEFAULT_SPARE_SEGMENTS } from './log/spares.js';
 /** Lane names (held-<domain>, retry-<delay>, ...) as they appear in events and inspection. */
 export {
   heldLaneNameOf,

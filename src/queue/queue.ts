@@ -28,6 +28,7 @@ import { Handover } from './lanes/handover.js';
 import type { LaneState } from './lanes/lane.js';
 import { LaneRunner } from './lanes/runner.js';
 import type { QueueFs } from './log/fs.js';
+import type { SparePool } from './log/spares.js';
 import type { GroupWriter } from './log/writer.js';
 import { Maintenance } from './maintenance.js';
 import { type ActionOutcome, Operator } from './operator.js';
@@ -53,7 +54,12 @@ let contextOf: (q: Queue) => QueueContext;
  * benchmarks only. index.ts does not export it, and the layering test keeps the rest of src/ on
  * index.ts, so admin, CLI and ODMR cannot reach the columns, flag bits or the writer.
  */
-export function internals(q: Queue): { core: QueueCore; writer: GroupWriter; fs: QueueFs } {
+export function internals(q: Queue): {
+  core: QueueCore;
+  writer: GroupWriter;
+  fs: QueueFs;
+  spares: SparePool;
+} {
   return contextOf(q);
 }
 
@@ -119,6 +125,7 @@ export class Queue {
   static async open(opts: QueueOptions): Promise<Queue> {
     const q = new Queue(opts);
     q.recovery = await recover(q.cx, opts.onProgress);
+    await q.cx.spares.open();
     return q;
   }
 

@@ -31,6 +31,8 @@ export class MemQueueFs implements QueueFs {
   /** Counts of operations, for assertions ("a failed probe writes nothing"). */
   readonly stats = { writes: 0, bytesWritten: 0, datasyncs: 0 };
   private faults: Array<{ op: FaultOp; code: string; after: number; path?: string }> = [];
+  /** Free space as statfs would report it; unset, the file system does not say (as for quotas). */
+  freeBytes?: (path: string) => Promise<number | undefined>;
 
   /** The next `op` (after `after` more successful ones) fails with `code`, and every one after it too. */
   injectFault(op: FaultOp, code: string, after = 0, path?: string): void {

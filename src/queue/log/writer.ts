@@ -31,6 +31,7 @@ import { MtaError } from '../../errors.js';
 import { encodeFrame } from '../record/frame.js';
 import { encodeHeader, FORMAT_VERSION, RT_HEADER } from '../record/records.js';
 import type { QueueFile, QueueFs } from './fs.js';
+import type { SparePool } from './spares.js';
 import { segmentName } from './segment.js';
 
 /**
@@ -137,6 +138,8 @@ export interface WriterOptions {
   /** A batch this big is sealed without waiting for more producers (default DEFAULT_SEAL_BYTES). */
   sealBytes?: number;
   now: () => number;
+  /** Reclaimed segment files kept zeroed for reuse (spares.ts); without it segments are unlinked. */
+  spares?: SparePool;
 }
 
 export interface WriterStats {
@@ -584,7 +587,14 @@ export class GroupWriter {
       }
       await tail.dirReady;
       const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
-      const f = await this.opts.fs.create(path, this.opts.sync);
+      // A lane's first segment is a new file; later ones (and every one of `new` and `data`,
+      // the lanes accepted mail fills) reuse a spare when one is ready: a lane that has filled a
+      // segment is busy enough for one, and a quiet held lane is not given 64 MiB of zeros.
+      const reuse = this.opts.spares && (seq > 1 || lane === 'new' || lane === 'data');
+      const f =
+        reuse && (await this.opts.spares!.take(path, this.laneDir(lane)))
+          ? await this.opts.fs.openWrite(path, this.opts.sync)
+          : await this.opts.fs.create(path, this.opts.sync);
       await f.write(this.headerFor(lane, tail, seq), 0);
       if (this.opts.sync && !f.writesDurable) await f.datasync().catch(syncFailed);
       // The new file's directory entry must be durable before any commit in it is acknowledged.
@@ -624,7 +634,10 @@ export class GroupWriter {
     }
   }
 
-  /** Unlinks a whole segment and makes the unlink durable before the next one (lane order). */
+  /**
+   * Unlinks a whole segment (or hands its file to the spare pool) and makes that durable before
+   * the next one (lane order).
+   */
   async unlinkSegment(lane: string, seq: number): Promise<void> {
     if (this.stopped) throw this.stopped;
     const tail = this.tails.get(lane);
@@ -633,7 +646,9 @@ export class GroupWriter {
       tail!.creating.delete(seq);
       await pf.then((f) => f.close()).catch(() => {});
     }
-    await this.opts.fs.unlink(`${this.laneDir(lane)}/${segmentName(seq)}`);
+    const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
+    if (await this.opts.spares?.keep(path, this.laneDir(lane))) return;
+    await this.opts.fs.unlink(path);
     await this.opts.fs.syncDir(this.laneDir(lane));
   }
 
@@ -648,6 +663,7 @@ export class GroupWriter {
       smtp: { code: 451, enhanced: '4.3.2' },
     });
     await this.flushed;
+    await this.opts.spares?.close();
     for (const t of this.tails.values()) {
       for (const p of t.creating.values()) await p.then((f) => f.close()).catch(() => {});
       t.creating.clear();
