@@ -83,6 +83,10 @@ export interface EnqueueResult {
    * fdatasyncs included) per message, µs. Unlike the rates it hardly moves with the machine's load.
    */
   cpuUsPerMsg: number;
+  /** Steady-state runs (`deliver`): messages delivered (their outcome durable) within the run. */
+  delivered?: number;
+  /** New segments that reused a spare's file rather than a new file (log/spares.ts). */
+  sparesTaken: number;
 }
 
 /** `producers` loops of durable accept() of `size`-byte messages for `secs` seconds. */
@@ -92,10 +96,32 @@ export async function enqueueRun(
   producers: number,
   secs: number,
   segmentSize?: number,
+  /**
+   * Steady state: every message is delivered as soon as it is accepted (a deliverer that
+   * finishes at once, through the queue's own runner), so that segments are reclaimed and their
+   * files come back as spares, as in a daemon whose mail goes out.
+   */
+  deliver = false,
 ): Promise<EnqueueResult> {
   const dir = tempDir(parent, 'enqueue');
   try {
     const q = await Queue.open({ dir, sync: true, ...seg(segmentSize) });
+    let delivered = 0;
+    if (deliver) {
+      q.setDeliverer(async (job) => {
+        await job.finish(
+          job.pending.map((rcpt) => ({
+            rcpt,
+            status: 'delivered',
+            code: 250,
+            text: '2.0.0 Ok',
+            host: 'mx.example.net',
+          })),
+        );
+        delivered++;
+      });
+      q.start();
+    }
     const data = [makeMessage(size)]; // one buffer shared by every message: no per-message copy
     const st0 = { ...internals(q).writer.stats };
     let msgs = 0;
@@ -120,6 +146,8 @@ export async function enqueueRun(
     await Promise.all(Array.from({ length: producers }, (_, p) => producer(p)));
     const el = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    const deliveredInRun = delivered;
+    const sparesTaken = internals(q).spares.stats.taken;
     const st = internals(q).writer.stats;
     const batches = st.batches - st0.batches;
     await q.stop();
@@ -135,6 +163,8 @@ export async function enqueueRun(
       datasyncs: st.datasyncs - st0.datasyncs,
       avgSyncMs: batches > 0 ? syncMsSum / batches : 0,
       cpuUsPerMsg: msgs > 0 ? (cpu.user + cpu.system) / msgs : 0,
+      ...(deliver ? { delivered: deliveredInRun } : {}),
+      sparesTaken,
     };
   } finally {
     removeDir(dir);

@@ -189,6 +189,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         corruptions: r.corruptions.length,
         repaired: r.repaired,
         orphanData: r.orphanData,
+        spares: r.spares,
       },
       'recovered queue',
     );

@@ -19,7 +19,12 @@ export class MtaError extends Error {
   readonly kind: ErrorKind;
   readonly smtp: SmtpStatus | undefined;
 
-  constructor(code: string, kind: ErrorKind, message: string, opts: { smtp?: SmtpStatus; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    kind: ErrorKind,
+    message: string,
+    opts: { smtp?: SmtpStatus; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'MtaError';
     this.code = code;

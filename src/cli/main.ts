@@ -29,7 +29,10 @@ export interface Io {
   stdin?: NodeJS.ReadableStream;
 }
 
-export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function main(
+  argv: string[],
+  io: Io = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   switch (cmd) {
     case 'serve':
@@ -37,7 +40,9 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     case 'log':
       if (sub === 'verify' || sub === 'dump') {
         // Loaded on demand: the daemon does not need the inspection tools.
-        const mod = (await import(sub === 'verify' ? './log-verify.js' : './log-dump.js')) as { run: (a: string[], io: Io) => Promise<number> };
+        const mod = (await import(sub === 'verify' ? './log-verify.js' : './log-dump.js')) as {
+          run: (a: string[], io: Io) => Promise<number>;
+        };
         return mod.run(rest, io);
       }
       io.stderr.write(USAGE);

@@ -125,7 +125,7 @@ export class Queue {
   static async open(opts: QueueOptions): Promise<Queue> {
     const q = new Queue(opts);
     q.recovery = await recover(q.cx, opts.onProgress);
-    await q.cx.spares.open();
+    q.recovery.spares = await q.cx.spares.open();
     return q;
   }
 

@@ -55,6 +55,8 @@ export interface RecoveryReport {
   missingData: string[];
   /** Pieces restored to their old version because the move that superseded it did not complete. */
   repaired: number;
+  /** Spare segment files found in spare/ and kept (ready, or zeroed again), log/spares.ts. */
+  spares: number;
   ms: number;
 }
 
@@ -119,6 +121,7 @@ export async function recover(
     orphanData: 0,
     missingData: [],
     repaired: 0,
+    spares: 0,
     ms: 0,
   };
   await fs.mkdirp(`${q.dir}/lanes`);

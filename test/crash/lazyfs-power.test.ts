@@ -43,7 +43,8 @@ test(`every acknowledged message survives ${CYCLES} power cuts on LazyFS (SIGKIL
     `${r.cycles} cycles in ${r.durationMs} ms: faults ${JSON.stringify(r.faults)}; ` +
       `${r.attempted} sent, ${r.acknowledged} acknowledged, ${r.delivered} delivered, ${r.lost} lost, ` +
       `${r.duplicated} duplicated, ${r.deliveredUnacknowledged} delivered unacknowledged; recovery cut ` +
-      `${r.tornTails} torn tails and set aside ${r.corruptions} corrupt segments; restart avg ${r.restartMsAvg} ms, max ${r.restartMsMax} ms`,
+      `${r.tornTails} torn tails and set aside ${r.corruptions} corrupt segments; restart avg ${r.restartMsAvg} ms, max ${r.restartMsMax} ms; ` +
+      `${r.sparesAtStarts} spare segment files found by the starts`,
   );
   assert.deepEqual(r.lostIds, [], `acknowledged messages lost (work dir kept: ${r.dir})`);
   assert.deepEqual(r.truncated, [], 'messages delivered truncated');
@@ -56,6 +57,8 @@ test(`every acknowledged message survives ${CYCLES} power cuts on LazyFS (SIGKIL
     'the daemon died while its disk was still there',
   );
   assert.equal(r.finalLive, 0, 'the drained queue still holds messages');
+  // Freed segments are kept for reuse (docs/queue-format.md rule 9): the cuts must have met them.
+  assert.ok(r.sparesAtStarts > 0, 'no start found a spare segment file: recycling was not exercised');
   assert.equal(r.finalStatus, 'clean');
   assert.ok(r.acknowledged >= CYCLES * 5, `only ${r.acknowledged} messages were acknowledged`);
   // The faults really happened: not every armed one may come in time, but some of each must.

@@ -53,9 +53,18 @@ async function main(): Promise<void> {
   });
   const n = Number(values.messages);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'logmta-inspect-'));
-  const fillMs = await fill(path.join(dir, 'data', 'queue'), n, Number(values.domains), Number(values.senders));
+  const fillMs = await fill(
+    path.join(dir, 'data', 'queue'),
+    n,
+    Number(values.domains),
+    Number(values.senders),
+  );
   process.stdout.write(`filled ${n} messages in ${(fillMs / 1000).toFixed(1)} s\n`);
-  const d = await spawnDaemon({ toml: 'hostname = "inspect.test"\n[log]\nlevel = "warn"\n', dir, startTimeoutMs: 120_000 });
+  const d = await spawnDaemon({
+    toml: 'hostname = "inspect.test"\n[log]\nlevel = "warn"\n',
+    dir,
+    startTimeoutMs: 120_000,
+  });
   const pid = d.child.pid;
   const commands: string[][] = [
     ['summary'],
@@ -68,7 +77,15 @@ async function main(): Promise<void> {
     ['list', '--limit', '100'],
     ['list'],
   ];
-  const rows: Array<{ cmd: string; ms: number; before: number; peak: number; after: number; out: number; code: number | null }> = [];
+  const rows: Array<{
+    cmd: string;
+    ms: number;
+    before: number;
+    peak: number;
+    after: number;
+    out: number;
+    code: number | null;
+  }> = [];
   for (let r = 0; r < Number(values.repeat); r++) {
     for (const c of commands) {
       const before = rssOf(pid);
@@ -77,7 +94,9 @@ async function main(): Promise<void> {
         peak = Math.max(peak, rssOf(pid));
       }, 20);
       const t0 = performance.now();
-      const res = await runLogmta(['queue', ...c, '--json', '--config', d.configFile!], { timeoutMs: 600_000 });
+      const res = await runLogmta(['queue', ...c, '--json', '--config', d.configFile!], {
+        timeoutMs: 600_000,
+      });
       const ms = performance.now() - t0;
       clearInterval(t);
       rows.push({
@@ -92,7 +111,9 @@ async function main(): Promise<void> {
     }
   }
   process.stdout.write(`messages ${n}, domains ${values.domains}, senders ${values.senders}\n`);
-  process.stdout.write('command                                          time(s)  RSS before→peak→after (MiB)  output\n');
+  process.stdout.write(
+    'command                                          time(s)  RSS before→peak→after (MiB)  output\n',
+  );
   for (const x of rows)
     process.stdout.write(
       `${x.cmd.padEnd(48)} ${(x.ms / 1000).toFixed(2).padStart(7)}  ${fmt(x.before)} → ${fmt(x.peak)} → ${fmt(x.after)}  ${(x.out / 1024).toFixed(0)} KiB${x.code === 0 ? '' : ` exit ${x.code}`}\n`,

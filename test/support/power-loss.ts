@@ -96,6 +96,8 @@ export interface PowerLossResult {
    * after the end it appended at (it wrote in front of stale bytes).
    */
   unexpectedTornTails: string[];
+  /** Spare segment files the starts found after their cuts (freed segments kept for reuse). */
+  sparesAtStarts: number;
   /** Daemon exits that were not our SIGKILL, with whether LazyFS was still alive. */
   daemonExits: string[];
   restartMsAvg: number;
@@ -192,9 +194,11 @@ function verifyCounts(r: VerifyReport): { torn: number; corrupt: number } {
   return { torn, corrupt: corrupt.size };
 }
 
-function recoveredLine(stdout: string): { tornTails: number; corruptions: number } | undefined {
+function recoveredLine(
+  stdout: string,
+): { tornTails: number; corruptions: number; spares: number } | undefined {
   const line = stdout.split('\n').find((l) => l.includes('"recovered queue"'));
-  return line ? (JSON.parse(line) as { tornTails: number; corruptions: number }) : undefined;
+  return line ? (JSON.parse(line) as { tornTails: number; corruptions: number; spares: number }) : undefined;
 }
 
 export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossResult> {
@@ -245,6 +249,7 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
     corruptions: 0,
     verifyMismatches: [],
     unexpectedTornTails: [],
+    sparesAtStarts: 0,
     daemonExits: [],
     restartMsAvg: 0,
     restartMsMax: 0,
@@ -297,7 +302,9 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
       restarts.push(Date.now() - started);
       // The recovery report is on stdout, the address on stderr: the two pipes race.
       await waitFor(() => recoveredLine(d.stdout()) !== undefined, 'the recovery report', 10_000);
-      compare(`start ${cycle}`, v, recoveredLine(d.stdout())!);
+      const rec = recoveredLine(d.stdout())!;
+      compare(`start ${cycle}`, v, rec);
+      res.sparesAtStarts += rec.spares;
       let ours = false;
       const cut = (): void => {
         ours = true;
@@ -409,8 +416,10 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
       toml: relayToml(`127.0.0.1:${sink.port}`, queueInMnt),
     });
     const rec = final.daemon.queues.recovery[0];
-    if (rec)
+    if (rec) {
       compare('final start', v, { tornTails: rec.tornTails.length, corruptions: rec.corruptions.length });
+      res.sparesAtStarts += rec.spares;
+    }
     const f = final;
     const queued = () => f.daemon.queues.list.reduce((a, q) => a + internals(q).core.msgs.count, 0);
     await waitFor(

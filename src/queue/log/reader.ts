@@ -3,8 +3,9 @@
 // - clean end, or a zero-filled tail (extended or preallocated space, zeros to the end of the
 //   file): end of log, not damage (recovery still cuts it off the newest segment before it
 //   appends, so that nothing it did not validate is left after the new end);
-// - no header and no valid record anywhere (empty, zero-filled or partly written header): a
-//   torn header, i.e. a segment whose creation a crash cut short; it holds nothing;
+// - no header and no valid record anywhere (a partly written header): a torn header, i.e. a
+//   segment whose creation a crash cut short; it holds nothing. Zeros alone (a reused spare
+//   file whose header was never written) hold nothing either, and count as a zero-filled tail;
 // - an incomplete or invalid record with no valid record after it, in the newest segment of
 //   a lane: a torn tail from a crash mid-write, to be cut off. Zeros followed by other bytes
 //   that hold no valid record are one too: a torn write whose later part reached the disk
@@ -68,6 +69,10 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
       continue;
     }
     if (off === 0 && validFrameAfter(buf, 1, isRecordType) < 0) {
+      // Zeros alone, no header: a spare file (spares.ts) renamed into place whose header a
+      // crash kept from being written. Nothing was ever written there, as in an empty file: not
+      // damage, but its zeros are cut like any zero-filled tail, and it holds no record.
+      if (skipZeros(buf, 0) === buf.length) return { header, end: 0, zeroTail: true, records: 0 };
       // No header and nothing valid after it: a segment whose creation was cut short (torn
       // header). It holds no record, wherever it is in the lane (the writer moves past such a
       // segment after recovery, so it need not be the newest).

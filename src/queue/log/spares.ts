@@ -60,8 +60,9 @@ export class SparePool {
   /**
    * Lists what the last run left in spare/: `.zero` files are ready, anything else is zeroed
    * again (in the background); files beyond `max` are unlinked. Call once, after recovery.
+   * Resolves to the number of files kept.
    */
-  async open(): Promise<void> {
+  async open(): Promise<number> {
     const names = await this.fs.readdir(this.dir);
     const low = await this.lowOnSpace();
     for (const name of names.sort()) {
@@ -74,6 +75,7 @@ export class SparePool {
       else this.dirty.push(path);
     }
     this.kick();
+    return this.ready.length + this.dirty.length;
   }
 
   /** Spares ready to be taken. */
