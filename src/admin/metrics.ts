@@ -335,6 +335,20 @@ export class Metrics {
         for (const w of snap().writers) this.set({ queue: w.dir }, w.poisoned ? 1 : 0);
       },
     });
+    new Gauge({
+      name: 'logmta_queue_spare_segments',
+      help: 'Freed segment files kept for reuse: ready now; kept and reused as new segments since start.',
+      labelNames: ['queue', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const w of snap().writers) {
+          this.set({ queue: w.dir, state: 'ready' }, w.spares.ready);
+          this.set({ queue: w.dir, state: 'kept' }, w.spares.kept);
+          this.set({ queue: w.dir, state: 'reused' }, w.spares.reused);
+        }
+      },
+    });
     const recovery = new Gauge({
       name: 'logmta_recovery_duration_seconds',
       help: 'Time the start-up recovery of each queue directory took.',

@@ -125,6 +125,7 @@ describe('Prometheus metrics at /metrics', () => {
     assert.match(text, /^logmta_recovery_duration_seconds\{queue="[^"]+"\} [\d.e-]+$/m);
     assert.match(text, /^logmta_delivery_attempt_seconds_count \d+$/m);
     assert.match(text, /^# HELP logmta_queue_depth /m);
+    assert.match(text, /^logmta_queue_spare_segments\{queue="[^"]+",state="reused"\} \d+$/m);
     assert.match(text, /^process_cpu_user_seconds_total /m, 'process metrics are there too');
   });
 

@@ -382,6 +382,11 @@ export class QueueView {
       bytes: w.stats.bytes,
       datasyncs: w.stats.datasyncs,
       poisoned: w.poisoned !== undefined,
+      spares: {
+        ready: this.cx.spares.readyCount,
+        kept: this.cx.spares.stats.kept,
+        reused: this.cx.spares.stats.taken,
+      },
     };
   }
 }

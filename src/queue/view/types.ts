@@ -103,6 +103,8 @@ export interface WriterStats {
   datasyncs: number;
   /** The writer refuses writes (a full disk being ridden out, or a failed fsync). */
   poisoned: boolean;
+  /** Spare segment files (freed segments kept for reuse): ready now, and kept and reused since start. */
+  spares: { ready: number; kept: number; reused: number };
 }
 
 /** One group commit: its records, bytes and write-plus-fdatasync time. */
