@@ -14,7 +14,7 @@ import { relayToml } from '../support/power-loss.js';
 import { SmtpSink } from '../support/sink.js';
 import { waitFor } from '../support/wait.js';
 
-const cleanup: Array<() => Promise<unknown> | void> = [];
+const cleanup: Array<() => unknown> = [];
 after(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
