@@ -422,6 +422,14 @@ describe('problems', () => {
       '[queue]\nsegment_size = 64\n',
       /queue\.segment_size: expected a size of at least 4096 bytes/,
     );
+    assertProblem(
+      '[queue]\nspare_segments = -1\n',
+      /queue\.spare_segments: expected an integer of at least 0/,
+    );
+    assertProblem(
+      '[queue]\nspare_segments = "4"\n',
+      /queue\.spare_segments: expected an integer of at least 0/,
+    );
   });
   test('sizes and durations the queue cannot hold are refused with the bound', () => {
     assertProblem(
