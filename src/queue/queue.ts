@@ -124,8 +124,16 @@ export class Queue {
   /** Opens a queue directory: recovery is the only way in. */
   static async open(opts: QueueOptions): Promise<Queue> {
     const q = new Queue(opts);
-    q.recovery = await recover(q.cx, opts.onProgress);
-    q.recovery.spares = await q.cx.spares.open();
+    // The spare pool first: on a disk short of space its files are unlinked before recovery
+    // needs room, and what it numbers next is known before the first freed segment comes.
+    const spares = await q.cx.spares.open();
+    try {
+      q.recovery = await recover(q.cx, opts.onProgress);
+    } catch (e) {
+      await q.cx.spares.close(); // no zeroing goes on under a queue that never opened
+      throw e;
+    }
+    q.recovery.spares = spares;
     return q;
   }
 

@@ -59,8 +59,8 @@ export class SparePool {
 
   /**
    * Lists what the last run left in spare/: `.zero` files are ready, anything else is zeroed
-   * again (in the background); files beyond `max` are unlinked. Call once, after recovery.
-   * Resolves to the number of files kept.
+   * again (in the background); files beyond `max`, or all of them when the disk is short of
+   * space, are unlinked. Call once, before recovery. Resolves to the number of files kept.
    */
   async open(): Promise<number> {
     const names = await this.fs.readdir(this.dir);
@@ -69,7 +69,6 @@ export class SparePool {
       const n = Number.parseInt(name, 10);
       if (Number.isFinite(n)) this.next = Math.max(this.next, n + 1);
       const path = `${this.dir}/${name}`;
-      if (this.ready.includes(path) || this.dirty.includes(path)) continue; // kept during recovery
       if (low || this.ready.length + this.dirty.length >= this.max) await this.drop(path);
       else if (/^\d+\.zero$/.test(name)) this.ready.push(path);
       else this.dirty.push(path);
