@@ -23,7 +23,7 @@
 // interleaving of the clients is not deterministic.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { VerifyReport } from '../../src/queue/index.js';
 import {
@@ -184,14 +184,33 @@ segment_size = "${segmentSize}"
 }
 
 /** What `log verify` reports that recovery acts on: torn tails and corrupt segments. */
-function verifyCounts(r: VerifyReport): { torn: number; corrupt: number } {
+function verifyCounts(r: VerifyReport, queueDir: string): { torn: number; corrupt: number; tails: string[] } {
   let torn = 0;
   const corrupt = new Set<string>();
+  const tails: string[] = [];
   for (const l of r.lanes) {
     torn += l.tornTails.length;
     for (const c of l.corruptions) corrupt.add(c.segment);
+    for (const t of l.tornTails) tails.push(describeTail(join(queueDir, 'lanes', t.segment), t));
   }
-  return { torn, corrupt: corrupt.size };
+  return { torn, corrupt: corrupt.size, tails };
+}
+
+/**
+ * A torn tail as bytes, for the report of one nobody expected: the segment, where it is cut,
+ * the file's size, the first bytes at the cut and where the last non-zero byte is.
+ */
+function describeTail(path: string, t: { segment: string; offset: number; bytes: number }): string {
+  let b: Buffer;
+  try {
+    b = readFileSync(path);
+  } catch (e) {
+    return `${t.segment} at ${t.offset} (${String(e)})`;
+  }
+  let last = b.length - 1;
+  while (last >= 0 && b[last] === 0) last--;
+  const at = b.subarray(t.offset, t.offset + 32).toString('hex');
+  return `${t.segment} at ${t.offset} of ${b.length} bytes, last non-zero byte at ${last}, bytes there ${at}`;
 }
 
 function recoveredLine(
@@ -265,16 +284,16 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
   let final: TestDaemon | undefined;
 
   /** Before a start: verify must report what the recovery about to run will find. */
-  const verifyBefore = async (): Promise<{ torn: number; corrupt: number } | undefined> => {
+  const verifyBefore = async (): Promise<{ torn: number; corrupt: number; tails: string[] } | undefined> => {
     const v = await runLogmta(['log', 'verify', '--json', queueInMnt], { timeoutMs: 60_000 });
     if (v.code === 66) return undefined; // no queue yet
-    return verifyCounts(JSON.parse(v.stdout) as VerifyReport);
+    return verifyCounts(JSON.parse(v.stdout) as VerifyReport, queueInMnt);
   };
   /** Whether the cut that ended the last run armed a torn write. */
   let lastCutTore = false;
   const compare = (
     start: string,
-    v: { torn: number; corrupt: number } | undefined,
+    v: { torn: number; corrupt: number; tails: string[] } | undefined,
     r: { tornTails: number; corruptions: number },
   ): void => {
     res.tornTails += r.tornTails;
@@ -284,7 +303,9 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
         `${start}: verify saw ${v.torn} torn tails and ${v.corrupt} corrupt segments, recovery ${r.tornTails} and ${r.corruptions}`,
       );
     if (r.tornTails > 0 && !lastCutTore)
-      res.unexpectedTornTails.push(`${start}: ${r.tornTails} torn tails after a cut that tore no write`);
+      res.unexpectedTornTails.push(
+        `${start}: ${r.tornTails} torn tails after a cut that tore no write${v ? ` (${v.tails.join('; ')})` : ''}`,
+      );
   };
 
   try {
