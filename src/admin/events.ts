@@ -51,7 +51,7 @@ export type MtaEvent =
   | { type: 'moved'; id: string; lane: string }
   | { type: 'operator'; id: string; action: string; user?: string }
   | EtrnOdmrEvent
-  | { type: 'segment-unlinked'; lane: string; seq: number };
+  | { type: 'segment-unlinked'; lane: string; seq: number; spare: boolean };
 
 export type Listener = (ev: MtaEvent) => void;
 
@@ -141,7 +141,7 @@ export class EventBus {
         this.emit({ type: 'operator', id: ev.id, action: ev.action });
         break;
       case 'segment-unlinked':
-        this.emit({ type: 'segment-unlinked', lane: ev.lane, seq: ev.seq });
+        this.emit({ type: 'segment-unlinked', lane: ev.lane, seq: ev.seq, spare: ev.spare });
         break;
     }
   };

@@ -37,9 +37,9 @@ export class Maintenance {
         for (let i = 0; i < list.length; i++) {
           const { lane, seq } = list[i]!;
           try {
-            await this.cx.writer.unlinkSegment(lane.name, seq);
+            const spare = await this.cx.writer.unlinkSegment(lane.name, seq);
             this.cx.core.forgetSegment(lane, seq);
-            this.cx.emit({ type: 'segment-unlinked', lane: lane.name, seq });
+            this.cx.emit({ type: 'segment-unlinked', lane: lane.name, seq, spare });
           } catch (e) {
             if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
               this.cx.core.forgetSegment(lane, seq);

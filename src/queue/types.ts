@@ -136,4 +136,5 @@ export type QueueEvent =
   | { type: 'moved'; id: string; lane: string }
   | { type: 'expired'; id: string; rcpt: string }
   | { type: 'admin'; id: string; action: string }
-  | { type: 'segment-unlinked'; lane: string; seq: number };
+  /** `spare`: its file was kept for reuse as a new segment (log/spares.ts) instead of deleted. */
+  | { type: 'segment-unlinked'; lane: string; seq: number; spare: boolean };

@@ -28,12 +28,16 @@ test('segments of delivered mail come back as zeroed spares and the writer reuse
   const fs = new MemQueueFs();
   const clock = new FakeClock();
   let q = await Queue.open({ dir: '/q', fs, clock, segmentSize: SEG, spareSegments: 3 });
+  const freed: boolean[] = [];
+  q.onEvent((ev) => ev.type === 'segment-unlinked' && freed.push(ev.spare));
   const d = scripted(() => 'delivered');
   q.setDeliverer(d.deliver);
   q.start();
   await acceptAll(q, 0, 200, () => d.seen.length);
   await quiet(q, clock);
   const st = internals(q).spares.stats;
+  // The event of each freed segment says whether its file was kept: as many as the pool kept.
+  assert.equal(freed.filter((x) => x).length, st.kept);
   assert.ok(st.kept > 5, `segments kept as spares: ${st.kept}`);
   assert.ok(st.taken > 5, `spares reused: ${st.taken}`);
   assert.ok(spareFiles(fs).length <= 3, `at most three spares: ${spareFiles(fs)}`);

@@ -636,9 +636,9 @@ export class GroupWriter {
 
   /**
    * Unlinks a whole segment (or hands its file to the spare pool) and makes that durable before
-   * the next one (lane order).
+   * the next one (lane order). True when the file became a spare.
    */
-  async unlinkSegment(lane: string, seq: number): Promise<void> {
+  async unlinkSegment(lane: string, seq: number): Promise<boolean> {
     if (this.stopped) throw this.stopped;
     const tail = this.tails.get(lane);
     const pf = tail?.creating.get(seq);
@@ -647,9 +647,10 @@ export class GroupWriter {
       await pf.then((f) => f.close()).catch(() => {});
     }
     const path = `${this.laneDir(lane)}/${segmentName(seq)}`;
-    if (await this.opts.spares?.keep(path, this.laneDir(lane))) return;
+    if (await this.opts.spares?.keep(path, this.laneDir(lane))) return true;
     await this.opts.fs.unlink(path);
     await this.opts.fs.syncDir(this.laneDir(lane));
+    return false;
   }
 
   /**
