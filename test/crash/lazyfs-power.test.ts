@@ -44,7 +44,7 @@ test(`every acknowledged message survives ${CYCLES} power cuts on LazyFS (SIGKIL
       `${r.attempted} sent, ${r.acknowledged} acknowledged, ${r.delivered} delivered, ${r.lost} lost, ` +
       `${r.duplicated} duplicated, ${r.deliveredUnacknowledged} delivered unacknowledged; recovery cut ` +
       `${r.tornTails} torn tails and set aside ${r.corruptions} corrupt segments; restart avg ${r.restartMsAvg} ms, max ${r.restartMsMax} ms; ` +
-      `${r.sparesAtStarts} spare segment files found by the starts`,
+      `${r.sparesAtStarts} spare segment files found by the starts; ${r.cutShortTails} torn tails after cuts that tore no write were batches cut short`,
   );
   assert.deepEqual(r.lostIds, [], `acknowledged messages lost (work dir kept: ${r.dir})`);
   assert.deepEqual(r.truncated, [], 'messages delivered truncated');

@@ -70,6 +70,7 @@ else {
       `unacked recv  ${r.deliveredUnacknowledged} (delivered, but the 250 never reached the client)`,
       `recovery      ${r.tornTails} torn tails cut, ${r.corruptions} corrupt segments set aside; verify agreed at every start: ${r.verifyMismatches.length === 0 ? 'yes' : 'NO'}`,
       `spares        ${r.sparesAtStarts} spare segment files found by the starts (freed segments kept for reuse)`,
+      `cut short     ${r.cutShortTails} torn tails after cuts that tore no write were batches cut short (another batch in flight to the segment synced)`,
       `restart       avg ${r.restartMsAvg} ms, max ${r.restartMsMax} ms`,
       `drained       ${r.finalLive} left, verify ${r.finalStatus}`,
       ...problems.map((p) => `PROBLEM       ${p}`),
