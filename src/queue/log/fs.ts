@@ -46,6 +46,28 @@ export interface QueueFs {
   freeBytes?(path: string): Promise<number | undefined>;
 }
 
+const ZERO_CHUNK = 1024 * 1024;
+let zeroChunk: Buffer | undefined;
+
+/**
+ * Writes zeros over the first `length` bytes of `f`, 1 MiB a call, and fdatasyncs them. Stops
+ * early, without the sync, and answers false once `stop` says so; true when all are durable.
+ * (The queue's reserve and its spare segments are such files.)
+ */
+export async function writeZeros(
+  f: QueueFile,
+  length: number,
+  stop: () => boolean = () => false,
+): Promise<boolean> {
+  zeroChunk ??= Buffer.alloc(ZERO_CHUNK);
+  for (let at = 0; at < length; at += ZERO_CHUNK) {
+    if (stop()) return false;
+    await f.write([zeroChunk.subarray(0, Math.min(ZERO_CHUNK, length - at))], at);
+  }
+  await f.datasync();
+  return true;
+}
+
 const open = promisify(fs.open);
 const close = promisify(fs.close);
 function writev(fd: number, bufs: Buffer[], pos: number): Promise<number> {

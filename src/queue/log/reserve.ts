@@ -8,9 +8,7 @@
 // leaves `reserve.tmp`, which is removed) costs nothing but the margin.
 // Fails: restore() returns false while the space is not there (ENOSPC, EDQUOT); other errors
 // are thrown.
-import type { QueueFs } from './fs.js';
-
-const CHUNK = 1024 * 1024;
+import { type QueueFs, writeZeros } from './fs.js';
 
 function isFull(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException)?.code;
@@ -61,10 +59,7 @@ export class Reserve {
     try {
       const f = await this.fs.create(tmp);
       try {
-        const zeros = Buffer.alloc(Math.min(CHUNK, this.size));
-        for (let at = 0; at < this.size; at += zeros.length)
-          await f.write([zeros.subarray(0, Math.min(zeros.length, this.size - at))], at);
-        await f.datasync();
+        await writeZeros(f, this.size);
       } finally {
         await f.close();
       }

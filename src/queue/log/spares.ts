@@ -19,13 +19,10 @@
 // Fails: nothing here poisons the queue. A spare that cannot be zeroed or renamed is unlinked
 // (and, failing that, left for the next start); take() answering false sends the writer to
 // create a new file as before.
-import type { QueueFs } from './fs.js';
+import { type QueueFs, writeZeros } from './fs.js';
 
 /** Spare segments a queue keeps by default (each up to the segment size, 64 MiB by default). */
 export const DEFAULT_SPARE_SEGMENTS = 4;
-/** Zeros written per call while zeroing a spare. */
-const ZERO_CHUNK = 4 * 1024 * 1024;
-let zeros: Buffer | undefined;
 
 export interface SpareStats {
   /** Segments renamed into spare/ instead of being unlinked. */
@@ -108,11 +105,8 @@ export class SparePool {
    * True when `to` now exists and holds only zeros; false when no spare is ready.
    */
   async take(to: string, toDir: string): Promise<boolean> {
-    const from = this.ready.shift();
-    if (from === undefined || this.closed) {
-      if (from !== undefined) this.ready.unshift(from);
-      return false;
-    }
+    const from = this.closed ? undefined : this.ready.shift();
+    if (from === undefined) return false;
     try {
       await this.fs.rename(from, to);
     } catch {
@@ -165,14 +159,9 @@ export class SparePool {
     try {
       const size = await this.fs.size(path);
       if (size > this.segmentSize) throw new RangeError('larger than a segment');
-      zeros ??= Buffer.alloc(ZERO_CHUNK);
       const f = await this.fs.openWrite(path);
       try {
-        for (let at = 0; at < size; at += ZERO_CHUNK) {
-          if (this.closed) return undefined;
-          await f.write([zeros.subarray(0, Math.min(ZERO_CHUNK, size - at))], at);
-        }
-        await f.datasync();
+        if (!(await writeZeros(f, size, () => this.closed))) return undefined;
       } finally {
         await f.close();
       }
