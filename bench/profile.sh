@@ -2,8 +2,11 @@
 # Where logmta's CPU goes under the relay benchmark's load, in figures that survive a loaded
 # machine: CPU seconds per 1,000 messages (user and system, from /proc), system calls per message
 # (perf trace), and a V8 CPU profile's proportions (node --cpu-prof), for one `logmta serve`.
-#   bench/profile.sh [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--keep DIR]
+#   bench/profile.sh [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--held] [--keep DIR]
 # --no-sync runs the daemon with --unsafe-no-sync (benchmark-only: what fdatasync costs).
+# --held holds the benchmark's recipient domain for ODMR (bench_config_held in lib.sh): the same
+# durable accept, then nothing is delivered — set beside a relay run, the difference is what
+# relaying a message costs the daemon (no sink is started; the e2e figure is then "-").
 # Work happens in a fresh /tmp/logmta-profile.* directory; its queue is removed at the end, the
 # log and the profile stay. --keep DIR works in DIR instead and keeps everything.
 # A warm-up run of WARM messages (default 3,000; not counted) comes first, so that the figures
@@ -22,7 +25,7 @@ root=$(cd "$here/.." && pwd)
 kit=${BENCH_KIT:-$root/../shared/bench}
 [ -f "$kit/load.sh" ] || [ -n "${BENCH_KIT:-}" ] || kit=$root/../../shared/bench  # from a worktree
 [ -f "$kit/load.sh" ] || { echo "bench kit not found at $kit (set BENCH_KIT)" >&2; exit 2; }
-SIZE=4096 CONC=50 N=20000 WARM=3000 SYSCALLS=0 PROF=1 KEEP="" NOSYNC=0
+SIZE=4096 CONC=50 N=20000 WARM=3000 SYSCALLS=0 PROF=1 KEEP="" NOSYNC=0 HELD=0
 while [ $# -gt 0 ]; do
   case $1 in
     --size) SIZE=$2; shift ;;
@@ -32,12 +35,13 @@ while [ $# -gt 0 ]; do
     --syscalls) SYSCALLS=1 ;;
     --no-prof) PROF=0 ;;
     --no-sync) NOSYNC=1 ;;
+    --held) HELD=1 ;;
     --keep) KEEP=$2; shift ;;
-    *) echo "usage: $0 [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--keep DIR]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--held] [--keep DIR]" >&2; exit 64 ;;
   esac
   shift
 done
-PORT=${PORT:-2710} SINK=${SINK:-2711}
+PORT=${PORT:-2710} SINK=${SINK:-2711} ODMR=${ODMR:-2712}
 work=${KEEP:-$(mktemp -d /tmp/logmta-profile.XXXXXX)}
 mkdir -p "$work"
 pid="" tracer=""
@@ -49,7 +53,12 @@ trap cleanup EXIT
 (cd "$root" && npx tsc -p tsconfig.json) || exit 1
 HZ=$(getconf CLK_TCK)
 rm -rf "$work/data" "$work/prof"
-bench_config "$work/logmta.toml" "$work/data" "$PORT" "$SINK"
+if [ "$HELD" = 1 ]; then
+  bench_config_held "$work/logmta.toml" "$work/data" "$PORT" "$ODMR"
+  SINK=-
+else
+  bench_config "$work/logmta.toml" "$work/data" "$PORT" "$SINK"
+fi
 flags=(${NODE_FLAGS:-})
 [ "$PROF" = 1 ] && flags=(--cpu-prof --cpu-prof-dir="$work/prof")
 node "${flags[@]}" "$root/bin/logmta.js" serve --config "$work/logmta.toml" $([ "$NOSYNC" = 1 ] && echo --unsafe-no-sync) > "$work/logmta.log" 2>&1 &
