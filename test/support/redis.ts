@@ -31,6 +31,8 @@ export class RedisServer {
     readonly port: number,
     /** requirepass of the server, when it has one. */
     readonly password?: string,
+    /** The port of the master this server replicates (a replica for Sentinel failover tests). */
+    readonly replicaOf?: number,
   ) {}
 
   get url(): string {
@@ -41,9 +43,9 @@ export class RedisServer {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  static async start(opts: { password?: string } = {}): Promise<RedisServer> {
+  static async start(opts: { password?: string; replicaOf?: number } = {}): Promise<RedisServer> {
     for (let attempt = 0; ; attempt++) {
-      const r = new RedisServer(await closedPort(), opts.password);
+      const r = new RedisServer(await closedPort(), opts.password, opts.replicaOf);
       try {
         await r.start();
         return r;
@@ -55,10 +57,14 @@ export class RedisServer {
   }
 
   /**
-   * A Sentinel (redis-server --sentinel) monitoring this server as master `name`, on a free
-   * port; stopped with the returned function.
+   * A Sentinel (redis-server --sentinel) monitoring this server as master `name` (quorum 1: it
+   * alone decides a failover, 1 s after the master stops answering), on a free port; stopped with
+   * the returned function. `waitFor` resolves once the Sentinel's output has shown `text` (an
+   * event such as "+slave" or "+switch-master"), rejecting after `ms`.
    */
-  async sentinel(name: string): Promise<{ port: number; stop(): Promise<void> }> {
+  async sentinel(
+    name: string,
+  ): Promise<{ port: number; stop(): Promise<void>; waitFor(text: string, ms: number): Promise<void> }> {
     const bin = toolPath('redis-server');
     if (!bin) throw new Error('redis-server not installed');
     const port = await closedPort();
@@ -67,28 +73,43 @@ export class RedisServer {
       conf,
       `port ${port}\nbind 127.0.0.1\nprotected-mode no\ndir ${this.dir}\n` +
         `sentinel monitor ${name} 127.0.0.1 ${this.port} 1\nsentinel down-after-milliseconds ${name} 1000\n` +
+        `sentinel failover-timeout ${name} 10000\n` +
         (this.password !== undefined ? `sentinel auth-pass ${name} ${this.password}\n` : ''),
     );
     const child = spawn(bin, [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(child);
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     let out = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`sentinel did not start:\n${out}`)), 10_000);
-      child.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('+monitor master')) {
-          clearTimeout(timer);
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    const waitFor = (text: string, ms: number): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        if (out.includes(text)) return resolve();
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`sentinel did not report ${text} in ${ms} ms:\n${out}`));
+        }, ms);
+        const onData = (): void => {
+          if (!out.includes(text)) return;
+          done();
           resolve();
-        }
+        };
+        const onExit = (): void => {
+          done();
+          reject(new Error(`sentinel exited:\n${out}`));
+        };
+        const done = (): void => {
+          clearTimeout(timer);
+          child.stdout?.off('data', onData);
+          child.off('exit', onExit);
+        };
+        // Registered after the accumulating listener, so `out` already has the new bytes.
+        child.stdout?.on('data', onData);
+        child.once('exit', onExit);
       });
-      child.once('exit', () => {
-        clearTimeout(timer);
-        reject(new Error(`sentinel exited:\n${out}`));
-      });
-    });
+    await waitFor('+monitor master', 10_000);
     return {
       port,
+      waitFor,
       async stop() {
         child.kill('SIGKILL');
         await exited;
@@ -117,6 +138,10 @@ export class RedisServer {
         '--protected-mode',
         'no',
         ...(this.password !== undefined ? ['--requirepass', this.password] : []),
+        ...(this.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(this.replicaOf)] : []),
+        ...(this.replicaOf !== undefined && this.password !== undefined
+          ? ['--masterauth', this.password]
+          : []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
