@@ -36,8 +36,21 @@ export class Outcomes {
   /** Commits final outcomes now (deltas) with their reports, so a crash does not repeat them. */
   async record(pslot: number, gen: number, env: EnvelopeRecord, outcomes: RcptOutcome[]): Promise<void> {
     const core = this.cx.core;
-    if (core.pieces.gen[pslot] !== gen || !core.isLive(pslot)) return;
-    const finals = outcomes.filter((o) => o.status !== 'deferred' && !core.deltas.get(pslot)?.has(o.rcpt));
+    const current = () => core.pieces.gen[pslot] === gen && core.isLive(pslot);
+    const finalsNow = () =>
+      outcomes.filter((o) => o.status !== 'deferred' && !core.deltas.get(pslot)?.has(o.rcpt));
+    if (!current()) return;
+    let finals = finalsNow();
+    if (finals.length === 0) return;
+    // The reports' copy of the message is read before anything is appended: a failure and its
+    // report go in one batch, and while a read is awaited another producer's commit may make the
+    // current batch durable — with the failure alone, were it already appended.
+    const data =
+      this.reportsDue(env, finals).length > 0
+        ? await this.read.reportData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
+        : Buffer.alloc(0);
+    if (!current()) return;
+    finals = finalsNow();
     if (finals.length === 0) return;
     const now = this.cx.clock.now();
     for (const o of finals) {
@@ -54,12 +67,7 @@ export class Outcomes {
         detail,
       });
     }
-    const due = this.reportsDue(env, finals);
-    const data =
-      due.length > 0
-        ? await this.read.reportData(core.pieces.msg[pslot]!, env.msgId).catch(() => Buffer.alloc(0))
-        : Buffer.alloc(0);
-    this.appendReports(env, due, data, now);
+    this.appendReports(env, this.reportsDue(env, finals), data, now);
     await this.cx.writer.commit();
     this.emitOutcomes(env, finals);
     this.pump(core.newLane());
