@@ -565,7 +565,7 @@ export class QueueCore {
     this.writer.append(laneName, RT_DONE, [encodeDone({ msgId, piece, version, reason })], phase);
   }
 
-  putDelta(pslot: number, d: Omit<DeltaRecord, 'msgId' | 'piece' | 'version'>): void {
+  putDelta(pslot: number, d: Omit<DeltaRecord, 'msgId' | 'piece' | 'version'>, phase: Phase = 1): void {
     const P = this.pieces;
     const lane = this.laneOf(pslot);
     this.writer.append(
@@ -579,7 +579,7 @@ export class QueueCore {
           ...d,
         }),
       ],
-      1,
+      phase,
     );
     this.applyDelta(pslot, d.rcpt, d.outcome);
   }

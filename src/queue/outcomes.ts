@@ -11,6 +11,7 @@
 import type { Acceptor } from './accept.js';
 import { HISTORY_MAX, type QueueContext } from './context.js';
 import type { LaneState } from './lanes/lane.js';
+import type { Phase } from './log/writer.js';
 import type { Reader } from './read.js';
 import {
   DONE_COMPLETED,
@@ -53,6 +54,9 @@ export class Outcomes {
     finals = finalsNow();
     if (finals.length === 0) return;
     const now = this.cx.clock.now();
+    const due = this.reportsDue(env, finals);
+    // Reports first (phase 1), the outcomes they report once those are durable (see writer.ts).
+    const phase: Phase = due.length > 0 ? 2 : 1;
     for (const o of finals) {
       const detail: { t: number; code?: number; enhanced?: string; text?: string; host?: string } = {
         t: now,
@@ -61,13 +65,17 @@ export class Outcomes {
       if (o.enhanced !== undefined) detail.enhanced = o.enhanced;
       if (o.text !== undefined) detail.text = o.text;
       if (o.host !== undefined) detail.host = o.host;
-      core.putDelta(pslot, {
-        rcpt: o.rcpt,
-        outcome: o.status === 'delivered' ? OUTCOME_DELIVERED : OUTCOME_FAILED,
-        detail,
-      });
+      core.putDelta(
+        pslot,
+        {
+          rcpt: o.rcpt,
+          outcome: o.status === 'delivered' ? OUTCOME_DELIVERED : OUTCOME_FAILED,
+          detail,
+        },
+        phase,
+      );
     }
-    this.appendReports(env, this.reportsDue(env, finals), data, now);
+    this.appendReports(env, due, data, now);
     await this.cx.writer.commit();
     this.emitOutcomes(env, finals);
     this.pump(core.newLane());
@@ -243,8 +251,11 @@ export class Outcomes {
     const reportData = due.length > 0 ? await this.read.reportData(mslot, env.msgId) : Buffer.alloc(0);
     const data = relocate ? await this.read.readData(mslot, env.msgId) : undefined;
     if (P.gen[pslot] !== gen || !core.isLive(pslot)) return;
+    // With reports due, every record of the outcome goes one phase later, after the reports
+    // (phase 1): a crash may keep a report without its outcome, never an outcome without it.
+    const later = due.length > 0 ? 1 : 0;
     if (groups.size === 0) {
-      core.killPiece(pslot, DONE_COMPLETED, 1);
+      core.killPiece(pslot, DONE_COMPLETED, (1 + later) as Phase);
     } else {
       if (data && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data')
         core.putData(mslot, core.dataLane(), [data], data.length);
@@ -270,15 +281,20 @@ export class Outcomes {
         if (delayList.length > 0) info.warned = true;
         const due = target.kind === 'retry' ? now + target.delay : now;
         if (first) {
-          core.putEnvelope(pslot, target, {
-            msgId: env.msgId,
-            piece: env.piece,
-            version: oldVersion + 1,
-            due,
-            arrival: env.arrival,
-            rcptCount: list.length,
-            info,
-          });
+          core.putEnvelope(
+            pslot,
+            target,
+            {
+              msgId: env.msgId,
+              piece: env.piece,
+              version: oldVersion + 1,
+              due,
+              arrival: env.arrival,
+              rcptCount: list.length,
+              info,
+            },
+            (1 + later) as Phase,
+          );
           first = false;
         } else {
           const pno = core.msgs.nextPieceNo[mslot]!;
@@ -295,13 +311,13 @@ export class Outcomes {
               rcptCount: list.length,
               info,
             },
-            2,
+            (2 + later) as Phase,
           ); // a split-off piece is durable only after the parent's new version (phase 2)
         }
         this.cx.emit({ type: 'moved', id: formatId(env.msgId), lane: target.name });
       }
       // The old version dies only after every replacement is durable (phase 3).
-      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, 3);
+      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, (3 + later) as Phase);
     }
     this.appendReports(env, due, reportData, now);
     await this.cx.writer.commit();

@@ -3,11 +3,14 @@
 // records with one positional write per segment and makes them durable with one fdatasync per
 // touched file. Every waiter of the batch resolves together: one fdatasync covers many messages.
 //
-// Up to three phases per batch, each written and synced only after the one before is durable:
+// Up to four phases per batch, each written and synced only after the one before is durable:
 // 1 — everything ordinary, including a moved piece's replacement version; 2 — new pieces split
 // off a moved piece (so a new piece is never durable without its parent's replacement, and
 // recovery can always tell a move was cut short); 3 — records that *end* an envelope because it
-// moved, so a crash never keeps the kill without the replacement (docs/queue-states.md).
+// moved, so a crash never keeps the kill without the replacement (docs/queue-states.md). An
+// outcome that calls for a delivery report is written one phase later than it would be, after
+// the report (phase 1): a report may survive its outcome (a duplicate), never the reverse (a
+// failure nobody hears of) — the two are often in different files (outcomes.ts).
 // Empty phases cost nothing: an ordinary batch is one write and one fdatasync per file.
 //
 // Two batches in flight: records committed while a batch syncs are sealed and written, and
@@ -60,7 +63,7 @@ function frameBytes(frame: readonly Buffer[]): number {
 }
 
 /** Write order inside a batch; see the header. */
-export type Phase = 1 | 2 | 3;
+export type Phase = 1 | 2 | 3 | 4;
 
 export type Placed = (seq: number, offset: number) => void;
 
@@ -439,7 +442,7 @@ export class GroupWriter {
   /** Seals the ops into per-file writes (phase by phase in each lane), then does the I/O. */
   private async writeBatch(ops: Op[]): Promise<void> {
     if (ops.length === 0) return;
-    const phases: Array<Map<string, FileWrite>> = [new Map(), new Map(), new Map()];
+    const phases: Array<Map<string, FileWrite>> = [new Map(), new Map(), new Map(), new Map()];
     // Sealing is synchronous: no append can interleave, and onPlaced sees nextBatch = this batch.
     this.sealing = true;
     try {
@@ -507,7 +510,7 @@ export class GroupWriter {
 
   /** Assigns every op its segment and offset, rolling over to a new segment when one is full. */
   private seal(ops: Op[], phases: Array<Map<string, FileWrite>>): void {
-    for (const phase of [1, 2, 3] as const) {
+    for (const phase of [1, 2, 3, 4] as const) {
       for (const op of ops) {
         if (op.phase !== phase) continue;
         const tail = this.tailOf(op.lane);
