@@ -1,9 +1,11 @@
 // Long run (outside CI) of the LazyFS power-loss loop (test/support/power-loss.ts): at least 100
 // cycles of load and power cuts — SIGKILL + LazyFS's clear-cache, crashes before/after every
 // fsync, write, create and unlink of the new, data and retry lanes, torn writes — then a drain,
-// and the figures: acknowledged / delivered / lost / duplicated.
+// and the figures: acknowledged / delivered / bounced / lost / duplicated. The sink refuses a
+// share of the mail for good (--refuse, default 0.05), so bounces are made and cut too: a refused
+// message counts as arrived when a bounce the sink received names it.
 // Usage: node dist/test/long/lazyfs-power.js [--cycles 102] [--seed N] [--clients 8]
-//        [--min-ms 400] [--max-ms 1500] [--keep] [--json]
+//        [--min-ms 400] [--max-ms 1500] [--refuse 0.05] [--keep] [--json]
 // Needs LazyFS built (scripts/lazyfs-build.sh) and /dev/fuse; exits 2 with the reason otherwise.
 // Exit code: 0 when nothing acknowledged was lost and every check held, 1 otherwise.
 
@@ -18,6 +20,7 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '8' },
     'min-ms': { type: 'string', default: '400' },
     'max-ms': { type: 'string', default: '1500' },
+    refuse: { type: 'string', default: '0.05' },
     keep: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
@@ -38,6 +41,7 @@ const r = await runPowerLoss({
   clients: Number(values.clients),
   loadMs: [Number(values['min-ms']), Number(values['max-ms'])],
   crashes: 'all',
+  refuseRate: Number(values.refuse),
   keep: values.keep,
   log: (l) => console.error(l),
 });
@@ -65,6 +69,7 @@ else {
       `attempted     ${r.attempted}`,
       `acknowledged  ${r.acknowledged}`,
       `delivered     ${r.delivered}`,
+      `bounced       ${r.bounced} (refused for good, named in a bounce; ${r.bouncedAndDelivered} of them also delivered by a retry)`,
       `lost          ${r.lost}`,
       `duplicated    ${r.duplicated} (every one across a power cut: ${r.duplicatedInOneRun.length === 0 ? 'yes' : 'NO'})`,
       `unacked recv  ${r.deliveredUnacknowledged} (delivered, but the 250 never reached the client)`,

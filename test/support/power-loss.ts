@@ -3,7 +3,8 @@
 // backing directory that plays the disk, checks the queue with `logmta log verify`, starts a real
 // `logmta serve` whose queue directory is inside the mount, loads it over SMTP from several
 // clients while it relays to a sink (which defers a share of the mail with 451, so the retry and
-// data lanes are written too), and then cuts the power in one of three ways:
+// data lanes are written too, and may refuse a share for good with 550, so the daemon makes
+// bounces, which it relays to the same sink), and then cuts the power in one of three ways:
 // - `power`: SIGKILL the daemon, then LazyFS forgets everything not fsynced (clear-cache);
 // - `op`: LazyFS crashes itself (losing its cache) at a chosen operation — before or after an
 //   fsync, write, create or unlink of a chosen lane's files — and the daemon is SIGKILLed;
@@ -15,7 +16,7 @@
 // After the last cycle, an in-process daemon on the remounted queue drains everything to the
 // sink with no more deferrals.
 // What is checked (by the caller, from the result): every message that got a 250 was delivered
-// (lost = 0), whole; a message delivered more than once got its copies from different daemon
+// whole or named in a bounce the sink received (lost = 0); a message delivered more than once got its copies from different daemon
 // runs (a delivery in flight at a power cut, whose outcome never became durable — never twice
 // in one run); `log verify` before each start reported the torn tails and corrupt segments
 // that recovery then found; the drained queue is empty and clean.
@@ -59,6 +60,12 @@ export interface PowerLossOptions {
   crashes?: 'frequent' | 'all';
   /** Share of deliveries the sink defers with 451 during the cycles (default 0.15). */
   deferRate?: number;
+  /**
+   * Share of deliveries the sink refuses for good with 550 at the end of data during the cycles
+   * (default 0; bounces themselves are never refused): the sender must then get a bounce, which
+   * the daemon relays to the same sink. A refused message counts as arrived when a bounce names it.
+   */
+  refuseRate?: number;
   /** A progress line per cycle. */
   log?: (line: string) => void;
   /** Keep the work directory (backing store, logs) for inspection. */
@@ -77,6 +84,11 @@ export interface PowerLossResult {
   acknowledged: number;
   /** Acknowledged messages the sink received at least once. */
   delivered: number;
+  /** Acknowledged messages that were refused for good and named in a bounce the sink received. */
+  bounced: number;
+  /** Messages both delivered and bounced (a report kept by a cut whose outcome was not: a retry). */
+  bouncedAndDelivered: number;
+  /** Acknowledged messages neither delivered nor named in a bounce. */
   lost: number;
   lostIds: string[];
   /** Extra copies the sink received (of any message). */
@@ -257,10 +269,17 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
     .sort((a, b) => a.k - b.k)
     .map((x) => x.p);
   const deferRate = opts.deferRate ?? 0.15;
+  const refuseRate = opts.refuseRate ?? 0;
   let deferring = true;
   const sink = await SmtpSink.start({
     pipelining: true,
-    dataReply: () => (deferring && loadRand() < deferRate ? '451 4.3.0 try again later' : undefined),
+    dataReply: (tx) => {
+      if (!deferring) return undefined;
+      const r = loadRand();
+      if (r < deferRate) return '451 4.3.0 try again later';
+      if (tx.sender !== '' && r < deferRate + refuseRate) return '550 5.1.1 no such user here';
+      return undefined;
+    },
   });
   const tally: Tally = { attempted: 0, acked: new Set() };
   const res: PowerLossResult = {
@@ -272,6 +291,8 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
     attempted: 0,
     acknowledged: 0,
     delivered: 0,
+    bounced: 0,
+    bouncedAndDelivered: 0,
     lost: 0,
     lostIds: [],
     duplicated: 0,
@@ -492,8 +513,15 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
 
   // Count what the sink received, by daemon run.
   const copies = new Map<string, number[]>();
+  const bounced = new Set<string>();
   sink.transactions.forEach((tx, i) => {
     const text = tx.data.toString('latin1');
+    if (tx.sender === '') {
+      // A bounce: it quotes the message it reports, so it is never counted as a copy of it.
+      for (const m of text.matchAll(/^Final-Recipient: rfc822;\s*([^@\s]+)@far\.example\r$/gim))
+        bounced.add(m[1]!);
+      return;
+    }
     const id = /^Message-ID: <(.+)@power\.test>\r$/m.exec(text)?.[1] ?? `?${i}`;
     if (!text.endsWith(`end of ${id}\r\n`)) res.truncated.push(id);
     let run = runEnds.findIndex((end) => i < end);
@@ -504,9 +532,11 @@ export async function runPowerLoss(opts: PowerLossOptions): Promise<PowerLossRes
   });
   res.attempted = tally.attempted;
   res.acknowledged = tally.acked.size;
-  res.lostIds = [...tally.acked].filter((id) => !copies.has(id));
+  res.lostIds = [...tally.acked].filter((id) => !copies.has(id) && !bounced.has(id));
   res.lost = res.lostIds.length;
-  res.delivered = res.acknowledged - res.lost;
+  res.delivered = [...tally.acked].filter((id) => copies.has(id)).length;
+  res.bounced = [...tally.acked].filter((id) => bounced.has(id)).length;
+  res.bouncedAndDelivered = [...tally.acked].filter((id) => bounced.has(id) && copies.has(id)).length;
   for (const [id, runs] of copies) {
     res.duplicated += runs.length - 1;
     if (new Set(runs).size < runs.length) res.duplicatedInOneRun.push(`${id} (runs ${runs.join(', ')})`);
