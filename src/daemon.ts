@@ -416,6 +416,10 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         maxMessageSize: config.smtp.maxMessageSize,
       }),
       isOdmrDomain: (domain) => router.odmrDomainOf(domain) !== undefined,
+      onFlush: () => {
+        const n = pool.markAllAlive();
+        if (n > 0) log.info({ hosts: n }, 'flush: dead-host marks cleared');
+      },
       ...(cluster ? { extra: () => cluster.ops() } : {}),
       info: () => ({
         hostname: config.hostname,

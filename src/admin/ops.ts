@@ -42,6 +42,11 @@ export interface AdminDeps {
    * `flush --domain` leaves it alone (an attempt could only put it back).
    */
   isOdmrDomain?: (domain: string) => boolean;
+  /**
+   * Told of every `flush` before it runs: the operator says the hosts are worth trying now, so
+   * the delivery pool forgets its dead-host marks (`postqueue -f` does the same).
+   */
+  onFlush?: () => void;
   /** More ops from other parts (the cluster's "cluster.*"), by name. */
   extra?: () => ReadonlyMap<string, OpHandler>;
 }
@@ -191,6 +196,7 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
 
   ops.set('flush', async (args) => {
     const ids = parseIds(args);
+    deps.onFlush?.();
     const domain = optString(args, 'domain')?.toLowerCase().replace(/\.$/, '');
     if (ids.length > 0) return { ...(await act(queues, ids, 'flush')), retry: 0, held: 0 };
     if (domain === undefined)

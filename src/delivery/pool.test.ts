@@ -63,6 +63,23 @@ describe('connection pool', () => {
     assert.equal(p.isDead('127.0.0.1', 9), undefined);
   });
 
+  test("markAllAlive (an operator's flush) forgets every dead mark; a host still down is marked again", async () => {
+    const p = pool();
+    const port = await freeTcpPort();
+    const cands = async () => [{ host: '127.0.0.1', port, preference: 0 }];
+    p.markDead('127.0.0.1', 9, 'connect ECONNREFUSED');
+    await assert.rejects(p.acquire('x', cands), /ECONNREFUSED/);
+    await assert.rejects(p.acquire('x', cands), /\(cached\)/);
+    assert.equal(p.markAllAlive(), 2);
+    assert.equal(p.isDead('127.0.0.1', 9), undefined);
+    const tries = p.stats.attempts;
+    await assert.rejects(p.acquire('x', cands), /ECONNREFUSED/, 'one new try');
+    assert.equal(p.stats.attempts, tries + 1);
+    await assert.rejects(p.acquire('x', cands), /\(cached\)/, 'then the cache again');
+    assert.equal(p.markAllAlive(), 1);
+    p.close();
+  });
+
   test("a flush's acquirers get the destination's freed slots before mail that waited longer", async () => {
     const sink = await SmtpSink.start();
     sinks.push(sink);

@@ -144,6 +144,17 @@ export class ConnectionPool {
     this.dead.delete(`${host}:${port}`);
   }
 
+  /**
+   * Forgets every dead-host mark (an operator's flush, as Postfix's `postqueue -f` flushes its
+   * dead destinations): each host gets one new try, and one that is still down is marked again
+   * by it. Returns how many marks there were.
+   */
+  markAllAlive(): number {
+    const n = this.dead.size;
+    this.dead.clear();
+    return n;
+  }
+
   /** Waits for a slot at `key`, then hands out an idle connection or opens a new one. */
   async acquire(
     key: string,

@@ -1,0 +1,103 @@
+// One message for several destinations, as its sender and the postmaster meet it: a local
+// mailbox, a next hop that takes it, one that refuses its recipient for good, and one that is
+// down when the mail arrives. The mailbox and the working hop get it once; the sender gets one
+// bounce naming only the refused recipient; the daemon is SIGKILLed; once the last host is up,
+// `logmta queue flush` delivers the rest at once (past the dead-host mark the arrival left, as
+// Postfix's `postqueue -f` does) — and after all that nothing arrived twice.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { sendMail } from '../support/inject.js';
+import { runLogmta, waitFor, waitForMaildir } from '../support/daemon.js';
+import { scenes } from './kit.js';
+
+const scene = scenes();
+
+describe('a message for several destinations', () => {
+  test('each recipient gets it once, the sender one bounce, a flush the rest after a SIGKILL', async () => {
+    const a = await scene.customer();
+    const b = await scene.customer();
+    const c = await scene.customer();
+    const senderMx = await scene.customer();
+    await a.up();
+    await b.up({ rcptReply: (addr) => (addr.startsWith('gone@') ? '550 5.1.1 no such user' : undefined) });
+    await senderMx.up();
+    // c.test is down (connection refused) when the mail arrives.
+    const s = await scene.stage({
+      toml: `
+[smtp]
+relay_networks = ["127.0.0.0/8"]
+[queue]
+retry = ["1h"]
+[[route]]
+domain = "a.test"
+host = "127.0.0.1:${a.port}"
+[[route]]
+domain = "b.test"
+host = "127.0.0.1:${b.port}"
+[[route]]
+domain = "c.test"
+host = "127.0.0.1:${c.port}"
+[[route]]
+domain = "sender.test"
+host = "127.0.0.1:${senderMx.port}"
+`,
+    });
+    const r = await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: ['alice@localhost', 'ok@a.test', 'gone@b.test', 'late@c.test'],
+      subject: 'four ways',
+    });
+    assert.deepEqual(
+      r.recipients.map((x) => x.status),
+      ['delivered', 'delivered', 'delivered', 'delivered'],
+    );
+    const mailbox = `${s.dataDir}/mail/alice`;
+    await waitForMaildir(mailbox, 1);
+    await a.waitFor(1);
+    await waitFor(() => senderMx.received.length >= 1, 'the bounce at the sender');
+    await s.waitLanes((l) => (l['retry-3600s'] ?? 0) === 1, 'late@c.test waiting for its retry');
+    const bounce = senderMx.received[0]!;
+    assert.equal(bounce.sender, '');
+    assert.deepEqual(bounce.recipients, ['bob@sender.test']);
+    const named = [...bounce.data.toString('latin1').matchAll(/^Final-Recipient: rfc822;\s*(\S+)\r$/gim)].map(
+      (m) => m[1],
+    );
+    assert.deepEqual(named, ['gone@b.test'], 'the bounce names the refused recipient only');
+
+    await s.restart('SIGKILL');
+    await c.up();
+    const flush = await runLogmta(['queue', 'flush', '--config', s.daemon.configFile!]);
+    assert.equal(flush.code, 0, flush.stdout + flush.stderr);
+    // At once: not after the dead-host interval (60 s) the arrival's refused connection started.
+    await c.waitFor(1, 'late@c.test delivered by the flush', 10_000);
+    await s.waitLanes((l) => Object.values(l).every((n) => n === 0), 'an empty queue');
+    await new Promise((res) => setTimeout(res, 500));
+    assert.deepEqual(c.recipients(), ['late@c.test']);
+    assert.deepEqual(a.recipients(), ['ok@a.test']);
+    assert.deepEqual(b.recipients(), [], 'the refused recipient was never accepted');
+    assert.equal(senderMx.received.length, 1, 'one bounce');
+    assert.equal((await waitForMaildir(mailbox, 1)).length, 1, 'one copy in the mailbox');
+  });
+
+  test('a flush right after the host came back is not held up by the dead-host mark of its outage', async () => {
+    const c = await scene.customer();
+    const s = await scene.stage({
+      toml: `
+[smtp]
+relay_networks = ["127.0.0.0/8"]
+[queue]
+retry = ["1h"]
+[[route]]
+domain = "c.test"
+host = "127.0.0.1:${c.port}"
+`,
+    });
+    await s.send(['late@c.test']);
+    await s.waitLanes((l) => (l['retry-3600s'] ?? 0) === 1, 'the mail deferred while c.test is down');
+    await c.up();
+    const flush = await runLogmta(['queue', 'flush', '--config', s.daemon.configFile!]);
+    assert.equal(flush.code, 0, flush.stdout + flush.stderr);
+    await c.waitFor(1, 'the mail delivered by the flush', 10_000);
+    assert.deepEqual(c.recipients(), ['late@c.test']);
+  });
+});
