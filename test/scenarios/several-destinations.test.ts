@@ -12,6 +12,14 @@ import { scenes } from './kit.js';
 
 const scene = scenes();
 
+/** A relay for loopback clients whose deferred mail waits an hour, with a route per domain. */
+function relayToml(routes: Record<string, number>): string {
+  let t = '[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[queue]\nretry = ["1h"]\n';
+  for (const [domain, port] of Object.entries(routes))
+    t += `[[route]]\ndomain = "${domain}"\nhost = "127.0.0.1:${port}"\n`;
+  return t;
+}
+
 describe('a message for several destinations', () => {
   test('each recipient gets it once, the sender one bounce, a flush the rest after a SIGKILL', async () => {
     const a = await scene.customer();
@@ -23,24 +31,7 @@ describe('a message for several destinations', () => {
     await senderMx.up();
     // c.test is down (connection refused) when the mail arrives.
     const s = await scene.stage({
-      toml: `
-[smtp]
-relay_networks = ["127.0.0.0/8"]
-[queue]
-retry = ["1h"]
-[[route]]
-domain = "a.test"
-host = "127.0.0.1:${a.port}"
-[[route]]
-domain = "b.test"
-host = "127.0.0.1:${b.port}"
-[[route]]
-domain = "c.test"
-host = "127.0.0.1:${c.port}"
-[[route]]
-domain = "sender.test"
-host = "127.0.0.1:${senderMx.port}"
-`,
+      toml: relayToml({ 'a.test': a.port, 'b.test': b.port, 'c.test': c.port, 'sender.test': senderMx.port }),
     });
     const r = await sendMail(s.port, {
       from: 'bob@sender.test',
@@ -81,17 +72,7 @@ host = "127.0.0.1:${senderMx.port}"
 
   test('a flush right after the host came back is not held up by the dead-host mark of its outage', async () => {
     const c = await scene.customer();
-    const s = await scene.stage({
-      toml: `
-[smtp]
-relay_networks = ["127.0.0.0/8"]
-[queue]
-retry = ["1h"]
-[[route]]
-domain = "c.test"
-host = "127.0.0.1:${c.port}"
-`,
-    });
+    const s = await scene.stage({ toml: relayToml({ 'c.test': c.port }) });
     await s.send(['late@c.test']);
     await s.waitLanes((l) => (l['retry-3600s'] ?? 0) === 1, 'the mail deferred while c.test is down');
     await c.up();
