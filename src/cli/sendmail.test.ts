@@ -34,8 +34,22 @@ describe('sendmail command line', () => {
 
   test('unsupported modes and unknown flags are usage errors', () => {
     assert.throws(() => parseSendmailArgs(['-bs']), /only -bm/);
-    assert.throws(() => parseSendmailArgs(['-q']), /unknown option/);
+    assert.throws(() => parseSendmailArgs(['-qSsite']), /only -q, -qRSITE/);
+    assert.throws(() => parseSendmailArgs(['-x']), /unknown option/);
     assert.throws(() => parseSendmailArgs(['-f']), /needs a value/);
+    assert.throws(() => parseSendmailArgs(['-q', 'a@x']), /no recipients with -q/);
+  });
+
+  test('the queue commands: -q flushes, -qRSITE flushes a site, -q<interval> does nothing, -bp lists', () => {
+    assert.equal(parseSendmailArgs(['-q']).mode, 'flush');
+    const r = parseSendmailArgs(['-qRExample.NET', '--config', '/etc/l.toml']);
+    assert.equal(r.mode, 'flush');
+    assert.equal(r.site, 'example.net');
+    assert.equal(r.config, '/etc/l.toml');
+    assert.equal(parseSendmailArgs(['-qR', 'b.test']).site, 'b.test');
+    assert.equal(parseSendmailArgs(['-q30m']).mode, 'none');
+    assert.equal(parseSendmailArgs(['-bp']).mode, 'list');
+    assert.equal(parseSendmailArgs(['a@x']).mode, 'send');
   });
 
   test('exit codes follow sysexits', () => {

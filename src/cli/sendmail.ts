@@ -4,6 +4,10 @@
 // Options as sendmail/Postfix take them: -t (recipients from To/Cc/Bcc, added to any given on
 // the command line; Bcc removed), -f/-r SENDER, -F NAME, -i / -oi (a lone "." does not end the
 // message), -v (print the queue id); other -o*, -B, -N, -U, -bm are accepted and ignored.
+// The queue commands scripts call sendmail for, as Postfix's sendmail does: -q (deliver all
+// queued mail now: `logmta queue flush`, dead-host marks included), -qRSITE (the mail for SITE:
+// `flush --domain SITE`), -q<interval> (accepted and ignored: there is no queue-run daemon
+// mode), -bp (list the queue, as mailq: `logmta queue list`).
 // Exit codes (sysexits): 0 queued; 64 usage or no recipients; 65 bad address or message; 67 a
 // recipient refused (unknown local user); 69 refused for another permanent reason; 75 try
 // again later (daemon not running, queue unavailable); 77 no permission on the socket; 78 bad
@@ -23,8 +27,13 @@ import { MtaError } from '../errors.js';
 import { rfc5322Date } from '../smtp/protocol/date.js';
 import { describeError, findDaemon, withDaemon } from './client.js';
 import type { Io } from './main.js';
+import { run as runQueue } from './queue.js';
 
 interface Opts {
+  /** What was asked for: send a message (the default), or a queue command (-q, -qR, -bp). */
+  mode: 'send' | 'flush' | 'list' | 'none';
+  /** -qRSITE: the site (domain) to flush. */
+  site?: string;
   extract: boolean;
   ignoreDots: boolean;
   sender: string | undefined;
@@ -43,6 +52,7 @@ class BadAddressError extends Error {}
 /** sendmail's command line: single-letter flags, values attached (-fme) or separate (-f me). */
 export function parseSendmailArgs(argv: readonly string[]): Opts {
   const o: Opts = {
+    mode: 'send',
     extract: false,
     ignoreDots: false,
     sender: undefined,
@@ -105,11 +115,24 @@ export function parseSendmailArgs(argv: readonly string[]): Opts {
       case 'n':
         break;
       case 'b':
-        if (a !== '-bm') throw new UsageError(`${a}: only -bm (deliver mail) is supported`);
+        if (a === '-bp') o.mode = 'list';
+        else if (a !== '-bm') throw new UsageError(`${a}: only -bm (deliver mail) and -bp (list the queue) are supported`);
+        break;
+      case 'q':
+        if (a === '-q') o.mode = 'flush';
+        else if (a.startsWith('-qR')) {
+          o.mode = 'flush';
+          o.site = value('-qR', a.slice(1)).toLowerCase();
+        } else if (/^-q\d+[smhdw]?$/.test(a)) o.mode = 'none';
+        else throw new UsageError(`${a}: only -q, -qRSITE and -q<interval> are supported`);
         break;
       default:
         throw new UsageError(`unknown option ${a}`);
     }
+  }
+  if (o.mode !== 'send') {
+    if (i < argv.length) throw new UsageError(`${argv[i]}: no recipients with -q or -bp`);
+    return o;
   }
   for (; i < argv.length; i++) {
     const list = parseAddressList(argv[i]!, { bareNames: true });
@@ -159,9 +182,19 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return 65;
     }
     io.stderr.write(
-      `logmta sendmail: ${describeError(e)}\nusage: logmta sendmail [-t] [-i] [-f sender] [-F name] [recipient...]\n`,
+      `logmta sendmail: ${describeError(e)}\nusage: logmta sendmail [-t] [-i] [-f sender] [-F name] [recipient...] | -q | -qRsite | -bp\n`,
     );
     return 64;
+  }
+  if (o.mode === 'none') return 0;
+  if (o.mode !== 'send') {
+    // The queue commands, through `logmta queue` with the same way to the daemon.
+    const where: string[] = [];
+    if (o.config !== undefined) where.push('--config', o.config);
+    if (o.dataDir !== undefined) where.push('--data-dir', o.dataDir);
+    if (o.socket !== undefined) where.push('--socket', o.socket);
+    const cmd = o.mode === 'list' ? ['list'] : o.site !== undefined ? ['flush', '--domain', o.site] : ['flush'];
+    return runQueue([...cmd, ...where], io);
   }
   try {
     const target = findDaemon({ config: o.config, 'data-dir': o.dataDir, socket: o.socket });

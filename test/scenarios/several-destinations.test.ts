@@ -3,7 +3,9 @@
 // down when the mail arrives. The mailbox and the working hop get it once; the sender gets one
 // bounce naming only the refused recipient; the daemon is SIGKILLed; once the last host is up,
 // `logmta queue flush` delivers the rest at once (past the dead-host mark the arrival left, as
-// Postfix's `postqueue -f` does) — and after all that nothing arrived twice.
+// Postfix's `postqueue -f` does) — and after all that nothing arrived twice. Without a restart
+// in between, `queue flush` and `sendmail -q` (what network-up hooks and scripts call) deliver
+// at once too, and `sendmail -bp` (mailq) lists the deferred mail first.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sendMail } from '../support/inject.js';
@@ -70,15 +72,23 @@ describe('a message for several destinations', () => {
     assert.equal((await waitForMaildir(mailbox, 1)).length, 1, 'one copy in the mailbox');
   });
 
-  test('a flush right after the host came back is not held up by the dead-host mark of its outage', async () => {
-    const c = await scene.customer();
-    const s = await scene.stage({ toml: relayToml({ 'c.test': c.port }) });
-    await s.send(['late@c.test']);
-    await s.waitLanes((l) => (l['retry-3600s'] ?? 0) === 1, 'the mail deferred while c.test is down');
-    await c.up();
-    const flush = await runLogmta(['queue', 'flush', '--config', s.daemon.configFile!]);
-    assert.equal(flush.code, 0, flush.stdout + flush.stderr);
-    await c.waitFor(1, 'the mail delivered by the flush', 10_000);
-    assert.deepEqual(c.recipients(), ['late@c.test']);
-  });
+  for (const cmd of [
+    ['queue', 'flush'],
+    ['sendmail', '-q'],
+  ])
+    test(`\`logmta ${cmd.join(' ')}\` right after the host came back is not held up by the dead-host mark of its outage`, async () => {
+      const c = await scene.customer();
+      const s = await scene.stage({ toml: relayToml({ 'c.test': c.port }) });
+      await s.send(['late@c.test']);
+      await s.waitLanes((l) => (l['retry-3600s'] ?? 0) === 1, 'the mail deferred while c.test is down');
+      // mailq, as scripts call it: the deferred message is listed with its recipient.
+      const q = await runLogmta(['sendmail', '-bp', '--config', s.daemon.configFile!]);
+      assert.equal(q.code, 0, q.stderr);
+      assert.match(q.stdout, /late@c\.test/);
+      await c.up();
+      const flush = await runLogmta([...cmd, '--config', s.daemon.configFile!]);
+      assert.equal(flush.code, 0, flush.stdout + flush.stderr);
+      await c.waitFor(1, 'the mail delivered by the flush', 10_000);
+      assert.deepEqual(c.recipients(), ['late@c.test']);
+    });
 });
