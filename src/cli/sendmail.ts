@@ -116,7 +116,8 @@ export function parseSendmailArgs(argv: readonly string[]): Opts {
         break;
       case 'b':
         if (a === '-bp') o.mode = 'list';
-        else if (a !== '-bm') throw new UsageError(`${a}: only -bm (deliver mail) and -bp (list the queue) are supported`);
+        else if (a !== '-bm')
+          throw new UsageError(`${a}: only -bm (deliver mail) and -bp (list the queue) are supported`);
         break;
       case 'q':
         if (a === '-q') o.mode = 'flush';
@@ -193,7 +194,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (o.config !== undefined) where.push('--config', o.config);
     if (o.dataDir !== undefined) where.push('--data-dir', o.dataDir);
     if (o.socket !== undefined) where.push('--socket', o.socket);
-    const cmd = o.mode === 'list' ? ['list'] : o.site !== undefined ? ['flush', '--domain', o.site] : ['flush'];
+    const cmd =
+      o.mode === 'list' ? ['list'] : o.site !== undefined ? ['flush', '--domain', o.site] : ['flush'];
     return runQueue([...cmd, ...where], io);
   }
   try {

@@ -1,6 +1,8 @@
 // `logmta serve`: load the configuration (or the built-in defaults), start the daemon, print
 // where it listens and where its data is, and stop on SIGTERM/SIGINT. Crash-only: stopping
-// saves nothing, because the next start recovers from the log.
+// saves nothing, because the next start recovers from the log. SIGHUP reloads: the
+// configuration is read again and checked (a bad one is refused and the daemon runs on), then
+// the daemon is stopped and started on it in the same process — a restart in place.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { startDaemon } from '../daemon.js';
@@ -16,12 +18,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
     io.stderr.write(`logmta serve: ${e instanceof Error ? e.message : String(e)}\n`);
     return 64;
   }
-  let config: ReturnType<typeof loadConfig>;
-  try {
+  const load = (): ReturnType<typeof loadConfig> => {
     const overrides: { listen?: string[]; dataDir?: string } = {};
     if (args.values.listen) overrides.listen = args.values.listen;
     if (args.values['data-dir']) overrides.dataDir = args.values['data-dir'];
-    config = loadConfig(args.values.config ? { file: args.values.config, overrides } : { overrides });
+    return loadConfig(args.values.config ? { file: args.values.config, overrides } : { overrides });
+  };
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = load();
   } catch (e) {
     if (e instanceof ConfigError) {
       io.stderr.write(`logmta: invalid configuration:\n  ${e.problems.join('\n  ')}\n`);
@@ -29,26 +34,30 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     throw e;
   }
-  const logger = createLogger({
-    format: args.values.pretty ? 'pretty' : config.log.format,
-    level: config.log.level,
-  });
+  const loggerFor = (c: ReturnType<typeof loadConfig>) =>
+    createLogger({ format: args.values.pretty ? 'pretty' : c.log.format, level: c.log.level });
+  let logger = loggerFor(config);
   // Signals are handled from before start-up until exit: a SIGTERM that arrives while the
   // daemon starts (or right after it printed its address) must not kill it by the default
-  // action, and a second signal means "exit now" (1) rather than death by signal.
+  // action, and a second signal means "exit now" (1) rather than death by signal. SIGHUP (a
+  // reload) must never kill it either: before the daemon runs it is remembered, then acted on.
   let signalled: string | null = null;
+  let hupPending = false;
   let onSignal: (sig: string) => void = (sig) => {
-    signalled ??= sig;
+    if (sig === 'SIGHUP') hupPending = true;
+    else signalled ??= sig;
   };
   const handlers = new Map<NodeJS.Signals, () => void>();
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     const h = (): void => onSignal(sig);
     handlers.set(sig, h);
     process.on(sig, h);
   }
+  const start = (c: ReturnType<typeof loadConfig>) =>
+    startDaemon(c, { logger, sync: !args.values['unsafe-no-sync'] });
   let daemon: Awaited<ReturnType<typeof startDaemon>>;
   try {
-    daemon = await startDaemon(config, { logger, sync: !args.values['unsafe-no-sync'] });
+    daemon = await start(config);
   } catch (e) {
     // startDaemon has stopped whatever it had started: say why and exit like any failed start.
     for (const [sig, h] of handlers) process.off(sig, h);
@@ -56,29 +65,85 @@ export async function run(argv: string[], io: Io): Promise<number> {
     io.stderr.write(`logmta: cannot start: ${errorText(e)}\n`);
     return 70;
   }
-  io.stderr.write(
-    `logmta: SMTP on ${daemon.addresses.smtp.join(', ') || '(none)'}` +
-      (daemon.addresses.submission.length
-        ? `, submission on ${daemon.addresses.submission.join(', ')}`
-        : '') +
-      (daemon.addresses.submissions.length
-        ? `, submissions (TLS) on ${daemon.addresses.submissions.join(', ')}`
-        : '') +
-      `; data in ${config.dataDir}\n` +
-      (daemon.addresses.odmr.length ? `logmta: ODMR (ATRN) on ${daemon.addresses.odmr.join(', ')}\n` : ''),
-  );
-  await new Promise<void>((resolve) => {
+  const announce = (): void => {
+    io.stderr.write(
+      `logmta: SMTP on ${daemon.addresses.smtp.join(', ') || '(none)'}` +
+        (daemon.addresses.submission.length
+          ? `, submission on ${daemon.addresses.submission.join(', ')}`
+          : '') +
+        (daemon.addresses.submissions.length
+          ? `, submissions (TLS) on ${daemon.addresses.submissions.join(', ')}`
+          : '') +
+        `; data in ${config.dataDir}\n` +
+        (daemon.addresses.odmr.length ? `logmta: ODMR (ATRN) on ${daemon.addresses.odmr.join(', ')}\n` : ''),
+    );
+  };
+  announce();
+  const code = await new Promise<number>((resolve) => {
     let stopping = false;
-    onSignal = (sig) => {
+    let reloading: Promise<void> | undefined;
+    const stop = (sig: string): void => {
       if (stopping) process.exit(1);
       stopping = true;
-      logger.info({ signal: sig }, 'stopping');
-      daemon.stop(5_000).then(resolve, resolve);
+      void (async () => {
+        await reloading;
+        logger.info({ signal: sig }, 'stopping');
+        await daemon.stop(5_000).catch(() => {});
+        resolve(0);
+      })();
+    };
+    // A reload is a restart in place, as crash-only start-up makes safe: the new configuration
+    // is read and checked first, and a bad one leaves the running daemon as it is.
+    const reload = async (): Promise<void> => {
+      let next: ReturnType<typeof loadConfig>;
+      try {
+        next = load();
+      } catch (e) {
+        const problems = e instanceof ConfigError ? e.problems : [errorText(e)];
+        logger.error({ problems }, 'reload refused: invalid configuration; running on as before');
+        return;
+      }
+      logger.info({}, 'reloading');
+      await daemon.stop(5_000).catch(() => {});
+      logger.flush?.();
+      // A new logger only when its settings changed (each holds a buffer on stdout).
+      if (next.log.format !== config.log.format || next.log.level !== config.log.level)
+        logger = loggerFor(next);
+      try {
+        daemon = await start(next);
+        config = next;
+        logger.info({}, 'reloaded');
+        announce();
+      } catch (e) {
+        logger.error(
+          { err: errorText(e) },
+          'reload failed to start; starting again on the previous configuration',
+        );
+        try {
+          daemon = await start(config);
+          announce();
+        } catch (e2) {
+          logger.error({ err: errorText(e2) }, 'cannot start again');
+          logger.flush?.();
+          io.stderr.write(`logmta: cannot start: ${errorText(e2)}\n`);
+          stopping = true;
+          resolve(70);
+        }
+      }
+    };
+    onSignal = (sig) => {
+      if (sig !== 'SIGHUP') return stop(sig);
+      if (stopping || reloading) return; // one reload at a time; a stop wins
+      reloading = reload().finally(() => {
+        reloading = undefined;
+      });
     };
     if (signalled !== null) onSignal(signalled);
+    else if (hupPending) onSignal('SIGHUP');
   });
   for (const [sig, h] of handlers) process.off(sig, h);
   logger.flush?.();
+  if (code !== 0) return code;
   // Crash-only: stop() has ended everything that matters. A connection still stuck in its
   // connect (a peer that never answers) must not keep the process alive after the grace period.
   setTimeout(() => process.exit(0), 500).unref();
