@@ -7,12 +7,14 @@ const USAGE = `usage: logmta <command> [options]
 commands:
   serve [--config FILE] [--listen HOST:PORT]... [--data-dir DIR]
                           run the MTA (defaults: SMTP 127.0.0.1:2525, data ./logmta-data)
+  check [--config FILE]   validate a configuration without starting (before a start or a reload)
   log verify [DIR]        read-only check of a queue directory (default ./logmta-data/queue)
   log dump SEGMENT        print the records of one segment file
   queue list|show|summary|flush|hold|release|delete|bounce [...]
                           inspect and control the running daemon's queue (docs/operations.md)
-  sendmail [-t] [-f SENDER] [-i] [RECIPIENT...]
-                          sendmail-compatible injector: a message on stdin to the daemon
+  sendmail [-t] [-f SENDER] [-i] [RECIPIENT...] | -q | -qRSITE | -bp
+                          sendmail-compatible injector: a message on stdin to the daemon;
+                          -q flushes the queue, -bp lists it (mailq)
   etrn HOST[:PORT] DOMAIN...
                           ask a server to start delivering a domain's queue (RFC 1985)
   odmr --provider HOST[:PORT] --user USER --password-file FILE [--domains D1,D2]
@@ -37,6 +39,10 @@ export async function main(
   switch (cmd) {
     case 'serve':
       return serve(argv.slice(1), io);
+    case 'check': {
+      const mod = (await import('./check.js')) as { run: (a: string[], io: Io) => Promise<number> };
+      return mod.run(argv.slice(1), io);
+    }
     case 'log':
       if (sub === 'verify' || sub === 'dump') {
         // Loaded on demand: the daemon does not need the inspection tools.

@@ -6,6 +6,7 @@
 // Failure: never throws for bad input; problems are recorded on the reader and the returned
 // value is incomplete (load.ts throws before anyone sees it).
 
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from '../queue/index.js';
@@ -132,6 +133,17 @@ export function readTls(sec: Section | undefined, paths: Paths): TlsConfig | und
   }
   sec.finish();
   if (!cert || !key || !ciphersOk) return undefined;
+  // OpenSSL keeps an RSA and an EC key side by side, so a key of the other type than the
+  // certificate's passes the context below and fails every handshake: compare them directly.
+  try {
+    if (!new X509Certificate(cert.text).checkPrivateKey(createPrivateKey(key.text))) {
+      sec.problem('key', `does not fit the certificate in ${cert.file} (it is not its private key)`);
+      return undefined;
+    }
+  } catch (e) {
+    sec.problem('cert', `cannot be read as a certificate with this key (${(e as Error).message})`);
+    return undefined;
+  }
   try {
     // Fails here, at start-up, rather than on the first STARTTLS: the same policy the
     // listeners use, with this key and certificate.
