@@ -34,9 +34,12 @@ describe('logmta serve and SIGHUP', () => {
 
   test('a reload applies the new routes; a bad configuration is refused and the daemon runs on', async () => {
     const down = await reservePort();
+    // A fixed port, as in production: the restart in place must bind it again.
+    const smtp = await reservePort();
     d = await spawnDaemon({
       toml: `
 [smtp]
+listen = ["127.0.0.1:${smtp}"]
 relay_networks = ["127.0.0.0/8"]
 [queue]
 retry = ["1h"]
@@ -54,6 +57,7 @@ host = "127.0.0.1:${down}"
     writeFileSync(cfg, readFileSync(cfg, 'utf8').replace(`127.0.0.1:${down}`, `127.0.0.1:${sink.port}`));
     d.kill('SIGHUP');
     await waitFor(() => logged(d!, 'reloaded') === 1, 'the reload done', 20_000);
+    assert.equal(smtpPort(d), smtp, 'the same port again');
     const flush = await runLogmta(['queue', 'flush', '--config', cfg]);
     assert.equal(flush.code, 0, flush.stdout + flush.stderr);
     await waitFor(() => sink!.transactions.length === 1, 'the deferred mail delivered by the new route');
