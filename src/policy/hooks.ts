@@ -90,14 +90,19 @@ export function makeServerHooks(
       return reply(554, '5.7.1', `<${address}>: relay access denied`);
     },
 
-    verifyPassword(user: string, password: string) {
-      const p = users.get(user);
-      return p !== undefined && secretEquals(p, password);
-    },
-
-    cramSecret(user: string) {
-      return users.get(user) ?? null;
-    },
+    // AUTH only where there are accounts ([[user]]): without any, it is neither offered nor
+    // taken (Postfix's smtpd_sasl_auth_enable = no), so a scanner finds nothing to guess at.
+    ...(users.size > 0
+      ? {
+          verifyPassword(user: string, password: string) {
+            const p = users.get(user);
+            return p !== undefined && secretEquals(p, password);
+          },
+          cramSecret(user: string) {
+            return users.get(user) ?? null;
+          },
+        }
+      : {}),
 
     admitTransaction() {
       if (queues.budget.over)

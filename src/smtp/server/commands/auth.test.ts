@@ -14,6 +14,16 @@ const hooks = {
 const loopback = { remoteAddress: '127.0.0.1' };
 
 describe('AUTH', () => {
+  test('without accounts AUTH is neither offered nor taken, and HELP does not list it', async () => {
+    const h = new Harness({ hooks: {}, peer: loopback });
+    const ehlo = await h.send('EHLO c\r\n');
+    assert.doesNotMatch(ehlo, /AUTH/);
+    assert.deepEqual(codes(await h.send(`AUTH PLAIN ${b64('\0alice\0secret')}\r\n`)), ['503 5.5.1']);
+    const help = await h.send('HELP\r\n');
+    assert.doesNotMatch(help, /AUTH|STARTTLS|ETRN/);
+    assert.match(help, /^214-2\.0\.0 Commands: EHLO HELO MAIL/);
+  });
+
   test('PLAIN with an initial response succeeds from loopback', async () => {
     const h = new Harness({ hooks, peer: loopback });
     const out = await h.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice\0secret')}\r\n`);

@@ -49,6 +49,10 @@ function start(s: SmtpSession, args: string): void | Promise<void> {
     return;
   }
   const offered = s.authMechanisms();
+  if (!s.hooks.verifyPassword && !s.hooks.cramSecret) {
+    s.badCommand(503, '5.5.1', 'Authentication not enabled');
+    return;
+  }
   if (!offered.includes(mech)) {
     if ((mech === 'PLAIN' || mech === 'LOGIN') && s.hooks.verifyPassword) {
       s.reply(538, '5.7.11', 'Encryption required for requested authentication mechanism');

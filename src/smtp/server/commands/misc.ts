@@ -36,11 +36,13 @@ export function vrfy(s: SmtpSession, args: string): void {
   s.junk();
 }
 
+/** HELP: the commands this session can use now (what EHLO would offer, plus the basics). */
 export function help(s: SmtpSession): void {
-  s.reply(214, '2.0.0', [
-    'Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH ETRN',
-    'See RFC 5321',
-  ]);
+  const cmds = ['EHLO', 'HELO', 'MAIL', 'RCPT', 'DATA', 'BDAT', 'RSET', 'NOOP', 'QUIT', 'VRFY', 'HELP'];
+  if (s.io.startTls && !s.client.tls) cmds.push('STARTTLS');
+  if (s.client.auth === undefined && (s.hooks.verifyPassword || s.hooks.cramSecret)) cmds.push('AUTH');
+  if (s.hooks.etrn) cmds.push('ETRN');
+  s.reply(214, '2.0.0', [`Commands: ${cmds.join(' ')}`, 'See RFC 5321']);
   s.junk();
 }
 
