@@ -1,6 +1,7 @@
 // Cross-checks between sections, run after every section was read: each domain has one way
 // of being delivered (local, ETRN-held, ODMR-held), a relay domain is none of those, names are
-// unique where lookups need them, and no two listeners claim the same address.
+// unique where lookups need them, no two listeners claim the same address, and relay_networks
+// opens no relay to the Internet.
 // Invariant: works on the resolved Config; entries whose own key was invalid (empty domain or
 // name) are skipped, so one mistake is reported once.
 // Failure: records problems; never throws.
@@ -172,8 +173,26 @@ function checkCluster(c: Config, problems: Problems): void {
     );
 }
 
+/** Shortest prefixes allowed in relay_networks: anything wider lets much of the Internet relay. */
+const RELAY_MIN_PREFIX = { 4: 8, 6: 16 } as const;
+
+/**
+ * relay_networks lets its clients send mail anywhere without AUTH: a block like 0.0.0.0/0 (or
+ * any wider than a /8, or an IPv6 /16) would make logmta an open relay, so it is refused.
+ */
+function checkRelayNetworks(c: Config, problems: Problems): void {
+  c.smtp.relayNetworks.forEach((n, i) => {
+    if (n.prefix < RELAY_MIN_PREFIX[n.family])
+      problems.add(
+        `smtp.relay_networks[${i + 1}]`,
+        `${n.text} would let ${n.prefix === 0 ? 'every address' : 'a large part of the Internet'} relay through this host (an open relay); list the networks of your own clients (at most a /${RELAY_MIN_PREFIX[n.family]} each), and let others authenticate`,
+      );
+  });
+}
+
 export function checkConfig(c: Config, problems: Problems): void {
   checkDomains(c, problems);
+  checkRelayNetworks(c, problems);
   checkListeners(c, problems);
   checkCluster(c, problems);
   unique(

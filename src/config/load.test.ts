@@ -701,6 +701,27 @@ describe('cross-checks', () => {
       /route\[1\]\.domain: "localhost" is a local domain/,
     );
   });
+  test('relay_networks opens no relay to the Internet: nothing wider than a /8 (IPv6 /16)', () => {
+    const c = configFromToml('[smtp]\nrelay_networks = ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"]\n');
+    assert.deepEqual(
+      c.smtp.relayNetworks.map((n) => n.text),
+      ['10.0.0.0/8', '192.168.1.0/24', '2001:db8::/32'],
+    );
+    assertProblem(
+      '[smtp]\nrelay_networks = ["0.0.0.0/0"]\n',
+      /relay_networks\[1\]: 0\.0\.0\.0\/0 would let every address relay/,
+    );
+    assertProblem(
+      '[smtp]\nrelay_networks = ["::/0"]\n',
+      /relay_networks\[1\]: ::\/0 would let every address relay/,
+    );
+    assertProblem(
+      '[smtp]\nrelay_networks = ["10.0.0.0/8", "64.0.0.0/2"]\n',
+      /relay_networks\[2\]: .*an open relay/,
+    );
+    assertProblem('[smtp]\nrelay_networks = ["2000::/3"]\n', /relay_networks\[1\]: .*at most a \/16/);
+  });
+
   test('relay_domains are domains, unique, and neither local, ETRN nor ODMR domains', () => {
     const c = configFromToml('[smtp]\nrelay_domains = ["Backup.Example.", "other.example"]\n');
     assert.deepEqual(c.smtp.relayDomains, ['backup.example', 'other.example']);
