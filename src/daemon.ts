@@ -16,7 +16,7 @@ import { type AdminServer, startAdmin } from './admin/server.js';
 import { clearStale } from './admin/socket.js';
 import { recoveryProgress } from './cli/progress.js';
 import type { Cluster } from './cluster/index.js';
-import { type Config, formatHostPort, sessionTimeouts } from './config/index.js';
+import { type Config, configNotices, formatHostPort, sessionTimeouts } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
 import { DnsClient } from './dns/client.js';
@@ -449,6 +449,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     },
     'logmta started',
   );
+  for (const notice of configNotices(config)) log.warn({ notice }, 'configuration notice');
 
   return {
     config,

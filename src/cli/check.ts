@@ -2,10 +2,10 @@
 // `postfix check` or `nginx -t` — before a reload (SIGHUP) or a start. Reads the file as serve
 // would (every key, the files it names: passwords, DKIM keys, the TLS certificate and that the
 // key is its own), then prints what the daemon would run: listeners, data directory, what mail
-// it takes and where it sends it.
+// it takes and where it sends it, and the notices a public MTA should heed (config/checks.ts).
 // Exit codes: 0 valid, 78 invalid (every problem printed), 64 usage.
 import { parseArgs } from 'node:util';
-import { type Config, ConfigError, loadConfig } from '../config/index.js';
+import { type Config, ConfigError, configNotices, loadConfig } from '../config/index.js';
 import { errorText } from '../errors.js';
 import type { Io } from './main.js';
 
@@ -55,5 +55,6 @@ export async function run(argv: string[], io: Io): Promise<number> {
       .map((l) => `  ${l}`)
       .join('\n')}\n`,
   );
+  for (const n of configNotices(c)) io.stdout.write(`notice: ${n}\n`);
   return 0;
 }

@@ -6,7 +6,7 @@
 // name) are skipped, so one mistake is reported once.
 // Failure: records problems; never throws.
 
-import { formatHostPort, type HostPort } from './net.js';
+import { formatHostPort, type HostPort, isLoopbackHost } from './net.js';
 import type { Problems } from './reader.js';
 import type { Config } from './schema.js';
 
@@ -205,4 +205,24 @@ export function checkConfig(c: Config, problems: Problems): void {
     c.odmr.accounts.map((a, i) => ({ value: a.user, path: `odmr.account[${i + 1}].user` })),
     'ODMR account',
   );
+}
+
+/**
+ * Things a valid configuration may still get wrong for a public MTA, as notices (the daemon
+ * logs them as warnings at start, `logmta check` prints them): a host name that is not fully
+ * qualified (other MTAs may refuse it as HELO name, and bounces come from MAILER-DAEMON@it),
+ * and a listener on a non-loopback address without [tls] (mail would arrive in clear).
+ */
+export function configNotices(c: Config): string[] {
+  const out: string[] = [];
+  if (!c.hostname.includes('.'))
+    out.push(
+      `hostname "${c.hostname}" is not a fully qualified domain name: other MTAs may refuse it as HELO name, and bounces come from MAILER-DAEMON@${c.hostname}; set hostname`,
+    );
+  const open = [...c.smtp.listen, ...c.smtp.submission].filter((a) => !isLoopbackHost(a.host));
+  if (c.tls === undefined && open.length > 0)
+    out.push(
+      `no [tls]: ${open.map(formatHostPort).join(', ')} offer no STARTTLS, so mail and passwords from other hosts travel in clear`,
+    );
+  return out;
 }

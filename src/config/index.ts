@@ -22,6 +22,7 @@ export {
 } from './net.js';
 export { formatDuration, parseDuration, parseSize } from './units.js';
 export { DEFAULTS } from './defaults.js';
+export { configNotices } from './checks.js';
 export { parseRate } from './cluster-section.js';
 export { parseDomain } from './values.js';
 export { type SessionTimeouts, sessionTimeouts } from './session-limits.js';

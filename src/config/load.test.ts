@@ -1,6 +1,7 @@
 // Tests of configuration loading: defaults, a full file, overrides, one test per class of problem, cross-checks.
 
 import assert from 'node:assert/strict';
+import { configNotices } from './checks.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -701,6 +702,19 @@ describe('cross-checks', () => {
       /route\[1\]\.domain: "localhost" is a local domain/,
     );
   });
+  test('notices: a host name that is not fully qualified, a public listener without TLS', () => {
+    assert.deepEqual(
+      configNotices(configFromToml('hostname = "mx.example.net"\n[smtp]\nlisten = ["127.0.0.1:25"]\n')),
+      [],
+    );
+    const n = configNotices(
+      configFromToml('hostname = "box"\n[smtp]\nlisten = ["0.0.0.0:25", "127.0.0.1:26"]\n'),
+    );
+    assert.equal(n.length, 2);
+    assert.match(n[0]!, /hostname "box" is not a fully qualified domain name/);
+    assert.match(n[1]!, /no \[tls\]: 0\.0\.0\.0:25 offer no STARTTLS/);
+  });
+
   test('relay_networks opens no relay to the Internet: nothing wider than a /8 (IPv6 /16)', () => {
     const c = configFromToml('[smtp]\nrelay_networks = ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"]\n');
     assert.deepEqual(
