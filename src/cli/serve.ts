@@ -103,6 +103,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
         logger.error({ problems }, 'reload refused: invalid configuration; running on as before');
         return;
       }
+      if (next.dataDir !== config.dataDir)
+        logger.warn(
+          { from: config.dataDir, to: next.dataDir },
+          'reload: data_dir changed; the queue in the old directory is no longer served (move it, or set data_dir back)',
+        );
       logger.info({}, 'reloading');
       await daemon.stop(5_000).catch(() => {});
       logger.flush?.();
