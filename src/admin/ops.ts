@@ -43,8 +43,8 @@ export interface AdminDeps {
    */
   isOdmrDomain?: (domain: string) => boolean;
   /**
-   * Told of every `flush` before it runs: the operator says the hosts are worth trying now, so
-   * the delivery pool forgets its dead-host marks (`postqueue -f` does the same).
+   * Told of every `flush` and `release` before it runs: the operator says the hosts are worth
+   * trying now, so the delivery pool forgets its dead-host marks (`postqueue -f` does the same).
    */
   onFlush?: () => void;
   /** More ops from other parts (the cluster's "cluster.*"), by name. */
@@ -191,7 +191,12 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
   });
 
   for (const name of ['hold', 'release', 'delete', 'bounce'] as const) {
-    ops.set(name, async (args) => act(queues, parseIds(args), name));
+    ops.set(name, async (args) => {
+      const ids = parseIds(args);
+      // A release is an attempt now, like a flush: past the dead-host marks of the outage.
+      if (name === 'release') deps.onFlush?.();
+      return act(queues, ids, name);
+    });
   }
 
   ops.set('flush', async (args) => {

@@ -91,4 +91,20 @@ describe('a message for several destinations', () => {
       await c.waitFor(1, 'the mail delivered by the flush', 10_000);
       assert.deepEqual(c.recipients(), ['late@c.test']);
     });
+
+  test('mail held by the postmaster during the outage goes at once when released after it', async () => {
+    const c = await scene.customer();
+    const s = await scene.stage({ toml: relayToml({ 'c.test': c.port }) });
+    await s.send(['late@c.test']);
+    await s.waitLanes((l) => (l['retry-3600s'] ?? 0) === 1, 'the mail deferred while c.test is down');
+    const cfg = s.daemon.configFile!;
+    const hold = await runLogmta(['queue', 'hold', '--domain', 'c.test', '--yes', '--config', cfg]);
+    assert.equal(hold.code, 0, hold.stdout + hold.stderr);
+    await s.waitLanes((l) => (l.hold ?? 0) === 1, 'the mail in the hold lane');
+    await c.up();
+    const release = await runLogmta(['queue', 'release', '--lane', 'hold', '--yes', '--config', cfg]);
+    assert.equal(release.code, 0, release.stdout + release.stderr);
+    await c.waitFor(1, 'the released mail delivered', 10_000);
+    assert.deepEqual(c.recipients(), ['late@c.test']);
+  });
 });
