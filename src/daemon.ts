@@ -395,7 +395,8 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       try {
         addr = await l.listen(hp.port, hp.host);
       } catch (e) {
-        throw listenError(e, formatHostPort(hp), `smtp.${role}[${i + 1}]`);
+        // The key as the configuration names it: smtp.listen, smtp.submission, smtp.submissions.
+        throw listenError(e, formatHostPort(hp), `smtp.${role === 'smtp' ? 'listen' : role}[${i + 1}]`);
       }
       listeners.push(l);
       metrics.addListener(l);

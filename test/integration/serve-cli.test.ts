@@ -190,6 +190,15 @@ describe('logmta serve', () => {
       );
       assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms to exit`);
       assert.match(r.stdout, /"start failed; stopping what was started"/);
+      // A port-25 style listener is named by its key too: smtp.listen.
+      const l = await runLogmta(
+        ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'other')],
+        {
+          cwd: dir,
+        },
+      );
+      assert.equal(l.code, 70, l.stderr);
+      assert.match(l.stderr, /\(smtp\.listen\[1\]\): the address is already in use/);
     } finally {
       await new Promise<void>((res) => holder.close(() => res()));
     }
