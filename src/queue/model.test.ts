@@ -447,6 +447,30 @@ async function run(ops: Op[], crashPlan: readonly number[]): Promise<void> {
 /** Batches of random histories run at most, until every path of `seen` was exercised. */
 const MAX_BATCHES = 5;
 
+/**
+ * Histories that once failed, run first in every batch. A spare taken into the data lane whose
+ * rename was durable in the lane but not in spare/: the file had two names, and later starts
+ * zeroed the live segment through its spare name (seed 220207684; docs/reliability.md).
+ */
+const REGRESSIONS: Array<[Op[], number[]]> = [
+  [
+    [
+      { t: 'stream', rcpts: [{ dom: 'n.test', fates: [] }], size: 3900, writes: 5, abort: false },
+      { t: 'enqueue', rcpts: [{ dom: 'n.test', fates: [] }] },
+      { t: 'stream', rcpts: [{ dom: 'n.test', fates: [] }], size: 3146, writes: 2, abort: false },
+      {
+        t: 'enqueue',
+        rcpts: [
+          { dom: 'n.test', fates: ['deferred'] },
+          { dom: 'n.test', fates: [] },
+        ],
+      },
+      { t: 'stream', rcpts: [{ dom: 'n.test', fates: [] }], size: 1761, writes: 4, abort: false },
+    ],
+    [23, 21],
+  ],
+];
+
 test('random histories with power cuts keep every acknowledged recipient and leave no garbage', async () => {
   const replay = process.env.QUEUE_MODEL_SEED !== undefined;
   const unexercised = () => Object.entries(seen).filter(([k, v]) => k !== 'duplicated' && v === 0);
@@ -466,6 +490,7 @@ test('random histories with power cuts keep every acknowledged recipient and lea
       {
         numRuns: Number(process.env.QUEUE_MODEL_RUNS ?? 200),
         includeErrorInReport: true,
+        ...(replay ? {} : { examples: REGRESSIONS }),
         // To replay a failure: QUEUE_MODEL_SEED=<seed> QUEUE_MODEL_PATH=<path>.
         ...(replay ? { seed: Number(process.env.QUEUE_MODEL_SEED) } : {}),
         ...(process.env.QUEUE_MODEL_PATH ? { path: process.env.QUEUE_MODEL_PATH } : {}),

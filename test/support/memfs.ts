@@ -184,6 +184,14 @@ export class MemQueueFs implements QueueFs {
     return this.file(path).len;
   }
 
+  /** Names of the file (a rename whose two directories were not both synced may leave two). */
+  async links(path: string): Promise<number> {
+    const ino = this.file(path);
+    let n = 0;
+    for (const other of this.live.values()) if (other === ino) n++;
+    return n;
+  }
+
   /** Test helper: raw bytes of a file as currently visible. */
   peek(path: string): Buffer {
     return Buffer.from(this.file(path).data.subarray(0, this.file(path).len));

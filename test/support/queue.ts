@@ -187,6 +187,9 @@ export class CrashFs implements QueueFs {
   size(p: string) {
     return this.dead ? never<number>() : this.mem.size(p);
   }
+  links(p: string) {
+    return this.dead ? never<number>() : this.mem.links(p);
+  }
 }
 
 /** Every visible file's bytes. */

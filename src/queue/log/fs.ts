@@ -40,6 +40,11 @@ export interface QueueFs {
   /** fsync of a directory: makes creations, renames and unlinks in it durable. */
   syncDir(path: string): Promise<void>;
   size(path: string): Promise<number>;
+  /**
+   * How many names the file has (st_nlink). Optional: a file system that cannot say is taken to
+   * give every file one. The spare pool uses it to find a file a crash left under two names.
+   */
+  links?(path: string): Promise<number>;
   /** Closes descriptors kept for reads (the queue is stopping). Optional: memfs keeps none. */
   closeHandles?(): void;
   /** Bytes an unprivileged writer may still use on the file system holding `path` (statfs); undefined when it does not say. */
@@ -230,6 +235,10 @@ export class NodeQueueFs implements QueueFs {
 
   async size(path: string): Promise<number> {
     return (await fs.promises.stat(path)).size;
+  }
+
+  async links(path: string): Promise<number> {
+    return (await fs.promises.stat(path)).nlink;
   }
 
   closeHandles(): void {

@@ -192,6 +192,43 @@ test('a zeroing cut short is done again at the next start; extra and unreadable 
   await pool.close();
 });
 
+test('a spare that a crash left also named as a lane segment is dropped, never zeroed or reused', async () => {
+  for (const name of ['1.dirty', '2.zero']) {
+    const fs = new MemQueueFs();
+    await fs.mkdirp('/q/spare');
+    await fs.mkdirp('/q/lanes/data');
+    const spare = `/q/spare/${name}`;
+    const f = await fs.create(spare);
+    await f.write([Buffer.alloc(SEG)], 0);
+    await f.datasync();
+    await f.close();
+    await fs.syncDir('/q/spare');
+    // take(): renamed into the lane, the lane's directory synced, then the power went before
+    // spare/ was: after the crash the file has both names.
+    const seg = '/q/lanes/data/0000000003.seg';
+    await fs.rename(spare, seg);
+    await fs.syncDir('/q/lanes/data');
+    fs.crash();
+    assert.equal(await fs.links(seg), 2, 'the crash left two names');
+    // The segment's records, written under its lane name.
+    const w = await fs.openWrite(seg);
+    const records = Buffer.from('records of a live segment');
+    await w.write([records], 0);
+    await w.datasync();
+    await w.close();
+    const pool = new SparePool(fs, '/q', SEG, 4);
+    assert.equal(await pool.open(), 0, `${name}: not kept as a spare`);
+    await pool.close();
+    assert.equal(pool.stats.shared, 1);
+    assert.deepEqual(spareFiles(fs), []);
+    assert.ok(
+      fs.peek(seg).subarray(0, records.length).equals(records),
+      `${name}: the segment's bytes are intact`,
+    );
+    assert.equal(await fs.links(seg), 1);
+  }
+});
+
 test('the pool keeps nothing when off, full, low on space, or offered a small file', async () => {
   const fs = new MemQueueFs();
   await fs.mkdirp('/q/lanes/new');

@@ -13,7 +13,10 @@
 //   that gave it the name. Readers take zeros as the end of a segment (record/frame.ts), so a
 //   reused file never shows a record of its former life.
 // - every rename into or out of spare/ is made durable in both directories before the file is
-//   used in its new role, so no file has two names after a crash.
+//   used in its new role. A crash between those two directory syncs may leave the file under
+//   both names — a lane's segment and a spare — on a file system that does not commit a rename
+//   atomically; zeroing that spare would wipe the segment. So a spare with more than one name
+//   at the start is never zeroed or taken: its spare name is unlinked, the segment keeps its.
 // - recovery is the start: whatever is in spare/ under another name (a zeroing cut short) is
 //   zeroed again; files beyond the pool's size are unlinked.
 // Fails: nothing here poisons the queue. A spare that cannot be zeroed or renamed is unlinked
@@ -31,6 +34,8 @@ export interface SpareStats {
   zeroed: number;
   /** Spares handed to the writer as new segments. */
   taken: number;
+  /** Files found at the start under a spare name and a lane's (a crash mid-rename): their spare name dropped. */
+  shared: number;
 }
 
 export class SparePool {
@@ -39,7 +44,7 @@ export class SparePool {
   private next = 1;
   private zeroing: Promise<void> | undefined;
   private closed = false;
-  readonly stats: SpareStats = { kept: 0, zeroed: 0, taken: 0 };
+  readonly stats: SpareStats = { kept: 0, zeroed: 0, taken: 0, shared: 0 };
 
   constructor(
     private readonly fs: QueueFs,
@@ -66,7 +71,12 @@ export class SparePool {
       const n = Number.parseInt(name, 10);
       if (Number.isFinite(n)) this.next = Math.max(this.next, n + 1);
       const path = `${this.dir}/${name}`;
-      if (low || this.ready.length + this.dirty.length >= this.max) await this.drop(path);
+      // Also a lane's segment (a crash between a rename's two directory syncs): drop this name.
+      const names = (await this.fs.links?.(path).catch(() => 1)) ?? 1;
+      if (names > 1) {
+        this.stats.shared++;
+        await this.drop(path);
+      } else if (low || this.ready.length + this.dirty.length >= this.max) await this.drop(path);
       else if (/^\d+\.zero$/.test(name)) this.ready.push(path);
       else this.dirty.push(path);
     }
