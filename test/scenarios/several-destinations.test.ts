@@ -57,6 +57,11 @@ describe('a message for several destinations', () => {
     );
     assert.deepEqual(named, ['gone@b.test'], 'the bounce names the refused recipient only');
 
+    // Every outcome durable before the kill: the queue logs "delivered"/"failed" only once an
+    // outcome's commit is done (alice, ok@a.test and the bounce; gone@b.test). A delivery whose
+    // outcome a SIGKILL cuts off may be made again (at least once) — not what this test is about.
+    await s.waitLog('delivered', 3);
+    await s.waitLog('failed', 1);
     await s.restart('SIGKILL');
     await c.up();
     const flush = await runLogmta(['queue', 'flush', '--config', s.daemon.configFile!]);
