@@ -5,7 +5,9 @@
 # recipient domain (smtp-source's rcpt@example.test) held for an ODMR account: every message is
 # accepted durably as in the relay run and then waits for ATRN, so nothing is delivered — what
 # accepting alone costs (bench/profile.sh --held).
-bench_config() {
+
+# The part both share: host name, data, the SMTP listener open to the loopback load generator.
+bench_config_head() {
   cat > "$1" <<CF
 hostname = "bench.test"
 data_dir = "$2"
@@ -13,6 +15,12 @@ data_dir = "$2"
 listen = ["127.0.0.1:$3"]
 relay_networks = ["127.0.0.0/8"]
 max_connections_per_ip = 1000
+CF
+}
+
+bench_config() {
+  bench_config_head "$1" "$2" "$3"
+  cat >> "$1" <<CF
 [[route]]
 domain = "*"
 host = "127.0.0.1:$4"
@@ -20,13 +28,8 @@ CF
 }
 
 bench_config_held() {
-  cat > "$1" <<CF
-hostname = "bench.test"
-data_dir = "$2"
-[smtp]
-listen = ["127.0.0.1:$3"]
-relay_networks = ["127.0.0.0/8"]
-max_connections_per_ip = 1000
+  bench_config_head "$1" "$2" "$3"
+  cat >> "$1" <<CF
 [odmr]
 listen = ["127.0.0.1:$4"]
 [[odmr.account]]

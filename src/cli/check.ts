@@ -5,12 +5,19 @@
 // it takes and where it sends it, and the notices a public MTA should heed (config/checks.ts).
 // Exit codes: 0 valid, 78 invalid (every problem printed), 64 usage.
 import { parseArgs } from 'node:util';
-import { type Config, ConfigError, configNotices, loadConfig } from '../config/index.js';
+import {
+  type Config,
+  ConfigError,
+  configNotices,
+  formatHostPort,
+  type HostPort,
+  loadConfig,
+} from '../config/index.js';
 import { errorText } from '../errors.js';
 import type { Io } from './main.js';
 
-function hp(list: ReadonlyArray<{ host: string; port: number }>): string {
-  return list.length === 0 ? '(none)' : list.map((a) => `${a.host}:${a.port}`).join(', ');
+function hp(list: readonly HostPort[]): string {
+  return list.length === 0 ? '(none)' : list.map(formatHostPort).join(', ');
 }
 
 /** What the daemon would run with `c`, one line per part. */

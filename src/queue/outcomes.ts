@@ -55,8 +55,7 @@ export class Outcomes {
     if (finals.length === 0) return;
     const now = this.cx.clock.now();
     const due = this.reportsDue(env, finals);
-    // Reports first (phase 1), the outcomes they report once those are durable (see writer.ts).
-    const phase: Phase = due.length > 0 ? 2 : 1;
+    const phase = phaseOf(1, due);
     for (const o of finals) {
       const detail: { t: number; code?: number; enhanced?: string; text?: string; host?: string } = {
         t: now,
@@ -251,11 +250,8 @@ export class Outcomes {
     const reportData = due.length > 0 ? await this.read.reportData(mslot, env.msgId) : Buffer.alloc(0);
     const data = relocate ? await this.read.readData(mslot, env.msgId) : undefined;
     if (P.gen[pslot] !== gen || !core.isLive(pslot)) return;
-    // With reports due, every record of the outcome goes one phase later, after the reports
-    // (phase 1): a crash may keep a report without its outcome, never an outcome without it.
-    const later = due.length > 0 ? 1 : 0;
     if (groups.size === 0) {
-      core.killPiece(pslot, DONE_COMPLETED, (1 + later) as Phase);
+      core.killPiece(pslot, DONE_COMPLETED, phaseOf(1, due));
     } else {
       if (data && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data')
         core.putData(mslot, core.dataLane(), [data], data.length);
@@ -279,7 +275,7 @@ export class Outcomes {
         const last = list.find((o) => o.text)?.text;
         if (last !== undefined) info.lastError = describe(list.find((o) => o.text)!);
         if (delayList.length > 0) info.warned = true;
-        const due = target.kind === 'retry' ? now + target.delay : now;
+        const dueAt = target.kind === 'retry' ? now + target.delay : now;
         if (first) {
           core.putEnvelope(
             pslot,
@@ -288,12 +284,12 @@ export class Outcomes {
               msgId: env.msgId,
               piece: env.piece,
               version: oldVersion + 1,
-              due,
+              due: dueAt,
               arrival: env.arrival,
               rcptCount: list.length,
               info,
             },
-            (1 + later) as Phase,
+            phaseOf(1, due),
           );
           first = false;
         } else {
@@ -306,18 +302,18 @@ export class Outcomes {
               msgId: env.msgId,
               piece: pno,
               version: 1,
-              due,
+              due: dueAt,
               arrival: env.arrival,
               rcptCount: list.length,
               info,
             },
-            (2 + later) as Phase,
+            phaseOf(2, due),
           ); // a split-off piece is durable only after the parent's new version (phase 2)
         }
         this.cx.emit({ type: 'moved', id: formatId(env.msgId), lane: target.name });
       }
       // The old version dies only after every replacement is durable (phase 3).
-      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, (3 + later) as Phase);
+      core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, phaseOf(3, due));
     }
     this.appendReports(env, due, reportData, now);
     await this.cx.writer.commit();
@@ -326,6 +322,15 @@ export class Outcomes {
     this.pump(core.newLane());
   }
 }
+/**
+ * The write phase of an outcome's record that would be in `base` without reports: one later when
+ * reports are due, since they go first (phase 1) — a crash may keep a report without its outcome
+ * (a duplicate), never an outcome without its report (writer.ts).
+ */
+function phaseOf(base: 1 | 2 | 3, due: readonly unknown[]): Phase {
+  return (due.length > 0 ? base + 1 : base) as Phase;
+}
+
 function describe(o: RcptOutcome): string {
   const parts: string[] = [];
   if (o.code !== undefined) parts.push(String(o.code));
