@@ -1,6 +1,8 @@
 // `logmta check` as a postmaster runs it before a start or a reload: a valid file says what the
-// daemon would run; an invalid one names every problem and exits 78; a TLS key that does not
-// belong to its certificate is caught here, not at the next start.
+// daemon would run (and what a public MTA should fix, as notices); an invalid one names every
+// problem and exits 78 — an open relay (`relay_networks = ["0.0.0.0/0"]`) too, which `serve`
+// refuses as well; a TLS key that does not belong to its certificate is caught here, not at the
+// next start.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +32,24 @@ domain = "branch.example"
   assert.match(ok.stdout, /hostname\s+mx\.example/);
   assert.match(ok.stdout, /routes\s+example\.net → 192\.0\.2\.7:25/);
   assert.match(ok.stdout, /etrn\s+branch\.example/);
+  assert.doesNotMatch(ok.stdout, /notice:/);
+
+  // Valid, but not what a public MTA should run with: said as notices, exit 0.
+  const loose = join(dir, 'loose.toml');
+  writeFileSync(loose, `hostname = "box"\ndata_dir = "${dir}/data"\n[smtp]\nlisten = ["0.0.0.0:2525"]\n`);
+  const n = await runLogmta(['check', '--config', loose]);
+  assert.equal(n.code, 0, n.stderr);
+  assert.match(n.stdout, /notice: hostname "box" is not a fully qualified domain name/);
+  assert.match(n.stdout, /notice: no \[tls\]: 0\.0\.0\.0:2525 offer no STARTTLS/);
+
+  // An open relay by configuration: check refuses it, and so does serve.
+  const open = join(dir, 'open.toml');
+  writeFileSync(open, `data_dir = "${dir}/data"\n[smtp]\nrelay_networks = ["0.0.0.0/0"]\n`);
+  for (const cmd of ['check', 'serve']) {
+    const r = await runLogmta([cmd, '--config', open]);
+    assert.equal(r.code, 78, `${cmd}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /smtp\.relay_networks\[1\]: 0\.0\.0\.0\/0 would let every address relay/);
+  }
 
   const bad = join(dir, 'bad.toml');
   writeFileSync(bad, `[queue]\nretry = ["soon"]\nno_such_key = 1\n`);
