@@ -202,3 +202,104 @@ describe('BodyReader (BDAT)', () => {
     assert.equal(bin.error, null, 'BINARYMIME has no line policy');
   });
 });
+
+/**
+ * The DATA policies of body.ts stated byte by byte over the whole wire, chunk-free: the model the
+ * incremental reader must agree with however the wire is cut. Returns every violation seen (the
+ * reader reports the first one it meets, which may depend on the cuts), the content, and where
+ * the terminator ends.
+ */
+function model(wire: Buffer, o: { maxSize: number; maxLine: number; maxReceived: number }) {
+  const content: number[] = [];
+  const errors = new Set<string>();
+  let line: number[] = [];
+  let lineStart: 'crlf' | 'lf' | null = 'crlf';
+  let inHeaders = true;
+  let received = 0;
+  let bareLf = 0;
+  let done = false;
+  let i = 0;
+  const endLine = (): void => {
+    if (o.maxLine > 0 && line.length > o.maxLine) errors.add('lineLength');
+    if (inHeaders) {
+      if (line.length === 2 && line[0] === 13) inHeaders = false;
+      else if (Buffer.from(line.slice(0, 9)).toString('latin1').toLowerCase() === 'received:') {
+        if (++received >= o.maxReceived) errors.add('loop');
+      }
+    }
+    content.push(...line);
+    line = [];
+  };
+  while (i < wire.length) {
+    const b = wire[i] as number;
+    if (lineStart !== null) {
+      const kind = lineStart;
+      lineStart = null;
+      if (b === 46) {
+        if (kind === 'crlf' && wire[i + 1] === 13 && wire[i + 2] === 10) {
+          done = true;
+          i += 3;
+          break;
+        }
+        i++; // the stuffing dot (or a dot after a bare LF) is dropped
+        continue;
+      }
+    }
+    if (b === 0) errors.add('nul');
+    if (b === 13 && wire[i + 1] !== 10) errors.add('bareCr');
+    if (b === 10) {
+      const crlf = i > 0 && wire[i - 1] === 13 && line.length > 0 && line[line.length - 1] === 13;
+      if (!crlf) {
+        bareLf++;
+        line.push(13);
+      }
+      line.push(10);
+      endLine();
+      lineStart = crlf ? 'crlf' : 'lf';
+    } else line.push(b);
+    i++;
+  }
+  if (content.length > o.maxSize) errors.add('size');
+  return { content: Buffer.from(content), errors, done, consumed: i, bareLf, received };
+}
+
+describe('BodyReader against the byte-by-byte model (property)', () => {
+  const pieces = ['a', 'x', '.', '..', '\r', '\n', '\r\n', '\0', 'Received:', 'rECEIVED: y', '\r\n.\r\n', ':'];
+  const wireArb = fc
+    .array(fc.constantFrom(...pieces), { maxLength: 60 })
+    .map((ps) => Buffer.from(`${ps.join('')}\r\n.\r\nQUIT\r\n`, 'latin1'));
+  test('content, errors, terminator and counts agree for any wire cut anywhere', () => {
+    fc.assert(
+      fc.property(
+        wireArb,
+        fc.array(fc.nat(400), { maxLength: 10 }),
+        fc.record({
+          maxSize: fc.oneof(fc.constant(BIG), fc.nat(120)),
+          maxLine: fc.constantFrom(0, 6, 12, 1000),
+          maxReceived: fc.constantFrom(1, 2, 3, 100),
+        }),
+        (wire, cuts, o) => {
+          const m = model(wire, o);
+          const { r, consumed } = run(wire, cuts, {
+            maxSize: o.maxSize,
+            maxLineLength: o.maxLine,
+            maxReceived: o.maxReceived,
+          });
+          assert.equal(r.done, m.done);
+          assert.equal(consumed, m.consumed);
+          assert.equal(r.size, m.content.length);
+          assert.equal(r.bareLf, m.bareLf);
+          if (m.errors.size === 0) {
+            assert.equal(r.error, null);
+            assert.deepEqual(Buffer.concat(r.chunks), m.content);
+            assert.equal(r.receivedCount, m.received);
+          } else {
+            assert.ok(r.error !== null && m.errors.has(r.error), `${r.error} not in ${[...m.errors]}`);
+            assert.equal(r.chunks.length, 0);
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+});

@@ -1,8 +1,8 @@
 // Incremental reader for message bodies: DATA (dot-terminated, dot-stuffed) and BDAT chunks.
 //
 // Feed it the received Buffers as they come (any split, the terminator may straddle chunks). It
-// collects the message as a list of Buffer views into the input (no copying, no string work on the
-// body) and stops exactly after the terminator, returning how many bytes it consumed so that
+// collects the message as a list of Buffer views into the input (the content is never copied) and
+// stops exactly after the terminator, returning how many bytes it consumed so that
 // pipelined commands after the final dot stay in the input.
 //
 // Policies (documented choices; each violation is recorded as `error`, the reader keeps consuming
@@ -19,8 +19,10 @@
 // - Received: fields in the header section are counted; `maxReceived` or more rejects the message
 //   as a mail loop: 554 5.4.6 (with ours that makes more than maxReceived hops).
 // - binary (BODY=BINARYMIME via BDAT): none of the line policies apply; size and loop checks do.
-// Performance: per line one Buffer.indexOf for LF and at most one for CR (cached); the body is never
-// copied or decoded. Fails: never throws on input bytes.
+// Performance: each fed buffer is searched as one latin1 string (same offsets; the engine's string
+// search costs a fraction of a Buffer.indexOf call), per line one search for LF and at most one
+// for CR (cached); the content itself is never copied: chunks are views into the input.
+// Fails: never throws on input bytes.
 
 import type { SmtpReply } from './reply.js';
 
@@ -105,32 +107,40 @@ export class BodyReader {
     const len = buf.length;
     if (len === 0 || this.done) return 0;
     const strict = !this.binary;
+    const dot = this.dot;
+    const maxLine = this.maxLine;
+    // The per-line state lives in locals while the buffer is scanned and is written back once.
+    let state = this.state;
+    let lineLen = this.lineLen;
+    let lastCR = this.lastCR;
     let pos = 0;
     let seg = 0;
     let nextCR = -1;
-    if (this.lastCR && buf[0] !== 10 && strict) this.fail('bareCr');
+    if (lastCR && buf[0] !== 10 && strict) this.fail('bareCr');
     const nul = strict && this.error === null ? buf.indexOf(0) : -1;
+    // Searched as a one-byte string: the engine's string search is several times cheaper per
+    // call than Buffer.indexOf, and a latin1 string has the buffer's offsets.
+    const text = buf.toString('latin1', 0, len);
 
     while (pos < len) {
-      const st = this.state;
-      if (st === S_START || st === S_START_LF) {
-        this.lastCR = false;
-        if (this.dot && buf[pos] === 46) {
+      if (state === S_START || state === S_START_LF) {
+        lastCR = false;
+        if (dot && buf[pos] === 46) {
           this.emit(buf, seg, pos);
           seg = ++pos;
-          this.state = st === S_START ? S_DOT : S_MID;
+          state = state === S_START ? S_DOT : S_MID;
           continue;
         }
-        this.state = S_MID;
-      } else if (st === S_DOT) {
+        state = S_MID;
+      } else if (state === S_DOT) {
         if (buf[pos] === 13) {
           this.emit(buf, seg, pos);
           seg = ++pos;
-          this.state = S_DOTCR;
+          state = S_DOTCR;
           continue;
         }
-        this.state = S_MID;
-      } else if (st === S_DOTCR) {
+        state = S_MID;
+      } else if (state === S_DOTCR) {
         if (buf[pos] === 10) {
           pos++;
           seg = pos;
@@ -140,34 +150,32 @@ export class BodyReader {
         // The held CR was not followed by LF: it is a bare CR after a stuffed dot.
         if (strict) this.fail('bareCr');
         this.emit(CR, 0, 1);
-        this.lineLen++;
-        this.state = S_MID;
+        lineLen++;
+        state = S_MID;
       }
 
       // S_MID: the rest of a line starts at pos.
-      const lf = buf.indexOf(10, pos);
+      const lf = text.indexOf('\n', pos);
       if (this.inHeaders) this.collectHeader(buf, pos, lf === -1 ? len : lf);
       if (lf === -1) {
-        this.lineLen += len - pos;
+        lineLen += len - pos;
         if (strict && this.error === null) {
-          if (nextCR < pos) nextCR = buf.indexOf(13, pos);
+          if (nextCR < pos) nextCR = text.indexOf('\r', pos);
           if (nextCR !== -1 && nextCR < len - 1) this.fail('bareCr');
-          if (this.maxLine > 0 && this.lineLen + 1 > this.maxLine) this.fail('lineLength');
+          if (maxLine > 0 && lineLen + 1 > maxLine) this.fail('lineLength');
         }
-        this.lastCR = buf[len - 1] === 13;
+        lastCR = buf[len - 1] === 13;
         pos = len;
         break;
       }
-      const hasCR = lf > 0 ? buf[lf - 1] === 13 : this.lastCR;
-      let total = this.lineLen + (lf + 1 - pos);
+      const hasCR = lf > 0 ? buf[lf - 1] === 13 : lastCR;
+      let total = lineLen + (lf + 1 - pos);
       if (strict) {
-        if (this.error === null) {
-          if (nextCR < pos) {
-            nextCR = buf.indexOf(13, pos);
-            if (nextCR === -1) nextCR = len;
-          }
-          if (nextCR < lf - 1) this.fail('bareCr');
+        if (nextCR < pos && this.error === null) {
+          nextCR = text.indexOf('\r', pos);
+          if (nextCR === -1) nextCR = len;
         }
+        if (nextCR < lf - 1 && this.error === null) this.fail('bareCr');
         if (!hasCR) {
           // Normalise a bare LF to CRLF.
           this.emit(buf, seg, lf);
@@ -176,15 +184,20 @@ export class BodyReader {
           this.bareLf++;
           total++;
         }
-        if (this.maxLine > 0 && total > this.maxLine) this.fail('lineLength');
+        if (maxLine > 0 && total > maxLine) this.fail('lineLength');
       }
-      if (this.inHeaders) this.endHeaderLine(total);
-      this.lineLen = 0;
-      this.hdrLen = 0;
-      this.lastCR = false;
-      this.state = hasCR || !strict ? S_START : S_START_LF;
+      if (this.inHeaders) {
+        this.endHeaderLine(total);
+        this.hdrLen = 0;
+      }
+      lineLen = 0;
+      lastCR = false;
+      state = hasCR || !strict ? S_START : S_START_LF;
       pos = lf + 1;
     }
+    this.state = state;
+    this.lineLen = lineLen;
+    this.lastCR = lastCR;
     this.emit(buf, seg, pos);
     if (nul !== -1 && nul < pos) this.fail('nul');
     return pos;
