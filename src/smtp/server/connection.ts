@@ -6,6 +6,8 @@
 // drops them; the raw socket's data listener is removed before the TLS wrap); on an implicit-TLS
 // listener nothing is read or written in plaintext — the greeting waits for the handshake;
 // after detach() or close the session sees no more input and writes nothing.
+// The peer's end of input (a half-close) is passed to the session, which still answers what was
+// sent before it and then closes (the listener's sockets are half-open capable for this).
 // Fails: socket errors end the connection (logged at debug); TLS handshake failures destroy it.
 
 import type * as net from 'node:net';
@@ -110,6 +112,7 @@ export class Connection implements SessionIo {
   // --- internals ---
   private readonly onData = (chunk: Buffer): void => this.session.feed(chunk);
   private readonly onDrain = (): void => this.session.onDrain();
+  private readonly onEnd = (): void => this.session.onEnd();
   private readonly onClose = (): void => {
     this.session.onClose();
     this.finish();
@@ -124,6 +127,7 @@ export class Connection implements SessionIo {
   }
 
   private bindLife(s: AnySocket): void {
+    s.on('end', this.onEnd);
     s.on('close', this.onClose);
     s.on('error', this.onError);
   }
@@ -131,12 +135,16 @@ export class Connection implements SessionIo {
   private unbind(s: AnySocket): void {
     s.off('data', this.onData);
     s.off('drain', this.onDrain);
+    s.off('end', this.onEnd);
     s.off('close', this.onClose);
     s.off('error', this.onError);
   }
 
   private release(): AnySocket {
     this.unbind(this.socket);
+    // The listener accepts half-open sockets for the server role only (session.onEnd); the next
+    // owner gets Node's default, where the peer's end closes our side too.
+    this.socket.allowHalfOpen = false;
     this.finish();
     return this.socket;
   }

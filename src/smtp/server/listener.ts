@@ -79,7 +79,9 @@ export class SmtpListener implements ConnectionOwner {
     );
     this.sweepIntervalMs = opts.sweepIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(shortest / 4)));
     this.lingerMs = opts.lingerMs ?? 10_000;
-    this.server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    // allowHalfOpen: a client that half-closes after its last command still gets every reply
+    // (the session closes once it has answered everything; Connection, SmtpSession.onEnd).
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
   }
 
   now(): number {

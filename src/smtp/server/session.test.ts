@@ -329,6 +329,32 @@ describe('session: pipelining', () => {
     assert.equal(codes(h.output()).length, 401);
   });
 
+  test('a client that half-closes is answered to the end, its commit included, then closed', async () => {
+    let release: () => void = () => {};
+    const h = new Harness({
+      hooks: { accept: (m) => new Promise((res) => (release = () => res({ queueId: m.id }))) },
+    });
+    await h.transaction();
+    await h.send('DATA\r\nhello\r\n.\r\nQUIT\r\n');
+    h.session.onEnd();
+    assert.equal(h.io.closed, false, 'the commit is pending: its 250 is still owed');
+    release();
+    for (let i = 0; i < 3; i++) await tick();
+    assert.deepEqual(codes(h.output()), ['250 2.0.0', '221 2.0.0']);
+    assert.equal(h.io.closed, true);
+  });
+
+  test('a half-close in the middle of DATA abandons the message and closes', async () => {
+    const h = new Harness();
+    await h.transaction();
+    await h.send('DATA\r\nhalf a message\r\n');
+    h.session.onEnd();
+    await tick();
+    assert.equal(h.io.closed, true);
+    assert.equal(h.accepted.length, 0);
+    assert.equal(h.session.tx, null);
+  });
+
   test('a congested write side stops command processing and reading until drain', async () => {
     const h = new Harness();
     await h.send('EHLO c\r\n');

@@ -128,6 +128,8 @@ export class SmtpSession implements SessionContext {
   /** BDAT: the refusal came from a hook; the transaction ends once the chunk is read. */
   bdatAbort = false;
   private disconnected = false;
+  /** The client half-closed its side: what it sent is still answered, then we close. */
+  private inputEnded = false;
 
   private out = '';
   private writeBlocked = false;
@@ -250,6 +252,23 @@ export class SmtpSession implements SessionContext {
   onDrain(): void {
     if (!this.writeBlocked) return;
     this.writeBlocked = false;
+    this.pump();
+  }
+
+  /**
+   * The client ended its side of the connection (TCP half-close, e.g. `nc -N` or Python's
+   * shutdown(SHUT_WR) after the last command) but may still read. Everything it sent is answered
+   * in order — including the 250 for a message whose commit is pending, which would otherwise be
+   * delivered although the client never heard of it, and so sent again — then we close. A
+   * transaction left unfinished (the end came mid-DATA) is abandoned as for a disconnect.
+   */
+  onEnd(): void {
+    this.inputEnded = true;
+    if (this.mode === 'tls') {
+      this.mode = 'closed';
+      this.io.close(true);
+      return;
+    }
     this.pump();
   }
 
@@ -469,6 +488,7 @@ export class SmtpSession implements SessionContext {
   // --- input processing ---
 
   private pump(): void {
+    let exhausted = false;
     while (!this.busy && !this.writeBlocked) {
       const mode = this.mode;
       let pending: void | Promise<void> | undefined;
@@ -479,13 +499,19 @@ export class SmtpSession implements SessionContext {
           return;
         }
         const line = this.input.readLine();
-        if (line === null) break;
+        if (line === null) {
+          exhausted = true;
+          break;
+        }
         // A whole line is in: the wait for the next one starts now.
         this.deadlines.ready(this.opts.clock.now());
         pending = mode === 'sasl' ? this.onSaslLine(line) : this.onCommandLine(line);
       } else if (mode === 'data') {
         const buf = this.input.peek();
-        if (buf === null) break;
+        if (buf === null) {
+          exhausted = true;
+          break;
+        }
         const body = this.tx?.body as BodyReader;
         const used = body.feed(buf);
         this.deadlines.data(used, buf.subarray(0, used).includes(10), this.opts.clock.now());
@@ -498,7 +524,10 @@ export class SmtpSession implements SessionContext {
       } else if (mode === 'bdat') {
         if (this.bdatRemaining > 0) {
           const buf = this.input.peek();
-          if (buf === null) break;
+          if (buf === null) {
+            exhausted = true;
+            break;
+          }
           const n = Math.min(buf.length, this.bdatRemaining);
           const body = this.tx?.body;
           if (this.bdatRefusal === null && body !== undefined) {
@@ -521,6 +550,12 @@ export class SmtpSession implements SessionContext {
       if (pending !== undefined) this.wait(pending);
     }
     if (!this.busy) this.flush();
+    // Half-closed and every whole command answered: nothing more can come (a partial line or
+    // an unfinished message is dropped, as on a disconnect).
+    if (exhausted && this.inputEnded) {
+      this.close();
+      return;
+    }
     this.updateReading();
   }
 
