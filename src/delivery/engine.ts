@@ -3,7 +3,8 @@
 // each group (one transaction per destination, more when the peer answers 452), classifies every
 // recipient's outcome and hands them back to the queue, which commits them before anything is
 // considered done. With several destinations, outcomes of finished groups are committed as they
-// come, so a crash repeats only what was in flight.
+// come, so a crash repeats only what was in flight. Local delivery writes one copy per mailbox
+// (user and domain in lower case): recipients that name the same mailbox share its outcome.
 import { errorText, MtaError } from '../errors.js';
 import type { DeliveryJob, RcptOutcome } from '../queue/index.js';
 import type { ConnectionPool } from './pool.js';
@@ -129,6 +130,9 @@ export class DeliveryEngine {
   ): Promise<RcptOutcome[]> {
     const data = await messageData(job);
     const out: RcptOutcome[] = [];
+    // One copy per mailbox: a recipient named twice, or in another case (ANN@localhost is
+    // ann@localhost), shares the first one's outcome instead of getting the message again.
+    const done = new Map<string, RcptOutcome>();
     for (const r of rcpts) {
       const address = job.envelope.info.recipients[r]!.address;
       const user = localPartOf(address).toLowerCase();
@@ -144,6 +148,12 @@ export class DeliveryEngine {
         continue;
       }
       const maildir = template.replaceAll('{user}', user).replaceAll('{domain}', domainOf(address));
+      const first = done.get(maildir);
+      if (first !== undefined) {
+        out.push({ ...first, rcpt: r });
+        details.set(r, `maildir ${maildir} (the same mailbox as an earlier recipient: one copy)`);
+        continue;
+      }
       try {
         await this.local(data.open(), {
           maildir,
@@ -159,6 +169,7 @@ export class DeliveryEngine {
           text: 'delivered to maildir',
           host: 'local',
         });
+        done.set(maildir, out[out.length - 1] as RcptOutcome);
         details.set(r, `maildir ${maildir}`);
       } catch (e) {
         const permanent = e instanceof MtaError && e.kind === 'permanent';
@@ -170,6 +181,7 @@ export class DeliveryEngine {
           text: withoutPaths(errorText(e)),
           host: 'local',
         });
+        done.set(maildir, out[out.length - 1] as RcptOutcome);
         const cause = e instanceof Error && e.cause !== undefined ? `: ${errorText(e.cause)}` : '';
         details.set(r, `maildir ${maildir}${cause}`);
       }

@@ -70,7 +70,10 @@ export function makeServerHooks(
           return reply(550, '5.1.3', `<${address}>: mailbox name not allowed`);
         }
         const list = knownLocal.get(domain);
-        if (list && !list.has(local.toLowerCase())) return reply(550, '5.1.1', `<${address}>: user unknown`);
+        // RFC 5321 4.5.1: postmaster@ every domain we deliver for is accepted, listed or not.
+        const user = local.toLowerCase();
+        if (list && !list.has(user) && user !== 'postmaster')
+          return reply(550, '5.1.1', `<${address}>: user unknown`);
         return null;
       }
       if (relayAllowed(ctx)) return null;

@@ -3,7 +3,8 @@
 // hooks.newMessageId() then (our Received: header needs it before the queue has seen the message).
 // Submission mode refuses MAIL before AUTH (530 5.7.0). A refusal left by the connect or HELO hook
 // answers every MAIL. At most maxRecipients recipients
-// (452 4.5.3 beyond). Duplicate recipients are kept as given (delivery de-duplicates).
+// (452 4.5.3 beyond). Duplicate recipients are kept as given (local delivery writes one copy per
+// mailbox; a next hop gets each RCPT).
 // hooks.admitTransaction may refuse a new transaction (452 4.3.1 while memory is short).
 
 import { withAsciiDomain } from '../../protocol/address.js';

@@ -1,0 +1,107 @@
+// The accepted message as its recipient gets it, against a `logmta serve` child process that
+// delivers to Maildirs named by domain and user ("{domain}/{user}"): a recipient named several
+// times in one transaction, in any case, finds one copy, in the mailbox of its domain; mail for
+// postmaster@ a local domain is taken though `users` does not list postmaster (RFC 5321 4.5.1);
+// the body arrives byte for byte (dot-stuffing undone, a 998-octet line, bare LF normalised) under
+// exactly one Received: header of ours whose fields match the session.
+// Fails: naming the mailbox with the wrong number of copies or the header or line that differs.
+
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  codeOf,
+  makeTempDir,
+  maildirMessages,
+  SmtpChat,
+  type SpawnedDaemon,
+  spawnDaemon,
+  waitFor,
+} from '../support/daemon.js';
+
+let d: SpawnedDaemon;
+const dir = makeTempDir('logmta-delivered-');
+const mail = join(dir, 'data', 'mail');
+const open: SmtpChat[] = [];
+
+const TOML = `
+[[local]]
+domain = "localhost"
+maildir = "${mail}/{domain}/{user}"
+users = ["ann", "ben"]
+[[local]]
+domain = "other.test"
+maildir = "${mail}/{domain}/{user}"
+users = ["ann"]
+`;
+
+const codes = (rs: string[]): string[] => rs.map(codeOf);
+
+/** Sends one pipelined transaction; returns the replies after the greeting. */
+async function transact(helo: string, rcpts: string[], body: string): Promise<string[]> {
+  const { chat } = await SmtpChat.open(d.port);
+  open.push(chat);
+  const cmds = `EHLO ${helo}\r\nMAIL FROM:<sender@example.org>\r\n${rcpts.map((r) => `RCPT TO:<${r}>\r\n`).join('')}DATA\r\n`;
+  const head = await chat.read(0);
+  assert.deepEqual(head, []);
+  chat.send(cmds);
+  const r = await chat.read(3 + rcpts.length);
+  chat.send(`${body}.\r\nQUIT\r\n`);
+  r.push(...(await chat.read(2)));
+  return r;
+}
+
+/** The messages in <mail>/<domain>/<user>/new that hold `tag`. */
+const copies = (domain: string, user: string, tag: string): string[] =>
+  maildirMessages(join(mail, domain, user)).filter((m) => m.includes(tag));
+
+describe('the message as its recipient gets it (logmta serve, Maildir per domain)', () => {
+  before(async () => {
+    d = await spawnDaemon({ dir, toml: TOML });
+  });
+  after(async () => {
+    for (const c of open) c.close();
+    await d?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a recipient named several times, in any case, gets one copy, in the mailbox of its domain', async () => {
+    const r = await transact(
+      'dup.test',
+      ['ann@localhost', 'ANN@localhost', 'ann@LOCALHOST', 'ann@localhost', 'ben@localhost'],
+      'Subject: dup\r\n\r\nX-Tag: dup-1\r\n',
+    );
+    assert.deepEqual(codes(r), [
+      '250',
+      '250 2.1.0',
+      '250 2.1.5',
+      '250 2.1.5',
+      '250 2.1.5',
+      '250 2.1.5',
+      '250 2.1.5',
+      '354',
+      '250 2.0.0',
+      '221 2.0.0',
+    ]);
+    await waitFor(() => copies('localhost', 'ben', 'dup-1').length === 1, 'the copy for ben');
+    // Every recipient's outcome is logged before the daemon is done with the message.
+    await waitFor(() => (d.stdout().match(/"msg":"delivered"/g) ?? []).length >= 5, 'five delivered outcomes');
+    assert.equal(copies('localhost', 'ann', 'dup-1').length, 1, 'ann@localhost got the message once');
+    assert.equal(existsSync(join(mail, 'LOCALHOST')), false, 'no mailbox under the upper-case domain');
+  });
+
+  test('postmaster@ a local domain is accepted although users does not list it (RFC 5321 4.5.1)', async () => {
+    const r = await transact(
+      'pm.test',
+      ['postmaster@localhost', 'PostMaster@other.test'],
+      'Subject: pm\r\n\r\nX-Tag: pm-1\r\n',
+    );
+    assert.deepEqual(codes(r), ['250', '250 2.1.0', '250 2.1.5', '250 2.1.5', '354', '250 2.0.0', '221 2.0.0']);
+    await waitFor(
+      () => copies('localhost', 'postmaster', 'pm-1').length === 1 && copies('other.test', 'postmaster', 'pm-1').length === 1,
+      'a copy in each postmaster mailbox',
+    );
+    assert.deepEqual(readdirSync(mail).sort(), ['localhost', 'other.test']);
+  });
+});
