@@ -86,7 +86,10 @@ describe('the message as its recipient gets it (logmta serve, Maildir per domain
     ]);
     await waitFor(() => copies('localhost', 'ben', 'dup-1').length === 1, 'the copy for ben');
     // Every recipient's outcome is logged before the daemon is done with the message.
-    await waitFor(() => (d.stdout().match(/"msg":"delivered"/g) ?? []).length >= 5, 'five delivered outcomes');
+    await waitFor(
+      () => (d.stdout().match(/"msg":"delivered"/g) ?? []).length >= 5,
+      'five delivered outcomes',
+    );
     assert.equal(copies('localhost', 'ann', 'dup-1').length, 1, 'ann@localhost got the message once');
     assert.equal(existsSync(join(mail, 'LOCALHOST')), false, 'no mailbox under the upper-case domain');
   });
@@ -97,11 +100,55 @@ describe('the message as its recipient gets it (logmta serve, Maildir per domain
       ['postmaster@localhost', 'PostMaster@other.test'],
       'Subject: pm\r\n\r\nX-Tag: pm-1\r\n',
     );
-    assert.deepEqual(codes(r), ['250', '250 2.1.0', '250 2.1.5', '250 2.1.5', '354', '250 2.0.0', '221 2.0.0']);
+    assert.deepEqual(codes(r), [
+      '250',
+      '250 2.1.0',
+      '250 2.1.5',
+      '250 2.1.5',
+      '354',
+      '250 2.0.0',
+      '221 2.0.0',
+    ]);
     await waitFor(
-      () => copies('localhost', 'postmaster', 'pm-1').length === 1 && copies('other.test', 'postmaster', 'pm-1').length === 1,
+      () =>
+        copies('localhost', 'postmaster', 'pm-1').length === 1 &&
+        copies('other.test', 'postmaster', 'pm-1').length === 1,
       'a copy in each postmaster mailbox',
     );
     assert.deepEqual(readdirSync(mail).sort(), ['localhost', 'other.test']);
+  });
+
+  test('the body arrives byte for byte under one Received: header whose fields match the session', async () => {
+    const long = 'L'.repeat(998);
+    const body =
+      'Subject: exact\r\nX-Tag: exact-1\r\n\r\n' +
+      '..leading dot\r\n...\r\n..\r\n. \r\nmid.dle\r\n' +
+      `${long}\r\n` +
+      'bare\nlf\r\n\r\n\r\ntrailing blank lines above\r\n';
+    const before = Date.now();
+    const r = await transact('rcv.test', ['ben@localhost'], body);
+    const queued = /queued as (\S+)/.exec(r[r.length - 2] ?? '')?.[1];
+    assert.ok(queued, `no queue id in ${JSON.stringify(r)}`);
+    await waitFor(() => copies('localhost', 'ben', 'exact-1').length === 1, 'the copy for ben');
+    const [m = ''] = copies('localhost', 'ben', 'exact-1');
+    const [head = '', ...rest] = m.split('\nSubject: exact\n');
+    // Maildir lines end in LF; what the client sent after the stuffing dots is the rest.
+    assert.equal(
+      rest.join(''),
+      'X-Tag: exact-1\n\n.leading dot\n..\n.\n \nmid.dle\n' +
+        `${long}\n` +
+        'bare\nlf\n\n\ntrailing blank lines above\n',
+    );
+    assert.equal((m.match(/^Received:/gm) ?? []).length, 1, 'exactly one Received: header');
+    const received = /^Received: [^\n]*(?:\n\t[^\n]*)*/m.exec(head)?.[0] ?? '';
+    assert.match(
+      received,
+      new RegExp(
+        `^Received: from rcv\\.test \\(\\[127\\.0\\.0\\.1\\]\\)\n\tby mx\\.test \\(logmta\\) with ESMTP id ${queued}\n\tfor <ben@localhost>; (.+)$`,
+      ),
+    );
+    const stamp = Date.parse(/; (.+)$/.exec(received)?.[1] ?? '');
+    assert.ok(stamp >= before - 1_000 && stamp <= Date.now() + 1_000, `Received: date ${received}`);
+    assert.match(head, /^Return-Path: <sender@example\.org>\nDelivered-To: ben@localhost\nReceived: /);
   });
 });

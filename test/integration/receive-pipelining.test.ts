@@ -70,7 +70,15 @@ describe('pipelining as real clients do it (logmta serve)', () => {
     );
     c.socket.end();
     const r = await readToClose(c);
-    assert.deepEqual(codes(r), ['250', '250 2.1.0', '250 2.1.5', '550 5.1.1', '354', '250 2.0.0', '221 2.0.0']);
+    assert.deepEqual(codes(r), [
+      '250',
+      '250 2.1.0',
+      '250 2.1.5',
+      '550 5.1.1',
+      '354',
+      '250 2.0.0',
+      '221 2.0.0',
+    ]);
     const [m] = await waitForMaildir(box('ann'));
     assert.ok(m?.includes('half-1'));
   });
