@@ -3,7 +3,8 @@
 // DSN Diagnostic-Code fields quote a reply in, ours or a peer's (describeReply).
 // Invariant: every formatted reply is one or more lines "ddd-text" ... "ddd text", each ending in
 // CRLF; when an enhanced code is given it prefixes every line (RFC 2034 section 4). Text is
-// sanitised: embedded CR/LF never reach the wire (a hook's text cannot inject extra replies).
+// sanitised: embedded CR/LF never reach the wire (a hook's text cannot inject extra replies), and
+// no line is longer than 512 octets with its CRLF (RFC 5321 4.5.3.1.5; longer text is cut).
 // Pure; never throws for well-typed input (a code outside 200..599 is a programming error and throws
 // a TypeError).
 
@@ -17,9 +18,18 @@ export interface SmtpReply {
 }
 
 const CRLF_IN_TEXT = /[\r\n]+/g;
+/** RFC 5321 4.5.3.1.5: a reply line, code and CRLF included, is at most 512 octets. */
+const MAX_REPLY_LINE = 512;
 
-function clean(line: string): string {
-  return line.indexOf('\r') === -1 && line.indexOf('\n') === -1 ? line : line.replace(CRLF_IN_TEXT, ' ');
+/** `head` + the text of one line, without CR/LF and cut so that the line with CRLF fits. */
+function line(head: string, text: string): string {
+  const t = text.indexOf('\r') === -1 && text.indexOf('\n') === -1 ? text : text.replace(CRLF_IN_TEXT, ' ');
+  const out = head + t;
+  // Octets are at most 3 per UTF-16 unit: short lines need no measuring.
+  if (out.length * 3 <= MAX_REPLY_LINE - 2 || Buffer.byteLength(out) <= MAX_REPLY_LINE - 2) return out;
+  // An echoed client name (EHLO) or a hook's long text: cut, on a character boundary.
+  const cut = Buffer.from(out).subarray(0, MAX_REPLY_LINE - 2).toString('utf8');
+  return cut.endsWith('\uFFFD') ? cut.replace(/\uFFFD+$/, '') : cut;
 }
 
 /** The wire form of a reply, CRLF-terminated, ready to be written. */
@@ -28,11 +38,11 @@ export function formatReply(reply: SmtpReply): string {
   if (!Number.isInteger(code) || code < 200 || code > 599) throw new TypeError(`bad SMTP reply code ${code}`);
   const prefix = reply.enhanced === undefined ? '' : reply.enhanced + ' ';
   const lines = typeof reply.text === 'string' ? [reply.text] : reply.text;
-  if (lines.length <= 1) return `${code} ${prefix}${clean(lines[0] ?? '')}\r\n`;
+  if (lines.length <= 1) return `${line(`${code} ${prefix}`, lines[0] ?? '')}\r\n`;
   let out = '';
   const last = lines.length - 1;
   for (let i = 0; i < lines.length; i++) {
-    out += `${code}${i === last ? ' ' : '-'}${prefix}${clean(lines[i] as string)}\r\n`;
+    out += `${line(`${code}${i === last ? ' ' : '-'}${prefix}`, lines[i] as string)}\r\n`;
   }
   return out;
 }
