@@ -7,32 +7,24 @@
 // Fails: naming the mailbox with the wrong number of copies or the header or line that differs.
 
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import {
-  codeOf,
-  makeTempDir,
-  maildirMessages,
-  SmtpChat,
-  type SpawnedDaemon,
-  spawnDaemon,
-  waitFor,
-} from '../support/daemon.js';
+import { describe, test } from 'node:test';
+import { codeOf, maildirMessages, waitFor } from '../support/daemon.js';
+import { type ServedSuite, serveSuite } from '../support/served.js';
 
-let d: SpawnedDaemon;
-const dir = makeTempDir('logmta-delivered-');
-const mail = join(dir, 'data', 'mail');
-const open: SmtpChat[] = [];
+let srv: ServedSuite;
+/** Where the Maildirs are: <dir>/data/mail/<domain>/<user>. */
+const mailRoot = (dir: string): string => join(dir, 'data', 'mail');
 
-const TOML = `
+const toml = (dir: string): string => `
 [[local]]
 domain = "localhost"
-maildir = "${mail}/{domain}/{user}"
+maildir = "${mailRoot(dir)}/{domain}/{user}"
 users = ["ann", "ben"]
 [[local]]
 domain = "other.test"
-maildir = "${mail}/{domain}/{user}"
+maildir = "${mailRoot(dir)}/{domain}/{user}"
 users = ["ann"]
 `;
 
@@ -40,11 +32,8 @@ const codes = (rs: string[]): string[] => rs.map(codeOf);
 
 /** Sends one pipelined transaction; returns the replies after the greeting. */
 async function transact(helo: string, rcpts: string[], body: string): Promise<string[]> {
-  const { chat } = await SmtpChat.open(d.port);
-  open.push(chat);
+  const chat = await srv.chat();
   const cmds = `EHLO ${helo}\r\nMAIL FROM:<sender@example.org>\r\n${rcpts.map((r) => `RCPT TO:<${r}>\r\n`).join('')}DATA\r\n`;
-  const head = await chat.read(0);
-  assert.deepEqual(head, []);
   chat.send(cmds);
   const r = await chat.read(3 + rcpts.length);
   chat.send(`${body}.\r\nQUIT\r\n`);
@@ -54,17 +43,10 @@ async function transact(helo: string, rcpts: string[], body: string): Promise<st
 
 /** The messages in <mail>/<domain>/<user>/new that hold `tag`. */
 const copies = (domain: string, user: string, tag: string): string[] =>
-  maildirMessages(join(mail, domain, user)).filter((m) => m.includes(tag));
+  maildirMessages(join(mailRoot(srv.dir), domain, user)).filter((m) => m.includes(tag));
 
 describe('the message as its recipient gets it (logmta serve, Maildir per domain)', () => {
-  before(async () => {
-    d = await spawnDaemon({ dir, toml: TOML });
-  });
-  after(async () => {
-    for (const c of open) c.close();
-    await d?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  srv = serveSuite('logmta-delivered-', toml);
 
   test('a recipient named several times, in any case, gets one copy, in the mailbox of its domain', async () => {
     const r = await transact(
@@ -87,11 +69,15 @@ describe('the message as its recipient gets it (logmta serve, Maildir per domain
     await waitFor(() => copies('localhost', 'ben', 'dup-1').length === 1, 'the copy for ben');
     // Every recipient's outcome is logged before the daemon is done with the message.
     await waitFor(
-      () => (d.stdout().match(/"msg":"delivered"/g) ?? []).length >= 5,
+      () => (srv.daemon.stdout().match(/"msg":"delivered"/g) ?? []).length >= 5,
       'five delivered outcomes',
     );
     assert.equal(copies('localhost', 'ann', 'dup-1').length, 1, 'ann@localhost got the message once');
-    assert.equal(existsSync(join(mail, 'LOCALHOST')), false, 'no mailbox under the upper-case domain');
+    assert.equal(
+      existsSync(join(mailRoot(srv.dir), 'LOCALHOST')),
+      false,
+      'no mailbox under the upper-case domain',
+    );
   });
 
   test('postmaster@ a local domain is accepted although users does not list it (RFC 5321 4.5.1)', async () => {
@@ -115,7 +101,7 @@ describe('the message as its recipient gets it (logmta serve, Maildir per domain
         copies('other.test', 'postmaster', 'pm-1').length === 1,
       'a copy in each postmaster mailbox',
     );
-    assert.deepEqual(readdirSync(mail).sort(), ['localhost', 'other.test']);
+    assert.deepEqual(readdirSync(mailRoot(srv.dir)).sort(), ['localhost', 'other.test']);
   });
 
   test('the body arrives byte for byte under one Received: header whose fields match the session', async () => {

@@ -8,20 +8,17 @@
 // Fails: naming the replies received or the Maildir that holds the wrong messages.
 
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   codeOf,
-  makeTempDir,
   maildirMessages,
   needTools,
   runTool,
-  SmtpChat,
-  type SpawnedDaemon,
-  spawnDaemon,
+  type SmtpChat,
   waitFor,
   waitForMaildir,
 } from '../support/daemon.js';
+import { type ServedSuite, serveSuite } from '../support/served.js';
 
 /**
  * Python writes `data` with one sendall() after the greeting, reads until the server closes, and
@@ -40,7 +37,7 @@ for line in f:
     if line[3:4] != '-': out.append(line)
 print(json.dumps(out))
 `;
-  const r = await runTool('python3', ['-c', script, String(d.port)], { input: data });
+  const r = await runTool('python3', ['-c', script, String(srv.daemon.port)], { input: data });
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as string[];
 }
@@ -53,19 +50,12 @@ domain = "localhost"
 users = ["ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal"]
 `;
 
-let d: SpawnedDaemon;
-const dir = makeTempDir('logmta-pipe-');
-const open: SmtpChat[] = [];
+let srv: ServedSuite;
 
-const box = (u: string): string => `${d.dir}/data/mail/${u}`;
+const box = (u: string): string => `${srv.dir}/data/mail/${u}`;
 const codes = (rs: string[]): string[] => rs.map(codeOf);
 
-async function chat(): Promise<SmtpChat> {
-  const { chat: c, greeting } = await SmtpChat.open(d.port);
-  open.push(c);
-  assert.match(greeting, /^220 /);
-  return c;
-}
+const chat = (): Promise<SmtpChat> => srv.chat();
 
 /** Every reply the server sends until it closes the connection. */
 async function readToClose(c: SmtpChat): Promise<string[]> {
@@ -78,14 +68,7 @@ const withTag = (user: string, tag: string): string[] =>
   maildirMessages(box(user)).filter((m) => m.includes(tag));
 
 describe('pipelining as real clients do it (logmta serve)', () => {
-  before(async () => {
-    d = await spawnDaemon({ dir, toml: TOML });
-  });
-  after(async () => {
-    for (const c of open) c.close();
-    await d?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  srv = serveSuite('logmta-pipe-', TOML);
 
   test('a half-closing client gets every reply of its pipelined transaction, and the message once', async () => {
     const c = await chat();
@@ -203,7 +186,7 @@ describe('pipelining as real clients do it (logmta serve)', () => {
   }, async () => {
     const r = await runTool('swaks', [
       '--server',
-      `127.0.0.1:${d.port}`,
+      `127.0.0.1:${srv.daemon.port}`,
       '--pipeline',
       '--helo',
       'swaks-none.test',
@@ -219,6 +202,6 @@ describe('pipelining as real clients do it (logmta serve)', () => {
     assert.match(r.stdout, /<\*\* +554 5\.7\.1 <x@elsewhere\.test>/);
     assert.match(r.stdout, /<\*\* +554 5\.5\.1 No valid recipients/);
     assert.doesNotMatch(r.stdout, /X-Tag: swaks-none/, 'the message was never sent');
-    assert.doesNotMatch(d.stdout(), /"msg":"received"[^\n]*"helo":"swaks-none\.test"/);
+    assert.doesNotMatch(srv.daemon.stdout(), /"msg":"received"[^\n]*"helo":"swaks-none\.test"/);
   });
 });
