@@ -21,13 +21,21 @@ export interface ServedSuite {
   readonly chats: readonly SmtpChat[];
 }
 
-/** Registers before/after hooks in the current describe() for a daemon running `toml`. */
-export function serveSuite(prefix: string, toml: string | ((dir: string) => string)): ServedSuite {
+/**
+ * Registers before/after hooks in the current describe() for a daemon running `toml`, with
+ * `files` (e.g. tlsFiles() for TLS_TOML) written into its dir first.
+ */
+export function serveSuite(
+  prefix: string,
+  toml: string | ((dir: string) => string),
+  files?: () => Promise<Record<string, string>>,
+): ServedSuite {
   const dir = makeTempDir(prefix);
   const chats: SmtpChat[] = [];
   let daemon: SpawnedDaemon | undefined;
   before(async () => {
-    daemon = await spawnDaemon({ dir, toml: typeof toml === 'string' ? toml : toml(dir) });
+    const text = typeof toml === 'string' ? toml : toml(dir);
+    daemon = await spawnDaemon({ dir, toml: text, ...(files && { files: await files() }) });
   });
   after(async () => {
     for (const c of chats) c.close();
