@@ -6,6 +6,7 @@
 // name) are skipped, so one mistake is reported once.
 // Failure: records problems; never throws.
 
+import { X509Certificate } from 'node:crypto';
 import { formatHostPort, type HostPort, isLoopbackHost } from './net.js';
 import type { Problems } from './reader.js';
 import type { Config } from './schema.js';
@@ -211,9 +212,11 @@ export function checkConfig(c: Config, problems: Problems): void {
  * Things a valid configuration may still get wrong for a public MTA, as notices (the daemon
  * logs them as warnings at start, `logmta check` prints them): a host name that is not fully
  * qualified (other MTAs may refuse it as HELO name, and bounces come from MAILER-DAEMON@it),
- * and a listener on a non-loopback address without [tls] (mail would arrive in clear).
+ * a listener on a non-loopback address without [tls] (mail would arrive in clear), and a TLS
+ * certificate that does not name the host name or is outside its validity at `now` (clients
+ * that verify — MTA-STS, DANE, Postfix's `verify` level — refuse STARTTLS to it).
  */
-export function configNotices(c: Config): string[] {
+export function configNotices(c: Config, now = Date.now()): string[] {
   const out: string[] = [];
   if (!c.hostname.includes('.'))
     out.push(
@@ -224,5 +227,27 @@ export function configNotices(c: Config): string[] {
     out.push(
       `no [tls]: ${open.map(formatHostPort).join(', ')} offer no STARTTLS, so mail and passwords from other hosts travel in clear`,
     );
+  if (c.tls !== undefined) out.push(...certificateNotices(c.tls.cert, c.tls.certFile, c.hostname, now));
+  return out;
+}
+
+/** The certificate's problems for a client that verifies it against `hostname`. */
+function certificateNotices(pem: string, file: string, hostname: string, now: number): string[] {
+  let x: X509Certificate;
+  try {
+    x = new X509Certificate(pem);
+  } catch {
+    return []; // reading it is the [tls] section's check
+  }
+  const out: string[] = [];
+  if (x.checkHost(hostname) === undefined) {
+    const names = x.subjectAltName ?? x.subject.replace(/\n/g, ', ');
+    out.push(
+      `the TLS certificate ${file} does not name hostname "${hostname}" (it names ${names}): clients that verify refuse STARTTLS; use a certificate for ${hostname} or set hostname to the name it holds`,
+    );
+  }
+  if (Date.parse(x.validTo) < now) out.push(`the TLS certificate ${file} expired on ${x.validTo}: renew it`);
+  else if (Date.parse(x.validFrom) > now)
+    out.push(`the TLS certificate ${file} is not valid before ${x.validFrom}`);
   return out;
 }

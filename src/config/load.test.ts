@@ -715,6 +715,31 @@ describe('cross-checks', () => {
     assert.match(n[1]!, /no \[tls\]: 0\.0\.0\.0:25 offer no STARTTLS/);
   });
 
+  test('notices: a TLS certificate that does not name the host name, or is outside its validity', async () => {
+    const { certFile, keyFile } = await writeTestCertFiles(dir);
+    const certNotices = (c: ReturnType<typeof configFromToml>, now?: number): string[] =>
+      configNotices(c, now).filter((n) => n.includes('TLS certificate'));
+    const tls = `[smtp]\nlisten = ["127.0.0.1:25"]\n[tls]\ncert = "${certFile}"\nkey = "${keyFile}"\n`;
+    // The test certificate names localhost (and 127.0.0.1, ::1), valid from an hour ago for a year.
+    assert.deepEqual(certNotices(configFromToml(`hostname = "localhost"\n${tls}`)), []);
+    const [wrong, ...rest] = certNotices(configFromToml(`hostname = "mx.example.net"\n${tls}`));
+    assert.deepEqual(rest, []);
+    assert.match(
+      wrong ?? '',
+      /the TLS certificate .*cert\.pem does not name hostname "mx\.example\.net" \(it names DNS:localhost/,
+    );
+    const later = Date.now() + 2 * 365 * 86_400_000;
+    assert.match(
+      certNotices(configFromToml(`hostname = "localhost"\n${tls}`), later)[0] ?? '',
+      /expired on /,
+    );
+    const earlier = Date.now() - 2 * 86_400_000;
+    assert.match(
+      certNotices(configFromToml(`hostname = "localhost"\n${tls}`), earlier)[0] ?? '',
+      /is not valid before /,
+    );
+  });
+
   test('relay_networks opens no relay to the Internet: nothing wider than a /8 (IPv6 /16)', () => {
     const c = configFromToml('[smtp]\nrelay_networks = ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"]\n');
     assert.deepEqual(

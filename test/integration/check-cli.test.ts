@@ -2,7 +2,7 @@
 // daemon would run (and what a public MTA should fix, as notices); an invalid one names every
 // problem and exits 78 — an open relay (`relay_networks = ["0.0.0.0/0"]`) too, which `serve`
 // refuses as well; a TLS key that does not belong to its certificate is caught here, not at the
-// next start.
+// next start; a certificate that does not name the host name is a notice.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,6 +41,22 @@ domain = "branch.example"
   assert.equal(n.code, 0, n.stderr);
   assert.match(n.stdout, /notice: hostname "box" is not a fully qualified domain name/);
   assert.match(n.stdout, /notice: no \[tls\]: 0\.0\.0\.0:2525 offer no STARTTLS/);
+
+  // A certificate for another name than the host's: verifying clients would refuse STARTTLS.
+  const { cert, key } = await makeTestCert();
+  writeFileSync(join(dir, 'cert.pem'), cert);
+  writeFileSync(join(dir, 'key.pem'), key);
+  const named = join(dir, 'named.toml');
+  writeFileSync(
+    named,
+    `hostname = "mx.example"\ndata_dir = "${dir}/data"\n[tls]\ncert = "cert.pem"\nkey = "key.pem"\n`,
+  );
+  const c = await runLogmta(['check', '--config', named]);
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(
+    c.stdout,
+    /notice: the TLS certificate \S+cert\.pem does not name hostname "mx\.example" \(it names DNS:localhost/,
+  );
 
   // An open relay by configuration: check refuses it, and so does serve.
   const open = join(dir, 'open.toml');
