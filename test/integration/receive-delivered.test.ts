@@ -137,4 +137,13 @@ describe('the message as its recipient gets it (logmta serve, Maildir per domain
     assert.ok(stamp >= before - 1_000 && stamp <= Date.now() + 1_000, `Received: date ${received}`);
     assert.match(head, /^Return-Path: <sender@example\.org>\nDelivered-To: ben@localhost\nReceived: /);
   });
+
+  test('a non-ASCII EHLO name leaves the Received: header ASCII unless the transaction is SMTPUTF8', async () => {
+    await transact('müller.test', ['ann@other.test'], 'Subject: 8bit helo\r\n\r\nX-Tag: helo8-1\r\n');
+    await waitFor(() => copies('other.test', 'ann', 'helo8-1').length === 1, 'the copy for ann@other.test');
+    const [m = ''] = copies('other.test', 'ann', 'helo8-1');
+    assert.match(m, /^Received: from m\?ller\.test \(\[127\.0\.0\.1\]\)$/m);
+    const head = m.slice(0, m.indexOf('\n\n'));
+    assert.doesNotMatch(head, /[^\x00-\x7f]/, 'an 8-bit header in a message sent without SMTPUTF8');
+  });
 });

@@ -52,4 +52,16 @@ describe('Received header', () => {
     });
     assert.match(h, /^Received: from a\?\?b\?\?\?c \(\[IPv6:::1\]\)\r\n\tby mx \(logmta\) with SMTP id Q; /);
   });
+  test('a non-ASCII HELO name stays UTF-8 only in an SMTPUTF8 transaction; otherwise the header is ASCII', () => {
+    const base = { hostname: 'mx', esmtp: true, id: 'Q', date: 0 };
+    const client = { ip: '192.0.2.1', port: 1, helo: 'müller.test', auth: 'jürgen' };
+    const plain = receivedHeader({ ...base, client, smtputf8: false });
+    assert.match(
+      plain,
+      /^Received: from m\?ller\.test \(\[192\.0\.2\.1\]\)\r\n\t\(authenticated sender: j\?rgen\)\r\n/,
+    );
+    assert.doesNotMatch(plain, /[^\x00-\x7f]/);
+    const utf8 = receivedHeader({ ...base, client, smtputf8: true });
+    assert.match(utf8, /^Received: from müller\.test \(/);
+  });
 });
