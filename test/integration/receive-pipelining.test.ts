@@ -2,7 +2,8 @@
 // several RCPTs with some refused, DATA, the message) in one write, the next transaction or QUIT
 // behind the final dot, a client that half-closes its side after its last command and reads the
 // replies to the end (`printf ... | nc -N`, Python's shutdown(SHUT_WR)), commands split at every
-// byte boundary, and swaks --pipeline with refused recipients. What is checked is what the client
+// byte boundary, swaks --pipeline with refused recipients and Postfix's smtp-source (sessions that
+// reuse their connection, several recipients). What is checked is what the client
 // and the recipients end up with: the replies in order and in number, the message in the
 // accepted recipients' Maildirs exactly once, nothing for the refused ones.
 // Fails: naming the replies received or the Maildir that holds the wrong messages.
@@ -48,6 +49,8 @@ max_recipients = 100
 [[local]]
 domain = "localhost"
 users = ["ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal"]
+[[local]]
+domain = "any.test"
 `;
 
 let srv: ServedSuite;
@@ -203,5 +206,38 @@ describe('pipelining as real clients do it (logmta serve)', () => {
     assert.match(r.stdout, /<\*\* +554 5\.5\.1 No valid recipients/);
     assert.doesNotMatch(r.stdout, /X-Tag: swaks-none/, 'the message was never sent');
     assert.doesNotMatch(srv.daemon.stdout(), /"msg":"received"[^\n]*"helo":"swaks-none\.test"/);
+  });
+
+  test('smtp-source: 4 sessions reusing their connections, 3 recipients a message: each copy lands once', {
+    skip: needTools('/usr/sbin/smtp-source'),
+  }, async () => {
+    const send = (args: string[]) =>
+      runTool('/usr/sbin/smtp-source', [
+        ...args,
+        '-f',
+        'a@example.org',
+        '-t',
+        'src@any.test',
+        '-S',
+        'smtp-source run',
+        `127.0.0.1:${srv.daemon.port}`,
+      ]);
+    // -d: the next message over the same connection; without it, one connection per message.
+    const reuse = await send(['-d', '-s', '4', '-m', '40', '-r', '3']);
+    assert.equal(reuse.code, 0, reuse.stderr);
+    const fresh = await send(['-s', '4', '-m', '20', '-r', '3']);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    // smtp-source's recipients: src@, 2src@, 3src@.
+    const users = ['src', '2src', '3src'];
+    const count = (u: string) =>
+      maildirMessages(`${srv.dir}/data/mail/${u}`).filter((m) => m.includes('Subject: smtp-source run'))
+        .length;
+    await waitFor(() => users.every((u) => count(u) >= 60), '60 messages in each of the three mailboxes');
+    await waitFor(
+      () =>
+        (srv.daemon.stdout().match(/"rcpt":"\d?src@any\.test"[^\n]*"msg":"delivered"/g) ?? []).length >= 180,
+      'every outcome logged',
+    );
+    assert.deepEqual(users.map(count), [60, 60, 60]);
   });
 });

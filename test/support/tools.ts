@@ -19,6 +19,7 @@ export const OPTIONAL_TOOLS: readonly string[] = [
   'fetchmail',
   'postfix',
   'postconf',
+  'smtp-source',
   'sendmail',
   'chromium',
   'python3',
