@@ -28,7 +28,9 @@ function line(head: string, text: string): string {
   // Octets are at most 3 per UTF-16 unit: short lines need no measuring.
   if (out.length * 3 <= MAX_REPLY_LINE - 2 || Buffer.byteLength(out) <= MAX_REPLY_LINE - 2) return out;
   // An echoed client name (EHLO) or a hook's long text: cut, on a character boundary.
-  const cut = Buffer.from(out).subarray(0, MAX_REPLY_LINE - 2).toString('utf8');
+  const cut = Buffer.from(out)
+    .subarray(0, MAX_REPLY_LINE - 2)
+    .toString('utf8');
   return cut.endsWith('\uFFFD') ? cut.replace(/\uFFFD+$/, '') : cut;
 }
 
