@@ -3,7 +3,9 @@
 // may quote, and the facts the index keeps per piece (pending recipients, attempts, facets).
 // Invariant: reads never change the queue; a piece that changes while it is read (a new version,
 // delivered, compacted data) is detected by its generation or re-located, never mixed up with
-// another. Fails: MESSAGE_GONE when the message ended; a read error of the file system otherwise.
+// another. An envelope is read only once the batch that placed it is durable: positions are
+// assigned when a batch is sealed, before its I/O, so reading sooner found a short file (or no
+// file: a segment being created) — `queue list/show/bounce` right after a deferral failed so. Fails: MESSAGE_GONE when the message ended; a read error of the file system otherwise.
 import { MtaError } from '../errors.js';
 import type { QueueContext } from './context.js';
 import { readRanges, type WantedRange } from './log/batch-read.js';
@@ -27,12 +29,23 @@ export class Reader {
     return env.info.attempts + (this.cx.core.unwritten.get(pslot)?.attempts ?? 0);
   }
 
+  /**
+   * Whether the piece's current envelope may not be in its file yet: not placed, or placed by a
+   * batch that is sealed but not durable (its position is assigned at the seal, before any I/O,
+   * so a read there would find a short file, or no file at all for a segment being created).
+   * A poisoned writer makes nothing durable any more: its placed records are read as they are.
+   */
+  private unwrittenAt(pslot: number): boolean {
+    const P = this.cx.core.pieces;
+    if (P.seq[pslot] === UNPLACED) return true;
+    return P.batch[pslot]! > this.cx.writer.durableBatch && this.cx.writer.poisoned === undefined;
+  }
+
   async readEnvelope(pslot: number): Promise<EnvelopeRecord> {
     const P = this.cx.core.pieces;
+    if (this.unwrittenAt(pslot)) await this.cx.writer.commit();
+    // The lane is looked up after the wait: the piece may have moved meanwhile.
     const lane = this.cx.core.laneOf(pslot);
-    if (P.seq[pslot] === UNPLACED) {
-      await this.cx.writer.commit();
-    }
     const buf = await this.cx.fs.read(
       `${this.cx.dir}/lanes/${lane.name}/${segmentName(P.seq[pslot]!)}`,
       P.off[pslot]! + FRAME_HEADER,
@@ -48,7 +61,7 @@ export class Reader {
   async readEnvelopes(slots: readonly number[]): Promise<Map<number, EnvelopeRecord>> {
     const P = this.cx.core.pieces;
     const out = new Map<number, EnvelopeRecord>();
-    if (slots.some((p) => P.seq[p] === UNPLACED)) await this.cx.writer.commit();
+    if (slots.some((p) => this.unwrittenAt(p))) await this.cx.writer.commit();
     const gens = new Map<number, number>();
     const wanted: WantedRange[] = [];
     for (const p of slots) {
