@@ -78,7 +78,10 @@ async function sendAll(s: Stage, rcpts: string[]): Promise<string[]> {
 async function connected(s: Stage): Promise<void> {
   const path = join(s.dataDir, 'admin.sock');
   await waitFor(
-    () => readFileSync('/proc/net/unix', 'utf8').split('\n').filter((l) => l.endsWith(` ${path}`)).length > 1,
+    () =>
+      readFileSync('/proc/net/unix', 'utf8')
+        .split('\n')
+        .filter((l) => l.endsWith(` ${path}`)).length > 1,
     'the queue command connected to the control socket',
   );
 }
