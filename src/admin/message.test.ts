@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   completeMessage,
+  dropMboxFrom,
   normalizeInput,
   parseAddressList,
   parseMessage,
@@ -19,6 +20,12 @@ describe('sendmail message preparation', () => {
     assert.equal(normalizeInput('a\n.\nb\n', false), 'a\r\n');
     assert.equal(normalizeInput('a\n.\nb\n', true), 'a\r\n.\r\nb\r\n');
     assert.equal(normalizeInput('a\n..\nb\n', false), 'a\r\n..\r\nb\r\n');
+  });
+
+  test('a leading mbox "From " line is dropped; a From: field or a later "From " line is not', () => {
+    assert.equal(dropMboxFrom('From abc Mon Sep 17 00:00:00 2001\r\nSubject: x\r\n'), 'Subject: x\r\n');
+    assert.equal(dropMboxFrom('From: a@b\r\n\r\nFrom here\r\n'), 'From: a@b\r\n\r\nFrom here\r\n');
+    assert.equal(dropMboxFrom('From x'), '');
   });
 
   test('header fields are split from the body, folded lines kept with their field', () => {

@@ -1,5 +1,5 @@
 // What a local sendmail does to a message before queueing it, as pure functions: line ends to
-// CRLF, the lone "." that ends input (unless -i), recipients taken from To/Cc/Bcc (-t), Bcc
+// CRLF, the lone "." that ends input (unless -i), a leading mbox "From " line dropped, recipients taken from To/Cc/Bcc (-t), Bcc
 // removed, and Date / Message-ID / From added when missing (RFC 5322 3.6 requires Date and
 // From; Message-ID is a SHOULD that every MTA fills in for local submissions).
 // Invariant: header fields other than Bcc are passed through byte for byte (only line ends
@@ -32,6 +32,18 @@ export function normalizeInput(text: string, ignoreDots: boolean): string {
     out.push(l);
   }
   return out.length === 0 ? '' : `${out.join('\r\n')}\r\n`;
+}
+
+/**
+ * Drops a first line that is an mbox "From " separator ("From sender date", as git
+ * format-patch files and formail output begin): no header field, so it would otherwise end the
+ * header block and turn every field after it into body. Postfix's sendmail and sendmail 8 skip
+ * it too. Takes and returns CRLF text.
+ */
+export function dropMboxFrom(msg: string): string {
+  if (!msg.startsWith('From ')) return msg;
+  const eol = msg.indexOf('\r\n');
+  return eol < 0 ? '' : msg.slice(eol + 2);
 }
 
 const FIELD_START = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;

@@ -4,6 +4,8 @@
 // Options as sendmail/Postfix take them: -t (recipients from To/Cc/Bcc, added to any given on
 // the command line; Bcc removed), -f/-r SENDER, -F NAME, -i / -oi (a lone "." does not end the
 // message), -v (print the queue id); other -o*, -B, -N, -U, -bm are accepted and ignored.
+// A first line that is an mbox "From " separator (git format-patch files) is dropped, as
+// Postfix's sendmail does. A message over smtp.max_message_size is refused here (65).
 // The queue commands scripts call sendmail for, as Postfix's sendmail does: -q (deliver all
 // queued mail now: `logmta queue flush`, dead-host marks included), -qRSITE (the mail for SITE:
 // `flush --domain SITE`), -q<interval> (accepted and ignored: there is no queue-run daemon
@@ -17,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
 import {
   completeMessage,
+  dropMboxFrom,
   normalizeInput,
   parseAddressList,
   parseMessage,
@@ -204,7 +207,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const user = process.env.USER ?? process.env.LOGNAME ?? userInfo().username;
     const raw = await readAll(io.stdin ?? process.stdin);
     // latin1 keeps every byte as one char, so 8-bit mail passes through unchanged.
-    const parsed = parseMessage(normalizeInput(raw.toString('latin1'), o.ignoreDots));
+    const parsed = parseMessage(dropMboxFrom(normalizeInput(raw.toString('latin1'), o.ignoreDots)));
     // A user name without a domain ("root", as cron gives MAILTO), and the default sender, get
     // the first local domain, else the hostname, as sendmail and Postfix use $myorigin: so a
     // bounce of a cron mail comes back to a local mailbox.
@@ -233,6 +236,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
       ...(o.fullName !== undefined ? { fullName: o.fullName } : {}),
       removeBcc: true,
     });
+    // Checked here too, as the daemon checks it: a message far over the limit would otherwise
+    // be refused as an over-long control request (exit 69), not as too large (65).
+    const max = target.config.smtp.maxMessageSize;
+    if (message.length > max)
+      throw new MtaError(
+        'INJECT_TOO_BIG',
+        'permanent',
+        `message larger than ${max} bytes (smtp.max_message_size)`,
+      );
     const r = await withDaemon(target, (c) =>
       c.request<{ id: string }>('inject', {
         sender,
