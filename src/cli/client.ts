@@ -5,6 +5,12 @@
 // Failure: no daemon (ENOENT, ECONNREFUSED) is ADMIN_UNREACHABLE (transient), a socket we may
 // not use (EACCES, EPERM) is ADMIN_FORBIDDEN; an error answered by the daemon is rethrown as an
 // MtaError with the daemon's code and message. exitCodeFor maps them to sysexits.
+// A daemon that is stopped (SIGSTOP) or hung still accepts connections (the kernel's backlog)
+// but never answers: while a request waits, the client asks for `status` on a second
+// connection every probeMs, and gives up (ADMIN_UNREACHABLE) when that gets no answer within
+// probeMs either. A slow action (one waiting up to 30 s per busy message) is not cut short:
+// the daemon answers the probe meanwhile. A request given up on may still be carried out if the
+// daemon resumes and reads it.
 import net from 'node:net';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
 import { MtaError } from '../errors.js';
@@ -35,6 +41,9 @@ export function findDaemon(v: {
   return { config, socket: v.socket ?? config.admin.socket };
 }
 
+/** How often a waiting request checks that the daemon still answers, and how long the check may take. */
+const PROBE_MS = 5_000;
+
 export class AdminClient {
   private nextId = 1;
   private readonly waiting = new Map<
@@ -42,8 +51,14 @@ export class AdminClient {
     { resolve: (v: unknown) => void; reject: (e: MtaError) => void }
   >();
   private failure: MtaError | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private probing = false;
 
-  private constructor(private readonly sock: net.Socket) {
+  private constructor(
+    private readonly sock: net.Socket,
+    private readonly path: string,
+    private readonly probeMs: number,
+  ) {
     const lines = new LineSplitter(1024 * 1024 * 1024);
     sock.on('data', (chunk: Buffer) => {
       for (const line of lines.feed(chunk)) {
@@ -60,6 +75,7 @@ export class AdminClient {
           continue;
         }
         this.waiting.delete(r.id);
+        if (this.waiting.size === 0) this.stopWatchdog();
         if (r.ok) w.resolve(r.result);
         else w.reject(fromBody(r.error));
       }
@@ -72,7 +88,8 @@ export class AdminClient {
     );
   }
 
-  static connect(path: string, timeoutMs = 10_000): Promise<AdminClient> {
+  /** `probeMs`: how often a waiting request checks that the daemon still answers (0: never). */
+  static connect(path: string, timeoutMs = 10_000, probeMs = PROBE_MS): Promise<AdminClient> {
     return new Promise((resolve, reject) => {
       const sock = net.connect(path);
       const timer = setTimeout(() => {
@@ -101,7 +118,7 @@ export class AdminClient {
       sock.once('connect', () => {
         clearTimeout(timer);
         sock.removeAllListeners('error');
-        resolve(new AdminClient(sock));
+        resolve(new AdminClient(sock, path, probeMs));
       });
     });
   }
@@ -112,16 +129,57 @@ export class AdminClient {
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.sock.write(`${JSON.stringify({ id, op, args })}\n`);
+      if (this.probeMs > 0) this.watchdog ??= setInterval(() => this.probe(), this.probeMs);
     });
   }
 
   close(): void {
+    this.stopWatchdog();
     this.sock.end();
     this.sock.destroy();
   }
 
+  /** Asks for `status` on a connection of its own; no answer within probeMs fails every request. */
+  private probe(): void {
+    if (this.probing || this.failure) return;
+    this.probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer')), this.probeMs);
+    });
+    let other: AdminClient | undefined;
+    const asked = AdminClient.connect(this.path, this.probeMs, 0).then((c) => {
+      other = c;
+      return c.request('status');
+    });
+    Promise.race([asked, silent])
+      .then(
+        () => {},
+        () =>
+          this.fail(
+            new MtaError(
+              'ADMIN_UNREACHABLE',
+              'transient',
+              `the daemon at ${this.path} accepts connections but does not answer (stopped or hung?); the request may still be carried out if it resumes`,
+            ),
+          ),
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        other?.close();
+        this.probing = false;
+      });
+    asked.catch(() => {});
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdog !== undefined) clearInterval(this.watchdog);
+    this.watchdog = undefined;
+  }
+
   private fail(e: MtaError): void {
     if (this.failure) return;
+    this.stopWatchdog();
     this.failure = e;
     for (const w of this.waiting.values()) w.reject(e);
     this.waiting.clear();

@@ -231,3 +231,29 @@ describe('queue actions while the message is on the wire', () => {
     });
   }
 });
+
+describe('a daemon that does not answer', () => {
+  test('stopped (SIGSTOP): queue commands exit 69 and sendmail 75 within seconds, instead of hanging', async () => {
+    const { s } = await world();
+    s.daemon.kill('SIGSTOP');
+    const started = Date.now();
+    const [l, h, m] = await Promise.all([
+      queue(s, ['list']),
+      queue(s, ['hold', '--all', '--yes']),
+      runTool(
+        process.execPath,
+        [LOGMTA_BIN, 'sendmail', '--config', s.daemon.configFile!, 'a@customer.test'],
+        {
+          input: 'Subject: cron\n\nout\n',
+          timeoutMs: 60_000,
+        },
+      ),
+    ]);
+    s.daemon.kill('SIGCONT');
+    assert.equal(l.code, 69, l.stderr);
+    assert.equal(h.code, 69, h.stderr);
+    assert.equal(m.code, 75, m.stderr);
+    for (const r of [l, h, m]) assert.match(r.stderr, /does not answer/);
+    assert.ok(Date.now() - started < 30_000, 'gave up within seconds');
+  });
+});
