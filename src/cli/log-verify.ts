@@ -3,12 +3,16 @@
 // formats the report and maps its status to the exit code.
 // Exit codes: 0 clean; 1 crash leftovers only, which the next start repairs (torn tails, live
 // envelopes without data, incomplete moves); 2 corruption or missing segments; 64 usage;
-// 66 no such queue directory.
+// 66 no such queue directory; 75 the queue changed under the scan too often (a running daemon).
+// On a queue a running daemon holds (its lock, queue/lock.ts), recovery has already repaired
+// every crash leftover, so what looks like one is a batch being written: it is reported as in
+// progress, exit 0. A segment the daemon frees while the scan runs restarts the scan.
 import { parseArgs } from 'node:util';
 import { parseCommand } from './args.js';
 import {
   type LaneReport,
   NotAQueueError,
+  queueInUse,
   type VerifyReport,
   type VerifyStatus,
   verifyQueue,
@@ -29,7 +33,7 @@ const pct = (r: number) => `${(r * 100).toFixed(1)}%`;
 const num = (n: number) => n.toLocaleString('en-US');
 
 /** The human-readable report. */
-export function formatReport(r: VerifyReport): string {
+export function formatReport(r: VerifyReport, inProgress = false): string {
   const head = ['lane', 'segs', 'bytes', 'data', 'env', 'delta', 'done', 'live env', 'live msgs', 'garbage'];
   const rows = r.lanes.map((l) => [
     l.name,
@@ -77,9 +81,11 @@ export function formatReport(r: VerifyReport): string {
   out.push(
     r.status === 'clean'
       ? 'result: clean'
-      : r.status === 'torn'
-        ? 'result: crash leftovers only (normal after a crash; the next start repairs them)'
-        : 'result: CORRUPT',
+      : inProgress
+        ? 'result: clean (the above are writes in progress of the running daemon, not crash leftovers)'
+        : r.status === 'torn'
+          ? 'result: crash leftovers only (normal after a crash; the next start repairs them)'
+          : 'result: CORRUPT',
   );
   return `${out.join('\n')}\n`;
 }
@@ -103,16 +109,39 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return 64;
   }
   const dir = parsed.positionals[0] ?? './logmta-data/queue';
-  let report: VerifyReport;
-  try {
-    report = await verifyQueue(dir);
-  } catch (e) {
-    if (e instanceof NotAQueueError) {
-      io.stderr.write(`logmta log verify: ${e.message}\n`);
-      return 66;
+  let report: VerifyReport | undefined;
+  let running: { pid: number | undefined } | undefined;
+  for (let scan = 0; report === undefined; scan++) {
+    try {
+      running = queueInUse(dir);
+      report = await verifyQueue(dir);
+    } catch (e) {
+      if (e instanceof NotAQueueError) {
+        io.stderr.write(`logmta log verify: ${e.message}\n`);
+        return 66;
+      }
+      // A file listed at the start of the scan and gone when read: the daemon freed it.
+      if (running === undefined || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (scan === SCANS - 1) {
+        io.stderr.write(
+          `logmta log verify: the running logmta changed ${dir} faster than it could be read (${SCANS} scans); try again\n`,
+        );
+        return 75;
+      }
     }
-    throw e;
   }
-  io.stdout.write(parsed.values.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
-  return exitCodeOf(report.status);
+  const inProgress = running !== undefined && report.status === 'torn';
+  if (parsed.values.json)
+    io.stdout.write(`${JSON.stringify({ ...report, running: running ?? null, inProgress }, null, 2)}\n`);
+  else {
+    io.stdout.write(formatReport(report, inProgress));
+    if (running)
+      io.stdout.write(
+        `note: a running logmta${running.pid ? ` (pid ${running.pid})` : ''} holds this queue: this is a snapshot of a log being written; stop it for an exact check\n`,
+      );
+  }
+  return inProgress ? 0 : exitCodeOf(report.status);
 }
+
+/** Scans of a running daemon's queue before giving up because its files keep vanishing. */
+const SCANS = 5;

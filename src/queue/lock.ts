@@ -8,6 +8,8 @@
 // left unwritten on a full disk — the lock does not depend on it.
 // Fails: QUEUE_LOCKED (permanent) when another process holds the lock, naming it; an error to
 // open the file (permissions) is thrown as it is.
+// queueInUse asks the same question read-only (for `log verify`): a shared lock, tried and at
+// once given back, opening the file read-only and never creating it.
 // flock comes from fs-ext (a small native module; Node has no flock). Locks are per open file
 // description: the same process taking the directory twice without releasing is refused too.
 import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
@@ -16,7 +18,7 @@ import { join } from 'node:path';
 import { MtaError } from '../errors.js';
 
 const { flockSync } = createRequire(import.meta.url)('fs-ext') as {
-  flockSync(fd: number, flags: 'exnb' | 'un'): void;
+  flockSync(fd: number, flags: 'exnb' | 'shnb' | 'un'): void;
 };
 
 export interface QueueLock {
@@ -64,4 +66,37 @@ export function lockQueueDir(dir: string): QueueLock {
       closeSync(fd); // closing the only descriptor of the open file frees the flock
     },
   };
+}
+
+/**
+ * Whether a process (a running daemon) holds the lock of `dir`, and its pid when the file names
+ * one. Read-only: the lock file is opened for reading and never created. The shared lock it
+ * tries is given back at once; a daemon starting in that same instant is refused, as it would be
+ * by any holder.
+ */
+export function queueInUse(dir: string): { pid: number | undefined } | undefined {
+  const file = join(dir, 'owner.pid');
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY);
+  } catch {
+    return undefined; // no lock file: no daemon ever used it, or not readable (verify says more)
+  }
+  try {
+    flockSync(fd, 'shnb');
+    flockSync(fd, 'un');
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') throw e;
+    let pid: number | undefined;
+    try {
+      pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+    } catch {
+      // unreadable: in use all the same
+    }
+    return { pid: pid !== undefined && Number.isInteger(pid) && pid > 0 ? pid : undefined };
+  } finally {
+    closeSync(fd);
+  }
 }
