@@ -314,14 +314,15 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     );
   }
   const policyHooks = makeServerHooks(config, router, queues, ids, stages);
-  const hooks = events.wrapServerHooks(
-    withFilters(
-      cluster
-        ? cluster.serverHooks(policyHooks, (d) => router.odmrDomainOf(d) ?? router.etrnOf(d)?.domain)
-        : policyHooks,
-      filters,
-    ),
+  const filteredHooks = withFilters(
+    cluster
+      ? cluster.serverHooks(policyHooks, (d) => router.odmrDomainOf(d) ?? router.etrnOf(d)?.domain)
+      : policyHooks,
+    filters,
   );
+  // SMTP's hooks note the client's facts for the `received` event; local submission (sendmail,
+  // below) uses the same hooks without them, so its mail is counted and logged as source "local".
+  const hooks = events.wrapServerHooks(filteredHooks);
   // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
   const odmr = await startEtrnOdmr(config, {
     queues,
@@ -412,7 +413,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       clock,
       inject: makeInjector({
         hostname: config.hostname,
-        hooks,
+        hooks: filteredHooks,
         clock,
         maxMessageSize: config.smtp.maxMessageSize,
       }),
