@@ -5,7 +5,8 @@
 // appends its records and a history entry and resolves only once they are durable — so an
 // action that answered "done" survives a crash right after.
 // Failure: a bad argument is ADMIN_BAD_REQUEST; an id that is not queued is reported in
-// `missing`, not thrown, so one stale id does not hide the others' results.
+// `missing` (one queued but with nothing to do, in `unchanged`), not thrown, so one stale id
+// does not hide the others' results.
 import { parseDuration } from '../config/index.js';
 import { MtaError } from '../errors.js';
 import {
@@ -57,8 +58,13 @@ export type OpHandler = (args: Args) => Promise<unknown>;
 export interface ActionResult {
   /** Ids acted on, with the number of pieces (envelopes) each action touched. */
   done: Array<{ id: string; pieces: number }>;
-  /** Ids given that are not in the queue (or had nothing to act on). */
+  /** Ids given that are not in the queue. */
   missing: string[];
+  /**
+   * Ids in the queue that the action had nothing to do to: already held (hold), not held
+   * (release), not deferred (flush).
+   */
+  unchanged: string[];
   /**
    * Ids with pieces left alone because a delivery of them (an attempt, a flush, an ATRN session)
    * was still in flight when the daemon stopped waiting: try again later.
@@ -118,7 +124,7 @@ function parseIds(args: Args): number[] {
 }
 
 async function act(queues: Queues, ids: number[], name: ActionName): Promise<ActionResult> {
-  const res: ActionResult = { done: [], missing: [], busy: [] };
+  const res: ActionResult = { done: [], missing: [], unchanged: [], busy: [] };
   for (const id of ids) {
     let r: ActionOutcome;
     switch (name) {
@@ -140,7 +146,7 @@ async function act(queues: Queues, ids: number[], name: ActionName): Promise<Act
     }
     if (r.pieces > 0) res.done.push({ id: formatId(id), pieces: r.pieces });
     if (r.busy > 0) res.busy.push({ id: formatId(id), pieces: r.busy });
-    else if (r.pieces === 0) res.missing.push(formatId(id));
+    else if (r.pieces === 0) (queues.has(id) ? res.unchanged : res.missing).push(formatId(id));
   }
   return res;
 }
@@ -205,7 +211,7 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
     const domain = optString(args, 'domain')?.toLowerCase().replace(/\.$/, '');
     if (ids.length > 0) return { ...(await act(queues, ids, 'flush')), retry: 0, held: 0 };
     if (domain === undefined)
-      return { done: [], missing: [], busy: [], retry: queues.flushRetries(), held: 0 };
+      return { done: [], missing: [], unchanged: [], busy: [], retry: queues.flushRetries(), held: 0 };
     // A held ETRN domain: run its lane like an ETRN would — past older dead-host marks, as
     // postqueue -f re-enables dead sites — the attempts go on after we answer. An ODMR domain's
     // mail waits for its customer's ATRN: it is only counted.
@@ -215,7 +221,7 @@ export function makeOps(deps: AdminDeps): Map<string, OpHandler> {
     if (held > 0) void queues.flushHeld(domain, { reachableSince: clock.now() }).catch(() => {});
     const now = clock.now();
     const r = await act(queues, await queues.matchIds({ lane: 'retry', domain }, now), 'flush');
-    return { ...r, missing: [], retry: r.done.length, held, waiting: odmr ? inLane : 0 };
+    return { ...r, missing: [], unchanged: [], retry: r.done.length, held, waiting: odmr ? inLane : 0 };
   });
 
   ops.set('inject', async (args) => {

@@ -32,6 +32,15 @@ const PAST: Record<Action | 'flush', string> = {
   flush: 'flushed',
 };
 
+/** What an action found when a queued message needed nothing from it. */
+const UNCHANGED: Record<Action | 'flush', string> = {
+  hold: 'already held',
+  release: 'not held: nothing to release',
+  delete: 'nothing to delete',
+  bounce: 'nothing to bounce',
+  flush: 'not deferred: nothing to flush',
+};
+
 function parse(argv: string[]) {
   return parseArgs({
     args: argv,
@@ -89,7 +98,8 @@ async function confirm(io: Io, question: string): Promise<boolean> {
 function printActions(io: Io, verb: Action | 'flush', r: ActionResult): void {
   for (const d of r.done)
     io.stdout.write(`${d.id}: ${PAST[verb]} (${d.pieces} envelope${d.pieces === 1 ? '' : 's'})\n`);
-  for (const id of r.missing) io.stderr.write(`${id}: not in the queue (or nothing to ${verb})\n`);
+  for (const id of r.missing) io.stderr.write(`${id}: not in the queue\n`);
+  for (const id of r.unchanged ?? []) io.stderr.write(`${id}: ${UNCHANGED[verb]}\n`);
   for (const b of r.busy ?? [])
     io.stderr.write(
       `${b.id}: not ${PAST[verb]}: ${b.pieces} envelope${b.pieces === 1 ? ' is' : 's are'} being delivered right now; try again\n`,

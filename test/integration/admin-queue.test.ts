@@ -259,7 +259,12 @@ token = "s3cret"
     );
     const held = await post(`/api/queue/${ids.m3}/hold`, { 'content-type': 'application/json' });
     assert.equal(held.status, 200);
-    assert.deepEqual(await held.json(), { done: [{ id: ids.m3, pieces: 1 }], missing: [], busy: [] });
+    assert.deepEqual(await held.json(), {
+      done: [{ id: ids.m3, pieces: 1 }],
+      missing: [],
+      unchanged: [],
+      busy: [],
+    });
     const summary = (await (
       await fetch(`${base}/api/op/summary`, {
         method: 'POST',

@@ -155,6 +155,24 @@ describe('queue actions on a live daemon while a destination is down', () => {
     assert.ok(stays);
   });
 
+  test('an action with nothing to do on a queued message says so, not "not in the queue", and exits 0', async () => {
+    const { s } = await world();
+    const [a, b] = await sendAll(s, ['a@customer.test', 'b@customer.test']);
+    assert.equal((await queue(s, ['hold', a!])).code, 0);
+    const h = await queue(s, ['hold', '--domain', 'customer.test', '--yes']);
+    assert.equal(h.code, 0, h.stderr);
+    assert.equal(h.stdout, `${b}: held (1 envelope)\n`);
+    assert.equal(h.stderr, `${a}: already held\n`);
+    assert.equal((await queue(s, ['release', b!])).code, 0);
+    const r = await queue(s, ['release', b!, '0000000000001']);
+    assert.equal(r.code, 1, 'an id not queued is still an error');
+    assert.match(r.stderr, new RegExp(`^${b}: not held: nothing to release$`, 'm'));
+    assert.match(r.stderr, /^0000000000001: not in the queue$/m);
+    const f = await queue(s, ['flush', a!]);
+    assert.equal(f.code, 0, f.stderr);
+    assert.equal(f.stderr, `${a}: not deferred: nothing to flush\n`);
+  });
+
   test('an action refused for a malformed id does nothing to the valid ids beside it', async () => {
     const { s } = await world();
     const [a] = await sendAll(s, ['a@customer.test']);
