@@ -84,6 +84,13 @@ export class QueueCore {
    * data columns hold the lane, the first extent and the total length.
    */
   readonly chunked = new Map<number, ChunkedData>();
+  /**
+   * Messages whose data was just moved to a new copy by a batch not yet durable (message slot →
+   * that batch): positions are assigned when a batch is sealed, before its I/O, so a read of the
+   * copy must wait for the batch (read.ts). First placements need no entry: until the accept is
+   * durable nothing reads them from the log. Entries of durable batches go (forgetDurable).
+   */
+  readonly dataMoving = new Map<number, number>();
   /** Recovery only: incomplete copies of chunked data, by message slot. */
   private readonly candidates = new Map<number, ChunkCandidate>();
   private readonly dirty = new Set<LaneState>();
@@ -340,6 +347,7 @@ export class QueueCore {
 
   /** Frees a message row and stops counting its data. */
   dropMessage(mslot: number): void {
+    this.dataMoving.delete(mslot);
     this.unaccountData(mslot);
     this.msgs.release(mslot);
   }
@@ -371,7 +379,10 @@ export class QueueCore {
       const s = lane.seg(seq);
       s.dataBytes += len;
       if (M.id[mslot] !== id) return; // message finished before placement
-      if (M.dataSeq[mslot] !== UNPLACED) this.unaccountData(mslot);
+      if (M.dataSeq[mslot] !== UNPLACED) {
+        this.unaccountData(mslot);
+        this.dataMoving.set(mslot, this.writer.nextBatch); // inside onPlaced: the batch being sealed
+      }
       M.dataLane[mslot] = lane.idx;
       M.dataSeq[mslot] = seq;
       M.dataOff[mslot] = off + FRAME_HEADER + DATA_PREFIX;
@@ -429,8 +440,23 @@ export class QueueCore {
       for (const e of extents) this.unpinExtent(lane, e.seq, e.len);
       return;
     }
-    if (M.dataSeq[mslot] !== UNPLACED) this.unaccountData(mslot);
+    if (M.dataSeq[mslot] !== UNPLACED) {
+      this.unaccountData(mslot);
+      this.dataMoving.set(mslot, this.writer.nextBatch);
+    }
     this.placeChunked(mslot, lane, extents);
+  }
+
+  /** Whether the message's data copy may not be in its file yet (a move in a batch not durable). */
+  dataUnwritten(mslot: number): boolean {
+    const b = this.dataMoving.get(mslot);
+    return b !== undefined && b > this.writer.durableBatch && this.writer.poisoned === undefined;
+  }
+
+  /** Drops the entries of dataMoving that `batch` (now durable) and the batches before it cover. */
+  forgetDurable(batch: number): void {
+    if (this.dataMoving.size === 0) return;
+    for (const [m, b] of this.dataMoving) if (b <= batch) this.dataMoving.delete(m);
   }
 
   private placeChunked(mslot: number, lane: LaneState, extents: Extent[]): void {

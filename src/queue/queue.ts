@@ -97,7 +97,8 @@ export class Queue {
     this.operator = new Operator(cx, this.read, this.outcomes, this.runner, opts);
     this.expire = new Expiry(cx, this.read, this.outcomes, (slot) => this.runner.take(slot));
     this.maintenance = new Maintenance(cx, this.read, () => this.expire.expireHeld());
-    cx.writer.onDurable = () => {
+    cx.writer.onDurable = (batch) => {
+      cx.core.forgetDurable(batch);
       this.runner.unblock();
       // Not while recovery runs: it still reads (and sets aside) segments that may look empty.
       if (!this.maintenance.reclaiming && this.recovery) void this.maintenance.reclaim();

@@ -5,7 +5,9 @@
 // delivered, compacted data) is detected by its generation or re-located, never mixed up with
 // another. An envelope is read only once the batch that placed it is durable: positions are
 // assigned when a batch is sealed, before its I/O, so reading sooner found a short file (or no
-// file: a segment being created) — `queue list/show/bounce` right after a deferral failed so. Fails: MESSAGE_GONE when the message ended; a read error of the file system otherwise.
+// file: a segment being created) — `queue list/show/bounce` right after a deferral failed so.
+// Data moved to a new copy (a move out of `new`, compaction) is read from it only once the batch
+// that placed the copy is durable (core.dataUnwritten). Fails: MESSAGE_GONE when the message ended; a read error of the file system otherwise.
 import { MtaError } from '../errors.js';
 import type { QueueContext } from './context.js';
 import { readRanges, type WantedRange } from './log/batch-read.js';
@@ -131,7 +133,7 @@ export class Reader {
       throw new MtaError('MESSAGE_GONE', 'permanent', `message ${formatId(msgId)} is no longer queued`);
     const fresh = this.cx.fresh.data.get(msgId);
     if (fresh) return fresh.chunks.length === 1 ? fresh.chunks[0]! : Buffer.concat(fresh.chunks as Buffer[]);
-    if (M.dataSeq[mslot] === UNPLACED) await this.cx.writer.commit();
+    if (M.dataSeq[mslot] === UNPLACED || this.cx.core.dataUnwritten(mslot)) await this.cx.writer.commit();
     if (this.cx.core.chunked.has(mslot)) {
       const parts: Buffer[] = [];
       for await (const b of this.dataStream(mslot, msgId)) parts.push(b);
@@ -173,7 +175,7 @@ export class Reader {
     let pos = 0;
     for (let retried = false; ; ) {
       if (M.id[mslot] !== msgId) throw gone();
-      if (M.dataSeq[mslot] === UNPLACED) await this.cx.writer.commit();
+      if (M.dataSeq[mslot] === UNPLACED || this.cx.core.dataUnwritten(mslot)) await this.cx.writer.commit();
       const end = Math.min(M.dataLen[mslot]!, limit);
       if (pos >= end) return;
       const at = this.cx.core.dataAt(mslot, pos, Math.min(piece, end - pos));
