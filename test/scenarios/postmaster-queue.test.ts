@@ -189,23 +189,27 @@ describe('queue actions on a live daemon while a destination is down', () => {
 describe('a bulk action cut short by SIGKILL', () => {
   test('hold --all killed halfway: after the restart every message is held or deferred, none lost, each delivered once', async () => {
     const { s, host } = await world();
-    const rcpts = Array.from({ length: 60 }, (_, i) => `m${i}@customer.test`);
+    const n = 150;
+    const rcpts = Array.from({ length: n }, (_, i) => `m${i}@customer.test`);
     await sendAll(s, rcpts);
+    // One commit per message: the first logged hold comes well before the last one.
     const run = queue(s, ['hold', '--all', '--yes']);
-    await s.waitLog('operator action', 10);
+    await s.waitLog('operator action', 1);
     await s.kill('SIGKILL');
     const r = await run;
-    assert.equal(r.code, 69, r.stderr);
-    assert.match(r.stderr, /closed the control connection/);
+    // Cut short (69: the daemon closed the connection), or, on a fast disk, done just before.
+    assert.ok(r.code === 69 || r.code === 0, `${r.code}: ${r.stderr}`);
+    if (r.code === 69) assert.match(r.stderr, /closed the control connection/);
     await s.restart('SIGKILL');
     const lanes = await s.lanes();
-    assert.equal((lanes.hold ?? 0) + (lanes['retry-300s'] ?? 0), 60, JSON.stringify(lanes));
-    assert.ok((lanes.hold ?? 0) >= 10, 'the holds that were logged were committed');
+    assert.equal((lanes.hold ?? 0) + (lanes['retry-300s'] ?? 0), n, JSON.stringify(lanes));
+    assert.ok((lanes.hold ?? 0) >= 1, 'the hold that was logged was committed');
+    if (r.code === 0) assert.equal(lanes.hold, n, 'an answered bulk hold is all durable');
     await host.up();
     assert.equal((await queue(s, ['release', '--lane', 'hold', '--yes'])).code, 0);
     assert.equal((await queue(s, ['flush'])).code, 0);
-    await host.waitFor(60, 'every message', 30_000);
-    await s.waitLanes((l) => Object.values(l).every((n) => n === 0), 'an empty queue');
+    await host.waitFor(n, 'every message', 30_000);
+    await s.waitLanes((l) => Object.values(l).every((x) => x === 0), 'an empty queue');
     assert.deepEqual(host.recipients().sort(), [...rcpts].sort());
   });
 });
