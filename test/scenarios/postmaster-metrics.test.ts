@@ -77,6 +77,8 @@ host = "127.0.0.1:${down.port}"
     assert.equal(m.get('logmta_operator_actions_total'), 2);
     assert.equal(m.get('logmta_queue_messages'), 1);
     assert.equal(m.get('logmta_operator_held_messages'), 1);
+    // The log is buffered (written every 100 ms at the latest): wait for the lines, then read them.
+    await s.waitLog('received', 3);
     const received = s.logLines().filter((l) => l.msg === 'received');
     assert.deepEqual(
       received.map((l) => l.source),
