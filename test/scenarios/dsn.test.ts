@@ -1,0 +1,193 @@
+// Delivery reports as the sender lives them: a real `logmta serve` relays for loopback clients to
+// next hops that refuse, defer or take each recipient, and its reports travel to the sender's own
+// mail host like any mail — a host that may be down when they are made. What is checked is what
+// arrives there, read by Python's email package (an independent MIME parser): one report per
+// event, each recipient named once, never a report about a delivered recipient unless it asked
+// for NOTIFY=SUCCESS, and the RFC 3461 parameters (ENVID, ORCPT, RET, NOTIFY) carried through.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { waitFor } from '../support/daemon.js';
+import { readReport } from '../support/dsn-python.js';
+import { sendMail } from '../support/inject.js';
+import { hasPythonEmail } from '../support/mime-check.js';
+import type { SinkTransaction } from '../support/sink.js';
+import { type CustomerHost, scenes, type Stage } from './kit.js';
+
+const scene = scenes();
+const skip = hasPythonEmail() ? false : 'python3 with its email package is not installed';
+
+/** A relay for loopback clients retrying every second, with one route per domain. */
+function relayToml(routes: Record<string, number>, queue = ''): string {
+  let t = `[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[queue]\nretry = ["1s"]\n${queue}\n`;
+  for (const [domain, port] of Object.entries(routes))
+    t += `[[route]]\ndomain = "${domain}"\nhost = "127.0.0.1:${port}"\n`;
+  return t;
+}
+
+/** The reports a host received (transactions from the null sender). */
+const reportsAt = (h: CustomerHost): SinkTransaction[] => h.received.filter((t) => t.sender === '');
+
+/** Waits until the daemon's queue is empty (every lane). */
+const drained = (s: Stage): Promise<void> =>
+  s.waitLanes((l) => Object.values(l).every((n) => n === 0), 'an empty queue', 20_000);
+
+describe('bounces as the sender receives them', { skip }, () => {
+  test('a refused recipient: one bounce, made while the sender host was down, read by a MIME parser', async () => {
+    const dst = await scene.customer();
+    const home = await scene.customer(); // the sender's mail host: down for now
+    await dst.up({ rcptReply: (a) => (a === 'gone@dst.test' ? '550 5.1.1 no such user here' : undefined) });
+    const s = await scene.stage({ toml: relayToml({ 'dst.test': dst.port, 'sender.test': home.port }) });
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [
+        { address: 'gone@dst.test', orcpt: 'rfc822;Gone+Alias@dst.test', notify: ['FAILURE'] },
+        'ok@dst.test',
+      ],
+      subject: 'quarterly figures',
+      body: 'SECRET-BODY\r\n',
+      ret: 'HDRS',
+      envid: 'batch 7+x=1',
+    });
+    await s.waitLog('failed');
+    // The bounce met the refused connection of the sender's host and waits for its retry.
+    await waitFor(
+      () => s.logLines().some((l) => l.msg === 'deferred' && l.rcpt === 'bob@sender.test'),
+      'the bounce deferred',
+    );
+    await home.up();
+    await s.admin('flush');
+    await home.waitFor(1, 'the bounce');
+    await drained(s);
+    assert.deepEqual(dst.recipients(), ['ok@dst.test']);
+    const reports = reportsAt(home);
+    assert.equal(home.received.length, 1, 'one message at the sender host: the bounce');
+    assert.deepEqual(reports[0]!.recipients, ['bob@sender.test']);
+
+    const r = await readReport(reports[0]!.data);
+    assert.deepEqual(r.defects, []);
+    assert.equal(r.contentType, 'multipart/report');
+    assert.equal(r.reportType, 'delivery-status');
+    assert.deepEqual(r.parts, ['text/plain', 'message/delivery-status', 'text/rfc822-headers']);
+    assert.match(r.from, /<MAILER-DAEMON@mx\.test>$/);
+    assert.equal(r.to, '<bob@sender.test>');
+    assert.equal(r.autoSubmitted, 'auto-replied');
+    assert.equal(r.perMessage['reporting-mta'], 'dns; mx.test');
+    assert.equal(r.perMessage['original-envelope-id'], 'batch 7+x=1');
+    assert.ok(r.perMessage['arrival-date'], 'Arrival-Date');
+    assert.equal(r.perRecipient.length, 1, 'only the refused recipient is named');
+    const g = r.perRecipient[0]!;
+    assert.equal(g['final-recipient'], 'rfc822; gone@dst.test');
+    assert.equal(g['original-recipient'], 'rfc822;Gone+Alias@dst.test');
+    assert.equal(g.action, 'failed');
+    assert.equal(g.status, '5.1.1');
+    assert.equal(g['remote-mta'], 'dns; 127.0.0.1');
+    assert.equal(g['diagnostic-code'], 'smtp; 550 5.1.1 no such user here');
+    assert.ok(g['last-attempt-date'], 'Last-Attempt-Date');
+    // RET=HDRS: the original's header fields, not its body.
+    assert.equal(r.returned.type, 'text/rfc822-headers');
+    assert.equal(r.returned.headers.subject, 'quarterly figures');
+    assert.equal(r.returned.headers.from, '<bob@sender.test>');
+    assert.doesNotMatch(reports[0]!.data.toString('latin1'), /SECRET-BODY/);
+  });
+
+  test('one message, every fate: each recipient reported once, and only as it asked', async () => {
+    // now, told: taken at once (told asked NOTIFY=SUCCESS; the hop offers no DSN: "relayed").
+    // fail: refused for good. quiet: refused, NOTIFY=NEVER. later: deferred twice, then taken.
+    // delay: deferred twice with NOTIFY=DELAY (past delay_warning), then taken. never: deferred
+    // until max_age.
+    const tries = new Map<string, number>();
+    const dst = await scene.customer();
+    await dst.up({
+      rcptReply: (a) => {
+        const n = (tries.get(a) ?? 0) + 1;
+        tries.set(a, n);
+        if (a.startsWith('fail@') || a.startsWith('quiet@')) return '550 5.1.1 no such user';
+        if (a.startsWith('never@')) return '450 4.2.1 mailbox busy';
+        if ((a.startsWith('later@') || a.startsWith('delay@')) && n <= 2) return '451 4.3.0 try again';
+        return undefined;
+      },
+    });
+    const home = await scene.customer();
+    await home.up();
+    const s = await scene.stage({
+      toml: relayToml(
+        { 'dst.test': dst.port, 'sender.test': home.port },
+        'max_age = "5s"\ndelay_warning = "800ms"',
+      ),
+    });
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [
+        'now@dst.test',
+        { address: 'told@dst.test', notify: ['SUCCESS'] },
+        'fail@dst.test',
+        { address: 'quiet@dst.test', notify: ['NEVER'] },
+        'later@dst.test',
+        { address: 'delay@dst.test', notify: ['DELAY', 'FAILURE'] },
+        'never@dst.test',
+      ],
+      subject: 'every fate',
+    });
+    await waitFor(
+      () => s.logLines().some((l) => l.msg === 'failed' && l.rcpt === 'never@dst.test'),
+      'never@dst.test expired',
+      20_000,
+    );
+    await drained(s);
+    assert.deepEqual(dst.recipients().sort(), [
+      'delay@dst.test',
+      'later@dst.test',
+      'now@dst.test',
+      'told@dst.test',
+    ]);
+    const got = await Promise.all(reportsAt(home).map((t) => readReport(t.data)));
+    const named = got.map((r) =>
+      r.perRecipient.map((g) => `${g.action} ${g['final-recipient']} ${g.status}`),
+    );
+    assert.deepEqual(
+      named.flat().sort(),
+      [
+        'delayed rfc822; delay@dst.test 4.3.0',
+        'failed rfc822; fail@dst.test 5.1.1',
+        'failed rfc822; never@dst.test 4.4.7',
+        'relayed rfc822; told@dst.test 2.0.0',
+      ],
+      JSON.stringify(named),
+    );
+    assert.equal(got.length, 4, `one report per event: ${JSON.stringify(named)}`);
+    for (const r of got) assert.deepEqual(r.defects, []);
+  });
+});
+
+describe('what the next hop and the sender are told', { skip }, () => {
+  test('a next hop offering DSN is handed RET, ENVID, NOTIFY and ORCPT as received; no notice from us', async () => {
+    const dst = await scene.customer();
+    await dst.up({ dsn: true });
+    const home = await scene.customer();
+    await home.up();
+    const s = await scene.stage({ toml: relayToml({ 'dst.test': dst.port, 'sender.test': home.port }) });
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [
+        { address: 'a@dst.test', notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;A+B=C@dst.test' },
+        { address: 'b@dst.test', notify: ['NEVER'] },
+        'c@dst.test',
+      ],
+      ret: 'HDRS',
+      envid: 'id+1=2 x',
+    });
+    await dst.waitFor(3);
+    await drained(s);
+    const tx = dst.received[0]!;
+    assert.deepEqual(
+      tx.mailParams.filter((p) => /^(RET|ENVID)=/.test(p)),
+      ['RET=HDRS', 'ENVID=id+2B1+3D2+20x'],
+    );
+    assert.deepEqual(tx.rcptParams, [
+      ['NOTIFY=SUCCESS,DELAY', 'ORCPT=rfc822;A+2BB+3DC@dst.test'],
+      ['NOTIFY=NEVER'],
+      [],
+    ]);
+    assert.equal(home.received.length, 0, 'the next hop reports success itself');
+  });
+});
