@@ -164,7 +164,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     budget: new MemoryBudget(config.queue.memoryBudget),
     sync: deps.sync ?? true,
     hooks: {
-      reports: makeReporter(config.hostname, config.queue.maxAgeMs),
+      reports: makeReporter(config.hostname),
       maxAgeFor: (domain) =>
         config.etrn.find((e) => e.domain === domain)?.maxAgeMs ??
         config.odmr.accounts.find((a) => domain !== undefined && a.domains.includes(domain))?.maxAgeMs ??

@@ -18,7 +18,7 @@ describe('report policy', () => {
       dir: '/q',
       fs: new MemQueueFs(),
       clock: new FakeClock(),
-      hooks: { reports: makeReporter('mx.test', 3_600_000) },
+      hooks: { reports: makeReporter('mx.test') },
     });
     const bounced: string[] = [];
     q.setDeliverer(async (job: DeliveryJob) => {

@@ -32,17 +32,17 @@ export function wantsReport(
   return kind !== 'success' || outcome.relayed === true || outcome.host === 'local';
 }
 
-export function makeReporter(hostname: string, maxAgeMs: number): ReportHooks {
-  return { wants: wantsReport, build: makeBuilder(hostname, maxAgeMs) };
+export function makeReporter(hostname: string): ReportHooks {
+  return { wants: wantsReport, build: makeBuilder(hostname) };
 }
 
-function makeBuilder(hostname: string, maxAgeMs: number) {
+function makeBuilder(hostname: string) {
   return (req: ReportRequest): AcceptInput | null => {
     const env = req.envelope;
     const action = req.kind === 'failure' ? 'failed' : req.kind === 'delay' ? 'delayed' : 'delivered';
     const list = req.recipients;
     if (list.length === 0) return null;
-    const recipients: DsnRecipientReport[] = list.map(({ info, outcome }) => {
+    const recipients: DsnRecipientReport[] = list.map(({ info, outcome, retryUntil }) => {
       const r: DsnRecipientReport = {
         address: info.address,
         action: req.kind === 'success' && outcome.relayed ? 'relayed' : action,
@@ -54,7 +54,8 @@ function makeBuilder(hostname: string, maxAgeMs: number) {
       if (outcome.host && outcome.host !== 'local')
         r.remoteMta = outcome.host.replace(/:\d+$/, '').replace(/\[[^\]]*\]$/, '');
       if (outcome.code !== undefined || outcome.text) r.diagnostic = diagnostic(outcome);
-      if (req.kind === 'delay') r.willRetryUntil = env.arrival + maxAgeMs;
+      // The queue knows when it gives up: the max_age of the lane the recipient waits in.
+      if (req.kind === 'delay' && retryUntil !== undefined) r.willRetryUntil = retryUntil;
       return r;
     });
     const input: Parameters<typeof buildDsn>[0] = {

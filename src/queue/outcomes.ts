@@ -130,6 +130,7 @@ export class Outcomes {
     due: ReadonlyArray<[ReportKind, RcptOutcome[]]>,
     data: Buffer,
     now: number,
+    retryUntil?: ReadonlyMap<number, number>,
   ): void {
     const policy = this.cx.hooks.reports;
     if (!policy) return;
@@ -138,7 +139,11 @@ export class Outcomes {
         kind,
         id: formatId(env.msgId),
         envelope: env,
-        recipients: list.map((o) => ({ info: env.info.recipients[o.rcpt]!, outcome: o })),
+        recipients: list.map((o) => {
+          const until = kind === 'delay' ? retryUntil?.get(o.rcpt) : undefined;
+          const r = { info: env.info.recipients[o.rcpt]!, outcome: o };
+          return until === undefined ? r : { ...r, retryUntil: until };
+        }),
         data,
         now,
       });
@@ -208,8 +213,10 @@ export class Outcomes {
       deferred.length > 0 && !env.info.warned && now - env.arrival >= this.cx.delayWarning ? deferred : [],
     );
     const delayList = due.find(([kind]) => kind === 'delay')?.[1] ?? [];
-    // Where deferred recipients go: their held lane, or the next rung of the ladder.
+    // Where deferred recipients go: their held lane, or the next rung of the ladder. A delay
+    // warning promises the give-up time of the lane each will wait in (a held domain's max_age).
     const groups = new Map<LaneState, RcptOutcome[]>();
+    const retryUntil = new Map<number, number>();
     for (const o of deferred) {
       const target = o.hold
         ? core.heldLane(o.hold)
@@ -219,6 +226,7 @@ export class Outcomes {
       let g = groups.get(target);
       if (!g) groups.set(target, (g = []));
       g.push(o);
+      retryUntil.set(o.rcpt, env.arrival + this.cx.maxAgeOf(target));
     }
     const keepInPlace =
       groups.size === 1 &&
@@ -315,7 +323,7 @@ export class Outcomes {
       // The old version dies only after every replacement is durable (phase 3).
       core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, phaseOf(3, due));
     }
-    this.appendReports(env, due, reportData, now);
+    this.appendReports(env, due, reportData, now, retryUntil);
     await this.cx.writer.commit();
     this.emitOutcomes(env, [...finals, ...deferred]);
     for (const target of groups.keys()) if (target.kind === 'new') this.pump(target);

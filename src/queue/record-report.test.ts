@@ -47,7 +47,7 @@ const open = (fs: MemQueueFs, clock: FakeClock) =>
     fs,
     clock,
     segmentSize: 4096,
-    hooks: { reports: makeReporter('mx.test', 5 * 86_400_000) },
+    hooks: { reports: makeReporter('mx.test') },
   });
 
 describe('queue: a recorded failure and its report', () => {

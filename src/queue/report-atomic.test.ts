@@ -81,7 +81,7 @@ async function run(specs: Fate[][], cutAfter: number, turns: number[]): Promise<
     segmentSize: 4096,
     maxAge: 1e12,
     delayWarning: 1e12,
-    hooks: { reports: makeReporter('mx.test', 1e12) },
+    hooks: { reports: makeReporter('mx.test') },
   };
   // Accepted and durable first; delivery starts after a restart, so that its reads go to the log.
   const fs1 = new CrashFs(mem);

@@ -92,8 +92,11 @@ export interface ReportRequest {
   kind: ReportKind;
   id: string;
   envelope: EnvelopeRecord;
-  /** The recipients the report is about, with their outcomes. */
-  recipients: Array<{ info: RecipientInfo; outcome: RcptOutcome }>;
+  /**
+   * The recipients the report is about, with their outcomes; for a delay report, also when each
+   * will be given up (its arrival plus the max_age of the lane it waits in: a held domain's own).
+   */
+  recipients: Array<{ info: RecipientInfo; outcome: RcptOutcome; retryUntil?: number }>;
   /**
    * The original message: all of it, or its first REPORT_DATA_MAX bytes when it is larger
    * (envelope.info.size is its whole size).

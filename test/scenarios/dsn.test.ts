@@ -6,7 +6,7 @@
 // for NOTIFY=SUCCESS, and the RFC 3461 parameters (ENVID, ORCPT, RET, NOTIFY) carried through.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { waitFor } from '../support/daemon.js';
+import { waitFor, waitForMaildir } from '../support/daemon.js';
 import { readReport } from '../support/dsn-python.js';
 import { sendMail } from '../support/inject.js';
 import { hasPythonEmail } from '../support/mime-check.js';
@@ -189,5 +189,46 @@ describe('what the next hop and the sender are told', { skip }, () => {
       [],
     ]);
     assert.equal(home.received.length, 0, 'the next hop reports success itself');
+  });
+
+  test("a delay warning for mail held for an ETRN domain promises the domain's max_age, not the queue's", async () => {
+    const branch = await scene.customer(); // the ETRN customer's host: down
+    const s = await scene.stage({
+      toml: `
+[queue]
+delay_warning = "1s"
+max_age = "5d"
+
+[[local]]
+domain = "sender.test"
+
+[[etrn]]
+domain = "branch.example"
+host = "127.0.0.1:${branch.port}"
+probe_interval = "1h"
+max_age = "2h"
+`,
+    });
+    const t0 = Date.now();
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [{ address: 'x@branch.example', notify: ['DELAY', 'FAILURE'] }],
+    });
+    await s.waitHeld('branch.example', 1);
+    // The warning is due at the first attempt after delay_warning: an ETRN flush that finds the
+    // host still down.
+    await waitFor(() => Date.now() - t0 > 1_100, 'delay_warning to pass');
+    assert.match(await s.etrn('branch.example'), /^25\d /);
+    const box = `${s.dataDir}/mail/bob`;
+    const [warning] = await waitForMaildir(box, 1, 15_000);
+    const r = await readReport(Buffer.from(warning!, 'latin1'));
+    const g = r.perRecipient[0]!;
+    assert.equal(g.action, 'delayed');
+    const until = Date.parse(g['will-retry-until'] ?? '');
+    const arrival = Date.parse(r.perMessage['arrival-date'] ?? '');
+    assert.ok(
+      Math.abs(until - arrival - 2 * 3600_000) < 5_000,
+      `Will-Retry-Until ${g['will-retry-until']}, arrival ${r.perMessage['arrival-date']}`,
+    );
   });
 });
