@@ -191,6 +191,14 @@ describe('buildDsn', () => {
     assert.equal(fieldGroups(p.parts[1]!.body)[1]?.get('final-recipient'), 'utf-8; jörg@example.net');
   });
 
+  test('an original with UTF-8 header fields is returned as message/global, which may be encoded', () => {
+    const original = Buffer.from('Subject: Grüße\r\nFrom: <a@example.org>\r\n\r\nhi\r\n', 'utf8');
+    const p = parse(buildDsn(input({ original: [original] })).data);
+    assert.equal(p.parts[2]?.headers.get('content-type'), 'message/global');
+    const hdrs = parse(buildDsn(input({ original: [original], ret: 'HDRS' })).data);
+    assert.equal(hdrs.parts[2]?.headers.get('content-type'), 'text/rfc822-headers');
+  });
+
   test('a non-ASCII remote diagnostic is made ASCII in message/delivery-status', () => {
     const dsn = buildDsn(
       input({

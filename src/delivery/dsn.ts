@@ -3,7 +3,8 @@
 // Also the rule deciding whether a notification is due (RFC 3461 NOTIFY, never to <>).
 // Invariants: CRLF line ends throughout; the boundary never occurs in the returned content;
 // header fields are ASCII; non-ASCII addresses switch to the RFC 6533 forms ("utf-8" address
-// type, message/global-delivery-status and message/global). Never throws for valid input.
+// type, message/global-delivery-status and message/global), and an original returned whole whose
+// header fields are 8-bit is a message/global. Never throws for valid input.
 
 import { createHash } from 'node:crypto';
 import type { NotifyFlag } from '../smtp/client/params.js';
@@ -208,8 +209,12 @@ export function buildDsn(input: DsnInput): DsnMessage {
     have >= size &&
     (input.ret === 'FULL' || (input.ret === undefined && size <= (input.maxFullSize ?? 100_000)));
   const returned = full ? Buffer.concat(input.original) : headerSection(input.original);
+  // An original whose header fields are not ASCII (UTF-8 under SMTPUTF8) is a message/global
+  // (RFC 6532 §3.7): unlike message/rfc822 it may be quoted-printable as a whole, so the report
+  // still reaches a sender's host without 8BITMIME. Its header section alone is text, which may
+  // be encoded anyway.
   const returnedType = full
-    ? utf8
+    ? utf8 || has8bit([headerSection(input.original)])
       ? 'message/global'
       : 'message/rfc822'
     : utf8

@@ -6,6 +6,7 @@
 // for NOTIFY=SUCCESS, and the RFC 3461 parameters (ENVID, ORCPT, RET, NOTIFY) carried through.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { SmtpClient } from '../../src/smtp/client/index.js';
 import { waitFor, waitForMaildir } from '../support/daemon.js';
 import { readReport } from '../support/dsn-python.js';
 import { sendMail } from '../support/inject.js';
@@ -231,4 +232,58 @@ max_age = "2h"
       `Will-Retry-Until ${g['will-retry-until']}, arrival ${r.perMessage['arrival-date']}`,
     );
   });
+});
+
+describe('content a next hop cannot take', { skip }, () => {
+  /** Sends `data` with SMTPUTF8 (and BODY=8BITMIME) from bob@sender.test to `to`. */
+  async function sendUtf8(port: number, to: string, data: Buffer): Promise<void> {
+    const c = await SmtpClient.connect('127.0.0.1', port, { name: 'injector.test', tls: { mode: 'none' } });
+    try {
+      const res = await c.sendMessage({
+        sender: 'bob@sender.test',
+        recipients: [{ address: to }],
+        smtputf8: true,
+        body8bit: true,
+        size: data.length,
+        data: [data],
+      });
+      assert.equal(res.recipients[0]?.status, 'delivered', res.recipients[0]?.text);
+    } finally {
+      await c.quit();
+    }
+  }
+
+  for (const home8bit of [true, false])
+    test(`UTF-8 header fields for a hop without SMTPUTF8: a 5.6.7 bounce reaches a sender host ${home8bit ? 'with' : 'without'} 8BITMIME`, async () => {
+      const dst = await scene.customer();
+      await dst.up({ smtputf8: false });
+      const home = await scene.customer();
+      await home.up({ smtputf8: false, eightBitMime: home8bit });
+      const s = await scene.stage({ toml: relayToml({ 'dst.test': dst.port, 'sender.test': home.port }) });
+      const data = Buffer.from(
+        'From: Bob <bob@sender.test>\r\nTo: <r@dst.test>\r\nSubject: Grüße aus Köln\r\n' +
+          'Message-ID: <utf8-1@sender.test>\r\nMIME-Version: 1.0\r\n' +
+          'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nÄpfel.\r\n',
+        'utf8',
+      );
+      await sendUtf8(s.port, 'r@dst.test', data);
+      await s.waitLog('failed');
+      await drained(s);
+      assert.equal(dst.received.length, 0, 'nothing went out corrupted');
+      const failed = s.logLines().filter((l) => l.msg === 'failed');
+      assert.deepEqual(
+        failed.map((l) => l.rcpt),
+        ['r@dst.test'],
+        `only the original failed, not its bounce: ${JSON.stringify(failed)}`,
+      );
+      assert.equal(reportsAt(home).length, 1, 'the bounce arrived');
+      const r = await readReport(reportsAt(home)[0]!.data);
+      assert.deepEqual(r.defects, []);
+      const g = r.perRecipient[0]!;
+      assert.equal(g.action, 'failed');
+      assert.equal(g.status, '5.6.7');
+      // Returned whole as a message/global (quoted-printable as a whole where 8BITMIME is missing).
+      assert.equal(r.returned.type, 'message/global');
+      assert.equal(r.returned.headers['message-id'], '<utf8-1@sender.test>');
+    });
 });
