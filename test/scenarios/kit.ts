@@ -50,6 +50,7 @@ export async function reservePort(): Promise<number> {
 export class CustomerHost {
   private sink: SmtpSink | undefined;
   private earlier: SinkTransaction[] = [];
+  private earlierCommands: string[] = [];
   /** Options of the next up() (and of the running sink: changes apply at once). */
   opts: SinkOptions = {};
 
@@ -76,12 +77,18 @@ export class CustomerHost {
     if (!s) return;
     this.sink = undefined;
     this.earlier = this.earlier.concat(s.transactions);
+    this.earlierCommands = this.earlierCommands.concat(s.commands);
     await s.close();
   }
 
   /** Every transaction the host accepted, over all the times it was up. */
   get received(): SinkTransaction[] {
     return this.earlier.concat(this.sink?.transactions ?? []);
+  }
+
+  /** Every command line the host was sent, over all the times it was up (also refused ones). */
+  commands(): string[] {
+    return this.earlierCommands.concat(this.sink?.commands ?? []);
   }
 
   /** Recipients received, one entry per delivery (duplicates show twice). */
