@@ -29,7 +29,7 @@ export interface ReadReport {
 }
 
 const PY = `
-import email, json, sys
+import base64, email, json, quopri, sys
 from email import policy
 raw = sys.stdin.buffer.read()
 m = email.message_from_bytes(raw, policy=policy.compat32)
@@ -59,7 +59,13 @@ for p in parts:
         out['returned'] = {'type': t, 'headers': fields(h), 'body': None}
     elif t in ('message/rfc822', 'message/global'):
         inner = p.get_payload()
-        inner = inner[0] if isinstance(inner, list) else email.message_from_bytes(p.get_payload(decode=True))
+        inner = inner[0] if isinstance(inner, list) else email.message_from_string(inner)
+        cte = str(p.get('Content-Transfer-Encoding', '')).lower()
+        if cte in ('quoted-printable', 'base64'):
+            # message/global may be encoded as a whole (RFC 6532); Python parses it undecoded.
+            raw = inner.as_bytes()
+            raw = quopri.decodestring(raw) if cte == 'quoted-printable' else base64.b64decode(raw)
+            inner = email.message_from_bytes(raw, policy=policy.compat32)
         body = inner.get_payload(decode=True)
         out['returned'] = {'type': t, 'headers': fields(inner),
                            'body': body.decode('utf-8', 'replace') if body is not None else ''}
