@@ -179,12 +179,15 @@ describe('buildDsn', () => {
     assert.equal(r?.has('bcc'), false);
   });
 
-  test('non-ASCII addresses use the RFC 6533 types and ask for SMTPUTF8', () => {
+  test('non-ASCII addresses use the RFC 6533 types; SMTPUTF8 only for a UTF-8 return path', () => {
     const dsn = buildDsn(
       input({ recipients: [{ address: 'jörg@example.net', action: 'failed', status: '5.1.1' }] }),
     );
     const p = parse(dsn.data);
-    assert.equal(dsn.smtputf8, true);
+    // The report's envelope and header fields are ASCII: any host with 8BITMIME (or the 7-bit
+    // form, RFC 6533 allows it for these types) can take it.
+    assert.equal(dsn.smtputf8, false);
+    assert.equal(buildDsn(input({ returnPath: 'jörg@example.org' })).smtputf8, true);
     assert.equal(dsn.body8bit, true);
     assert.equal(p.parts[1]?.headers.get('content-type'), 'message/global-delivery-status');
     assert.equal(p.parts[2]?.headers.get('content-type'), 'message/global');

@@ -4,7 +4,9 @@
 // Invariants: CRLF line ends throughout; the boundary never occurs in the returned content;
 // header fields are ASCII; non-ASCII addresses switch to the RFC 6533 forms ("utf-8" address
 // type, message/global-delivery-status and message/global), and an original returned whole whose
-// header fields are 8-bit is a message/global. Never throws for valid input.
+// header fields are 8-bit is a message/global; SMTPUTF8 is asked for only when the return path
+// is UTF-8 (the report's header fields and envelope are ASCII otherwise). Never throws for valid
+// input.
 
 import { createHash } from 'node:crypto';
 import type { NotifyFlag } from '../smtp/client/params.js';
@@ -62,7 +64,11 @@ export interface DsnMessage {
   kind: DsnKind;
   /** The report contains 8-bit bytes: send with BODY=8BITMIME. */
   body8bit: boolean;
-  /** The report contains UTF-8 addresses: send with SMTPUTF8. */
+  /**
+   * The report goes to a UTF-8 return path: send with SMTPUTF8. UTF-8 recipient addresses alone
+   * do not need it: they are inside the message/global-* parts (RFC 6532/6533), whose content
+   * may be encoded for any host, while the report's own header fields and envelope are ASCII.
+   */
   smtputf8: boolean;
 }
 
@@ -262,5 +268,5 @@ export function buildDsn(input: DsnInput): DsnMessage {
     returned,
     Buffer.from(tail, 'utf8'),
   ]);
-  return { data, messageId, kind, body8bit: eight, smtputf8: utf8 };
+  return { data, messageId, kind, body8bit: eight, smtputf8: !isAscii(to) };
 }

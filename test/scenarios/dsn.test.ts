@@ -286,6 +286,15 @@ describe('content a next hop cannot take', { skip }, () => {
       status: '5.6.3',
       returned: 'text/rfc822-headers',
     },
+    {
+      what: 'a UTF-8 recipient refused: the bounce reaches an ASCII sender whose host has neither SMTPUTF8 nor 8BITMIME',
+      smtputf8: true,
+      to: 'jörg@dst.test',
+      dst: { smtputf8: true, rcptReply: () => '550 5.1.1 no such user' },
+      home: { smtputf8: false, eightBitMime: false },
+      status: '5.1.1',
+      returned: 'message/global',
+    },
   ];
   for (const c of cases)
     test(c.what, async () => {
@@ -294,14 +303,15 @@ describe('content a next hop cannot take', { skip }, () => {
       const home = await scene.customer();
       await home.up(c.home);
       const s = await scene.stage({ toml: relayToml({ 'dst.test': dst.port, 'sender.test': home.port }) });
-      await send8bit(s.port, 'r@dst.test', message('r@dst.test'), c.smtputf8);
+      const to = c.to ?? 'r@dst.test';
+      await send8bit(s.port, to, message(to), c.smtputf8);
       await s.waitLog('failed');
       await drained(s);
       assert.equal(dst.received.length, 0, 'nothing went out corrupted');
       const failed = s.logLines().filter((l) => l.msg === 'failed');
       assert.deepEqual(
         failed.map((l) => l.rcpt),
-        ['r@dst.test'],
+        [to],
         `only the original failed, not its bounce: ${JSON.stringify(failed)}`,
       );
       assert.equal(reportsAt(home).length, 1, 'the bounce arrived');
@@ -310,6 +320,7 @@ describe('content a next hop cannot take', { skip }, () => {
       const g = r.perRecipient[0]!;
       assert.equal(g.action, 'failed');
       assert.equal(g.status, c.status);
+      assert.equal(g['final-recipient'], `${to === 'r@dst.test' ? 'rfc822' : 'utf-8'}; ${to}`);
       // A message/global may be quoted-printable as a whole where 8BITMIME is missing.
       assert.equal(r.returned.type, c.returned);
       assert.equal(r.returned.headers['message-id'], '<utf8-1@sender.test>');

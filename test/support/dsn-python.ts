@@ -33,8 +33,11 @@ import base64, email, json, quopri, sys
 from email import policy
 raw = sys.stdin.buffer.read()
 m = email.message_from_bytes(raw, policy=policy.compat32)
+def u(v):
+    # compat32 keeps 8-bit header bytes as surrogates: give them back as the UTF-8 they were.
+    return str(v).encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
 def fields(msg):
-    return {k.lower(): ' '.join(str(v).split()) for k, v in msg.items()}
+    return {k.lower(): ' '.join(u(v).split()) for k, v in msg.raw_items()}
 parts = m.get_payload() if m.is_multipart() else []
 out = {
     'from': str(m.get('From', '')), 'to': str(m.get('To', '')), 'subject': str(m.get('Subject', '')),
@@ -47,9 +50,23 @@ out = {
 }
 for p in parts:
     t = p.get_content_type()
-    if t in ('message/delivery-status', 'message/global-delivery-status'):
+    if t == 'message/delivery-status':
         groups = p.get_payload()
         if isinstance(groups, list) and groups:
+            out['perMessage'] = fields(groups[0])
+            out['perRecipient'] = [fields(g) for g in groups[1:]]
+    elif t == 'message/global-delivery-status':
+        # Python's parser knows only message/delivery-status: undo the encoding, split the groups.
+        body = p.get_payload()
+        raw = body[0].as_bytes() if isinstance(body, list) else body.encode('utf-8', 'surrogateescape')
+        cte = str(p.get('Content-Transfer-Encoding', '')).lower()
+        if cte == 'quoted-printable':
+            raw = quopri.decodestring(raw)
+        elif cte == 'base64':
+            raw = base64.b64decode(raw)
+        blocks = [b for b in raw.replace(b'\\r\\n', b'\\n').split(b'\\n\\n') if b.strip()]
+        groups = [email.message_from_bytes(b + b'\\n\\n', policy=policy.compat32) for b in blocks]
+        if groups:
             out['perMessage'] = fields(groups[0])
             out['perRecipient'] = [fields(g) for g in groups[1:]]
     elif t == 'text/plain':

@@ -240,6 +240,18 @@ describe('7-bit conversion of 8-bit MIME (RFC 6152)', () => {
     assert.equal(decoded(out, e).toString('utf8'), inner);
   });
 
+  test('the UTF-8 parts of a delivery report are quoted-printable (RFC 6533)', () => {
+    for (const type of ['message/global-delivery-status', 'message/global-headers']) {
+      const body = 'Final-Recipient: utf-8; jörg@example.net\r\n';
+      const msg = Buffer.from(`MIME-Version: 1.0\r\nContent-Type: ${type}\r\n\r\n${body}`, 'utf8');
+      const out = convert(msg);
+      check7bit(out);
+      const e = parseMime(out);
+      assert.equal(e.cte, 'quoted-printable', type);
+      assert.equal(decoded(out, e).toString('utf8'), body, type);
+    }
+  });
+
   test('inspection tells header bytes from body bytes', () => {
     const f = (s: string) => inspectContent([Buffer.from(s, 'utf8')]);
     assert.deepEqual(

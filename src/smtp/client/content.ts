@@ -2,7 +2,8 @@
 // (RFC 6152 §3, as Postfix converts): 8-bit leaf parts become quoted-printable (a part declared
 // "binary" becomes base64), composite parts that held 8-bit content are relabelled 7bit, the
 // enclosed message of a message/rfc822 part is converted in place, and a message/global that
-// cannot be converted inside is quoted-printable as a whole (RFC 6532 §3.5 allows it).
+// cannot be converted inside is quoted-printable as a whole (RFC 6532 §3.5 allows it), as are
+// the UTF-8 report parts message/global-headers and message/global-delivery-status (RFC 6533).
 // Everything else — every header field, line and byte of a part that needs no conversion — is
 // copied as it is; a converted part keeps its header fields in order, only its
 // Content-Transfer-Encoding field is replaced (or added at the end of its header section).
@@ -51,6 +52,9 @@ export function inspectContent(data: readonly Buffer[]): ContentFacts {
 export type SevenBitResult = { ok: true; data: Buffer[]; size: number } | { ok: false; why: string };
 
 class Unconvertible extends Error {}
+
+/** message/* leaf types that may carry a quoted-printable or base64 encoding. */
+const ENCODABLE_MESSAGE = new Set(['message/global-headers', 'message/global-delivery-status']);
 
 const CRLF = Buffer.from('\r\n');
 
@@ -174,7 +178,10 @@ function entity(ctx: Ctx, e: MimeEntity, top: boolean): void {
     return;
   }
   if (e.type.startsWith('multipart/')) throw new Unconvertible(`a ${e.type} part without a usable boundary`);
-  if (e.type.startsWith('message/')) throw new Unconvertible(`a ${e.type} part holds 8-bit data`);
+  // RFC 6533 §6.3, §6.4: the UTF-8 report parts, unlike the other message/* types, may be
+  // encoded; they are converted as a text part is.
+  if (e.type.startsWith('message/') && !ENCODABLE_MESSAGE.has(e.type))
+    throw new Unconvertible(`a ${e.type} part holds 8-bit data`);
   if (e.cte === 'binary') {
     header(ctx, e, 'base64', top);
     out.push(base64Lines(buf, e.bodyStart, e.bodyEnd));
