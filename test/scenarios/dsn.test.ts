@@ -330,3 +330,46 @@ describe('content a next hop cannot take', { skip }, () => {
       );
     });
 });
+
+describe("the postmaster's actions as the sender meets them", { skip }, () => {
+  test('queue bounce returns the mail to those who asked for failures; queue delete tells no one', async () => {
+    const dst = await scene.customer();
+    await dst.up({ rcptReply: () => '451 4.3.0 try again later' });
+    const home = await scene.customer();
+    await home.up();
+    const s = await scene.stage({
+      toml: relayToml({ 'dst.test': dst.port, 'sender.test': home.port }).replace(
+        'retry = ["1s"]',
+        'retry = ["1h"]',
+      ),
+    });
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [
+        'plain@dst.test',
+        { address: 'never@dst.test', notify: ['NEVER'] },
+        { address: 'glad@dst.test', notify: ['SUCCESS'] },
+      ],
+      subject: 'returned by the postmaster',
+    });
+    await sendMail(s.port, { from: 'bob@sender.test', to: ['plain@dst.test'], subject: 'deleted' });
+    await s.waitLanes((l) => (l['retry-3600s'] ?? 0) === 2, 'both messages deferred');
+    await s.waitLog('received', 2);
+    const ids = s
+      .logLines()
+      .filter((l) => l.msg === 'received')
+      .map((l) => String(l.id));
+    await s.admin('bounce', { ids: [ids[0]] });
+    await s.admin('delete', { ids: [ids[1]] });
+    await home.waitFor(1, 'the bounce');
+    await drained(s);
+    assert.equal(home.received.length, 1, 'one report: the bounce; none for the deleted message');
+    const r = await readReport(home.received[0]!.data);
+    assert.deepEqual(
+      r.perRecipient.map((g) => [g['final-recipient'], g.action, g.status]),
+      [['rfc822; plain@dst.test', 'failed', '5.0.0']],
+    );
+    assert.match(r.perRecipient[0]!['diagnostic-code'] ?? '', /returned to sender by the postmaster/);
+    assert.equal(r.returned.headers.subject, 'returned by the postmaster');
+  });
+});
