@@ -21,8 +21,8 @@ interface Scene {
   refusals: () => number;
 }
 
-/** A relay, a next hop refusing gone@dst.test for good, and the sender's host (down). */
-async function setup(): Promise<Scene> {
+/** A relay, a next hop refusing gone@dst.test for good, the sender's host (down), and `more` routes. */
+async function setup(more: Record<string, number> = {}): Promise<Scene> {
   let refusals = 0;
   const dst = await scene.customer();
   await dst.up({
@@ -33,9 +33,11 @@ async function setup(): Promise<Scene> {
     },
   });
   const home = await scene.customer();
-  const s = await scene.stage({
-    toml: `[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[queue]\nretry = ["1s"]\n[[route]]\ndomain = "dst.test"\nhost = "127.0.0.1:${dst.port}"\n[[route]]\ndomain = "sender.test"\nhost = "127.0.0.1:${home.port}"\n`,
-  });
+  const routes: Record<string, number> = { 'dst.test': dst.port, 'sender.test': home.port, ...more };
+  let toml = '[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[queue]\nretry = ["1s"]\n';
+  for (const [domain, port] of Object.entries(routes))
+    toml += `[[route]]\ndomain = "${domain}"\nhost = "127.0.0.1:${port}"\n`;
+  const s = await scene.stage({ toml });
   return { s, dst, home, refusals: () => refusals };
 }
 
@@ -129,5 +131,38 @@ describe('a permanent failure and a SIGKILL', () => {
       1,
       'the bounce was offered once; nothing was made about it',
     );
+  });
+
+  test('two destinations: the one done first keeps its notice across a kill, the other bounces once', async () => {
+    // a.test takes glad@ (NOTIFY=SUCCESS; no DSN there: "relayed") and its outcome is committed
+    // as it comes; dst.test holds its end of data until the kill, then refuses gone@ for good.
+    const a = await scene.customer();
+    await a.up();
+    const sc = await setup({ 'a.test': a.port });
+    const s = sc.s;
+    let held = false;
+    const refuse = sc.dst.opts.rcptReply;
+    sc.dst.opts.rcptReply = () => undefined;
+    sc.dst.opts.holdDataReply = () => {
+      held = true;
+      return new Promise<void>(() => {});
+    };
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [{ address: 'glad@a.test', notify: ['SUCCESS', 'FAILURE'] }, 'gone@dst.test'],
+    });
+    await waitFor(() => held, 'dst.test holding its end of data');
+    await waitFor(
+      () => s.logLines().some((l) => l.msg === 'delivered' && l.rcpt === 'glad@a.test'),
+      "glad@a.test's outcome committed",
+    );
+    delete sc.dst.opts.holdDataReply;
+    if (refuse) sc.dst.opts.rcptReply = refuse;
+    await afterKill(sc);
+    await waitFor(() => bounced(sc.home).length >= 2, 'the notice and the bounce');
+    assert.deepEqual(a.recipients(), ['glad@a.test'], 'a durable delivery is not repeated');
+    assert.deepEqual(bounced(sc.home).sort(), ['glad@a.test', 'gone@dst.test']);
+    const actions = sc.home.received.map((t) => /^Action: (\S+)\r$/m.exec(t.data.toString('latin1'))?.[1]);
+    assert.deepEqual(actions.sort(), ['failed', 'relayed']);
   });
 });
