@@ -68,6 +68,7 @@ function fieldGroups(body: string): Map<string, string>[] {
       (g) =>
         new Map(
           g
+            .replace(/\r\n(?=[ \t])/g, '') // unfolded (RFC 5322 §2.2.3)
             .split('\r\n')
             .map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
         ),
@@ -200,6 +201,22 @@ describe('buildDsn', () => {
     assert.equal(p.parts[2]?.headers.get('content-type'), 'message/global');
     const hdrs = parse(buildDsn(input({ original: [original], ret: 'HDRS' })).data);
     assert.equal(hdrs.parts[2]?.headers.get('content-type'), 'text/rfc822-headers');
+  });
+
+  test('a long diagnostic is folded: every line within 998 octets, the value unchanged unfolded', () => {
+    const long = `smtp; 550 5.7.1 ${Array.from({ length: 600 }, (_, i) => `w${i}`).join(' ')}`;
+    const run = `smtp; 550 ${'x'.repeat(3000)}`;
+    for (const diagnostic of [long, run]) {
+      const dsn = buildDsn(
+        input({ recipients: [{ address: 'b@x', action: 'failed', status: '5.7.1', diagnostic }] }),
+      );
+      const text = dsn.data.toString('utf8');
+      for (const l of text.split('\r\n')) assert.ok(Buffer.byteLength(l) <= 998, `a line of ${l.length}`);
+      const [, r] = fieldGroups(parse(dsn.data).parts[1]!.body);
+      const got = r?.get('diagnostic-code') ?? '';
+      if (diagnostic === long) assert.equal(got, diagnostic);
+      else assert.equal(got.replace(/ /g, ''), diagnostic.replace(/ /g, ''), 'only spaces added in a run');
+    }
   });
 
   test('a non-ASCII remote diagnostic is made ASCII in message/delivery-status', () => {

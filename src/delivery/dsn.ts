@@ -1,8 +1,9 @@
 // Delivery status notifications (RFC 3464 inside RFC 6522 multipart/report), built as one RFC
 // 5322 message ready to be queued with MAIL FROM:<>. Pure: time and randomness are inputs.
 // Also the rule deciding whether a notification is due (RFC 3461 NOTIFY, never to <>).
-// Invariants: CRLF line ends throughout; the boundary never occurs in the returned content;
-// header fields are ASCII; non-ASCII addresses switch to the RFC 6533 forms ("utf-8" address
+// Invariants: CRLF line ends throughout; no line we write is longer than 998 octets (long fields
+// and text are folded); the boundary never occurs in the returned content; header fields are
+// ASCII; non-ASCII addresses switch to the RFC 6533 forms ("utf-8" address
 // type, message/global-delivery-status and message/global), and an original returned whole whose
 // header fields are 8-bit is a message/global; SMTPUTF8 is asked for only when the return path
 // is UTF-8 (the report's header fields and envelope are ASCII otherwise). Never throws for valid
@@ -160,7 +161,36 @@ function humanText(input: DsnInput, kind: DsnKind): string {
     const via = r.remoteMta ? ` (host ${r.remoteMta})` : '';
     lines.push(`<${r.address}>${via}: ${r.action}, status ${r.status}${diag}`);
   }
-  return lines.map(oneLine).join('\r\n') + '\r\n';
+  return lines.map((l) => fold(oneLine(l))).join('\r\n') + '\r\n';
+}
+
+/** Characters of a run without spaces that fold() keeps on one line (at most 4 octets each). */
+const LONG_RUN = 200;
+
+/**
+ * Folds a field or a line of text before its spaces (RFC 5322 §2.2.3) so that lines stay near 78
+ * characters and never pass the 998-octet limit of SMTP: a peer's reply may be 64 KiB joined on
+ * one line. A run without spaces longer than LONG_RUN is broken too, which adds a space to the
+ * value there (diagnostic text, never an address that short).
+ */
+function fold(line: string): string {
+  if (line.length <= 78) return line;
+  const parts: string[] = [];
+  for (const w of line.split(' '))
+    for (let i = 0; i < Math.max(1, w.length); i += LONG_RUN) parts.push(w.slice(i, i + LONG_RUN));
+  let out = parts[0] ?? '';
+  let width = out.length;
+  for (const p of parts.slice(1)) {
+    // Never before an empty part: a continuation line of white space alone is obsolete syntax.
+    if (p !== '' && width + 1 + p.length > 78) {
+      out += `\r\n ${p}`;
+      width = 1 + p.length;
+    } else {
+      out += ` ${p}`;
+      width += 1 + p.length;
+    }
+  }
+  return out;
 }
 
 function addressField(name: string, typed: string): string {
@@ -178,7 +208,7 @@ function statusFields(input: DsnInput, utf8: boolean): string {
   if (input.receivedFromMta !== undefined)
     f.push(`Received-From-MTA: dns; ${oneLine(input.receivedFromMta)}`);
   f.push(`Arrival-Date: ${rfc5322Date(input.arrivalDate)}`);
-  const blocks = [f.join('\r\n')];
+  const blocks = [f.map(fold).join('\r\n')];
   for (const r of input.recipients) {
     const g: string[] = [];
     if (r.orcpt !== undefined) g.push(addressField('Original-Recipient', r.orcpt));
@@ -192,7 +222,7 @@ function statusFields(input: DsnInput, utf8: boolean): string {
     if (r.willRetryUntil !== undefined && r.action === 'delayed') {
       g.push(`Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}`);
     }
-    blocks.push(g.join('\r\n'));
+    blocks.push(g.map(fold).join('\r\n'));
   }
   const out = blocks.join('\r\n\r\n') + '\r\n';
   return utf8 ? out : toAscii(out);

@@ -160,6 +160,29 @@ describe('bounces as the sender receives them', { skip }, () => {
   });
 });
 
+describe('a long refusal', { skip }, () => {
+  test('a next hop that explains itself at length: the bounce keeps every line within 998 octets', async () => {
+    const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i}`).join(' ');
+    const lines = Array.from({ length: 20 }, (_, i) => `550${i < 19 ? '-' : ' '}5.7.1 ${words(30)}`);
+    const dst = await scene.customer();
+    await dst.up({ rcptReply: () => lines.join('\r\n') });
+    const home = await scene.customer();
+    await home.up();
+    const s = await scene.stage({ toml: relayToml({ 'dst.test': dst.port, 'sender.test': home.port }) });
+    await sendMail(s.port, { from: 'bob@sender.test', to: ['r@dst.test'] });
+    await home.waitFor(1, 'the bounce');
+    const data = home.received[0]!.data.toString('latin1');
+    const longest = Math.max(...data.split('\r\n').map((l) => l.length));
+    assert.ok(longest <= 998, `a line of ${longest} octets in the bounce`);
+    const r = await readReport(home.received[0]!.data);
+    assert.deepEqual(r.defects, []);
+    // Unfolded, the whole reply is still there.
+    const diag = r.perRecipient[0]!['diagnostic-code'] ?? '';
+    assert.match(diag, /^smtp; 550 5\.7\.1 word0 /);
+    assert.equal(diag.split('word29').length - 1, 20, diag);
+  });
+});
+
 describe('what the next hop and the sender are told', { skip }, () => {
   test('a next hop offering DSN is handed RET, ENVID, NOTIFY and ORCPT as received; no notice from us', async () => {
     const dst = await scene.customer();

@@ -36,7 +36,8 @@ function failedRecipients(report: string): string[] {
 
 /** The Diagnostic-Code values a delivery report gives. */
 function diagnostics(report: string): string[] {
-  return [...report.matchAll(/^Diagnostic-Code: (.*)$/gim)].map((m) => m[1]!.trim());
+  const unfolded = report.replace(/\r?\n(?=[ \t])/g, ''); // long fields are folded (RFC 5322 §2.2.3)
+  return [...unfolded.matchAll(/^Diagnostic-Code: (.*)$/gim)].map((m) => m[1]!.trim());
 }
 
 describe('expiry scenarios', () => {
