@@ -166,3 +166,68 @@ describe('a permanent failure and a SIGKILL', () => {
     assert.deepEqual(actions.sort(), ['failed', 'relayed']);
   });
 });
+
+describe('delay warnings and expiring bounces across time and a SIGKILL', () => {
+  test('one delay warning, also when the daemon is killed after it went out', async () => {
+    let open = false;
+    const dst = await scene.customer();
+    await dst.up({ rcptReply: () => (open ? undefined : '451 4.3.0 try again later') });
+    const home = await scene.customer();
+    await home.up();
+    const s = await scene.stage({
+      toml: `[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[queue]\nretry = ["1s"]\ndelay_warning = "1s"\n[[route]]\ndomain = "dst.test"\nhost = "127.0.0.1:${dst.port}"\n[[route]]\ndomain = "sender.test"\nhost = "127.0.0.1:${home.port}"\n`,
+    });
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [{ address: 'slow@dst.test', notify: ['DELAY'] }],
+    });
+    await home.waitFor(1, 'the delay warning');
+    // Killed once the warning's own delivery is durable: a SIGKILL before that may deliver the
+    // same warning again (S10, the same Message-ID), which is not what this test is about.
+    await waitFor(
+      () => s.logLines().some((l) => l.msg === 'delivered' && l.rcpt === 'bob@sender.test'),
+      "the warning's delivery committed",
+    );
+    await s.restart('SIGKILL');
+    // Deferred again, at least twice, by the restarted daemon: past delay_warning every time.
+    await waitFor(
+      () => s.logLines().filter((l) => l.msg === 'deferred' && l.rcpt === 'slow@dst.test').length >= 2,
+      'two more deferrals after the restart',
+    );
+    open = true;
+    await dst.waitFor(1, 'the delivery');
+    await s.waitLanes((l) => Object.values(l).every((n) => n === 0), 'an empty queue');
+    assert.equal(
+      home.received.length,
+      1,
+      `one warning in all: ${home.received.map((t) => /^Message-ID: (.*)\r$/m.exec(t.data.toString('latin1'))?.[1]).join(' ')}`,
+    );
+    assert.match(home.received[0]!.data.toString('latin1'), /^Action: delayed\r$/m);
+    assert.deepEqual(dst.recipients(), ['slow@dst.test']);
+  });
+
+  test('a bounce the sender host keeps deferring expires at max_age: dropped and logged, nothing about it', async () => {
+    const dst = await scene.customer();
+    await dst.up({ rcptReply: () => '550 5.1.1 no such user' });
+    const home = await scene.customer();
+    await home.up({ rcptReply: () => '451 4.2.0 mailbox locked' });
+    const s = await scene.stage({
+      toml: `[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[queue]\nretry = ["1s"]\nmax_age = "3s"\n[[route]]\ndomain = "dst.test"\nhost = "127.0.0.1:${dst.port}"\n[[route]]\ndomain = "sender.test"\nhost = "127.0.0.1:${home.port}"\n`,
+    });
+    await sendMail(s.port, { from: 'bob@sender.test', to: ['gone@dst.test'] });
+    await waitFor(
+      () => s.logLines().some((l) => l.msg === 'expired' && l.rcpt === 'bob@sender.test'),
+      'the bounce expired',
+      15_000,
+    );
+    await s.waitLanes((l) => Object.values(l).every((n) => n === 0), 'an empty queue');
+    assert.equal(home.received.length, 0);
+    assert.equal(dst.received.length, 0);
+    const toHome = home.commands().filter((c) => c.startsWith('MAIL FROM:'));
+    assert.ok(toHome.length >= 2, 'the bounce was tried again and again');
+    assert.ok(
+      toHome.every((c) => c.startsWith('MAIL FROM:<>')),
+      `only the bounce went to the sender host: ${toHome.join(', ')}`,
+    );
+  });
+});
