@@ -12,7 +12,7 @@ import { readReport } from '../support/dsn-python.js';
 import { sendMail } from '../support/inject.js';
 import { hasPythonEmail } from '../support/mime-check.js';
 import type { SinkTransaction } from '../support/sink.js';
-import { type CustomerHost, scenes, type Stage } from './kit.js';
+import { atrn, type CustomerHost, scenes, type Stage } from './kit.js';
 
 const scene = scenes();
 const skip = hasPythonEmail() ? false : 'python3 with its email package is not installed';
@@ -394,5 +394,48 @@ describe("the postmaster's actions as the sender meets them", { skip }, () => {
     );
     assert.match(r.perRecipient[0]!['diagnostic-code'] ?? '', /returned to sender by the postmaster/);
     assert.equal(r.returned.headers.subject, 'returned by the postmaster');
+  });
+});
+
+describe('reports for mail collected with ATRN', { skip }, () => {
+  test('the customer takes one recipient and refuses another: a "relayed" notice and a bounce naming its host', async () => {
+    const s = await scene.stage({
+      toml: `
+[[local]]
+domain = "sender.test"
+
+[[odmr.account]]
+user = "acme"
+password = "acme-secret"
+domains = ["acme.example"]
+`,
+    });
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [{ address: 'glad@acme.example', notify: ['SUCCESS', 'FAILURE'] }, 'gone@acme.example'],
+      subject: 'collected later',
+    });
+    await s.waitHeld('acme.example', 1);
+    const session = await atrn(s.odmrPort, 'acme', 'acme-secret', ['acme.example'], {
+      hostname: 'mail.acme.example',
+      rcptReply: (a) => (a.startsWith('gone@') ? '550 5.1.1 no such user at acme' : undefined),
+    });
+    await session.done;
+    assert.deepEqual(
+      session.received.flatMap((t) => t.recipients),
+      ['glad@acme.example'],
+    );
+    await s.waitHeld('acme.example', 0);
+    const reports = await Promise.all(
+      (await waitForMaildir(`${s.dataDir}/mail/bob`, 2)).map((m) => readReport(Buffer.from(m, 'latin1'))),
+    );
+    const seen = reports
+      .flatMap((r) => r.perRecipient.map((g) => `${g.action} ${g['final-recipient']}`))
+      .sort();
+    assert.deepEqual(seen, ['failed rfc822; gone@acme.example', 'relayed rfc822; glad@acme.example']);
+    const bounce = reports.find((r) => r.perRecipient[0]?.action === 'failed')!;
+    assert.equal(bounce.perRecipient[0]!['remote-mta'], 'dns; mail.acme.example');
+    assert.equal(bounce.perRecipient[0]!['diagnostic-code'], 'smtp; 550 5.1.1 no such user at acme');
+    assert.equal(bounce.returned.headers.subject, 'collected later');
   });
 });
