@@ -168,6 +168,7 @@ export class DeliveryEngine {
           // The text reaches success reports to outside senders: no path (the log has it).
           text: 'delivered to maildir',
           host: 'local',
+          final: true,
         });
         done.set(maildir, out[out.length - 1] as RcptOutcome);
         details.set(r, `maildir ${maildir}`);

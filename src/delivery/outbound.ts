@@ -3,7 +3,8 @@
 // what the queue stores (DSN parameters as received) to what goes on the wire
 // (outboundTransaction), sends it, splits off the recipients a peer refused with 452 "too many
 // recipients" into further transactions on the same connection, and turns each recipient's
-// result — or the error that ended the connection — into its outcome, `relayed` flag included.
+// result — or the error that ended the connection — into its outcome, `relayed` (or, for LMTP,
+// `final`) flag included.
 // Invariant: every recipient it is given gets exactly one outcome; an error never escapes.
 import { errorText } from '../errors.js';
 import type { DeliveryJob, EnvelopeInfo, RcptOutcome, RecipientInfo } from '../queue/index.js';
@@ -114,7 +115,10 @@ export async function sendTransaction(
           continue;
         }
         const x: Outcome = { status: rr.status, code: rr.code, enhanced: rr.enhanced, text: rr.text };
-        if (rr.status === 'delivered' && !client.extensions.dsn && !o.final) x.relayed = true;
+        if (rr.status === 'delivered') {
+          if (o.final) x.final = true;
+          else if (!client.extensions.dsn) x.relayed = true;
+        }
         outcomes[i] = withHost(x);
       }
       // Refused all over again: the peer will take no more now; they wait for the next attempt.

@@ -18,7 +18,7 @@ import { withoutPaths } from './public-text.js';
  * The report policy: whether `recipient`'s outcome calls for a report of `kind`. Never a report
  * about a report; otherwise the NOTIFY rule of RFC 3461 (dsn.ts shouldNotify: never to <>,
  * NEVER gets nothing, failures by default). A success is reported only for final delivery here
- * (local) and for relaying to a hop without DSN: a next hop that took NOTIFY=SUCCESS reports
+ * (a Maildir, an LMTP server) and for relaying to a hop without DSN: a next hop that took NOTIFY=SUCCESS reports
  * success itself (RFC 3461 §5.2.2).
  */
 export function wantsReport(
@@ -29,7 +29,7 @@ export function wantsReport(
 ): boolean {
   if (envelope.info.report) return false;
   if (!shouldNotify(envelope.info.sender, kind, recipient.notify)) return false;
-  return kind !== 'success' || outcome.relayed === true || outcome.host === 'local';
+  return kind !== 'success' || outcome.relayed === true || outcome.final === true;
 }
 
 export function makeReporter(hostname: string): ReportHooks {
@@ -51,8 +51,8 @@ function makeBuilder(hostname: string) {
         lastAttempt: req.now,
       };
       if (info.orcpt) r.orcpt = info.orcpt;
-      if (outcome.host && outcome.host !== 'local')
-        r.remoteMta = outcome.host.replace(/:\d+$/, '').replace(/\[[^\]]*\]$/, '');
+      const mta = remoteMta(outcome.host);
+      if (mta !== undefined) r.remoteMta = mta;
       if (outcome.code !== undefined || outcome.text) r.diagnostic = diagnostic(outcome);
       // The queue knows when it gives up: the max_age of the lane the recipient waits in.
       if (req.kind === 'delay' && retryUntil !== undefined) r.willRetryUntil = retryUntil;
@@ -83,6 +83,16 @@ function makeBuilder(hostname: string) {
     if (dsn.smtputf8) out.smtputf8 = true;
     return out;
   };
+}
+
+/**
+ * The Remote-MTA of a report (an RFC 3464 "dns" name) from an outcome's host, "name[address]:port"
+ * or "address:port": none for a local delivery or an LMTP server on a unix socket, whose
+ * "unix:/path" is a file system path and never leaves in a report.
+ */
+function remoteMta(host: string | undefined): string | undefined {
+  if (host === undefined || host === 'local' || host.startsWith('unix:')) return undefined;
+  return host.replace(/:\d+$/, '').replace(/\[[^\]]*\]$/, '');
 }
 
 /** "smtp; 550 5.1.1 text" — the peer's reply as it was given, enhanced code included. */

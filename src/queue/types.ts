@@ -49,6 +49,8 @@ export interface RcptOutcome {
   hold?: string;
   /** Delivered to a next hop that does not do DSN (a success DSN then says "relayed"). */
   relayed?: boolean;
+  /** Delivered by final delivery — a Maildir, an LMTP mailbox server (a success DSN says "delivered"). */
+  final?: boolean;
 }
 
 export interface DeliveryJob {

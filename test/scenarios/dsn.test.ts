@@ -5,13 +5,14 @@
 // event, each recipient named once, never a report about a delivered recipient unless it asked
 // for NOTIFY=SUCCESS, and the RFC 3461 parameters (ENVID, ORCPT, RET, NOTIFY) carried through.
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { SmtpClient } from '../../src/smtp/client/index.js';
-import { waitFor, waitForMaildir } from '../support/daemon.js';
+import { makeTempDir, waitFor, waitForMaildir } from '../support/daemon.js';
 import { readReport } from '../support/dsn-python.js';
 import { sendMail } from '../support/inject.js';
 import { hasPythonEmail } from '../support/mime-check.js';
-import type { SinkTransaction } from '../support/sink.js';
+import { type SinkTransaction, SmtpSink } from '../support/sink.js';
 import { atrn, type CustomerHost, scenes, type Stage } from './kit.js';
 
 const scene = scenes();
@@ -438,4 +439,46 @@ domains = ["acme.example"]
     assert.equal(bounce.perRecipient[0]!['diagnostic-code'], 'smtp; 550 5.1.1 no such user at acme');
     assert.equal(bounce.returned.headers.subject, 'collected later');
   });
+});
+
+describe('final delivery over LMTP', { skip }, () => {
+  for (const via of ['tcp', 'unix'] as const)
+    test(`over ${via}: a success notice says "delivered", a refusal bounces, and no report names a socket path`, async () => {
+      const sockDir = makeTempDir('logmta-lmtp-');
+      const socket = `${sockDir}/lmtp.sock`;
+      const box = await SmtpSink.start({
+        lmtp: true,
+        ...(via === 'unix' ? { path: socket } : {}),
+        lmtpReply: (a) => (a.startsWith('full@') ? '552 5.2.2 mailbox full' : undefined),
+      });
+      try {
+        const where = via === 'unix' ? `unix:${socket}` : `127.0.0.1:${box.port}`;
+        const s = await scene.stage({
+          toml: `[[local]]\ndomain = "sender.test"\n[[local]]\ndomain = "box.test"\nlmtp = "${where}"\n`,
+        });
+        await sendMail(s.port, {
+          from: 'bob@sender.test',
+          to: [{ address: 'glad@box.test', notify: ['SUCCESS', 'FAILURE'] }, 'full@box.test'],
+        });
+        const got = await waitForMaildir(`${s.dataDir}/mail/bob`, 2);
+        assert.deepEqual(
+          box.transactions.flatMap((t) => t.recipients),
+          ['glad@box.test'],
+        );
+        const reports = await Promise.all(got.map((m) => readReport(Buffer.from(m, 'latin1'))));
+        const seen = reports.flatMap((r) =>
+          r.perRecipient.map((g) => `${g.action} ${g['final-recipient']} ${g.status}`),
+        );
+        assert.deepEqual(seen.sort(), [
+          'delivered rfc822; glad@box.test 2.0.0',
+          'failed rfc822; full@box.test 5.2.2',
+        ]);
+        for (const m of got) assert.ok(!m.includes(sockDir), `a report names the socket's directory:\n${m}`);
+        const mta = reports.map((r) => r.perRecipient[0]!['remote-mta']);
+        assert.deepEqual(mta, via === 'unix' ? [undefined, undefined] : ['dns; 127.0.0.1', 'dns; 127.0.0.1']);
+      } finally {
+        await box.close();
+        rmSync(sockDir, { recursive: true, force: true });
+      }
+    });
 });

@@ -1,7 +1,8 @@
 // A scriptable SMTP sink for integration tests. Listens on 127.0.0.1:0, records every
 // transaction it accepts, and fails on cue: chosen replies to MAIL/RCPT/end of data, a disconnect
 // during DATA, a drop right after the data arrived (to simulate duplicates), slow replies, and any
-// mix of PIPELINING, STARTTLS (self-signed certificate), CHUNKING, DSN, SIZE, SMTPUTF8 and AUTH.
+// mix of PIPELINING, STARTTLS (self-signed certificate), CHUNKING, DSN, SIZE, SMTPUTF8 and AUTH;
+// or an LMTP server (RFC 2033: LHLO, one reply per recipient after the data), on a unix socket too.
 // Invariant: it is itself a correct small ESMTP server — commands are processed strictly in order
 // from the input buffer (so pipelined groups work), data is dot-unstuffed, BDAT chunks are read
 // by count, bytes after STARTTLS are discarded. It trusts its tests: limits are loose.
@@ -31,6 +32,12 @@ export interface SinkTransaction {
 export interface SinkOptions {
   /** Port to listen on (default 0: any). A customer's host that is down first and up later. */
   port?: number;
+  /** Listen on this unix socket path instead of a TCP port. */
+  path?: string;
+  /** Speak LMTP (RFC 2033): LHLO instead of EHLO, and one reply per recipient after the data. */
+  lmtp?: boolean;
+  /** With lmtp: the reply line for one recipient after the data (default 250); a 2xx delivers it. */
+  lmtpReply?: (address: string) => string | undefined;
   /** Loopback address to listen on (default 127.0.0.1), e.g. 127.0.0.2 for a second MX host on the same port. */
   address?: string;
   hostname?: string;
@@ -176,7 +183,8 @@ export class SmtpSink {
     const sink = new SmtpSink(opts, ctx);
     await new Promise<void>((resolve, reject) => {
       sink.server.once('error', reject);
-      sink.server.listen(opts.port ?? 0, sink.host, () => resolve());
+      if (opts.path !== undefined) sink.server.listen(opts.path, () => resolve());
+      else sink.server.listen(opts.port ?? 0, sink.host, () => resolve());
     });
     return sink;
   }
@@ -356,6 +364,17 @@ class SinkSession {
       this.drop();
       return;
     }
+    if (this.sink.opts.lmtp) {
+      // LMTP: one reply per accepted recipient, in RCPT order; the message is delivered to those
+      // that got a 2xx.
+      const replies = tx.recipients.map((a) => this.sink.opts.lmtpReply?.(a) ?? '250 2.0.0 delivered');
+      const ok = (_: unknown, i: number) => replies[i]!.startsWith('2');
+      const taken = tx.recipients.filter(ok);
+      if (taken.length > 0)
+        this.sink.record({ ...tx, recipients: taken, rcptParams: tx.rcptParams.filter(ok) });
+      for (const line of replies) this.reply(line);
+      return;
+    }
     const r = this.sink.opts.dataReply?.(tx);
     if (r === undefined || r.startsWith('2')) this.sink.record(tx);
     const hold = this.sink.opts.holdDataReply;
@@ -374,7 +393,12 @@ class SinkSession {
     const arg = sp < 0 ? '' : line.slice(sp + 1);
     const o = this.sink.opts;
     switch (verb) {
+      case 'LHLO':
       case 'EHLO':
+        if ((verb === 'LHLO') !== (o.lmtp === true)) {
+          this.reply('502 5.5.1 command not recognized');
+          return;
+        }
         if (o.ehlo === false) {
           this.reply('502 5.5.1 EHLO not implemented');
           return;
