@@ -4,6 +4,11 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SmtpClient } from '../../src/smtp/client/index.js';
+import { makeTx } from './client.js';
 import { SmtpSink } from './sink.js';
 
 /** Writes `input` in one go and collects `n` complete replies (as "code text" of their last line). */
@@ -86,6 +91,36 @@ describe('SmtpSink', () => {
       assert.equal(sink.transactions.length, 0);
     } finally {
       await sink.close();
+    }
+  });
+
+  test('speaks LMTP on a unix socket: LHLO, one reply per recipient, records those it took', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sink-lmtp-'));
+    const sink = await SmtpSink.start({
+      lmtp: true,
+      path: join(dir, 'lmtp.sock'),
+      lmtpReply: (a) => (a === 'c@y' ? '552 5.2.2 over quota' : undefined),
+    });
+    try {
+      const c = await SmtpClient.connect('', 0, {
+        name: 'c',
+        lmtp: true,
+        socketPath: join(dir, 'lmtp.sock'),
+      });
+      const res = await c.sendMessage(makeTx(['b@y', 'c@y']));
+      await c.quit();
+      assert.deepEqual(
+        res.recipients.map((r) => `${r.status} ${r.code}`),
+        ['delivered 250', 'failed 552'],
+      );
+      assert.deepEqual(
+        sink.transactions.map((t) => t.recipients),
+        [['b@y']],
+      );
+      assert.ok(sink.commands.some((l) => l.startsWith('LHLO ')));
+    } finally {
+      await sink.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
