@@ -161,6 +161,23 @@ describe('bounces as the sender receives them', { skip }, () => {
   });
 });
 
+describe('an unusual return path', { skip }, () => {
+  test('a quoted local part with a tag gets its bounce at exactly that address', async () => {
+    const sender = '"john doe+tag"@sender.test';
+    const dst = await scene.customer();
+    await dst.up({ rcptReply: () => '550 5.1.1 no such user' });
+    const home = await scene.customer();
+    await home.up();
+    const s = await scene.stage({ toml: relayToml({ 'dst.test': dst.port, 'sender.test': home.port }) });
+    await sendMail(s.port, { from: sender, to: ['r@dst.test'] });
+    await home.waitFor(1, 'the bounce');
+    assert.deepEqual(home.received[0]!.recipients, [sender]);
+    const r = await readReport(home.received[0]!.data);
+    assert.equal(r.to, `<${sender}>`);
+    assert.deepEqual(r.defects, []);
+  });
+});
+
 describe('a long refusal', { skip }, () => {
   test('a next hop that explains itself at length: the bounce keeps every line within 998 octets', async () => {
     const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i}`).join(' ');
