@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { SmtpClient } from '../../src/smtp/client/index.js';
-import { makeTempDir, waitFor, waitForMaildir } from '../support/daemon.js';
+import { maildirMessages, makeTempDir, waitFor, waitForMaildir } from '../support/daemon.js';
 import { readReport } from '../support/dsn-python.js';
 import { sendMail } from '../support/inject.js';
 import { hasPythonEmail } from '../support/mime-check.js';
@@ -175,6 +175,38 @@ describe('an unusual return path', { skip }, () => {
     const r = await readReport(home.received[0]!.data);
     assert.equal(r.to, `<${sender}>`);
     assert.deepEqual(r.defects, []);
+  });
+});
+
+describe('a recipient given twice', { skip }, () => {
+  test('one copy per mailbox and per next-hop recipient, and the bounce names the refused one once', async () => {
+    const dst = await scene.customer();
+    await dst.up({ rcptReply: (a) => (a.startsWith('gone@') ? '550 5.1.1 no such user' : undefined) });
+    const s = await scene.stage({
+      toml: `${relayToml({ 'dst.test': dst.port })}[[local]]\ndomain = "sender.test"\n`,
+    });
+    await sendMail(s.port, {
+      from: 'bob@sender.test',
+      to: [
+        'alice@sender.test',
+        'alice@sender.test',
+        'Alice@Sender.Test', // the same mailbox: local parts of local mailboxes are case-blind
+        'ok@dst.test',
+        'ok@DST.test',
+        'gone@dst.test',
+        'gone@dst.test',
+      ],
+    });
+    const [bounce] = await waitForMaildir(`${s.dataDir}/mail/bob`, 1);
+    await drained(s);
+    await s.waitLog('delivered', 2);
+    assert.deepEqual(dst.recipients(), ['ok@dst.test']);
+    assert.equal(maildirMessages(`${s.dataDir}/mail/alice`).length, 1, 'one copy in the mailbox');
+    const r = await readReport(Buffer.from(bounce!, 'latin1'));
+    assert.deepEqual(
+      r.perRecipient.map((g) => g['final-recipient']),
+      ['rfc822; gone@dst.test'],
+    );
   });
 });
 

@@ -186,6 +186,22 @@ describe('session: mail transaction', () => {
     assert.match(chunksOf(h.accepted[0]?.data)[0]?.toString() ?? '', /with UTF8SMTP id/);
   });
 
+  test('a recipient given again is answered 250 and kept once; other DSN parameters make another', async () => {
+    const h = new Harness();
+    await h.send('EHLO client.example\r\n');
+    const out = await h.send(
+      'MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<b@EXAMPLE.net>\r\n' +
+        'RCPT TO:<B@example.net>\r\nRCPT TO:<b@example.net> NOTIFY=NEVER\r\nDATA\r\n',
+    );
+    assert.deepEqual(codes(out), ['250 2.1.0', '250 2.1.5', '250 2.1.5', '250 2.1.5', '250 2.1.5', '354']);
+    await h.send('Subject: hi\r\n\r\nx\r\n.\r\n');
+    assert.deepEqual(h.accepted[0]?.recipients, [
+      { address: 'b@example.net' },
+      { address: 'B@example.net' }, // a local part may be case-sensitive (RFC 5321 2.4)
+      { address: 'b@example.net', notify: ['NEVER'] },
+    ]);
+  });
+
   test('recipients beyond maxRecipients get 452 4.5.3', async () => {
     const h = new Harness({ options: { maxRecipients: 100 } });
     const rcpts = Array.from({ length: 102 }, (_, i) => `r${i}@x.y`);

@@ -3,8 +3,9 @@
 // hooks.newMessageId() then (our Received: header needs it before the queue has seen the message).
 // Submission mode refuses MAIL before AUTH (530 5.7.0). A refusal left by the connect or HELO hook
 // answers every MAIL. At most maxRecipients recipients
-// (452 4.5.3 beyond). Duplicate recipients are kept as given (local delivery writes one copy per
-// mailbox; a next hop gets each RCPT).
+// (452 4.5.3 beyond). A recipient given again (the same address, its domain compared without
+// case, with the same DSN parameters) is answered 250 and not added: one delivery and at most one
+// report per recipient, as Postfix's cleanup does.
 // hooks.admitTransaction may refuse a new transaction (452 4.3.1 while memory is short).
 
 import { withAsciiDomain } from '../../protocol/address.js';
@@ -100,6 +101,10 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
   const entry: RecipientEntry = { address };
   if (r.params.notify !== undefined) entry.notify = r.params.notify;
   if (r.params.orcpt !== undefined) entry.orcpt = r.params.orcpt;
+  if (tx.recipients.some((e) => sameRecipient(e, entry))) {
+    s.reply(250, '2.1.5', 'Ok (duplicate recipient)');
+    return;
+  }
   const add = (): void => {
     if (s.tx !== tx) return; // transaction was reset while the hook ran (cannot happen: serialised)
     tx.recipients.push(entry);
@@ -111,4 +116,20 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
     if (refusal) s.refuse(refusal);
     else add();
   });
+}
+
+/** The address with its domain in lower case: what makes two recipients the same one. */
+function recipientKey(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+}
+
+/** Whether `b` repeats `a`: the same address (domain without case) and the same DSN parameters. */
+function sameRecipient(a: RecipientEntry, b: RecipientEntry): boolean {
+  return (
+    recipientKey(a.address) === recipientKey(b.address) &&
+    String(a.notify) === String(b.notify) &&
+    a.orcpt?.type === b.orcpt?.type &&
+    a.orcpt?.address === b.orcpt?.address
+  );
 }
