@@ -12,6 +12,7 @@ import type { ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import { BufferedData } from '../smtp/server/message-data.js';
 import { rfc5322Date } from '../smtp/protocol/date.js';
 import type { Clock } from '../util/clock.js';
+import { addressKey } from '../util/domain.js';
 
 export interface InjectRequest {
   /** Return path; '' for the null sender. */
@@ -58,7 +59,11 @@ export function makeInjector(opts: InjectorOptions): Injector {
       messageId: undefined,
     };
     const recipients: Array<{ address: string }> = [];
+    const seen = new Set<string>();
     for (const r of req.recipients) {
+      // A recipient named twice (To: and Cc: of sendmail -t) is delivered once, as over SMTP.
+      if (seen.has(addressKey(r))) continue;
+      seen.add(addressKey(r));
       if (checkMailbox(r, true) !== 'ok')
         throw refuse('INJECT_BAD_RECIPIENT', `bad recipient <${r}>`, 553, '5.1.3');
       const verdict = await opts.hooks.checkRecipient?.(r, { ...ctx, recipientCount: recipients.length });

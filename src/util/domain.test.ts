@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
+  addressKey,
   domainOf,
   isAtOrBelow,
   isHostName,
@@ -47,6 +48,8 @@ describe('domain names', () => {
   test('the domain of an address is after the last "@", lower case, without a trailing dot', () => {
     assert.equal(domainOf('"a@b"@Example.ORG.'), 'example.org');
     assert.equal(domainOf('postmaster'), '');
+    assert.equal(addressKey('Bob@Example.ORG.'), 'Bob@example.org');
+    assert.equal(addressKey('postmaster'), 'postmaster');
     assert.equal(localPartOf('"a@b"@x.test'), '"a@b"');
     assert.equal(localPartOf('postmaster'), 'postmaster');
   });

@@ -72,6 +72,15 @@ export function domainOf(address: string): string {
   return (at < 0 ? '' : address.slice(at + 1)).toLowerCase().replace(/\.$/, '');
 }
 
+/**
+ * What makes two recipient addresses the same recipient: the local part as given (it may be
+ * case-sensitive, RFC 5321 §2.4) and the domain as domainOf compares it.
+ */
+export function addressKey(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : `${address.slice(0, at)}@${domainOf(address)}`;
+}
+
 /** The local part of an address: what precedes the last "@" (the whole address without one). */
 export function localPartOf(address: string): string {
   const at = address.lastIndexOf('@');

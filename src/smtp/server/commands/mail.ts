@@ -12,6 +12,7 @@ import { withAsciiDomain } from '../../protocol/address.js';
 import { paramWords, parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
 import type { RecipientEntry } from '../hooks.js';
 import type { SmtpSession } from '../session.js';
+import { addressKey } from '../../../util/domain.js';
 import { settle } from './util.js';
 
 export function mail(s: SmtpSession, args: string): void | Promise<void> {
@@ -118,16 +119,10 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
   });
 }
 
-/** The address with its domain in lower case: what makes two recipients the same one. */
-function recipientKey(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
-}
-
 /** Whether `b` repeats `a`: the same address (domain without case) and the same DSN parameters. */
 function sameRecipient(a: RecipientEntry, b: RecipientEntry): boolean {
   return (
-    recipientKey(a.address) === recipientKey(b.address) &&
+    addressKey(a.address) === addressKey(b.address) &&
     String(a.notify) === String(b.notify) &&
     a.orcpt?.type === b.orcpt?.type &&
     a.orcpt?.address === b.orcpt?.address
