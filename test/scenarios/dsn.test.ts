@@ -8,7 +8,14 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { SmtpClient } from '../../src/smtp/client/index.js';
-import { maildirMessages, makeTempDir, waitFor, waitForMaildir } from '../support/daemon.js';
+import {
+  LOGMTA_BIN,
+  maildirMessages,
+  makeTempDir,
+  runTool,
+  waitFor,
+  waitForMaildir,
+} from '../support/daemon.js';
 import { readReport } from '../support/dsn-python.js';
 import { sendMail } from '../support/inject.js';
 import { hasPythonEmail } from '../support/mime-check.js';
@@ -207,6 +214,23 @@ describe('a recipient given twice', { skip }, () => {
       r.perRecipient.map((g) => g['final-recipient']),
       ['rfc822; gone@dst.test'],
     );
+  });
+  test('sendmail given the same recipient twice hands it to the next hop once', async () => {
+    const dst = await scene.customer();
+    await dst.up();
+    const s = await scene.stage({ toml: relayToml({ 'dst.test': dst.port }) });
+    const r = await runTool(
+      process.execPath,
+      [
+        ...[LOGMTA_BIN, 'sendmail', '--config', s.daemon.configFile!, '-f', 'bob@sender.test'],
+        ...['ok@dst.test', 'other@dst.test', 'ok@dst.test'],
+      ],
+      { input: 'Subject: twice\n\nhi\n' },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    await dst.waitFor(2);
+    await drained(s);
+    assert.deepEqual(dst.recipients().sort(), ['ok@dst.test', 'other@dst.test']);
   });
 });
 
