@@ -67,10 +67,12 @@ describe('the message as its recipient gets it (logmta serve, Maildir per domain
       '221 2.0.0',
     ]);
     await waitFor(() => copies('localhost', 'ben', 'dup-1').length === 1, 'the copy for ben');
-    // Every recipient's outcome is logged before the daemon is done with the message.
+    // Every recipient's outcome is logged before the daemon is done with the message. The
+    // session keeps ann@localhost, ANN@localhost (another local part, RFC 5321 2.4) and ben: the
+    // exact repeat and the one differing only in the domain's case are answered 250, not added.
     await waitFor(
-      () => (srv.daemon.stdout().match(/"msg":"delivered"/g) ?? []).length >= 5,
-      'five delivered outcomes',
+      () => (srv.daemon.stdout().match(/"msg":"delivered"/g) ?? []).length >= 3,
+      'three delivered outcomes',
     );
     assert.equal(copies('localhost', 'ann', 'dup-1').length, 1, 'ann@localhost got the message once');
     assert.equal(
