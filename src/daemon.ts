@@ -24,6 +24,7 @@ import type { DnsResolver } from './dns/types.js';
 import { ConnectionPool } from './delivery/pool.js';
 import { makeReporter } from './delivery/reports.js';
 import { Router } from './delivery/router.js';
+import { SelfAddresses } from './delivery/self.js';
 import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
 import { type SessionFilter, withFilters } from './policy/filters.js';
@@ -203,7 +204,11 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   }
   // Every lookup (MX routing, probes, SPF/DKIM/DMARC, DNSBL) goes through this one resolver.
   const resolver = deps.resolver ?? dnsClient(config, clock);
-  const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25);
+  // Our own listeners are never an MX next hop (a backup MX must not relay to itself): known from
+  // the configuration now, and from the bound addresses below for port 0.
+  const self = new SelfAddresses();
+  for (const hp of config.smtp.listen) self.add(hp.host, hp.port);
+  const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25, self.has);
   // A cluster ([cluster]): loaded only when configured. Started before the listeners, so that
   // the first message already finds the domain homes (start-up waits for Redis at most
   // cluster.redis_timeout; without Redis the node runs on the last known homes).
@@ -332,6 +337,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     resolver,
     ...(deps.random ? { random: deps.random } : {}),
     ...(deps.mxPort !== undefined ? { mxPort: deps.mxPort } : {}),
+    isSelf: self.has,
     onReachable: (host, port) => pool.markAlive(host, port),
     emit: (ev) => events.emit(ev),
     ...(cluster
@@ -401,6 +407,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       }
       listeners.push(l);
       metrics.addListener(l);
+      if (role === 'smtp') self.add(addr.address, addr.port);
       addresses[role].push(`${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`);
     }
   }

@@ -9,6 +9,7 @@
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
 import { MtaError } from '../errors.js';
 import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from './mx.js';
+import { type IsSelf, withoutSelf } from './self.js';
 
 export type Decision =
   | { kind: 'local'; local: LocalDomain }
@@ -81,6 +82,8 @@ export class Router {
     private readonly random: () => number = Math.random,
     /** Port for MX hosts (25; tests point it at a sink). */
     private readonly mxPort = 25,
+    /** Whether an MX address is one of our own listeners (self.ts): never a next hop. */
+    private readonly isSelf: IsSelf = () => false,
   ) {
     for (const l of config.local) this.local.set(l.domain, l);
     for (const r of config.routes) if (!this.routes.has(r.domain)) this.routes.set(r.domain, r);
@@ -201,10 +204,15 @@ export class Router {
     return {
       kind: 'remote',
       key: `mx:${domain}`,
+      // RFC 5321 §5.1: this host and the MX hosts it prefers to itself are no next hop.
       candidates: async () =>
-        resolveAddresses(
-          await resolveMx(domain, { resolver: this.resolver, random: this.random, port: this.mxPort }),
-          this.resolver,
+        withoutSelf(
+          domain,
+          await resolveAddresses(
+            await resolveMx(domain, { resolver: this.resolver, random: this.random, port: this.mxPort }),
+            this.resolver,
+          ),
+          this.isSelf,
         ),
       requireTls: false,
       verifyTls: false,

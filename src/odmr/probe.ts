@@ -1,14 +1,16 @@
 // Periodic probes of ETRN domains (DESIGN.md §7): every probe_interval, each ETRN domain with held
-// mail has its host (the configured one, else its MX hosts in order) checked with connect, EHLO,
-// QUIT; only when a host answers is the lane flushed (EtrnService.run), and the host is taken
-// out of the dead-host cache (onReachable): the flush must not trip over marks the probe disproved.
+// mail has its host (the configured one, else its MX hosts in order, never this host itself:
+// delivery/self.ts) checked with connect, EHLO, QUIT; only when a host answers is the lane
+// flushed (EtrnService.run), and the host is taken out of the dead-host cache (onReachable):
+// the flush must not trip over marks the probe disproved.
 // Invariant: a probe touches nothing but a socket — a failed probe writes nothing to the queue
 // (no attempt is recorded, no envelope is rewritten), so an unreachable customer costs no disk.
 // Fails: never throws; lookup and connection errors count as a failed probe (logged at debug).
 
 import type { EtrnDomain } from '../config/index.js';
 import net from 'node:net';
-import { type DnsResolver, resolveAddresses, resolveMx } from '../delivery/mx.js';
+import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from '../delivery/mx.js';
+import { type IsSelf, withoutSelf } from '../delivery/self.js';
 import { probe as smtpProbe } from '../smtp/client/index.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import type { OdmrLogger, RunRequest } from './etrn.js';
@@ -28,6 +30,8 @@ export interface ProberOptions {
   random?: () => number;
   /** Port of MX hosts (default 25). */
   mxPort?: number;
+  /** Whether an MX address is one of our own listeners (delivery/self.ts): never probed. */
+  isSelf?: IsSelf;
   /** Replaces the SMTP probe (tests). */
   probe?: (host: string, port: number) => Promise<boolean>;
   /** Bound on each probe step (default 30 s). */
@@ -101,8 +105,8 @@ export class EtrnProber {
           clock: this.clock,
           timeoutMs: this.o.timeoutMs ?? 30_000,
         }));
-    let targets: { host: string; port: number }[];
-    if (e.host) targets = [e.host];
+    let targets: MxCandidate[];
+    if (e.host) targets = [{ ...e.host, preference: -1 }];
     else {
       if (!this.o.resolver) return false;
       try {
@@ -117,10 +121,15 @@ export class EtrnProber {
     // Host names become addresses through the same resolver as delivery ([dns]), not the system's.
     if (this.o.resolver && targets.some((t) => net.isIP(t.host) === 0)) {
       try {
-        targets = await resolveAddresses(
-          targets.map((t) => ({ ...t, preference: -1 })),
-          this.o.resolver,
-        );
+        targets = await resolveAddresses(targets, this.o.resolver);
+      } catch {
+        return false;
+      }
+    }
+    // As delivery does (router.ts): this host, and MX hosts it prefers to itself, prove nothing.
+    if (!e.host && this.o.isSelf) {
+      try {
+        targets = withoutSelf(e.domain, targets, this.o.isSelf);
       } catch {
         return false;
       }

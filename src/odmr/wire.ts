@@ -7,6 +7,7 @@
 
 import { type Config, formatHostPort, sessionTimeouts } from '../config/index.js';
 import type { DnsResolver } from '../delivery/mx.js';
+import type { IsSelf } from '../delivery/self.js';
 import type { ServerHooks } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
 import { listenError } from '../util/listen-error.js';
@@ -50,6 +51,8 @@ export interface EtrnOdmrDeps {
   random?: () => number;
   /** Port of MX hosts (tests). */
   mxPort?: number;
+  /** Whether an MX address is one of our own listeners: never probed. */
+  isSelf?: IsSelf;
   /** A probe found this host up (the daemon clears it from the dead-host cache). */
   onReachable?(host: string, port: number): void;
   emit?(ev: EtrnOdmrEvent): void;
@@ -105,6 +108,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
     resolver: d.resolver,
     ...(d.random ? { random: d.random } : {}),
     ...(d.mxPort !== undefined ? { mxPort: d.mxPort } : {}),
+    ...(d.isSelf ? { isSelf: d.isSelf } : {}),
     ...(d.onReachable ? { onReachable: d.onReachable } : {}),
   });
   prober.start();
