@@ -1,0 +1,158 @@
+// DNS as MX delivery meets it, against a real `logmta serve` asking a real DNS server (unbound on
+// loopback) and MX hosts on port 25 of addresses of their own (mx-kit.ts): an MX host whose
+// address lookup fails for now, implicit MX, an MX that names a CNAME, an MX set too large for a
+// datagram (TCP), equal preferences with one host down, and a DNS server that goes silent while
+// mail waits. Never a bounce for a temporary DNS failure; each message at its host once.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { startDnsProxy } from '../support/dns-proxy.js';
+import { sendMail } from '../support/inject.js';
+import { mxDown, mxSink } from '../support/mx-hosts.js';
+import type { SmtpSink } from '../support/sink.js';
+import { waitFor } from '../support/wait.js';
+import { mxScenes, mxZone, nthOutcome, outcomes, reports } from './mx-kit.js';
+
+const mx = mxScenes();
+const skip = await mx.skip;
+
+async function host(): Promise<SmtpSink> {
+  const s = await mxSink();
+  mx.later(() => s.close());
+  return s;
+}
+
+const recipients = (s: SmtpSink) => s.transactions.flatMap((t) => t.recipients).sort();
+
+describe('MX hosts and DNS, against logmta serve', { skip }, () => {
+  test('the best MX host has no address for now (SERVFAIL): the next MX gets the mail', async () => {
+    const backup = await host();
+    const w = await mx.world({
+      zones: ['dst.test'],
+      refused: ['broken.test'],
+      records: [
+        'dst.test. 300 IN MX 10 mx.broken.test.',
+        'dst.test. 300 IN MX 20 mx2.dst.test.',
+        `mx2.dst.test. 300 IN A ${backup.host}`,
+      ],
+    });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(recipients(backup), ['u@dst.test']);
+  });
+
+  test("the only MX host's address lookup fails for now: deferred, never bounced; delivered once DNS answers", async () => {
+    const target = await host();
+    const w = await mx.world(
+      {
+        zones: ['dst.test'],
+        refused: ['hosts.test'],
+        records: ['dst.test. 300 IN MX 10 mx.hosts.test.'],
+      },
+      { extra: '[queue]\nretry = ["1s"]\n' },
+    );
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    const first = await nthOutcome(w.stage, 'u@dst.test');
+    assert.equal(first.msg, 'deferred');
+    assert.equal(first.code, 451);
+    await mx.dns.update({
+      zones: ['dst.test', 'hosts.test'],
+      records: ['dst.test. 300 IN MX 10 mx.hosts.test.', `mx.hosts.test. 300 IN A ${target.host}`],
+    });
+    await target.waitForTransactions(1);
+    await waitFor(
+      () => outcomes(w.stage, 'u@dst.test').some((o) => o.msg === 'delivered'),
+      'the delivery',
+      20_000,
+    );
+    assert.deepEqual(recipients(target), ['u@dst.test']);
+    assert.equal(reports(w.bounces).length, 0);
+  });
+
+  test('no MX records: the domain itself is the mail host (implicit MX, RFC 5321 §5.1)', async () => {
+    const target = await host();
+    const w = await mx.world({ zones: ['dst.test'], records: [`dst.test. 300 IN A ${target.host}`] });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(recipients(target), ['u@dst.test']);
+  });
+
+  test('an MX that names a CNAME (RFC 2181 §10.3 forbids it, the Internet has it): delivered at its target', async () => {
+    const target = await host();
+    const w = await mx.world({
+      zones: ['dst.test', 'hosting.test'],
+      records: [
+        'dst.test. 300 IN MX 10 mail.dst.test.',
+        'mail.dst.test. 300 IN CNAME smtp.hosting.test.',
+        `smtp.hosting.test. 300 IN A ${target.host}`,
+      ],
+    });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(recipients(target), ['u@dst.test']);
+  });
+
+  test('an MX set too large for one datagram is read over TCP; the best host gets the mail', async () => {
+    const best = await host();
+    const others = Array.from({ length: 40 }, (_, i) => [
+      `dst.test. 300 IN MX ${20 + i} a-rather-long-mail-exchanger-name-number-${i}.backup.dst.test.`,
+      `a-rather-long-mail-exchanger-name-number-${i}.backup.dst.test. 300 IN A 127.0.0.1`,
+    ]).flat();
+    const w = await mx.world(mxZone([[10, best.host]], others));
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(recipients(best), ['u@dst.test']);
+  });
+
+  test('two MX hosts of equal preference, one down: every message reaches the other, each once', async () => {
+    const down = await mxDown();
+    const up = await host();
+    const w = await mx.world(
+      mxZone([
+        [10, down],
+        [10, up.host],
+      ]),
+    );
+    const rcpts = Array.from({ length: 6 }, (_, i) => `u${i}@dst.test`);
+    await w.stage.send(rcpts, 'a@src.test');
+    await waitFor(() => up.transactions.length >= 6, 'six deliveries', 20_000);
+    await waitFor(
+      () => rcpts.every((r) => outcomes(w.stage, r).some((o) => o.msg === 'delivered')),
+      'every outcome',
+      20_000,
+    );
+    assert.deepEqual(recipients(up), rcpts);
+  });
+
+  test('the DNS server goes silent while mail waits: deferred (timeout), never bounced; delivered exactly once when it answers again', async () => {
+    const target = await host();
+    const proxy = await startDnsProxy(mx.dns);
+    mx.later(() => proxy.close());
+    proxy.down = true;
+    const w = await mx.world(mxZone([[10, target.host]]), {
+      dnsServers: [proxy.address],
+      extra: '[queue]\nretry = ["1s"]\n',
+    });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test', 'v@dst.test'] });
+    const first = await nthOutcome(w.stage, 'u@dst.test');
+    assert.equal(first.msg, 'deferred');
+    assert.equal(first.code, 451);
+    // A second attempt in the dark, then the server is back.
+    await nthOutcome(w.stage, 'u@dst.test', 2);
+    assert.ok(proxy.questions > 0);
+    proxy.down = false;
+    await target.waitForTransactions(1);
+    await waitFor(
+      () =>
+        ['u@dst.test', 'v@dst.test'].every((r) => outcomes(w.stage, r).some((o) => o.msg === 'delivered')),
+      'the deliveries',
+      20_000,
+    );
+    assert.equal(target.transactions.length, 1, 'one transaction for both recipients');
+    assert.deepEqual(recipients(target), ['u@dst.test', 'v@dst.test']);
+    assert.ok(
+      outcomes(w.stage, 'u@dst.test').every((o) => o.msg !== 'failed'),
+      'no temporary DNS failure became permanent',
+    );
+    assert.equal(reports(w.bounces).length, 0);
+  });
+});
