@@ -47,6 +47,9 @@ export interface SinkOptions {
   ehlo?: boolean;
   pipelining?: boolean;
   starttls?: boolean;
+  /** More options of the STARTTLS context, e.g. `{ maxVersion: 'TLSv1.1' }` for a peer whose
+   *  TLS a modern client refuses (the handshake fails). */
+  tlsContext?: tls.SecureContextOptions;
   chunking?: boolean;
   dsn?: boolean;
   /** Advertise SIZE with this limit (0 = no limit) and enforce it. Default: SIZE not offered. */
@@ -179,7 +182,7 @@ export class SmtpSink {
 
   static async start(opts: SinkOptions = {}): Promise<SmtpSink> {
     let ctx: tls.SecureContext | undefined;
-    if (opts.starttls) ctx = tls.createSecureContext(await sinkCertificate());
+    if (opts.starttls) ctx = tls.createSecureContext({ ...(await sinkCertificate()), ...opts.tlsContext });
     const sink = new SmtpSink(opts, ctx);
     await new Promise<void>((resolve, reject) => {
       sink.server.once('error', reject);
