@@ -120,4 +120,28 @@ describe('resolveMx', () => {
       await assert.rejects(resolveMx('x.test', { resolver: r2 }), { kind: 'transient' });
     }
   });
+
+  test('an address literal is its own candidate, without a DNS question; a general literal fails', async () => {
+    const resolver = fakeResolver({});
+    const asked: string[] = [];
+    const counting: DnsResolver = {
+      ...resolver,
+      resolveMx: (d) => {
+        asked.push(d);
+        return resolver.resolveMx(d);
+      },
+    };
+    assert.deepEqual(await resolveMx('[192.0.2.1]', { resolver: counting, port: 2525 }), [
+      { host: '192.0.2.1', port: 2525, preference: -1 },
+    ]);
+    assert.deepEqual(await resolveMx('[IPv6:2001:DB8::1]', { resolver: counting }), [
+      { host: '2001:db8::1', port: 25, preference: -1 },
+    ]);
+    assert.deepEqual(asked, []);
+    for (const bad of ['[x-tag:abc]', '[2001:db8::1]', '[IPv6:192.0.2.1]', '[999.1.1.1]'])
+      await assert.rejects(resolveMx(bad, { resolver: counting }), {
+        code: 'BAD_ADDRESS_LITERAL',
+        kind: 'permanent',
+      });
+  });
 });

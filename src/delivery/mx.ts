@@ -2,7 +2,8 @@
 // (static route hosts are parsed by config/net.ts parseHostPort). Returns an ordered candidate
 // list; connecting is the caller's job.
 // Invariants: candidates are in preference order, equal preferences shuffled with the injected
-// random; a domain without MX falls back to itself (implicit MX) only if it has A or AAAA records.
+// random; a domain without MX falls back to itself (implicit MX) only if it has A or AAAA records;
+// an address literal ([192.0.2.1], [IPv6:...]) is its own single candidate, without DNS.
 // Fails with MtaError: permanent for NXDOMAIN (550 5.1.2), Null MX (556 5.1.10, RFC 7505) and a
 // domain with no mail-capable records; transient for SERVFAIL, timeouts and other resolver trouble.
 
@@ -61,10 +62,29 @@ function shuffle<T>(a: T[], from: number, to: number, random: () => number): voi
   }
 }
 
+/**
+ * The address of an RFC 5321 address literal (§4.1.3): "[192.0.2.1]" or "[IPv6:2001:db8::1]";
+ * undefined for anything else (a general literal "[tag:...]" names no address we can reach).
+ */
+export function literalAddress(domain: string): string | undefined {
+  const m = /^\[(ipv6:)?([^\]]+)\]$/i.exec(domain);
+  if (!m?.[2]) return undefined;
+  const ip = m[2];
+  return (m[1] ? net.isIPv6(ip) : net.isIPv4(ip)) ? ip : undefined;
+}
+
 export async function resolveMx(domain: string, opts: MxOptions): Promise<MxCandidate[]> {
   const random = opts.random ?? Math.random;
   const port = opts.port ?? 25;
   const name = domain.replace(/\.$/, '').toLowerCase();
+  // An address literal is where the mail goes (RFC 5321 §5.1): no DNS question is asked for it.
+  if (name.startsWith('[')) {
+    const ip = literalAddress(name);
+    if (ip !== undefined) return [{ host: ip, port, preference: -1 }];
+    throw new MtaError('BAD_ADDRESS_LITERAL', 'permanent', `no address to deliver to in ${name}`, {
+      smtp: { code: 550, enhanced: '5.1.2' },
+    });
+  }
   let records: MxRecord[];
   try {
     records = await opts.resolver.resolveMx(name);

@@ -155,4 +155,17 @@ describe('MX hosts and DNS, against logmta serve', { skip }, () => {
     );
     assert.equal(reports(w.bounces).length, 0);
   });
+
+  test('an address-literal recipient (u@[192.0.2.1], RFC 5321 §4.1.3) is delivered to that address, without a DNS question', async () => {
+    const target = await host();
+    const proxy = await startDnsProxy(mx.dns);
+    mx.later(() => proxy.close());
+    const w = await mx.world({ zones: [], records: [] }, { dnsServers: [proxy.address] });
+    const rcpt = `u@[${target.host}]`;
+    await sendMail(w.stage.port, { from: 'a@src.test', to: [rcpt] });
+    const o = await nthOutcome(w.stage, rcpt);
+    assert.equal(o.msg, 'delivered', JSON.stringify(o));
+    assert.deepEqual(recipients(target), [rcpt]);
+    assert.equal(proxy.questions, 0, 'an address literal is not a name to look up');
+  });
 });
