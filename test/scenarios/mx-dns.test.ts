@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { startDnsProxy } from '../support/dns-proxy.js';
 import { sendMail } from '../support/inject.js';
 import { mxDown, mxSink } from '../support/mx-hosts.js';
-import type { SmtpSink } from '../support/sink.js';
+import { SmtpSink } from '../support/sink.js';
 import { waitFor } from '../support/wait.js';
 import { mxScenes, mxZone, nthOutcome, outcomes, reports } from './mx-kit.js';
 
@@ -167,5 +167,34 @@ describe('MX hosts and DNS, against logmta serve', { skip }, () => {
     assert.equal(o.msg, 'delivered', JSON.stringify(o));
     assert.deepEqual(recipients(target), [rcpt]);
     assert.equal(proxy.questions, 0, 'an address literal is not a name to look up');
+  });
+
+  test('an MX host with only an IPv6 address (AAAA) gets the mail there; with IPv4 down, IPv6 is the fallback', async (t) => {
+    let v6: SmtpSink;
+    try {
+      v6 = await SmtpSink.start({ address: '::1', port: 25 });
+    } catch (e) {
+      t.skip(`no [::1]:25 here (${(e as NodeJS.ErrnoException).code})`);
+      return;
+    }
+    mx.later(() => v6.close());
+    const down = await mxDown();
+    const w = await mx.world({
+      zones: ['dst.test', 'two.test'],
+      records: [
+        'dst.test. 300 IN MX 10 mx6.dst.test.',
+        'mx6.dst.test. 300 IN AAAA ::1',
+        'two.test. 300 IN MX 10 mx.two.test.',
+        `mx.two.test. 300 IN A ${down}`,
+        'mx.two.test. 300 IN AAAA ::1',
+      ],
+    });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test', 'v@two.test'] });
+    const u = await nthOutcome(w.stage, 'u@dst.test');
+    const v = await nthOutcome(w.stage, 'v@two.test');
+    assert.equal(u.msg, 'delivered', JSON.stringify(u));
+    assert.equal(v.msg, 'delivered', JSON.stringify(v));
+    assert.match(String(u.relay), /\[::1\]/);
+    assert.deepEqual(recipients(v6), ['u@dst.test', 'v@two.test']);
   });
 });
