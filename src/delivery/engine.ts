@@ -1,6 +1,7 @@
 // The delivery engine: the Deliverer the queue calls for each due piece. It splits the piece's
 // pending recipients by destination (local Maildir, held ODMR domain, remote next hop), sends
-// each group (one transaction per destination, more when the peer answers 452), classifies every
+// each group (one transaction per destination, more when the peer answers 452; once more on a new
+// connection when a kept one turns out closed before it took anything), classifies every
 // recipient's outcome and hands them back to the queue, which commits them before anything is
 // considered done. With several destinations, outcomes of finished groups are committed as they
 // come, so a crash repeats only what was in flight. Local delivery writes one copy per mailbox
@@ -208,9 +209,8 @@ export class DeliveryEngine {
         }));
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
-    let lease: Awaited<ReturnType<ConnectionPool['acquire']>>;
-    try {
-      lease = await this.pool.acquire(
+    const acquire = (fresh: boolean) =>
+      this.pool.acquire(
         d.key,
         d.candidates,
         d.lmtp
@@ -224,13 +224,41 @@ export class DeliveryEngine {
             },
         // A flush a customer asked for (ETRN, probe) goes first, and past dead-host marks older
         // than the customer's proof that its host is up.
-        job.flush
-          ? {
-              priority: true,
-              ...(job.flush.reachableSince !== undefined ? { reachableSince: job.flush.reachableSince } : {}),
-            }
-          : {},
+        {
+          ...(job.flush
+            ? {
+                priority: true,
+                ...(job.flush.reachableSince !== undefined
+                  ? { reachableSince: job.flush.reachableSince }
+                  : {}),
+              }
+            : {}),
+          ...(fresh ? { fresh: true } : {}),
+        },
       );
+    const send = async (fresh: boolean) => {
+      const lease = await acquire(fresh);
+      const r = await sendTransaction(
+        lease.client,
+        job,
+        rcpts.map((i) => info.recipients[i]!),
+        // LMTP is final delivery: a success DSN says "delivered", not "relayed". Once the end of
+        // data is written, the connection goes back to the pool while the reply is awaited: a
+        // message waiting for it sends its envelope right behind (in the same write, RFC 2920).
+        { host: lease.host, final: d.lmtp === true, onDataSent: () => lease.release(true) },
+      );
+      this.stats.transactions += r.transactions;
+      lease.release(r.reusable);
+      return { r, reused: lease.reused };
+    };
+    let r: Awaited<ReturnType<typeof send>>['r'];
+    try {
+      const first = await send(false);
+      r = first.r;
+      // A kept connection the peer had closed (its idle timeout, a limit of messages per session)
+      // took nothing of the message: that is no failure of the destination, so the message goes
+      // once more at once, on a new connection, instead of waiting for its next retry.
+      if (first.reused && r.stale) r = (await send(true)).r;
     } catch (e) {
       const permanent = e instanceof MtaError && e.kind === 'permanent';
       const smtp = e instanceof MtaError ? e.smtp : undefined;
@@ -242,17 +270,6 @@ export class DeliveryEngine {
         text: errorText(e),
       }));
     }
-    const r = await sendTransaction(
-      lease.client,
-      job,
-      rcpts.map((i) => info.recipients[i]!),
-      // LMTP is final delivery: a success DSN says "delivered", not "relayed". Once the end of
-      // data is written, the connection goes back to the pool while the reply is awaited: a
-      // message waiting for it sends its envelope right behind (in the same write, RFC 2920).
-      { host: lease.host, final: d.lmtp === true, onDataSent: () => lease.release(true) },
-    );
-    this.stats.transactions += r.transactions;
-    lease.release(r.reusable);
     return r.outcomes.map((o, i) => ({ ...o, rcpt: rcpts[i]! }));
   }
 }

@@ -62,6 +62,9 @@ export interface TransactionResult {
   reusable: boolean;
   /** Transactions sent (more than one when the peer limits recipients). */
   transactions: number;
+  /** The session was over before the peer took any of it (SendResult.stale): every recipient
+   *  is deferred, and a new connection may carry the message at once. */
+  stale?: true;
 }
 
 /**
@@ -94,6 +97,7 @@ export async function sendTransaction(
   let todo = rcpts.map((_, i) => i);
   let transactions = 0;
   let reusable = false;
+  let stale = false;
   try {
     while (todo.length > 0) {
       const tx = outboundTransaction(
@@ -106,6 +110,7 @@ export async function sendTransaction(
       // job sends on it, which is the one that got no 452 (transaction.ts calls it only then).
       const res = await client.sendMessage(tx, o.onDataSent ? { onDataSent: o.onDataSent } : {});
       transactions++;
+      if (res.stale && transactions === 1) stale = true;
       reusable = res.reusable;
       const retry: number[] = [];
       for (const rr of res.recipients) {
@@ -129,6 +134,7 @@ export async function sendTransaction(
       outcomes: rest({ status: 'deferred', code: 452, enhanced: '4.5.3', text: 'too many recipients' }),
       reusable,
       transactions,
+      ...(stale && { stale: true }),
     };
   } catch (e) {
     // The connection failed mid-way: what was not answered is tried again later.

@@ -65,11 +65,15 @@ export interface AcquireOptions {
   priority?: boolean;
   /** The destination proved reachable at this time: dead-host marks older than it are ignored. */
   reachableSince?: number;
+  /** A new connection, not an idle one (the idle one just failed: the peer had closed it). */
+  fresh?: boolean;
 }
 
 export interface Lease {
   client: SmtpClient;
   host: string;
+  /** An idle connection kept from an earlier message (the peer may have closed it meanwhile). */
+  reused: boolean;
   /** Give the connection back: reusable ones are kept for the next message. */
   release(reusable: boolean): void;
 }
@@ -179,24 +183,24 @@ export class ConnectionPool {
     }
     try {
       for (;;) {
-        const idle = d.idle.pop();
+        const idle = how.fresh ? undefined : d.idle.pop();
         if (!idle) break;
         idle.cancel();
         if (idle.client.usable) {
           this.stats.reused++;
-          return this.lease(key, d, idle.client, idle.host);
+          return this.lease(key, d, idle.client, idle.host, true);
         }
         this.discard(idle.client);
       }
       // A destination not known to work gets one connection attempt at a time: if it is down,
       // the others then find its hosts in the dead-host cache instead of each trying.
       while (d.connecting > 0 && !d.healthy) await new Promise<void>((r) => d.probeWaiters.push(r));
-      const idle = d.idle.pop();
+      const idle = how.fresh ? undefined : d.idle.pop();
       if (idle) {
         idle.cancel();
         if (idle.client.usable) {
           this.stats.reused++;
-          return this.lease(key, d, idle.client, idle.host);
+          return this.lease(key, d, idle.client, idle.host, true);
         }
         this.discard(idle.client);
       }
@@ -210,7 +214,7 @@ export class ConnectionPool {
           !d.healthy,
         );
         d.healthy = true;
-        return this.lease(key, d, client, host);
+        return this.lease(key, d, client, host, false);
       } catch (e) {
         d.healthy = false;
         throw e;
@@ -224,11 +228,12 @@ export class ConnectionPool {
     }
   }
 
-  private lease(key: string, d: Dest, client: SmtpClient, host: string): Lease {
+  private lease(key: string, d: Dest, client: SmtpClient, host: string, reused: boolean): Lease {
     let released = false;
     return {
       client,
       host,
+      reused,
       release: (reusable) => {
         if (released) return;
         released = true;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseDsn } from '../support/dsn.js';
 import { sendMail } from '../support/inject.js';
-import { mxDown, mxSink, mxTarpit } from '../support/mx-hosts.js';
+import { type MxListener, mxDown, mxListener, mxSink, mxTarpit } from '../support/mx-hosts.js';
 import { type SinkOptions, SmtpSink } from '../support/sink.js';
 import { waitFor } from '../support/wait.js';
 import { mxScenes, mxZone, nthOutcome, outcomes, received, reports, type World } from './mx-kit.js';
@@ -91,6 +91,25 @@ describe('MX fallback, against logmta serve', { skip }, () => {
     assert.equal(backup.connections, 0);
   });
 
+  test('the best MX down, the backup refuses the recipient: one bounce, naming the backup as Remote-MTA', async () => {
+    const down = await mxDown();
+    const backup = await host({ rcptReply: () => '550 5.7.1 relay not permitted' });
+    const w = await world(
+      mxZone([
+        [10, down],
+        [20, backup.host],
+      ]),
+    );
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    await waitFor(() => reports(w.bounces).length === 1, 'the bounce', 15_000);
+    const r = parseDsn(reports(w.bounces)[0]!.data).recipients[0];
+    assert.equal(r?.status, '5.7.1');
+    assert.equal(r?.['remote-mta'], 'dns; mx2.dst.test');
+    assert.match(r?.['diagnostic-code'] ?? '', /^smtp; 550 5\.7\.1 relay not permitted/);
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'failed');
+    assert.equal(reports(w.bounces).length, 1);
+  });
+
   test('greylisting (4xx to RCPT) at the best MX defers the recipient; the retry delivers it there once', async () => {
     let asked = 0;
     const best = await host({
@@ -172,5 +191,92 @@ describe('an MX list that names this host (RFC 5321 §5.1), against logmta serve
     assert.equal(other.connections, 0, 'a lower-preference MX than this host is no next hop');
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'failed');
     assert.equal(received(w.stage), 1);
+  });
+});
+
+/**
+ * A peer that takes one message per connection and then closes it as the next one begins (at
+ * RSET, before any reply): what a server's idle timeout firing just as we reuse the connection
+ * looks like. Records each message's recipients.
+ */
+async function oneMessagePerConnection(): Promise<{ l: MxListener; got: string[][] }> {
+  const got: string[][] = [];
+  const l = await mxListener((sock) => {
+    let done = 0;
+    let rcpts: string[] = [];
+    let inData = false;
+    let buf = '';
+    sock.setEncoding('latin1');
+    sock.write('220 peer.test ESMTP\r\n');
+    sock.on('data', (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf('\r\n'); i >= 0 && !sock.destroyed; i = buf.indexOf('\r\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const verb = line.slice(0, 4).toUpperCase();
+        if (inData) {
+          if (line !== '.') continue;
+          inData = false;
+          done++;
+          got.push(rcpts);
+          rcpts = [];
+          sock.write('250 2.0.0 ok\r\n');
+        } else if (done > 0 && (verb === 'RSET' || verb === 'MAIL')) sock.destroy();
+        else if (verb === 'DATA') {
+          inData = true;
+          sock.write('354 go ahead\r\n');
+        } else if (verb === 'QUIT') sock.end('221 bye\r\n');
+        else {
+          if (verb === 'RCPT') rcpts.push(line.slice(9, -1));
+          sock.write('250 ok\r\n');
+        }
+      }
+    });
+  });
+  mx.later(() => l.close());
+  return { l, got };
+}
+
+describe('a kept connection the peer has given up on, against logmta serve', { skip }, () => {
+  test('closed by the peer as the next message starts on it: that message goes at once on a new connection, once', async () => {
+    const { l, got } = await oneMessagePerConnection();
+    const w = await world(mxZone([[10, l.host]]), '[queue]\nretry = ["1h"]\n');
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    // Within the 5 s the connection is kept: the next message takes it.
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['v@dst.test'] });
+    const o = await nthOutcome(w.stage, 'v@dst.test');
+    assert.equal(o.msg, 'delivered', JSON.stringify(o));
+    assert.deepEqual(got, [['u@dst.test'], ['v@dst.test']]);
+    assert.equal(l.connections, 2);
+  });
+
+  test('421 to MAIL on a kept connection (a limit of messages per session): the message goes at once on a new connection', async () => {
+    let mails = 0;
+    const peer = await host({
+      mailReply: () => (++mails === 2 ? '421 4.7.0 too many messages in this session' : undefined),
+    });
+    const w = await world(mxZone([[10, peer.host]]), '[queue]\nretry = ["1h"]\n');
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['v@dst.test'] });
+    const o = await nthOutcome(w.stage, 'v@dst.test');
+    assert.equal(o.msg, 'delivered', JSON.stringify(o));
+    assert.deepEqual(
+      peer.transactions.map((t) => t.recipients),
+      [['u@dst.test'], ['v@dst.test']],
+    );
+    assert.equal(peer.connections, 2);
+  });
+
+  test('a new connection that fails the same way is not retried again: deferred, nothing lost', async () => {
+    const peer = await host({ mailReply: () => '421 4.3.2 shutting down' });
+    const w = await world(mxZone([[10, peer.host]]), '[queue]\nretry = ["1h"]\n');
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    const o = await nthOutcome(w.stage, 'u@dst.test');
+    assert.equal(o.msg, 'deferred');
+    assert.equal(o.code, 421);
+    assert.equal(peer.connections, 1, 'a first connection that gets 421 is the destination speaking');
+    assert.equal(w.stage.logLines().filter((l) => l.msg === 'deferred').length, 1);
   });
 });

@@ -112,6 +112,13 @@ export interface SendResult {
   recipients: RecipientResult[];
   /** Whether another message may be sent on this connection. */
   reusable: boolean;
+  /**
+   * The session was over before the peer took any part of this transaction: closed before or at
+   * RSET/MAIL, or 421 (closing) to either — a kept connection the peer had given up on (its idle
+   * timeout, a limit of messages per session). No data was sent: a new connection may carry the
+   * message at once, and it is no sign the destination is in trouble.
+   */
+  stale?: true;
 }
 
 export type HandshakeStage = 'connect' | 'greeting' | 'ehlo' | 'starttls' | 'auth';

@@ -94,15 +94,18 @@ export async function sendTransaction(
 ): Promise<SendResult> {
   const n = tx.recipients.length;
   const results: (RecipientResult | undefined)[] = new Array(n);
+  let stale = false;
   const done = (reusable: boolean): SendResult => ({
     recipients: results.map((r, i) => r ?? local(i, 451, '4.3.0', 'no result', 'local')),
     reusable: reusable && conn.alive,
+    ...(stale && { stale: true }),
   });
   const all = (make: (i: number) => RecipientResult) => {
     for (let i = 0; i < n; i++) if (results[i] === undefined) results[i] = make(i);
   };
 
   if (!conn.alive) {
+    stale = true;
     all((i) => local(i, 451, '4.4.2', conn.error?.message ?? 'connection closed', 'connection'));
     return done(false);
   }
@@ -265,6 +268,8 @@ export async function sendTransaction(
         else results[i] = fromReply(i, r, 'rcpt');
       }
     } else {
+      // 421: the peer is closing the session (RFC 5321 §3.8), not refusing this message.
+      stale = mail.code === 421;
       for (const i of todo) results[i] = fromReply(i, mail, 'mail');
       // Pipelined RCPT replies (503 by now) still have to be read to stay in step.
       for (const p of rcptPs) await p;
@@ -344,6 +349,9 @@ export async function sendTransaction(
     if (!handedOn) state.dirty = final.code >= 300;
     return done(true);
   } catch (e) {
+    // Before the MAIL reply the peer has answered nothing of this transaction (no DATA went out).
+    stale ||=
+      (stage === 'sending RSET' || stage === 'sending MAIL FROM') && !results.some((r) => r?.remote === true);
     const why = `${stage}: ${errorText(e)}`;
     const smtp = e instanceof MtaError && e.smtp ? e.smtp : { code: 451, enhanced: '4.4.2' };
     if (conn.alive) conn.fail(e instanceof MtaError ? e : new MtaError('SMTP_CLIENT', 'transient', why));
