@@ -91,6 +91,14 @@ describe('MX hosts and DNS, against logmta serve', { skip }, () => {
     assert.deepEqual(recipients(target), ['u@dst.test']);
   });
 
+  test('an MX whose exchange is an IPv4 address written as a name (against RFC 1035, seen in the wild) is that address', async () => {
+    const target = await host();
+    const w = await mx.world({ zones: ['dst.test'], records: [`dst.test. 300 IN MX 10 ${target.host}.`] });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(recipients(target), ['u@dst.test']);
+  });
+
   test('an MX set too large for one datagram is read over TCP; the best host gets the mail', async () => {
     const best = await host();
     const others = Array.from({ length: 40 }, (_, i) => [
