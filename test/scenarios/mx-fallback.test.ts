@@ -60,6 +60,24 @@ describe('MX fallback, against logmta serve', { skip }, () => {
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
   });
 
+  test('six messages at once while the best MX is a tarpit: one wait for its greeting, then all go to the backup, each once', async () => {
+    const tarpit = await mxTarpit();
+    mx.later(() => tarpit.close());
+    const backup = await host();
+    const w = await world(
+      mxZone([
+        [10, tarpit.host],
+        [20, backup.host],
+      ]),
+    );
+    const rcpts = Array.from({ length: 6 }, (_, i) => `u${i}@dst.test`);
+    await Promise.all(rcpts.map((r) => sendMail(w.stage.port, { from: 'a@src.test', to: [r] })));
+    await waitFor(() => rcpts.every((r) => outcomes(w.stage, r).length > 0), 'every outcome', 20_000);
+    assert.ok(rcpts.every((r) => outcomes(w.stage, r)[0]?.msg === 'delivered'));
+    assert.deepEqual(backup.transactions.flatMap((t) => t.recipients).sort(), rcpts);
+    assert.equal(tarpit.connections, 1, 'the tarpit is in the dead-host cache after its first silence');
+  });
+
   test('the best MX greets with 421: the next MX gets the mail', async () => {
     const busy = await host({ greeting: '421 4.3.2 busy, try later' });
     const backup = await host();
@@ -191,6 +209,49 @@ describe('an MX list that names this host (RFC 5321 §5.1), against logmta serve
     assert.equal(other.connections, 0, 'a lower-preference MX than this host is no next hop');
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'failed');
     assert.equal(received(w.stage), 1);
+  });
+});
+
+describe('one message for several MX domains, against logmta serve', { skip }, () => {
+  test('each domain its own outcome: two recipients in one transaction, one via the backup MX, one bounced alone', async () => {
+    const a = await host();
+    const b = await host({ rcptReply: () => '550 5.1.1 unknown user' });
+    const cDown = await mxDown();
+    const cBackup = await host();
+    const w = await world({
+      zones: ['a.test', 'b.test', 'c.test'],
+      records: [
+        'a.test. 300 IN MX 10 mx.a.test.',
+        `mx.a.test. 300 IN A ${a.host}`,
+        'b.test. 300 IN MX 10 mx.b.test.',
+        `mx.b.test. 300 IN A ${b.host}`,
+        'c.test. 300 IN MX 10 mx1.c.test.',
+        'c.test. 300 IN MX 20 mx2.c.test.',
+        `mx1.c.test. 300 IN A ${cDown}`,
+        `mx2.c.test. 300 IN A ${cBackup.host}`,
+      ],
+    });
+    const to = ['x@a.test', 'y@b.test', 'z@c.test', 'w@a.test'];
+    await sendMail(w.stage.port, { from: 'a@src.test', to });
+    await waitFor(() => to.every((r) => outcomes(w.stage, r).length > 0), 'every outcome', 20_000);
+    await waitFor(() => reports(w.bounces).length >= 1, 'the bounce', 15_000);
+    assert.deepEqual(
+      a.transactions.map((t) => t.recipients),
+      [['x@a.test', 'w@a.test']],
+    );
+    assert.deepEqual(
+      cBackup.transactions.map((t) => t.recipients),
+      [['z@c.test']],
+    );
+    assert.equal(b.transactions.length, 0);
+    const bounced = reports(w.bounces).flatMap((r) =>
+      parseDsn(r.data).recipients.map((x) => x['final-recipient']),
+    );
+    assert.deepEqual(bounced, ['rfc822; y@b.test']);
+    assert.deepEqual(
+      to.map((r) => outcomes(w.stage, r).map((o) => o.msg)),
+      [['delivered'], ['failed'], ['delivered'], ['delivered']],
+    );
   });
 });
 
