@@ -25,16 +25,21 @@ async function host(opts: SinkOptions = {}): Promise<SmtpSink> {
 const world = (zone: Parameters<typeof mx.world>[0], extra = '', smtp = ''): Promise<World> =>
   mx.world(zone, { extra, smtp });
 
+/** dst.test with a best MX (10) and a backup (20) at these addresses. */
+const twoMx = (best: string, backup: string, extra = ''): Promise<World> =>
+  world(
+    mxZone([
+      [10, best],
+      [20, backup],
+    ]),
+    extra,
+  );
+
 describe('MX fallback, against logmta serve', { skip }, () => {
   test('the best MX refuses connections: the mail goes to the next preference, once', async () => {
     const down = await mxDown();
     const backup = await host();
-    const w = await world(
-      mxZone([
-        [10, down],
-        [20, backup.host],
-      ]),
-    );
+    const w = await twoMx(down, backup.host);
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     await backup.waitForTransactions(1);
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
@@ -48,12 +53,7 @@ describe('MX fallback, against logmta serve', { skip }, () => {
     const tarpit = await mxTarpit();
     mx.later(() => tarpit.close());
     const backup = await host();
-    const w = await world(
-      mxZone([
-        [10, tarpit.host],
-        [20, backup.host],
-      ]),
-    );
+    const w = await twoMx(tarpit.host, backup.host);
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     await backup.waitForTransactions(1);
     assert.equal(tarpit.connections, 1);
@@ -64,12 +64,7 @@ describe('MX fallback, against logmta serve', { skip }, () => {
     const tarpit = await mxTarpit();
     mx.later(() => tarpit.close());
     const backup = await host();
-    const w = await world(
-      mxZone([
-        [10, tarpit.host],
-        [20, backup.host],
-      ]),
-    );
+    const w = await twoMx(tarpit.host, backup.host);
     const rcpts = Array.from({ length: 6 }, (_, i) => `u${i}@dst.test`);
     await Promise.all(rcpts.map((r) => sendMail(w.stage.port, { from: 'a@src.test', to: [r] })));
     await waitFor(() => rcpts.every((r) => outcomes(w.stage, r).length > 0), 'every outcome', 20_000);
@@ -81,12 +76,7 @@ describe('MX fallback, against logmta serve', { skip }, () => {
   test('the best MX greets with 421: the next MX gets the mail', async () => {
     const busy = await host({ greeting: '421 4.3.2 busy, try later' });
     const backup = await host();
-    const w = await world(
-      mxZone([
-        [10, busy.host],
-        [20, backup.host],
-      ]),
-    );
+    const w = await twoMx(busy.host, backup.host);
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     await backup.waitForTransactions(1);
     assert.equal(busy.transactions.length, 0);
@@ -96,12 +86,7 @@ describe('MX fallback, against logmta serve', { skip }, () => {
   test('5xx to RCPT at the best MX is final: bounced, and the backup MX is not asked', async () => {
     const best = await host({ rcptReply: () => '550 5.1.1 no such user' });
     const backup = await host();
-    const w = await world(
-      mxZone([
-        [10, best.host],
-        [20, backup.host],
-      ]),
-    );
+    const w = await twoMx(best.host, backup.host);
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     await waitFor(() => reports(w.bounces).length === 1, 'the bounce', 15_000);
     const dsn = parseDsn(reports(w.bounces)[0]!.data);
@@ -112,12 +97,7 @@ describe('MX fallback, against logmta serve', { skip }, () => {
   test('the best MX down, the backup refuses the recipient: one bounce, naming the backup as Remote-MTA', async () => {
     const down = await mxDown();
     const backup = await host({ rcptReply: () => '550 5.7.1 relay not permitted' });
-    const w = await world(
-      mxZone([
-        [10, down],
-        [20, backup.host],
-      ]),
-    );
+    const w = await twoMx(down, backup.host);
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     await waitFor(() => reports(w.bounces).length === 1, 'the bounce', 15_000);
     const r = parseDsn(reports(w.bounces)[0]!.data).recipients[0];
@@ -134,13 +114,7 @@ describe('MX fallback, against logmta serve', { skip }, () => {
       rcptReply: () => (asked++ === 0 ? '451 4.7.1 greylisted, come back later' : undefined),
     });
     const backup = await host();
-    const w = await world(
-      mxZone([
-        [10, best.host],
-        [20, backup.host],
-      ]),
-      '[queue]\nretry = ["1s"]\n',
-    );
+    const w = await twoMx(best.host, backup.host, '[queue]\nretry = ["1s"]\n');
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'deferred');
     await best.waitForTransactions(1);
