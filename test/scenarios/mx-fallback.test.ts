@@ -184,6 +184,37 @@ describe('an MX list that names this host (RFC 5321 §5.1), against logmta serve
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'failed');
     assert.equal(received(w.stage), 1);
   });
+
+  test('an ETRN domain found by MX: this host (its backup MX) is never probed in its place; the customer, once up, is', async () => {
+    const self = await mxDown();
+    const customerAddress = await mxDown();
+    const w = await world(
+      {
+        zones: ['branch.test'],
+        records: [
+          'branch.test. 300 IN MX 10 office.branch.test.',
+          'branch.test. 300 IN MX 20 backup.branch.test.',
+          `office.branch.test. 300 IN A ${customerAddress}`,
+          `backup.branch.test. 300 IN A ${self}`,
+        ],
+      },
+      '[log]\nlevel = "debug"\n[[etrn]]\ndomain = "branch.test"\nprobe_interval = "300ms"\n',
+      `listen = ["127.0.0.1:0", "${self}:25"]`,
+    );
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@branch.test'] });
+    await w.stage.waitHeld('branch.test', 1);
+    await w.stage.waitLog('etrn probe failed', 3);
+    assert.equal(w.stage.logLines().filter((l) => l.msg === 'etrn probe succeeded').length, 0);
+    const office = await SmtpSink.start({ address: customerAddress, port: 25 });
+    mx.later(() => office.close());
+    await office.waitForTransactions(1);
+    await w.stage.waitHeld('branch.test', 0);
+    assert.deepEqual(
+      office.transactions.map((t) => t.recipients),
+      [['u@branch.test']],
+    );
+    assert.equal(received(w.stage), 1);
+  });
 });
 
 describe('one message for several MX domains, against logmta serve', { skip }, () => {
