@@ -91,6 +91,22 @@ describe('MX hosts and DNS, against logmta serve', { skip }, () => {
     assert.deepEqual(recipients(target), ['u@dst.test']);
   });
 
+  test('a recipient domain that is a CNAME is routed by the MX records of its target (RFC 5321 §5.1)', async () => {
+    const target = await host();
+    const w = await mx.world({
+      zones: ['dst.test', 'hosting.test'],
+      records: [
+        'dst.test. 300 IN CNAME customer.hosting.test.',
+        'customer.hosting.test. 300 IN MX 10 mx.hosting.test.',
+        `mx.hosting.test. 300 IN A ${target.host}`,
+        'customer.hosting.test. 300 IN A 127.0.0.1',
+      ],
+    });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(recipients(target), ['u@dst.test']);
+  });
+
   test('an MX whose exchange is an IPv4 address written as a name (against RFC 1035, seen in the wild) is that address', async () => {
     const target = await host();
     const w = await mx.world({ zones: ['dst.test'], records: [`dst.test. 300 IN MX 10 ${target.host}.`] });
