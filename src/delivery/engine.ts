@@ -234,6 +234,7 @@ export class DeliveryEngine {
               }
             : {}),
           ...(fresh ? { fresh: true } : {}),
+          ...(d.mx ? { loopCheck: true } : {}),
         },
       );
     const send = async (fresh: boolean) => {

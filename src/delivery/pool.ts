@@ -17,6 +17,7 @@ import { SmtpClient } from '../smtp/client/index.js';
 import type { SmtpClientOptions } from '../smtp/client/options.js';
 import type { Clock } from '../util/clock.js';
 import type { MxCandidate } from './mx.js';
+import { greetsAs, loopsBack } from './self.js';
 
 export interface PoolOptions {
   clientOptions: SmtpClientOptions;
@@ -67,6 +68,11 @@ export interface AcquireOptions {
   reachableSince?: number;
   /** A new connection, not an idle one (the idle one just failed: the peer had closed it). */
   fresh?: boolean;
+  /**
+   * MX candidates: a host that greets with our own EHLO name is this MTA at an address not its
+   * own (NAT): it and the candidates after it are no next hop (RFC 5321 §5.1, self.ts).
+   */
+  loopCheck?: boolean;
 }
 
 export interface Lease {
@@ -212,6 +218,7 @@ export class ConnectionPool {
           extra,
           how.reachableSince,
           !d.healthy,
+          how.loopCheck === true,
         );
         d.healthy = true;
         return this.lease(key, d, client, host, false);
@@ -376,12 +383,14 @@ export class ConnectionPool {
     extra: Partial<SmtpClientOptions>,
     since: number | undefined,
     unproven: boolean,
+    loopCheck = false,
   ): Promise<{ client: SmtpClient; host: string }> {
     if (cands.length === 0)
       throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', {
         smtp: { code: 451, enhanced: '4.4.4' },
       });
     const errors: string[] = [];
+    let loop: string | undefined;
     for (const c of cands) {
       const why = this.isDead(c.host, c.port, since);
       if (why) {
@@ -438,6 +447,13 @@ export class ConnectionPool {
         if (c.name !== undefined) o.tls = { ...(o.tls ?? { mode: 'opportunistic' }), servername: c.name };
         this.stats.attempts++;
         client = await SmtpClient.connect(c.host, c.port, o);
+        if (loopCheck && greetsAs(client.greeting?.text, this.opts.clientOptions.name)) {
+          // This MTA, reached at an address not its own: neither it nor what comes after it.
+          void client.quit();
+          client = undefined;
+          loop = `${c.name ?? c.host}[${c.host}]:${c.port}`;
+          break;
+        }
         this.stats.connections++;
         this.hostOf.set(client, k);
         if (slot) this.gateOf.set(client, slot);
@@ -471,6 +487,9 @@ export class ConnectionPool {
         }
       }
     }
+    // The better hosts before this one failed: the mail waits for them. None: a loop.
+    if (loop !== undefined && errors.length === 0) throw loopsBack(key.replace(/^mx:/, ''));
+    if (loop !== undefined) errors.push(`${loop} greets as this host (a loop): not tried further`);
     throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), {
       smtp: { code: 451, enhanced: '4.4.1' },
     });

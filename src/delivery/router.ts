@@ -26,6 +26,8 @@ export type Decision =
       etrn: string | undefined;
       /** Deliver with LMTP (RFC 2033) to a local mailbox server. */
       lmtp?: true;
+      /** Found by MX lookup: a host that greets with our own name is this MTA (a loop). */
+      mx?: true;
     };
 
 /** A cluster peer that takes mail instead of its usual destination (src/cluster/ decides which). */
@@ -218,6 +220,7 @@ export class Router {
       verifyTls: false,
       auth: undefined,
       etrn: etrn?.domain,
+      mx: true,
     };
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MtaError } from '../errors.js';
 import type { MxCandidate } from './mx.js';
-import { SelfAddresses, withoutSelf } from './self.js';
+import { greetsAs, SelfAddresses, withoutSelf } from './self.js';
 
 const cand = (host: string, preference: number, port = 25): MxCandidate => ({ host, port, preference });
 
@@ -69,5 +69,16 @@ describe('withoutSelf (RFC 5321 §5.1)', () => {
           /loops back to myself/.test(e.message),
       );
     }
+  });
+});
+
+describe('greetsAs', () => {
+  test('the first word of the greeting, compared without case', () => {
+    assert.ok(greetsAs('Relay.Test ESMTP logmta', 'relay.test'));
+    assert.ok(greetsAs('relay.test', 'relay.test'));
+    assert.ok(!greetsAs('mx.relay.test ESMTP', 'relay.test'));
+    assert.ok(!greetsAs('ESMTP relay.test', 'relay.test'));
+    assert.ok(!greetsAs(undefined, 'relay.test'));
+    assert.ok(!greetsAs('', 'relay.test'));
   });
 });

@@ -6,6 +6,7 @@
 // Invariants: an address is ours when one of the `smtp.listen` listeners takes connections to it
 // on that port: the exact address, or, for a wildcard listener (0.0.0.0, ::), any address of a
 // local interface and all of 127.0.0.0/8 and ::1. IPv4-mapped IPv6 addresses count as IPv4.
+// The pool applies the same rule to a peer that greets with our own name (greetsAs).
 // Fails: withoutSelf throws MtaError MX_LOOP (permanent) when this host is the best MX.
 
 import net from 'node:net';
@@ -58,6 +59,23 @@ export class SelfAddresses {
  * domain's MX candidates (addresses, in preference order). Throws 554 5.4.6 when that leaves
  * none because this host is the best MX (or the domain's own address, as implicit MX).
  */
+/** 554 5.4.6: the next hop for `domain` is this MTA itself. */
+export function loopsBack(domain: string): MtaError {
+  return new MtaError('MX_LOOP', 'permanent', `mail for ${domain} loops back to myself`, {
+    smtp: { code: 554, enhanced: '5.4.6' },
+  });
+}
+
+/**
+ * Whether a peer's 220 greeting names the host as we name ourselves (our EHLO name): this MTA
+ * reached at an address that is not its own — behind NAT or a load balancer, where the address
+ * rule above cannot see it (Postfix checks the greeting too).
+ */
+export function greetsAs(greetingText: string | undefined, name: string): boolean {
+  const first = greetingText?.trim().split(/\s+/)[0];
+  return first !== undefined && first.toLowerCase() === name.toLowerCase();
+}
+
 export function withoutSelf(domain: string, cands: MxCandidate[], isSelf: IsSelf): MxCandidate[] {
   let worst = Number.POSITIVE_INFINITY;
   for (const c of cands)
@@ -65,7 +83,5 @@ export function withoutSelf(domain: string, cands: MxCandidate[], isSelf: IsSelf
   if (worst === Number.POSITIVE_INFINITY) return cands;
   const left = cands.filter((c) => c.preference < worst);
   if (left.length > 0) return left;
-  throw new MtaError('MX_LOOP', 'permanent', `mail for ${domain} loops back to myself`, {
-    smtp: { code: 554, enhanced: '5.4.6' },
-  });
+  throw loopsBack(domain);
 }

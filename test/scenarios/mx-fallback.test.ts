@@ -4,6 +4,7 @@
 // with 421, or refuses a recipient: what the recipient's hosts and the sender's bounce sink end
 // up with (each message at the right host exactly once, the bounce at the sender's).
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, test } from 'node:test';
 import { parseDsn } from '../support/dsn.js';
 import { sendMail } from '../support/inject.js';
@@ -181,6 +182,45 @@ describe('an MX list that names this host (RFC 5321 §5.1), against logmta serve
     assert.equal(dsn.recipients[0]?.status, '5.4.6');
     assert.match(dsn.text, /loops back to myself/);
     assert.equal(other.connections, 0, 'a lower-preference MX than this host is no next hop');
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'failed');
+    assert.equal(received(w.stage), 1);
+  });
+
+  /** This host as the Internet sees it behind NAT: an address of its own that forwards to our listener. */
+  async function nat(): Promise<{ host: string; to: { port: number } }> {
+    const to = { port: 0 };
+    const l = await mxListener((sock) => {
+      const up = net.connect(to.port, '127.0.0.1');
+      up.on('error', () => sock.destroy());
+      sock.on('close', () => up.destroy());
+      up.on('close', () => sock.destroy());
+      sock.pipe(up).pipe(sock);
+    });
+    mx.later(() => l.close());
+    return { host: l.host, to };
+  }
+
+  test('behind NAT (the MX address is not ours, the greeting is): a backup MX keeps the mail for its primary instead of looping', async () => {
+    const front = await nat();
+    const primaryAddress = await mxDown();
+    const w = await twoMx(primaryAddress, front.host, '[queue]\nretry = ["1h"]\n');
+    front.to.port = w.stage.port;
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    const o = await nthOutcome(w.stage, 'u@dst.test');
+    assert.equal(o.msg, 'deferred', JSON.stringify(o));
+    assert.match(String(o.text), /greets as this host/);
+    assert.equal(received(w.stage), 1, 'the mail did not come back to us');
+  });
+
+  test('behind NAT as the best MX: bounced with 5.4.6, the lower preference not tried', async () => {
+    const front = await nat();
+    const other = await host();
+    const w = await twoMx(front.host, other.host, '[queue]\nretry = ["1h"]\n');
+    front.to.port = w.stage.port;
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    await waitFor(() => reports(w.bounces).length === 1, 'the bounce', 15_000);
+    assert.equal(parseDsn(reports(w.bounces)[0]!.data).recipients[0]?.status, '5.4.6');
+    assert.equal(other.connections, 0);
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'failed');
     assert.equal(received(w.stage), 1);
   });
