@@ -231,6 +231,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     global: config.delivery.maxConnections,
     deadHostMs: deps.deadHostMs ?? 60_000,
     idleMs: 5_000,
+    reuseMs: config.delivery.connectionReuseTimeMs,
     clock,
     ...(cluster?.connectionGate() ? { gate: cluster.connectionGate()! } : {}),
   });

@@ -77,6 +77,7 @@ export const DEFAULTS = {
     maxConnections: 200,
     connectTimeout: '30s',
     greetingTimeout: '30s',
+    connectionReuseTime: '5m',
   },
   etrn: {
     port: 25,

@@ -85,6 +85,7 @@ describe('defaults', () => {
       maxConnections: 200,
       connectTimeoutMs: 30_000,
       greetingTimeoutMs: 30_000,
+      connectionReuseTimeMs: 300_000,
     });
     assert.deepEqual(c.etrn, []);
     assert.deepEqual(c.etrnLimits, {
@@ -186,6 +187,7 @@ concurrency_per_host = 8
 max_connections = 50
 connect_timeout = "10s"
 greeting_timeout = "1m"
+connection_reuse_time = "90s"
 [[etrn]]
 domain = "branch.example"
 host = "192.0.2.10:25"
@@ -298,6 +300,7 @@ level = "debug"
       maxConnections: 50,
       connectTimeoutMs: 10_000,
       greetingTimeoutMs: 60_000,
+      connectionReuseTimeMs: 90_000,
     });
     assert.deepEqual(c.etrn, [
       {

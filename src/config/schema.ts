@@ -180,6 +180,8 @@ export interface DeliveryConfig {
   connectTimeoutMs: number;
   /** From the TCP connection to the 220 greeting. */
   greetingTimeoutMs: number;
+  /** A connection open this long carries no further message (it is closed when one is done). */
+  connectionReuseTimeMs: number;
 }
 
 export interface EtrnDomain {

@@ -307,6 +307,7 @@ export function readDelivery(sec: Section | undefined, empty: () => Section): De
     maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
     connectTimeoutMs: s.duration('connect_timeout') ?? parseDuration(d.connectTimeout),
     greetingTimeoutMs: s.duration('greeting_timeout') ?? parseDuration(d.greetingTimeout),
+    connectionReuseTimeMs: s.duration('connection_reuse_time') ?? parseDuration(d.connectionReuseTime),
   }));
 }
 

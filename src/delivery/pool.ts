@@ -30,6 +30,12 @@ export interface PoolOptions {
   deadHostMs: number;
   /** Idle connections are closed after this long. */
   idleMs: number;
+  /**
+   * A connection older than this is closed when its message is done instead of being kept, so
+   * that mail that fell back to a backup MX goes back to the best one once it is up again (and a
+   * moved MX is noticed) even while traffic never lets the connection idle out. Default no limit.
+   */
+  reuseMs?: number;
   clock: Clock;
   /**
    * A limit on new connections per destination beyond this node (a cluster's shared limit):
@@ -92,6 +98,8 @@ export class ConnectionPool {
   /** Open connections per host:port, and acquirers waiting for one of them to close. */
   private readonly hosts = new Map<string, { open: number; waiters: Array<() => void> }>();
   private readonly hostOf = new WeakMap<SmtpClient, string>();
+  /** When each connection was opened (clock time), for reuseMs. */
+  private readonly openedAt = new WeakMap<SmtpClient, number>();
   /** The gate's slot of each connection, given back when the connection is gone. */
   private readonly gateOf = new WeakMap<SmtpClient, () => void>();
   /** Connection attempts in progress for destinations not known to work, and their waiters. */
@@ -192,7 +200,7 @@ export class ConnectionPool {
         const idle = how.fresh ? undefined : d.idle.pop();
         if (!idle) break;
         idle.cancel();
-        if (idle.client.usable) {
+        if (idle.client.usable && !this.tooOld(idle.client)) {
           this.stats.reused++;
           return this.lease(key, d, idle.client, idle.host, true);
         }
@@ -204,7 +212,7 @@ export class ConnectionPool {
       const idle = how.fresh ? undefined : d.idle.pop();
       if (idle) {
         idle.cancel();
-        if (idle.client.usable) {
+        if (idle.client.usable && !this.tooOld(idle.client)) {
           this.stats.reused++;
           return this.lease(key, d, idle.client, idle.host, true);
         }
@@ -244,7 +252,7 @@ export class ConnectionPool {
       release: (reusable) => {
         if (released) return;
         released = true;
-        if (reusable && client.usable) {
+        if (reusable && client.usable && !this.tooOld(client)) {
           const cancel = this.opts.clock.setTimer(this.opts.idleMs, () => {
             const i = d.idle.findIndex((x) => x.client === client);
             if (i >= 0) d.idle.splice(i, 1);
@@ -258,6 +266,12 @@ export class ConnectionPool {
         void key;
       },
     };
+  }
+
+  /** Open longer than reuseMs: the next message gets a new connection (to the best host). */
+  private tooOld(client: SmtpClient): boolean {
+    const at = this.openedAt.get(client);
+    return at !== undefined && this.opts.clock.now() - at >= (this.opts.reuseMs ?? Number.POSITIVE_INFINITY);
   }
 
   private done(d: Dest): void {
@@ -456,6 +470,7 @@ export class ConnectionPool {
         }
         this.stats.connections++;
         this.hostOf.set(client, k);
+        this.openedAt.set(client, this.opts.clock.now());
         if (slot) this.gateOf.set(client, slot);
         this.markAlive(c.host, c.port);
         return {

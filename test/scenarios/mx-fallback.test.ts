@@ -257,6 +257,36 @@ describe('an MX list that names this host (RFC 5321 §5.1), against logmta serve
   });
 });
 
+describe('back to the best MX, against logmta serve', { skip }, () => {
+  test('once the best MX is back, steady mail to the backup MX moves back to it (a kept connection is retired after connection_reuse_time)', async () => {
+    const bestAddress = await mxDown();
+    const backup = await host();
+    const w = await mx.world(
+      mxZone([
+        [10, bestAddress],
+        [20, backup.host],
+      ]),
+      { delivery: 'connection_reuse_time = "1s"' },
+    );
+    let n = 0;
+    const next = async (): Promise<void> => {
+      const rcpt = `u${n++}@dst.test`;
+      await sendMail(w.stage.port, { from: 'a@src.test', to: [rcpt] });
+      await nthOutcome(w.stage, rcpt);
+    };
+    await next();
+    assert.equal(backup.transactions.length, 1);
+    const best = await SmtpSink.start({ address: bestAddress, port: 25 });
+    mx.later(() => best.close());
+    await w.stage.admin('flush'); // the best MX's dead-host mark goes
+    // A message every few milliseconds: the connection to the backup never sits idle for long.
+    const until = Date.now() + 15_000;
+    while (best.transactions.length === 0 && Date.now() < until) await next();
+    assert.ok(best.transactions.length > 0, `all ${n} messages went to the backup MX`);
+    assert.equal(best.transactions.length + backup.transactions.length, n, 'each message once');
+  });
+});
+
 describe('one message for several MX domains, against logmta serve', { skip }, () => {
   test('each domain its own outcome: two recipients in one transaction, one via the backup MX, one bounced alone', async () => {
     const a = await host();

@@ -41,6 +41,8 @@ export interface WorldOptions {
   smtp?: string;
   /** The [dns] servers (default the file's DNS server). */
   dnsServers?: string[];
+  /** Keys added to [delivery]. */
+  delivery?: string;
 }
 
 /** The outcome log lines ("delivered", "deferred", "failed") of one recipient. */
@@ -104,6 +106,7 @@ attempts = 1
 [delivery]
 connect_timeout = "1s"
 greeting_timeout = "1s"
+${o.delivery ?? ''}
 [[route]]
 domain = "src.test"
 host = "127.0.0.1:${bounces.port}"
