@@ -84,6 +84,29 @@ describe('MX fallback, against logmta serve', { skip }, () => {
     assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
   });
 
+  test('the best MX greets with 554 (no service for us): the next MX gets the mail; with no other MX it is deferred, never bounced', async () => {
+    const refusing = await host({ greeting: '554 5.7.1 no SMTP service here' });
+    const backup = await host();
+    const zone = mxZone(
+      [
+        [10, refusing.host],
+        [20, backup.host],
+      ],
+      ['solo.test. 300 IN MX 10 mx1.dst.test.'],
+    );
+    const w = await world({ ...zone, zones: [...zone.zones, 'solo.test'] });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test', 'v@solo.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(
+      backup.transactions.map((t) => t.recipients),
+      [['u@dst.test']],
+    );
+    const v = await nthOutcome(w.stage, 'v@solo.test');
+    assert.equal(v.msg, 'deferred');
+    assert.match(String(v.text), /554 5\.7\.1 no SMTP service here/, 'the diagnostic keeps the greeting');
+    assert.equal(reports(w.bounces).length, 0);
+  });
+
   test('5xx to RCPT at the best MX is final: bounced, and the backup MX is not asked', async () => {
     const best = await host({ rcptReply: () => '550 5.1.1 no such user' });
     const backup = await host();
