@@ -180,6 +180,18 @@ describe('MX hosts and DNS, against logmta serve', { skip }, () => {
     assert.equal(reports(w.bounces).length, 0);
   });
 
+  test('the first [dns] server is silent: the second answers, and the mail goes out', async () => {
+    const target = await host();
+    const silent = await startDnsProxy(mx.dns);
+    mx.later(() => silent.close());
+    silent.down = true;
+    const w = await mx.world(mxZone([[10, target.host]]), { dnsServers: [silent.address, mx.dns.address] });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.deepEqual(recipients(target), ['u@dst.test']);
+    assert.ok(silent.questions > 0, 'the first server was asked first');
+  });
+
   test('an address-literal recipient (u@[192.0.2.1], RFC 5321 §4.1.3) is delivered to that address, without a DNS question', async () => {
     const target = await host();
     const proxy = await startDnsProxy(mx.dns);
