@@ -25,6 +25,8 @@ describe('SelfAddresses', () => {
     assert.ok(s.has('127.3.4.5', 25));
     assert.ok(s.has('::1', 587));
     assert.ok(s.has('FE80::1', 587));
+    assert.ok(s.has('0.0.0.0', 25), 'connecting to 0.0.0.0 reaches the local host');
+    assert.ok(s.has('::', 587));
     assert.ok(!s.has('198.51.100.1', 25));
     assert.ok(!s.has('192.0.2.7', 26));
   });

@@ -5,7 +5,8 @@
 // primary is down therefore keeps the mail instead of sending it to itself a hundred times.
 // Invariants: an address is ours when one of the `smtp.listen` listeners takes connections to it
 // on that port: the exact address, or, for a wildcard listener (0.0.0.0, ::), any address of a
-// local interface and all of 127.0.0.0/8 and ::1. IPv4-mapped IPv6 addresses count as IPv4.
+// local interface, all of 127.0.0.0/8 and ::1, and 0.0.0.0 and :: themselves. IPv4-mapped
+// IPv6 addresses count as IPv4.
 // The pool applies the same rule to a peer that greets with our own name (greetsAs).
 // Fails: withoutSelf throws MtaError MX_LOOP (permanent) when this host is the best MX.
 
@@ -49,7 +50,8 @@ export class SelfAddresses {
     const h = plain(host);
     if (this.exact.has(`${h}:${port}`)) return true;
     if (!this.wildcardPorts.has(port)) return false;
-    if (h === '::1' || (net.isIPv4(h) && h.startsWith('127.'))) return true;
+    // 0.0.0.0 and :: (an MX address meant as "no mail here") reach the local host on Linux.
+    if (h === '::1' || WILDCARD.has(h) || (net.isIPv4(h) && h.startsWith('127.'))) return true;
     return this.interfaces().includes(h);
   };
 }
