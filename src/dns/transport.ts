@@ -1,5 +1,6 @@
-// One DNS question to one server, over UDP (with EDNS0, 1232-byte answers) and over TCP when the
-// UDP answer was truncated (RFC 7766). Encoding and decoding are dns-packet's.
+// One DNS question to one server, over UDP (with EDNS0, 1232-byte answers; without it to a server
+// that answers FORMERR to EDNS0) and over TCP when the UDP answer was truncated (RFC 7766).
+// Encoding and decoding are dns-packet's.
 // Invariants: an answer is taken only if its id, QR bit and question match what was sent (from a
 // connected socket, so only from the server asked); every socket is closed on every path, and
 // the caller's deadline bounds each exchange.
@@ -46,13 +47,10 @@ function question(name: string, type: LookupType, id: number, edns: boolean): Pa
 
 function matches(r: DecodedPacket, id: number, name: string, type: LookupType): boolean {
   const q = r.questions?.[0];
-  return (
-    r.id === id &&
-    r.type === 'response' &&
-    q !== undefined &&
-    q.type === type &&
-    q.name.toLowerCase() === name.toLowerCase()
-  );
+  if (r.id !== id || r.type !== 'response') return false;
+  // An error answer need not repeat the question (an old server's FORMERR to EDNS0 often does not).
+  if (q === undefined) return (r as { rcode?: string }).rcode !== 'NOERROR';
+  return q.type === type && q.name.toLowerCase() === name.toLowerCase();
 }
 
 function socketError(e: unknown, name: string, type: LookupType, server: DnsServer): DnsError {
@@ -101,9 +99,10 @@ export function queryUdp(
   name: string,
   type: LookupType,
   timeoutMs: number,
+  edns = true,
 ): Promise<DecodedPacket> {
   const id = randomInt(0x10000);
-  const msg = packet.encode(question(name, type, id, true));
+  const msg = packet.encode(question(name, type, id, edns));
   return exchange(server, name, type, timeoutMs, 'UDP', (finish) => {
     const sock = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     sock.on('message', (buf) => {
@@ -162,14 +161,18 @@ function queryTcp(
   });
 }
 
-/** UDP, then TCP if the answer came back truncated. */
+/**
+ * UDP, then TCP if the answer came back truncated. A server too old for EDNS0 answers FORMERR to
+ * the OPT record: it is asked again without one (RFC 6891 §7), its answers then at most 512 bytes.
+ */
 export async function query(
   server: DnsServer,
   name: string,
   type: LookupType,
   timeoutMs: number,
 ): Promise<DecodedPacket> {
-  const r = await queryUdp(server, name, type, timeoutMs);
+  let r = await queryUdp(server, name, type, timeoutMs);
+  if ((r as { rcode?: string }).rcode === 'FORMERR') r = await queryUdp(server, name, type, timeoutMs, false);
   if (!r.flag_tc) return r;
   return queryTcp(server, name, type, timeoutMs);
 }

@@ -192,6 +192,18 @@ describe('MX hosts and DNS, against logmta serve', { skip }, () => {
     assert.ok(silent.questions > 0, 'the first server was asked first');
   });
 
+  test('a DNS server too old for EDNS0 (FORMERR to an OPT record) is asked again without it (RFC 6891 §7)', async () => {
+    const target = await host();
+    const old = await startDnsProxy(mx.dns);
+    mx.later(() => old.close());
+    old.noEdns = true;
+    const w = await mx.world(mxZone([[10, target.host]]), { dnsServers: [old.address] });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    const o = await nthOutcome(w.stage, 'u@dst.test');
+    assert.equal(o.msg, 'delivered', JSON.stringify(o));
+    assert.deepEqual(recipients(target), ['u@dst.test']);
+  });
+
   test('an address-literal recipient (u@[192.0.2.1], RFC 5321 §4.1.3) is delivered to that address, without a DNS question', async () => {
     const target = await host();
     const proxy = await startDnsProxy(mx.dns);
