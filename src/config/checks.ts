@@ -214,8 +214,13 @@ export function checkConfig(c: Config, problems: Problems): void {
  * qualified (other MTAs may refuse it as HELO name, and bounces come from MAILER-DAEMON@it),
  * a listener on a non-loopback address without [tls] (mail would arrive in clear), and a TLS
  * certificate that does not name the host name or is outside its validity at `now` (clients
- * that verify — MTA-STS, DANE, Postfix's `verify` level — refuse STARTTLS to it).
+ * that verify — MTA-STS, DANE, Postfix's `verify` level — refuse STARTTLS to it), and a
+ * recipient limit below the 100 RFC 5321 §4.5.3.1.8 requires (allowed, as Postfix allows a lower
+ * `smtpd_recipient_limit`: some operators want one for submission; it costs clients a split).
  */
+/** RFC 5321 §4.5.3.1.8: the recipients per transaction a server must accept. */
+const RFC_MIN_RECIPIENTS = 100;
+
 export function configNotices(c: Config, now = Date.now()): string[] {
   const out: string[] = [];
   if (!c.hostname.includes('.'))
@@ -228,6 +233,10 @@ export function configNotices(c: Config, now = Date.now()): string[] {
       `no [tls]: ${open.map(formatHostPort).join(', ')} offer no STARTTLS, so mail and passwords from other hosts travel in clear`,
     );
   if (c.tls !== undefined) out.push(...certificateNotices(c.tls.cert, c.tls.certFile, c.hostname, now));
+  if (c.smtp.maxRecipients < RFC_MIN_RECIPIENTS)
+    out.push(
+      `smtp.max_recipients = ${c.smtp.maxRecipients} is below the ${RFC_MIN_RECIPIENTS} recipients per transaction RFC 5321 §4.5.3.1.8 requires a server to accept: in every SMTP session logmta serves (MTA and submission listeners, mail collected by ATRN) the RCPTs beyond the first ${c.smtp.maxRecipients} get 452 4.5.3; a conforming client sends those in another transaction, others may defer or bounce them`,
+    );
   return out;
 }
 

@@ -23,7 +23,8 @@ export interface SessionOptions {
   banner?: string;
   /** Advertised SIZE and enforced maximum message size in octets. */
   maxMessageSize?: number;
-  /** RCPTs per transaction; more get 452 4.5.3. */
+  /** RCPTs per transaction; more get 452 4.5.3. Below RFC 5321's 100 is the operator's choice
+   *  (a `logmta check` notice says what it costs), so it is not refused here. */
   maxRecipients?: number;
   /** Text line limit in message data, octets incl. CRLF (0 = none). */
   maxLineLength?: number;
@@ -104,7 +105,6 @@ export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
     if (!(r[k] > 0)) throw new TypeError(`SMTP server option ${k} must be positive`);
   }
   if (!(r.minDataRate >= 0)) throw new TypeError('SMTP server option minDataRate must not be negative');
-  if (r.maxRecipients < 100) throw new TypeError('maxRecipients must be at least 100 (RFC 5321 4.5.3.1.8)');
   if (!r.hostname) throw new TypeError('SMTP server option hostname is required');
   return r;
 }
