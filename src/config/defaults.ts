@@ -78,6 +78,7 @@ export const DEFAULTS = {
     connectTimeout: '30s',
     greetingTimeout: '30s',
     connectionReuseTime: '5m',
+    mxAddressLimit: 5,
   },
   etrn: {
     port: 25,

@@ -86,6 +86,7 @@ describe('defaults', () => {
       connectTimeoutMs: 30_000,
       greetingTimeoutMs: 30_000,
       connectionReuseTimeMs: 300_000,
+      mxAddressLimit: 5,
     });
     assert.deepEqual(c.etrn, []);
     assert.deepEqual(c.etrnLimits, {
@@ -188,6 +189,7 @@ max_connections = 50
 connect_timeout = "10s"
 greeting_timeout = "1m"
 connection_reuse_time = "90s"
+mx_address_limit = 8
 [[etrn]]
 domain = "branch.example"
 host = "192.0.2.10:25"
@@ -301,6 +303,7 @@ level = "debug"
       connectTimeoutMs: 10_000,
       greetingTimeoutMs: 60_000,
       connectionReuseTimeMs: 90_000,
+      mxAddressLimit: 8,
     });
     assert.deepEqual(c.etrn, [
       {
@@ -381,6 +384,20 @@ describe('problems', () => {
     assertProblem(
       '[smtp]\nmax_recipients = "abc"\n',
       'config.toml: smtp.max_recipients: expected a positive integer, got "abc"',
+    );
+  });
+  test('delivery.mx_address_limit must be a positive integer; 0 is no "no limit", as in Postfix', () => {
+    assertProblem(
+      '[delivery]\nmx_address_limit = 0\n',
+      'config.toml: delivery.mx_address_limit: expected a positive integer, got 0 (there is no "no limit" value: write the most MX addresses one attempt may try)',
+    );
+    assertProblem(
+      '[delivery]\nmx_address_limit = 2.5\n',
+      'config.toml: delivery.mx_address_limit: expected a positive integer, got 2.5',
+    );
+    assertProblem(
+      '[delivery]\nmx_address_limit = "5"\n',
+      'config.toml: delivery.mx_address_limit: expected a positive integer, got "5"',
     );
   });
   test('every problem is collected, not only the first', () => {

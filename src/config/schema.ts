@@ -182,6 +182,8 @@ export interface DeliveryConfig {
   greetingTimeoutMs: number;
   /** A connection open this long carries no further message (it is closed when one is done). */
   connectionReuseTimeMs: number;
+  /** MX addresses one delivery attempt tries at most (Postfix's smtp_mx_address_limit). */
+  mxAddressLimit: number;
 }
 
 export interface EtrnDomain {

@@ -308,7 +308,20 @@ export function readDelivery(sec: Section | undefined, empty: () => Section): De
     connectTimeoutMs: s.duration('connect_timeout') ?? parseDuration(d.connectTimeout),
     greetingTimeoutMs: s.duration('greeting_timeout') ?? parseDuration(d.greetingTimeout),
     connectionReuseTimeMs: s.duration('connection_reuse_time') ?? parseDuration(d.connectionReuseTime),
+    mxAddressLimit: mxAddressLimit(s) ?? d.mxAddressLimit,
   }));
+}
+
+/** delivery.mx_address_limit; Postfix's 0 ("no limit") is refused with words, not taken for one. */
+function mxAddressLimit(s: Section): number | undefined {
+  if (s.raw('mx_address_limit') === 0) {
+    s.problem(
+      'mx_address_limit',
+      'expected a positive integer, got 0 (there is no "no limit" value: write the most MX addresses one attempt may try)',
+    );
+    return undefined;
+  }
+  return s.positiveInt('mx_address_limit');
 }
 
 export function readEtrn(list: Section[] | undefined): EtrnDomain[] {

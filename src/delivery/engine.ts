@@ -235,6 +235,7 @@ export class DeliveryEngine {
             : {}),
           ...(fresh ? { fresh: true } : {}),
           ...(d.mx ? { loopCheck: true } : {}),
+          ...(d.addressLimit !== undefined ? { addressLimit: d.addressLimit } : {}),
         },
       );
     const send = async (fresh: boolean) => {

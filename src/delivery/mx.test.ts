@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type DnsResolver, type MxRecord, resolveMx } from './mx.js';
+import { capAddresses, type DnsResolver, type MxCandidate, type MxRecord, resolveMx } from './mx.js';
 
 function dnsError(code: string): Error {
   return Object.assign(new Error(`query ${code}`), { code });
@@ -143,5 +143,43 @@ describe('resolveMx', () => {
         code: 'BAD_ADDRESS_LITERAL',
         kind: 'permanent',
       });
+  });
+});
+
+describe('capAddresses (delivery.mx_address_limit)', () => {
+  const list = (n: number): MxCandidate[] =>
+    Array.from({ length: n }, (_, i) => ({ host: `192.0.2.${i + 1}`, port: 25, preference: 10 * (i + 1) }));
+
+  test('a list longer than the limit keeps its first addresses, in order, and counts the rest', () => {
+    const { tried, cut } = capAddresses(list(8), 5);
+    assert.deepEqual(
+      tried.map((c) => c.host),
+      ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4', '192.0.2.5'],
+    );
+    assert.equal(cut, 3);
+  });
+
+  test('a list as long as the limit, or shorter, is not cut', () => {
+    assert.deepEqual(capAddresses(list(5), 5), { tried: list(5), cut: 0 });
+    assert.deepEqual(capAddresses(list(2), 5), { tried: list(2), cut: 0 });
+    assert.deepEqual(capAddresses([], 5), { tried: [], cut: 0 });
+  });
+
+  test('the cut is by address, not by host: two addresses of one MX host count twice', () => {
+    const two: MxCandidate[] = [
+      { host: '192.0.2.1', port: 25, preference: 10, name: 'mx1.example' },
+      { host: '2001:db8::1', port: 25, preference: 10, name: 'mx1.example' },
+      { host: '192.0.2.2', port: 25, preference: 20, name: 'mx2.example' },
+    ];
+    const { tried, cut } = capAddresses(two, 2);
+    assert.deepEqual(
+      tried.map((c) => c.host),
+      ['192.0.2.1', '2001:db8::1'],
+    );
+    assert.equal(cut, 1);
+  });
+
+  test('no limit (Infinity, the default for non-MX destinations) keeps everything', () => {
+    assert.deepEqual(capAddresses(list(30), Number.POSITIVE_INFINITY), { tried: list(30), cut: 0 });
   });
 });

@@ -144,6 +144,17 @@ async function implicitMx(name: string, resolver: DnsResolver, port: number): Pr
 }
 
 /**
+ * delivery.mx_address_limit (Postfix's smtp_mx_address_limit): the first `limit` of a domain's
+ * MX addresses, in the order they are tried (after this host and the MX hosts it prefers to
+ * itself were dropped), and how many the limit leaves out. A dead-host cache entry among the
+ * first ones still counts: the cut is by position, so every attempt costs at most `limit` waits.
+ */
+export function capAddresses(cands: MxCandidate[], limit: number): { tried: MxCandidate[]; cut: number } {
+  if (cands.length <= limit) return { tried: cands, cut: 0 };
+  return { tried: cands.slice(0, limit), cut: cands.length - limit };
+}
+
+/**
  * Turns MX host names into addresses through the resolver (A, then AAAA), keeping preference
  * order; address literals pass through. Hosts that do not resolve are skipped. Fails only when no
  * candidate has an address: transient if any lookup failed temporarily, else permanent (5.4.4).

@@ -9,14 +9,15 @@
 // limited across all destinations (`perHost`, counting connecting, leased and idle ones); attempts
 // for destinations not known to work may take at most 3/4 of the global slots, so destinations
 // that are making progress keep the rest; and an acquirer waiting for either gives its global
-// slot back while it waits. The greeting has its own timeout (client options).
+// slot back while it waits. The greeting has its own timeout (client options). An MX
+// destination tries at most `addressLimit` addresses per attempt (mx.ts capAddresses).
 // Size (over 400 lines): the limits, the dead-host cache and the priority hand-over share one slot
 // accounting; split, they would need each other's internals.
 import { MtaError } from '../errors.js';
 import { SmtpClient } from '../smtp/client/index.js';
 import type { SmtpClientOptions } from '../smtp/client/options.js';
 import type { Clock } from '../util/clock.js';
-import type { MxCandidate } from './mx.js';
+import { capAddresses, type MxCandidate } from './mx.js';
 import { greetsAs, loopsBack } from './self.js';
 
 export interface PoolOptions {
@@ -79,6 +80,12 @@ export interface AcquireOptions {
    * own (NAT): it and the candidates after it are no next hop (RFC 5321 §5.1, self.ts).
    */
   loopCheck?: boolean;
+  /**
+   * MX candidates: at most this many addresses are tried (delivery.mx_address_limit), so a
+   * domain of many tarpits costs one attempt a bounded wait; when the cut leaves addresses out
+   * and none of the tried ones takes the mail, the deferral says so.
+   */
+  addressLimit?: number;
 }
 
 export interface Lease {
@@ -227,6 +234,7 @@ export class ConnectionPool {
           how.reachableSince,
           !d.healthy,
           how.loopCheck === true,
+          how.addressLimit,
         );
         d.healthy = true;
         return this.lease(key, d, client, host, false);
@@ -398,6 +406,7 @@ export class ConnectionPool {
     since: number | undefined,
     unproven: boolean,
     loopCheck = false,
+    addressLimit = Number.POSITIVE_INFINITY,
   ): Promise<{ client: SmtpClient; host: string }> {
     if (cands.length === 0)
       throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', {
@@ -405,7 +414,8 @@ export class ConnectionPool {
       });
     const errors: string[] = [];
     let loop: string | undefined;
-    for (const c of cands) {
+    const { tried, cut } = capAddresses(cands, addressLimit);
+    for (const c of tried) {
       const why = this.isDead(c.host, c.port, since);
       if (why) {
         this.stats.deadSkips++;
@@ -505,6 +515,12 @@ export class ConnectionPool {
     // The better hosts before this one failed: the mail waits for them. None: a loop.
     if (loop !== undefined && errors.length === 0) throw loopsBack(key.replace(/^mx:/, ''));
     if (loop !== undefined) errors.push(`${loop} greets as this host (a loop): not tried further`);
+    // Deferred, never bounced: the addresses left out may take the mail (the operator may raise
+    // the limit), and equal preferences are shuffled anew at the next attempt.
+    else if (cut > 0)
+      errors.push(
+        `${cut} more MX address${cut === 1 ? '' : 'es'} not tried: the limit is ${addressLimit} per attempt (delivery.mx_address_limit)`,
+      );
     throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), {
       smtp: { code: 451, enhanced: '4.4.1' },
     });

@@ -28,6 +28,8 @@ export type Decision =
       lmtp?: true;
       /** Found by MX lookup: a host that greets with our own name is this MTA (a loop). */
       mx?: true;
+      /** MX addresses one attempt tries at most (delivery.mx_address_limit); undefined = all. */
+      addressLimit?: number;
     };
 
 /** A cluster peer that takes mail instead of its usual destination (src/cluster/ decides which). */
@@ -79,7 +81,7 @@ export class Router {
   private redirects: Redirects | undefined;
 
   constructor(
-    private readonly config: Pick<Config, 'local' | 'routes' | 'etrn' | 'odmr'>,
+    private readonly config: Pick<Config, 'local' | 'routes' | 'etrn' | 'odmr' | 'delivery'>,
     private readonly resolver: DnsResolver,
     private readonly random: () => number = Math.random,
     /** Port for MX hosts (25; tests point it at a sink). */
@@ -221,6 +223,8 @@ export class Router {
       auth: undefined,
       etrn: etrn?.domain,
       mx: true,
+      // Only MX lists are cut: the hosts of a route are the operator's own list.
+      addressLimit: this.config.delivery.mxAddressLimit,
     };
   }
 }
