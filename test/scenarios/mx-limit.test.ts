@@ -51,10 +51,8 @@ describe('delivery.mx_address_limit, against logmta serve', { skip }, () => {
   test('eight MX addresses, the first seven tarpits or refusing: with the default limit five are tried and the mail is deferred, saying why; the eighth gets nothing', async () => {
     const h = await hosts();
     const w = await mx.world(h.zone);
-    const started = Date.now();
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     const o = await nthOutcome(w.stage, 'u@dst.test');
-    const ms = Date.now() - started;
     assert.equal(o.msg, 'deferred');
     assert.match(
       String(o.text),
@@ -68,8 +66,6 @@ describe('delivery.mx_address_limit, against logmta serve', { skip }, () => {
     );
     assert.equal(h.good.transactions.length, 0);
     assert.equal(h.good.connections, 0);
-    // Two greeting timeouts of 1 s, not four: the cut bounded the attempt.
-    assert.ok(ms < 3_900, `the attempt took ${ms} ms`);
     assert.equal(outcomes(w.stage, 'u@dst.test').length, 1);
     assert.equal(reports(w.bounces).length, 0, 'deferred, never bounced');
   });
