@@ -138,6 +138,12 @@ export interface LocalDomain {
   users: string[] | undefined;
   /** Deliver over LMTP (RFC 2033) to this server instead of the Maildir; undefined = Maildir. */
   lmtp: SocketAddress | undefined;
+  /**
+   * Local parts (lower case) that stand for other local parts of this domain (lower case), e.g.
+   * abuse → [ann, ben]: a recipient named so is replaced by its targets when the message is
+   * queued. Optional: absent means none.
+   */
+  aliases?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** A TCP endpoint or a unix-domain socket (absolute path). */

@@ -33,6 +33,7 @@ import type {
   TlsConfig,
   UserAccount,
 } from './schema.js';
+import { isMailboxName } from '../util/local-part.js';
 import { formatDuration, parseDuration, parseSize } from './units.js';
 import {
   parseDomain,
@@ -267,9 +268,72 @@ export function readLocal(list: Section[] | undefined, present: boolean, paths: 
     // State paths resolve against data_dir; an LMTP socket is another server's, like a TLS file.
     const lmtp = s.map('lmtp', (a) => parseSocketAddress(a, DEFAULTS.lmtp.port, paths.baseDir));
     if (lmtp !== undefined && s.has('maildir')) s.problem('lmtp', 'cannot be combined with maildir');
+    const aliases = readAliases(s, users);
     s.finish();
-    return { domain: domain ?? '', maildir, users, lmtp };
+    const out: LocalDomain = { domain: domain ?? '', maildir, users, lmtp };
+    if (aliases !== undefined) out.aliases = aliases;
+    return out;
   });
+}
+
+/**
+ * `aliases = { abuse = ["ann", "ben"], root = "ann" }`: each name and each target a mailbox name
+ * of this domain; a target must be in `users` when the domain lists them, and must not itself be
+ * an alias (one level, so that no chain or loop can be written); a name must not also be a user.
+ */
+function readAliases(s: Section, users: string[] | undefined): Map<string, string[]> | undefined {
+  if (!s.has('aliases')) return undefined;
+  const raw = s.raw('aliases');
+  const path = s.key('aliases');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    s.problem('aliases', `must be a table of names to local parts, got ${JSON.stringify(raw)}`);
+    return undefined;
+  }
+  const known = users ? new Set(users.map((u) => u.toLowerCase())) : undefined;
+  const names = new Set(Object.keys(raw).map((k) => k.toLowerCase()));
+  const out = new Map<string, string[]>();
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    const key = `${path}.${name}`;
+    if (!isMailboxName(name)) {
+      s.problem(
+        'aliases',
+        `${JSON.stringify(name)} is not a mailbox name (a dot-atom without "/", "!" or "%")`,
+      );
+      continue;
+    }
+    const lower = name.toLowerCase();
+    if (out.has(lower)) {
+      s.problem('aliases', `${JSON.stringify(name)} is given twice (names are compared without case)`);
+      continue;
+    }
+    if (known?.has(lower)) {
+      s.problem(
+        'aliases',
+        `${JSON.stringify(name)} is also in users: a name is a mailbox or an alias, not both`,
+      );
+      continue;
+    }
+    const list = typeof value === 'string' ? [value] : value;
+    if (!Array.isArray(list) || list.length === 0 || !list.every((t) => typeof t === 'string')) {
+      s.problem(
+        'aliases',
+        `${key} must be a local part or a non-empty list of them, got ${JSON.stringify(value)}`,
+      );
+      continue;
+    }
+    const targets: string[] = [];
+    for (const t of list as string[]) {
+      const tl = t.toLowerCase();
+      if (!isMailboxName(t)) s.problem('aliases', `${key}: ${JSON.stringify(t)} is not a mailbox name`);
+      else if (names.has(tl))
+        s.problem('aliases', `${key}: ${JSON.stringify(t)} is itself an alias (aliases are one level deep)`);
+      else if (known !== undefined && !known.has(tl))
+        s.problem('aliases', `${key}: ${JSON.stringify(t)} is not in this domain's users`);
+      else if (!targets.includes(tl)) targets.push(tl);
+    }
+    out.set(lower, targets);
+  }
+  return out;
 }
 
 export function readRoutes(list: Section[] | undefined, paths: Paths): Route[] {

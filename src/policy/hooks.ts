@@ -36,6 +36,7 @@ export function makeServerHooks(
   );
 
   const postmaster = config.local[0] ? `postmaster@${config.local[0].domain}` : undefined;
+  const aliases = new Map(config.local.map((l) => [l.domain, l.aliases]));
 
   function relayAllowed(ctx: SessionContext): boolean {
     return ctx.client.auth !== undefined || cidrListContains(config.smtp.relayNetworks, ctx.client.ip);
@@ -72,7 +73,7 @@ export function makeServerHooks(
         const list = knownLocal.get(domain);
         // RFC 5321 4.5.1: postmaster@ every domain we deliver for is accepted, listed or not.
         const user = local.toLowerCase();
-        if (list && !list.has(user) && user !== 'postmaster')
+        if (list && !list.has(user) && user !== 'postmaster' && !aliases.get(domain)?.has(user))
           return reply(550, '5.1.1', `<${address}>: user unknown`);
         return null;
       }
@@ -150,21 +151,46 @@ export function makeServerHooks(
     },
   };
 
+  /**
+   * A recipient of a local domain named by one of its `aliases` becomes the alias's targets, each
+   * with the original address as its ORCPT (RFC 3461 4.2) unless the client gave one; any other
+   * recipient is itself.
+   */
+  function expandAlias(info: RecipientInfo): RecipientInfo[] {
+    const domain = domainOf(info.address);
+    const targets = aliases.get(domain)?.get(localPartOf(info.address).toLowerCase());
+    if (targets === undefined) return [info];
+    const orcpt = info.orcpt ?? (/^[\x21-\x7e]+$/.test(info.address) ? `rfc822;${info.address}` : undefined);
+    return targets.map((t) => {
+      const x: RecipientInfo = { address: `${t}@${domain}` };
+      if (info.notify) x.notify = info.notify.slice();
+      if (orcpt !== undefined) x.orcpt = orcpt;
+      return x;
+    });
+  }
+
   /** Hands a message to the queue: resolves once it is durable. */
   async function queueIt(
     m: Omit<DraftMessage, 'data'>,
     data: readonly Buffer[] | DataSpool,
   ): Promise<{ queueId: string }> {
-    const recipients: RecipientInfo[] = m.recipients.map((r) => {
-      const info: RecipientInfo = {
-        address: postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address,
-      };
+    const recipients: RecipientInfo[] = [];
+    const taken = new Set<string>();
+    for (const r of m.recipients) {
+      const address = postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address;
+      const info: RecipientInfo = { address };
       if (r.notify) info.notify = r.notify.slice();
       if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
-      return info;
-    });
+      for (const x of expandAlias(info)) {
+        // As the session compares recipients: the local part as given, the domain without case.
+        const key = `${localPartOf(x.address)}@${domainOf(x.address)}`;
+        if (taken.has(key)) continue; // two aliases of one mailbox, or an alias and its target
+        taken.add(key);
+        recipients.push(x);
+      }
+    }
     const hold = m.hold;
-    const destinations: Destination[] = m.recipients.map((r) => {
+    const destinations: Destination[] = recipients.map((r) => {
       if (hold !== undefined) return { kind: 'hold' };
       const odmr = router.heldHere(domainOf(r.address));
       return odmr ? { kind: 'held', domain: odmr } : { kind: 'new' };
