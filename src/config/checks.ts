@@ -7,7 +7,7 @@
 // Failure: records problems; never throws.
 
 import { X509Certificate } from 'node:crypto';
-import { formatHostPort, type HostPort, isLoopbackHost } from './net.js';
+import { formatHostPort, type HostPort, ipv4PrefixOf, isLoopbackHost } from './net.js';
 import type { Problems } from './reader.js';
 import type { Config } from './schema.js';
 
@@ -179,15 +179,25 @@ const RELAY_MIN_PREFIX = { 4: 8, 6: 16 } as const;
 
 /**
  * relay_networks lets its clients send mail anywhere without AUTH: a block like 0.0.0.0/0 (or
- * any wider than a /8, or an IPv6 /16) would make logmta an open relay, so it is refused.
+ * any wider than a /8, or an IPv6 /16) would make logmta an open relay, so it is refused. An
+ * IPv6 block is also measured by the IPv4 addresses it matches (IPv4 clients match IPv4-mapped
+ * blocks, config/net.ts): "::ffff:0:0/96" and "::/16" look narrow but hold every IPv4 address.
  */
 function checkRelayNetworks(c: Config, problems: Problems): void {
   c.smtp.relayNetworks.forEach((n, i) => {
-    if (n.prefix < RELAY_MIN_PREFIX[n.family])
-      problems.add(
-        `smtp.relay_networks[${i + 1}]`,
-        `${n.text} would let ${n.prefix === 0 ? 'every address' : 'a large part of the Internet'} relay through this host (an open relay); list the networks of your own clients (at most a /${RELAY_MIN_PREFIX[n.family]} each), and let others authenticate`,
-      );
+    const v4 = n.family === 6 ? ipv4PrefixOf(n) : undefined;
+    const mapped = v4 !== undefined && v4 < RELAY_MIN_PREFIX[4];
+    if (n.prefix >= RELAY_MIN_PREFIX[n.family] && !mapped) return;
+    const reach =
+      n.prefix === 0
+        ? 'every address'
+        : mapped
+          ? `${v4 === 0 ? 'every IPv4 address' : `a /${v4} of IPv4`} (IPv4 clients match the IPv4-mapped range ::ffff:0:0/96)`
+          : 'a large part of the Internet';
+    problems.add(
+      `smtp.relay_networks[${i + 1}]`,
+      `${n.text} would let ${reach} relay through this host (an open relay); list the networks of your own clients (at most a /${mapped ? `${RELAY_MIN_PREFIX[4]} of IPv4` : RELAY_MIN_PREFIX[n.family]} each), and let others authenticate`,
+    );
   });
 }
 

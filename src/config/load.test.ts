@@ -781,6 +781,18 @@ describe('cross-checks', () => {
     assertProblem('[smtp]\nrelay_networks = ["2000::/3"]\n', /relay_networks\[1\]: .*at most a \/16/);
   });
 
+  test('relay_networks: an IPv6 block is as wide as the IPv4 addresses it holds through ::ffff:0:0/96', () => {
+    // IPv4 clients match IPv4-mapped blocks (config/net.ts), so these are 0.0.0.0/0 in disguise.
+    for (const block of ['::ffff:0:0/96', '::/16', '::/80', '::ffff:0.0.0.0/97'])
+      assertProblem(
+        `[smtp]\nrelay_networks = ["${block}"]\n`,
+        /relay_networks\[1\]: .* would let (every IPv4 address|a \/1 of IPv4) \(IPv4 clients match/,
+      );
+    assertProblem('[smtp]\nrelay_networks = ["::ffff:64.0.0.0/98"]\n', /a \/2 of IPv4/);
+    const c = configFromToml('[smtp]\nrelay_networks = ["::ffff:10.0.0.0/104", "::/96", "fd00::/16"]\n');
+    assert.equal(c.smtp.relayNetworks.length, 3);
+  });
+
   test('relay_domains are domains, unique, and neither local, ETRN nor ODMR domains', () => {
     const c = configFromToml('[smtp]\nrelay_domains = ["Backup.Example.", "other.example"]\n');
     assert.deepEqual(c.smtp.relayDomains, ['backup.example', 'other.example']);

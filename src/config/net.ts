@@ -67,6 +67,20 @@ export function cidrListContains(list: readonly Cidr[], ip: string): boolean {
   return false;
 }
 
+const IPV4_MAPPED = blockListOf([parseCidr('::ffff:0:0/96')]);
+
+/**
+ * The prefix length, counted as IPv4, of the IPv4 addresses `c` matches — an IPv4 block's own
+ * prefix; for an IPv6 block over the IPv4-mapped range ::ffff:0:0/96, what it holds of that
+ * range ("::/16" and "::ffff:0:0/96" hold all of it: 0; "::ffff:127.0.0.0/104": 8) — or
+ * undefined when it matches no IPv4 address. How wide a relay_networks block really is.
+ */
+export function ipv4PrefixOf(c: Cidr): number | undefined {
+  if (c.family === 4) return c.prefix;
+  if (c.prefix <= 96) return blockListOf([c]).check('::ffff:0.0.0.0', 'ipv6') ? 0 : undefined;
+  return IPV4_MAPPED.check(c.address, 'ipv6') ? c.prefix - 96 : undefined;
+}
+
 const single = new WeakMap<Cidr, readonly Cidr[]>();
 
 /** Whether the IP address `ip` lies in `cidr`; a string that is not an IP is in no block. */
