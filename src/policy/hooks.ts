@@ -6,7 +6,7 @@
 import type { Config } from '../config/index.js';
 import { cidrListContains } from '../config/index.js';
 import type { Router } from '../delivery/router.js';
-import { domainOf, localPartOf } from '../util/domain.js';
+import { addressKey, domainOf, localPartOf } from '../util/domain.js';
 import {
   DataSpool,
   type Destination,
@@ -154,12 +154,12 @@ export function makeServerHooks(
   /**
    * A recipient of a local domain named by one of its `aliases` becomes the alias's targets, each
    * with the original address as its ORCPT (RFC 3461 4.2) unless the client gave one; any other
-   * recipient is itself.
+   * recipient gives undefined.
    */
-  function expandAlias(info: RecipientInfo): RecipientInfo[] {
+  function expandAlias(info: RecipientInfo): RecipientInfo[] | undefined {
     const domain = domainOf(info.address);
     const targets = aliases.get(domain)?.get(localPartOf(info.address).toLowerCase());
-    if (targets === undefined) return [info];
+    if (targets === undefined) return undefined;
     const orcpt = info.orcpt ?? (/^[\x21-\x7e]+$/.test(info.address) ? `rfc822;${info.address}` : undefined);
     return targets.map((t) => {
       const x: RecipientInfo = { address: `${t}@${domain}` };
@@ -175,17 +175,26 @@ export function makeServerHooks(
     data: readonly Buffer[] | DataSpool,
   ): Promise<{ queueId: string }> {
     const recipients: RecipientInfo[] = [];
-    const taken = new Set<string>();
+    const taken = new Set<string>(); // recipients as the client gave them
+    const byAlias = new Set<string>(); // recipients an alias gave
     for (const r of m.recipients) {
       const address = postmaster && r.address.toLowerCase() === 'postmaster' ? postmaster : r.address;
       const info: RecipientInfo = { address };
       if (r.notify) info.notify = r.notify.slice();
       if (r.orcpt) info.orcpt = `${r.orcpt.type};${r.orcpt.address}`;
-      for (const x of expandAlias(info)) {
-        // As the session compares recipients: the local part as given, the domain without case.
-        const key = `${localPartOf(x.address)}@${domainOf(x.address)}`;
-        if (taken.has(key)) continue; // two aliases of one mailbox, or an alias and its target
-        taken.add(key);
+      // Two aliases of one mailbox, or an alias and its target, give one recipient; repeats of
+      // what the client wrote were answered by the session already (their DSN parameters may differ).
+      const expanded = expandAlias(info);
+      if (expanded === undefined) {
+        if (byAlias.has(addressKey(address))) continue;
+        taken.add(addressKey(address));
+        recipients.push(info);
+        continue;
+      }
+      for (const x of expanded) {
+        const key = addressKey(x.address);
+        if (taken.has(key) || byAlias.has(key)) continue;
+        byAlias.add(key);
         recipients.push(x);
       }
     }
