@@ -107,6 +107,9 @@ describe('queue actions on a live daemon while a destination is down', () => {
     await host.waitFor(1, 'the other message');
     await s.waitLanes((l) => (l['retry-300s'] ?? 0) === 0, 'the retry lane empty');
     assert.deepEqual(host.recipients(), ['other@customer.test']);
+    // The outcome line is logged once the outcome is durable: a SIGKILL before it may repeat the
+    // delivery (a duplicate an MTA is allowed), which is not what this test is about.
+    await s.waitLog('delivered', 1);
 
     await s.restart('SIGKILL');
     assert.equal((await s.lanes()).hold, 1, 'still held after recovery');
@@ -119,6 +122,9 @@ describe('queue actions on a live daemon while a destination is down', () => {
     assert.equal(r.code, 0, r.stderr);
     await host.waitFor(2, 'the released message');
     await s.waitLanes((l) => Object.values(l).every((n) => n === 0), 'an empty queue');
+    // The outcome line is logged once the outcome is durable: a SIGKILL before it may repeat the
+    // delivery (a duplicate an MTA is allowed), which is not what this test is about.
+    await s.waitLog('delivered', 1);
     await s.restart('SIGKILL');
     assert.equal((await queue(s, ['flush'])).code, 0);
     assert.deepEqual(host.recipients().sort(), ['held@customer.test', 'other@customer.test']);
@@ -138,6 +144,9 @@ describe('queue actions on a live daemon while a destination is down', () => {
     assert.equal(b.code, 0, b.stderr);
     assert.equal(b.stdout, `${back}: bounced (1 envelope)\n`);
     await home.waitFor(1, 'the bounce');
+    // The outcome line is logged once the outcome is durable: a SIGKILL before it may repeat the
+    // report's delivery (a duplicate an MTA is allowed), which is not what this test is about.
+    await s.waitLog('delivered', 1);
 
     await s.restart('SIGKILL');
     await host.up();
@@ -250,6 +259,7 @@ describe('queue actions while the message is on the wire', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`^${id}: not in the queue`));
       await s.waitLanes((l) => Object.values(l).every((n) => n === 0), 'an empty queue');
+      await s.waitLog('delivered', 1); // durable: a SIGKILL before it may repeat the delivery
       await s.restart('SIGKILL');
       assert.equal((await queue(s, ['flush'])).code, 0);
       assert.deepEqual(host.recipients(), ['x@customer.test']);
