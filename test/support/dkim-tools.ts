@@ -75,6 +75,18 @@ export async function opendkimVerify(file: string, dns: TestDnsServer): Promise<
   return out;
 }
 
+/** The first DKIM-Signature field of `message`, unfolded ("" if none). */
+export function firstSignature(message: Buffer | string): string {
+  const text = typeof message === 'string' ? message : message.toString('latin1');
+  return (/^DKIM-Signature:[\s\S]*?(?=\r\n\S)/m.exec(text)?.[0] ?? '').replace(/\r\n\s+/g, ' ');
+}
+
+/** The h= list of the first DKIM-Signature of `message`, lower-cased, in order. */
+export function signedFields(message: Buffer | string): string[] {
+  const h = /h=([^;]*)/.exec(firstSignature(message))?.[1];
+  return h?.split(':').map((x) => x.trim().toLowerCase()) ?? [];
+}
+
 export interface TestKey {
   /** PEM (PKCS#8) private key. */
   pem: string;
