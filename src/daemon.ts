@@ -146,6 +146,17 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   // socket left by a crash is removed: only once we hold the queues, or a daemon starting at the
   // same moment could lose its fresh socket to our clean-up.)
   await clearStale(config.admin.socket);
+  // Reports from a domain with a [[dkim]] key are signed when built (auth/report-sign.ts); the
+  // metrics that count the signatures exist only once the queues do.
+  let countReportSignature: ((algorithm: string) => void) | undefined;
+  const signReport =
+    config.dkim.length > 0
+      ? (await import('./auth/report-sign.js')).makeReportSigner({
+          keys: config.dkim,
+          logger: log.child({ component: 'dkim' }),
+          onSigned: (algorithm) => countReportSignature?.(algorithm),
+        })
+      : undefined;
   const queues = await Queues.open(config.queue.paths, {
     clock,
     ids,
@@ -165,7 +176,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     budget: new MemoryBudget(config.queue.memoryBudget),
     sync: deps.sync ?? true,
     hooks: {
-      reports: makeReporter(config.hostname),
+      reports: makeReporter(config.hostname, signReport),
       maxAgeFor: (domain) =>
         config.etrn.find((e) => e.domain === domain)?.maxAgeMs ??
         config.odmr.accounts.find((a) => domain !== undefined && a.domains.includes(domain))?.maxAgeMs ??
@@ -254,6 +265,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     cluster?.rateBooking(),
   );
   const metrics = new Metrics({ bus: events, queues, pool, now: () => clock.now() });
+  countReportSignature = (algorithm) => metrics.dkimSigned(algorithm);
   cluster?.registerMetrics(metrics.registry);
   undo.push(() => metrics.close());
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));

@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import type { AcceptStage, DraftMessage, StageVerdict } from '../policy/pipeline.js';
 import type { SessionContext } from '../smtp/server/hooks.js';
 import type { Clock } from '../util/clock.js';
-import { dkimSignatures } from './dkim-sign.js';
+import { dkimSignatures, keysForDomain } from './dkim-sign.js';
 import { fromDomains, splitMessage } from './message.js';
 import { isOutgoing } from './outgoing.js';
 
@@ -47,9 +47,7 @@ function keysFor(
   m: DraftMessage,
   ctx: SessionContext | undefined,
 ): DkimKeyConfig[] {
-  return keys.filter(
-    (k) => (k.domain === domain || (k.subdomains && domain.endsWith(`.${k.domain}`))) && mayUse(k, m, ctx),
-  );
+  return keysForDomain(keys, domain).filter((k) => mayUse(k, m, ctx));
 }
 
 export function dkimSignStage(o: SignStageOptions): AcceptStage {

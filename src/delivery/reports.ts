@@ -1,7 +1,8 @@
 // The queue's report hooks (QueueHooks.reports): the report policy — who gets a delivery report
 // for what, decided here and nowhere else — and the builder that turns the reports due into
-// RFC 3464 messages addressed to the original return path, sent from the null sender. The
-// queue appends what it is handed in the same batch as the outcome.
+// RFC 3464 messages addressed to the original return path, sent from the null sender, DKIM-signed
+// by `sign` when given (auth/report-sign.ts: a key for the report's From: domain). The queue
+// appends what it is handed in the same batch as the outcome, so a signature is made once.
 import type {
   AcceptInput,
   EnvelopeRecord,
@@ -32,11 +33,14 @@ export function wantsReport(
   return kind !== 'success' || outcome.relayed === true || outcome.final === true;
 }
 
-export function makeReporter(hostname: string): ReportHooks {
-  return { wants: wantsReport, build: makeBuilder(hostname) };
+/** Signs a built report (the same Buffer when no key applies); `now` is the signing time. */
+export type SignReport = (report: Buffer, now: number) => Buffer;
+
+export function makeReporter(hostname: string, sign?: SignReport): ReportHooks {
+  return { wants: wantsReport, build: makeBuilder(hostname, sign) };
 }
 
-function makeBuilder(hostname: string) {
+function makeBuilder(hostname: string, sign: SignReport | undefined) {
   return (req: ReportRequest): AcceptInput | null => {
     const env = req.envelope;
     const action = req.kind === 'failure' ? 'failed' : req.kind === 'delay' ? 'delayed' : 'delivered';
@@ -74,7 +78,7 @@ function makeBuilder(hostname: string) {
     if (list.some(({ outcome }) => outcome.enhanced === '5.6.3')) input.ret = 'HDRS';
     const dsn = buildDsn(input);
     const out: AcceptInput = {
-      data: [dsn.data],
+      data: [sign ? sign(dsn.data, req.now) : dsn.data],
       sender: '',
       recipients: [{ address: env.info.sender }],
       report: true,
