@@ -21,6 +21,7 @@ import {
   encodeDataPrefix,
   encodeDelta,
   encodeDone,
+  ENV_WARN_PENDING,
   encodeEnvelope,
   type EnvelopeRecord,
   RT_CHUNK,
@@ -36,7 +37,7 @@ import type { GroupWriter, Phase } from './log/writer.js';
 import { LaneState } from './lanes/lane.js';
 import { chunkStep, keepsCopy } from './log/lane-scan.js';
 import { Facets } from './state/facets.js';
-import { F_LIVE, MessageTable, NO_SLOT, PieceTable, UNPLACED } from './state/tables.js';
+import { F_WARN_PENDING, F_LIVE, MessageTable, NO_SLOT, PieceTable, UNPLACED } from './state/tables.js';
 
 /** One data record of a message written in chunks: where its bytes are in a segment file. */
 export interface Extent {
@@ -79,6 +80,12 @@ export class QueueCore {
   readonly unwritten = new Map<number, { attempts: number; last: string; at: number }>();
   /** Told when a piece becomes current in a held or hold lane (the expiry index). */
   onHeldEntry: ((pslot: number, gen: number, lane: LaneState, arrival: number) => void) | undefined;
+  /**
+   * Whether an envelope about to be written has a delay warning pending (wanted by a recipient,
+   * not sent): the report policy's answer, set by outcomes.ts. Written as the envelope's flag, so
+   * recovery knows it without reading the JSON.
+   */
+  warnPending: (rec: EnvelopeRecord) => boolean = () => false;
   /**
    * Messages whose data is stored as chunk records, by message slot; for them the message row's
    * data columns hold the lane, the first extent and the total length.
@@ -218,9 +225,10 @@ export class QueueCore {
    */
   putEnvelope(pslot: number, lane: LaneState, rec: EnvelopeRecord, phase: Phase = 1): void {
     const P = this.pieces;
-    const gen = this.makeCurrent(pslot, lane, rec, UNPLACED, this.writer.nextBatch);
+    const pending = this.warnPending(rec);
+    const gen = this.makeCurrent(pslot, lane, rec, UNPLACED, this.writer.nextBatch, pending);
     this.facets.set(pslot, rec);
-    const body = encodeEnvelope(rec);
+    const body = encodeEnvelope(rec, pending ? ENV_WARN_PENDING : 0);
     this.writer.append(lane.name, RT_ENVELOPE, [body], phase, (seq, off) => {
       if (P.gen[pslot] !== gen) return; // superseded before it was even placed
       P.seq[pslot] = seq;
@@ -230,7 +238,7 @@ export class QueueCore {
     });
   }
 
-  /** Registers an envelope found by recovery (no append). */
+  /** Registers an envelope found by recovery (no append); `flags` are its ENV_ flags (records.ts). */
   adoptEnvelope(
     pslot: number,
     lane: LaneState,
@@ -238,8 +246,9 @@ export class QueueCore {
     seq: number,
     off: number,
     len: number,
+    flags = 0,
   ): void {
-    this.makeCurrent(pslot, lane, rec, seq, 0);
+    this.makeCurrent(pslot, lane, rec, seq, 0, (flags & ENV_WARN_PENDING) !== 0);
     this.facets.forget(pslot);
     this.pieces.off[pslot] = off;
     this.pieces.len[pslot] = len;
@@ -257,6 +266,7 @@ export class QueueCore {
     rec: { version: number; due: number; arrival: number; rcptCount: number },
     seq: number,
     batch: number,
+    warnPending: boolean,
   ): number {
     const P = this.pieces;
     if (this.isLive(pslot)) this.unaccountEnvelope(pslot);
@@ -264,7 +274,7 @@ export class QueueCore {
     P.version[pslot] = rec.version;
     P.lane[pslot] = lane.idx;
     P.due[pslot] = rec.due;
-    P.flags[pslot] = F_LIVE;
+    P.flags[pslot] = warnPending ? F_LIVE | F_WARN_PENDING : F_LIVE;
     P.seq[pslot] = seq;
     P.batch[pslot] = batch;
     const gen = (P.gen[pslot] = (P.gen[pslot]! + 1) >>> 0);

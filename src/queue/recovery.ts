@@ -4,7 +4,8 @@
 // reference counts, lane positions. Then repair.ts undoes what a crash in the middle of a
 // multi-file batch can leave (a move without its Done: the old version wins), pieces whose data
 // never became durable are ended, corrupt segments are salvaged and set aside, and garbage is
-// marked. Only envelope prefixes are decoded during the scan, never the JSON.
+// marked. Only envelope prefixes are decoded during the scan (and the flag byte after them), never
+// the JSON.
 // Every state this handles is listed in docs/queue-states.md.
 import type { QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
@@ -24,6 +25,7 @@ import {
   decodeDone,
   decodeEnvelopeHead,
   DONE_REPAIR,
+  envelopeFlags,
   formatId,
   RT_CHUNK,
   RT_DATA,
@@ -233,7 +235,7 @@ export async function recover(
                 deltas: [...(core.deltas.get(p)?.keys() ?? [])],
               });
             }
-            core.adoptEnvelope(p, lane, h, seq, r.offset, r.length);
+            core.adoptEnvelope(p, lane, h, seq, r.offset, r.length, envelopeFlags(r.body));
             break;
           }
           case RT_DELTA: {

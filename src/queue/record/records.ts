@@ -107,6 +107,20 @@ export interface DoneRecord {
 }
 
 const ENV_PREFIX = 8 + 2 + 4 + 8 + 8 + 2;
+
+/**
+ * Envelope flag: a delay warning is pending — some recipient of this version wants one (the
+ * report policy's answer) and none was sent — so a held piece keeps a deadline for it
+ * (expire.ts). Recovery reads it without decoding the JSON.
+ */
+export const ENV_WARN_PENDING = 1;
+/**
+ * How the flags are written: the byte after the prefix is the JSON's first byte, `{` when no flag
+ * is set, or a JSON whitespace byte that names the flags (TAB: warning pending) with the JSON after
+ * it. Any JSON reader takes the whitespace as whitespace, so envelopes with and without flags are
+ * read alike (docs/queue-format.md).
+ */
+const FLAG_BYTE_WARN_PENDING = 0x09;
 const DELTA_PREFIX = 8 + 2 + 4 + 2 + 1;
 const DONE_SIZE = 8 + 2 + 4 + 1;
 
@@ -158,17 +172,24 @@ export function decodeChunkHead(body: Buffer): ChunkHead {
   return { msgId: body.readDoubleLE(0), offset: body.readDoubleLE(8), last: (body[16]! & CHUNK_LAST) !== 0 };
 }
 
-export function encodeEnvelope(e: EnvelopeRecord): Buffer {
+export function encodeEnvelope(e: EnvelopeRecord, flags = 0): Buffer {
+  const lead = (flags & ENV_WARN_PENDING) !== 0 ? 1 : 0;
   const json = JSON.stringify(e.info);
-  const b = Buffer.allocUnsafe(ENV_PREFIX + Buffer.byteLength(json));
+  const b = Buffer.allocUnsafe(ENV_PREFIX + lead + Buffer.byteLength(json));
   b.writeDoubleLE(e.msgId, 0);
   b.writeUInt16LE(e.piece, 8);
   b.writeUInt32LE(e.version, 10);
   b.writeDoubleLE(e.due, 14);
   b.writeDoubleLE(e.arrival, 22);
   b.writeUInt16LE(e.rcptCount, 30);
-  b.write(json, ENV_PREFIX);
+  if (lead) b[ENV_PREFIX] = FLAG_BYTE_WARN_PENDING;
+  b.write(json, ENV_PREFIX + lead);
   return b;
+}
+
+/** The flags of an envelope body (ENV_WARN_PENDING): one byte read, the JSON left alone. */
+export function envelopeFlags(b: Buffer): number {
+  return b.length > ENV_PREFIX && b[ENV_PREFIX] === FLAG_BYTE_WARN_PENDING ? ENV_WARN_PENDING : 0;
 }
 
 export function decodeEnvelopeHead(b: Buffer): EnvelopeHead {

@@ -217,6 +217,11 @@ export const FACET_MULTI = -2;
 
 export const F_LIVE = 1;
 export const F_INFLIGHT = 2;
+/**
+ * A delay warning is pending for the piece (wanted, not sent): from its envelope's flag
+ * (records.ts ENV_WARN_PENDING); cleared in memory when its deadline finds none due after all.
+ */
+export const F_WARN_PENDING = 4;
 
 /** One row per envelope piece (a message has one piece unless split). */
 export class PieceTable {
