@@ -15,6 +15,7 @@ export const EVENT_MESSAGES: Record<MtaEvent['type'], string> = {
   deferred: 'deferred',
   failed: 'failed',
   expired: 'expired',
+  warned: 'delay warning',
   held: 'held',
   moved: 'moved',
   operator: 'operator action',

@@ -47,6 +47,7 @@ export type MtaEvent =
       delayMs?: number;
     }
   | { type: 'expired'; id: string; rcpt: string }
+  | { type: 'warned'; id: string; rcpt: string }
   | { type: 'held'; id: string; lane: string; domain?: string }
   | { type: 'moved'; id: string; lane: string }
   | { type: 'operator'; id: string; action: string; user?: string }
@@ -128,7 +129,8 @@ export class EventBus {
         break;
       }
       case 'expired':
-        this.emit({ type: 'expired', id: ev.id, rcpt: ev.rcpt });
+      case 'warned':
+        this.emit({ type: ev.type, id: ev.id, rcpt: ev.rcpt });
         break;
       case 'moved': {
         const domain = parseLaneName(ev.lane)?.domain;

@@ -32,7 +32,20 @@ export class Outcomes {
     private readonly acceptor: Pick<Acceptor, 'append'>,
     /** Runs a lane (lanes/runner.ts): where recipients went, and `new` for the reports. */
     private readonly pump: (lane: LaneState) => void,
-  ) {}
+  ) {
+    cx.core.warnPending = (rec) => this.warnPending(rec);
+  }
+
+  /**
+   * Whether a delay warning is to come for this envelope: none was sent, and the report policy
+   * wants one for some recipient. Kept as the envelope's flag (core.ts), so that the deadline of
+   * a held piece's warning (expire.ts) is known without reading its envelope.
+   */
+  warnPending(env: EnvelopeRecord): boolean {
+    const policy = this.cx.hooks.reports;
+    if (env.info.warned || !policy) return false;
+    return env.info.recipients.some((r, i) => policy.wants('delay', env, r, { rcpt: i, status: 'deferred' }));
+  }
 
   /** Commits final outcomes now (deltas) with their reports, so a crash does not repeat them. */
   async record(pslot: number, gen: number, env: EnvelopeRecord, outcomes: RcptOutcome[]): Promise<void> {
@@ -179,12 +192,23 @@ export class Outcomes {
     const byRcpt = new Map<number, RcptOutcome>();
     for (const o of outcomes) if (!done?.has(o.rcpt)) byRcpt.set(o.rcpt, o);
     const expired = now - env.arrival >= this.cx.maxAgeOf(lane);
+    // Recipients not tried in this job (expiry, a held piece's delay warning, an operator action).
+    const untried = new Set<number>();
     for (const r of pending) {
       if (done?.has(r) || byRcpt.has(r)) continue;
-      // Not tried in this job (expiry, an operator action). An expired recipient's report says
-      // what its last attempt met, which a held piece keeps in memory when nothing was written.
-      const last = expired ? (core.unwritten.get(pslot)?.last ?? env.info.recipients[r]?.last) : undefined;
-      byRcpt.set(r, { rcpt: r, status: 'deferred', text: last ? `last error: ${last}` : 'not attempted' });
+      // A report about it says what its last attempt met, which a held piece keeps in memory
+      // when nothing was written; held mail never attempted is waiting for its customer.
+      const last =
+        expired || lane.kind === 'held'
+          ? (core.unwritten.get(pslot)?.last ?? env.info.recipients[r]?.last)
+          : undefined;
+      const text = last
+        ? `last error: ${last}`
+        : lane.kind === 'held'
+          ? `held until ${lane.domain} collects its mail`
+          : 'not attempted';
+      byRcpt.set(r, { rcpt: r, status: 'deferred', text });
+      untried.add(r);
     }
     const finals: RcptOutcome[] = [];
     const deferred: RcptOutcome[] = [];
@@ -264,24 +288,36 @@ export class Outcomes {
       if (data && core.lanes[core.msgs.dataLane[mslot]!]!.kind !== 'data')
         core.putData(mslot, core.dataLane(), [data], data.length);
       const oldVersion = P.version[pslot]!;
-      const attempts = this.read.attemptsOf(pslot, env) + 1;
+      // A job without outcomes (a held piece's delay warning) was no attempt.
+      const attempts = this.read.attemptsOf(pslot, env) + (outcomes.length > 0 ? 1 : 0);
+      // What an untried recipient last met stays what it was (the held piece's attempts that
+      // wrote nothing included: the new version folds them in).
+      const unwrittenLast = core.unwritten.get(pslot)?.last;
       let first = true;
       for (const [target, list] of groups) {
+        const tried = list.filter((o) => !untried.has(o.rcpt));
         const info: EnvelopeInfo = {
           ...env.info,
-          recipients: list.map((o) => ({ ...env.info.recipients[o.rcpt]!, last: describe(o) })),
+          recipients: list.map((o) => {
+            const r = env.info.recipients[o.rcpt]!;
+            if (!untried.has(o.rcpt)) return { ...r, last: describe(o) };
+            return unwrittenLast === undefined ? r : { ...r, last: unwrittenLast };
+          }),
           attempts,
           history: [
             ...env.info.history,
-            {
-              t: now,
-              ev: target.kind === 'held' ? `held for ${target.domain}` : `deferred to ${target.name}`,
-              detail: describe(list[0]!),
-            },
+            tried.length === 0 && delayList.length > 0
+              ? { t: now, ev: 'delay warning sent' }
+              : {
+                  t: now,
+                  ev: target.kind === 'held' ? `held for ${target.domain}` : `deferred to ${target.name}`,
+                  detail: describe(list[0]!),
+                },
           ].slice(-HISTORY_MAX),
         };
-        const last = list.find((o) => o.text)?.text;
-        if (last !== undefined) info.lastError = describe(list.find((o) => o.text)!);
+        const withText = tried.find((o) => o.text);
+        if (withText !== undefined) info.lastError = describe(withText);
+        else if (unwrittenLast !== undefined) info.lastError = unwrittenLast;
         if (delayList.length > 0) info.warned = true;
         const dueAt = target.kind === 'retry' ? now + target.delay : now;
         if (first) {
@@ -318,14 +354,23 @@ export class Outcomes {
             phaseOf(2, due),
           ); // a split-off piece is durable only after the parent's new version (phase 2)
         }
-        this.cx.emit({ type: 'moved', id: formatId(env.msgId), lane: target.name });
+        // A held piece rewritten in its own lane for its delay warning did not move.
+        if (target !== lane || outcomes.length > 0)
+          this.cx.emit({ type: 'moved', id: formatId(env.msgId), lane: target.name });
       }
       // The old version dies only after every replacement is durable (phase 3).
       core.appendDone(lane.name, env.msgId, env.piece, oldVersion, DONE_MOVED, phaseOf(3, due));
     }
     this.appendReports(env, due, reportData, now, retryUntil);
     await this.cx.writer.commit();
-    this.emitOutcomes(env, [...finals, ...deferred]);
+    // A job without outcomes (a delay warning) deferred nothing: no "deferred" for its recipients.
+    this.emitOutcomes(env, outcomes.length > 0 ? [...finals, ...deferred] : finals);
+    for (const o of delayList)
+      this.cx.emit({
+        type: 'warned',
+        id: formatId(env.msgId),
+        rcpt: env.info.recipients[o.rcpt]?.address ?? '?',
+      });
     for (const target of groups.keys()) if (target.kind === 'new') this.pump(target);
     this.pump(core.newLane());
   }

@@ -140,6 +140,8 @@ export type QueueEvent =
     }
   | { type: 'moved'; id: string; lane: string }
   | { type: 'expired'; id: string; rcpt: string }
+  /** A delay warning (RFC 3464 action=delayed) about this recipient went to the sender, committed. */
+  | { type: 'warned'; id: string; rcpt: string }
   | { type: 'admin'; id: string; action: string }
   /** `spare`: its file was kept for reuse as a new segment (log/spares.ts) instead of deleted. */
   | { type: 'segment-unlinked'; lane: string; seq: number; spare: boolean };
