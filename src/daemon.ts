@@ -25,6 +25,10 @@ import { ConnectionPool } from './delivery/pool.js';
 import { makeReporter } from './delivery/reports.js';
 import { Router } from './delivery/router.js';
 import { SelfAddresses } from './delivery/self.js';
+import { fetchPolicy } from './delivery/mta-sts/fetch.js';
+import { StsPolicies } from './delivery/mta-sts/policies.js';
+import { PolicyStore } from './delivery/mta-sts/store.js';
+import { outboundTrust } from './delivery/tls-trust.js';
 import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
 import { type SessionFilter, withFilters } from './policy/filters.js';
@@ -248,6 +252,20 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   });
   undo.push(() => pool.close());
   cluster?.onPeerBack((host, port) => pool.markAlive(host, port));
+  // Certificate checks of outbound TLS, and receivers' MTA-STS policies (cached in data_dir, so
+  // that a restart keeps enforcing what it knew).
+  const trust = outboundTrust(config.delivery.tlsCa);
+  let sts: StsPolicies | undefined;
+  if (config.delivery.mtaSts) {
+    const stsLog = log.child({ component: 'mta-sts' });
+    sts = new StsPolicies({
+      resolver,
+      clock,
+      fetch: (domain) => fetchPolicy(domain, { resolver, ca: trust.ca }),
+      store: new PolicyStore(config.dataDir, (f, m) => stsLog.warn(f, m)),
+      log: stsLog,
+    });
+  }
   const maildir = new MaildirWriter({ clock, hostname: config.hostname });
   const engine = new DeliveryEngine(
     router,
@@ -263,6 +281,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       attempt: events.fromAttempt,
     },
     cluster?.rateBooking(),
+    { trust, ...(sts ? { sts } : {}) },
   );
   const metrics = new Metrics({ bus: events, queues, pool, now: () => clock.now() });
   countReportSignature = (algorithm) => metrics.dkimSigned(algorithm);

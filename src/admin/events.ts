@@ -161,6 +161,9 @@ export class EventBus {
     if (ev.code !== undefined) out.code = ev.code;
     if (ev.text !== undefined) out.text = ev.text;
     if (ev.detail !== undefined) out.detail = ev.detail;
+    if (ev.mtaSts !== undefined) out.mtaSts = ev.mtaSts;
+    if (ev.mtaStsId !== undefined) out.mtaStsId = ev.mtaStsId;
+    if (ev.mtaStsFailure !== undefined) out.mtaStsFailure = ev.mtaStsFailure;
     const a = this.active.get(ev.id);
     if (a) {
       out.delayMs = this.now() - a.arrival;

@@ -122,6 +122,12 @@ export class Metrics {
       labelNames: ['status', 'route'],
       registers,
     });
+    const mtaSts = new Counter({
+      name: 'logmta_mta_sts_attempts_total',
+      help: 'MX delivery attempts per recipient by the MTA-STS mode of the domain (none: no policy) and whether the connection met the policy (an enforce failure was deferred; a testing one was delivered anyway).',
+      labelNames: ['mode', 'result'],
+      registers,
+    });
     const destFailures = new Counter({
       name: 'logmta_destination_failures_total',
       help: 'Deferred or failed delivery attempts by recipient domain (at most 500 domains tracked).',
@@ -391,6 +397,8 @@ export class Metrics {
             attempts.inc({ status: ev.status, route });
             attemptSeconds.observe(ev.ms / 1000);
             this.totals.attempts++;
+            if (ev.mtaSts !== undefined)
+              mtaSts.inc({ mode: ev.mtaSts, result: ev.mtaStsFailure === undefined ? 'ok' : 'failed' });
             const d = this.noteAttempt(ev);
             if (ev.status !== 'delivered' && route === 'remote' && d) {
               // Series never disappear from a counter: past the cap, new domains share "other".

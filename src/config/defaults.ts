@@ -79,6 +79,7 @@ export const DEFAULTS = {
     greetingTimeout: '30s',
     connectionReuseTime: '5m',
     mxAddressLimit: 5,
+    mtaSts: true,
   },
   etrn: {
     port: 25,

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { configNotices } from './checks.js';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -87,6 +87,8 @@ describe('defaults', () => {
       greetingTimeoutMs: 30_000,
       connectionReuseTimeMs: 300_000,
       mxAddressLimit: 5,
+      mtaSts: true,
+      tlsCa: undefined,
     });
     assert.deepEqual(c.etrn, []);
     assert.deepEqual(c.etrnLimits, {
@@ -190,6 +192,8 @@ connect_timeout = "10s"
 greeting_timeout = "1m"
 connection_reuse_time = "90s"
 mx_address_limit = 8
+mta_sts = false
+tls_ca_file = "${certFile}"
 [[etrn]]
 domain = "branch.example"
 host = "192.0.2.10:25"
@@ -304,6 +308,8 @@ level = "debug"
       greetingTimeoutMs: 60_000,
       connectionReuseTimeMs: 90_000,
       mxAddressLimit: 8,
+      mtaSts: false,
+      tlsCa: { file: certFile, text: readFileSync(certFile, 'utf8') },
     });
     assert.deepEqual(c.etrn, [
       {
@@ -399,6 +405,15 @@ describe('problems', () => {
       '[delivery]\nmx_address_limit = "5"\n',
       'config.toml: delivery.mx_address_limit: expected a positive integer, got "5"',
     );
+  });
+  test('delivery.tls_ca_file must be a readable PEM file', () => {
+    assertProblem(
+      '[delivery]\ntls_ca_file = "/nonexistent/ca.pem"\n',
+      /delivery\.tls_ca_file: .*nonexistent/,
+    );
+    writeFileSync(join(dir, 'not-pem.txt'), 'hello');
+    assertProblem(`[delivery]\ntls_ca_file = "${join(dir, 'not-pem.txt')}"\n`, /holds no PEM block/);
+    assertProblem('[delivery]\nmta_sts = "yes"\n', /delivery\.mta_sts: expected true or false/);
   });
   test('every problem is collected, not only the first', () => {
     const list = problemsOf('[smtp]\nmax_recipients = 0\nidle_timeout = "soon"\n[log]\nlevel = "loud"\n');

@@ -153,7 +153,7 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
     local: readLocal(root.tables('local'), localPresent, paths),
     milters: readMilters(root.tables('milter'), paths),
     routes: readRoutes(root.tables('route'), paths),
-    delivery: readDelivery(root.table('delivery'), empty('delivery')),
+    delivery: readDelivery(root.table('delivery'), empty('delivery'), paths),
     etrn: readEtrn(root.tables('etrn')),
     etrnLimits: readEtrnLimits(root.table('etrn_limits'), empty('etrn_limits')),
     odmr: readOdmr(root.table('odmr'), empty('odmr'), paths),

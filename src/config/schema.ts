@@ -190,6 +190,10 @@ export interface DeliveryConfig {
   connectionReuseTimeMs: number;
   /** MX addresses one delivery attempt tries at most (Postfix's smtp_mx_address_limit). */
   mxAddressLimit: number;
+  /** Honour receivers' MTA-STS policies (RFC 8461) on MX delivery. */
+  mtaSts: boolean;
+  /** The CAs outbound certificate checks trust (MTA-STS, verify_tls); undefined = the system's. */
+  tlsCa: { file: string; text: string } | undefined;
 }
 
 export interface EtrnDomain {

@@ -363,7 +363,7 @@ export function readRoutes(list: Section[] | undefined, paths: Paths): Route[] {
   });
 }
 
-export function readDelivery(sec: Section | undefined, empty: () => Section): DeliveryConfig {
+export function readDelivery(sec: Section | undefined, empty: () => Section, paths: Paths): DeliveryConfig {
   const d = DEFAULTS.delivery;
   return within(sec, empty, (s) => ({
     concurrencyPerDestination: s.positiveInt('concurrency_per_destination') ?? d.concurrencyPerDestination,
@@ -373,7 +373,25 @@ export function readDelivery(sec: Section | undefined, empty: () => Section): De
     greetingTimeoutMs: s.duration('greeting_timeout') ?? parseDuration(d.greetingTimeout),
     connectionReuseTimeMs: s.duration('connection_reuse_time') ?? parseDuration(d.connectionReuseTime),
     mxAddressLimit: mxAddressLimit(s) ?? d.mxAddressLimit,
+    mtaSts: s.bool('mta_sts') ?? d.mtaSts,
+    tlsCa: readCaFile(s, paths),
   }));
+}
+
+/** delivery.tls_ca_file: a PEM bundle of CA certificates, checked here rather than at the first handshake. */
+function readCaFile(s: Section, paths: Paths): { file: string; text: string } | undefined {
+  const pem = readPem(s, 'tls_ca_file', paths.baseDir);
+  if (pem === undefined) return undefined;
+  try {
+    createSecureContext({ ca: pem.text });
+  } catch (e) {
+    s.problem(
+      'tls_ca_file',
+      `${JSON.stringify(pem.file)} holds no usable CA certificate (${(e as Error).message})`,
+    );
+    return undefined;
+  }
+  return pem;
 }
 
 /** delivery.mx_address_limit; Postfix's 0 ("no limit") is refused with words, not taken for one. */

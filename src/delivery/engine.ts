@@ -14,6 +14,9 @@ import { withoutPaths } from './public-text.js';
 import { domainOf, localPartOf } from '../util/domain.js';
 import type { Decision, Router } from './router.js';
 import { isMailboxName } from '../util/local-part.js';
+import { enforceCandidates, policyLabel, stsTls, violation } from './mta-sts/apply.js';
+import type { StsApplied, StsPolicies } from './mta-sts/policies.js';
+import type { OutboundTrust } from './tls-trust.js';
 
 export type LocalDelivery = (
   data: MessageBytes,
@@ -33,6 +36,24 @@ export interface AttemptEvent {
   detail?: string;
   /** Time the attempt took. */
   ms: number;
+  /** MX delivery with MTA-STS on: the mode of the domain's policy ("none" also for no policy). */
+  mtaSts?: string;
+  /** The TXT id of that policy. */
+  mtaStsId?: string;
+  /** What fell short of the policy: why enforce deferred, or what testing would have refused. */
+  mtaStsFailure?: string;
+}
+
+/** What checks certificates of outbound TLS, and the MTA-STS policies (daemon.ts builds both). */
+export interface OutboundSecurity {
+  trust?: OutboundTrust;
+  sts?: StsPolicies;
+}
+
+/** What the MTA-STS policy did to one group's delivery, for its attempt events. */
+interface StsNote {
+  applied: StsApplied;
+  failure?: string;
 }
 
 export interface EngineEvents {
@@ -46,6 +67,9 @@ export interface EngineEvents {
  */
 export type RateBooking = (key: string, maxWaitMs: number) => Promise<number>;
 
+/** Errors that are an enforced MTA-STS policy refusing a delivery (not a host being down). */
+const STS_FAILURES = new Set(['TLS_REQUIRED', 'MTA_STS_NO_MX', 'MTA_STS_VIOLATION']);
+
 /** The longest a message waits in flight for its destination's rate (beyond: deferred). */
 const RATE_WAIT_MS = 30_000;
 
@@ -58,6 +82,7 @@ export class DeliveryEngine {
     private readonly local: LocalDelivery,
     private readonly events: EngineEvents = {},
     private readonly rate?: RateBooking,
+    private readonly security: OutboundSecurity = {},
   ) {}
 
   readonly deliver = async (job: DeliveryJob): Promise<void> => {
@@ -92,6 +117,7 @@ export class DeliveryEngine {
     const t0 = Date.now();
     let outs: RcptOutcome[];
     const details = new Map<number, string>();
+    let sts: StsNote | undefined;
     if (d.kind === 'odmr') {
       outs = rcpts.map((r) => ({
         rcpt: r,
@@ -102,7 +128,9 @@ export class DeliveryEngine {
     } else if (d.kind === 'local') {
       outs = await this.deliverLocal(job, d.local.maildir, rcpts, details);
     } else {
-      outs = await this.deliverRemote(job, d, rcpts);
+      const note: { sts?: StsNote } = {};
+      outs = await this.deliverRemote(job, d, rcpts, note);
+      sts = note.sts;
       if (d.etrn) for (const o of outs) if (o.status === 'deferred') o.hold = d.etrn;
     }
     for (const o of outs) {
@@ -118,6 +146,11 @@ export class DeliveryEngine {
       if (o.text !== undefined) ev.text = o.text;
       const detail = details.get(o.rcpt);
       if (detail !== undefined) ev.detail = detail;
+      if (sts) {
+        ev.mtaSts = sts.applied.mode;
+        if (sts.applied.id !== undefined) ev.mtaStsId = sts.applied.id;
+        if (sts.failure !== undefined) ev.mtaStsFailure = sts.failure;
+      }
       this.events.attempt?.(ev);
     }
     return outs;
@@ -195,8 +228,14 @@ export class DeliveryEngine {
     job: DeliveryJob,
     d: Extract<Decision, { kind: 'remote' }>,
     rcpts: number[],
+    note: { sts?: StsNote },
   ): Promise<RcptOutcome[]> {
     const info = job.envelope.info;
+    const sts = d.mtaSts !== undefined ? await this.security.sts?.policyFor(d.mtaSts) : undefined;
+    if (sts) note.sts = { applied: sts };
+    const trust = this.security.trust;
+    const stsPolicy = sts && trust ? stsTls(sts, trust) : undefined;
+    const candidates = sts ? enforceCandidates(sts, d.candidates) : d.candidates;
     if (this.rate && !d.lmtp) {
       const wait = await this.rate(d.key, RATE_WAIT_MS);
       if (wait < 0)
@@ -209,17 +248,21 @@ export class DeliveryEngine {
         }));
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
-    const acquire = (fresh: boolean) =>
+    const connect = (fresh: boolean) =>
       this.pool.acquire(
         d.key,
-        d.candidates,
+        candidates,
         d.lmtp
           ? // A local mailbox server: LHLO, per-recipient replies, no STARTTLS.
             { lmtp: true, tls: { mode: 'none' } }
           : {
               // verify_tls implies TLS is required (Postfix "verify"): otherwise a failed check
               // would fall back to plain text and deliver unverified, in clear.
-              tls: { mode: d.requireTls || d.verifyTls ? 'required' : 'opportunistic', verify: d.verifyTls },
+              tls: stsPolicy ?? {
+                mode: d.requireTls || d.verifyTls ? 'required' : 'opportunistic',
+                verify: d.verifyTls,
+                ...(d.verifyTls && trust ? { secureContext: trust.context } : {}),
+              },
               ...(d.auth ? { auth: { user: d.auth.user, pass: d.auth.password } } : {}),
             },
         // A flush a customer asked for (ETRN, probe) goes first, and past dead-host marks older
@@ -238,6 +281,29 @@ export class DeliveryEngine {
           ...(d.addressLimit !== undefined ? { addressLimit: d.addressLimit } : {}),
         },
       );
+    // The connection checked against the policy: under enforce, a kept connection made before
+    // the policy was known is given up for a new one, and one that still falls short (it
+    // cannot, the TLS options forbid it; this is the last line) sends nothing.
+    const acquire = async (fresh: boolean) => {
+      let lease = await connect(fresh);
+      if (!sts || sts.mode === 'none') return lease;
+      let why = violation(sts, lease.client, lease.name);
+      if (why !== undefined && sts.mode === 'enforce' && lease.reused) {
+        lease.release(false);
+        lease = await connect(true);
+        why = violation(sts, lease.client, lease.name);
+      }
+      if (why === undefined) return lease;
+      if (sts.mode === 'testing') {
+        note.sts = { applied: sts, failure: why };
+        this.security.sts?.reportTesting(sts, lease.host, why);
+        return lease;
+      }
+      lease.release(false);
+      throw new MtaError('MTA_STS_VIOLATION', 'transient', `${policyLabel(sts)}: ${why}`, {
+        smtp: { code: 451, enhanced: '4.7.5' },
+      });
+    };
     const send = async (fresh: boolean) => {
       const lease = await acquire(fresh);
       const r = await sendTransaction(
@@ -264,6 +330,8 @@ export class DeliveryEngine {
     } catch (e) {
       const permanent = e instanceof MtaError && e.kind === 'permanent';
       const smtp = e instanceof MtaError ? e.smtp : undefined;
+      if (sts?.mode === 'enforce' && e instanceof MtaError && STS_FAILURES.has(e.code))
+        note.sts = { applied: sts, failure: errorText(e) };
       return rcpts.map((r) => ({
         rcpt: r,
         status: permanent ? 'failed' : 'deferred',

@@ -50,6 +50,7 @@ export interface PoolOptions {
 interface Idle {
   client: SmtpClient;
   host: string;
+  name: string | undefined;
   cancel: () => void;
 }
 
@@ -91,6 +92,8 @@ export interface AcquireOptions {
 export interface Lease {
   client: SmtpClient;
   host: string;
+  /** The MX (or route) host name the address was looked up from, when there was one. */
+  name: string | undefined;
   /** An idle connection kept from an earlier message (the peer may have closed it meanwhile). */
   reused: boolean;
   /** Give the connection back: reusable ones are kept for the next message. */
@@ -209,7 +212,7 @@ export class ConnectionPool {
         idle.cancel();
         if (idle.client.usable && !this.tooOld(idle.client)) {
           this.stats.reused++;
-          return this.lease(key, d, idle.client, idle.host, true);
+          return this.lease(key, d, idle.client, idle.host, idle.name, true);
         }
         this.discard(idle.client);
       }
@@ -221,13 +224,13 @@ export class ConnectionPool {
         idle.cancel();
         if (idle.client.usable && !this.tooOld(idle.client)) {
           this.stats.reused++;
-          return this.lease(key, d, idle.client, idle.host, true);
+          return this.lease(key, d, idle.client, idle.host, idle.name, true);
         }
         this.discard(idle.client);
       }
       d.connecting++;
       try {
-        const { client, host } = await this.connect(
+        const { client, host, name } = await this.connect(
           key,
           await candidates(),
           extra,
@@ -237,7 +240,7 @@ export class ConnectionPool {
           how.addressLimit,
         );
         d.healthy = true;
-        return this.lease(key, d, client, host, false);
+        return this.lease(key, d, client, host, name, false);
       } catch (e) {
         d.healthy = false;
         throw e;
@@ -251,11 +254,19 @@ export class ConnectionPool {
     }
   }
 
-  private lease(key: string, d: Dest, client: SmtpClient, host: string, reused: boolean): Lease {
+  private lease(
+    key: string,
+    d: Dest,
+    client: SmtpClient,
+    host: string,
+    name: string | undefined,
+    reused: boolean,
+  ): Lease {
     let released = false;
     return {
       client,
       host,
+      name,
       reused,
       release: (reusable) => {
         if (released) return;
@@ -266,7 +277,7 @@ export class ConnectionPool {
             if (i >= 0) d.idle.splice(i, 1);
             this.dispose(client);
           });
-          d.idle.push({ client, host, cancel });
+          d.idle.push({ client, host, name, cancel });
         } else {
           this.dispose(client);
         }
@@ -407,13 +418,14 @@ export class ConnectionPool {
     unproven: boolean,
     loopCheck = false,
     addressLimit = Number.POSITIVE_INFINITY,
-  ): Promise<{ client: SmtpClient; host: string }> {
+  ): Promise<{ client: SmtpClient; host: string; name: string | undefined }> {
     if (cands.length === 0)
       throw new MtaError('NO_ROUTE', 'transient', 'no hosts to connect to', {
         smtp: { code: 451, enhanced: '4.4.4' },
       });
     const errors: string[] = [];
     let loop: string | undefined;
+    let tlsFailed = false;
     const { tried, cut } = capAddresses(cands, addressLimit);
     for (const c of tried) {
       const why = this.isDead(c.host, c.port, since);
@@ -485,6 +497,7 @@ export class ConnectionPool {
         this.markAlive(c.host, c.port);
         return {
           client,
+          name: c.name,
           host:
             c.path !== undefined
               ? c.host
@@ -496,6 +509,7 @@ export class ConnectionPool {
         const msg = e instanceof Error ? e.message : String(e);
         errors.push(`${c.host}:${c.port} ${msg}`);
         const stage = (e as { stage?: string }).stage;
+        if (stage === 'starttls') tlsFailed = true;
         // A 5xx greeting or EHLO is the host speaking (not dead): try the next one, and if none
         // takes the mail, defer it as Postfix does rather than bounce on a host's bad moment.
         const spoke = e instanceof MtaError && e.kind === 'permanent';
@@ -521,6 +535,13 @@ export class ConnectionPool {
       errors.push(
         `${cut} more MX address${cut === 1 ? '' : 'es'} not tried: the limit is ${addressLimit} per attempt (delivery.mx_address_limit)`,
       );
+    // TLS that a policy requires and a host could not give (not offered, a bad certificate):
+    // the policy's failure, said as such (RFC 3463 4.7.5: cryptographic failure), still deferred.
+    const requiredBy = extra.tls?.requiredBy;
+    if (tlsFailed && requiredBy !== undefined)
+      throw new MtaError('TLS_REQUIRED', 'transient', `${requiredBy}: ${errors.join('; ')}`, {
+        smtp: { code: 451, enhanced: '4.7.5' },
+      });
     throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), {
       smtp: { code: 451, enhanced: '4.4.1' },
     });

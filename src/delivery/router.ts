@@ -30,6 +30,8 @@ export type Decision =
       mx?: true;
       /** MX addresses one attempt tries at most (delivery.mx_address_limit); undefined = all. */
       addressLimit?: number;
+      /** The domain whose MTA-STS policy applies (MX delivery with delivery.mta_sts on). */
+      mtaSts?: string;
     };
 
 /** A cluster peer that takes mail instead of its usual destination (src/cluster/ decides which). */
@@ -225,6 +227,8 @@ export class Router {
       mx: true,
       // Only MX lists are cut: the hosts of a route are the operator's own list.
       addressLimit: this.config.delivery.mxAddressLimit,
+      // RFC 8461 is about the MX hosts of a domain: a route's hosts are the operator's choice.
+      ...(this.config.delivery.mtaSts ? { mtaSts: domain } : {}),
     };
   }
 }

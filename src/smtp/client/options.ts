@@ -43,6 +43,13 @@ export interface TlsPolicy {
   servername?: string;
   ca?: tls.SecureContextOptions['ca'];
   minVersion?: tls.SecureVersion;
+  /** A context to use as is (its trust store shared by many connections); `ca` is then unused. */
+  secureContext?: tls.SecureContext;
+  /**
+   * Who requires TLS ("MTA-STS policy of example.com"), for failures to name: a destination
+   * whose every host fails the TLS requirement is then deferred with 4.7.5, not 4.4.1.
+   */
+  requiredBy?: string;
 }
 
 export interface SmtpClientOptions {

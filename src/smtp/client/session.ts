@@ -7,7 +7,7 @@
 // sending a message never reject — they become "deferred" results (see transaction.ts).
 
 import net from 'node:net';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import { errorText, MtaError } from '../../errors.js';
 import { type AuthMechanism, authenticate } from './auth.js';
 import { SmtpConnection } from './connection.js';
@@ -113,6 +113,22 @@ export class SmtpClient {
 
   get secure(): boolean {
     return this.connection.secure;
+  }
+
+  /**
+   * The peer's certificate as the TLS handshake judged it — chain to the trust store the session
+   * was made with, and the name (SNI) it was asked for — or undefined without TLS. With `verify`
+   * a session exists only if it was valid; without, this says whether it would have been.
+   */
+  get tlsPeer(): { authorized: boolean; error: string | undefined; verified: boolean } | undefined {
+    const s = this.connection.socket;
+    if (!(s instanceof tls.TLSSocket) || !this.connection.secure) return undefined;
+    const err = s.authorizationError as unknown;
+    return {
+      authorized: s.authorized,
+      error: err === null || err === undefined ? undefined : err instanceof Error ? err.message : String(err),
+      verified: s.authorized && this.opts.tls?.verify === true,
+    };
   }
 
   get authenticated(): AuthMechanism | undefined {
@@ -252,7 +268,8 @@ export class SmtpClient {
     }
     const topts: tls.ConnectionOptions = { rejectUnauthorized: policy.verify === true };
     if (servername !== undefined) topts.servername = servername;
-    if (policy.ca !== undefined) topts.ca = policy.ca;
+    if (policy.secureContext !== undefined) topts.secureContext = policy.secureContext;
+    else if (policy.ca !== undefined) topts.ca = policy.ca;
     if (policy.minVersion !== undefined) topts.minVersion = policy.minVersion;
     try {
       await conn.startTls(topts, this.timeouts.command);
