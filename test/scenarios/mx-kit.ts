@@ -43,6 +43,8 @@ export interface WorldOptions {
   dnsServers?: string[];
   /** Keys added to [delivery]. */
   delivery?: string;
+  /** Files written beside the daemon's configuration (relative paths in it resolve there). */
+  files?: Record<string, string>;
 }
 
 /** The outcome log lines ("delivered", "deferred", "failed") of one recipient. */
@@ -111,6 +113,7 @@ ${o.delivery ?? ''}
 domain = "src.test"
 host = "127.0.0.1:${bounces.port}"
 ${o.extra ?? ''}`,
+        ...(o.files ? { files: o.files } : {}),
       });
       return { stage, bounces };
     },

@@ -16,8 +16,8 @@ function randomLoopback(): string {
   return `127.${b()}.${b()}.${b()}`;
 }
 
-/** Runs `start(address)` on fresh addresses until one is free on port 25. */
-async function onFreeAddress<T>(start: (address: string) => Promise<T>): Promise<T> {
+/** Runs `start(address)` on fresh loopback addresses until one is free (start rejects EADDRINUSE). */
+export async function onFreeAddress<T>(start: (address: string) => Promise<T>): Promise<T> {
   let last: unknown;
   for (let i = 0; i < 20; i++) {
     try {
