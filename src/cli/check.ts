@@ -30,6 +30,7 @@ export function describeConfig(c: Config): string[] {
     `local         ${c.local.map((l) => l.domain).join(', ') || '(none)'}`,
     `relay         networks ${c.smtp.relayNetworks.length}, domains ${c.smtp.relayDomains.join(', ') || '(none)'}, AUTH users ${c.users.length}`,
     `routes        ${c.routes.map((r) => `${r.domain} → ${r.hosts.length === 0 ? 'MX' : hp(r.hosts)}`).join('; ') || '(none: MX lookups)'}`,
+    `outbound tls  MTA-STS ${c.delivery.mtaSts ? 'on' : 'off'}; certificates checked against ${c.delivery.tlsCa?.file ?? 'the system CA store'}`,
     `etrn          ${c.etrn.map((e) => e.domain).join(', ') || '(none)'}`,
     `odmr          ${c.odmr.accounts.length} account(s) on ${hp(c.odmr.listen)}`,
     `dkim          ${c.dkim.map((k) => `${k.selector}._domainkey.${k.domain}`).join(', ') || '(none)'}`,

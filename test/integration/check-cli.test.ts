@@ -31,6 +31,7 @@ domain = "branch.example"
   assert.match(ok.stdout, /: valid\n/);
   assert.match(ok.stdout, /hostname\s+mx\.example/);
   assert.match(ok.stdout, /routes\s+example\.net → 192\.0\.2\.7:25/);
+  assert.match(ok.stdout, /outbound tls\s+MTA-STS on; certificates checked against the system CA store/);
   assert.match(ok.stdout, /etrn\s+branch\.example/);
   assert.doesNotMatch(ok.stdout, /notice:/);
 

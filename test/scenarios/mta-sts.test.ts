@@ -208,6 +208,27 @@ describe('MTA-STS on MX delivery, against logmta serve', { skip }, () => {
     );
   });
 
+  test('enforce learnt while an unverified connection is kept: the next message goes on a new, verified one', async () => {
+    const mx1 = await host('mx1.dst.test');
+    const p = await policyServer(stsPolicy('enforce', ['mx1.dst.test']));
+    // No policy yet, and no negative answer cached (the record appears between the messages).
+    const before = mxZone([[10, mx1.host]]);
+    const w = await world({ ...before, negativeTtl: 0 });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
+    assert.equal((await nthOutcome(w.stage, 'u@dst.test')).msg, 'delivered');
+    assert.equal(attempts(w.stage, 'u@dst.test')[0]?.mtaSts, 'none');
+    await mx.dns.update({ ...zone([[10, mx1.host]], p), negativeTtl: 0 });
+    await sendMail(w.stage.port, { from: 'a@src.test', to: ['v@dst.test'] });
+    const o = await nthOutcome(w.stage, 'v@dst.test');
+    assert.equal(o.msg, 'delivered', JSON.stringify(o));
+    assert.equal(attempts(w.stage, 'v@dst.test')[0]?.mtaSts, 'enforce');
+    assert.equal(mx1.connections, 2, 'the kept connection was not used under the policy');
+    assert.deepEqual(
+      mx1.transactions.map((t) => t.recipients[0]),
+      ['u@dst.test', 'v@dst.test'],
+    );
+  });
+
   test('delivery.mta_sts = false: the policy is not looked up, delivery as without it', async () => {
     const mx1 = await host('mx1.dst.test', { starttls: false });
     const p = await policyServer(stsPolicy('enforce', ['mx1.dst.test']));
