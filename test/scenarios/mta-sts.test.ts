@@ -18,7 +18,7 @@ import { type PolicyServer, startPolicyServer, stsPolicy } from '../support/mta-
 import type { SinkOptions, SmtpSink } from '../support/sink.js';
 import { makeTestCa, type TestCa } from '../support/test-ca.js';
 import { waitFor } from '../support/wait.js';
-import type { Stage } from './kit.js';
+import { reservePort, type Stage } from './kit.js';
 import { mxScenes, mxZone, nthOutcome, outcomes } from './mx-kit.js';
 
 const mx = mxScenes();
@@ -51,12 +51,21 @@ function zone(hosts: Array<[number, string]>, policy: PolicyServer, id = '1'): D
 }
 
 /** A relaying daemon trusting the CA; retries an hour away (a test moves them with a flush). */
-function world(z: DnsZones, delivery = '') {
+function world(z: DnsZones, delivery = '', extra = '') {
   return mx.world(z, {
     delivery: `tls_ca_file = "ca.pem"\n${delivery}`,
-    extra: '[queue]\nretry = ["1h"]\n',
+    extra: `[queue]\nretry = ["1h"]\n${extra}`,
     files: { 'ca.pem': ca.cert },
   });
+}
+
+/** The MTA-STS counter's samples from the HTTP admin listener: "mode result" → value. */
+async function stsCounter(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^logmta_mta_sts_attempts_total\{mode="(\w+)",result="(\w+)"\} (\d+)$/gm))
+    out[`${m[1]} ${m[2]}`] = Number(m[3]);
+  return out;
 }
 
 /** The "delivery attempt" log lines of a recipient. */
@@ -92,7 +101,8 @@ describe('MTA-STS on MX delivery, against logmta serve', { skip }, () => {
     const mx1 = await host('mx1.dst.test');
     mx1.opts.starttls = false; // as an attacker stripping STARTTLS from the EHLO reply
     const p = await policyServer(stsPolicy('enforce', ['mx1.dst.test']));
-    const w = await world(zone([[10, mx1.host]], p));
+    const admin = await reservePort();
+    const w = await world(zone([[10, mx1.host]], p), '', `[admin]\nlisten = "127.0.0.1:${admin}"\n`);
     await sendMail(w.stage.port, { from: 'a@src.test', to: ['u@dst.test'] });
     const o = await nthOutcome(w.stage, 'u@dst.test');
     assert.equal(o.msg, 'deferred', JSON.stringify(o));
@@ -110,6 +120,7 @@ describe('MTA-STS on MX delivery, against logmta serve', { skip }, () => {
       mx1.transactions.map((t) => [t.recipients, t.tls]),
       [[['u@dst.test'], true]],
     );
+    assert.deepEqual(await stsCounter(admin), { 'enforce failed': 1, 'enforce ok': 1 });
   });
 
   test('enforce, MX whose certificate is not from a trusted CA: deferred, nothing sent', async () => {
