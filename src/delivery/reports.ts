@@ -52,8 +52,9 @@ function makeBuilder(hostname: string, sign: SignReport | undefined) {
         action: req.kind === 'success' && outcome.relayed ? 'relayed' : action,
         status:
           outcome.enhanced ?? (req.kind === 'failure' ? '5.0.0' : req.kind === 'delay' ? '4.0.0' : '2.0.0'),
-        lastAttempt: req.now,
       };
+      // An outcome the queue made up (expiry, a held piece's warning) had no attempt now.
+      if (!outcome.untried) r.lastAttempt = req.now;
       if (info.orcpt) r.orcpt = info.orcpt;
       const mta = remoteMta(outcome.host);
       if (mta !== undefined) r.remoteMta = mta;

@@ -207,7 +207,7 @@ export class Outcomes {
         : lane.kind === 'held'
           ? `held until ${lane.domain} collects its mail`
           : 'not attempted';
-      byRcpt.set(r, { rcpt: r, status: 'deferred', text });
+      byRcpt.set(r, { rcpt: r, status: 'deferred', text, untried: true });
       untried.add(r);
     }
     const finals: RcptOutcome[] = [];

@@ -51,6 +51,11 @@ export interface RcptOutcome {
   relayed?: boolean;
   /** Delivered by final delivery — a Maildir, an LMTP mailbox server (a success DSN says "delivered"). */
   final?: boolean;
+  /**
+   * Not tried in this job (an expiry, a held piece's delay warning, an operator action): the queue
+   * made this outcome up, so a report about it has no attempt date of its own.
+   */
+  untried?: boolean;
 }
 
 export interface DeliveryJob {

@@ -40,6 +40,8 @@ function assertWarning(r: ReadReport, rcpt: string, maxAgeMs: number): void {
   assert.equal(g.action, 'delayed');
   assert.equal(g['final-recipient'], `rfc822; ${rcpt}`);
   assert.match(g.status ?? '', /^4\./);
+  // The warning is no attempt: it claims none was made at the time it was written.
+  assert.equal(g['last-attempt-date'], undefined, 'a warning made without an attempt has no Last-Attempt-Date');
   const until = Date.parse(g['will-retry-until'] ?? '');
   const arrival = Date.parse(r.perMessage['arrival-date'] ?? '');
   assert.ok(
