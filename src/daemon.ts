@@ -219,10 +219,11 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   }
   // Every lookup (MX routing, probes, SPF/DKIM/DMARC, DNSBL) goes through this one resolver.
   const resolver = deps.resolver ?? dnsClient(config, clock);
-  // Our own listeners are never an MX next hop (a backup MX must not relay to itself): known from
-  // the configuration now, and from the bound addresses below for port 0.
+  // Our own listeners are never a next hop (a backup MX must not relay to itself, nor a route
+  // point at us): known from the configuration now, and from the bound addresses below for port 0.
   const self = new SelfAddresses();
-  for (const hp of config.smtp.listen) self.add(hp.host, hp.port);
+  for (const hp of [...config.smtp.listen, ...config.smtp.submission, ...config.smtp.submissions])
+    self.add(hp.host, hp.port);
   const router = new Router(config, resolver, deps.random ?? Math.random, deps.mxPort ?? 25, self.has);
   // A cluster ([cluster]): loaded only when configured. Started before the listeners, so that
   // the first message already finds the domain homes (start-up waits for Redis at most
@@ -249,6 +250,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     reuseMs: config.delivery.connectionReuseTimeMs,
     clock,
     ...(cluster?.connectionGate() ? { gate: cluster.connectionGate()! } : {}),
+    isSelf: self.has,
   });
   undo.push(() => pool.close());
   cluster?.onPeerBack((host, port) => pool.markAlive(host, port));
@@ -439,7 +441,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       }
       listeners.push(l);
       metrics.addListener(l);
-      if (role === 'smtp') self.add(addr.address, addr.port);
+      self.add(addr.address, addr.port);
       addresses[role].push(`${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`);
     }
   }

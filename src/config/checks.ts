@@ -1,12 +1,15 @@
 // Cross-checks between sections, run after every section was read: each domain has one way
 // of being delivered (local, ETRN-held, ODMR-held), a relay domain is none of those, names are
-// unique where lookups need them, no two listeners claim the same address, and relay_networks
-// opens no relay to the Internet.
+// unique where lookups need them, no two listeners claim the same address, relay_networks
+// opens no relay to the Internet, no ETRN domain takes the subdomains of a public suffix (a
+// relay for all of "co.uk"), and no route or ETRN host is one of our own listeners (a loop).
 // Invariant: works on the resolved Config; entries whose own key was invalid (empty domain or
 // name) are skipped, so one mistake is reported once.
 // Failure: records problems; never throws.
 
 import { X509Certificate } from 'node:crypto';
+import { parse as parseName } from 'tldts';
+import { SelfAddresses } from '../delivery/self.js';
 import { formatHostPort, type HostPort, ipv4PrefixOf, isLoopbackHost } from './net.js';
 import type { Problems } from './reader.js';
 import type { Config } from './schema.js';
@@ -201,8 +204,64 @@ function checkRelayNetworks(c: Config, problems: Problems): void {
   });
 }
 
+/**
+ * Whether `domain` is itself a public suffix under the ICANN rules of the Public Suffix List
+ * ("com", "co.uk", "k12.ak.us"): names below it belong to unrelated registrants. Suffixes of
+ * the list's private section ("github.io") are not counted: their owner may run this MTA.
+ */
+export function isPublicSuffix(domain: string): boolean {
+  const p = parseName(domain, { allowPrivateDomains: false });
+  return p.isIcann === true && p.publicSuffix === domain;
+}
+
+/**
+ * `subdomains = true` makes every name below an ETRN domain ours to take from anyone and relay
+ * to the customer: on a public suffix that is everyone's mail under it (anything@x.co.uk).
+ */
+function checkPublicSuffixes(c: Config, problems: Problems): void {
+  c.etrn.forEach((e, i) => {
+    if (e.subdomains && e.domain !== '' && isPublicSuffix(e.domain))
+      problems.add(
+        `etrn[${i + 1}].subdomains`,
+        `${JSON.stringify(e.domain)} is a public suffix: with subdomains = true mail for every domain under it (anyone's, e.g. another.${e.domain}) would be taken from anyone and relayed to this customer; list the customer's own domain (e.g. "customer.${e.domain}")`,
+      );
+  });
+}
+
+/**
+ * A route's or ETRN domain's host at one of our own listeners (by the configuration: the exact
+ * address, or for a wildcard listener a loopback or local address; "localhost" too) would hand
+ * the mail back to us: a loop. Names that DNS turns into our address, and NAT, are found when
+ * delivering (delivery/self.ts), which defers such mail.
+ */
+function checkSelfHosts(c: Config, problems: Problems): void {
+  const self = new SelfAddresses();
+  for (const hp of [...c.smtp.listen, ...c.smtp.submission, ...c.smtp.submissions])
+    self.add(hp.host, hp.port);
+  const ours = (h: HostPort) =>
+    h.host.toLowerCase() === 'localhost'
+      ? self.has('127.0.0.1', h.port) || self.has('::1', h.port)
+      : self.has(h.host, h.port);
+  const report = (path: string, h: HostPort) =>
+    problems.add(
+      path,
+      `${formatHostPort(h)} is one of this MTA's own listeners: mail sent there comes back here (a loop); name the next hop`,
+    );
+  c.routes.forEach((r, i) => {
+    r.hosts.forEach((h, j) => {
+      if (ours(h))
+        report(r.hosts.length === 1 ? `route[${i + 1}].host` : `route[${i + 1}].host[${j + 1}]`, h);
+    });
+  });
+  c.etrn.forEach((e, i) => {
+    if (e.host && ours(e.host)) report(`etrn[${i + 1}].host`, e.host);
+  });
+}
+
 export function checkConfig(c: Config, problems: Problems): void {
   checkDomains(c, problems);
+  checkPublicSuffixes(c, problems);
+  checkSelfHosts(c, problems);
   checkRelayNetworks(c, problems);
   checkListeners(c, problems);
   checkCluster(c, problems);

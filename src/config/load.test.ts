@@ -737,6 +737,43 @@ describe('cross-checks', () => {
       /route\[1\]\.domain: "localhost" is a local domain/,
     );
   });
+  test('ETRN subdomains of a public suffix are refused (a relay for everyone under it); a customer domain below one is fine', () => {
+    for (const d of ['com', 'co.uk', 'k12.ak.us', 'xn--p1ai'])
+      assertProblem(
+        `[[etrn]]\ndomain = "${d}"\nsubdomains = true\n`,
+        new RegExp(`etrn\\[1\\]\\.subdomains: "${d.replace(/\./g, '\\.')}" is a public suffix`),
+      );
+    const c = configFromToml(
+      '[[etrn]]\ndomain = "customer.co.uk"\nsubdomains = true\n[[etrn]]\ndomain = "branch.test"\nsubdomains = true\n[[etrn]]\ndomain = "co.uk"\n',
+    );
+    assert.deepEqual(
+      c.etrn.map((e) => e.domain),
+      ['customer.co.uk', 'branch.test', 'co.uk'],
+      'without subdomains, a suffix is just its own name; private-section suffixes and unknown TLDs pass',
+    );
+  });
+
+  test('a route or ETRN host that is one of our own listeners is a loop: refused', () => {
+    const listen = '[smtp]\nlisten = ["127.0.0.1:2525", "[::]:2600"]\nsubmission = ["127.0.0.1:2587"]\n';
+    assertProblem(
+      `${listen}[[route]]\ndomain = "c.test"\nhost = "127.0.0.1:2525"\n`,
+      "config.toml: route[1].host: 127.0.0.1:2525 is one of this MTA's own listeners: mail sent there comes back here (a loop); name the next hop",
+    );
+    assertProblem(
+      `${listen}[[route]]\ndomain = "c.test"\nhost = ["192.0.2.1:25", "localhost:2587"]\n`,
+      /route\[1\]\.host\[2\]: localhost:2587 is one of this MTA's own listeners/,
+    );
+    // A wildcard listener takes every loopback address on its port.
+    assertProblem(
+      `${listen}[[etrn]]\ndomain = "e.test"\nhost = "127.0.0.9:2600"\n`,
+      /etrn\[1\]\.host: 127\.0\.0\.9:2600 is one of this MTA's own listeners/,
+    );
+    // Another port of the same address, and names (DNS decides at delivery), are not.
+    configFromToml(
+      `${listen}[[route]]\ndomain = "c.test"\nhost = ["127.0.0.1:2526", "relay.example:2525"]\n`,
+    );
+  });
+
   test('notices: a host name that is not fully qualified, a public listener without TLS', () => {
     assert.deepEqual(
       configNotices(configFromToml('hostname = "mx.example.net"\n[smtp]\nlisten = ["127.0.0.1:25"]\n')),

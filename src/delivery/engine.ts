@@ -277,7 +277,7 @@ export class DeliveryEngine {
               }
             : {}),
           ...(fresh ? { fresh: true } : {}),
-          ...(d.mx ? { loopCheck: true } : {}),
+          ...(d.selfCheck ? { selfCheck: d.selfCheck } : {}),
           ...(d.addressLimit !== undefined ? { addressLimit: d.addressLimit } : {}),
         },
       );

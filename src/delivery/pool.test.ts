@@ -2,15 +2,19 @@
 // refused is skipped by ordinary mail but connected to by a flush whose customer proved it up
 // after the refusal; a refusal during the flush is cached for the rest of it; a probe's success
 // clears the mark; and a flush's acquirers get a destination's freed slots before other mail.
+// A configured host (route, ETRN host) that is this MTA — one of our listener addresses, or a
+// greeting with our name — is skipped, and with nothing else it is a deferral (451 4.4.6).
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { SmtpSink } from '../../test/support/sink.js';
 import { systemClock } from '../util/clock.js';
+import type { MtaError } from '../errors.js';
 import { ConnectionPool } from './pool.js';
 import { freeTcpPort } from '../../test/support/ports.js';
 
-function pool(perDestination = 10): ConnectionPool {
+function pool(perDestination = 10, isSelf?: (host: string, port: number) => boolean): ConnectionPool {
   return new ConnectionPool({
+    ...(isSelf ? { isSelf } : {}),
     clientOptions: { name: 'mx.test', timeouts: { connect: 5_000 } },
     perDestination,
     global: 100,
@@ -52,6 +56,53 @@ describe('connection pool', () => {
     const after1 = p.stats.attempts;
     await assert.rejects(p.acquire('etrn:x', cands, {}, { reachableSince: proof }), /\(cached\)/);
     assert.equal(p.stats.attempts, after1);
+    p.close();
+  });
+
+  test('a configured host that is this MTA is skipped, by address or by its greeting; alone, a deferral 4.4.6', async () => {
+    const ours = await freeTcpPort();
+    const p = pool(10, (h, port) => h === '127.0.0.1' && port === ours);
+    const nat = await SmtpSink.start({ greeting: '220 MX.test ESMTP logmta' });
+    const good = await SmtpSink.start();
+    sinks.push(nat, good);
+    const at =
+      (...ports: number[]) =>
+      async () =>
+        ports.map((port) => ({ host: '127.0.0.1', port, preference: -1 }));
+    const how = { selfCheck: 'configured' } as const;
+    const lease = await p.acquire('route:c.test', at(ours, nat.port, good.port), {}, how);
+    assert.equal(lease.host, `127.0.0.1:${good.port}`, 'the next host of the list takes the mail');
+    lease.release(false);
+    const tries = p.stats.attempts;
+    await assert.rejects(
+      p.acquire('route:c.test', at(ours, nat.port), {}, how),
+      (e: MtaError) =>
+        e.code === 'ROUTE_LOOP' &&
+        e.kind === 'transient' &&
+        e.smtp?.code === 451 &&
+        e.smtp.enhanced === '4.4.6' &&
+        e.message ===
+          `mail loops back to myself: 127.0.0.1:${ours} (one of our listeners), 127.0.0.1:${nat.port} (greets as mx.test, our hostname) (the [[route]] of c.test) is this MTA; deferred until the configuration is fixed`,
+    );
+    assert.equal(p.stats.attempts, tries + 1, 'no connection to our own listener');
+    assert.equal(p.isDead('127.0.0.1', nat.port), undefined, 'ourselves is no dead host');
+    // Among real failures, the loop is named in the deferral.
+    const down = await freeTcpPort();
+    await assert.rejects(
+      p.acquire('etrn:e.test', at(down, ours), {}, how),
+      (e: MtaError) =>
+        e.code === 'CONNECT_FAILED' &&
+        /ECONNREFUSED \S+; 127\.0\.0\.1:\d+ \(one of our listeners\) is this MTA \(a loop\): skipped$/.test(
+          e.message,
+        ),
+    );
+    // A cluster peer: nodes may share a name, so only the address counts.
+    const peer = await p.acquire('cluster:n2', at(nat.port), {}, { selfCheck: 'address' });
+    peer.release(false);
+    await assert.rejects(p.acquire('cluster:n2', at(ours), {}, { selfCheck: 'address' }), /cluster node n2/);
+    // Without a check (LMTP), nothing is skipped.
+    const lmtp = await p.acquire('lmtp:x', at(nat.port));
+    lmtp.release(false);
     p.close();
   });
 

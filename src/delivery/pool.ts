@@ -18,7 +18,7 @@ import { SmtpClient } from '../smtp/client/index.js';
 import type { SmtpClientOptions } from '../smtp/client/options.js';
 import type { Clock } from '../util/clock.js';
 import { capAddresses, type MxCandidate } from './mx.js';
-import { greetsAs, loopsBack } from './self.js';
+import { configuredLoop, greetsAs, type IsSelf, loopsBack, type SelfCheck } from './self.js';
 
 export interface PoolOptions {
   clientOptions: SmtpClientOptions;
@@ -45,6 +45,8 @@ export interface PoolOptions {
   gate?: { acquire(key: string): Promise<(() => void) | undefined> };
   /** How long a new connection waits for the gate before its messages are deferred (default 10 s). */
   gateWaitMs?: number;
+  /** Whether host:port is one of this MTA's listeners (self.ts), asked at connect time. */
+  isSelf?: IsSelf;
 }
 
 interface Idle {
@@ -77,10 +79,11 @@ export interface AcquireOptions {
   /** A new connection, not an idle one (the idle one just failed: the peer had closed it). */
   fresh?: boolean;
   /**
-   * MX candidates: a host that greets with our own EHLO name is this MTA at an address not its
-   * own (NAT): it and the candidates after it are no next hop (RFC 5321 §5.1, self.ts).
+   * How a candidate that is this MTA is told and skipped (self.ts SelfCheck): by its greeting
+   * naming our EHLO name (MX hosts: it and the candidates after it are no next hop, RFC 5321
+   * §5.1), and for configured hosts also by an address of our own listeners. Default none.
    */
-  loopCheck?: boolean;
+  selfCheck?: SelfCheck;
   /**
    * MX candidates: at most this many addresses are tried (delivery.mx_address_limit), so a
    * domain of many tarpits costs one attempt a bounded wait; when the cut leaves addresses out
@@ -236,7 +239,7 @@ export class ConnectionPool {
           extra,
           how.reachableSince,
           !d.healthy,
-          how.loopCheck === true,
+          how.selfCheck,
           how.addressLimit,
         );
         d.healthy = true;
@@ -416,7 +419,7 @@ export class ConnectionPool {
     extra: Partial<SmtpClientOptions>,
     since: number | undefined,
     unproven: boolean,
-    loopCheck = false,
+    selfCheck: SelfCheck | undefined,
     addressLimit = Number.POSITIVE_INFINITY,
   ): Promise<{ client: SmtpClient; host: string; name: string | undefined }> {
     if (cands.length === 0)
@@ -426,8 +429,16 @@ export class ConnectionPool {
     const errors: string[] = [];
     let loop: string | undefined;
     let tlsFailed = false;
+    /** Configured hosts that are this MTA, each with how it showed. */
+    const loops: string[] = [];
     const { tried, cut } = capAddresses(cands, addressLimit);
     for (const c of tried) {
+      // Our own listener as a route's host: connecting would hand the mail to ourselves.
+      const byAddress = selfCheck === 'configured' || selfCheck === 'address';
+      if (byAddress && c.path === undefined && this.opts.isSelf?.(c.host, c.port)) {
+        loops.push(`${hostLabel(c)} (one of our listeners)`);
+        continue;
+      }
       const why = this.isDead(c.host, c.port, since);
       if (why) {
         this.stats.deadSkips++;
@@ -483,12 +494,18 @@ export class ConnectionPool {
         if (c.name !== undefined) o.tls = { ...(o.tls ?? { mode: 'opportunistic' }), servername: c.name };
         this.stats.attempts++;
         client = await SmtpClient.connect(c.host, c.port, o);
-        if (loopCheck && greetsAs(client.greeting?.text, this.opts.clientOptions.name)) {
-          // This MTA, reached at an address not its own: neither it nor what comes after it.
+        const name = this.opts.clientOptions.name;
+        if ((selfCheck === 'mx' || selfCheck === 'configured') && greetsAs(client.greeting?.text, name)) {
+          // This MTA, reached at an address not its own (NAT, a load balancer): for MX neither
+          // it nor what comes after it; a configured list goes on with its next host.
           void client.quit();
           client = undefined;
-          loop = `${c.name ?? c.host}[${c.host}]:${c.port}`;
-          break;
+          if (selfCheck === 'mx') {
+            loop = `${c.name ?? c.host}[${c.host}]:${c.port}`;
+            break;
+          }
+          loops.push(`${hostLabel(c)} (greets as ${name}, our hostname)`);
+          continue;
         }
         this.stats.connections++;
         this.hostOf.set(client, k);
@@ -498,12 +515,7 @@ export class ConnectionPool {
         return {
           client,
           name: c.name,
-          host:
-            c.path !== undefined
-              ? c.host
-              : c.name !== undefined
-                ? `${c.name}[${c.host}]:${c.port}`
-                : `${c.host}:${c.port}`,
+          host: c.path !== undefined ? c.host : hostLabel(c),
         };
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
@@ -528,6 +540,9 @@ export class ConnectionPool {
     }
     // The better hosts before this one failed: the mail waits for them. None: a loop.
     if (loop !== undefined && errors.length === 0) throw loopsBack(key.replace(/^mx:/, ''));
+    // Only ourselves on a configured list: deferred with the reason, for the operator to fix.
+    if (loops.length > 0 && errors.length === 0) throw configuredLoop(key, loops);
+    for (const l of loops) errors.push(`${l} is this MTA (a loop): skipped`);
     if (loop !== undefined) errors.push(`${loop} greets as this host (a loop): not tried further`);
     // Deferred, never bounced: the addresses left out may take the mail (the operator may raise
     // the limit), and equal preferences are shuffled anew at the next attempt.
@@ -556,4 +571,9 @@ export class ConnectionPool {
       d.idle = [];
     }
   }
+}
+
+/** A candidate as logs and Remote-MTA name it: `mx1.example[192.0.2.1]:25`, or `host:port`. */
+function hostLabel(c: MxCandidate): string {
+  return c.name !== undefined ? `${c.name}[${c.host}]:${c.port}` : `${c.host}:${c.port}`;
 }

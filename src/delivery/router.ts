@@ -9,7 +9,7 @@
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
 import { MtaError } from '../errors.js';
 import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from './mx.js';
-import { type IsSelf, withoutSelf } from './self.js';
+import { type IsSelf, type SelfCheck, withoutSelf } from './self.js';
 
 export type Decision =
   | { kind: 'local'; local: LocalDomain }
@@ -26,8 +26,11 @@ export type Decision =
       etrn: string | undefined;
       /** Deliver with LMTP (RFC 2033) to a local mailbox server. */
       lmtp?: true;
-      /** Found by MX lookup: a host that greets with our own name is this MTA (a loop). */
-      mx?: true;
+      /**
+       * How the pool tells a host that is this MTA (a loop, self.ts): MX hosts and configured
+       * ones (route, ETRN host) by address and greeting, a cluster peer by address; LMTP never.
+       */
+      selfCheck?: SelfCheck;
       /** MX addresses one attempt tries at most (delivery.mx_address_limit); undefined = all. */
       addressLimit?: number;
       /** The domain whose MTA-STS policy applies (MX delivery with delivery.mta_sts on). */
@@ -176,6 +179,7 @@ export class Router {
         verifyTls: false,
         auth: undefined,
         etrn: etrn.domain,
+        selfCheck: 'configured',
       };
     }
     if (route) {
@@ -188,6 +192,7 @@ export class Router {
         verifyTls: route.verifyTls,
         auth: route.auth,
         etrn: etrn?.domain,
+        selfCheck: 'configured',
       };
     }
     return this.byMx(domain, etrn);
@@ -203,6 +208,8 @@ export class Router {
       verifyTls: false,
       auth: t.auth,
       etrn: held,
+      // Nodes may share a hostname: only a peer address of our own is a loop.
+      selfCheck: 'address',
     };
   }
 
@@ -224,7 +231,7 @@ export class Router {
       verifyTls: false,
       auth: undefined,
       etrn: etrn?.domain,
-      mx: true,
+      selfCheck: 'mx',
       // Only MX lists are cut: the hosts of a route are the operator's own list.
       addressLimit: this.config.delivery.mxAddressLimit,
       // RFC 8461 is about the MX hosts of a domain: a route's hosts are the operator's choice.

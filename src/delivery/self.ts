@@ -7,8 +7,13 @@
 // on that port: the exact address, or, for a wildcard listener (0.0.0.0, ::), any address of a
 // local interface, all of 127.0.0.0/8 and ::1, and 0.0.0.0 and :: themselves. IPv4-mapped
 // IPv6 addresses count as IPv4.
-// The pool applies the same rule to a peer that greets with our own name (greetsAs).
-// Fails: withoutSelf throws MtaError MX_LOOP (permanent) when this host is the best MX.
+// The pool applies the same rule to a peer that greets with our own name (greetsAs). Configured
+// next hops (a [[route]], an [[etrn]] host, a cluster peer) are checked by the pool at connect
+// time (SelfCheck): one that is this MTA is skipped, and when nothing else takes the mail it is
+// deferred (configuredLoop, 451 4.4.6), not bounced — the operator's list is wrong, not the
+// recipient, and the mail must wait for the fix.
+// Fails: withoutSelf throws MtaError MX_LOOP (permanent) when this host is the best MX;
+// configuredLoop is ROUTE_LOOP (transient).
 
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -56,11 +61,6 @@ export class SelfAddresses {
   };
 }
 
-/**
- * RFC 5321 §5.1: drops this host and every candidate of its preference or worse from a
- * domain's MX candidates (addresses, in preference order). Throws 554 5.4.6 when that leaves
- * none because this host is the best MX (or the domain's own address, as implicit MX).
- */
 /** 554 5.4.6: the next hop for `domain` is this MTA itself. */
 export function loopsBack(domain: string): MtaError {
   return new MtaError('MX_LOOP', 'permanent', `mail for ${domain} loops back to myself`, {
@@ -78,6 +78,11 @@ export function greetsAs(greetingText: string | undefined, name: string): boolea
   return first !== undefined && first.toLowerCase() === name.toLowerCase();
 }
 
+/**
+ * RFC 5321 §5.1: drops this host and every candidate of its preference or worse from a
+ * domain's MX candidates (addresses, in preference order). Throws 554 5.4.6 when that leaves
+ * none because this host is the best MX (or the domain's own address, as implicit MX).
+ */
 export function withoutSelf(domain: string, cands: MxCandidate[], isSelf: IsSelf): MxCandidate[] {
   let worst = Number.POSITIVE_INFINITY;
   for (const c of cands)
@@ -86,4 +91,37 @@ export function withoutSelf(domain: string, cands: MxCandidate[], isSelf: IsSelf
   const left = cands.filter((c) => c.preference < worst);
   if (left.length > 0) return left;
   throw loopsBack(domain);
+}
+
+/**
+ * How the pool tells that a destination's host is this MTA, at connect time:
+ * - 'mx': MX hosts (the router dropped our own addresses already, withoutSelf): one that greets
+ *   with our name ends the list — it and the worse MX hosts after it are no next hop;
+ * - 'configured': a route's or an ETRN domain's hosts: one at an address of our listeners, or
+ *   greeting with our name, is skipped, and the others are tried in order;
+ * - 'address': a cluster peer: only the address tells (the nodes may share a hostname).
+ */
+export type SelfCheck = 'mx' | 'configured' | 'address';
+
+/** What a destination key names, for the operator reading a deferral. */
+function destinationOf(key: string): string {
+  const [kind, name = ''] = key.split(/:(.*)/s);
+  if (kind === 'route') return name === '*' ? 'the "*" [[route]]' : `the [[route]] of ${name}`;
+  if (kind === 'etrn') return `the [[etrn]] host of ${name}`;
+  if (kind === 'cluster') return `cluster node ${name}`;
+  return key;
+}
+
+/**
+ * 451 4.4.6 (routing loop detected): the configured next hop of `key` is this MTA — each of
+ * `hops` ("host:port why"). Deferred: a misconfigured route must not lose mail; the queue's
+ * retries deliver it once the configuration is fixed (and bounce it at expiry if it never is).
+ */
+export function configuredLoop(key: string, hops: readonly string[]): MtaError {
+  return new MtaError(
+    'ROUTE_LOOP',
+    'transient',
+    `mail loops back to myself: ${hops.join(', ')} (${destinationOf(key)}) is this MTA; deferred until the configuration is fixed`,
+    { smtp: { code: 451, enhanced: '4.4.6' } },
+  );
 }

@@ -1,6 +1,6 @@
 // Periodic probes of ETRN domains (DESIGN.md §7): every probe_interval, each ETRN domain with held
-// mail has its host (the configured one, else its MX hosts in order, never this host itself:
-// delivery/self.ts) checked with connect, EHLO, QUIT; only when a host answers is the lane
+// mail has its host (the configured one, else its MX hosts in order, never this host itself —
+// by address or by a greeting naming our hostname: delivery/self.ts) checked with connect, EHLO, QUIT; only when a host answers is the lane
 // flushed (EtrnService.run), and the host is taken out of the dead-host cache (onReachable):
 // the flush must not trip over marks the probe disproved.
 // Invariant: a probe touches nothing but a socket — a failed probe writes nothing to the queue
@@ -10,7 +10,7 @@
 import type { EtrnDomain } from '../config/index.js';
 import net from 'node:net';
 import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from '../delivery/mx.js';
-import { type IsSelf, withoutSelf } from '../delivery/self.js';
+import { greetsAs, type IsSelf, withoutSelf } from '../delivery/self.js';
 import { probe as smtpProbe } from '../smtp/client/index.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import type { OdmrLogger, RunRequest } from './etrn.js';
@@ -104,6 +104,8 @@ export class EtrnProber {
           name: this.o.name,
           clock: this.clock,
           timeoutMs: this.o.timeoutMs ?? 30_000,
+          // This MTA behind NAT greets with our name: reaching it proves nothing of the customer.
+          refuseGreeting: (text) => greetsAs(text, this.o.name),
         }));
     let targets: MxCandidate[];
     if (e.host) targets = [{ ...e.host, preference: -1 }];
@@ -126,10 +128,13 @@ export class EtrnProber {
         return false;
       }
     }
-    // As delivery does (router.ts): this host, and MX hosts it prefers to itself, prove nothing.
-    if (!e.host && this.o.isSelf) {
+    // As delivery does (router.ts, pool.ts): this host, and MX hosts it prefers to itself, prove
+    // nothing; nor does a configured host that is one of our listeners (a misconfiguration).
+    const isSelf = this.o.isSelf;
+    if (isSelf && e.host) targets = targets.filter((t) => !isSelf(t.host, t.port));
+    else if (isSelf) {
       try {
-        targets = withoutSelf(e.domain, targets, this.o.isSelf);
+        targets = withoutSelf(e.domain, targets, isSelf);
       } catch {
         return false;
       }

@@ -2,7 +2,9 @@
 // daemon would run (and what a public MTA should fix, as notices); an invalid one names every
 // problem and exits 78 — an open relay (`relay_networks = ["0.0.0.0/0"]`) too, which `serve`
 // refuses as well; a TLS key that does not belong to its certificate is caught here, not at the
-// next start; a certificate that does not name the host name is a notice.
+// next start; a certificate that does not name the host name is a notice. ETRN subdomains of a
+// public suffix ("co.uk": everyone's mail under it relayed to one customer) and a route to one of
+// our own listeners (a loop) are refused by both.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -84,4 +86,28 @@ domain = "branch.example"
   const mismatch = await runLogmta(['check', '--config', tls]);
   assert.equal(mismatch.code, 78, mismatch.stdout);
   assert.match(mismatch.stderr, /tls\.key: does not fit the certificate/);
+});
+
+test('logmta check and serve refuse ETRN subdomains of a public suffix, and a route to our own listener', async () => {
+  const dir = makeTempDir('logmta-check-');
+  const cases: Array<[string, RegExp]> = [
+    [
+      '[[etrn]]\ndomain = "co.uk"\nsubdomains = true\n',
+      /etrn\[1\]\.subdomains: "co\.uk" is a public suffix: with subdomains = true mail for every domain under it \(anyone's, e\.g\. another\.co\.uk\) would be taken from anyone and relayed/,
+    ],
+    ['[[etrn]]\ndomain = "COM."\nsubdomains = true\n', /etrn\[1\]\.subdomains: "com" is a public suffix/],
+    [
+      '[smtp]\nlisten = ["0.0.0.0:2525"]\n[[route]]\ndomain = "c.example"\nhost = "127.0.0.1:2525"\n',
+      /route\[1\]\.host: 127\.0\.0\.1:2525 is one of this MTA's own listeners: mail sent there comes back here \(a loop\)/,
+    ],
+  ];
+  for (const [i, [toml, problem]] of cases.entries()) {
+    const file = join(dir, `bad${i}.toml`);
+    writeFileSync(file, `hostname = "mx.example"\ndata_dir = "${dir}/data"\n${toml}`);
+    for (const cmd of ['check', 'serve']) {
+      const r = await runLogmta([cmd, '--config', file]);
+      assert.equal(r.code, 78, `${cmd} ${toml}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, problem);
+    }
+  }
 });

@@ -29,7 +29,9 @@ after(async () => {
   await sink.close();
 });
 
-const written = (): number => d.daemon.queues.list.reduce((n, q) => n + internals(q).writer.stats.bytes, 0);
+const writtenBy = (t: TestDaemon): number =>
+  t.daemon.queues.list.reduce((n, q) => n + internals(q).writer.stats.bytes, 0);
+const written = (): number => writtenBy(d);
 
 test('failed probes write nothing; the first successful probe flushes the lane', async () => {
   for (let i = 0; i < 2; i++) await sendMail(d.port, { from: 'a@sender.test', to: [`u${i}@branch.example`] });
@@ -58,4 +60,44 @@ test('failed probes write nothing; the first successful probe flushes the lane',
     'u0@branch.example',
     'u1@branch.example',
   ]);
+});
+
+test('a host that greets with our own hostname is this MTA: probes fail, nothing is flushed nor written', async () => {
+  const self = await SmtpSink.start({ greeting: '220 mx.test ESMTP logmta' });
+  const t = await startTestDaemon({
+    toml: `
+[[etrn]]
+domain = "branch.example"
+host = "127.0.0.1:${self.port}"
+probe_interval = "20ms"
+`,
+  });
+  try {
+    await sendMail(t.port, { from: 'a@sender.test', to: ['u@branch.example'] });
+    await waitFor(() => t.daemon.queues.heldCount('branch.example') === 1, 'the held piece');
+    const first = self.connections;
+    await waitFor(
+      () => t.daemon.queues.list.every((q) => q.pendingBytes === 0) && self.connections >= first + 3,
+      'nothing left to write and three probes',
+      15_000,
+    );
+    const bytes = writtenBy(t);
+    const conns = self.connections;
+    await waitFor(() => self.connections >= conns + 10, '10 more probes', 15_000);
+    assert.equal(writtenBy(t), bytes, 'nothing written');
+    assert.deepEqual(
+      t.log.filter(
+        (l) =>
+          l.msg === 'etrn probe succeeded' ||
+          (l.msg === 'delivery attempt' && String(l.fields?.lane).startsWith('held-')),
+      ),
+      [],
+      'no probe succeeded, no flush tried a delivery (only the first attempt, before the mail was held)',
+    );
+    assert.equal(self.transactions.length, 0);
+    assert.equal(t.daemon.queues.heldCount('branch.example'), 1, 'still held for the real customer');
+  } finally {
+    await t.stop();
+    await self.close();
+  }
 });

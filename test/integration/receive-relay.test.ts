@@ -2,7 +2,8 @@
 // may send where, decided at RCPT. Loopback is NOT trusted by itself (only relay_networks and
 // AUTH are); a [[route]] — catch-all or for one domain — never opens the relay; a domain in
 // smtp.relay_domains is accepted from anyone (we are its relay/backup MX). Also: DSN parameters
-// given at MAIL/RCPT travel with each recipient to the next hop.
+// given at MAIL/RCPT travel with each recipient to the next hop. ETRN subdomains of a customer
+// under a public suffix open nothing else of the suffix (a suffix itself is refused: check-cli).
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -53,6 +54,9 @@ host = "127.0.0.1:${sink.port}"
 [[route]]
 domain = "*"
 host = "127.0.0.1:${sink.port}"
+[[etrn]]
+domain = "customer.co.uk"
+subdomains = true
 `,
     });
   });
@@ -86,6 +90,16 @@ host = "127.0.0.1:${sink.port}"
     await c.ask('MAIL FROM:<x@example.org>\r\n');
     const r = await c.ask('RCPT TO:<pat@routed.example>\r\nRCPT TO:<pat@ROUTED.example>\r\n', 2);
     assert.deepEqual(codes(r), ['554 5.7.1', '554 5.7.1']);
+  });
+
+  test('ETRN subdomains of a customer under a public suffix: its names are taken, the rest of the suffix is not', async () => {
+    const c = await session();
+    await c.ask('MAIL FROM:<x@example.org>\r\n');
+    const r = await c.ask(
+      'RCPT TO:<a@another.co.uk>\r\nRCPT TO:<a@co.uk>\r\nRCPT TO:<a@xcustomer.co.uk>\r\nRCPT TO:<a@mail.customer.co.uk>\r\n',
+      4,
+    );
+    assert.deepEqual(codes(r), ['554 5.7.1', '554 5.7.1', '554 5.7.1', '250 2.1.5']);
   });
 
   test('a domain in relay_domains is accepted from anyone and relayed by its route', async () => {

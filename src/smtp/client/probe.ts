@@ -1,6 +1,6 @@
 // Reachability probe for ETRN domains: connect, read the greeting, EHLO (or HELO), QUIT.
 // Invariant: never rejects and never leaves a socket open; true only if the peer greeted with
-// 220 and accepted EHLO/HELO. Shorter timeouts than a delivery by default: a probe that hangs
+// 220 and accepted EHLO/HELO (and its greeting is not one refuseGreeting refuses). Shorter timeouts than a delivery by default: a probe that hangs
 // is a failed probe.
 
 import type { Clock } from '../../util/clock.js';
@@ -12,6 +12,8 @@ export interface ProbeOptions {
   clock?: Clock;
   /** Bound on each step (connect, greeting, EHLO, QUIT). Default 30 s. */
   timeoutMs?: number;
+  /** A greeting (its text) this returns true for proves nothing: the probe fails (a loop to ourselves). */
+  refuseGreeting?: (text: string | undefined) => boolean;
 }
 
 export async function probe(host: string, port: number, opts: ProbeOptions = {}): Promise<boolean> {
@@ -24,7 +26,7 @@ export async function probe(host: string, port: number, opts: ProbeOptions = {})
       ...(opts.clock && { clock: opts.clock }),
     });
     await client.quit();
-    return true;
+    return opts.refuseGreeting?.(client.greeting?.text) !== true;
   } catch {
     return false;
   }
