@@ -2,7 +2,9 @@
 // with max_message_size = "64KiB": smtplib reads SIZE from EHLO and declares every message's
 // size at MAIL, so a larger message is refused there (552, SMTPSenderRefused) before any data
 // is sent; a message of exactly the limit — counted after dot-stuffing is undone, before our
-// Received: header — is accepted, over DATA and over BDAT, and one octet more is not.
+// Received: header — is accepted, over DATA and over BDAT, and one octet more is not. A client
+// that pipelines all its BDAT chunks (RFC 3030 allows it) and whose first chunk is over the limit
+// gets one reply per chunk, the 552 for each up to LAST, and the connection goes on.
 // Fails: naming the size that got the wrong reply.
 
 import assert from 'node:assert/strict';
@@ -92,5 +94,46 @@ print(json.dumps(out))
     const tagged = (tag: string) => maildirMessages(box()).filter((m) => m.includes(`X-Tag: ${tag}\n`));
     await waitFor(() => tagged('size-data-ok').length === 1 && tagged('size-bdat-ok').length === 1, 'both');
     for (const t of ['size-big', 'size-data-over', 'size-bdat-over']) assert.deepEqual(tagged(t), [], t);
+  });
+
+  test('50 BDAT chunks pipelined behind one over the limit: 50 replies of 552, no 421, the next transaction delivered', async () => {
+    const out = await py(`
+import json, socket, sys
+port, limit = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(('127.0.0.1', port))
+f = s.makefile('rb')
+def reply():
+    while True:
+        line = f.readline().decode()
+        if not line: return 'closed'
+        if line[3:4] != '-': return line.rstrip()
+reply()
+s.sendall(b'EHLO pipe.test\\r\\nMAIL FROM:<a@example.org>\\r\\nRCPT TO:<ann@localhost>\\r\\n')
+head = [reply(), reply(), reply()]
+# Every chunk in one write, as a client that pipelines BDAT does: the first over the limit.
+big = (b'x' * 998 + b'\\r\\n') * (limit // 1000 + 1)
+burst = b'BDAT %d\\r\\n' % len(big) + big
+for i in range(49):
+    burst += (b'BDAT 1000 LAST\\r\\n' if i == 48 else b'BDAT 1000\\r\\n') + b'y' * 998 + b'\\r\\n'
+s.sendall(burst)
+chunks = [reply() for _ in range(50)]
+# The connection is still good for the next transaction.
+m = b'Subject: s\\r\\nX-Tag: size-after-chunks\\r\\n\\r\\nhi\\r\\n'
+s.sendall(b'MAIL FROM:<a@example.org>\\r\\nRCPT TO:<ann@localhost>\\r\\nBDAT %d LAST\\r\\n' % len(m) + m + b'QUIT\\r\\n')
+tail = [reply() for _ in range(4)]
+print(json.dumps({'head': head, 'chunks': chunks, 'tail': tail}))
+`);
+    const code = (l: string) => l.slice(0, 9);
+    assert.deepEqual((out.head as string[]).map(code), ['250 DSN', '250 2.1.0', '250 2.1.5']);
+    assert.deepEqual(
+      (out.chunks as string[]).map(code),
+      Array(50).fill('552 5.3.4'),
+      JSON.stringify(out.chunks),
+    );
+    assert.deepEqual((out.tail as string[]).map(code), ['250 2.1.0', '250 2.1.5', '250 2.0.0', '221 2.0.0']);
+    await waitFor(
+      () => maildirMessages(box()).filter((m) => m.includes('X-Tag: size-after-chunks\n')).length === 1,
+      'the next message delivered',
+    );
   });
 });

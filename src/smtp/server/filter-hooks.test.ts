@@ -151,7 +151,10 @@ describe('session: filter stage hooks', () => {
     await h.transaction();
     const out = await h.send('BDAT 5\r\nhello');
     assert.deepEqual(codes(out), ['451 4.7.1']);
-    assert.deepEqual(codes(await h.send('BDAT 3 LAST\r\nabc')), ['503 5.5.1']);
+    // The chunks the client pipelined behind it get the same (temporary) reply up to LAST: a
+    // client that takes LAST's reply for the message's fate retries rather than bounces.
+    assert.deepEqual(codes(await h.send('BDAT 3 LAST\r\nabc')), ['451 4.7.1']);
+    assert.deepEqual(codes(await h.send('BDAT 1 LAST\r\nx')), ['503 5.5.1'], 'after LAST: out of sequence');
     assert.ok(r.calls.includes('abort'));
     assert.equal(h.accepted.length, 0);
     assert.deepEqual(codes(await h.send('NOOP\r\n')), ['250 2.0.0'], 'the stream stayed in step');

@@ -478,12 +478,49 @@ describe('session: BDAT', () => {
     assert.deepEqual(codes(await h.send('BDAT 4\r\nNOOPNOOP\r\n')), ['503 5.5.1', '250 2.0.0']);
   });
 
-  test('BDAT over the size limit: 552 5.3.4, transaction reset, later chunks discarded with 503', async () => {
+  test('BDAT over the size limit: 552 5.3.4, transaction reset, later chunks up to LAST discarded with 552', async () => {
     const h = new Harness({ options: { maxMessageSize: 10 } });
     await h.transaction();
     const out = await h.send('BDAT 8\r\n12345678BDAT 8\r\n12345678BDAT 2 LAST\r\nxxNOOP\r\n');
-    assert.deepEqual(codes(out), ['250 2.0.0', '552 5.3.4', '503 5.5.1', '250 2.0.0']);
+    assert.deepEqual(codes(out), ['250 2.0.0', '552 5.3.4', '552 5.3.4', '250 2.0.0']);
     assert.equal(h.accepted.length, 0);
+    // After LAST a stray BDAT is out of sequence again.
+    assert.deepEqual(codes(await h.send('BDAT 1\r\nx')), ['503 5.5.1']);
+  });
+
+  test('RFC 3030: 50 chunks pipelined after a refused one are each answered, none counted as an error; the next transaction works', async () => {
+    const h = new Harness({ options: { maxMessageSize: 10 } });
+    await h.transaction();
+    const chunks = Array.from({ length: 50 }, (_, i) => `BDAT 4${i === 49 ? ' LAST' : ''}\r\nabcd`).join('');
+    const out = await h.send(`BDAT 11\r\n01234567890${chunks}`);
+    assert.deepEqual(codes(out), Array(51).fill('552 5.3.4'));
+    assert.equal(h.io.closed, false);
+    await h.transaction();
+    assert.deepEqual(codes(await h.send('BDAT 3 LAST\r\nabc')), ['250 2.0.0']);
+    assert.equal(Harness.body(h.accepted[0] as never), 'abc');
+    // A refused MAIL and the chunks pipelined behind it: one 503 counted, the rest answered alike.
+    const m = new Harness({ hooks: { checkSender: () => ({ code: 550, enhanced: '5.7.1', text: 'no' }) } });
+    await m.send('EHLO c\r\n');
+    const r = await m.send(`MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n${chunks}`);
+    assert.deepEqual(codes(r), ['550 5.7.1', '503 5.5.1', ...Array(50).fill('503 5.5.1')]);
+    assert.equal(m.io.closed, false);
+  });
+
+  test('after a refused chunk, empty chunks without LAST are junk: a loop of them is closed', async () => {
+    const h = new Harness({ options: { maxMessageSize: 4, maxJunkCommands: 5, maxBadCommands: 3 } });
+    await h.transaction();
+    const out = await h.send(`BDAT 5\r\n12345${'BDAT 0\r\n'.repeat(20)}`);
+    assert.deepEqual(codes(out).slice(0, 9), Array(9).fill('552 5.3.4'));
+    assert.match(out, /421 4\.7\.0 .*too many commands without mail\r\n$/);
+    assert.equal(h.io.closed, true);
+  });
+
+  test('a DATA-stage hook that fails at the first BDAT: its chunk is read to its end, not taken for commands', async () => {
+    const h = new Harness({ hooks: { checkData: () => Promise.reject(new Error('filter down')) } });
+    await h.transaction();
+    const out = await h.send('BDAT 12\r\nQUIT\r\nQUIT\r\nBDAT 2 LAST\r\nxxNOOP\r\n');
+    assert.deepEqual(codes(out), ['451 4.3.0', '451 4.3.0', '250 2.0.0']);
+    assert.equal(h.io.closed, false);
   });
 
   test('DATA after BDAT and BINARYMIME with DATA are out of sequence', async () => {

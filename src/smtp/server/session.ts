@@ -118,6 +118,8 @@ export class SmtpSession implements SessionContext {
   saslStep: ((line: string) => void | Promise<void>) | null = null;
   /** BDAT: octets still to read for the current chunk; whether it is the last; reply if refused. */
   bdatRemaining = 0;
+  /** BDAT: the announced size of the current chunk. */
+  bdatSize = 0;
   bdatLast = false;
   bdatRefusal: SmtpReply | null = null;
   /** Plaintext bytes discarded after STARTTLS (command injection defence), for logging/tests. */
@@ -127,6 +129,12 @@ export class SmtpSession implements SessionContext {
   heloRefusal: SmtpReply | null = null;
   /** BDAT: the refusal came from a hook; the transaction ends once the chunk is read. */
   bdatAbort = false;
+  /**
+   * BDAT: the reply that failed this transaction's chunks (RFC 3030 §2: the client may have
+   * pipelined the rest). Until its BDAT LAST, each further chunk is read, discarded and answered
+   * with the same reply, counted as no bad command. Cleared by LAST and by a new transaction.
+   */
+  bdatFailed: SmtpReply | null = null;
   private disconnected = false;
   /** The client half-closed its side: what it sent is still answered, then we close. */
   private inputEnded = false;
@@ -419,6 +427,7 @@ export class SmtpSession implements SessionContext {
 
   /** Ends the transaction in progress without a message (filters are told: hooks.abort). */
   resetTransaction(): void {
+    this.bdatFailed = null;
     if (this.tx !== null) {
       this.tx.sink?.abort();
       this.tx = null;
@@ -429,6 +438,7 @@ export class SmtpSession implements SessionContext {
 
   /** Ends the transaction whose message goes to hooks.accept (no abort: accept ends it). */
   completeTransaction(): void {
+    this.bdatFailed = null;
     this.tx = null;
     if (this.phase !== 'init') this.phase = 'ready';
   }
@@ -624,6 +634,15 @@ export class SmtpSession implements SessionContext {
       (e: unknown) => {
         const st = smtpStatusOf(e);
         this.opts.logger?.warn({ err: e, ip: this.client.ip }, 'smtp session handler failed');
+        if (this.bdatRemaining > 0) {
+          // A BDAT chunk not read yet (its DATA-stage hook failed): read it to its end, discarded,
+          // so that its octets are not taken for commands; the reply comes at its end.
+          this.bdatRefusal = { code: st.code, enhanced: st.enhanced, text: 'Local error in processing' };
+          this.bdatAbort = true;
+          this.mode = 'bdat';
+          this.resume();
+          return;
+        }
         if (this.mode === 'data' || this.mode === 'bdat') this.mode = 'command';
         this.resetTransaction();
         this.reply(st.code, st.enhanced, 'Local error in processing');

@@ -5,7 +5,10 @@
 // - The final 250 is sent only after hooks.accept resolved (DESIGN rule 1: durable). Commands
 //   pipelined after the end of data wait until then (the session is busy), so replies never reorder.
 // - A BDAT chunk is always read to its announced length, even when refused, so the stream stays in
-//   sync; a refused or failed chunk resets the transaction and later BDATs get 503.
+//   sync; a refused or failed chunk resets the transaction, and the chunks the client pipelined
+//   after it, up to its BDAT LAST, are read, discarded and answered with the same reply, never
+//   counted as bad commands (RFC 3030 §2: "MUST be prepared to accept and discard additional
+//   BDAT chunks already in the pipeline after the failed BDAT").
 // - Body policy errors (size, line length, bare CR, NUL, loop) are answered after the whole body
 //   was read (see protocol/body.ts).
 // - The sink belongs to the transaction until accept() is called with it; from then on accept()
@@ -13,7 +16,7 @@
 
 import { isMtaError, smtpStatusOf } from '../../../errors.js';
 import { BodyReader, bodyErrorReply } from '../../protocol/body.js';
-import type { MessageSink, ReceivedMessage } from '../hooks.js';
+import type { MessageSink, ReceivedMessage, SmtpReply } from '../hooks.js';
 import { BufferedData } from '../message-data.js';
 import { receivedHeader } from '../received.js';
 import type { SmtpSession, Transaction } from '../session.js';
@@ -100,11 +103,13 @@ export function bdat(s: SmtpSession, args: string): void | Promise<void> {
   }
   const size = Number(m[1]);
   s.bdatRemaining = size;
+  s.bdatSize = size;
   s.bdatLast = m[2] !== undefined;
   s.bdatRefusal = null;
   s.bdatAbort = false;
   const tx = s.tx;
   if (s.phase === 'init') s.bdatRefusal = { code: 503, enhanced: '5.5.1', text: 'Send HELO/EHLO first' };
+  else if (tx === null && s.bdatFailed !== null) s.bdatRefusal = s.bdatFailed;
   else if (tx === null) s.bdatRefusal = { code: 503, enhanced: '5.5.1', text: 'Need MAIL before BDAT' };
   else if (tx.recipients.length === 0)
     s.bdatRefusal = { code: 554, enhanced: '5.5.1', text: 'No valid recipients' };
@@ -142,26 +147,47 @@ function readChunk(s: SmtpSession, size: number): void | Promise<void> {
   }
 }
 
+/** The transaction failed at this chunk: the client's further chunks up to LAST get `r` too. */
+function failChunk(s: SmtpSession, r: SmtpReply): void {
+  s.resetTransaction();
+  s.refuse(r);
+  if (!s.bdatLast) s.bdatFailed = r;
+}
+
 export function finishBdat(s: SmtpSession): void | Promise<void> {
   const refusal = s.bdatRefusal;
   if (refusal !== null) {
     s.bdatRefusal = null;
     if (s.bdatAbort) {
-      // A filter refused the message: its reply, not a protocol error; later BDATs get 503.
+      // A filter refused the message: its reply, not a protocol error.
       s.bdatAbort = false;
-      s.resetTransaction();
-      s.refuse(refusal);
+      failChunk(s, refusal);
+      return;
+    }
+    if (s.tx === null && s.bdatFailed !== null) {
+      // A chunk pipelined after the failed one: discarded, answered alike, not a bad command
+      // (an empty one carries nothing: junk, so that a loop of them cannot hold the line).
+      s.sendReply(refusal);
+      if (s.bdatLast) s.bdatFailed = null;
+      else if (s.bdatSize === 0) s.junk();
+      return;
+    }
+    if (s.tx !== null) {
+      // No valid recipients (554, as DATA gets it, not counted); the transaction stays open.
+      s.sendReply(refusal);
+      if (!s.bdatLast && s.bdatSize === 0) s.junk();
       return;
     }
     s.badCommand(refusal.code, refusal.enhanced ?? '5.5.1', String(refusal.text));
+    // BDAT without MAIL (the MAIL may have been refused): the chunks after it up to LAST too.
+    if (s.phase !== 'init' && !s.bdatLast && s.mode !== 'closed') s.bdatFailed = refusal;
     return;
   }
   const body = s.tx?.body;
   if (body === undefined) return;
   if (s.bdatLast) body.end();
   if (body.error !== null) {
-    s.sendReply(bodyErrorReply(body.error));
-    s.resetTransaction();
+    failChunk(s, bodyErrorReply(body.error));
     return;
   }
   if (!s.bdatLast) {

@@ -61,6 +61,7 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
   }
   const start = (): void => {
     s.tx = { id: s.hooks.newMessageId(), sender: address, params: p, recipients: [] };
+    s.bdatFailed = null;
     if (r.path.sourceRoute) s.tx.sourceRoute = r.path.sourceRoute;
     s.phase = 'mail';
     s.reply(250, '2.1.0', 'Ok');
