@@ -46,7 +46,8 @@ export function dropMboxFrom(msg: string): string {
   return eol < 0 ? '' : msg.slice(eol + 2);
 }
 
-const FIELD_START = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
+/** The start of a header field line: its name and the colon. */
+export const FIELD_START = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
 
 /** Splits a CRLF message into header fields and body. */
 export function parseMessage(msg: string): ParsedMessage {

@@ -5,7 +5,8 @@
 // the command line; Bcc removed), -f/-r SENDER, -F NAME, -i / -oi (a lone "." does not end the
 // message), -v (print the queue id); other -o*, -B, -N, -U, -bm are accepted and ignored.
 // A first line that is an mbox "From " separator (git format-patch files) is dropped, as
-// Postfix's sendmail does. A message over smtp.max_message_size is refused here (65).
+// Postfix's sendmail does. A message over smtp.max_message_size is refused here (65), and the
+// input stops being read as soon as it is certain to be over (never held whole in memory).
 // The queue commands scripts call sendmail for, as Postfix's sendmail does: -q (deliver all
 // queued mail now: `logmta queue flush`, dead-host marks included), -qRSITE (the mail for SITE:
 // `flush --domain SITE`), -q<interval> (accepted and ignored: there is no queue-run daemon
@@ -25,6 +26,7 @@ import {
   parseMessage,
   recipientsFromHeaders,
 } from '../admin/message.js';
+import { InputMeter } from '../admin/input-meter.js';
 import { ConfigError } from '../config/index.js';
 import { MtaError } from '../errors.js';
 import { rfc5322Date } from '../smtp/protocol/date.js';
@@ -146,13 +148,33 @@ export function parseSendmailArgs(argv: readonly string[]): Opts {
   return o;
 }
 
-function readAll(input: NodeJS.ReadableStream): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    input.on('data', (c: Buffer | string) => parts.push(typeof c === 'string' ? Buffer.from(c) : c));
-    input.on('end', () => resolve(Buffer.concat(parts)));
-    input.on('error', reject);
-  });
+/** 65 (EX_DATAERR): the message is over smtp.max_message_size. */
+function tooBig(max: number, stopped: boolean): MtaError {
+  return new MtaError(
+    'INJECT_TOO_BIG',
+    'permanent',
+    `message larger than ${max} bytes (smtp.max_message_size)${stopped ? '; stopped reading the input' : ''}`,
+  );
+}
+
+/**
+ * The input, read until its end — or only until it is certain to make a message over `max`
+ * (InputMeter): then reading stops (the writer gets EPIPE) and INJECT_TOO_BIG is thrown, so a
+ * runaway pipe costs at most the limit in memory. What follows a lone "." (without -i) is read
+ * and dropped.
+ */
+async function readInput(input: NodeJS.ReadableStream, max: number, ignoreDots: boolean): Promise<Buffer> {
+  const meter = new InputMeter(ignoreDots);
+  const parts: Buffer[] = [];
+  for await (const c of input) {
+    if (meter.ended) continue;
+    const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
+    parts.push(b);
+    meter.feed(b.toString('latin1'));
+    // Leaving the loop destroys the stream: nothing more is read.
+    if (meter.size > max) throw tooBig(max, true);
+  }
+  return Buffer.concat(parts);
 }
 
 /** sysexits for an injection failure. */
@@ -205,7 +227,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const target = findDaemon({ config: o.config, 'data-dir': o.dataDir, socket: o.socket });
     const host = target.config.hostname;
     const user = process.env.USER ?? process.env.LOGNAME ?? userInfo().username;
-    const raw = await readAll(io.stdin ?? process.stdin);
+    const max = target.config.smtp.maxMessageSize;
+    const raw = await readInput(io.stdin ?? process.stdin, max, o.ignoreDots);
     // latin1 keeps every byte as one char, so 8-bit mail passes through unchanged.
     const parsed = parseMessage(dropMboxFrom(normalizeInput(raw.toString('latin1'), o.ignoreDots)));
     // A user name without a domain ("root", as cron gives MAILTO), and the default sender, get
@@ -238,13 +261,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     });
     // Checked here too, as the daemon checks it: a message far over the limit would otherwise
     // be refused as an over-long control request (exit 69), not as too large (65).
-    const max = target.config.smtp.maxMessageSize;
-    if (message.length > max)
-      throw new MtaError(
-        'INJECT_TOO_BIG',
-        'permanent',
-        `message larger than ${max} bytes (smtp.max_message_size)`,
-      );
+    if (message.length > max) throw tooBig(max, false);
     const r = await withDaemon(target, (c) =>
       c.request<{ id: string }>('inject', {
         sender,
