@@ -3,10 +3,10 @@
 // loses this host and every MX of the same or a worse preference; if nothing is left, the mail
 // loops back to us (554 5.4.6, as Postfix says it). A backup MX (smtp.relay_domains) whose
 // primary is down therefore keeps the mail instead of sending it to itself a hundred times.
-// Invariants: an address is ours when one of the `smtp.listen` listeners takes connections to it
-// on that port: the exact address, or, for a wildcard listener (0.0.0.0, ::), any address of a
-// local interface, all of 127.0.0.0/8 and ::1, and 0.0.0.0 and :: themselves. IPv4-mapped
-// IPv6 addresses count as IPv4.
+// Invariants: an address is ours when one of our SMTP listeners (smtp.listen, submission,
+// submissions) takes connections to it on that port: the exact address, or, for a wildcard
+// listener (0.0.0.0, ::), any address of a local interface, all of 127.0.0.0/8 and ::1, and
+// 0.0.0.0 and :: themselves. IPv4-mapped IPv6 addresses count as IPv4.
 // The pool applies the same rule to a peer that greets with our own name (greetsAs). Configured
 // next hops (a [[route]], an [[etrn]] host, a cluster peer) are checked by the pool at connect
 // time (SelfCheck): one that is this MTA is skipped, and when nothing else takes the mail it is
