@@ -39,14 +39,20 @@ export interface SegmentScan {
 
 /**
  * Scans `buf`, calling `onRecord` for each valid record after the header. `newest` says whether
- * this is the last segment of its lane (the only place a torn tail is legitimate).
+ * this is the last segment of its lane (the only place a torn tail is legitimate). Records
+ * ending at or before `checkedTo` had their CRCs checked already (record/frame.ts checkedPrefix).
  */
-export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedRecord) => void): SegmentScan {
+export function scanSegment(
+  buf: Buffer,
+  newest: boolean,
+  onRecord: (r: ScannedRecord) => void,
+  checkedTo = 0,
+): SegmentScan {
   let off = 0;
   let header: SegmentHeader | undefined;
   let count = 0;
   while (off < buf.length) {
-    const r = readFrame(buf, off, isRecordType);
+    const r = readFrame(buf, off, isRecordType, checkedTo);
     if (r.kind === 'record') {
       if (off === 0) {
         if (r.type !== RT_HEADER)
