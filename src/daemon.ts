@@ -39,6 +39,7 @@ import { IdSource, lockQueueDir, MemoryBudget, type QueueLock, Queues } from './
 import { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
+import type { ListenSockets } from './smtp/server/listen-sockets.js';
 import { listenError } from './util/listen-error.js';
 
 export interface DaemonDeps {
@@ -54,6 +55,11 @@ export interface DaemonDeps {
   sync?: boolean;
   /** Event bus to use (tests subscribe to it); one is made when absent. */
   events?: EventBus;
+  /**
+   * Listening sockets kept across restarts in place (`logmta serve`'s reload): the SMTP
+   * listeners attach to these instead of binding their own, and leave them open when they stop.
+   */
+  listenSockets?: ListenSockets;
 }
 
 export interface Daemon {
@@ -434,7 +440,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       undo.push(() => l.stop(0));
       let addr: Awaited<ReturnType<SmtpListener['listen']>>;
       try {
-        addr = await l.listen(hp.port, hp.host);
+        addr = await l.listen(hp.port, hp.host, deps.listenSockets);
       } catch (e) {
         // The key as the configuration names it: smtp.listen, smtp.submission, smtp.submissions.
         throw listenError(e, formatHostPort(hp), `smtp.${role === 'smtp' ? 'listen' : role}[${i + 1}]`);

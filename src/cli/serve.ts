@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../config/index.js';
 import { startDaemon } from '../daemon.js';
 import { errorText } from '../errors.js';
 import { createLogger } from '../log.js';
+import { ListenSockets } from '../smtp/server/listen-sockets.js';
 import type { Io } from './main.js';
 
 export async function run(argv: string[], io: Io): Promise<number> {
@@ -53,8 +54,19 @@ export async function run(argv: string[], io: Io): Promise<number> {
     handlers.set(sig, h);
     process.on(sig, h);
   }
-  const start = (c: ReturnType<typeof loadConfig>) =>
-    startDaemon(c, { logger, sync: !args.values['unsafe-no-sync'] });
+  // The SMTP ports stay bound across reloads: a client that connects while the daemon restarts
+  // in place waits for its greeting instead of being refused (listen-sockets.ts).
+  const sockets = new ListenSockets();
+  const refusal = (c: ReturnType<typeof loadConfig>): string =>
+    `421 4.3.2 ${c.hostname} Service shutting down\r\n`;
+  const start = async (c: ReturnType<typeof loadConfig>) => {
+    try {
+      return await startDaemon(c, { logger, sync: !args.values['unsafe-no-sync'], listenSockets: sockets });
+    } finally {
+      // A port the configuration no longer names (or that a failed start opened) is closed.
+      sockets.closeUnattached(refusal(c));
+    }
+  };
   let daemon: Awaited<ReturnType<typeof startDaemon>>;
   try {
     daemon = await start(config);
@@ -88,6 +100,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       void (async () => {
         await reloading;
         logger.info({ signal: sig }, 'stopping');
+        sockets.closeAll(refusal(config));
         await daemon.stop(5_000).catch(() => {});
         resolve(0);
       })();

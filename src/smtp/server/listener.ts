@@ -13,6 +13,7 @@ import { AuthThrottle, type AuthThrottleOptions } from './auth-throttle.js';
 import type { CommandTable } from './commands/table.js';
 import { type AnySocket, Connection, type ConnectionOwner } from './connection.js';
 import type { ServerHooks, ServerLogger } from './hooks.js';
+import type { ListenSocket, ListenSockets } from './listen-sockets.js';
 import type { SessionOptions } from './options.js';
 import { type ServerTlsOptions, serverSecureContext } from './tls-policy.js';
 
@@ -53,6 +54,8 @@ export class SmtpListener implements ConnectionOwner {
   private readonly sweepIntervalMs: number;
   private readonly lingerMs: number;
   private cancelSweep: (() => void) | null = null;
+  /** The socket kept across reloads this listener is attached to (listen with `sockets`). */
+  private shared: ListenSocket | null = null;
   private stopping = false;
   private onEmpty: (() => void) | null = null;
 
@@ -88,8 +91,18 @@ export class SmtpListener implements ConnectionOwner {
     return this.clock.now();
   }
 
-  /** Start listening; resolves with the bound address (use port 0 for an ephemeral port). */
-  listen(port: number, host: string): Promise<net.AddressInfo> {
+  /**
+   * Start listening; resolves with the bound address (use port 0 for an ephemeral port). With
+   * `sockets`, on a socket of that set (kept when this listener stops, for its successor).
+   */
+  async listen(port: number, host: string, sockets?: ListenSockets): Promise<net.AddressInfo> {
+    if (sockets) {
+      const shared = await sockets.open(host, port);
+      this.shared = shared;
+      shared.attach((s) => this.accept(s));
+      this.scheduleSweep();
+      return shared.address;
+    }
     return new Promise((resolve, reject) => {
       const onError = (e: Error): void => reject(e);
       this.server.once('error', onError);
@@ -101,10 +114,14 @@ export class SmtpListener implements ConnectionOwner {
     });
   }
 
-  /** Stop accepting; let sessions finish their transaction for up to graceMs; destroy the rest. */
+  /**
+   * Stop accepting; let sessions finish their transaction for up to graceMs; destroy the rest.
+   * A shared socket is left open, its new connections waiting for the next listener.
+   */
   stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
-    this.server.close();
+    if (this.shared) this.shared.detach();
+    else this.server.close();
     for (const c of this.connections) c.session.shutdown();
     return new Promise((resolve) => {
       let cancel: () => void = () => {};

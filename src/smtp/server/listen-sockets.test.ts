@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { test } from 'node:test';
+import { ListenSockets } from './listen-sockets.js';
+
+function connect(port: number): Promise<{ sock: net.Socket; text: () => string; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    sock.setEncoding('latin1').on('data', (d: string) => (got += d));
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.once('error', reject);
+    sock.once('connect', () => resolve({ sock, text: () => got, closed }));
+  });
+}
+
+test('a connection made while no listener is attached waits and goes to the next one', async () => {
+  const sockets = new ListenSockets();
+  const first = await sockets.open('127.0.0.1', 0);
+  first.attach((s) => s.end('first\r\n'));
+  first.detach();
+  const c = await connect(first.address.port);
+  while (first.waiting === 0) await new Promise((r) => setTimeout(r, 2));
+  const again = await sockets.open('127.0.0.1', 0);
+  assert.equal(again, first, 'the same socket, so the same port');
+  again.attach((s) => s.end('second\r\n'));
+  await c.closed;
+  assert.equal(c.text(), 'second\r\n');
+  sockets.closeAll('421 bye\r\n');
+});
+
+test('closing refuses the waiting connections with the given line; port 0 twice is two sockets', async () => {
+  const sockets = new ListenSockets();
+  const a = await sockets.open('127.0.0.1', 0);
+  a.attach(() => {});
+  const b = await sockets.open('127.0.0.1', 0);
+  assert.notEqual(a.address.port, b.address.port);
+  const bPort = b.address.port;
+  const c = await connect(bPort);
+  while (b.waiting === 0) await new Promise((r) => setTimeout(r, 2));
+  sockets.closeUnattached('421 4.3.2 mx.test Service shutting down\r\n');
+  await c.closed;
+  assert.equal(c.text(), '421 4.3.2 mx.test Service shutting down\r\n');
+  await assert.rejects(connect(bPort), /ECONNREFUSED/);
+  const d = await connect(a.address.port);
+  d.sock.destroy();
+  sockets.closeAll('');
+});
