@@ -514,12 +514,18 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     cluster,
     ids,
     async stop(graceMs = 5_000) {
+      // One grace for the whole stop: sessions finishing their transaction and deliveries in
+      // flight share it (they run at the same time), so the stop is over within graceMs.
+      const end = Date.now() + graceMs;
+      // No delivery starts from now on: one begun during the grace would only be cut at its end
+      // and made again after the restart. Mail still accepted waits in the queue.
+      queues.halt();
       await admin.close();
       await cluster?.stop();
       await Promise.all([...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
       // Crash-only: a delivery still in flight after the grace period is abandoned (recovery
       // redoes it); a peer that stalls must not hold shutdown for its 5-minute timeout.
-      await stopQueues(queues, graceMs);
+      await stopQueues(queues, Math.max(0, end - Date.now()));
       for (const l of locks) l.release();
       pool.close();
       log.info({ ...engine.stats, ...pool.stats }, 'stopped');

@@ -264,6 +264,15 @@ export class Queues {
     for (const q of this.list) q.start();
   }
 
+  /**
+   * Starts no more deliveries (nor timers, expiry, maintenance) from now on; those in flight go
+   * on, and mail is still accepted. The first step of a stop: a delivery begun during the grace
+   * would only be cut at its end.
+   */
+  halt(): void {
+    for (const q of this.list) q.halt();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.allSettled([...this.reopening]);

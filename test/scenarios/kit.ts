@@ -147,7 +147,8 @@ export class Stage {
     return s;
   }
 
-  private async boot(): Promise<void> {
+  /** Starts the daemon (again) on the stage's data, after kill(). */
+  async boot(): Promise<void> {
     this.daemon = await spawnDaemon({
       toml: this.opts.toml,
       dir: this.dir,

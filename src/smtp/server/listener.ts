@@ -37,6 +37,9 @@ export interface ListenerOptions extends SessionOptions {
   onHandOver?: (socket: AnySocket, pending: Buffer, conn: Connection) => void;
 }
 
+/** After the 421 that ends the grace of a stop, how long a client has to close before we do. */
+const CUT_LINGER_MS = 200;
+
 export class SmtpListener implements ConnectionOwner {
   readonly server: net.Server;
   readonly connections = new Set<Connection>();
@@ -134,8 +137,13 @@ export class SmtpListener implements ConnectionOwner {
       };
       if (this.connections.size === 0) return done();
       this.onEmpty = done;
+      // The grace is over: a 421 to each session still open, and a moment for it to leave before
+      // its socket is destroyed.
       cancel = this.clock.setTimer(graceMs, () => {
-        for (const c of this.connections) c.socket.destroy();
+        for (const c of this.connections) c.session.cutOff();
+        cancel = this.clock.setTimer(CUT_LINGER_MS, () => {
+          for (const c of this.connections) c.socket.destroy();
+        });
       });
     });
   }

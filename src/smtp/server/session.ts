@@ -354,6 +354,22 @@ export class SmtpSession implements SessionContext {
     if (!this.busy && (this.mode === 'command' || this.mode === 'sasl')) this.pump();
   }
 
+  /**
+   * The grace of a stop is over: whatever the session is doing (in DATA, waiting for a line),
+   * `421 4.3.2` and close, so that the client knows its transaction did not end in a 250. A
+   * commit already under way may still complete (the message is durable, the client resends:
+   * a duplicate, never a loss).
+   */
+  cutOff(): void {
+    if (this.mode === 'closed' || this.mode === 'detached') return;
+    if (this.mode === 'tls') {
+      this.close(true);
+      return;
+    }
+    this.reply(421, '4.3.2', `${this.opts.hostname} Service shutting down`);
+    this.close(); // the transaction, if any, is abandoned (ended())
+  }
+
   /** Stop the server role without closing the transport; returns the unconsumed input. */
   detach(): Buffer {
     this.flush();
