@@ -13,7 +13,7 @@ import { logEvents } from './admin/events-log.js';
 import { makeInjector } from './admin/inject.js';
 import { Metrics, registerMetricsRoute } from './admin/metrics.js';
 import { type AdminServer, startAdmin } from './admin/server.js';
-import { clearStale } from './admin/socket.js';
+import { clearStale, probe } from './admin/socket.js';
 import { recoveryProgress } from './cli/progress.js';
 import type { Cluster } from './cluster/index.js';
 import { type Config, configNotices, formatHostPort, sessionTimeouts } from './config/index.js';
@@ -35,7 +35,7 @@ import { type SessionFilter, withFilters } from './policy/filters.js';
 import { makeServerHooks } from './policy/hooks.js';
 import { makeMilterStage } from './policy/milter-stage.js';
 import type { AcceptStage } from './policy/pipeline.js';
-import { IdSource, lockQueueDir, MemoryBudget, type QueueLock, Queues } from './queue/index.js';
+import { IdSource, lockQueueDirWaiting, MemoryBudget, type QueueLock, Queues } from './queue/index.js';
 import { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
@@ -148,8 +148,19 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   const progress = recoveryProgress({ log });
   // One daemon per queue directory: a lock the kernel frees when the holder dies (lock.ts).
   const locks: QueueLock[] = [];
+  // A holder on its way out (an upgrade: the old daemon stopped and this one started at once)
+  // is waited for; a running one refuses this start (lock.ts, lockQueueDirWaiting).
   for (const dir of config.queue.paths) {
-    locks.push(lockQueueDir(dir));
+    locks.push(
+      await lockQueueDirWaiting(dir, {
+        holderAnswers: () => probe(config.admin.socket),
+        onWait: (pid) =>
+          log.warn(
+            { queue: dir, ...(pid !== undefined ? { pid } : {}) },
+            'queue directory in use by a daemon that is stopping; waiting for it to exit',
+          ),
+      }),
+    );
     undo.push(() => locks.pop()?.release());
   }
   // Another daemon answering on our control socket means this data dir is in use. (A stale
@@ -517,9 +528,14 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       // One grace for the whole stop: sessions finishing their transaction and deliveries in
       // flight share it (they run at the same time), so the stop is over within graceMs.
       const end = Date.now() + graceMs;
+      // A daemon started on this queue from now on waits for the lock instead of giving up.
+      for (const l of locks) l.markStopping();
       // No delivery starts from now on: one begun during the grace would only be cut at its end
       // and made again after the restart. Mail still accepted waits in the queue.
       queues.halt();
+      // Nor does a message waiting for a connection get one: it has sent nothing, and is left
+      // for the next start as it is (no deferral written).
+      pool.stopAcquiring();
       await admin.close();
       await cluster?.stop();
       await Promise.all([...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);

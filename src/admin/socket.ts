@@ -23,7 +23,8 @@ export interface AdminSocketOptions {
   maxLine: number;
 }
 
-function probe(path: string): Promise<boolean> {
+/** Whether something accepts a connection on the UNIX socket at `path` (a daemon's control socket). */
+export function probe(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(path);
     s.once('connect', () => {

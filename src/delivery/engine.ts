@@ -69,6 +69,7 @@ export type RateBooking = (key: string, maxWaitMs: number) => Promise<number>;
 
 /** Errors that are an enforced MTA-STS policy refusing a delivery (not a host being down). */
 const STS_FAILURES = new Set(['TLS_REQUIRED', 'MTA_STS_NO_MX', 'MTA_STS_VIOLATION']);
+const isStopping = (e: unknown): boolean => e instanceof MtaError && e.code === 'POOL_STOPPING';
 
 /** The longest a message waits in flight for its destination's rate (beyond: deferred). */
 const RATE_WAIT_MS = 30_000;
@@ -102,13 +103,18 @@ export class DeliveryEngine {
     }
     const all: RcptOutcome[] = [];
     const several = groups.size > 1;
-    await Promise.all(
+    const settled = await Promise.allSettled(
       [...groups.values()].map(async (g) => {
         const outs = await this.deliverGroup(job, g.decision, g.rcpts);
         all.push(...outs);
         if (several && outs.some((o) => o.status === 'delivered')) await job.record(outs);
       }),
     );
+    // The daemon stops and this message got no connection: nothing was sent for those
+    // recipients, so nothing is recorded for them — the next start tries them as they were, at
+    // once, instead of as a deferral (what the other groups delivered is recorded above).
+    if (settled.some((r) => r.status === 'rejected' && isStopping(r.reason))) return;
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
     await job.finish(all);
   };
 
@@ -328,6 +334,7 @@ export class DeliveryEngine {
       // once more at once, on a new connection, instead of waiting for its next retry.
       if (first.reused && r.stale) r = (await send(true)).r;
     } catch (e) {
+      if (isStopping(e)) throw e;
       const permanent = e instanceof MtaError && e.kind === 'permanent';
       const smtp = e instanceof MtaError ? e.smtp : undefined;
       if (sts?.mode === 'enforce' && e instanceof MtaError && STS_FAILURES.has(e.code))

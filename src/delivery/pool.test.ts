@@ -170,4 +170,20 @@ describe('connection pool', () => {
     ]);
     p.close();
   });
+
+  test('stopAcquiring: waiting and later acquirers get POOL_STOPPING; a lease held goes on', async () => {
+    const sink = await SmtpSink.start();
+    sinks.push(sink);
+    const p = pool(1);
+    const cands = async () => [{ host: '127.0.0.1', port: sink.port, preference: 0 }];
+    const held = await p.acquire('d', cands);
+    const waiting = p.acquire('d', cands);
+    await tick();
+    p.stopAcquiring();
+    await assert.rejects(waiting, { code: 'POOL_STOPPING' });
+    await assert.rejects(p.acquire('other', cands), { code: 'POOL_STOPPING' });
+    assert.ok(held.client.usable, 'the lease held before the stop is still usable');
+    held.release(false);
+    p.close();
+  });
 });

@@ -122,7 +122,32 @@ export class ConnectionPool {
    *  idle connection; deadSkips: hosts skipped because the dead-host cache had them. */
   readonly stats = { attempts: 0, connections: 0, reused: 0, deadSkips: 0 };
 
+  /** stopAcquiring() was called: no connection is handed out any more. */
+  private stopping = false;
+
   constructor(private readonly opts: PoolOptions) {}
+
+  /**
+   * The daemon stops: from now on no connection is handed out. Every acquirer waiting now, and
+   * every later one, gets POOL_STOPPING (a message waiting for a connection has sent nothing: it
+   * is left as it is, for the next start); leases already held go on to their end.
+   */
+  stopAcquiring(): void {
+    this.stopping = true;
+    for (const d of this.dests.values()) {
+      for (const w of d.waiters.splice(0)) w(false);
+      for (const w of d.priority.splice(0)) w(false);
+      for (const w of d.probeWaiters.splice(0)) w();
+    }
+    for (const w of this.globalWaiters.splice(0)) w();
+  }
+
+  private refuseIfStopping(): void {
+    if (this.stopping)
+      throw new MtaError('POOL_STOPPING', 'transient', 'the daemon is stopping: no new connection is used', {
+        smtp: { code: 451, enhanced: '4.3.2' },
+      });
+  }
 
   private dest(key: string): Dest {
     let d = this.dests.get(key);
@@ -197,12 +222,17 @@ export class ConnectionPool {
     const priority = how.priority === true;
     // Ordinary acquirers also wait while a flush waits for this destination.
     const mustWait = () => d.active >= this.opts.perDestination || (!priority && d.priority.length > 0);
+    this.refuseIfStopping();
     let owned = false;
     while (!owned && (mustWait() || this.active >= this.opts.global)) {
       owned = await new Promise<boolean>((r) => {
         if (mustWait()) (priority ? d.priority : d.waiters).push(r);
         else this.globalWaiters.push(() => r(false));
       });
+      if (this.stopping) {
+        if (owned) this.done(d); // a slot handed over: pass it on
+        this.refuseIfStopping();
+      }
     }
     if (!owned) {
       d.active++;
@@ -221,7 +251,10 @@ export class ConnectionPool {
       }
       // A destination not known to work gets one connection attempt at a time: if it is down,
       // the others then find its hosts in the dead-host cache instead of each trying.
-      while (d.connecting > 0 && !d.healthy) await new Promise<void>((r) => d.probeWaiters.push(r));
+      while (d.connecting > 0 && !d.healthy) {
+        await new Promise<void>((r) => d.probeWaiters.push(r));
+        this.refuseIfStopping();
+      }
       const idle = how.fresh ? undefined : d.idle.pop();
       if (idle) {
         idle.cancel();
@@ -243,6 +276,10 @@ export class ConnectionPool {
           how.addressLimit,
         );
         d.healthy = true;
+        if (this.stopping) {
+          this.discard(client);
+          this.refuseIfStopping();
+        }
         return this.lease(key, d, client, host, name, false);
       } catch (e) {
         d.healthy = false;

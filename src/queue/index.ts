@@ -22,7 +22,7 @@ export { formatId, parseId } from './record/records.js';
 export { DataSpool } from './data/spool.js';
 export { DEFAULT_MEMORY_BUDGET, MemoryBudget } from './data/budget.js';
 export { IdSource } from './ids.js';
-export { lockQueueDir, type QueueLock, queueInUse } from './lock.js';
+export { type LockWait, lockQueueDir, lockQueueDirWaiting, type QueueLock, queueInUse } from './lock.js';
 export { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from './limits.js';
 export { DEFAULT_SPARE_SEGMENTS } from './log/spares.js';
 /** Lane names (held-<domain>, retry-<delay>, ...) as they appear in events and inspection. */

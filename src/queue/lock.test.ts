@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { lockQueueDir } from './lock.js';
+import { lockQueueDir, lockQueueDirWaiting } from './lock.js';
 
 const LOCK_JS = fileURLToPath(new URL('./lock.js', import.meta.url));
 const TRIALS = Number(process.env.LOGMTA_LOCK_TRIALS ?? 100);
@@ -25,6 +25,47 @@ function child(body: string, args: string[] = []) {
   const exited = new Promise<void>((r) => c.once('exit', () => r()));
   return { c, out: () => out, exited };
 }
+
+describe('waiting for the lock of a daemon on its way out', () => {
+  test('a holder that said it stops is waited for (the wait is told once); the lock is ours when it lets go', async () => {
+    const d = join(dir, 'stopping');
+    const old = lockQueueDir(d);
+    old.markStopping();
+    const waits: (number | undefined)[] = [];
+    const next = lockQueueDirWaiting(d, {
+      holderAnswers: async () => true,
+      onWait: (pid) => waits.push(pid),
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    old.release();
+    const lock = await next;
+    assert.deepEqual(waits, [process.pid]);
+    lock.release();
+  });
+
+  test('a holder that answers and does not say it stops is a running daemon: QUEUE_LOCKED after answeringMs', async () => {
+    const d = join(dir, 'running');
+    const held = lockQueueDir(d);
+    const t0 = Date.now();
+    await assert.rejects(
+      lockQueueDirWaiting(d, { holderAnswers: async () => true, answeringMs: 200, onWait: () => {} }),
+      { code: 'QUEUE_LOCKED' },
+    );
+    assert.ok(Date.now() - t0 < 2_000);
+    held.release();
+  });
+
+  test('a holder that never lets go: QUEUE_LOCKED after timeoutMs', async () => {
+    const d = join(dir, 'stuck');
+    const held = lockQueueDir(d);
+    held.markStopping();
+    await assert.rejects(
+      lockQueueDirWaiting(d, { holderAnswers: async () => false, timeoutMs: 200, onWait: () => {} }),
+      { code: 'QUEUE_LOCKED' },
+    );
+    held.release();
+  });
+});
 
 describe('queue directory lock', () => {
   test('a directory locked by a live process is refused, naming it; its death frees the lock at once', async () => {

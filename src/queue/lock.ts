@@ -23,6 +23,11 @@ const { flockSync } = createRequire(import.meta.url)('fs-ext') as {
 
 export interface QueueLock {
   readonly file: string;
+  /**
+   * Says in the lock file that the holder is stopping, so that a daemon started meanwhile (an
+   * upgrade: stop, start at once) waits for the lock instead of giving up (lockQueueDirWaiting).
+   */
+  markStopping(): void;
   /** Frees the lock (the daemon has stopped using the directory). Idempotent. */
   release(): void;
 }
@@ -60,12 +65,76 @@ export function lockQueueDir(dir: string): QueueLock {
   let held = true;
   return {
     file,
+    markStopping() {
+      if (!held) return;
+      try {
+        writeSync(fd, `${process.pid} stopping\n`, 0);
+      } catch {
+        // A full disk: a daemon started meanwhile waits for an answer on the control socket instead.
+      }
+    },
     release() {
       if (!held) return;
       held = false;
       closeSync(fd); // closing the only descriptor of the open file frees the flock
     },
   };
+}
+
+export interface LockWait {
+  /** Longest wait for the holder to let go (default 30 s: its stop grace and more). */
+  timeoutMs?: number;
+  /** Whether the holder answers as a running daemon does (on its control socket). */
+  holderAnswers: () => Promise<boolean>;
+  /** How long a holder that answers and does not say it stops is given before it counts as running (default 1 s). */
+  answeringMs?: number;
+  /** Told once, when the wait begins: the holder's pid (if known). */
+  onWait: (pid: number | undefined) => void;
+}
+
+/** The holder's pid and whether it has said it stops (markStopping), from the lock file. */
+function holderOf(file: string): { pid: number | undefined; stopping: boolean } {
+  try {
+    const text = readFileSync(file, 'utf8');
+    const pid = Number.parseInt(text, 10);
+    return { pid: Number.isInteger(pid) && pid > 0 ? pid : undefined, stopping: /\bstopping\b/.test(text) };
+  } catch {
+    return { pid: undefined, stopping: false };
+  }
+}
+
+/**
+ * lockQueueDir, but a holder that is on its way out is waited for: one that has said it stops,
+ * or one that does not answer on its control socket (stopping, or still starting). A holder
+ * that goes on answering without saying it stops is a running daemon: QUEUE_LOCKED after
+ * `answeringMs`, as from lockQueueDir. QUEUE_LOCKED as well when the lock is not free within
+ * `timeoutMs`.
+ */
+export async function lockQueueDirWaiting(dir: string, w: LockWait): Promise<QueueLock> {
+  const start = Date.now();
+  let answeringSince: number | undefined;
+  let told = false;
+  for (;;) {
+    try {
+      return lockQueueDir(dir);
+    } catch (e) {
+      if (!(e instanceof MtaError) || e.code !== 'QUEUE_LOCKED') throw e;
+      const now = Date.now();
+      if (now - start >= (w.timeoutMs ?? 30_000)) throw e;
+      const holder = holderOf(join(dir, 'owner.pid'));
+      if (!holder.stopping && (await w.holderAnswers())) {
+        answeringSince ??= now;
+        if (now - answeringSince >= (w.answeringMs ?? 1_000)) throw e;
+      } else {
+        answeringSince = undefined;
+        if (!told) {
+          told = true;
+          w.onWait(holder.pid);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
 }
 
 /**

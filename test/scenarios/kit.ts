@@ -157,6 +157,12 @@ export class Stage {
     this.all.push(this.daemon);
   }
 
+  /** Makes a daemon the test started itself on the stage's data the stage's own (stopped by close()). */
+  adopt(d: SpawnedDaemon): void {
+    this.daemon = d;
+    this.all.push(d);
+  }
+
   get port(): number {
     return this.daemon.port;
   }

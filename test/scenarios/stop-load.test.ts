@@ -14,45 +14,20 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { needTools, SmtpChat } from '../support/daemon.js';
-import { SmtpSink } from '../support/sink.js';
 import { sleep, waitFor } from '../support/wait.js';
-import { reservePort, scenes, type Stage } from './kit.js';
-import { audit, copiesById, logCounter, messageIdOf, Traffic, type TrafficEvent } from './traffic-kit.js';
+import { scenes } from './kit.js';
+import {
+  audit,
+  copiesById,
+  logCounter,
+  relayStage,
+  slowSink,
+  Traffic,
+  type TrafficEvent,
+} from './traffic-kit.js';
 
 const scene = scenes();
 const GRACE_MS = 5_000; // docs/operations.md, "Stopping"
-
-/** A slow next hop: it takes each message at once and answers its end of data `holdMs` later. */
-async function slowSink(holdMs: number): Promise<{ sink: SmtpSink; takenAt: Map<string, number> }> {
-  const takenAt = new Map<string, number>();
-  const sink = await SmtpSink.start({
-    holdDataReply: () => sleep(holdMs),
-    dataReply: (tx) => {
-      takenAt.set(messageIdOf(tx.data.toString('latin1')) ?? '?', Date.now());
-      return undefined;
-    },
-  });
-  return { sink, takenAt };
-}
-
-async function stage(sinkPort: number): Promise<{ s: Stage; port: number }> {
-  const port = await reservePort();
-  const s = await scene.stage({
-    toml: `
-[smtp]
-listen = ["127.0.0.1:${port}"]
-relay_networks = ["127.0.0.0/8"]
-[[local]]
-domain = "local.test"
-[[route]]
-domain = "r.test"
-host = "127.0.0.1:${sinkPort}"
-[queue]
-retry = ["1s"]
-`,
-  });
-  return { s, port };
-}
 
 /** A client in the middle of DATA: the envelope sent, the header and half the body written. */
 async function midData(port: number, id: string, to: string): Promise<SmtpChat> {
@@ -73,7 +48,7 @@ const expected = (id: string): number => (id.startsWith('<py-') ? 2 : 1);
 describe('stop under load', { skip: needTools('python3') }, () => {
   test('SIGTERM mid-DATA with deliveries on the wire: 250 or 421, done within the grace, all delivered once after the restart', async () => {
     const { sink, takenAt } = await slowSink(2_500);
-    const { s, port } = await stage(sink.port);
+    const { s, port } = await relayStage(scene.stage, sink.port);
     const traffic = new Traffic(s.dir);
     try {
       for (const name of ['py-a', 'py-b'])
@@ -149,7 +124,7 @@ describe('stop under load', { skip: needTools('python3') }, () => {
     // The peer answers 8 s after the data: longer than the grace, so every delivery on the wire
     // at the exit is one whose 250 never came back.
     const { sink, takenAt } = await slowSink(8_000);
-    const { s, port } = await stage(sink.port);
+    const { s, port } = await relayStage(scene.stage, sink.port);
     const traffic = new Traffic(s.dir);
     try {
       traffic.python('py-a', port, { from: 'app@app.test', to: ['u@local.test', 'x@r.test'], perSession: 2 });

@@ -13,8 +13,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, runTool, type SpawnedDaemon, toolPath } from '../support/daemon.js';
-import type { SmtpSink } from '../support/sink.js';
-import { waitFor } from '../support/wait.js';
+import { SmtpSink } from '../support/sink.js';
+import { sleep, waitFor } from '../support/wait.js';
+import { reservePort, type Stage, type StageOptions } from './kit.js';
 
 /** What one client saw for one message or session step (the JSON lines of traffic.py). */
 export interface TrafficEvent {
@@ -428,4 +429,46 @@ export function audit(
     duplicated,
     lost,
   };
+}
+
+/**
+ * A slow next hop: it takes each message at once (its data recorded) and answers the end of
+ * data `holdMs` later. `takenAt`: when it took each Message-ID (the last time, if twice).
+ */
+export async function slowSink(holdMs: number): Promise<{ sink: SmtpSink; takenAt: Map<string, number> }> {
+  const takenAt = new Map<string, number>();
+  const sink = await SmtpSink.start({
+    holdDataReply: () => sleep(holdMs),
+    dataReply: (tx) => {
+      takenAt.set(messageIdOf(tx.data.toString('latin1')) ?? '?', Date.now());
+      return undefined;
+    },
+  });
+  return { sink, takenAt };
+}
+
+/**
+ * A daemon on a fixed port (a restart binds it again) relaying for loopback clients, with the
+ * local domain local.test and r.test routed to `sinkPort`, retrying after 1 s.
+ */
+export async function relayStage(
+  stage: (o: StageOptions) => Promise<Stage>,
+  sinkPort: number,
+): Promise<{ s: Stage; port: number }> {
+  const port = await reservePort();
+  const s = await stage({
+    toml: `
+[smtp]
+listen = ["127.0.0.1:${port}"]
+relay_networks = ["127.0.0.0/8"]
+[[local]]
+domain = "local.test"
+[[route]]
+domain = "r.test"
+host = "127.0.0.1:${sinkPort}"
+[queue]
+retry = ["1s"]
+`,
+  });
+  return { s, port };
 }
