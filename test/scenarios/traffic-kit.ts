@@ -119,9 +119,11 @@ export class Traffic {
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const ended = new Promise<void>((res) => child.once('exit', () => res()));
+    // Whole lines only: the last one may be half written as it is read.
     const events = (): TrafficEvent[] =>
       readFileSync(out, 'utf8')
         .split('\n')
+        .slice(0, -1)
         .filter((l) => l.startsWith('{'))
         .map((l) => ({ ...(JSON.parse(l) as TrafficEvent), client: name }));
     this.add({

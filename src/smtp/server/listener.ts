@@ -143,6 +143,8 @@ export class SmtpListener implements ConnectionOwner {
         for (const c of this.connections) c.session.cutOff();
         cancel = this.clock.setTimer(CUT_LINGER_MS, () => {
           for (const c of this.connections) c.socket.destroy();
+          // The grace is a bound: the stop is over even if a socket's close is still to come.
+          done();
         });
       });
     });
