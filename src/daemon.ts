@@ -16,7 +16,14 @@ import { type AdminServer, startAdmin } from './admin/server.js';
 import { clearStale, probe } from './admin/socket.js';
 import { recoveryProgress } from './cli/progress.js';
 import type { Cluster } from './cluster/index.js';
-import { type Config, configNotices, formatHostPort, sessionTimeouts } from './config/index.js';
+import {
+  type Config,
+  cidrListContains,
+  configNotices,
+  formatDuration,
+  formatHostPort,
+  sessionTimeouts,
+} from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
 import { DnsClient } from './dns/client.js';
@@ -31,11 +38,13 @@ import { PolicyStore } from './delivery/mta-sts/store.js';
 import { outboundTrust } from './delivery/tls-trust.js';
 import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
+import { accessControl } from './policy/access.js';
 import { type SessionFilter, withFilters } from './policy/filters.js';
 import { makeServerHooks } from './policy/hooks.js';
 import { makeMilterStage } from './policy/milter-stage.js';
 import type { AcceptStage } from './policy/pipeline.js';
 import { IdSource, lockQueueDirWaiting, MemoryBudget, type QueueLock, Queues } from './queue/index.js';
+import { ClientRates } from './smtp/server/client-rates.js';
 import { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
@@ -329,6 +338,10 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       }),
     );
   }
+  // The postmaster's [[access]] rules: an SMTP listener's first filter (a permit spares the RCPT
+  // DNSBL lookups); local submissions do not pass them (Postfix's sendmail skips smtpd's too).
+  const access =
+    config.access.length > 0 ? accessControl(config.access, log.child({ component: 'access' })) : undefined;
   if (config.dnsbl.length > 0) {
     const { dnsblFilter } = await import('./auth/dnsbl.js');
     filters.push(
@@ -338,6 +351,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
         relayNetworks: config.smtp.relayNetworks,
         logger: log.child({ component: 'dnsbl' }),
         onListed: (zone) => metrics.dnsblListed(zone),
+        ...(access ? { permitted: access.permitted } : {}),
       }),
     );
   }
@@ -370,15 +384,27 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     );
   }
   const policyHooks = makeServerHooks(config, router, queues, ids, stages);
-  const filteredHooks = withFilters(
-    cluster
-      ? cluster.serverHooks(policyHooks, (d) => router.odmrDomainOf(d) ?? router.etrnOf(d)?.domain)
-      : policyHooks,
-    filters,
-  );
+  const baseHooks = cluster
+    ? cluster.serverHooks(policyHooks, (d) => router.odmrDomainOf(d) ?? router.etrnOf(d)?.domain)
+    : policyHooks;
+  const filteredHooks = withFilters(baseHooks, filters);
   // SMTP's hooks note the client's facts for the `received` event; local submission (sendmail,
   // below) uses the same hooks without them, so its mail is counted and logged as source "local".
-  const hooks = events.wrapServerHooks(filteredHooks);
+  const hooks = events.wrapServerHooks(
+    access ? withFilters(baseHooks, [access.filter, ...filters]) : filteredHooks,
+  );
+  // Per-client rates over every SMTP listener (not ODMR): Postfix's anvil limits.
+  const rates = new ClientRates(clock, {
+    ...(config.smtp.clientConnectionRate ? { connection: config.smtp.clientConnectionRate } : {}),
+    ...(config.smtp.clientMessageRate ? { message: config.smtp.clientMessageRate } : {}),
+    ...(config.smtp.clientRecipientRate ? { recipient: config.smtp.clientRecipientRate } : {}),
+    exempt: (ip) => cidrListContains(config.smtp.clientRateExceptions, ip),
+    onLimit: (kind, ip, rate) =>
+      log.warn(
+        { ip, kind, limit: rate.count, window: formatDuration(rate.periodMs) },
+        'client rate limit reached',
+      ),
+  });
   // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
   const odmr = await startEtrnOdmr(config, {
     queues,
@@ -442,6 +468,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
           implicitTls: role === 'submissions',
           // A cluster counts AUTH failures and blocks per client address over every node.
           ...(cluster ? { authThrottle: cluster.limits.smtpAuth } : {}),
+          ...(rates.active ? { clientRates: rates } : {}),
           clock,
           logger: log.child({ component: 'smtp', role }),
           ...(tls ? { tls } : {}),

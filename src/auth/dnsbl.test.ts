@@ -51,4 +51,20 @@ describe('DNSBL names and answers', () => {
     assert.equal(await f.checkRecipient?.('a@b.test', authed), null);
     assert.equal(f.connect, undefined);
   });
+
+  test('a recipient an [[access]] permit rule let through is not looked up', async () => {
+    const resolver = new StaticResolver({ '2.0.0.127.one.test': { A: ['127.0.0.2'] } });
+    const permitted = new Set<SessionContext>();
+    const f = dnsblFilter({
+      lists: [{ zone: 'one.test', at: 'rcpt', match: undefined }],
+      resolver,
+      relayNetworks: [],
+      logger: nullLogger,
+      permitted: (ctx) => permitted.has(ctx),
+    });
+    const ctx = { client: { ip: '127.0.0.2', port: 1 } } as SessionContext;
+    assert.equal((await f.checkRecipient?.('a@b.test', ctx))?.code, 554);
+    permitted.add(ctx);
+    assert.equal(await f.checkRecipient?.('a@b.test', ctx), null);
+  });
 });

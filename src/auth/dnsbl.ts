@@ -2,9 +2,10 @@
 // up under each [[dnsbl]] zone; an A answer in the list's match set means "listed", and the
 // client is refused with a reply naming the list (and the list's TXT reason, when it has one).
 // Checked at connect (before the greeting; then every MAIL gets the reply) or at RCPT.
-// Invariants: clients in relay_networks are never checked, nor, at RCPT, authenticated ones; a
-// lookup that fails (timeout, SERVFAIL) does not list anyone (fail open, logged); lists are
-// asked in parallel and the first listed one in configuration order is named.
+// Invariants: clients in relay_networks are never checked, nor, at RCPT, authenticated ones or a
+// recipient an [[access]] permit rule let through; a lookup that fails (timeout, SERVFAIL) does
+// not list anyone (fail open, logged); lists are asked in parallel and the first listed one in
+// configuration order is named.
 
 import net from 'node:net';
 import type { Cidr } from '../config/index.js';
@@ -51,6 +52,8 @@ export interface DnsblOptions {
   logger: Logger;
   /** Told every refusal (metrics). */
   onListed?: (zone: string) => void;
+  /** Whether an [[access]] permit rule let the recipient being checked through: then no lookup. */
+  permitted?: (ctx: SessionContext) => boolean;
 }
 
 /** The first list (in order) that lists `ip`, with its reason, or null. */
@@ -95,6 +98,8 @@ export function dnsblFilter(o: DnsblOptions): SessionFilter {
   if (atConnect.length > 0) f.connect = (ctx) => (exempt(ctx) ? null : lookup(ctx.client.ip, atConnect, o));
   if (atRcpt.length > 0)
     f.checkRecipient = (_address, ctx) =>
-      exempt(ctx) || ctx.client.auth !== undefined ? null : lookup(ctx.client.ip, atRcpt, o);
+      exempt(ctx) || ctx.client.auth !== undefined || o.permitted?.(ctx) === true
+        ? null
+        : lookup(ctx.client.ip, atRcpt, o);
   return f;
 }

@@ -9,15 +9,35 @@ import {
   type Config,
   ConfigError,
   configNotices,
+  formatDuration,
   formatHostPort,
   type HostPort,
   loadConfig,
+  type WindowRate,
 } from '../config/index.js';
 import { errorText } from '../errors.js';
 import type { Io } from './main.js';
 
 function hp(list: readonly HostPort[]): string {
   return list.length === 0 ? '(none)' : list.map(formatHostPort).join(', ');
+}
+
+function accessLine(c: Config): string {
+  if (c.access.length === 0) return '(no rules)';
+  const n = (on: string) => c.access.filter((r) => r.on === on).length;
+  return `${c.access.length} rule(s): client ${n('client')}, sender ${n('sender')}, recipient ${n('recipient')}`;
+}
+
+function ratesLine(c: Config): string {
+  const s = c.smtp;
+  const one = (what: string, r: WindowRate | undefined) =>
+    r === undefined ? [] : [`${what} ${r.count}/${formatDuration(r.periodMs)}`];
+  const all = [
+    ...one('connections', s.clientConnectionRate),
+    ...one('messages', s.clientMessageRate),
+    ...one('recipients', s.clientRecipientRate),
+  ];
+  return all.length === 0 ? 'off' : `${all.join(', ')}; ${s.clientRateExceptions.length} exception block(s)`;
 }
 
 /** What the daemon would run with `c`, one line per part. */
@@ -35,6 +55,8 @@ export function describeConfig(c: Config): string[] {
     `odmr          ${c.odmr.accounts.length} account(s) on ${hp(c.odmr.listen)}`,
     `dkim          ${c.dkim.map((k) => `${k.selector}._domainkey.${k.domain}`).join(', ') || '(none)'}`,
     `cluster       ${c.cluster ? `node ${c.cluster.node}` : 'off (a single node)'}`,
+    `access        ${accessLine(c)}`,
+    `client rates  ${ratesLine(c)}`,
   ];
   return lines;
 }

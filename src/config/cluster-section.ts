@@ -10,24 +10,11 @@ import { DEFAULTS } from './defaults.js';
 import { type HostPort, parseHostPort } from './net.js';
 import type { Section } from './reader.js';
 import type { ClusterConfig, RateSpec, RedisEndpoint } from './schema.js';
-import { formatDuration, parseDuration, valueError } from './units.js';
+import { formatDuration, parseDuration, RATE_PERIODS, valueError } from './units.js';
 import { readSecret } from './values.js';
 
 const NODE = /^[a-z0-9](?:[a-z0-9._-]{0,62})$/;
 const WILDCARDS = new Set(['0.0.0.0', '::']);
-const PERIODS: Record<string, number> = {
-  s: 1_000,
-  sec: 1_000,
-  second: 1_000,
-  m: 60_000,
-  min: 60_000,
-  minute: 60_000,
-  h: 3_600_000,
-  hr: 3_600_000,
-  hour: 3_600_000,
-  d: 86_400_000,
-  day: 86_400_000,
-};
 
 /** "100/s", "1,000/hour", "6000/min,max_burst=200": a GCRA rate (burst defaults to the count). */
 export function parseRate(input: string): RateSpec {
@@ -35,7 +22,7 @@ export function parseRate(input: string): RateSpec {
   const m = /^\s*(\d[\d,_]*)\s*\/\s*([a-z]+)\s*(?:,\s*max_burst\s*=\s*(\d[\d,_]*)\s*)?$/i.exec(input);
   if (!m) throw valueError(expected, input);
   const count = Number(m[1]!.replace(/[,_]/g, ''));
-  const periodMs = PERIODS[m[2]!.toLowerCase()];
+  const periodMs = RATE_PERIODS[m[2]!.toLowerCase()];
   const burst = m[3] === undefined ? count : Number(m[3].replace(/[,_]/g, ''));
   if (periodMs === undefined || !Number.isSafeInteger(count) || count < 1 || !(burst >= 1))
     throw valueError(expected, input);

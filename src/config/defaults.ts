@@ -32,6 +32,8 @@ export const DEFAULTS = {
     authBlockTime: '10m',
     authFailureDelay: '1s',
     authFailureDelayMax: '16s',
+    /** Besides relay_networks, when client_rate_exceptions is not set. */
+    clientRateExceptions: ['127.0.0.0/8', '::1/128'],
   },
   tls: {
     /** ciphers: none here; the listeners' own list (src/smtp/server/tls-policy.ts) is the default. */

@@ -911,3 +911,126 @@ test('relative state paths follow data_dir, operator files follow the config fil
   assert.equal(c.users[0]?.password, 'pw');
   assert.deepEqual(c.queue.paths, ['/srv/lm/a']);
 });
+
+describe('[[access]], client rates and [[user]] addresses', () => {
+  test('rules are read in order with their patterns', () => {
+    const c = configFromToml(`
+[[access]]
+client = ["192.0.2.0/24", "2001:db8::/32"]
+action = "reject"
+text = "go away"
+[[access]]
+sender = ["<>", "Bad@X.example", "spammer.example", "@only.example", "mailer-daemon@"]
+action = "defer"
+[[access]]
+recipient = ["info@example.test"]
+action = "permit"
+`);
+    assert.equal(c.access.length, 3);
+    assert.deepEqual(
+      c.access.map((r) => [r.on, r.action, r.text]),
+      [
+        ['client', 'reject', 'go away'],
+        ['sender', 'defer', undefined],
+        ['recipient', 'permit', undefined],
+      ],
+    );
+    const sender = c.access[1]!;
+    assert.ok(sender.on === 'sender');
+    assert.deepEqual(sender.patterns, [
+      { kind: 'null' },
+      { kind: 'address', address: 'bad@x.example' },
+      { kind: 'domain', domain: 'spammer.example', subdomains: true },
+      { kind: 'domain', domain: 'only.example', subdomains: false },
+      { kind: 'local', local: 'mailer-daemon' },
+    ]);
+  });
+
+  test('a bad CIDR, an empty table or list, an unknown action, two kinds in one table are refused', () => {
+    assertProblem(
+      '[[access]]\nclient = ["192.0.2.0/33"]\naction = "reject"\n',
+      /^config\.toml: access\[1\]\.client\[1\]: expected a CIDR block/,
+    );
+    assertProblem('[[access]]\naction = "reject"\n', /^config\.toml: access\[1\]: names nothing to match/);
+    assertProblem(
+      '[[access]]\nclient = []\naction = "reject"\n',
+      /access\[1\]\.client: expected at least one entry/,
+    );
+    assertProblem(
+      '[[access]]\nsender = ["a@b.example"]\naction = "refuse"\n',
+      'config.toml: access[1].action: expected one of "reject", "defer", "permit", got "refuse"',
+    );
+    assertProblem('[[access]]\nsender = ["a@b.example"]\n', /access\[1\]\.action: required/);
+    assertProblem(
+      '[[access]]\nsender = ["a@b.example"]\nrecipient = ["c@d.example"]\naction = "reject"\n',
+      /access\[1\]\.recipient: one \[\[access\]\] table matches one thing/,
+    );
+    assertProblem(
+      '[[access]]\nrecipient = ["<>"]\naction = "reject"\n',
+      /access\[1\]\.recipient\[1\]: expected an address/,
+    );
+    assertProblem(
+      '[[access]]\nsender = ["a@"]\naction = "permit"\ntext = "hi"\n',
+      /access\[1\]\.text: a permit sends no reply/,
+    );
+    assertProblem(
+      '[[access]]\nsender = ["a@"]\naction = "reject"\ntext = "two\\nlines"\n',
+      /access\[1\]\.text: expected printable ASCII/,
+    );
+    assertProblem(
+      '[[access]]\nsender = ["x"]\naction = "reject"\nsenders = 1\n',
+      /access\[1\]\.senders: unknown key \(did you mean "sender"\?\)/,
+    );
+  });
+
+  test('rates: "N/period" with a duration or a unit; 0 is off; exceptions default to relay_networks and loopback', () => {
+    const c = configFromToml(`
+[smtp]
+relay_networks = ["10.0.0.0/8"]
+client_connection_rate = "60/1m"
+client_message_rate = "5/2s"
+client_recipient_rate = 0
+`);
+    assert.deepEqual(c.smtp.clientConnectionRate, { count: 60, periodMs: 60_000 });
+    assert.deepEqual(c.smtp.clientMessageRate, { count: 5, periodMs: 2_000 });
+    assert.equal(c.smtp.clientRecipientRate, undefined);
+    assert.deepEqual(
+      c.smtp.clientRateExceptions.map((x) => x.text),
+      ['10.0.0.0/8', '127.0.0.0/8', '::1/128'],
+    );
+    assert.deepEqual(configFromToml('[smtp]\nclient_message_rate = "100/h"\n').smtp.clientMessageRate, {
+      count: 100,
+      periodMs: 3_600_000,
+    });
+    assert.deepEqual(configFromToml('[smtp]\nclient_rate_exceptions = []\n').smtp.clientRateExceptions, []);
+    assert.equal(configFromToml('').smtp.clientConnectionRate, undefined, 'off by default');
+    assertProblem(
+      '[smtp]\nclient_message_rate = "lots"\n',
+      /smtp\.client_message_rate: expected a rate like "60\/1m"/,
+    );
+    assertProblem('[smtp]\nclient_message_rate = "0/1m"\n', /smtp\.client_message_rate: expected a rate/);
+    assertProblem(
+      '[smtp]\nclient_rate_exceptions = ["x"]\n',
+      /smtp\.client_rate_exceptions\[1\]: expected a CIDR/,
+    );
+  });
+
+  test('[[user]] addresses: addresses and @domain entries', () => {
+    const c = configFromToml(
+      '[[user]]\nname = "ann"\npassword = "p"\naddresses = ["Ann@example.com", "@example.org"]\n[[user]]\nname = "ben"\npassword = "q"\n',
+    );
+    assert.deepEqual(c.users[0]!.addresses, [
+      { kind: 'address', address: 'ann@example.com' },
+      { kind: 'domain', domain: 'example.org', subdomains: false },
+    ]);
+    assert.equal(c.users[1]!.addresses, undefined);
+    assertProblem(
+      '[[user]]\nname = "ann"\npassword = "p"\naddresses = ["example.org"]\n',
+      /user\[1\]\.addresses\[1\]: expected an address "ann@example\.com" or a whole domain "@example\.org"/,
+    );
+    assertProblem(
+      '[[user]]\nname = "ann"\npassword = "p"\naddresses = []\n',
+      /user\[1\]\.addresses: expected at least one entry/,
+    );
+  });
+});

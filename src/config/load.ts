@@ -13,6 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { MtaError } from '../errors.js';
 import { checkConfig } from './checks.js';
+import { readAccess } from './access-section.js';
 import { readAuth, readDkim, readDns, readDnsbl } from './auth-sections.js';
 import { readCluster } from './cluster-section.js';
 import { DEFAULTS } from './defaults.js';
@@ -163,6 +164,7 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
     dkim: readDkim(root.tables('dkim'), baseDir),
     auth: readAuth(root.table('auth'), empty('auth'), hostname ?? undefined),
     dnsbl: readDnsbl(root.tables('dnsbl')),
+    access: readAccess(root.tables('access')),
     cluster: readCluster(root.table('cluster'), baseDir),
   };
   root.finish();

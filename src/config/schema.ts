@@ -7,9 +7,11 @@
 
 import type { KeyObject } from 'node:crypto';
 import type { LogLevel } from '../log.js';
+import type { WindowRate } from '../smtp/server/client-rates.js';
 import type { Cidr, HostPort } from './net.js';
 
-export type { Cidr, HostPort, LogLevel };
+/** WindowRate: at most `count` events in a window of `periodMs` ("60/1m"). */
+export type { Cidr, HostPort, LogLevel, WindowRate };
 
 export type LogFormat = 'json' | 'pretty';
 
@@ -48,6 +50,8 @@ export interface Config {
   auth: AuthConfig;
   /** DNS blocklists the client address is checked against ([[dnsbl]]), in file order. */
   dnsbl: DnsblConfig[];
+  /** The postmaster's access rules ([[access]]), in file order: the first that matches decides. */
+  access: AccessRule[];
   /** Membership of a logmta cluster on Redis ([cluster]); undefined = a single node. */
   cluster: ClusterConfig | undefined;
 }
@@ -88,7 +92,38 @@ export interface SmtpConfig {
   authFailureDelayMs: number;
   /** Cap of that delay (at least authFailureDelayMs). */
   authFailureDelayMaxMs: number;
+  /** Connections one client may open per window (Postfix's anvil); undefined = no limit. */
+  clientConnectionRate: WindowRate | undefined;
+  /** MAIL commands one client may give per window; undefined = no limit. */
+  clientMessageRate: WindowRate | undefined;
+  /** RCPT commands one client may give per window; undefined = no limit. */
+  clientRecipientRate: WindowRate | undefined;
+  /** Clients the three rates do not count (default: relay_networks and loopback). */
+  clientRateExceptions: Cidr[];
 }
+
+/**
+ * A sender or recipient as an access rule or a [[user]]'s `addresses` names it, in lower case:
+ * the null sender ("<>"), one address ("bad@x.example"), every address with a local part
+ * ("postmaster@"), or a domain — with its subdomains ("x.example") or alone ("@x.example").
+ */
+export type AddressPattern =
+  | { kind: 'null' }
+  | { kind: 'address'; address: string }
+  | { kind: 'local'; local: string }
+  | { kind: 'domain'; domain: string; subdomains: boolean };
+
+export type AccessAction = 'reject' | 'defer' | 'permit';
+
+/** One [[access]] table: what it looks at, what it matches, and what a match does. */
+export type AccessRule =
+  | { on: 'client'; clients: Cidr[]; action: AccessAction; text: string | undefined }
+  | {
+      on: 'sender' | 'recipient';
+      patterns: AddressPattern[];
+      action: AccessAction;
+      text: string | undefined;
+    };
 
 export interface TlsConfig {
   certFile: string;
@@ -106,6 +141,11 @@ export interface TlsConfig {
 export interface UserAccount {
   name: string;
   password: string;
+  /**
+   * The MAIL FROM addresses this user may use once authenticated (addresses and "@domain"
+   * entries only); undefined = any (Postfix's reject_sender_login_mismatch when set).
+   */
+  addresses?: AddressPattern[];
 }
 
 export interface QueueConfig {

@@ -10,6 +10,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { MAX_MESSAGE_SIZE, MAX_SEGMENT_SIZE } from '../queue/index.js';
+import { parseLoginAddress, readRate } from './access-section.js';
 import { DEFAULTS } from './defaults.js';
 import { MtaError } from '../errors.js';
 import { serverSecureContext, type TlsMinVersion } from '../smtp/server/tls-policy.js';
@@ -75,6 +76,7 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
         `must be at least auth_failure_delay (${formatDuration(authFailureDelayMs)}), got ${formatDuration(authFailureDelayMaxMs)}`,
       );
     }
+    const relayNetworks = s.listOf('relay_networks', parseCidr) ?? [];
     return {
       listen: s.listOf('listen', parseListen) ?? d.listen.map(parseListen),
       submission: s.listOf('submission', parseListen) ?? [],
@@ -87,7 +89,7 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
       maxRecipients: s.positiveInt('max_recipients') ?? d.maxRecipients,
       maxConnections: s.positiveInt('max_connections') ?? d.maxConnections,
       maxConnectionsPerIp: s.positiveInt('max_connections_per_ip') ?? d.maxConnectionsPerIp,
-      relayNetworks: s.listOf('relay_networks', parseCidr) ?? [],
+      relayNetworks,
       relayDomains: s.listOf('relay_domains', parseDomain) ?? [],
       idleTimeoutMs: s.duration('idle_timeout') ?? parseDuration(d.idleTimeout),
       commandTimeoutMs: s.duration('command_timeout') ?? parseDuration(d.commandTimeout),
@@ -98,6 +100,14 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
       authBlockTimeMs: s.duration('auth_block_time') ?? parseDuration(d.authBlockTime),
       authFailureDelayMs,
       authFailureDelayMaxMs,
+      clientConnectionRate: readRate(s, 'client_connection_rate'),
+      clientMessageRate: readRate(s, 'client_message_rate'),
+      clientRecipientRate: readRate(s, 'client_recipient_rate'),
+      // Postfix's smtpd_client_event_limit_exceptions ($mynetworks, which holds loopback by default).
+      clientRateExceptions: s.listOf('client_rate_exceptions', parseCidr) ?? [
+        ...relayNetworks,
+        ...d.clientRateExceptions.map(parseCidr),
+      ],
     };
   });
 }
@@ -160,8 +170,11 @@ export function readUsers(list: Section[] | undefined, paths: Paths): UserAccoun
   return (list ?? []).map((s) => {
     const name = s.required('name', parseUserName);
     const password = readSecret(s, 'password', 'password_file', paths.baseDir, true);
+    const addresses = s.listOf('addresses', parseLoginAddress, { nonEmpty: true });
     s.finish();
-    return { name: name ?? '', password: password ?? '' };
+    const u: UserAccount = { name: name ?? '', password: password ?? '' };
+    if (addresses !== undefined) u.addresses = addresses;
+    return u;
   });
 }
 

@@ -95,6 +95,21 @@ export function parseSize(input: string | number): number {
   return parseUnits(input, SIZE_UNITS, 1, 'a size like "1024", "10MB" or "50MiB"');
 }
 
+/** The period words of a rate ("100/s", "6000/min", "60/hour"), in milliseconds. */
+export const RATE_PERIODS: Readonly<Record<string, number>> = {
+  s: 1_000,
+  sec: 1_000,
+  second: 1_000,
+  m: 60_000,
+  min: 60_000,
+  minute: 60_000,
+  h: 3_600_000,
+  hr: 3_600_000,
+  hour: 3_600_000,
+  d: 86_400_000,
+  day: 86_400_000,
+};
+
 /**
  * The longest duration any key accepts: a year. Longer values are mistakes (a unit slipped),
  * and bounding them keeps `now + duration` a valid date everywhere it is used.

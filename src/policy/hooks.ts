@@ -1,5 +1,6 @@
 // What mail this host takes, and from whom: the SMTP server's hooks built from the
-// configuration. Relay control (never an open relay), known local users, AUTH accounts, and
+// configuration. Relay control (never an open relay), known local users, AUTH accounts and the
+// MAIL FROM addresses each may use, and
 // the hand-over to the queue with each recipient's first destination (ODMR domains go straight
 // to their held lane; a quarantined message to the hold lane). The end-of-DATA stages
 // (pipeline.ts) run before the hand-over. The server decides nothing of this itself.
@@ -19,6 +20,7 @@ import {
 import { reply } from '../smtp/protocol/reply.js';
 import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import { secretEquals } from '../util/secret-equal.js';
+import { matchesAddress } from './access.js';
 import { type AcceptStage, type DraftMessage, refusal, runStages } from './pipeline.js';
 import { collectData } from '../smtp/server/message-data.js';
 import { hasRoutingTricks, isMailboxName } from '../util/local-part.js';
@@ -31,6 +33,8 @@ export function makeServerHooks(
   stages: readonly AcceptStage[] = [],
 ): ServerHooks {
   const users = new Map(config.users.map((u) => [u.name, u.password]));
+  // Postfix's reject_sender_login_mismatch, for the users that list their addresses.
+  const owned = new Map(config.users.flatMap((u) => (u.addresses ? [[u.name, u.addresses] as const] : [])));
   const knownLocal = new Map(
     config.local.map((l) => [l.domain, l.users ? new Set(l.users.map((u) => u.toLowerCase())) : undefined]),
   );
@@ -93,6 +97,19 @@ export function makeServerHooks(
       }
       return reply(554, '5.7.1', `<${address}>: relay access denied`);
     },
+
+    // An authenticated user with `addresses` may use only those as MAIL FROM; the null sender
+    // stays allowed (MDNs and vacation replies are sent from <>), as in Postfix.
+    ...(owned.size > 0
+      ? {
+          checkSender(address: string, ctx: SessionContext) {
+            const user = ctx.client.auth;
+            const mine = user === undefined ? undefined : owned.get(user);
+            if (mine === undefined || address === '' || matchesAddress(mine, address)) return null;
+            return reply(553, '5.7.1', `<${address}>: Sender address rejected: not owned by user ${user}`);
+          },
+        }
+      : {}),
 
     // AUTH only where there are accounts ([[user]]): without any, it is neither offered nor
     // taken (Postfix's smtpd_sasl_auth_enable = no), so a scanner finds nothing to guess at.

@@ -264,7 +264,20 @@ function model(wire: Buffer, o: { maxSize: number; maxLine: number; maxReceived:
 }
 
 describe('BodyReader against the byte-by-byte model (property)', () => {
-  const pieces = ['a', 'x', '.', '..', '\r', '\n', '\r\n', '\0', 'Received:', 'rECEIVED: y', '\r\n.\r\n', ':'];
+  const pieces = [
+    'a',
+    'x',
+    '.',
+    '..',
+    '\r',
+    '\n',
+    '\r\n',
+    '\0',
+    'Received:',
+    'rECEIVED: y',
+    '\r\n.\r\n',
+    ':',
+  ];
   const wireArb = fc
     .array(fc.constantFrom(...pieces), { maxLength: 60 })
     .map((ps) => Buffer.from(`${ps.join('')}\r\n.\r\nQUIT\r\n`, 'latin1'));

@@ -1,5 +1,5 @@
 // The SMTP listener: owns a net.Server and its connections. Enforces per-server and per-IP
-// connection limits (421 4.7.0 then close), runs one coarse sweep timer for idle timeouts, lingering
+// connection limits and the per-client connection rate (421 4.7.0 then close), runs one coarse sweep timer for idle timeouts, lingering
 // closes and the AUTH throttle (no per-command timers), and stops gracefully: stop accepting, let
 // in-flight transactions finish within a grace period, then destroy what is left.
 // Invariant: every accepted socket is either a tracked Connection or has been refused with 421;
@@ -15,6 +15,7 @@ import { type AnySocket, Connection, type ConnectionOwner } from './connection.j
 import type { ServerHooks, ServerLogger } from './hooks.js';
 import type { ListenSocket, ListenSockets } from './listen-sockets.js';
 import type { SessionOptions } from './options.js';
+import { shownIp } from './client-rates.js';
 import { type ServerTlsOptions, serverSecureContext } from './tls-policy.js';
 
 export interface ListenerOptions extends SessionOptions {
@@ -174,11 +175,13 @@ export class SmtpListener implements ConnectionOwner {
       refusal = `421 4.7.0 ${host} Too many connections\r\n`;
     else if ((this.perIp.get(ip) ?? 0) >= this.maxPerIp)
       refusal = `421 4.7.0 ${host} Too many connections from ${ip}\r\n`;
+    else if (this.opts.clientRates?.allow('connection', ip) === false)
+      refusal = `421 4.7.0 ${host} Error: too many connections from ${shownIp(ip)}\r\n`;
     if (refusal !== null) {
       socket.on('error', () => {});
       socket.setTimeout(this.lingerMs, () => socket.destroy());
       socket.end(refusal);
-      this.logger?.info({ ip }, 'smtp connection refused');
+      this.logger?.info({ ip, reply: refusal.trimEnd() }, 'smtp connection refused');
       return;
     }
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);

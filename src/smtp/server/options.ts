@@ -16,6 +16,15 @@ export interface AuthThrottleLike {
   success(ip: string): void;
 }
 
+/** The events a client's rates count (client-rates.ts). */
+export type RateKind = 'connection' | 'message' | 'recipient';
+
+/** Per-client event rates as the listener and the session see them (implemented by ClientRates). */
+export interface ClientRatesLike {
+  /** Counts one event of `kind` from `ip`; false: it is over the limit, refuse it. */
+  allow(kind: RateKind, ip: string): boolean;
+}
+
 export interface SessionOptions {
   /** Our host name, used in the greeting, EHLO and Received:. */
   hostname: string;
@@ -59,12 +68,17 @@ export interface SessionOptions {
   extraEhlo?: readonly string[];
   clock?: Clock;
   authThrottle?: AuthThrottleLike;
+  /** Per-client rates of connections (listener), MAIL and RCPT (450 4.7.1); absent: none. */
+  clientRates?: ClientRatesLike;
   logger?: ServerLogger;
 }
 
-export type ResolvedSessionOptions = Required<Omit<SessionOptions, 'authThrottle' | 'logger' | 'banner'>> & {
+export type ResolvedSessionOptions = Required<
+  Omit<SessionOptions, 'authThrottle' | 'clientRates' | 'logger' | 'banner'>
+> & {
   banner: string;
   authThrottle: AuthThrottleLike | undefined;
+  clientRates: ClientRatesLike | undefined;
   logger: ServerLogger | undefined;
 };
 
@@ -90,6 +104,7 @@ export function resolveOptions(o: SessionOptions): ResolvedSessionOptions {
     extraEhlo: o.extraEhlo ?? [],
     clock: o.clock ?? systemClock,
     authThrottle: o.authThrottle,
+    clientRates: o.clientRates,
     logger: o.logger,
   };
   for (const k of [

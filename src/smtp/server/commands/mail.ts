@@ -7,12 +7,15 @@
 // case, with the same DSN parameters) is answered 250 and not added: one delivery and at most one
 // report per recipient, as Postfix's cleanup does.
 // hooks.admitTransaction may refuse a new transaction (452 4.3.1 while memory is short).
+// The per-client rates (client-rates.ts) refuse a MAIL or RCPT over them with 450 4.7.1, as
+// Postfix's anvil limits do.
 
 import { withAsciiDomain } from '../../protocol/address.js';
 import { paramWords, parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
 import type { RecipientEntry } from '../hooks.js';
 import type { SmtpSession } from '../session.js';
 import { addressKey } from '../../../util/domain.js';
+import { shownIp } from '../client-rates.js';
 import { settle } from './util.js';
 
 export function mail(s: SmtpSession, args: string): void | Promise<void> {
@@ -43,6 +46,11 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
   const sticky = s.stickyRefusal;
   if (sticky !== null) {
     s.sendReply(sticky);
+    return;
+  }
+  // Postfix's smtpd_client_message_rate_limit: MAIL commands per client and window.
+  if (s.opts.clientRates?.allow('message', s.client.ip) === false) {
+    s.reply(450, '4.7.1', `Error: too much mail from ${shownIp(s.client.ip)}`);
     return;
   }
   // While too much mail is held in memory (e.g. a disk slower than the network), new
@@ -105,6 +113,12 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
   if (r.params.orcpt !== undefined) entry.orcpt = r.params.orcpt;
   if (tx.recipients.some((e) => sameRecipient(e, entry))) {
     s.reply(250, '2.1.5', 'Ok (duplicate recipient)');
+    return;
+  }
+  // Postfix's smtpd_client_recipient_rate_limit: RCPT commands per client and window, counted
+  // before our checks (an address harvester's unknown users count too).
+  if (s.opts.clientRates?.allow('recipient', s.client.ip) === false) {
+    s.reply(450, '4.7.1', `Error: too many recipients from ${shownIp(s.client.ip)}`);
     return;
   }
   const add = (): void => {
