@@ -26,6 +26,7 @@ import {
 } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
+import { describeDane } from './delivery/dane/trust.js';
 import { DnsClient } from './dns/client.js';
 import type { DnsResolver } from './dns/types.js';
 import { ConnectionPool } from './delivery/pool.js';
@@ -103,6 +104,7 @@ function dnsClient(config: Config, clock: Clock): DnsClient {
     cacheSize: d.cacheSize,
     maxTtlMs: d.maxTtlMs,
     maxNegativeTtlMs: d.maxNegativeTtlMs,
+    dnssec: d.dnssec,
     clock,
   });
 }
@@ -294,6 +296,8 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       log: stsLog,
     });
   }
+  // DANE applies only where the resolver's DNSSEC validation is believed: say so at start.
+  if (config.delivery.dane && deps.resolver === undefined) log.info({ dane: describeDane(config) }, 'DANE');
   const maildir = new MaildirWriter({ clock, hostname: config.hostname });
   const engine = new DeliveryEngine(
     router,

@@ -164,6 +164,8 @@ export class EventBus {
     if (ev.mtaSts !== undefined) out.mtaSts = ev.mtaSts;
     if (ev.mtaStsId !== undefined) out.mtaStsId = ev.mtaStsId;
     if (ev.mtaStsFailure !== undefined) out.mtaStsFailure = ev.mtaStsFailure;
+    if (ev.dane !== undefined) out.dane = ev.dane;
+    if (ev.daneMatch !== undefined) out.daneMatch = ev.daneMatch;
     const a = this.active.get(ev.id);
     if (a) {
       out.delayMs = this.now() - a.arrival;

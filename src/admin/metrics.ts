@@ -128,6 +128,12 @@ export class Metrics {
       labelNames: ['mode', 'result'],
       registers,
     });
+    const dane = new Counter({
+      name: 'logmta_dane_attempts_total',
+      help: 'MX delivery attempts per recipient with DANE on, by what DANE made of them: verified (the certificate matched TLSA records), failed (deferred: TLSA records required TLS no host gave, or their lookup failed), tlsa, unusable, no-tlsa, insecure (DNS not validated).',
+      labelNames: ['result'],
+      registers,
+    });
     const destFailures = new Counter({
       name: 'logmta_destination_failures_total',
       help: 'Deferred or failed delivery attempts by recipient domain (at most 500 domains tracked).',
@@ -399,6 +405,7 @@ export class Metrics {
             this.totals.attempts++;
             if (ev.mtaSts !== undefined)
               mtaSts.inc({ mode: ev.mtaSts, result: ev.mtaStsFailure === undefined ? 'ok' : 'failed' });
+            if (ev.dane !== undefined) dane.inc({ result: ev.dane });
             const d = this.noteAttempt(ev);
             if (ev.status !== 'delivered' && route === 'remote' && d) {
               // Series never disappear from a counter: past the cap, new domains share "other".

@@ -15,6 +15,7 @@ import {
   loadConfig,
   type WindowRate,
 } from '../config/index.js';
+import { describeDane } from '../delivery/dane/trust.js';
 import { errorText } from '../errors.js';
 import type { Io } from './main.js';
 
@@ -51,6 +52,7 @@ export function describeConfig(c: Config): string[] {
     `relay         networks ${c.smtp.relayNetworks.length}, domains ${c.smtp.relayDomains.join(', ') || '(none)'}, AUTH users ${c.users.length}`,
     `routes        ${c.routes.map((r) => `${r.domain} → ${r.hosts.length === 0 ? 'MX' : hp(r.hosts)}`).join('; ') || '(none: MX lookups)'}`,
     `outbound tls  MTA-STS ${c.delivery.mtaSts ? 'on' : 'off'}; certificates checked against ${c.delivery.tlsCa?.file ?? 'the system CA store'}`,
+    `dane          ${describeDane(c)}`,
     `etrn          ${c.etrn.map((e) => e.domain).join(', ') || '(none)'}`,
     `odmr          ${c.odmr.accounts.length} account(s) on ${hp(c.odmr.listen)}`,
     `dkim          ${c.dkim.map((k) => `${k.selector}._domainkey.${k.domain}`).join(', ') || '(none)'}`,

@@ -25,6 +25,9 @@ export function readDns(sec: Section | undefined, empty: () => Section): DnsConf
     cacheSize: s.nonNegativeInt('cache_size') ?? d.cacheSize,
     maxTtlMs: s.duration('max_ttl', { allowZero: true }) ?? parseDuration(d.maxTtl),
     maxNegativeTtlMs: s.duration('max_negative_ttl', { allowZero: true }) ?? parseDuration(d.maxNegativeTtl),
+    dnssec:
+      (s.string('dnssec', { oneOf: ['loopback', 'always', 'never'] }) as DnsConfig['dnssec'] | undefined) ??
+      d.dnssec,
   };
   s.finish();
   return c;

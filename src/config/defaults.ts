@@ -82,6 +82,7 @@ export const DEFAULTS = {
     connectionReuseTime: '5m',
     mxAddressLimit: 5,
     mtaSts: true,
+    dane: true,
   },
   etrn: {
     port: 25,
@@ -114,6 +115,7 @@ export const DEFAULTS = {
     cacheSize: 10_000,
     maxTtl: '1h',
     maxNegativeTtl: '15m',
+    dnssec: 'loopback' as const,
   },
   cluster: {
     prefix: 'logmta:',

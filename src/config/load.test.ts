@@ -88,8 +88,10 @@ describe('defaults', () => {
       connectionReuseTimeMs: 300_000,
       mxAddressLimit: 5,
       mtaSts: true,
+      dane: true,
       tlsCa: undefined,
     });
+    assert.equal(c.dns.dnssec, 'loopback');
     assert.deepEqual(c.etrn, []);
     assert.deepEqual(c.etrnLimits, {
       maxConcurrentFlushes: 4,
@@ -193,6 +195,7 @@ greeting_timeout = "1m"
 connection_reuse_time = "90s"
 mx_address_limit = 8
 mta_sts = false
+dane = false
 tls_ca_file = "${certFile}"
 [[etrn]]
 domain = "branch.example"
@@ -309,6 +312,7 @@ level = "debug"
       connectionReuseTimeMs: 90_000,
       mxAddressLimit: 8,
       mtaSts: false,
+      dane: false,
       tlsCa: { file: certFile, text: readFileSync(certFile, 'utf8') },
     });
     assert.deepEqual(c.etrn, [
@@ -414,6 +418,8 @@ describe('problems', () => {
     writeFileSync(join(dir, 'not-pem.txt'), 'hello');
     assertProblem(`[delivery]\ntls_ca_file = "${join(dir, 'not-pem.txt')}"\n`, /holds no PEM block/);
     assertProblem('[delivery]\nmta_sts = "yes"\n', /delivery\.mta_sts: expected true or false/);
+    assertProblem('[delivery]\ndane = "may"\n', /delivery\.dane: expected true or false/);
+    assertProblem('[dns]\ndnssec = "yes"\n', /dns\.dnssec: expected one of "loopback", "always", "never"/);
   });
   test('every problem is collected, not only the first', () => {
     const list = problemsOf('[smtp]\nmax_recipients = 0\nidle_timeout = "soon"\n[log]\nlevel = "loud"\n');

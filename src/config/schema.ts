@@ -232,6 +232,11 @@ export interface DeliveryConfig {
   mxAddressLimit: number;
   /** Honour receivers' MTA-STS policies (RFC 8461) on MX delivery. */
   mtaSts: boolean;
+  /**
+   * DANE (RFC 7672) on MX delivery: MX hosts with DNSSEC-validated TLSA records get TLS that must
+   * match them. Takes effect only where [dns] dnssec trusts the resolver's validation.
+   */
+  dane: boolean;
   /** The CAs outbound certificate checks trust (MTA-STS, verify_tls); undefined = the system's. */
   tlsCa: { file: string; text: string } | undefined;
 }
@@ -314,6 +319,8 @@ export interface DnsConfig {
   maxTtlMs: number;
   /** Cap of a negative (NXDOMAIN/NODATA) answer's TTL in the cache. */
   maxNegativeTtlMs: number;
+  /** Whose DNSSEC validation (AD bit) is believed: loopback servers, every server, or none. */
+  dnssec: 'loopback' | 'always' | 'never';
 }
 
 export interface DkimKeyConfig {

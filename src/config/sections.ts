@@ -387,6 +387,7 @@ export function readDelivery(sec: Section | undefined, empty: () => Section, pat
     connectionReuseTimeMs: s.duration('connection_reuse_time') ?? parseDuration(d.connectionReuseTime),
     mxAddressLimit: mxAddressLimit(s) ?? d.mxAddressLimit,
     mtaSts: s.bool('mta_sts') ?? d.mtaSts,
+    dane: s.bool('dane') ?? d.dane,
     tlsCa: readCaFile(s, paths),
   }));
 }

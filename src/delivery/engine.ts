@@ -17,6 +17,7 @@ import { isMailboxName } from '../util/local-part.js';
 import { enforceCandidates, policyLabel, stsTls, violation } from './mta-sts/apply.js';
 import type { StsApplied, StsPolicies } from './mta-sts/policies.js';
 import type { OutboundTrust } from './tls-trust.js';
+import type { DaneState, MxCandidate } from './mx.js';
 
 export type LocalDelivery = (
   data: MessageBytes,
@@ -42,6 +43,15 @@ export interface AttemptEvent {
   mtaStsId?: string;
   /** What fell short of the policy: why enforce deferred, or what testing would have refused. */
   mtaStsFailure?: string;
+  /**
+   * MX delivery with DANE on: "verified" (the certificate matched the host's TLSA records),
+   * "failed" (TLSA records required TLS that no host gave, or their lookup failed), or what was
+   * found for the host used: "unusable", "no-tlsa", "insecure" (not DNSSEC-validated), "tlsa"
+   * (records found, no connection got as far as TLS).
+   */
+  dane?: string;
+  /** What the certificate matched ("DANE-EE 1 1"), with dane = verified. */
+  daneMatch?: string;
 }
 
 /** What checks certificates of outbound TLS, and the MTA-STS policies (daemon.ts builds both). */
@@ -55,6 +65,16 @@ interface StsNote {
   applied: StsApplied;
   failure?: string;
 }
+
+/** What MTA-STS and DANE did to one group's delivery. */
+interface RemoteNote {
+  sts?: StsNote;
+  dane?: string;
+  daneMatch?: string;
+}
+
+/** DANE states that require TLS of a host (and whose failure is DANE's). */
+const DANE_REQUIRES = new Set<DaneState | undefined>(['tlsa', 'unusable', 'failed']);
 
 export interface EngineEvents {
   attempt?(ev: AttemptEvent): void;
@@ -124,6 +144,7 @@ export class DeliveryEngine {
     let outs: RcptOutcome[];
     const details = new Map<number, string>();
     let sts: StsNote | undefined;
+    let dane: RemoteNote | undefined;
     if (d.kind === 'odmr') {
       outs = rcpts.map((r) => ({
         rcpt: r,
@@ -134,9 +155,10 @@ export class DeliveryEngine {
     } else if (d.kind === 'local') {
       outs = await this.deliverLocal(job, d.local.maildir, rcpts, details);
     } else {
-      const note: { sts?: StsNote } = {};
+      const note: RemoteNote = {};
       outs = await this.deliverRemote(job, d, rcpts, note);
       sts = note.sts;
+      dane = note;
       if (d.etrn) for (const o of outs) if (o.status === 'deferred') o.hold = d.etrn;
     }
     for (const o of outs) {
@@ -157,6 +179,8 @@ export class DeliveryEngine {
         if (sts.applied.id !== undefined) ev.mtaStsId = sts.applied.id;
         if (sts.failure !== undefined) ev.mtaStsFailure = sts.failure;
       }
+      if (dane?.dane !== undefined) ev.dane = dane.dane;
+      if (dane?.daneMatch !== undefined) ev.daneMatch = dane.daneMatch;
       this.events.attempt?.(ev);
     }
     return outs;
@@ -234,14 +258,22 @@ export class DeliveryEngine {
     job: DeliveryJob,
     d: Extract<Decision, { kind: 'remote' }>,
     rcpts: number[],
-    note: { sts?: StsNote },
+    note: RemoteNote,
   ): Promise<RcptOutcome[]> {
     const info = job.envelope.info;
     const sts = d.mtaSts !== undefined ? await this.security.sts?.policyFor(d.mtaSts) : undefined;
     if (sts) note.sts = { applied: sts };
     const trust = this.security.trust;
     const stsPolicy = sts && trust ? stsTls(sts, trust) : undefined;
-    const candidates = sts ? enforceCandidates(sts, d.candidates) : d.candidates;
+    // What DANE found for the candidates (router.ts), kept for the attempt's log fields; DANE
+    // goes before MTA-STS where it applies (RFC 8461 §2, in apply.ts).
+    let daneSeen: MxCandidate[] = [];
+    const looked = async () => {
+      const c = await d.candidates();
+      daneSeen = c;
+      return c;
+    };
+    const candidates = sts ? enforceCandidates(sts, looked) : looked;
     if (this.rate && !d.lmtp) {
       const wait = await this.rate(d.key, RATE_WAIT_MS);
       if (wait < 0)
@@ -292,7 +324,8 @@ export class DeliveryEngine {
     // cannot, the TLS options forbid it; this is the last line) sends nothing.
     const acquire = async (fresh: boolean) => {
       let lease = await connect(fresh);
-      if (!sts || sts.mode === 'none') return lease;
+      // A host whose certificate matched its TLSA records: DANE decided, MTA-STS has no say.
+      if (!sts || sts.mode === 'none' || lease.client.peerChecked !== undefined) return lease;
       let why = violation(sts, lease.client, lease.name);
       if (why !== undefined && sts.mode === 'enforce' && lease.reused) {
         lease.release(false);
@@ -323,6 +356,11 @@ export class DeliveryEngine {
       );
       this.stats.transactions += r.transactions;
       lease.release(r.reusable);
+      if (lease.dane !== undefined) {
+        const matched = lease.client.peerChecked;
+        note.dane = matched !== undefined ? 'verified' : lease.dane;
+        if (matched !== undefined) note.daneMatch = matched;
+      }
       return { r, reused: lease.reused };
     };
     let r: Awaited<ReturnType<typeof send>>['r'];
@@ -339,6 +377,14 @@ export class DeliveryEngine {
       const smtp = e instanceof MtaError ? e.smtp : undefined;
       if (sts?.mode === 'enforce' && e instanceof MtaError && STS_FAILURES.has(e.code))
         note.sts = { applied: sts, failure: errorText(e) };
+      const first = daneSeen[0]?.dane;
+      if (first !== undefined)
+        note.dane =
+          e instanceof MtaError &&
+          e.code === 'TLS_REQUIRED' &&
+          daneSeen.some((c) => DANE_REQUIRES.has(c.dane))
+            ? 'failed'
+            : first;
       return rcpts.map((r) => ({
         rcpt: r,
         status: permanent ? 'failed' : 'deferred',

@@ -6,10 +6,14 @@
 // an address literal ([192.0.2.1], [IPv6:...]) is its own single candidate, without DNS.
 // Fails with MtaError: permanent for NXDOMAIN (550 5.1.2), Null MX (556 5.1.10, RFC 7505) and a
 // domain with no mail-capable records; transient for SERVFAIL, timeouts and other resolver trouble.
+// With `dnssec` (DANE), the lookups say whether they were validated: each candidate's `secure` is
+// true only when its MX RRset (or, for an implicit MX, the denial of one) and its address records
+// were (RFC 7672 §2.2).
 
 import net from 'node:net';
-import type { DnsResolver, MxRecord } from '../dns/types.js';
+import { DnsError, type DnsResolver, type MxRecord, type SecureType } from '../dns/types.js';
 import { MtaError } from '../errors.js';
+import type { TlsPolicy } from '../smtp/client/index.js';
 
 export type { DnsResolver, MxRecord } from '../dns/types.js';
 
@@ -22,14 +26,70 @@ export interface MxCandidate {
   name?: string;
   /** A unix-domain socket to connect to instead (LMTP); `host` then names it in logs. */
   path?: string;
+  /** With DNSSEC asked for: the MX RRset and this host's address records were validated. */
+  secure?: boolean;
+  /** The name the address records belong to, when CNAMEs led from `name` to another one. */
+  canonical?: string;
+  /** The TLS this host requires, overriding the destination's (DANE: its TLSA records). */
+  tls?: TlsPolicy;
+  /** Why this host is not to be tried at all (DANE: its TLSA lookup failed), said in the deferral. */
+  unusable?: string;
+  /** What DANE found for this host (dane/lookup.ts), for the attempt's log fields. */
+  dane?: DaneState;
 }
+
+/**
+ * DANE's finding for one MX host: `insecure` (not validated: no DANE), `no-tlsa` (validated, no
+ * TLSA records), `unusable` (TLSA records, none usable for SMTP: TLS required, unauthenticated),
+ * `tlsa` (usable TLSA records: TLS required and the certificate must match), `failed` (the TLSA
+ * lookup failed: the host is not tried).
+ */
+export type DaneState = 'insecure' | 'no-tlsa' | 'unusable' | 'tlsa' | 'failed';
 
 export interface MxOptions {
   resolver: DnsResolver;
   /** Uniform in [0, 1); default Math.random. */
   random?: () => number;
   port?: number;
+  /** Ask whether the answers were DNSSEC-validated (DANE), where the resolver can tell. */
+  dnssec?: boolean;
 }
+
+/**
+ * A lookup through `resolveSecure` in the shape of the plain one (a negative answer rejects with
+ * its DnsError), with whether it was validated; through the plain one (never validated) when the
+ * resolver cannot tell or `dnssec` is off.
+ */
+async function lookup<T>(
+  resolver: DnsResolver,
+  name: string,
+  type: SecureType & ('MX' | 'A' | 'AAAA'),
+  dnssec: boolean | undefined,
+): Promise<{ records: T[]; secure: boolean; canonical?: string; deniedSecurely?: boolean }> {
+  if (!dnssec || resolver.resolveSecure === undefined) {
+    const plain =
+      type === 'MX'
+        ? resolver.resolveMx(name)
+        : type === 'A'
+          ? resolver.resolve4(name)
+          : resolver.resolve6(name);
+    return { records: (await plain) as T[], secure: false };
+  }
+  const a = await resolver.resolveSecure(name, type);
+  if (a.code !== undefined) {
+    const e = new DnsError(a.code, name, type);
+    (e as { deniedSecurely?: boolean }).deniedSecurely = a.secure;
+    throw e;
+  }
+  return {
+    records: a.records as T[],
+    secure: a.secure,
+    ...(a.canonical !== undefined && { canonical: a.canonical }),
+  };
+}
+
+const deniedSecurely = (e: unknown): boolean =>
+  typeof e === 'object' && e !== null && (e as { deniedSecurely?: boolean }).deniedSecurely === true;
 
 const NO_DATA = new Set(['ENODATA', 'ENOTFOUND']);
 
@@ -86,14 +146,20 @@ export async function resolveMx(domain: string, opts: MxOptions): Promise<MxCand
     });
   }
   let records: MxRecord[];
+  let secure = false;
   try {
-    records = await opts.resolver.resolveMx(name);
+    const r = await lookup<MxRecord>(opts.resolver, name, 'MX', opts.dnssec);
+    records = r.records;
+    secure = r.secure;
   } catch (e) {
     const code = dnsCode(e);
     if (code === 'ENOTFOUND') throw noSuchDomain(name);
     if (code !== 'ENODATA') throw transient(name, 'MX', e);
     records = [];
+    // No MX: the domain is its own MX host, as securely as the denial was validated.
+    secure = deniedSecurely(e);
   }
+  const mark = (c: MxCandidate): MxCandidate => (opts.dnssec ? { ...c, secure } : c);
   // Null MX: node reports "." as an empty exchange.
   const isNull = (r: MxRecord) => r.exchange === '' || r.exchange === '.';
   if (records.length === 1 && records[0] !== undefined && isNull(records[0])) {
@@ -102,7 +168,7 @@ export async function resolveMx(domain: string, opts: MxOptions): Promise<MxCand
     });
   }
   records = records.filter((r) => !isNull(r));
-  if (records.length === 0) return implicitMx(name, opts.resolver, port);
+  if (records.length === 0) return (await implicitMx(name, opts.resolver, port)).map(mark);
 
   const list = records
     .map((r) => ({ host: r.exchange.replace(/\.$/, '').toLowerCase(), port, preference: r.priority }))
@@ -116,7 +182,7 @@ export async function resolveMx(domain: string, opts: MxOptions): Promise<MxCand
   }
   // The same host listed twice (at two preferences) is tried once, at its best preference.
   const seen = new Set<string>();
-  return list.filter((c) => !seen.has(c.host) && seen.add(c.host));
+  return list.filter((c) => !seen.has(c.host) && seen.add(c.host)).map(mark);
 }
 
 /** RFC 5321 §5.1: no MX records -> the domain itself, if it has an address. */
@@ -165,12 +231,21 @@ export async function resolveAddresses(cands: MxCandidate[], resolver: DnsResolv
   const looked = await Promise.all(
     cands.map(async (c) => {
       if (net.isIP(c.host) !== 0) return [c];
-      const [a, aaaa] = await Promise.allSettled([resolver.resolve4(c.host), resolver.resolve6(c.host)]);
+      // A candidate that carries `secure` asks whether its addresses were validated too.
+      const dnssec = c.secure !== undefined;
+      const [a, aaaa] = await Promise.allSettled([
+        lookup<string>(resolver, c.host, 'A', dnssec),
+        lookup<string>(resolver, c.host, 'AAAA', dnssec),
+      ]);
       const list: MxCandidate[] = [];
       for (const l of [a, aaaa]) {
         if (l.status === 'fulfilled')
-          for (const ip of l.value)
-            list.push({ host: ip, port: c.port, preference: c.preference, name: c.host });
+          for (const ip of l.value.records) {
+            const x: MxCandidate = { host: ip, port: c.port, preference: c.preference, name: c.host };
+            if (dnssec) x.secure = c.secure === true && l.value.secure;
+            if (l.value.canonical !== undefined) x.canonical = l.value.canonical;
+            list.push(x);
+          }
         else if (!NO_DATA.has(dnsCode(l.reason))) tempfail ??= l.reason;
       }
       return list;

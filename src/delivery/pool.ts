@@ -17,7 +17,7 @@ import { MtaError } from '../errors.js';
 import { SmtpClient } from '../smtp/client/index.js';
 import type { SmtpClientOptions } from '../smtp/client/options.js';
 import type { Clock } from '../util/clock.js';
-import { capAddresses, type MxCandidate } from './mx.js';
+import { capAddresses, type DaneState, type MxCandidate } from './mx.js';
 import { configuredLoop, greetsAs, type IsSelf, loopsBack, type SelfCheck } from './self.js';
 
 export interface PoolOptions {
@@ -99,6 +99,8 @@ export interface Lease {
   name: string | undefined;
   /** An idle connection kept from an earlier message (the peer may have closed it meanwhile). */
   reused: boolean;
+  /** What DANE found for the host (MX delivery with delivery.dane on). */
+  dane: DaneState | undefined;
   /** Give the connection back: reusable ones are kept for the next message. */
   release(reusable: boolean): void;
 }
@@ -113,6 +115,8 @@ export class ConnectionPool {
   private readonly hostOf = new WeakMap<SmtpClient, string>();
   /** When each connection was opened (clock time), for reuseMs. */
   private readonly openedAt = new WeakMap<SmtpClient, number>();
+  /** What DANE found for each connection's host. */
+  private readonly daneOf = new WeakMap<SmtpClient, DaneState>();
   /** The gate's slot of each connection, given back when the connection is gone. */
   private readonly gateOf = new WeakMap<SmtpClient, () => void>();
   /** Connection attempts in progress for destinations not known to work, and their waiters. */
@@ -308,6 +312,7 @@ export class ConnectionPool {
       host,
       name,
       reused,
+      dane: this.daneOf.get(client),
       release: (reusable) => {
         if (released) return;
         released = true;
@@ -470,6 +475,12 @@ export class ConnectionPool {
     const loops: string[] = [];
     const { tried, cut } = capAddresses(cands, addressLimit);
     for (const c of tried) {
+      // A host its own TLS policy rules out (DANE: its TLSA records could not be looked up).
+      if (c.unusable !== undefined) {
+        errors.push(`${hostLabel(c)} ${c.unusable}: not tried`);
+        tlsFailed = true;
+        continue;
+      }
       // Our own listener as a route's host: connecting would hand the mail to ourselves.
       const byAddress = selfCheck === 'configured' || selfCheck === 'address';
       if (byAddress && c.path === undefined && this.opts.isSelf?.(c.host, c.port)) {
@@ -527,8 +538,11 @@ export class ConnectionPool {
       try {
         const o: SmtpClientOptions = { ...this.opts.clientOptions, ...extra };
         if (c.path !== undefined) o.socketPath = c.path;
-        // Looked up from an MX name: SNI and certificate checks use the name, not the address.
-        if (c.name !== undefined) o.tls = { ...(o.tls ?? { mode: 'opportunistic' }), servername: c.name };
+        // A host's own TLS policy (DANE) goes before the destination's; looked up from an MX
+        // name, SNI and certificate checks use the name, not the address.
+        if (c.tls !== undefined) o.tls = c.tls;
+        else if (c.name !== undefined)
+          o.tls = { ...(o.tls ?? { mode: 'opportunistic' }), servername: c.name };
         this.stats.attempts++;
         client = await SmtpClient.connect(c.host, c.port, o);
         const name = this.opts.clientOptions.name;
@@ -547,6 +561,7 @@ export class ConnectionPool {
         this.stats.connections++;
         this.hostOf.set(client, k);
         this.openedAt.set(client, this.opts.clock.now());
+        if (c.dane !== undefined) this.daneOf.set(client, c.dane);
         if (slot) this.gateOf.set(client, slot);
         this.markAlive(c.host, c.port);
         return {
@@ -556,9 +571,11 @@ export class ConnectionPool {
         };
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
-        errors.push(`${c.host}:${c.port} ${msg}`);
         const stage = (e as { stage?: string }).stage;
-        if (stage === 'starttls') tlsFailed = true;
+        const hostPolicy = stage === 'starttls' ? c.tls?.requiredBy : undefined;
+        errors.push(`${c.host}:${c.port} ${hostPolicy !== undefined ? `${hostPolicy}: ` : ''}${msg}`);
+        if (stage === 'starttls' && (hostPolicy !== undefined || extra.tls?.requiredBy !== undefined))
+          tlsFailed = true;
         // A 5xx greeting or EHLO is the host speaking (not dead): try the next one, and if none
         // takes the mail, defer it as Postfix does rather than bounce on a host's bad moment.
         const spoke = e instanceof MtaError && e.kind === 'permanent';
@@ -589,11 +606,15 @@ export class ConnectionPool {
       );
     // TLS that a policy requires and a host could not give (not offered, a bad certificate):
     // the policy's failure, said as such (RFC 3463 4.7.5: cryptographic failure), still deferred.
+    // A host's own policy (DANE) names itself in its error.
     const requiredBy = extra.tls?.requiredBy;
-    if (tlsFailed && requiredBy !== undefined)
-      throw new MtaError('TLS_REQUIRED', 'transient', `${requiredBy}: ${errors.join('; ')}`, {
-        smtp: { code: 451, enhanced: '4.7.5' },
-      });
+    if (tlsFailed)
+      throw new MtaError(
+        'TLS_REQUIRED',
+        'transient',
+        `${requiredBy !== undefined ? `${requiredBy}: ` : ''}${errors.join('; ')}`,
+        { smtp: { code: 451, enhanced: '4.7.5' } },
+      );
     throw new MtaError('CONNECT_FAILED', 'transient', errors.join('; '), {
       smtp: { code: 451, enhanced: '4.4.1' },
     });

@@ -8,6 +8,7 @@
 // and everything while this node drains, to a peer's SMTP instead.
 import type { Config, Credentials, EtrnDomain, LocalDomain, Route } from '../config/index.js';
 import { MtaError } from '../errors.js';
+import { daneCandidates } from './dane/lookup.js';
 import { type DnsResolver, type MxCandidate, resolveAddresses, resolveMx } from './mx.js';
 import { type IsSelf, type SelfCheck, withoutSelf } from './self.js';
 
@@ -214,19 +215,22 @@ export class Router {
   }
 
   private byMx(domain: string, etrn: EtrnDomain | undefined): Decision {
+    // DANE (RFC 7672) is about the MX hosts of a domain, as MTA-STS: a route's are the operator's.
+    const dane = this.config.delivery.dane && this.resolver.resolveSecure !== undefined;
     return {
       kind: 'remote',
       key: `mx:${domain}`,
       // RFC 5321 §5.1: this host and the MX hosts it prefers to itself are no next hop.
-      candidates: async () =>
-        withoutSelf(
-          domain,
-          await resolveAddresses(
-            await resolveMx(domain, { resolver: this.resolver, random: this.random, port: this.mxPort }),
-            this.resolver,
-          ),
-          this.isSelf,
-        ),
+      candidates: async () => {
+        const mx = await resolveMx(domain, {
+          resolver: this.resolver,
+          random: this.random,
+          port: this.mxPort,
+          dnssec: dane,
+        });
+        const cands = withoutSelf(domain, await resolveAddresses(mx, this.resolver), this.isSelf);
+        return dane ? daneCandidates(cands, { resolver: this.resolver, now: Date.now }) : cands;
+      },
       requireTls: false,
       verifyTls: false,
       auth: undefined,

@@ -5,7 +5,11 @@
 // most `maxEntries` entries (the oldest inserted goes first); a TTL of 0 is not cached.
 // Never throws.
 
-export type CachedResult<T> = { ok: true; value: T } | { ok: false; code: 'ENOTFOUND' | 'ENODATA' };
+/** An answer; `secure`: DNSSEC-validated by a trusted resolver; `canonical`: the CNAME target. */
+export type CachedResult<T> = (
+  | { ok: true; value: T; canonical?: string }
+  | { ok: false; code: 'ENOTFOUND' | 'ENODATA' }
+) & { secure?: boolean };
 
 interface Entry {
   expires: number;

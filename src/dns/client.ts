@@ -7,13 +7,28 @@
 // followed (8 links at most). Identical lookups in flight share one exchange.
 // Fails with DnsError (types.ts): ENOTFOUND / ENODATA for the two negative answers, the last
 // failure seen (ETIMEOUT, ESERVFAIL, EREFUSED, ECONNREFUSED, ...) when no server answered.
+// DNSSEC (for DANE): with `dnssec` other than "never", questions to servers whose word is trusted
+// ask for validation (transport.ts), and an answer counts as validated only if its AD bit is set
+// and it came from such a server: one on loopback (the validating resolver on this host, as
+// Postfix's smtp_dns_support_level = dnssec assumes), or any with "always" (the operator says
+// the path is safe). A CNAME chain is validated only if every part of it was.
 
 import { getServers } from 'node:dns';
 import type { DecodedPacket } from 'dns-packet';
 import { type Clock, systemClock } from '../util/clock.js';
 import { type CachedResult, DnsCache } from './cache.js';
 import { type DnsServer, query } from './transport.js';
-import { DnsError, type DnsErrorCode, type DnsResolver, type LookupType, type MxRecord } from './types.js';
+import net from 'node:net';
+import {
+  DnsError,
+  type DnsErrorCode,
+  type DnsResolver,
+  type LookupType,
+  type MxRecord,
+  type SecureAnswer,
+  type SecureType,
+  type TlsaRecord,
+} from './types.js';
 import { MAX_DOMAIN_LENGTH, MAX_LABEL_LENGTH } from '../util/domain.js';
 
 export interface DnsClientOptions {
@@ -30,8 +45,30 @@ export interface DnsClientOptions {
   /** Cap of a negative answer's TTL (default 15 min). */
   maxNegativeTtlMs?: number;
   clock?: Clock;
+  /**
+   * Whose AD bit is believed ([dns] dnssec): "loopback" servers only, "always" (the path to the
+   * servers is trusted), or "never" (no answer is ever validated; the default here).
+   */
+  dnssec?: DnssecTrust;
   /** The exchange itself; tests replace it to count or fail exchanges. */
-  exchange?: (server: DnsServer, name: string, type: LookupType, timeoutMs: number) => Promise<DecodedPacket>;
+  exchange?: (
+    server: DnsServer,
+    name: string,
+    type: LookupType,
+    timeoutMs: number,
+    dnssec?: boolean,
+  ) => Promise<DecodedPacket>;
+}
+
+export type DnssecTrust = 'loopback' | 'always' | 'never';
+
+/** Whether the AD bit of `server`'s answers is believed under `trust`. */
+export function trustsAd(server: DnsServer, trust: DnssecTrust): boolean {
+  if (trust === 'never') return false;
+  if (trust === 'always') return true;
+  const h = server.host.toLowerCase();
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  return h === '::1' || h === '0:0:0:0:0:0:0:1' || h === '::ffff:127.0.0.1';
 }
 
 /** Nameservers as node:dns lists them ("1.2.3.4", "1.2.3.4:5353", "::1", "[::1]:5353"). */
@@ -46,7 +83,7 @@ export function parseServers(list: readonly string[]): DnsServer[] {
 }
 
 /** The system resolver's nameservers (from /etc/resolv.conf, read by node at start-up). */
-function systemServers(): DnsServer[] {
+export function systemServers(): DnsServer[] {
   const out = parseServers(getServers());
   // No nameserver line: the resolver library's own default.
   return out.length > 0 ? out : [{ host: '127.0.0.1', port: 53 }];
@@ -92,7 +129,7 @@ function negativeTtl(r: DecodedPacket): number {
   return 0; // no SOA: not cached
 }
 
-type Value = string[] | MxRecord[] | string[][];
+type Value = string[] | MxRecord[] | string[][] | TlsaRecord[];
 
 function convert(type: LookupType, records: Rr[]): Value {
   switch (type) {
@@ -106,6 +143,11 @@ function convert(type: LookupType, records: Rr[]): Value {
         const d = a.data as string | Buffer | (string | Buffer)[];
         const parts = Array.isArray(d) ? d : [d];
         return parts.map((p) => (typeof p === 'string' ? p : p.toString('utf8')));
+      });
+    case 'TLSA':
+      return records.map((a) => {
+        const d = a.data as { usage: number; selector: number; matchingType: number; certificate: Buffer };
+        return { usage: d.usage, selector: d.selector, matching: d.matchingType, data: d.certificate };
       });
     default:
       return records.map((a) => String(a.data));
@@ -121,6 +163,7 @@ export class DnsClient implements DnsResolver {
   private readonly cache: DnsCache;
   private readonly inflight = new Map<string, Promise<Answered>>();
   private readonly exchange: NonNullable<DnsClientOptions['exchange']>;
+  private readonly trust: DnssecTrust;
   /** Exchanges sent and lookups answered from the cache (for tests and metrics). */
   readonly stats = { exchanges: 0, cacheHits: 0 };
 
@@ -133,6 +176,27 @@ export class DnsClient implements DnsResolver {
     const clock = opts.clock ?? systemClock;
     this.cache = new DnsCache(opts.cacheSize ?? 10_000, () => clock.now());
     this.exchange = opts.exchange ?? query;
+    this.trust = opts.dnssec ?? 'never';
+  }
+
+  /** Whether any configured server's validation is believed (else nothing is ever secure). */
+  get validating(): boolean {
+    return this.servers.some((s) => trustsAd(s, this.trust));
+  }
+
+  /** The servers asked, for `logmta check` and the start-up log. */
+  get serverList(): readonly DnsServer[] {
+    return this.servers;
+  }
+
+  async resolveSecure(rawName: string, type: SecureType): Promise<SecureAnswer> {
+    const name = normalise(rawName, type);
+    const r = (await this.result(name, type, 0)).result;
+    const secure = r.secure === true;
+    if (!r.ok) return { records: [], secure, code: r.code };
+    const out: SecureAnswer = { records: r.value.slice() as SecureAnswer['records'], secure };
+    if (r.canonical !== undefined && r.canonical !== name) out.canonical = r.canonical;
+    return out;
   }
 
   resolveMx(name: string): Promise<MxRecord[]> {
@@ -192,13 +256,14 @@ export class DnsClient implements DnsResolver {
         let resp: DecodedPacket;
         try {
           this.stats.exchanges++;
-          resp = await this.exchange(server, name, type, this.timeoutMs);
+          resp = await this.exchange(server, name, type, this.timeoutMs, trustsAd(server, this.trust));
         } catch (e) {
           last = e instanceof DnsError ? e : new DnsError('EBADRESP', name, type, (e as Error).message);
           continue;
         }
         const rcode = (resp as { rcode?: string }).rcode ?? 'NOERROR';
-        if (rcode === 'NXDOMAIN') return this.negative('ENOTFOUND', resp);
+        const secure = resp.flag_ad === true && trustsAd(server, this.trust);
+        if (rcode === 'NXDOMAIN') return this.negative('ENOTFOUND', resp, secure);
         if (rcode !== 'NOERROR') {
           last = new DnsError(
             FAIL_RCODES[rcode] ?? 'EBADRESP',
@@ -208,14 +273,17 @@ export class DnsClient implements DnsResolver {
           );
           continue;
         }
-        return this.positive(name, type, resp, depth);
+        return this.positive(name, type, resp, depth, secure);
       }
     }
     throw last ?? new DnsError('ETIMEOUT', name, type);
   }
 
-  private negative(code: 'ENOTFOUND' | 'ENODATA', resp: DecodedPacket): Answered {
-    return { result: { ok: false, code }, ttlMs: Math.min(negativeTtl(resp) * 1000, this.maxNegativeTtlMs) };
+  private negative(code: 'ENOTFOUND' | 'ENODATA', resp: DecodedPacket, secure: boolean): Answered {
+    return {
+      result: { ok: false, code, ...(secure && { secure }) },
+      ttlMs: Math.min(negativeTtl(resp) * 1000, this.maxNegativeTtlMs),
+    };
   }
 
   private async positive(
@@ -223,6 +291,7 @@ export class DnsClient implements DnsResolver {
     type: LookupType,
     resp: DecodedPacket,
     depth: number,
+    secure: boolean,
   ): Promise<Answered> {
     const answers = rrs(resp.answers);
     let current = name;
@@ -233,7 +302,12 @@ export class DnsClient implements DnsResolver {
       if (records.length > 0) {
         for (const a of records) ttl = Math.min(ttl, a.ttl ?? 0);
         return {
-          result: { ok: true, value: convert(type, records) },
+          result: {
+            ok: true,
+            value: convert(type, records),
+            ...(current !== name && { canonical: current }),
+            ...(secure && { secure }),
+          },
           ttlMs: Math.min(ttl * 1000, this.maxTtlMs),
         };
       }
@@ -246,10 +320,15 @@ export class DnsClient implements DnsResolver {
         // look the target up, and keep the answer no longer than either part allows.
         if (depth + 1 > MAX_CNAME) break;
         const target = await this.result(current, type, depth + 1);
-        return { result: target.result, ttlMs: Math.min(ttl * 1000, target.ttlMs, this.maxTtlMs) };
+        const t = target.result;
+        const result: CachedResult<Value> = t.ok
+          ? { ok: true, value: t.value, canonical: t.canonical ?? current }
+          : { ok: false, code: t.code };
+        if (secure && t.secure === true) result.secure = true;
+        return { result, ttlMs: Math.min(ttl * 1000, target.ttlMs, this.maxTtlMs) };
       }
     }
-    return this.negative('ENODATA', resp);
+    return this.negative('ENODATA', resp, secure);
   }
 }
 

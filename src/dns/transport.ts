@@ -1,6 +1,8 @@
 // One DNS question to one server, over UDP (with EDNS0, 1232-byte answers; without it to a server
 // that answers FORMERR to EDNS0) and over TCP when the UDP answer was truncated (RFC 7766).
-// Encoding and decoding are dns-packet's.
+// Encoding and decoding are dns-packet's. With `dnssec`, the question asks for validated answers:
+// the DO bit (RFC 3225) and the AD bit (RFC 6840 §5.7), so that a validating resolver says in
+// its answer's AD bit whether it validated it.
 // Invariants: an answer is taken only if its id, QR bit and question match what was sent (from a
 // connected socket, so only from the server asked); every socket is closed on every path, and
 // the caller's deadline bounds each exchange.
@@ -22,11 +24,11 @@ export interface DnsServer {
 /** The payload size we advertise: what fits in one packet on every path (DNS flag day 2020). */
 const EDNS_PAYLOAD = 1232;
 
-function question(name: string, type: LookupType, id: number, edns: boolean): Packet {
+function question(name: string, type: LookupType, id: number, edns: boolean, dnssec: boolean): Packet {
   const p: Packet = {
     type: 'query',
     id,
-    flags: packet.RECURSION_DESIRED,
+    flags: packet.RECURSION_DESIRED | (dnssec ? packet.AUTHENTIC_DATA : 0),
     questions: [{ type, name, class: 'IN' }],
   };
   if (edns)
@@ -37,8 +39,8 @@ function question(name: string, type: LookupType, id: number, edns: boolean): Pa
         udpPayloadSize: EDNS_PAYLOAD,
         extendedRcode: 0,
         ednsVersion: 0,
-        flags: 0,
-        flag_do: false,
+        flags: dnssec ? packet.DNSSEC_OK : 0,
+        flag_do: dnssec,
         options: [],
       },
     ];
@@ -100,9 +102,10 @@ export function queryUdp(
   type: LookupType,
   timeoutMs: number,
   edns = true,
+  dnssec = false,
 ): Promise<DecodedPacket> {
   const id = randomInt(0x10000);
-  const msg = packet.encode(question(name, type, id, edns));
+  const msg = packet.encode(question(name, type, id, edns, dnssec));
   return exchange(server, name, type, timeoutMs, 'UDP', (finish) => {
     const sock = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     sock.on('message', (buf) => {
@@ -130,9 +133,10 @@ function queryTcp(
   name: string,
   type: LookupType,
   timeoutMs: number,
+  dnssec: boolean,
 ): Promise<DecodedPacket> {
   const id = randomInt(0x10000);
-  const msg = packet.streamEncode(question(name, type, id, false));
+  const msg = packet.streamEncode(question(name, type, id, dnssec, dnssec));
   const where = `${server.host}:${server.port}`;
   return exchange(server, name, type, timeoutMs, 'TCP', (finish) => {
     let buf: Buffer = Buffer.alloc(0);
@@ -170,9 +174,11 @@ export async function query(
   name: string,
   type: LookupType,
   timeoutMs: number,
+  dnssec = false,
 ): Promise<DecodedPacket> {
-  let r = await queryUdp(server, name, type, timeoutMs);
-  if ((r as { rcode?: string }).rcode === 'FORMERR') r = await queryUdp(server, name, type, timeoutMs, false);
+  let r = await queryUdp(server, name, type, timeoutMs, true, dnssec);
+  if ((r as { rcode?: string }).rcode === 'FORMERR')
+    r = await queryUdp(server, name, type, timeoutMs, false, dnssec);
   if (!r.flag_tc) return r;
-  return queryTcp(server, name, type, timeoutMs);
+  return queryTcp(server, name, type, timeoutMs, dnssec);
 }

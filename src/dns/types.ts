@@ -5,6 +5,8 @@
 // resolver (and libraries such as mailauth) work unchanged: an absent name rejects with code
 // ENOTFOUND, a name without records of the type with ENODATA (both permanent), anything else
 // (ESERVFAIL, EREFUSED, ETIMEOUT, ECONNREFUSED, EBADRESP, ...) is transient.
+// `resolveSecure` (DANE's lookups) says besides whether the answer was DNSSEC-validated by a
+// resolver whose word we take (client.ts: a loopback one, or one the operator trusts).
 
 import { MtaError } from '../errors.js';
 
@@ -20,10 +22,39 @@ export interface DnsResolver {
   /** Each record as its character-strings, in order (join them for SPF/DKIM/DMARC). */
   resolveTxt(name: string): Promise<string[][]>;
   resolvePtr(name: string): Promise<string[]>;
+  /**
+   * DNSSEC-aware lookup (DANE, RFC 7672): the records and whether they were validated. A
+   * negative answer (NXDOMAIN, NODATA) resolves with no records and its code, since whether a
+   * denial was validated matters too; failures reject as elsewhere. Absent: nothing is ever
+   * validated (a resolver of tests, or one without DNSSEC).
+   */
+  resolveSecure?(name: string, type: SecureType): Promise<SecureAnswer>;
 }
 
-/** The record types `lookup()` answers (what SPF, DKIM, DMARC and DNSBL ask for). */
-export type LookupType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR';
+/** A TLSA record (RFC 6698 §2.1): certificate usage, selector, matching type, association data. */
+export interface TlsaRecord {
+  usage: number;
+  selector: number;
+  matching: number;
+  data: Buffer;
+}
+
+/** The record types DANE looks up with their validation status. */
+export type SecureType = 'MX' | 'A' | 'AAAA' | 'TLSA';
+
+export interface SecureAnswer {
+  /** MxRecord[] for MX, addresses for A/AAAA, TlsaRecord[] for TLSA; empty for a negative answer. */
+  records: MxRecord[] | string[] | TlsaRecord[];
+  /** The resolver validated the answer (or the denial) and we trust it to. */
+  secure: boolean;
+  /** Where CNAMEs led (lower case), when the records belong to another name than asked. */
+  canonical?: string;
+  /** ENOTFOUND (NXDOMAIN) or ENODATA (NODATA) for a negative answer. */
+  code?: 'ENOTFOUND' | 'ENODATA';
+}
+
+/** The record types `lookup()` answers (SPF, DKIM, DMARC and DNSBL; MX routing; DANE's TLSA). */
+export type LookupType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR' | 'TLSA';
 
 /** Codes of node:dns used here; ENOTFOUND and ENODATA are answers, the rest are failures. */
 export type DnsErrorCode =

@@ -8,6 +8,10 @@
 // is the one check of a connection against a policy, for both modes.
 // Fails: `enforceCandidates` rejects with MtaError MTA_STS_NO_MX (transient, 451 4.7.5) when no
 // MX host matches: deferred, never bounced — the domain may fix its MX or its policy.
+// DANE goes first where it applies (RFC 8461 §2): an MX host with usable TLSA records (or whose
+// TLSA lookup failed, which DANE defers) is kept whatever the mx patterns say, and its own TLS
+// policy stands; one whose TLSA records are all unusable gets the policy's verified TLS instead
+// of DANE's unauthenticated one.
 
 import { MtaError } from '../../errors.js';
 import type { SmtpClient, TlsPolicy } from '../../smtp/client/index.js';
@@ -40,7 +44,16 @@ export function enforceCandidates(
   if (a.mode !== 'enforce' || policy === undefined) return candidates;
   return async () => {
     const all = await candidates();
-    const ok = all.filter((c) => c.name !== undefined && policyAllows(policy, c.name));
+    const ok = all
+      .filter(
+        (c) =>
+          c.dane === 'tlsa' || c.dane === 'failed' || (c.name !== undefined && policyAllows(policy, c.name)),
+      )
+      .map((c) => {
+        if (c.dane !== 'unusable') return c;
+        const { tls: _dane, ...rest } = c;
+        return rest;
+      });
     if (ok.length > 0) return ok;
     const names = [...new Set(all.map((c) => c.name ?? c.host))].join(', ');
     throw new MtaError(

@@ -50,6 +50,12 @@ export interface TlsPolicy {
    * whose every host fails the TLS requirement is then deferred with 4.7.5, not 4.4.1.
    */
   requiredBy?: string;
+  /**
+   * A check of the peer's certificates right after the handshake, before anything else is sent
+   * (DANE: its TLSA records); a failure ends the session with a `starttls` error, and never
+   * falls back to plain text.
+   */
+  peerCheck?: (socket: tls.TLSSocket) => { ok: true; how: string } | { ok: false; why: string };
 }
 
 export interface SmtpClientOptions {

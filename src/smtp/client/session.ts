@@ -43,6 +43,7 @@ export class SmtpClient {
   private ext: Extensions = noExtensions();
   private greet: Reply | undefined;
   private mech: AuthMechanism | undefined;
+  private checked: string | undefined;
   private readonly state: TransactionState = { messages: 0, dirty: false, busy: false };
 
   private constructor(conn: SmtpConnection, opts: SmtpClientOptions) {
@@ -129,6 +130,11 @@ export class SmtpClient {
       error: err === null || err === undefined ? undefined : err instanceof Error ? err.message : String(err),
       verified: s.authorized && this.opts.tls?.verify === true,
     };
+  }
+
+  /** What the TLS policy's peerCheck matched ("DANE-EE 1 1"), when it had one and it passed. */
+  get peerChecked(): string | undefined {
+    return this.checked;
   }
 
   get authenticated(): AuthMechanism | undefined {
@@ -277,6 +283,14 @@ export class SmtpClient {
       throw new SmtpClientError('starttls', `TLS handshake with ${conn.remote} failed: ${errorText(e)}`, {
         cause: e,
       });
+    }
+    if (policy.peerCheck !== undefined) {
+      const v = policy.peerCheck(conn.socket as tls.TLSSocket);
+      if (!v.ok) {
+        await this.quit();
+        throw new SmtpClientError('starttls', v.why, { kind: 'transient' });
+      }
+      this.checked = v.how;
     }
     // RFC 3207 §4.2: forget everything learnt before TLS and ask again.
     this.ext = noExtensions();
