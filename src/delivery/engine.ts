@@ -322,8 +322,27 @@ export class DeliveryEngine {
     // The connection checked against the policy: under enforce, a kept connection made before
     // the policy was known is given up for a new one, and one that still falls short (it
     // cannot, the TLS options forbid it; this is the last line) sends nothing.
+    // DANE: a kept connection made before its host's TLSA records were known (plain, or TLS
+    // not checked against them) is given up for a new one, made under the records of now.
+    const keptMeetsDane = async (lease: Awaited<ReturnType<typeof connect>>): Promise<boolean> => {
+      let now: MxCandidate[];
+      try {
+        now = await looked();
+      } catch (e) {
+        lease.release(false);
+        throw e;
+      }
+      const c = now.find((x) => x.name !== undefined && x.name === lease.name);
+      if (c?.dane === 'tlsa') return lease.client.peerChecked !== undefined;
+      if (c?.dane === 'unusable') return lease.client.secure;
+      return c?.dane !== 'failed';
+    };
     const acquire = async (fresh: boolean) => {
       let lease = await connect(fresh);
+      if (d.dane && lease.reused && !(await keptMeetsDane(lease))) {
+        lease.release(false);
+        lease = await connect(true);
+      }
       // A host whose certificate matched its TLSA records: DANE decided, MTA-STS has no say.
       if (!sts || sts.mode === 'none' || lease.client.peerChecked !== undefined) return lease;
       let why = violation(sts, lease.client, lease.name);

@@ -36,6 +36,8 @@ export type Decision =
       addressLimit?: number;
       /** The domain whose MTA-STS policy applies (MX delivery with delivery.mta_sts on). */
       mtaSts?: string;
+      /** DANE applies to the candidates' MX hosts (delivery.dane on, a resolver that can validate). */
+      dane?: true;
     };
 
 /** A cluster peer that takes mail instead of its usual destination (src/cluster/ decides which). */
@@ -240,6 +242,7 @@ export class Router {
       addressLimit: this.config.delivery.mxAddressLimit,
       // RFC 8461 is about the MX hosts of a domain: a route's hosts are the operator's choice.
       ...(this.config.delivery.mtaSts ? { mtaSts: domain } : {}),
+      ...(dane ? { dane: true as const } : {}),
     };
   }
 }

@@ -111,3 +111,28 @@ test('logmta check and serve refuse ETRN subdomains of a public suffix, and a ro
     }
   }
 });
+
+test('logmta check says whether DANE can apply: the resolver on loopback, trusted by the operator, or not', async () => {
+  const dir = makeTempDir('logmta-check-dane-');
+  const run = async (toml: string) => {
+    const f = join(dir, 'c.toml');
+    writeFileSync(f, `hostname = "mx.example"\ndata_dir = "${dir}/data"\n${toml}`);
+    const r = await runLogmta(['check', '--config', f]);
+    assert.equal(r.code, 0, r.stderr);
+    return /^ {2}dane {10}(.*)$/m.exec(r.stdout)?.[1] ?? `no dane line in ${r.stdout}`;
+  };
+  assert.match(
+    await run('[dns]\nservers = ["127.0.0.1:5353"]\n'),
+    /^DANE on; DNSSEC validation believed from 127\.0\.0\.1:5353 \(on loopback\): it must be a validating resolver$/,
+  );
+  assert.match(
+    await run('[dns]\nservers = ["192.0.2.53"]\n'),
+    /^DANE on, but \[dns\] servers 192\.0\.2\.53:53 is not on loopback: its DNSSEC validation is not believed and DANE never applies/,
+  );
+  assert.match(
+    await run('[dns]\nservers = ["192.0.2.53"]\ndnssec = "always"\n'),
+    /believed from 192\.0\.2\.53:53 \(\[dns\] dnssec = "always"\)/,
+  );
+  assert.match(await run('[dns]\nservers = ["127.0.0.1"]\ndnssec = "never"\n'), /\[dns\] dnssec = "never"/);
+  assert.equal(await run('[delivery]\ndane = false\n'), 'DANE off (delivery.dane = false)');
+});

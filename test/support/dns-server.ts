@@ -60,9 +60,12 @@ export function txt(name: string, value: string, ttl = 300): string {
   return `${abs(name)} ${ttl} IN TXT ${parts.map((p) => `"${p.replace(/(["\\])/g, '\\$1')}"`).join(' ')}`;
 }
 
-function config(dir: string, port: number, z: DnsZones): string {
-  const neg = z.negativeTtl ?? 60;
-  const lines = [
+/**
+ * The server: lines of a test unbound on 127.0.0.1:`port`, in the foreground, files in `dir`,
+ * answering loopback clients only; `modules` its module-config.
+ */
+export function unboundServer(dir: string, port: number, modules: string, queryLocalhost: boolean): string[] {
+  return [
     'server:',
     '  interface: 127.0.0.1',
     `  port: ${port}`,
@@ -78,12 +81,17 @@ function config(dir: string, port: number, z: DnsZones): string {
     '  num-threads: 1',
     '  so-reuseport: no',
     '  access-control: 127.0.0.0/8 allow',
-    '  module-config: "iterator"',
-    '  do-not-query-localhost: yes',
+    `  module-config: "${modules}"`,
+    `  do-not-query-localhost: ${queryLocalhost ? 'no' : 'yes'}`,
     // Every answer fresh from the local data: the cache under test is logmta's, not unbound's.
     '  msg-cache-size: 0',
     '  rrset-cache-size: 0',
   ];
+}
+
+function config(dir: string, port: number, z: DnsZones): string {
+  const neg = z.negativeTtl ?? 60;
+  const lines = unboundServer(dir, port, 'iterator', false);
   const q = (s: string) => `'${s.replace(/'/g, "\\'")}'`;
   for (const zone of z.zones) {
     lines.push(`  local-zone: "${abs(zone)}" static`);
@@ -103,7 +111,7 @@ function config(dir: string, port: number, z: DnsZones): string {
 }
 
 /** A port free for both UDP and TCP on 127.0.0.1 at the time of asking. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   for (;;) {
     const udp = dgram.createSocket('udp4');
     const port = await new Promise<number>((res, rej) => {
