@@ -218,7 +218,8 @@ export class Router {
 
   private byMx(domain: string, etrn: EtrnDomain | undefined): Decision {
     // DANE (RFC 7672) is about the MX hosts of a domain, as MTA-STS: a route's are the operator's.
-    const dane = this.config.delivery.dane && this.resolver.resolveSecure !== undefined;
+    const dane =
+      this.config.delivery.dane && this.resolver.resolveSecure !== undefined && this.resolver.validating !== false;
     return {
       kind: 'remote',
       key: `mx:${domain}`,

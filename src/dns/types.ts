@@ -29,6 +29,8 @@ export interface DnsResolver {
    * validated (a resolver of tests, or one without DNSSEC).
    */
   resolveSecure?(name: string, type: SecureType): Promise<SecureAnswer>;
+  /** False when no server's validation is believed: `resolveSecure` then never says secure. */
+  readonly validating?: boolean;
 }
 
 /** A TLSA record (RFC 6698 §2.1): certificate usage, selector, matching type, association data. */
