@@ -26,6 +26,7 @@ describe('[dns]', () => {
       cacheSize: 10_000,
       maxTtlMs: 3_600_000,
       maxNegativeTtlMs: 900_000,
+      dnssec: 'loopback',
     });
   });
 
@@ -45,7 +46,17 @@ describe('[dns]', () => {
       cacheSize: 0,
       maxTtlMs: 300_000,
       maxNegativeTtlMs: 0,
+      dnssec: 'loopback',
     });
+  });
+
+  test('dnssec says whose validation is believed: loopback (default), always, never; others are refused', () => {
+    for (const v of ['loopback', 'always', 'never'] as const) {
+      assert.equal(configFromToml(`[dns]\ndnssec = "${v}"\n`).dns.dnssec, v);
+    }
+    const p = problemsOf('[dns]\ndnssec = "yes"\n');
+    assert.equal(p.length, 1, p.join('\n'));
+    assert.match(p[0] ?? '', /^f: dns\.dnssec: /);
   });
 
   test('bad values name their key', () => {
