@@ -44,11 +44,6 @@ export interface QueueOptions {
   /** Bytes a spool buffers before it writes a chunk record (tests make it small). */
   chunkSize?: number;
   onProgress?: (done: number, total: number) => void;
-  /**
-   * Recovery checks the frames' CRCs in a worker thread (log/frame-check.ts) when the segments
-   * hold at least this many bytes (default RECOVERY_CHECK_THREAD_BYTES; tests set 0 or Infinity).
-   */
-  recoveryCheckThreadBytes?: number;
 }
 
 export const DEFAULT_RETRY = [5, 15, 30, 60, 120, 240, 480].map((m) => m * 60_000);

@@ -129,7 +129,7 @@ export class Queue {
     // needs room, and what it numbers next is known before the first freed segment comes.
     const spares = await q.cx.spares.open();
     try {
-      q.recovery = await recover(q.cx, opts.onProgress, opts.recoveryCheckThreadBytes);
+      q.recovery = await recover(q.cx, opts.onProgress);
     } catch (e) {
       await q.cx.spares.close(); // no zeroing goes on under a queue that never opened
       throw e;

@@ -11,7 +11,6 @@ import type { QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
 import { parseLaneName, parseSegmentName, segmentName } from './log/segment.js';
 import { laneSegments, missingSegments, segmentCut } from './log/lane-scan.js';
-import { FrameChecker } from './log/frame-check.js';
 import { ReadAhead } from './log/read-ahead.js';
 import { scanSegment } from './log/reader.js';
 import type { GroupWriter } from './log/writer.js';
@@ -60,10 +59,6 @@ export interface RecoveryReport {
   repaired: number;
   /** Spare segment files found in spare/ and kept (ready, or zeroed again), log/spares.ts. */
   spares: number;
-  /** Bytes of frames whose CRCs the check thread (log/frame-check.ts) checked; the rest, the scan did. */
-  checkedByThread: number;
-  /** The CRC check thread failed and the main thread checked instead: why. */
-  checkThreadFailure?: string;
   ms: number;
 }
 
@@ -81,11 +76,6 @@ const PLAN_CONCURRENCY = 16;
 /** Files read ahead of the scan at most; beyond the next one, only small ones up to the bytes. */
 const READ_AHEAD_FILES = 8;
 const READ_AHEAD_BYTES = 8 * 1024 * 1024;
-/**
- * Segments holding at least this many bytes in all have their frames' CRCs checked in a second
- * thread (log/frame-check.ts): below it, starting the thread costs more than it saves.
- */
-export const RECOVERY_CHECK_THREAD_BYTES = 32 * 1024 * 1024;
 
 /** `f` of every item, at most `limit` at a time; the results in the items' order. */
 async function mapLimited<T, R>(
@@ -114,7 +104,6 @@ async function mapLimited<T, R>(
 export async function recover(
   q: QueueLike,
   onProgress?: (done: number, total: number) => void,
-  checkThreadBytes = RECOVERY_CHECK_THREAD_BYTES,
 ): Promise<RecoveryReport> {
   const t0 = performance.now();
   const { fs, core, writer } = q;
@@ -135,7 +124,6 @@ export async function recover(
     missingData: [],
     repaired: 0,
     spares: 0,
-    checkedByThread: 0,
     ms: 0,
   };
   await fs.mkdirp(`${q.dir}/lanes`);
@@ -172,179 +160,142 @@ export async function recover(
     if (piece > 0 && piece > (topPiece.get(msgId) ?? 0)) topPiece.set(msgId, piece);
   };
   const corrupt: Array<{ lane: string; seq: number; offset: number }> = [];
-  // A large queue's CRCs are checked in a second thread as the files arrive, ahead of the scan;
-  // how far each file's frames were checked there goes with its bytes.
-  const checker =
-    total >= checkThreadBytes && total > 0
-      ? new FrameChecker((e) => {
-          report.checkThreadFailure = String(e);
-        })
-      : undefined;
-  const checkedTo = new WeakMap<Buffer, number>();
-  const readChecked = async (path: string): Promise<Buffer> => {
-    const buf = await fs.readFile(path);
-    if (checker === undefined) return buf;
-    const c = await checker.check(buf, () => fs.readFile(path));
-    checkedTo.set(c.buf, c.checkedTo);
-    report.checkedByThread += c.checkedTo;
-    return c.buf;
-  };
   // Files in the order the scan wants them, so that the next is read while one is scanned.
   const files = new ReadAhead(
     plan.flatMap(({ lane, seqs }) => seqs.map((s) => `${q.dir}/lanes/${lane}/${segmentName(s)}`)),
-    readChecked,
+    (path) => fs.readFile(path),
     { maxFiles: READ_AHEAD_FILES, maxBytes: READ_AHEAD_BYTES, sizes: sizeOf },
   );
-  try {
-    let done = 0;
-    let lastProgress = 0;
-    for (const { lane: laneName, seqs } of plan) {
-      const lane = core.lane(laneName);
-      report.lanes++;
-      report.missingSegments.push(...missingSegments(laneName, seqs, quarantined));
-      let lastSeq = 0;
-      let lastEnd = 0;
-      const pathOf = (seq: number) => `${q.dir}/lanes/${laneName}/${segmentName(seq)}`;
-      const lanes = laneSegments(
-        seqs,
-        (seq) => files.get(pathOf(seq)),
-        (b) => checkedTo.get(b) ?? 0,
-      );
-      for await (const { seq, buf, newest } of lanes) {
-        const path = pathOf(seq);
-        report.segments++;
-        report.bytes += buf.length;
-        lane.seg(seq);
-        const scan = scanSegment(
-          buf,
-          newest,
-          (r) => {
-            report.records++;
-            switch (r.type) {
-              case RT_DATA: {
-                const id = decodeDataId(r.body);
-                let m = M.byId.get(id);
-                if (m === undefined) m = core.newMessage(id, 0);
-                core.adoptData(
-                  m,
-                  lane,
+  let done = 0;
+  let lastProgress = 0;
+  for (const { lane: laneName, seqs } of plan) {
+    const lane = core.lane(laneName);
+    report.lanes++;
+    report.missingSegments.push(...missingSegments(laneName, seqs, quarantined));
+    let lastSeq = 0;
+    let lastEnd = 0;
+    const pathOf = (seq: number) => `${q.dir}/lanes/${laneName}/${segmentName(seq)}`;
+    for await (const { seq, buf, newest } of laneSegments(seqs, (seq) => files.get(pathOf(seq)))) {
+      const path = pathOf(seq);
+      report.segments++;
+      report.bytes += buf.length;
+      lane.seg(seq);
+      const scan = scanSegment(buf, newest, (r) => {
+        report.records++;
+        switch (r.type) {
+          case RT_DATA: {
+            const id = decodeDataId(r.body);
+            let m = M.byId.get(id);
+            if (m === undefined) m = core.newMessage(id, 0);
+            core.adoptData(m, lane, seq, r.offset + FRAME_HEADER + DATA_PREFIX, r.body.length - DATA_PREFIX);
+            q.ids.observe(id);
+            break;
+          }
+          case RT_CHUNK: {
+            const c = decodeChunkHead(r.body);
+            let m = M.byId.get(c.msgId);
+            if (m === undefined) m = core.newMessage(c.msgId, 0);
+            core.adoptChunk(
+              m,
+              lane,
+              seq,
+              r.offset + FRAME_HEADER + CHUNK_PREFIX,
+              r.body.length - CHUNK_PREFIX,
+              c.offset,
+              c.last,
+            );
+            q.ids.observe(c.msgId);
+            break;
+          }
+          case RT_ENVELOPE: {
+            const h = decodeEnvelopeHead(r.body);
+            let m = M.byId.get(h.msgId);
+            if (m === undefined) m = core.newMessage(h.msgId, h.arrival);
+            M.arrival[m] = h.arrival;
+            q.ids.observe(h.msgId);
+            let p = core.pieceOf(m, h.piece);
+            if (p === NO_SLOT) p = core.addPiece(m, h.piece);
+            else if (P.version[p]! >= h.version) {
+              // An older version than one already seen: dead unless we never see its Done.
+              if (P.version[p]! > h.version)
+                superseded.set(`${h.msgId}:${h.piece}:${h.version}`, {
+                  lane: laneName,
                   seq,
-                  r.offset + FRAME_HEADER + DATA_PREFIX,
-                  r.body.length - DATA_PREFIX,
-                );
-                q.ids.observe(id);
-                break;
-              }
-              case RT_CHUNK: {
-                const c = decodeChunkHead(r.body);
-                let m = M.byId.get(c.msgId);
-                if (m === undefined) m = core.newMessage(c.msgId, 0);
-                core.adoptChunk(
-                  m,
-                  lane,
-                  seq,
-                  r.offset + FRAME_HEADER + CHUNK_PREFIX,
-                  r.body.length - CHUNK_PREFIX,
-                  c.offset,
-                  c.last,
-                );
-                q.ids.observe(c.msgId);
-                break;
-              }
-              case RT_ENVELOPE: {
-                const h = decodeEnvelopeHead(r.body);
-                let m = M.byId.get(h.msgId);
-                if (m === undefined) m = core.newMessage(h.msgId, h.arrival);
-                M.arrival[m] = h.arrival;
-                q.ids.observe(h.msgId);
-                let p = core.pieceOf(m, h.piece);
-                if (p === NO_SLOT) p = core.addPiece(m, h.piece);
-                else if (P.version[p]! >= h.version) {
-                  // An older version than one already seen: dead unless we never see its Done.
-                  if (P.version[p]! > h.version)
-                    superseded.set(`${h.msgId}:${h.piece}:${h.version}`, {
-                      lane: laneName,
-                      seq,
-                      off: r.offset,
-                      len: r.length,
-                      deltas: [],
-                    });
-                  break;
-                } else if (core.isLive(p)) {
-                  superseded.set(`${h.msgId}:${h.piece}:${P.version[p]}`, {
-                    lane: core.laneOf(p).name,
-                    seq: P.seq[p]!,
-                    off: P.off[p]!,
-                    len: P.len[p]!,
-                    deltas: [...(core.deltas.get(p)?.keys() ?? [])],
-                  });
-                }
-                core.adoptEnvelope(p, lane, h, seq, r.offset, r.length, envelopeFlags(r.body));
-                break;
-              }
-              case RT_DELTA: {
-                const d = decodeDelta(r.body, false);
-                notePiece(d.msgId, d.piece);
-                const m = M.byId.get(d.msgId);
-                if (m === undefined) break;
-                const p = core.pieceOf(m, d.piece);
-                if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version)
-                  core.applyDelta(p, d.rcpt, d.outcome);
-                else superseded.get(`${d.msgId}:${d.piece}:${d.version}`)?.deltas.push(d.rcpt);
-                break;
-              }
-              case RT_DONE: {
-                const d = decodeDone(r.body);
-                notePiece(d.msgId, d.piece);
-                superseded.delete(`${d.msgId}:${d.piece}:${d.version}`);
-                const m = M.byId.get(d.msgId);
-                if (m === undefined) break;
-                const p = core.pieceOf(m, d.piece);
-                if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version)
-                  core.killPiece(p, d.reason, 1, false);
-                break;
-              }
+                  off: r.offset,
+                  len: r.length,
+                  deltas: [],
+                });
+              break;
+            } else if (core.isLive(p)) {
+              superseded.set(`${h.msgId}:${h.piece}:${P.version[p]}`, {
+                lane: core.laneOf(p).name,
+                seq: P.seq[p]!,
+                off: P.off[p]!,
+                len: P.len[p]!,
+                deltas: [...(core.deltas.get(p)?.keys() ?? [])],
+              });
             }
-          },
-          checkedTo.get(buf) ?? 0,
-        );
-        const cut = segmentCut(scan, buf.length, newest);
-        if (cut) {
-          // A torn tail (or torn header) is what a crash mid-write leaves: cut it off for good,
-          // before anything is appended, so that no byte recovery did not validate is left after
-          // the new end of the log. A zero-filled tail is cut too, but it is not damage.
-          await fs.truncate(path, cut.at);
-          if (cut.torn)
-            report.tornTails.push({
-              segment: `${laneName}/${segmentName(seq)}`,
-              offset: cut.at,
-              cut: buf.length - cut.at,
-            });
+            core.adoptEnvelope(p, lane, h, seq, r.offset, r.length, envelopeFlags(r.body));
+            break;
+          }
+          case RT_DELTA: {
+            const d = decodeDelta(r.body, false);
+            notePiece(d.msgId, d.piece);
+            const m = M.byId.get(d.msgId);
+            if (m === undefined) break;
+            const p = core.pieceOf(m, d.piece);
+            if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version)
+              core.applyDelta(p, d.rcpt, d.outcome);
+            else superseded.get(`${d.msgId}:${d.piece}:${d.version}`)?.deltas.push(d.rcpt);
+            break;
+          }
+          case RT_DONE: {
+            const d = decodeDone(r.body);
+            notePiece(d.msgId, d.piece);
+            superseded.delete(`${d.msgId}:${d.piece}:${d.version}`);
+            const m = M.byId.get(d.msgId);
+            if (m === undefined) break;
+            const p = core.pieceOf(m, d.piece);
+            if (p !== NO_SLOT && core.isLive(p) && P.version[p] === d.version)
+              core.killPiece(p, d.reason, 1, false);
+            break;
+          }
         }
-        if (scan.corruption) {
-          corrupt.push({ lane: laneName, seq, offset: scan.corruption.offset });
-          report.corruptions.push({
+      });
+      const cut = segmentCut(scan, buf.length, newest);
+      if (cut) {
+        // A torn tail (or torn header) is what a crash mid-write leaves: cut it off for good,
+        // before anything is appended, so that no byte recovery did not validate is left after
+        // the new end of the log. A zero-filled tail is cut too, but it is not damage.
+        await fs.truncate(path, cut.at);
+        if (cut.torn)
+          report.tornTails.push({
             segment: `${laneName}/${segmentName(seq)}`,
-            offset: scan.corruption.offset,
-            reason: scan.corruption.reason,
-            setAsideAs: '',
-            salvaged: 0,
+            offset: cut.at,
+            cut: buf.length - cut.at,
           });
-        }
-        lastSeq = seq;
-        lastEnd = scan.header === undefined ? -1 : scan.end;
-        done += buf.length;
-        if (onProgress && (done - lastProgress > 64 * 1024 * 1024 || done === total)) {
-          lastProgress = done;
-          onProgress(done, total);
-        }
       }
-      // Appends continue in the newest segment unless it is corrupt or headerless.
-      const newestCorrupt = corrupt.some((c) => c.lane === laneName && c.seq === lastSeq);
-      if (seqs.length > 0) writer.setTail(laneName, lastSeq, lastEnd, newestCorrupt || lastEnd < 0);
+      if (scan.corruption) {
+        corrupt.push({ lane: laneName, seq, offset: scan.corruption.offset });
+        report.corruptions.push({
+          segment: `${laneName}/${segmentName(seq)}`,
+          offset: scan.corruption.offset,
+          reason: scan.corruption.reason,
+          setAsideAs: '',
+          salvaged: 0,
+        });
+      }
+      lastSeq = seq;
+      lastEnd = scan.header === undefined ? -1 : scan.end;
+      done += buf.length;
+      if (onProgress && (done - lastProgress > 64 * 1024 * 1024 || done === total)) {
+        lastProgress = done;
+        onProgress(done, total);
+      }
     }
-  } finally {
-    await checker?.close();
+    // Appends continue in the newest segment unless it is corrupt or headerless.
+    const newestCorrupt = corrupt.some((c) => c.lane === laneName && c.seq === lastSeq);
+    if (seqs.length > 0) writer.setTail(laneName, lastSeq, lastEnd, newestCorrupt || lastEnd < 0);
   }
   onProgress?.(total, total);
   for (const [id, piece] of topPiece) {

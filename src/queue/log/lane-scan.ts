@@ -27,14 +27,13 @@ export interface LaneSegment {
 export async function* laneSegments(
   seqs: readonly number[],
   read: (seq: number) => Promise<Buffer>,
-  checkedTo: (buf: Buffer) => number = () => 0,
 ): AsyncGenerator<LaneSegment> {
   const bufs = new Map<number, Buffer>();
   let newestIdx = seqs.length - 1;
   while (newestIdx > 0) {
     const b = await read(seqs[newestIdx]!);
     bufs.set(newestIdx, b);
-    const s = scanSegment(b, true, () => {}, checkedTo(b));
+    const s = scanSegment(b, true, () => {});
     if (s.records > 0 || s.corruption) break;
     newestIdx--;
   }

@@ -39,20 +39,14 @@ export interface SegmentScan {
 
 /**
  * Scans `buf`, calling `onRecord` for each valid record after the header. `newest` says whether
- * this is the last segment of its lane (the only place a torn tail is legitimate). Records
- * ending at or before `checkedTo` had their CRCs checked already (record/frame.ts checkedPrefix).
+ * this is the last segment of its lane (the only place a torn tail is legitimate).
  */
-export function scanSegment(
-  buf: Buffer,
-  newest: boolean,
-  onRecord: (r: ScannedRecord) => void,
-  checkedTo = 0,
-): SegmentScan {
+export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedRecord) => void): SegmentScan {
   let off = 0;
   let header: SegmentHeader | undefined;
   let count = 0;
   while (off < buf.length) {
-    const r = readFrame(buf, off, isRecordType, checkedTo);
+    const r = readFrame(buf, off, isRecordType);
     if (r.kind === 'record') {
       if (off === 0) {
         if (r.type !== RT_HEADER)

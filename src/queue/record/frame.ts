@@ -38,17 +38,8 @@ export type FrameResult =
   | { kind: 'short' }
   | { kind: 'bad'; reason: string };
 
-/**
- * Reads the record starting at `off` in `buf` (which ends at the end of the available data).
- * A record that ends at or before `checkedTo` is taken to have had its CRC checked already
- * (checkedPrefix, in another thread): everything else about it is still checked here.
- */
-export function readFrame(
-  buf: Buffer,
-  off: number,
-  validTypes: (t: number) => boolean,
-  checkedTo = 0,
-): FrameResult {
+/** Reads the record starting at `off` in `buf` (which ends at the end of the available data). */
+export function readFrame(buf: Buffer, off: number, validTypes: (t: number) => boolean): FrameResult {
   if (buf.length - off < FRAME_HEADER) {
     for (let i = off; i < buf.length; i++) if (buf[i] !== 0) return { kind: 'short' };
     return buf.length === off ? { kind: 'short' } : { kind: 'zero' };
@@ -64,30 +55,9 @@ export function readFrame(
   // The CRC covers the type byte and the body: the type byte's CRC comes from a table, so that
   // one view of the body serves both the check and the caller (recovery reads millions).
   const body = buf.subarray(off + FRAME_HEADER, end);
-  if (end > checkedTo && crc32cAfter(CRC_OF_BYTE[type]!, body) !== unmaskCrc(crc))
+  if (crc32cAfter(CRC_OF_BYTE[type]!, body) !== unmaskCrc(crc))
     return { kind: 'bad', reason: 'checksum mismatch' };
   return { kind: 'record', type, body, next: end };
-}
-
-/**
- * How far from the start of `buf` its frames follow one another with matching CRCs: the end of
- * the last such frame (0 if the first is not one). It checks what readFrame checks of the CRC
- * and the length, not the record types: readFrame(…, checkedTo) still does that. Recovery runs
- * it in a worker thread (log/frame-check.ts) so that its own thread skips the CRCs.
- */
-export function checkedPrefix(buf: Buffer): number {
-  let off = 0;
-  while (buf.length - off >= FRAME_HEADER) {
-    const len = buf.readUInt32LE(off);
-    const crc = buf.readUInt32LE(off + 4);
-    const type = buf[off + 8]!;
-    if ((len === 0 && crc === 0 && type === 0) || len > MAX_BODY) break;
-    const end = off + FRAME_HEADER + len;
-    if (end > buf.length) break;
-    if (crc32cAfter(CRC_OF_BYTE[type]!, buf.subarray(off + FRAME_HEADER, end)) !== unmaskCrc(crc)) break;
-    off = end;
-  }
-  return off;
 }
 
 /** True if some valid record starts anywhere in buf after `from`: used to tell corruption from a torn tail. */
