@@ -4,7 +4,7 @@
 // (SmtpListener, its parsers, limits and replies) and makes every message durable in logmta's own
 // queue engine (Queue.accept: group commit, fdatasync on) before the 250 goes out.
 //
-//   node dist/bench/session-threads.js --threads K --port P --dir DIR
+//   node dist/bench/session-threads.js --threads K --port P --dir DIR [--relay SINKPORT]
 //
 // --threads 0: the sessions run on the main thread beside the queue, as in `logmta serve`.
 // --threads K: K worker threads each accept connections on the same listening socket (its file
@@ -14,11 +14,16 @@
 // queue id only once the message is durable, and only then does the worker send 250.
 // Both modes use the same hooks: every recipient accepted, no policy, no logging, nothing
 // delivered (accept only) — so the difference between them is what moving the sessions costs and
-// buys, not policy. Prints "ready" once listening; exits on SIGTERM, printing "accepted N".
+// buys, not policy. With --relay, the main thread also delivers every queued message, through the
+// queue's own runner, to a sink on 127.0.0.1:SINKPORT with logmta's SMTP client over kept
+// connections (PIPELINING, as the daemon's pool does; no retry ladder, logging or events: a
+// deferral stays queued), each outcome committed to the queue. Prints "ready" once listening; exits on SIGTERM, printing "accepted N".
 // bench/session-threads.sh drives it with smtp-source and reads CPU per thread from /proc.
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { Queue } from '../src/queue/queue.js';
+import type { DeliveryJob } from '../src/queue/types.js';
+import { SmtpClient } from '../src/smtp/client/session.js';
 import { SmtpListener } from '../src/smtp/server/listener.js';
 import type { ReceivedMessage, ServerHooks } from '../src/smtp/server/hooks.js';
 
@@ -30,6 +35,8 @@ interface Finished {
   ip: string;
   data: Uint8Array;
 }
+/** Deliveries (and so connections) to the sink at once: the daemon's default concurrency_per_destination. */
+const RELAY_CONNECTIONS = 20;
 type Answer = { n: number; id: string } | { n: number; error: string };
 
 /** The message's bytes in one buffer of its own (so that it can be transferred). */
@@ -67,7 +74,12 @@ function listenerFor(h: ServerHooks): SmtpListener {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { threads: { type: 'string', default: '0' }, port: { type: 'string' }, dir: { type: 'string' } },
+    options: {
+      threads: { type: 'string', default: '0' },
+      port: { type: 'string' },
+      dir: { type: 'string' },
+      relay: { type: 'string' },
+    },
   });
   const threads = Number(values.threads);
   const port = Number(values.port);
@@ -75,7 +87,9 @@ async function main(): Promise<void> {
     console.error('usage: session-threads --threads K --port P --dir DIR');
     process.exit(64);
   }
-  const q = await Queue.open({ dir: values.dir, sync: true });
+  // At most RELAY_CONNECTIONS deliveries at once, each on a connection of its own.
+  const q = await Queue.open({ dir: values.dir, sync: true, maxInflight: RELAY_CONNECTIONS });
+  if (values.relay !== undefined) relay(q, Number(values.relay));
   let accepted = 0;
   const queueIt = async (f: Finished): Promise<string> => {
     const r = await q.accept({
@@ -121,6 +135,42 @@ async function main(): Promise<void> {
     ),
   );
   console.log('ready');
+}
+
+/** Delivers every job to the sink on 127.0.0.1:`sinkPort` over kept connections. */
+function relay(q: Queue, sinkPort: number): void {
+  const idle: SmtpClient[] = [];
+  q.setDeliverer(async (job: DeliveryJob) => {
+    const info = job.envelope.info;
+    const tx = {
+      sender: info.sender,
+      recipients: job.pending.map((i) => ({ address: info.recipients[i]!.address })),
+      size: info.size,
+      data: await job.data(),
+    };
+    let c = idle.pop() ?? (await SmtpClient.connect('127.0.0.1', sinkPort, { name: 'probe.test' }));
+    let r = await c.sendMessage(tx);
+    if (r.stale) {
+      // A kept connection the sink had closed (the driver starts a new sink per run): nothing
+      // was sent, so a new connection carries the message at once, as the daemon's pool does.
+      c.close();
+      c = await SmtpClient.connect('127.0.0.1', sinkPort, { name: 'probe.test' });
+      r = await c.sendMessage(tx);
+    }
+    if (r.reusable) idle.push(c);
+    else c.close();
+    await job.finish(
+      r.recipients.map((x) => ({
+        rcpt: job.pending[x.index]!,
+        status: x.status,
+        code: x.code,
+        enhanced: x.enhanced,
+        text: x.text,
+        host: '127.0.0.1',
+      })),
+    );
+  });
+  q.start();
 }
 
 async function worker(): Promise<void> {
