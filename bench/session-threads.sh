@@ -3,7 +3,9 @@
 # the same SMTP engine, hooks and durable queue, accept only, loaded by Postfix's smtp-source
 # (the shared kit's load.sh: CONC sessions, SIZE-byte messages, no pipelining), alternating the
 # thread counts over ROUNDS rounds; medians and every round's figures.
-#   bench/session-threads.sh [--rounds R] [--threads "0 1 2"] [-n N] [--warmup N] [--size B] [--conc C] [--relay]
+#   bench/session-threads.sh [--rounds R] [--threads "0 1 2"] [-n N] [--warmup N] [--size B] [--conc C] [--relay] [--hooks-on-main]
+# --hooks-on-main: with threads, the MAIL/RCPT/DATA checks run on the main thread (a round trip
+# each from the session's thread), as a daemon that keeps its policy in one place would.
 # --relay: the probe also relays every message to a fresh counting sink per run (load.sh then
 # waits until the sink has them all: the end-to-end figure); without it, accept only.
 # Per run: accepted msg/s (load.sh's accept_mps), CPU ms a message of the whole process, of the
@@ -17,7 +19,7 @@ root=$(cd "$here/.." && pwd)
 kit=${BENCH_KIT:-$root/../shared/bench}
 [ -f "$kit/load.sh" ] || [ -n "${BENCH_KIT:-}" ] || kit=$root/../../shared/bench  # from a worktree
 [ -f "$kit/load.sh" ] || { echo "bench kit not found at $kit (set BENCH_KIT)" >&2; exit 2; }
-ROUNDS=3 THREADS="0 1 2" N=20000 WARM=3000 SIZE=4096 CONC=50 RELAY=0
+ROUNDS=3 THREADS="0 1 2" N=20000 WARM=3000 SIZE=4096 CONC=50 RELAY=0 HOOKS=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=$2; shift ;;
@@ -27,13 +29,15 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift ;;
     --conc) CONC=$2; shift ;;
     --relay) RELAY=1 ;;
-    *) echo "usage: $0 [--rounds R] [--threads \"0 1 2\"] [-n N] [--warmup N] [--size B] [--conc C] [--relay]" >&2; exit 64 ;;
+    --hooks-on-main) HOOKS=1 ;;
+    *) echo "usage: $0 [--rounds R] [--threads \"0 1 2\"] [-n N] [--warmup N] [--size B] [--conc C] [--relay] [--hooks-on-main]" >&2; exit 64 ;;
   esac
   shift
 done
 PORT=${PORT:-2790} SINK=${SINK:-2791}
 sink=- relay_args=()
 [ "$RELAY" = 1 ] && { sink=$SINK; relay_args=(--relay "$SINK"); }
+[ "$HOOKS" = 1 ] && relay_args+=(--hooks-on-main)
 HZ=$(getconf CLK_TCK)
 (cd "$root" && npx tsc -p tsconfig.json) || exit 1
 pid="" work=""
@@ -75,7 +79,7 @@ one_run() { # K -> prints "K msg/s process_ms main_ms busiest_other_ms busy% e2e
   ' <(echo "$before") <(echo "$after")
 }
 
-echo "session-threads: relay=$RELAY rounds=$ROUNDS threads=\"$THREADS\" n=$N warmup=$WARM size=$SIZE conc=$CONC ($(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "session-threads: relay=$RELAY hooks_on_main=$HOOKS rounds=$ROUNDS threads=\"$THREADS\" n=$N warmup=$WARM size=$SIZE conc=$CONC ($(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg))"
 results=()
 for r in $(seq 1 "$ROUNDS"); do
   for k in $THREADS; do

@@ -4,7 +4,7 @@
 // (SmtpListener, its parsers, limits and replies) and makes every message durable in logmta's own
 // queue engine (Queue.accept: group commit, fdatasync on) before the 250 goes out.
 //
-//   node dist/bench/session-threads.js --threads K --port P --dir DIR [--relay SINKPORT]
+//   node dist/bench/session-threads.js --threads K --port P --dir DIR [--relay SINKPORT] [--hooks-on-main]
 //
 // --threads 0: the sessions run on the main thread beside the queue, as in `logmta serve`.
 // --threads K: K worker threads each accept connections on the same listening socket (its file
@@ -12,12 +12,15 @@
 // the socket) and run the sessions; a finished message's bytes go to the main thread by
 // postMessage (the buffer transferred, not copied), the main thread queues it and answers with the
 // queue id only once the message is durable, and only then does the worker send 250.
-// Both modes use the same hooks: every recipient accepted, no policy, no logging, nothing
-// delivered (accept only) — so the difference between them is what moving the sessions costs and
+// Both modes use the same hooks: a recipient check (its domain must be the benchmark's), no other
+// policy, no logging, nothing delivered (accept only) — so the difference between them is what moving the sessions costs and
 // buys, not policy. With --relay, the main thread also delivers every queued message, through the
 // queue's own runner, to a sink on 127.0.0.1:SINKPORT with logmta's SMTP client over kept
 // connections (PIPELINING, as the daemon's pool does; no retry ladder, logging or events: a
-// deferral stays queued), each outcome committed to the queue. Prints "ready" once listening; exits on SIGTERM, printing "accepted N".
+// deferral stays queued), each outcome committed to the queue. With --hooks-on-main (threads
+// only), the MAIL, RCPT and DATA hooks run on the main thread, each a round trip from the session's
+// thread, as they would if the daemon kept its policy in one place; without it they run in the
+// session's thread. Prints "ready" once listening; exits on SIGTERM, printing "accepted N".
 // bench/session-threads.sh drives it with smtp-source and reads CPU per thread from /proc.
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -25,7 +28,7 @@ import { Queue } from '../src/queue/queue.js';
 import type { DeliveryJob } from '../src/queue/types.js';
 import { SmtpClient } from '../src/smtp/client/session.js';
 import { SmtpListener } from '../src/smtp/server/listener.js';
-import type { ReceivedMessage, ServerHooks } from '../src/smtp/server/hooks.js';
+import type { ReceivedMessage, ServerHooks, SmtpReply } from '../src/smtp/server/hooks.js';
 
 interface Finished {
   n: number;
@@ -37,7 +40,24 @@ interface Finished {
 }
 /** Deliveries (and so connections) to the sink at once: the daemon's default concurrency_per_destination. */
 const RELAY_CONNECTIONS = 20;
-type Answer = { n: number; id: string } | { n: number; error: string };
+type Answer =
+  | { n: number; id: string }
+  | { n: number; error: string }
+  | { n: number; reply: SmtpReply | null };
+/** A hook the session's thread asks the main thread to run (--hooks-on-main). */
+interface Ask {
+  n: number;
+  hook: 'mail' | 'rcpt' | 'data';
+  arg: string;
+}
+
+/** The benchmark's policy: recipients of its one domain only (smtp-source sends rcpt@example.test). */
+function policy(hook: Ask['hook'], arg: string): SmtpReply | null {
+  if (hook !== 'rcpt') return null;
+  return arg.toLowerCase().endsWith('@example.test')
+    ? null
+    : { code: 554, enhanced: '5.7.1', text: 'Relay access denied' };
+}
 
 /** The message's bytes in one buffer of its own (so that it can be transferred). */
 async function bytesOf(m: ReceivedMessage): Promise<Uint8Array> {
@@ -47,12 +67,21 @@ async function bytesOf(m: ReceivedMessage): Promise<Uint8Array> {
   return out.subarray(0, at);
 }
 
-/** The hooks both modes share; `queueIt` makes a message durable and gives its queue id. */
-function hooks(queueIt: (f: Finished) => Promise<string>): ServerHooks {
+/**
+ * The hooks both modes share; `queueIt` makes a message durable and gives its queue id; `ask`,
+ * when given, runs the checks elsewhere (the main thread) instead of here.
+ */
+function hooks(
+  queueIt: (f: Finished) => Promise<string>,
+  ask?: (hook: Ask['hook'], arg: string) => Promise<SmtpReply | null>,
+): ServerHooks {
   let seq = 0;
+  const check = ask ?? policy;
   return {
     newMessageId: () => `p${process.pid}.${++seq}`,
-    checkRecipient: () => null,
+    checkSender: (address) => check('mail', address),
+    checkRecipient: (address) => check('rcpt', address),
+    checkData: () => check('data', ''),
     async accept(m) {
       const data = await bytesOf(m);
       const id = await queueIt({
@@ -79,8 +108,10 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       dir: { type: 'string' },
       relay: { type: 'string' },
+      'hooks-on-main': { type: 'boolean', default: false },
     },
   });
+  const hooksOnMain = values['hooks-on-main'] === true;
   const threads = Number(values.threads);
   const port = Number(values.port);
   if (!Number.isInteger(threads) || threads < 0 || !values.dir || !Number.isInteger(port)) {
@@ -119,19 +150,20 @@ async function main(): Promise<void> {
   const serve = (w: Worker): Promise<number> =>
     new Promise<number>((res, rej) => {
       w.once('error', rej);
-      w.on('message', (m: Finished | { ready: number }) => {
+      w.on('message', (m: Finished | Ask | { ready: number }) => {
         if ('ready' in m) return res(m.ready);
+        if ('hook' in m) return w.postMessage({ n: m.n, reply: policy(m.hook, m.arg) } satisfies Answer);
         queueIt(m).then(
           (id) => w.postMessage({ n: m.n, id } satisfies Answer),
           (e: Error) => w.postMessage({ n: m.n, error: (e as Error).message } satisfies Answer),
         );
       });
     });
-  const first = new Worker(new URL(import.meta.url), { workerData: { port } });
+  const first = new Worker(new URL(import.meta.url), { workerData: { port, hooksOnMain } });
   const fd = await serve(first);
   await Promise.all(
     Array.from({ length: threads - 1 }, () =>
-      serve(new Worker(new URL(import.meta.url), { workerData: { fd } })),
+      serve(new Worker(new URL(import.meta.url), { workerData: { fd, hooksOnMain } })),
     ),
   );
   console.log('ready');
@@ -175,14 +207,22 @@ function relay(q: Queue, sinkPort: number): void {
 
 async function worker(): Promise<void> {
   const port = parentPort!;
-  const waiting = new Map<number, { res: (id: string) => void; rej: (e: Error) => void }>();
+  const wd = workerData as { fd?: number; port?: number; hooksOnMain: boolean };
+  const waiting = new Map<number, { res: (v: never) => void; rej: (e: Error) => void }>();
   let n = 0;
   port.on('message', (a: Answer) => {
     const w = waiting.get(a.n);
     waiting.delete(a.n);
-    if ('id' in a) w?.res(a.id);
+    if ('id' in a) w?.res(a.id as never);
+    else if ('reply' in a) w?.res(a.reply as never);
     else w?.rej(new Error(a.error));
   });
+  const ask = (hook: Ask['hook'], arg: string): Promise<SmtpReply | null> =>
+    new Promise((res, rej) => {
+      const m: Ask = { n: ++n, hook, arg };
+      waiting.set(m.n, { res, rej });
+      port.postMessage(m);
+    });
   const l = listenerFor(
     hooks(
       (f) =>
@@ -191,9 +231,9 @@ async function worker(): Promise<void> {
           waiting.set(f.n, { res, rej });
           port.postMessage(f, [f.data.buffer as ArrayBuffer]);
         }),
+      wd.hooksOnMain ? ask : undefined,
     ),
   );
-  const wd = workerData as { fd?: number; port?: number };
   await new Promise<void>((res, rej) => {
     l.server.once('error', rej);
     if (wd.fd !== undefined) l.server.listen({ fd: wd.fd }, () => res());
