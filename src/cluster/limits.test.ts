@@ -8,7 +8,7 @@ import type { ClusterConfig } from '../config/index.js';
 import { nullLogger } from '../log.js';
 import { systemClock } from '../util/clock.js';
 import { Keys } from './keys.js';
-import { defineScripts, SharedConnections, SharedGcra, SharedRate } from './limits.js';
+import { defineScripts, SharedConnections, SharedGcra, SharedRate, takeWindow } from './limits.js';
 import { RedisLink } from './redis.js';
 
 function link(url: string): RedisLink {
@@ -50,6 +50,14 @@ describe('shared limits on a real Redis', { skip: redisMissing() }, () => {
     assert.deepEqual(
       [await a.take('ip'), await b.take('ip'), await a.take('ip'), await b.take('ip'), await a.take('other')],
       [true, true, true, false, true],
+    );
+  });
+
+  test("a window's first refusal is told to exactly one node (limit + 1), later ones are limit + 2", async () => {
+    const take = (l: RedisLink) => takeWindow(l, keys, 'client-message', '192.0.2.1', 2, 60_000);
+    assert.deepEqual(
+      [await take(one), await take(two), await take(two), await take(one), await take(two)],
+      [1, 2, 3, 4, 4],
     );
   });
 

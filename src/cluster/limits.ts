@@ -1,6 +1,8 @@
 // Limits shared by every node, counted in Redis by small Lua scripts (each one round trip,
 // atomic on the server, using the server's clock so node clocks never matter):
 // - SharedRate: a fixed window per key (ETRN requests per client, ODMR AUTH per client);
+//   takeWindow, its one take, also counts [smtp]'s per-client rates (connections, MAIL, RCPT)
+//   for ClientRates, which keeps its own windows as the fallback;
 // - SharedAuthThrottle: AUTH failures per client address and the block that follows, so a
 //   brute force spread over the nodes is blocked after the cluster-wide count;
 // - SharedGcra: a generic cell rate (messages per destination): a message books the next cell
@@ -23,11 +25,12 @@ import type { Keys } from './keys.js';
 import type { RedisLink } from './redis.js';
 
 const SCRIPTS = {
-  // KEYS[1] window counter; ARGV limit, window ms. Returns the count including this take
-  // (a refused take is not counted: the answer is then limit + 1).
+  // KEYS[1] window counter; ARGV limit, window ms. Returns the count including this take: up to
+  // limit allowed; limit + 1 the window's first refusal (counted, so that exactly one node sees
+  // it and logs it); limit + 2 any later refusal (not counted).
   logmtaWindow: `
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then return n + 1 end
+if n > tonumber(ARGV[1]) then return n + 1 end
 n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n`,
@@ -88,6 +91,26 @@ function call(link: RedisLink, name: ScriptName, ...args: (string | number)[]): 
   return link.run((r) => (r as Scripted)[name](...args));
 }
 
+/**
+ * One take of the fixed window `kind`/`key` in Redis (opened by its first take, `windowMs` long
+ * on Redis's clock): the count including this take — up to `limit` allowed, `limit + 1` the
+ * window's first refusal, `limit + 2` a later one — or undefined when Redis did not answer (the
+ * fallback is counted; the caller decides locally).
+ */
+export async function takeWindow(
+  link: RedisLink,
+  keys: Keys,
+  kind: string,
+  key: string,
+  limit: number,
+  windowMs: number,
+): Promise<number | undefined> {
+  const n = await call(link, 'logmtaWindow', keys.limit(kind, key), limit, windowMs);
+  if (typeof n === 'number') return n;
+  link.fellBack();
+  return undefined;
+}
+
 /** ETRN requests, ODMR AUTH commands: at most `limit` per window per key, over the cluster. */
 export class SharedRate implements RateGate {
   private readonly local: RateLimiter;
@@ -104,18 +127,8 @@ export class SharedRate implements RateGate {
   }
 
   async take(key: string): Promise<boolean> {
-    const n = await call(
-      this.link,
-      'logmtaWindow',
-      this.keys.limit(this.kind, key),
-      this.limit,
-      this.windowMs,
-    );
-    if (typeof n !== 'number') {
-      this.link.fellBack();
-      return this.local.take(key);
-    }
-    return n <= this.limit;
+    const n = await takeWindow(this.link, this.keys, this.kind, key, this.limit, this.windowMs);
+    return n === undefined ? this.local.take(key) : n <= this.limit;
   }
 }
 

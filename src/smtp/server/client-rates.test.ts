@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FakeClock } from '../../../test/support/clock.js';
 import { Harness } from '../../../test/support/session.js';
-import { ClientRates, clientKey } from './client-rates.js';
+import { ClientRates, clientKey, type SharedWindowCount } from './client-rates.js';
 
 const codes = Harness.codes;
 
@@ -60,7 +60,8 @@ describe('ClientRates', () => {
     const c = new FakeClock();
     const r = new ClientRates(c, { recipient: { count: 10, periodMs: 60_000 } });
     const results: boolean[] = [];
-    for (let i = 0; i < 1000; i++) results.push(r.allow('recipient', `2001:db8:5:6:${i.toString(16)}::1`));
+    for (let i = 0; i < 1000; i++)
+      results.push(r.allow('recipient', `2001:db8:5:6:${i.toString(16)}::1`) === true);
     assert.equal(results.filter(Boolean).length, 10);
     assert.equal(r.size('recipient'), 1);
   });
@@ -76,6 +77,78 @@ describe('ClientRates', () => {
     c.advance(1000);
     assert.equal(r.allow('connection', '192.0.2.9'), true);
     assert.equal(r.size('connection'), 1, 'windows that ended were dropped to make room');
+  });
+});
+
+describe('ClientRates with a shared (cluster) count', () => {
+  /** A stand-in for Redis: one window per kind and client, or no answer while `down`. */
+  function sharedCounter() {
+    const counts = new Map<string, number>();
+    const state = { down: false, asked: 0 };
+    const shared: SharedWindowCount = async (kind, client, rate) => {
+      state.asked++;
+      if (state.down) return undefined;
+      const k = `${kind} ${client}`;
+      const n = counts.get(k) ?? 0;
+      if (n > rate.count) return n + 1;
+      counts.set(k, n + 1);
+      return n + 1;
+    };
+    return { shared, state, counts };
+  }
+
+  test("the shared count decides, told once per window; another node's events count too", async () => {
+    const { shared, counts } = sharedCounter();
+    const told: string[] = [];
+    const r = new ClientRates(new FakeClock(), {
+      message: { count: 3, periodMs: 60_000 },
+      shared,
+      onLimit: (kind, ip) => told.push(`${kind} ${ip}`),
+    });
+    counts.set('message 192.0.2.1', 2); // two MAILs seen by other nodes
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(await r.allow('message', '192.0.2.1'));
+    assert.deepEqual(got, [true, false, false, false]);
+    assert.deepEqual(told, ['message 192.0.2.1']);
+    assert.equal(r.size('message'), 0, 'no local window while the cluster counts');
+  });
+
+  test('without an answer this node counts alone; exempt clients and unset kinds never ask', async () => {
+    const { shared, state } = sharedCounter();
+    const r = new ClientRates(new FakeClock(), {
+      recipient: { count: 2, periodMs: 60_000 },
+      shared,
+      exempt: (ip) => ip === '127.0.0.1',
+    });
+    assert.equal(r.allow('recipient', '127.0.0.1'), true, 'exempt: a plain true, no promise');
+    assert.equal(r.allow('connection', '192.0.2.1'), true, 'no rate of that kind: a plain true');
+    assert.equal(state.asked, 0);
+    state.down = true;
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push(await r.allow('recipient', '192.0.2.1'));
+    assert.deepEqual(got, [true, true, false], "the node's own window, with the full rate");
+    state.down = false;
+    assert.equal(await r.allow('recipient', '192.0.2.1'), true, 'shared again once Redis answers');
+  });
+
+  test('MAIL and RCPT wait for the shared answer and refuse with 450 4.7.1 over it', async () => {
+    const { shared } = sharedCounter();
+    const clock = new FakeClock();
+    const rates = new ClientRates(clock, {
+      message: { count: 1, periodMs: 10_000 },
+      recipient: { count: 1, periodMs: 10_000 },
+      shared,
+    });
+    const t = new Harness({ options: { clock, clientRates: rates } });
+    await t.send('EHLO c\r\n');
+    assert.deepEqual(
+      codes(
+        await t.send(
+          'MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nRSET\r\nMAIL FROM:<a@b.test>\r\n',
+        ),
+      ),
+      ['250 2.1.0', '250 2.1.5', '450 4.7.1', '250 2.0.0', '450 4.7.1'],
+    );
   });
 });
 

@@ -9,7 +9,13 @@
 // new client first drops the windows that have ended (from the front), and when the table is still
 // full, the oldest open window (its client starts counting afresh).
 // Time comes from the injected clock (tests advance a FakeClock). Shared by every SMTP listener of
-// a daemon; a restart or reload forgets it. Fails: never throws.
+// a daemon; a restart or reload forgets it.
+// In a cluster (`shared`, given by src/cluster/) each event is counted in Redis's window of the
+// client, the same for every node, and the answer is a promise; while Redis does not answer, this
+// node's own windows decide (fail open to the per-node count: mail goes on, each node allowing
+// the full rate; the cluster logs the outage and counts the fallbacks). Without `shared` nothing
+// here waits: the single-node path is synchronous.
+// Fails: never throws.
 
 import type { Clock } from '../../util/clock.js';
 import type { ClientRatesLike, RateKind } from './options.js';
@@ -18,6 +24,17 @@ export interface WindowRate {
   count: number;
   periodMs: number;
 }
+
+/**
+ * Counts one event of a client in the cluster's shared window of `kind` (src/cluster/limits.ts
+ * takeWindow): the count including it (over `rate.count`: refused; `rate.count + 1`: the
+ * window's first refusal), or undefined when Redis did not answer.
+ */
+export type SharedWindowCount = (
+  kind: RateKind,
+  client: string,
+  rate: WindowRate,
+) => Promise<number | undefined>;
 
 export interface ClientRatesOptions {
   connection?: WindowRate;
@@ -29,6 +46,8 @@ export interface ClientRatesOptions {
   maxClients?: number;
   /** Told once per window when a client first goes over a limit (for the log). */
   onLimit?: (kind: RateKind, ip: string, rate: WindowRate) => void;
+  /** A cluster's count over every node; this node's windows then only stand in for it. */
+  shared?: SharedWindowCount;
 }
 
 interface Window {
@@ -145,10 +164,22 @@ export class ClientRates implements ClientRatesLike {
     return this.windows.size > 0;
   }
 
-  allow(kind: RateKind, ip: string): boolean {
+  allow(kind: RateKind, ip: string): boolean | Promise<boolean> {
     const w = this.windows.get(kind);
     if (w === undefined || this.o.exempt?.(ip)) return true;
-    const r = w.hit(clientKey(ip), this.clock.now());
+    const key = clientKey(ip);
+    const shared = this.o.shared;
+    if (shared === undefined) return this.local(kind, w, key, ip);
+    return shared(kind, key, w.rate).then((n) => {
+      // Redis did not answer: this node counts alone rather than refuse the client.
+      if (n === undefined) return this.local(kind, w, key, ip);
+      if (n === w.rate.count + 1) this.o.onLimit?.(kind, ip, w.rate);
+      return n <= w.rate.count;
+    });
+  }
+
+  private local(kind: RateKind, w: Windows, key: string, ip: string): boolean {
+    const r = w.hit(key, this.clock.now());
     if (r === 'first') this.o.onLimit?.(kind, ip, w.rate);
     return r === true;
   }

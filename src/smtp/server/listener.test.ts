@@ -171,6 +171,51 @@ describe('SmtpListener over TCP', () => {
     for (const s of socks) s.destroy();
   });
 
+  test('a connection rate answered later (a cluster): the slot is held meanwhile, then 220 or 421', async () => {
+    const answers: Array<(ok: boolean) => void> = [];
+    const { l, port } = await start({
+      maxPerIp: 2,
+      clientRates: { allow: () => new Promise<boolean>((r) => answers.push(r)) },
+    });
+    listeners.push(l);
+    const a = await connect(port);
+    const ra = new ReplyReader(a);
+    const b = await connect(port);
+    const rb = new ReplyReader(b);
+    await waitFor(() => answers.length === 2);
+    // Both wait for their answer and count: a third from the address is refused at once.
+    const c = await connect(port);
+    const rc = new ReplyReader(c);
+    assert.match((await rc.next())[0] ?? '', /^421 4\.7\.0 mx\.test Too many connections from /);
+    assert.equal(answers.length, 2, 'refused before its rate was asked');
+    answers[0]!(true);
+    answers[1]!(false);
+    assert.equal(codeOf((await ra.next())[0]), '220');
+    assert.match(
+      (await rb.next())[0] ?? '',
+      /^421 4\.7\.0 mx\.test Error: too many connections from 127\.0\.0\.1\r\n$/,
+    );
+    await waitFor(() => rb.closed);
+    // Clients gone before their answer leave nothing behind: one that reset its connection (the
+    // socket here is destroyed meanwhile), one that closed it (seen once it is read).
+    let served: net.Socket | undefined;
+    l.server.once('connection', (s: net.Socket) => (served = s));
+    const d = await connect(port);
+    await waitFor(() => answers.length === 3);
+    d.resetAndDestroy();
+    await waitFor(() => served?.destroyed === true);
+    answers[2]!(true);
+    let closed = false;
+    l.server.once('connection', (s: net.Socket) => s.once('close', () => (closed = true)));
+    const e = await connect(port);
+    await waitFor(() => answers.length === 4);
+    e.destroy();
+    answers[3]!(true);
+    // Nothing reads the socket before the answer: its close is seen after it was admitted.
+    await waitFor(() => closed && l.connections.size === 1);
+    for (const s of [a, b, c]) s.destroy();
+  });
+
   test('a client flooding commands without reading makes the server pause reading (bounded memory)', async () => {
     const { l, port } = await start();
     listeners.push(l);

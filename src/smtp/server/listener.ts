@@ -1,9 +1,12 @@
 // The SMTP listener: owns a net.Server and its connections. Enforces per-server and per-IP
-// connection limits and the per-client connection rate (421 4.7.0 then close), runs one coarse sweep timer for idle timeouts, lingering
-// closes and the AUTH throttle (no per-command timers), and stops gracefully: stop accepting, let
-// in-flight transactions finish within a grace period, then destroy what is left.
+// connection limits and the per-client connection rate (421 4.7.0 then close), runs one coarse
+// sweep timer for idle timeouts, lingering closes and the AUTH throttle (no per-command timers),
+// and stops gracefully: stop accepting, let in-flight transactions finish within a grace period,
+// then destroy what is left.
 // Invariant: every accepted socket is either a tracked Connection or has been refused with 421;
-// connection counts are decremented exactly once (Connection.released).
+// connection counts are decremented exactly once (Connection.released). A socket whose
+// connection rate is being asked of a cluster's Redis holds its slot (per server and per IP)
+// until the answer, and is then admitted or refused like any other.
 // Fails: listen() rejects with the server's error (e.g. EADDRINUSE).
 
 import * as net from 'node:net';
@@ -61,6 +64,8 @@ export class SmtpListener implements ConnectionOwner {
   /** The socket kept across reloads this listener is attached to (listen with `sockets`). */
   private shared: ListenSocket | null = null;
   private stopping = false;
+  /** Sockets waiting for a cluster's answer about their connection rate. */
+  private pending = 0;
   private onEmpty: (() => void) | null = null;
 
   constructor(
@@ -159,34 +164,78 @@ export class SmtpListener implements ConnectionOwner {
 
   released(conn: Connection): void {
     if (!this.connections.delete(conn)) return;
-    const ip = conn.remoteAddress;
-    const n = (this.perIp.get(ip) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(ip);
-    else this.perIp.set(ip, n);
+    this.hold(conn.remoteAddress, -1);
     if (this.connections.size === 0) this.onEmpty?.();
   }
 
   private accept(socket: net.Socket): void {
     const ip = socket.remoteAddress ?? '0.0.0.0';
-    const host = this.sessionOptions.hostname;
-    let refusal: string | null = null;
-    if (this.stopping) refusal = `421 4.3.2 ${host} Service shutting down\r\n`;
-    else if (this.connections.size >= this.maxConnections)
-      refusal = `421 4.7.0 ${host} Too many connections\r\n`;
-    else if ((this.perIp.get(ip) ?? 0) >= this.maxPerIp)
-      refusal = `421 4.7.0 ${host} Too many connections from ${ip}\r\n`;
-    else if (this.opts.clientRates?.allow('connection', ip) === false)
-      refusal = `421 4.7.0 ${host} Error: too many connections from ${shownIp(ip)}\r\n`;
+    const refusal = this.refusal(ip);
     if (refusal !== null) {
-      socket.on('error', () => {});
-      socket.setTimeout(this.lingerMs, () => socket.destroy());
-      socket.end(refusal);
-      this.logger?.info({ ip, reply: refusal.trimEnd() }, 'smtp connection refused');
+      this.refuse(socket, ip, refusal);
       return;
     }
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    const rated = this.opts.clientRates?.allow('connection', ip) ?? true;
+    if (rated === true) this.admit(socket, ip);
+    else if (rated === false) this.refuse(socket, ip, this.rateRefusal(ip));
+    else this.admitLater(socket, ip, rated);
+  }
+
+  /**
+   * A cluster counts the rate in Redis (an answer within redis_timeout): the slot is held
+   * meanwhile, so that the limits above cannot be passed by connections arriving in that time.
+   */
+  private admitLater(socket: net.Socket, ip: string, rated: Promise<boolean>): void {
+    this.pending++;
+    this.hold(ip, 1);
+    socket.on('error', () => {});
+    void rated.then((ok) => {
+      this.pending--;
+      this.hold(ip, -1);
+      if (socket.destroyed) return;
+      if (this.stopping) this.refuse(socket, ip, this.shutdownRefusal());
+      else if (!ok) this.refuse(socket, ip, this.rateRefusal(ip));
+      else this.admit(socket, ip);
+    });
+  }
+
+  /** The 421 for a new connection from `ip` before its rate is counted, or null. */
+  private refusal(ip: string): string | null {
+    const host = this.sessionOptions.hostname;
+    if (this.stopping) return this.shutdownRefusal();
+    if (this.connections.size + this.pending >= this.maxConnections)
+      return `421 4.7.0 ${host} Too many connections\r\n`;
+    if ((this.perIp.get(ip) ?? 0) >= this.maxPerIp)
+      return `421 4.7.0 ${host} Too many connections from ${ip}\r\n`;
+    return null;
+  }
+
+  private shutdownRefusal(): string {
+    return `421 4.3.2 ${this.sessionOptions.hostname} Service shutting down\r\n`;
+  }
+
+  private rateRefusal(ip: string): string {
+    return `421 4.7.0 ${this.sessionOptions.hostname} Error: too many connections from ${shownIp(ip)}\r\n`;
+  }
+
+  private refuse(socket: net.Socket, ip: string, refusal: string): void {
+    socket.on('error', () => {});
+    socket.setTimeout(this.lingerMs, () => socket.destroy());
+    socket.end(refusal);
+    this.logger?.info({ ip, reply: refusal.trimEnd() }, 'smtp connection refused');
+  }
+
+  private admit(socket: net.Socket, ip: string): void {
+    this.hold(ip, 1);
     const conn = new Connection(socket, this);
     this.connections.add(conn);
+  }
+
+  /** Adds `n` to the connections counted for `ip`. */
+  private hold(ip: string, n: number): void {
+    const m = (this.perIp.get(ip) ?? 0) + n;
+    if (m <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, m);
   }
 
   private scheduleSweep(): void {

@@ -19,10 +19,13 @@ export interface AuthThrottleLike {
 /** The events a client's rates count (client-rates.ts). */
 export type RateKind = 'connection' | 'message' | 'recipient';
 
-/** Per-client event rates as the listener and the session see them (implemented by ClientRates). */
+/**
+ * Per-client event rates as the listener and the session see them (implemented by ClientRates;
+ * in a cluster it answers with a promise: the count is in Redis).
+ */
 export interface ClientRatesLike {
   /** Counts one event of `kind` from `ip`; false: it is over the limit, refuse it. */
-  allow(kind: RateKind, ip: string): boolean;
+  allow(kind: RateKind, ip: string): boolean | Promise<boolean>;
 }
 
 export interface SessionOptions {

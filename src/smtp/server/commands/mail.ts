@@ -8,15 +8,23 @@
 // report per recipient, as Postfix's cleanup does.
 // hooks.admitTransaction may refuse a new transaction (452 4.3.1 while memory is short).
 // The per-client rates (client-rates.ts) refuse a MAIL or RCPT over them with 450 4.7.1, as
-// Postfix's anvil limits do.
+// Postfix's anvil limits do; in a cluster their answer is a promise (the count is in Redis).
 
 import { withAsciiDomain } from '../../protocol/address.js';
-import { paramWords, parseMailArgs, parseRcptArgs } from '../../protocol/params.js';
+import {
+  type ArgsResult,
+  type MailParams,
+  paramWords,
+  parseMailArgs,
+  parseRcptArgs,
+} from '../../protocol/params.js';
 import type { RecipientEntry } from '../hooks.js';
 import type { SmtpSession } from '../session.js';
 import { addressKey } from '../../../util/domain.js';
 import { shownIp } from '../client-rates.js';
 import { settle } from './util.js';
+
+type MailArgs = Extract<ArgsResult<MailParams>, { ok: true }>;
 
 export function mail(s: SmtpSession, args: string): void | Promise<void> {
   if (s.opts.submission && s.client.auth === undefined) {
@@ -48,11 +56,19 @@ export function mail(s: SmtpSession, args: string): void | Promise<void> {
     s.sendReply(sticky);
     return;
   }
-  // Postfix's smtpd_client_message_rate_limit: MAIL commands per client and window.
-  if (s.opts.clientRates?.allow('message', s.client.ip) === false) {
+  // Postfix's smtpd_client_message_rate_limit: MAIL commands per client and window (in a
+  // cluster counted in Redis: a promise; commands are serialised meanwhile).
+  const rated = s.opts.clientRates?.allow('message', s.client.ip) ?? true;
+  if (rated === true) return openTransaction(s, r);
+  return settle(rated, (ok) => {
+    if (ok) return openTransaction(s, r);
     s.reply(450, '4.7.1', `Error: too much mail from ${shownIp(s.client.ip)}`);
-    return;
-  }
+  });
+}
+
+/** MAIL past its checks and the client's message rate: memory, the sender, the checkSender hook. */
+function openTransaction(s: SmtpSession, r: MailArgs): void | Promise<void> {
+  const p = r.params;
   // While too much mail is held in memory (e.g. a disk slower than the network), new
   // transactions wait: the client retries later.
   const busy = s.hooks.admitTransaction?.(s);
@@ -117,10 +133,21 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
   }
   // Postfix's smtpd_client_recipient_rate_limit: RCPT commands per client and window, counted
   // before our checks (an address harvester's unknown users count too).
-  if (s.opts.clientRates?.allow('recipient', s.client.ip) === false) {
+  const rated = s.opts.clientRates?.allow('recipient', s.client.ip) ?? true;
+  if (rated === true) return addRecipient(s, tx, entry, r.rest);
+  return settle(rated, (ok) => {
+    if (ok) return addRecipient(s, tx, entry, r.rest);
     s.reply(450, '4.7.1', `Error: too many recipients from ${shownIp(s.client.ip)}`);
-    return;
-  }
+  });
+}
+
+/** RCPT past its checks and the client's recipient rate: the checkRecipient hook, then added. */
+function addRecipient(
+  s: SmtpSession,
+  tx: NonNullable<SmtpSession['tx']>,
+  entry: RecipientEntry,
+  rest: string,
+): void | Promise<void> {
   const add = (): void => {
     if (s.tx !== tx) return; // transaction was reset while the hook ran (cannot happen: serialised)
     tx.recipients.push(entry);
@@ -128,7 +155,7 @@ export function rcpt(s: SmtpSession, args: string): void | Promise<void> {
     s.reply(250, '2.1.5', 'Ok');
   };
   if (!s.hooks.checkRecipient) return add();
-  return settle(s.hooks.checkRecipient(entry.address, s, paramWords(r.rest)), (refusal) => {
+  return settle(s.hooks.checkRecipient(entry.address, s, paramWords(rest)), (refusal) => {
     if (refusal) s.refuse(refusal);
     else add();
   });
