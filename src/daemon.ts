@@ -397,8 +397,10 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   const hooks = events.wrapServerHooks(
     access ? withFilters(baseHooks, [access.filter, ...filters]) : filteredHooks,
   );
-  // Per-client rates over every SMTP listener (not ODMR): Postfix's anvil limits.
+  // Per-client rates over every SMTP listener (not ODMR): Postfix's anvil limits; in a cluster
+  // counted in Redis for every node (each node counting alone while Redis is unreachable).
   const rates = new ClientRates(clock, {
+    ...(cluster ? { shared: cluster.clientRateCount() } : {}),
     ...(config.smtp.clientConnectionRate ? { connection: config.smtp.clientConnectionRate } : {}),
     ...(config.smtp.clientMessageRate ? { message: config.smtp.clientMessageRate } : {}),
     ...(config.smtp.clientRecipientRate ? { recipient: config.smtp.clientRecipientRate } : {}),

@@ -38,7 +38,9 @@ function ratesLine(c: Config): string {
     ...one('messages', s.clientMessageRate),
     ...one('recipients', s.clientRecipientRate),
   ];
-  return all.length === 0 ? 'off' : `${all.join(', ')}; ${s.clientRateExceptions.length} exception block(s)`;
+  if (all.length === 0) return 'off';
+  const where = c.cluster ? '; counted over the cluster' : '';
+  return `${all.join(', ')}; ${s.clientRateExceptions.length} exception block(s)${where}`;
 }
 
 /** What the daemon would run with `c`, one line per part. */

@@ -28,7 +28,15 @@ import { Drain } from './drain.js';
 import { optBool } from '../admin/protocol.js';
 import type { OpHandler } from '../admin/ops.js';
 import { clusterEtrnHook } from './etrn.js';
-import { defineScripts, SharedAuthThrottle, SharedConnections, SharedGcra, SharedRate } from './limits.js';
+import {
+  defineScripts,
+  SharedAuthThrottle,
+  SharedConnections,
+  SharedGcra,
+  SharedRate,
+  takeWindow,
+} from './limits.js';
+import type { SharedWindowCount } from '../smtp/server/client-rates.js';
 import type net from 'node:net';
 import { Gauge, type Registry } from 'prom-client';
 import type { EtrnService } from '../odmr/index.js';
@@ -290,6 +298,16 @@ export class Cluster {
     const r = this.limits.messageRate;
     if (!r) return undefined;
     return (key, maxWaitMs) => (key.startsWith('cluster:') ? Promise.resolve(0) : r.book(key, maxWaitMs));
+  }
+
+  /**
+   * [smtp]'s per-client rates over the cluster: one window per client and kind in Redis
+   * (`limit:client-<kind>:<client>`), for ClientRates, whose own windows decide while Redis
+   * does not answer.
+   */
+  clientRateCount(): SharedWindowCount {
+    return (kind, client, rate) =>
+      takeWindow(this.link, this.keys, `client-${kind}`, client, rate.count, rate.periodMs);
   }
 
   /** ETRN at any node: replaces the local hook (hooks.etrn) when ETRN domains exist. */
