@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { internals, Queue } from '../queue/queue.js';
-import type { DeliveryJob } from '../queue/types.js';
+import type { DeliveryJob, EnvelopeRecord } from '../queue/types.js';
 import { shouldNotify } from './dsn.js';
-import { makeReporter } from './reports.js';
+import { makeReporter, mayWantDelay, wantsReport } from './reports.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { msg } from '../../test/support/queue.js';
@@ -50,5 +50,51 @@ describe('report policy', () => {
     assert.deepEqual(expected, ['absent@y.test', 'empty@y.test', 'failure@y.test']);
     assert.deepEqual(bounced.sort(), expected.sort());
     await q.stop();
+  });
+
+  test('the byte test for envelopes an older version wrote is false only where no recipient is owed a delay report', () => {
+    const notifies: Array<string[] | undefined> = [
+      undefined,
+      [],
+      ['NEVER'],
+      ['FAILURE'],
+      ['SUCCESS', 'FAILURE'],
+      ['DELAY'],
+      ['FAILURE', 'DELAY'],
+      ['SUCCESS', 'DELAY', 'FAILURE'],
+    ];
+    const senders = ['a@x.test', ''];
+    let seen = 0;
+    for (const sender of senders)
+      for (const a of notifies)
+        for (const b of notifies) {
+          const env: EnvelopeRecord = {
+            msgId: 1,
+            piece: 0,
+            version: 1,
+            due: 0,
+            arrival: 0,
+            rcptCount: 2,
+            info: {
+              sender,
+              recipients: [
+                a === undefined ? { address: 'p@y.test' } : { address: 'p@y.test', notify: a },
+                b === undefined ? { address: 'q@y.test' } : { address: 'q@y.test', notify: b },
+              ],
+              size: 1,
+              attempts: 0,
+              history: [{ t: 0, ev: 'accepted' }],
+            },
+          };
+          const owed = env.info.recipients.some((r, i) =>
+            wantsReport('delay', env, r, { rcpt: i, status: 'deferred' }),
+          );
+          const json = Buffer.from(JSON.stringify(env.info));
+          if (owed) {
+            assert.equal(mayWantDelay(json), true, JSON.stringify(env.info));
+            seen++;
+          } else if (sender !== '') assert.equal(mayWantDelay(json), false, 'no DELAY: no read'); // the null sender's may read
+        }
+    assert.ok(seen > 0);
   });
 });

@@ -33,11 +33,24 @@ export function wantsReport(
   return kind !== 'success' || outcome.relayed === true || outcome.final === true;
 }
 
+/** A NOTIFY list naming DELAY, as an envelope's JSON holds it (params.ts keeps the keywords upper case). */
+const DELAY_JSON = Buffer.from('"DELAY"');
+
+/**
+ * The policy's byte test for envelopes an older logmta wrote (ReportHooks.mayWantDelay): a delay
+ * report goes only to a recipient whose NOTIFY names DELAY (shouldNotify), so JSON without the
+ * string "DELAY" wants none. Its presence elsewhere (a header line, an error text) only costs the
+ * queue a read.
+ */
+export function mayWantDelay(json: Buffer): boolean {
+  return json.includes(DELAY_JSON);
+}
+
 /** Signs a built report (the same Buffer when no key applies); `now` is the signing time. */
 export type SignReport = (report: Buffer, now: number) => Buffer;
 
 export function makeReporter(hostname: string, sign?: SignReport): ReportHooks {
-  return { wants: wantsReport, build: makeBuilder(hostname, sign) };
+  return { wants: wantsReport, mayWantDelay, build: makeBuilder(hostname, sign) };
 }
 
 function makeBuilder(hostname: string, sign: SignReport | undefined) {

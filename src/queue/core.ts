@@ -87,6 +87,12 @@ export class QueueCore {
    */
   warnPending: (rec: EnvelopeRecord) => boolean = () => false;
   /**
+   * For an envelope body an older logmta wrote (no flag byte, records.ts ENV_UNFLAGGED), found by
+   * recovery in a held lane: whether a delay warning may be pending, judged from its bytes without
+   * parsing them. Set by outcomes.ts; a yes is decided at the warning deadline (expire.ts).
+   */
+  unflaggedWarnPending: (body: Buffer) => boolean = () => false;
+  /**
    * Messages whose data is stored as chunk records, by message slot; for them the message row's
    * data columns hold the lane, the first extent and the total length.
    */

@@ -3,7 +3,8 @@
 // current there, and a timer — set for the earliest deadline, at most EXPIRY_TICK_MAX ahead, so a
 // clock step is noticed — bounces the pieces whose arrival plus their lane's max_age has passed,
 // whether or not a flush ever touched them. A piece of an ETRN/ODMR domain's lane with a delay
-// warning pending (F_WARN_PENDING: its envelope's flag, which recovery reads) is keyed at its
+// warning pending (F_WARN_PENDING: its envelope's flag, which recovery reads, or for an older
+// version's flag-less envelope recovery's byte test, which the sweep checks) is keyed at its
 // warning deadline instead (arrival + delay_warning, if sooner): the sweep then sends the warning
 // (outcomes.ts finish, which writes the piece again without the flag), and the piece's one entry
 // comes back keyed at its expiry. Timed

@@ -2,13 +2,21 @@
 // expiry heap keys such a piece at its warning deadline, the sweep sends one warning and writes
 // the piece again without its flag, so that after a crash recovery knows — from the flag byte,
 // without reading the envelope — that none is due any more. NOTIFY without DELAY, NEVER and the
-// null sender get none and cost no read; envelopes written before the flag existed get no
-// deadline (an attempt still warns them, as it always did).
+// null sender get none and cost no read. Envelopes written before the flag byte existed (a queue
+// of an older logmta, upgraded) are judged by recovery from their bytes, unparsed: one not warned
+// whose JSON names DELAY gets the deadline, and the sweep reads it there and warns it, once.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { internals, Queue, type QueueOptions } from './queue.js';
-import { decodeEnvelope, ENV_WARN_PENDING, encodeEnvelope, envelopeFlags } from './record/records.js';
+import {
+  decodeEnvelope,
+  ENV_UNFLAGGED,
+  ENV_WARN_PENDING,
+  encodeEnvelope,
+  envelopeFlags,
+} from './record/records.js';
 import type { RecipientInfo } from './types.js';
+import { flaggedEnvelopes, rewriteAsPreFlag, withoutFlagByte } from '../../test/support/legacy-queue.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { msg, quiet, recordReports, scripted } from '../../test/support/queue.js';
@@ -37,16 +45,23 @@ async function open(
   return { q, fs, clock, reports };
 }
 
-/** Accepts one message held for D; `rcpt` says who it is for and what NOTIFY it asked. */
-async function hold(q: Queue, rcpt: RecipientInfo, sender = 'a@x.test'): Promise<number> {
+/** Accepts one message held for `domain` (D); `rcpt` says who it is for and what NOTIFY it asked. */
+async function hold(q: Queue, rcpt: RecipientInfo, sender = 'a@x.test', domain = D): Promise<number> {
   return (
     await q.accept({
       data: msg(rcpt.address),
       sender,
       recipients: [rcpt],
-      destinations: [{ kind: 'held', domain: D }],
+      destinations: [{ kind: 'held', domain }],
     })
   ).msgId;
+}
+
+/** A flush of D that finds the customer away (every recipient deferred, held again), until quiet. */
+async function flushAway(q: Queue, clock: FakeClock): Promise<void> {
+  q.setDeliverer(scripted(() => ({ rcpt: 0, status: 'deferred', code: 421, text: 'away', hold: D })).deliver);
+  await q.flushHeld(D);
+  await quiet(q, clock);
 }
 
 /** Counts the positional reads of held lanes' envelopes (recovery reads whole segment files instead). */
@@ -184,12 +199,12 @@ describe('delay warnings of held mail nobody attempts', () => {
     await q.stop();
   });
 
-  test('an envelope written without the flag (an older queue) is not read for a warning; an attempt still warns it', async () => {
+  test('an envelope written with no warning pending is not read for a warning; an attempt still warns it', async () => {
     const fs = new MemQueueFs();
     const clock = new FakeClock();
     const reports: string[] = [];
     const old = await open(fs, clock, reports);
-    internals(old.q).core.warnPending = () => false; // as before the flag: never written
+    internals(old.q).core.warnPending = () => false; // its flag byte says: none pending
     await hold(old.q, delay);
     await old.q.stop();
     const reads = countReads(fs);
@@ -200,14 +215,117 @@ describe('delay warnings of held mail nobody attempts', () => {
     await quiet(q, clock);
     assert.equal(reads.n, 0, 'nothing was read at the warning deadline');
     assert.deepEqual(reports, []);
-    // A flush that finds the customer away warns, as it always did.
-    q.setDeliverer(
-      scripted(() => ({ rcpt: 0, status: 'deferred', code: 421, text: 'away', hold: D })).deliver,
-    );
-    await q.flushHeld(D);
-    await quiet(q, clock);
+    await flushAway(q, clock); // warns, as it always did
     assert.equal(reports.length, 1);
     assert.match(reports[0]!, /^delay:w@held\.test /);
+    await q.stop();
+  });
+});
+
+describe('held mail of a queue written before the flag byte (an upgrade)', () => {
+  /** Stops `q` and rewrites its queue as a logmta from before the flag byte wrote it. */
+  async function asPreFlag(q: Queue, fs: MemQueueFs): Promise<void> {
+    await q.stop();
+    await rewriteAsPreFlag('/q', fs);
+    assert.equal(await flaggedEnvelopes('/q', fs), 0, 'no envelope has a flag byte any more');
+  }
+
+  test('not yet at its deadline: one warning there, none again after a crash, the bounce at max_age; no read for mail that wants none', async () => {
+    const { q: old, fs, clock, reports } = await open();
+    await hold(old, delay);
+    await hold(old, { address: `f@${D}`, notify: ['FAILURE'] });
+    await hold(old, { address: `d@${D}` });
+    await hold(old, { address: `z@${D}`, notify: ['DELAY'] }, ''); // the null sender: never warned
+    await asPreFlag(old, fs);
+    const reads = countReads(fs);
+    const { q } = await open(fs, clock, reports);
+    assert.equal(reads.n, 0, 'recovery parsed no envelope');
+    // DELAY in the JSON, not warned: keyed at the deadline (the null sender's too, decided there).
+    assert.deepEqual(keyedAt(q), [WARN, WARN, MAX_AGE, MAX_AGE]);
+    q.start();
+    clock.advance(WARN - 1);
+    await quiet(q, clock);
+    assert.deepEqual(reports, []);
+    assert.equal(reads.n, 0);
+    clock.advance(1);
+    await waitFor(() => reports.length === 1, 'the delay warning');
+    assert.match(reports[0]!, /^delay:w@held\.test /);
+    await quiet(q, clock);
+    assert.equal(reads.n, 2, 'only the two envelopes that name DELAY were read');
+    assert.deepEqual(keyedAt(q), [MAX_AGE, MAX_AGE, MAX_AGE, MAX_AGE]);
+    await q.stop();
+    fs.crash();
+    // The warned version is written in today's format: no second warning. The null sender's
+    // envelope is still the old one, so it is looked at once more, and warned no more than before.
+    const again = await open(fs, clock, reports);
+    assert.deepEqual(keyedAt(again.q), [WARN, MAX_AGE, MAX_AGE, MAX_AGE]);
+    again.q.start();
+    clock.advance(MAX_AGE - WARN - 1);
+    await quiet(again.q, clock);
+    assert.equal(reports.length, 1, 'no second warning');
+    clock.advance(1);
+    await waitFor(() => again.q.heldCount(D) === 0, 'all four expired');
+    assert.deepEqual(reports.map((r: string) => r.split(' ')[0]).sort(), [
+      'delay:w@held.test',
+      'failure:d@held.test',
+      'failure:f@held.test',
+      'failure:w@held.test',
+    ]);
+    await again.q.stop();
+  });
+
+  test('past its deadline: warned at once; warned by the old version at an attempt: not again, not read; past max_age: bounced, not warned', async () => {
+    const D2 = 'other.test';
+    const { q: old, fs, clock, reports } = await open();
+    // As the old version: no warning deadlines (nothing flagged), only the expiry sweep.
+    internals(old).core.warnPending = () => false;
+    old.start();
+    await hold(old, { address: `e@${D2}`, notify: ['DELAY', 'FAILURE'] }, 'a@x.test', D2);
+    clock.advance(40_000);
+    await quiet(old, clock);
+    await hold(old, { address: `w1@${D}`, notify: ['DELAY', 'FAILURE'] });
+    clock.advance(WARN);
+    await flushAway(old, clock); // the old version warned only at such an attempt
+    assert.equal(reports.length, 1);
+    assert.match(reports[0]!, /^delay:w1@held\.test /);
+    await hold(old, { address: `w2@${D}`, notify: ['DELAY'] });
+    await asPreFlag(old, fs);
+    clock.advance(MAX_AGE - 40_000 - WARN); // e@ is at max_age, w2@ past its deadline
+    const reads = countReads(fs);
+    const { q } = await open(fs, clock, reports);
+    assert.equal(reads.n, 0, 'recovery parsed no envelope');
+    assert.deepEqual(keyedAt(q), [WARN, WARN, MAX_AGE], 'w1, warned, keyed at its expiry only');
+    q.start();
+    await waitFor(() => reports.length === 3, 'the bounce and the late warning');
+    await quiet(q, clock);
+    assert.deepEqual(
+      reports
+        .slice(1)
+        .map((r: string) => r.split(' ')[0])
+        .sort(),
+      ['delay:w2@held.test', 'failure:e@other.test'],
+    );
+    assert.match(reports.find((r) => r.startsWith('failure:'))!, / 4\.4\.7$/);
+    assert.equal(reads.n, 2, 'the warned envelope was not read');
+    assert.equal(q.heldCount(D), 2);
+    await q.stop();
+  });
+
+  test('a report policy with no byte test: every unwarned old envelope is looked at, only DELAY is warned', async () => {
+    const { q: old, fs, clock, reports } = await open();
+    await hold(old, delay);
+    await hold(old, { address: `f@${D}`, notify: ['FAILURE'] });
+    await asPreFlag(old, fs);
+    const policy = recordReports(reports);
+    const plain = { wants: policy.wants, build: policy.build }; // no mayWantDelay
+    const { q } = await open(fs, clock, reports, { hooks: { reports: plain } });
+    assert.deepEqual(keyedAt(q), [WARN, WARN]);
+    q.start();
+    clock.advance(WARN);
+    await waitFor(() => reports.length === 1, 'the warning');
+    await quiet(q, clock);
+    assert.match(reports[0]!, /^delay:w@held\.test /);
+    assert.deepEqual(keyedAt(q), [MAX_AGE, MAX_AGE]);
     await q.stop();
   });
 });
@@ -225,12 +343,19 @@ describe('the envelope flag byte', () => {
     };
     const plain = encodeEnvelope(rec);
     const flagged = encodeEnvelope(rec, ENV_WARN_PENDING);
-    assert.equal(plain[32], 0x7b, 'no flag: the JSON right after the prefix, as before');
+    const preFlag = withoutFlagByte(plain); // as a logmta before the flag byte wrote it
+    assert.equal(plain[32], 0x20, 'no flag set: a space');
+    assert.equal(flagged[32], 0x09, 'warning pending: a TAB');
+    assert.equal(preFlag[32], 0x7b, 'before flags: the JSON right after the prefix');
     assert.equal(envelopeFlags(plain), 0);
     assert.equal(envelopeFlags(flagged), ENV_WARN_PENDING);
-    assert.equal(flagged.length, plain.length + 1);
+    assert.equal(envelopeFlags(preFlag), ENV_UNFLAGGED, 'flags unknown');
+    assert.equal(flagged.length, plain.length);
+    assert.equal(preFlag.length, plain.length - 1);
     assert.deepEqual(decodeEnvelope(flagged), decodeEnvelope(plain));
-    // Any JSON reader (an older logmta) takes the flag for whitespace.
+    assert.deepEqual(decodeEnvelope(preFlag), decodeEnvelope(plain));
+    // Any JSON reader (an older logmta) takes the flag byte for whitespace.
     assert.deepEqual(JSON.parse(flagged.toString('utf8', 32)), rec.info);
+    assert.deepEqual(JSON.parse(plain.toString('utf8', 32)), rec.info);
   });
 });

@@ -18,6 +18,8 @@ import {
   DONE_MOVED,
   type EnvelopeInfo,
   type EnvelopeRecord,
+  envelopeJson,
+  envelopeSaysWarned,
   formatId,
   OUTCOME_DELIVERED,
   OUTCOME_FAILED,
@@ -34,6 +36,20 @@ export class Outcomes {
     private readonly pump: (lane: LaneState) => void,
   ) {
     cx.core.warnPending = (rec) => this.warnPending(rec);
+    cx.core.unflaggedWarnPending = (body) => this.unflaggedWarnPending(body);
+  }
+
+  /**
+   * warnPending for an envelope an older logmta wrote, without its flag byte (an upgraded queue):
+   * from its bytes alone — recovery parses no JSON — no unless a report policy is set, the JSON
+   * does not say a warning was sent, and the policy's byte test (ReportHooks.mayWantDelay) allows
+   * one. A yes may be wrong (the policy says no after all): the sweep reads the envelope at the
+   * deadline and finish() decides, sending nothing then.
+   */
+  unflaggedWarnPending(body: Buffer): boolean {
+    const policy = this.cx.hooks.reports;
+    if (!policy || envelopeSaysWarned(body)) return false;
+    return policy.mayWantDelay?.(envelopeJson(body)) ?? true;
   }
 
   /**

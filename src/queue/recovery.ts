@@ -5,7 +5,8 @@
 // multi-file batch can leave (a move without its Done: the old version wins), pieces whose data
 // never became durable are ended, corrupt segments are salvaged and set aside, and garbage is
 // marked. Only envelope prefixes are decoded during the scan (and the flag byte after them), never
-// the JSON.
+// the JSON; an older logmta's envelope in a held lane, which has no flag byte, gets a byte search
+// instead (outcomes.ts unflaggedWarnPending).
 // Every state this handles is listed in docs/queue-states.md.
 import type { QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
@@ -25,6 +26,8 @@ import {
   decodeDone,
   decodeEnvelopeHead,
   DONE_REPAIR,
+  ENV_UNFLAGGED,
+  ENV_WARN_PENDING,
   envelopeFlags,
   formatId,
   RT_CHUNK,
@@ -235,7 +238,13 @@ export async function recover(
                 deltas: [...(core.deltas.get(p)?.keys() ?? [])],
               });
             }
-            core.adoptEnvelope(p, lane, h, seq, r.offset, r.length, envelopeFlags(r.body));
+            let flags = envelopeFlags(r.body);
+            // An older logmta's envelope (no flag byte): whether a warning is pending is known
+            // from its bytes only. It matters for held lanes alone (expire.ts), so only their
+            // envelopes get the byte search; everywhere else it is taken as no flag.
+            if (flags === ENV_UNFLAGGED)
+              flags = lane.kind === 'held' && core.unflaggedWarnPending(r.body) ? ENV_WARN_PENDING : 0;
+            core.adoptEnvelope(p, lane, h, seq, r.offset, r.length, flags);
             break;
           }
           case RT_DELTA: {

@@ -120,6 +120,13 @@ export interface ReportRequest {
 export interface ReportHooks {
   /** The report policy: whether this recipient's outcome calls for a report of `kind`. */
   wants(kind: ReportKind, envelope: EnvelopeRecord, recipient: RecipientInfo, outcome: RcptOutcome): boolean;
+  /**
+   * The policy's test on an envelope's JSON bytes, unparsed: false only if `wants` says no delay
+   * report to every recipient of it. Recovery asks it of envelopes an older logmta wrote, which
+   * carry no flag byte (docs/queue-format.md), so that a held piece no one can warn costs no read
+   * at its warning deadline. Absent: any such envelope not warned may want one.
+   */
+  mayWantDelay?(json: Buffer): boolean;
   /** The report to enqueue (null: none after all). */
   build(req: ReportRequest): AcceptInput | null;
 }

@@ -9,7 +9,7 @@ import type { QueueFile, QueueFs } from '../../src/queue/log/fs.js';
 import { internals, type Queue } from '../../src/queue/queue.js';
 import { F_INFLIGHT } from '../../src/queue/state/tables.js';
 import type { DeliveryJob, RcptOutcome, ReportHooks } from '../../src/queue/types.js';
-import { wantsReport } from '../../src/delivery/reports.js';
+import { mayWantDelay, wantsReport } from '../../src/delivery/reports.js';
 import type { FakeClock } from './clock.js';
 import { MemQueueFs } from './memfs.js';
 import { tick, waitFor } from './wait.js';
@@ -44,6 +44,7 @@ export function scripted(answer: (job: DeliveryJob, rcpt: string) => RcptOutcome
 export function recordReports(into: string[]): ReportHooks {
   return {
     wants: wantsReport,
+    mayWantDelay,
     build: (req) => {
       into.push(
         `${req.kind}:${req.recipients.map((r) => `${r.info.address} ${r.outcome.enhanced}`).join(',')}`,

@@ -115,12 +115,23 @@ const ENV_PREFIX = 8 + 2 + 4 + 8 + 8 + 2;
  */
 export const ENV_WARN_PENDING = 1;
 /**
- * How the flags are written: the byte after the prefix is the JSON's first byte, `{` when no flag
- * is set, or a JSON whitespace byte that names the flags (TAB: warning pending) with the JSON after
- * it. Any JSON reader takes the whitespace as whitespace, so envelopes with and without flags are
- * read alike (docs/queue-format.md).
+ * Not a flag but the lack of one: the envelope has no flag byte, as every envelope an older logmta
+ * wrote (c2600f6 and before). Its flags are unknown; whether a warning is pending is in its JSON
+ * only, which recovery judges from the bytes (envelopeSaysWarned, ReportHooks.mayWantDelay).
  */
+export const ENV_UNFLAGGED = 2;
+/**
+ * How the flags are written: the byte after the prefix is a JSON whitespace byte that names the
+ * flags — space: none, TAB: warning pending — with the JSON after it; an older logmta wrote none,
+ * its JSON's `{` comes right there. Any JSON reader takes the whitespace as whitespace, so
+ * envelopes with and without the byte are read alike (docs/queue-format.md).
+ */
+const FLAG_BYTE_NONE = 0x20;
 const FLAG_BYTE_WARN_PENDING = 0x09;
+/** The JSON's first byte: where it sits right after the prefix, the envelope has no flag byte. */
+const JSON_OPEN = 0x7b;
+/** What a warned envelope's JSON holds, and no other (JSON.stringify writes no spaces). */
+const WARNED_JSON = Buffer.from('"warned":true');
 const DELTA_PREFIX = 8 + 2 + 4 + 2 + 1;
 const DONE_SIZE = 8 + 2 + 4 + 1;
 
@@ -173,23 +184,42 @@ export function decodeChunkHead(body: Buffer): ChunkHead {
 }
 
 export function encodeEnvelope(e: EnvelopeRecord, flags = 0): Buffer {
-  const lead = (flags & ENV_WARN_PENDING) !== 0 ? 1 : 0;
   const json = JSON.stringify(e.info);
-  const b = Buffer.allocUnsafe(ENV_PREFIX + lead + Buffer.byteLength(json));
+  const b = Buffer.allocUnsafe(ENV_PREFIX + 1 + Buffer.byteLength(json));
   b.writeDoubleLE(e.msgId, 0);
   b.writeUInt16LE(e.piece, 8);
   b.writeUInt32LE(e.version, 10);
   b.writeDoubleLE(e.due, 14);
   b.writeDoubleLE(e.arrival, 22);
   b.writeUInt16LE(e.rcptCount, 30);
-  if (lead) b[ENV_PREFIX] = FLAG_BYTE_WARN_PENDING;
-  b.write(json, ENV_PREFIX + lead);
+  b[ENV_PREFIX] = (flags & ENV_WARN_PENDING) !== 0 ? FLAG_BYTE_WARN_PENDING : FLAG_BYTE_NONE;
+  b.write(json, ENV_PREFIX + 1);
   return b;
 }
 
-/** The flags of an envelope body (ENV_WARN_PENDING): one byte read, the JSON left alone. */
+/**
+ * The flags of an envelope body (ENV_WARN_PENDING), or ENV_UNFLAGGED for one without a flag byte:
+ * one byte read, the JSON left alone. A whitespace byte this version does not know (a later
+ * version's flag) reads as no flag.
+ */
 export function envelopeFlags(b: Buffer): number {
-  return b.length > ENV_PREFIX && b[ENV_PREFIX] === FLAG_BYTE_WARN_PENDING ? ENV_WARN_PENDING : 0;
+  const c = b[ENV_PREFIX];
+  if (c === FLAG_BYTE_WARN_PENDING) return ENV_WARN_PENDING;
+  return c === JSON_OPEN ? ENV_UNFLAGGED : 0;
+}
+
+/** An envelope body's JSON bytes (its flag byte, if any, included: JSON whitespace). */
+export function envelopeJson(b: Buffer): Buffer {
+  return b.subarray(ENV_PREFIX);
+}
+
+/**
+ * Whether an envelope's JSON says a delay warning was sent, found by a byte search instead of a
+ * parse. Exact: only EnvelopeInfo.warned is a `true` under that key (the client facts' values are
+ * strings), and a string holding the same bytes has its quotes escaped.
+ */
+export function envelopeSaysWarned(b: Buffer): boolean {
+  return b.indexOf(WARNED_JSON, ENV_PREFIX) >= 0;
 }
 
 export function decodeEnvelopeHead(b: Buffer): EnvelopeHead {

@@ -219,7 +219,8 @@ export const F_LIVE = 1;
 export const F_INFLIGHT = 2;
 /**
  * A delay warning is pending for the piece (wanted, not sent): from its envelope's flag
- * (records.ts ENV_WARN_PENDING); cleared in memory when its deadline finds none due after all.
+ * (records.ts ENV_WARN_PENDING), or for an older version's envelope without one, from recovery's
+ * byte test (may be wrong); cleared in memory when its deadline finds none due after all.
  */
 export const F_WARN_PENDING = 4;
 
