@@ -139,7 +139,7 @@ export class Stage {
   private readonly all: SpawnedDaemon[] = [];
   private readonly hosts: CustomerHost[] = [];
 
-  private constructor(private readonly opts: StageOptions) {}
+  private constructor(private opts: StageOptions) {}
 
   static async start(opts: StageOptions): Promise<Stage> {
     const s = new Stage(opts);
@@ -155,6 +155,11 @@ export class Stage {
       ...(this.opts.files ? { files: this.opts.files } : {}),
     });
     this.all.push(this.daemon);
+  }
+
+  /** The TOML the next boot() (or restart) starts the daemon with: an upgrade's new settings. */
+  reconfigure(toml: string): void {
+    this.opts = { ...this.opts, toml };
   }
 
   /** Makes a daemon the test started itself on the stage's data the stage's own (stopped by close()). */
