@@ -49,7 +49,7 @@ import { ClientRates } from './smtp/server/client-rates.js';
 import { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
-import type { ListenSockets } from './smtp/server/listen-sockets.js';
+import type { ListenSockets } from './util/listen-sockets.js';
 import { listenError } from './util/listen-error.js';
 
 export interface DaemonDeps {

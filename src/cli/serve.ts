@@ -8,7 +8,7 @@ import { ConfigError, loadConfig } from '../config/index.js';
 import { startDaemon } from '../daemon.js';
 import { errorText } from '../errors.js';
 import { createLogger } from '../log.js';
-import { ListenSockets } from '../smtp/server/listen-sockets.js';
+import { ListenSockets } from '../util/listen-sockets.js';
 import type { Io } from './main.js';
 
 export async function run(argv: string[], io: Io): Promise<number> {
@@ -54,9 +54,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
     handlers.set(sig, h);
     process.on(sig, h);
   }
-  // The SMTP ports stay bound across reloads: a client that connects while the daemon restarts
-  // in place waits for its greeting instead of being refused (listen-sockets.ts).
-  const sockets = new ListenSockets();
+  // The SMTP and ODMR ports and the control socket stay bound across reloads: a client that
+  // connects while the daemon restarts in place waits for its answer instead of being refused
+  // (util/listen-sockets.ts).
+  const sockets = new ListenSockets((e, key) =>
+    logger.error({ socket: key, err: errorText(e) }, 'listening socket error'),
+  );
   const refusal = (c: ReturnType<typeof loadConfig>): string =>
     `421 4.3.2 ${c.hostname} Service shutting down\r\n`;
   const start = async (c: ReturnType<typeof loadConfig>) => {

@@ -16,7 +16,7 @@ import { AuthThrottle, type AuthThrottleOptions } from './auth-throttle.js';
 import type { CommandTable } from './commands/table.js';
 import { type AnySocket, Connection, type ConnectionOwner } from './connection.js';
 import type { ServerHooks, ServerLogger } from './hooks.js';
-import type { ListenSocket, ListenSockets } from './listen-sockets.js';
+import type { ListenSocket, ListenSockets } from '../../util/listen-sockets.js';
 import type { SessionOptions } from './options.js';
 import { shownIp } from './client-rates.js';
 import { type ServerTlsOptions, serverSecureContext } from './tls-policy.js';

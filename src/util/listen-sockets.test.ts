@@ -46,3 +46,37 @@ test('closing refuses the waiting connections with the given line; port 0 twice 
   d.sock.destroy();
   sockets.closeAll('');
 });
+
+test('a UNIX path is kept like a port: opened again it is the same socket; closing removes the file', async () => {
+  const { mkdtempSync, existsSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'listen-sockets-'));
+  const path = join(dir, 'ctl.sock');
+  const sockets = new ListenSockets();
+  let prepared = 0;
+  const o = { refusal: 'bye\n', prepare: async () => void prepared++ };
+  const first = await sockets.openPath(path, o);
+  assert.ok(sockets.holdsPath(path));
+  first.attach((s) => s.end('first\n'));
+  await assert.rejects(sockets.openPath(path, o), /EADDRINUSE/, 'one listener per path');
+  first.detach();
+  assert.equal(await sockets.openPath(path, o), first);
+  assert.equal(prepared, 1, 'a kept socket is not prepared (cleared) again');
+  // A connection a listener took and gives back waits for the next one.
+  const c = net.connect(path);
+  let got = '';
+  c.setEncoding('latin1').on('data', (d: string) => (got += d));
+  const closed = new Promise<void>((r) => c.once('close', () => r()));
+  first.attach((s) => {
+    first.detach();
+    first.giveBack(s);
+  });
+  while (first.waiting === 0) await new Promise((r) => setTimeout(r, 2));
+  sockets.closeUnattached('421 not this\r\n');
+  await closed;
+  assert.equal(got, 'bye\n', "the path's own refusal");
+  assert.equal(existsSync(path), false);
+  assert.equal(sockets.holdsPath(path), false);
+  rmSync(dir, { recursive: true, force: true });
+});
