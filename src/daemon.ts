@@ -66,8 +66,9 @@ export interface DaemonDeps {
   /** Event bus to use (tests subscribe to it); one is made when absent. */
   events?: EventBus;
   /**
-   * Listening sockets kept across restarts in place (`logmta serve`'s reload): the SMTP
-   * listeners attach to these instead of binding their own, and leave them open when they stop.
+   * Listening sockets kept across restarts in place (`logmta serve`'s reload): the SMTP and ODMR
+   * listeners and the control socket attach to these instead of binding their own, and leave
+   * them open when they stop.
    */
   listenSockets?: ListenSockets;
 }
@@ -176,8 +177,9 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   }
   // Another daemon answering on our control socket means this data dir is in use. (A stale
   // socket left by a crash is removed: only once we hold the queues, or a daemon starting at the
-  // same moment could lose its fresh socket to our clean-up.)
-  await clearStale(config.admin.socket);
+  // same moment could lose its fresh socket to our clean-up. The socket this process keeps
+  // across a reload is neither.)
+  await clearStale(config.admin.socket, deps.listenSockets);
   // Reports from a domain with a [[dkim]] key are signed when built (auth/report-sign.ts); the
   // metrics that count the signatures exist only once the queues do.
   let countReportSignature: ((algorithm: string) => void) | undefined;
@@ -423,6 +425,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     isSelf: self.has,
     onReachable: (host, port) => pool.markAlive(host, port),
     emit: (ev) => events.emit(ev),
+    ...(deps.listenSockets ? { listenSockets: deps.listenSockets } : {}),
     ...(cluster
       ? {
           shared: {
@@ -499,6 +502,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     config: config.admin,
     logger: log,
     maxMessageSize: config.smtp.maxMessageSize,
+    ...(deps.listenSockets ? { sockets: deps.listenSockets } : {}),
     deps: {
       queues,
       clock,
@@ -569,9 +573,11 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       // Nor does a message waiting for a connection get one: it has sent nothing, and is left
       // for the next start as it is (no deferral written).
       pool.stopAcquiring();
-      await admin.close();
+      // No request is taken from now on; those under way are answered within the grace (with
+      // the socket kept across a reload, later ones wait for the next daemon).
+      const adminClosed = admin.close(graceMs);
       await cluster?.stop();
-      await Promise.all([...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
+      await Promise.all([adminClosed, ...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
       // Crash-only: a delivery still in flight after the grace period is abandoned (recovery
       // redoes it); a peer that stalls must not hold shutdown for its 5-minute timeout.
       await stopQueues(queues, Math.max(0, end - Date.now()));

@@ -71,6 +71,14 @@ export class LineSplitter {
     return out;
   }
 
+  /** The bytes of an unfinished line, taken out (the splitter starts afresh). */
+  takeRest(): Buffer {
+    const rest = Buffer.concat(this.parts);
+    this.parts = [];
+    this.size = 0;
+    return rest;
+  }
+
   private check(n: number): void {
     if (this.size + n > this.maxLine)
       throw new MtaError('ADMIN_LINE_TOO_LONG', 'permanent', `line longer than ${this.maxLine} bytes`);

@@ -6,6 +6,7 @@
 import { type AdminConfig, formatHostPort } from '../config/index.js';
 import type { Logger } from '../log.js';
 import { listenError } from '../util/listen-error.js';
+import type { ListenSockets } from '../util/listen-sockets.js';
 import { AdminHttpServer, registerOpRoutes } from './http.js';
 import { type AdminDeps, makeOps, runOp } from './ops.js';
 import { type RouteRegistry, RouteTable } from './routes.js';
@@ -18,7 +19,11 @@ export interface AdminServer extends RouteRegistry {
   readonly httpAddress: string | undefined;
   /** Runs an op in-process (what the socket and HTTP do for a request). */
   readonly run: OpRunner;
-  close(): Promise<void>;
+  /**
+   * Stops taking requests; with a kept control socket, those already read are answered within
+   * `graceMs` and the clients of the others wait for the next daemon (socket.ts).
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface StartAdminOptions {
@@ -27,6 +32,8 @@ export interface StartAdminOptions {
   logger: Logger;
   /** Largest message the injector takes; sizes the socket's line limit. */
   maxMessageSize: number;
+  /** Listening sockets kept across reloads (`logmta serve`): the control socket is one of them. */
+  sockets?: ListenSockets;
 }
 
 export async function startAdmin(opts: StartAdminOptions): Promise<AdminServer> {
@@ -40,6 +47,7 @@ export async function startAdmin(opts: StartAdminOptions): Promise<AdminServer> 
     logger: opts.logger,
     // base64 grows 4/3, plus the JSON around it.
     maxLine: Math.ceil((opts.maxMessageSize * 4) / 3) + 1024 * 1024,
+    ...(opts.sockets ? { sockets: opts.sockets } : {}),
   });
   let web: AdminHttpServer | undefined;
   try {
@@ -65,8 +73,8 @@ export async function startAdmin(opts: StartAdminOptions): Promise<AdminServer> 
     httpAddress: web?.address,
     run,
     registerRoute: (method, path, handler, o) => routes.registerRoute(method, path, handler, o),
-    async close() {
-      await Promise.all([sock.close(), web?.close()]);
+    async close(graceMs = 0) {
+      await Promise.all([sock.close(graceMs), web?.close()]);
     },
   };
 }

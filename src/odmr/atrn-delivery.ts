@@ -4,6 +4,8 @@
 // recipients in those lanes (pieces of a message split across several requested domains are
 // sent together, once) — commit each outcome, and end with QUIT. The lanes are read as a cursor
 // (one message claimed at a time), never loaded whole.
+// A stopping provider (a reload) ends the session with QUIT after the message under way, as a
+// cleanly ended session: the customer dials in again for the rest.
 // Invariants: an outcome is committed (job.finish) before the next message is sent; a piece that
 // was not delivered — customer gone, 4xx, timeout — stays in its held lane, and finishing it with
 // nothing delivered writes nothing; every claimed job is finished exactly once, so its lane is
@@ -36,6 +38,8 @@ export interface AtrnDeliveryOptions {
   onClient?(client: SmtpClient): void;
   /** The customer's 220, already read (a cluster node served another home's mail first). */
   greeting?: Reply;
+  /** The provider stops (a reload): send no further message, QUIT after the one under way. */
+  stopping?(): boolean;
 }
 
 export interface AtrnResult {
@@ -89,7 +93,7 @@ export async function deliverHeld(
     // at once and memory stays flat whatever the lanes hold.
     const cursor = o.lanes.openHeld(domains);
     const host = customerHost(client);
-    while (client.usable) {
+    while (client.usable && !o.stopping?.()) {
       group = (await cursor.next()) ?? [];
       finished = new Set();
       if (group.length === 0) break;

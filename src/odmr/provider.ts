@@ -23,6 +23,7 @@ import { Turnaround } from './turnaround.js';
 import { type AtrnElsewhere, type AtrnRequest, odmrCommands } from './provider-commands.js';
 import { type RateGate, RateLimiter } from './rate.js';
 import type { AuthThrottleLike } from '../smtp/server/options.js';
+import type { ListenSockets } from '../util/listen-sockets.js';
 
 /** How long a new ATRN waits for the account's earlier session to let go of its lanes. */
 const TAKEOVER_WAIT_MS = 10_000;
@@ -86,6 +87,8 @@ export class OdmrProvider {
   private readonly active = new Map<Promise<AtrnResult>, { client?: SmtpClient; socket: AnySocket }>();
   private readonly requests = new WeakMap<SmtpSession, AtrnRequest>();
   private readonly waiters: (() => void)[] = [];
+  /** stop() was called: turnarounds send no further message. */
+  private stopping = false;
 
   constructor(private readonly o: OdmrProviderOptions) {
     this.locks = o.locks ?? new HeldLocks();
@@ -142,8 +145,9 @@ export class OdmrProvider {
     );
   }
 
-  listen(port: number, host: string): Promise<net.AddressInfo> {
-    return this.listener.listen(port, host);
+  /** With `sockets`, on a socket kept across reloads (as SmtpListener.listen). */
+  listen(port: number, host: string, sockets?: ListenSockets): Promise<net.AddressInfo> {
+    return this.listener.listen(port, host, sockets);
   }
 
   /** Turnarounds in progress. */
@@ -157,9 +161,25 @@ export class OdmrProvider {
     return new Promise((r) => this.waiters.push(r));
   }
 
-  /** Stops listening and cuts reversed sessions: what they had not delivered stays held. */
+  /**
+   * Stops listening and winds the reversed sessions down: each finishes the message under way
+   * and QUITs (the customer dials in again and gets the rest from the next daemon). A session
+   * still on the wire after `graceMs` is cut: what it had not delivered stays held.
+   */
   async stop(graceMs = 5_000): Promise<void> {
+    this.stopping = true;
     const stopping = this.listener.stop(graceMs);
+    const runs = [...this.active.keys()];
+    if (runs.length > 0 && graceMs > 0) {
+      let cancel: (() => void) | undefined;
+      await Promise.race([
+        Promise.all(runs),
+        new Promise<void>((r) => {
+          cancel = (this.o.clock ?? systemClock).setTimer(graceMs, r);
+        }),
+      ]);
+      cancel?.();
+    }
     for (const a of this.active.values()) {
       if (a.client) a.client.close();
       else a.socket.destroy();
@@ -213,6 +233,7 @@ export class OdmrProvider {
         ...(this.o.timeouts ? { timeouts: this.o.timeouts } : {}),
         ...(this.o.logger ? { logger: this.o.logger } : {}),
         ...(greeting ? { greeting } : {}),
+        stopping: () => this.stopping,
         onClient: (c) => {
           entry.client = c;
         },

@@ -19,6 +19,7 @@ import { EtrnProber } from './probe.js';
 import { OdmrProvider, type OdmrProviderOptions } from './provider.js';
 import type { RateGate } from './rate.js';
 import type { AuthThrottleLike } from '../smtp/server/options.js';
+import type { ListenSockets } from '../util/listen-sockets.js';
 
 /** What ETRN and ATRN requests emit (admin/events.ts carries them on the event bus). */
 export type EtrnOdmrEvent =
@@ -64,6 +65,8 @@ export interface EtrnOdmrDeps {
   };
   /** ATRN at any node (a cluster): peers' sessions and requests for domains homed elsewhere. */
   odmrCluster?: OdmrProviderOptions['cluster'];
+  /** Listening sockets kept across reloads (`logmta serve`): the ODMR ports are among them. */
+  listenSockets?: ListenSockets;
 }
 
 export interface EtrnOdmr {
@@ -164,7 +167,7 @@ export async function startEtrnOdmr(config: Config, d: EtrnOdmrDeps): Promise<Et
       });
       let a: Awaited<ReturnType<OdmrProvider['listen']>>;
       try {
-        a = await p.listen(hp.port, hp.host);
+        a = await p.listen(hp.port, hp.host, d.listenSockets);
       } catch (e) {
         if (!optional) throw listenError(e, formatHostPort(hp), `odmr.listen[${i + 1}]`);
         d.logger?.warn(

@@ -285,7 +285,7 @@ export class Stage {
 }
 
 export interface AtrnSession {
-  /** The ATRN reply's first line. */
+  /** The ATRN reply's first line (or the 421, or the greeting that was not 220, that ended the session before ATRN). */
   reply: string;
   /** Transactions the customer accepted in this session. */
   received: SinkTransaction[];
@@ -356,16 +356,23 @@ export async function atrn(
     if (line !== undefined) socket.write(`${line}\r\n`);
     return readReply(socket, st);
   };
-  await ask(undefined);
-  await ask('EHLO customer.test');
-  const challenge = await ask('AUTH CRAM-MD5');
-  const auth = await ask(cramMd5Response(user, password, challenge.slice(4)));
-  if (!auth.startsWith('235')) throw new Error(`AUTH failed: ${auth}`);
-  const reply = await ask(`ATRN${domains.length > 0 ? ` ${domains.join(',')}` : ''}`);
-  if (!reply.startsWith('250')) {
+  const over = (reply: string): AtrnSession => {
     socket.destroy();
     return { reply, received: [], done: Promise.resolve(), ended: true };
-  }
+  };
+  // A provider that is stopping (or reloading) ends a session before ATRN with 421, as any
+  // SMTP server does; the customer dials in again, as fetchmail does at its next poll.
+  const greeting = await ask(undefined);
+  if (!greeting.startsWith('220')) return over(greeting);
+  const ehlo = await ask('EHLO customer.test');
+  if (ehlo.startsWith('421')) return over(ehlo);
+  const challenge = await ask('AUTH CRAM-MD5');
+  if (challenge.startsWith('421')) return over(challenge);
+  const auth = await ask(cramMd5Response(user, password, challenge.slice(4)));
+  if (auth.startsWith('421')) return over(auth);
+  if (!auth.startsWith('235')) throw new Error(`AUTH failed: ${auth}`);
+  const reply = await ask(`ATRN${domains.length > 0 ? ` ${domains.join(',')}` : ''}`);
+  if (!reply.startsWith('250')) return over(reply);
   // Roles reversed: we are the SMTP server on this socket now.
   const { dropAfter: drop, stallAfter: stall, ...sinkOpts } = opts;
   let sink: SmtpSink | undefined;
