@@ -16,14 +16,7 @@ import { type AdminServer, startAdmin } from './admin/server.js';
 import { clearStale, probe } from './admin/socket.js';
 import { recoveryProgress } from './cli/progress.js';
 import type { Cluster } from './cluster/index.js';
-import {
-  type Config,
-  cidrListContains,
-  configNotices,
-  formatDuration,
-  formatHostPort,
-  sessionTimeouts,
-} from './config/index.js';
+import { type Config, configNotices } from './config/index.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { MaildirWriter } from './delivery/maildir.js';
 import { describeDane } from './delivery/dane/trust.js';
@@ -39,18 +32,12 @@ import { PolicyStore } from './delivery/mta-sts/store.js';
 import { outboundTrust } from './delivery/tls-trust.js';
 import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
-import { accessControl } from './policy/access.js';
-import { type SessionFilter, withFilters } from './policy/filters.js';
-import { makeServerHooks } from './policy/hooks.js';
-import { makeMilterStage } from './policy/milter-stage.js';
-import type { AcceptStage } from './policy/pipeline.js';
 import { IdSource, lockQueueDirWaiting, MemoryBudget, type QueueLock, Queues } from './queue/index.js';
-import { ClientRates } from './smtp/server/client-rates.js';
-import { SmtpListener } from './smtp/server/listener.js';
+import { buildIntake, buildListeners, shownAddress } from './sessions/intake.js';
+import type { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
 import type { ListenSockets } from './util/listen-sockets.js';
-import { listenError } from './util/listen-error.js';
 
 export interface DaemonDeps {
   clock?: Clock;
@@ -324,95 +311,24 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   queues.setDeliverer(events.wrapDeliverer(engine.deliver));
   queues.start();
 
-  // Session filters and the end-of-DATA stages, in the order of policy/pipeline.ts: (our Received:
-  // is the session's) → incoming auth checks → milters → DKIM signing → queue. The auth stages
-  // are loaded only when configured, so an MTA without them loads none of their code.
-  const filters: SessionFilter[] = [];
-  const stages: AcceptStage[] = [];
-  if (config.auth.checks) {
-    const { authCheckStage } = await import('./auth/check-stage.js');
-    stages.push(
-      await authCheckStage({
-        authservId: config.auth.authservId,
-        dmarcReject: config.auth.dmarcReject,
-        tempfailOnDnsError: config.auth.tempfailOnDnsError,
-        timeoutMs: config.auth.timeoutMs,
-        resolver,
-        relayNetworks: config.smtp.relayNetworks,
-        logger: log.child({ component: 'auth' }),
-        onResult: (method, result) => metrics.authResult(method, result),
-      }),
-    );
-  }
-  // The postmaster's [[access]] rules: an SMTP listener's first filter (a permit spares the RCPT
-  // DNSBL lookups); local submissions do not pass them (Postfix's sendmail skips smtpd's too).
-  const access =
-    config.access.length > 0 ? accessControl(config.access, log.child({ component: 'access' })) : undefined;
-  if (config.dnsbl.length > 0) {
-    const { dnsblFilter } = await import('./auth/dnsbl.js');
-    filters.push(
-      dnsblFilter({
-        lists: config.dnsbl,
-        resolver,
-        relayNetworks: config.smtp.relayNetworks,
-        logger: log.child({ component: 'dnsbl' }),
-        onListed: (zone) => metrics.dnsblListed(zone),
-        ...(access ? { permitted: access.permitted } : {}),
-      }),
-    );
-  }
-  if (config.milters.length > 0) {
-    const milters = makeMilterStage(config.milters, {
-      hostname: config.hostname,
-      clock,
-      mailerOf: (domain) =>
-        router.isLocal(domain) ? (router.localDomain(domain)?.lmtp ? 'lmtp' : 'local') : 'smtp',
-      warn: (obj, msg) => log.warn(obj as Record<string, unknown>, msg),
-    });
-    filters.push(milters.filter);
-    stages.push(milters.stage);
-  }
-  if (config.dkim.length > 0) {
-    const { dkimSignStage } = await import('./auth/sign-stage.js');
-    for (const k of config.dkim)
-      log.info(
-        { name: `${k.selector}._domainkey.${k.domain}`, algorithm: k.algorithm, record: k.record },
-        'dkim key',
-      );
-    stages.push(
-      dkimSignStage({
-        keys: config.dkim,
-        relayNetworks: config.smtp.relayNetworks,
-        clock,
-        logger: log.child({ component: 'dkim' }),
-        onSigned: (algorithm) => metrics.dkimSigned(algorithm),
-      }),
-    );
-  }
-  const policyHooks = makeServerHooks(config, router, queues, ids, stages);
-  const baseHooks = cluster
-    ? cluster.serverHooks(policyHooks, (d) => router.odmrDomainOf(d) ?? router.etrnOf(d)?.domain)
-    : policyHooks;
-  const filteredHooks = withFilters(baseHooks, filters);
-  // SMTP's hooks note the client's facts for the `received` event; local submission (sendmail,
-  // below) uses the same hooks without them, so its mail is counted and logged as source "local".
-  const hooks = events.wrapServerHooks(
-    access ? withFilters(baseHooks, [access.filter, ...filters]) : filteredHooks,
-  );
-  // Per-client rates over every SMTP listener (not ODMR): Postfix's anvil limits; in a cluster
-  // counted in Redis for every node (each node counting alone while Redis is unreachable).
-  const rates = new ClientRates(clock, {
-    ...(cluster ? { shared: cluster.clientRateCount() } : {}),
-    ...(config.smtp.clientConnectionRate ? { connection: config.smtp.clientConnectionRate } : {}),
-    ...(config.smtp.clientMessageRate ? { message: config.smtp.clientMessageRate } : {}),
-    ...(config.smtp.clientRecipientRate ? { recipient: config.smtp.clientRecipientRate } : {}),
-    exempt: (ip) => cidrListContains(config.smtp.clientRateExceptions, ip),
-    onLimit: (kind, ip, rate) =>
-      log.warn(
-        { ip, kind, limit: rate.count, window: formatDuration(rate.periodMs) },
-        'client rate limit reached',
-      ),
+  for (const k of config.dkim)
+    log.info({ name: `${k.selector}._domainkey.${k.domain}`, algorithm: k.algorithm, record: k.record }, 'dkim key');
+  // The intake (sessions/intake.ts): the SMTP server's hooks from the configuration. Local
+  // submission (sendmail, below) uses them without [[access]] and without the events' client
+  // facts, so its mail is counted and logged as source "local".
+  const intake = await buildIntake({
+    config,
+    router,
+    queue: queues,
+    ids,
+    resolver,
+    clock,
+    log,
+    counts: metrics,
+    ...(cluster ? { cluster } : {}),
   });
+  const filteredHooks = intake.local;
+  const hooks = events.wrapServerHooks(intake.smtp);
   // ETRN hook, probes, ODMR provider listeners and pollers (before the SMTP listeners open).
   const odmr = await startEtrnOdmr(config, {
     queues,
@@ -450,53 +366,19 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     submissions: [] as string[],
     odmr: odmr.addresses,
   };
-  const tls = config.tls; // key, certificate and policy (min_version, ciphers)
-  for (const [role, list] of [
-    ['smtp', config.smtp.listen],
-    ['submission', config.smtp.submission],
-    // Implicit TLS (RFC 8314): the submission rules behind a handshake from the first byte.
-    ['submissions', config.smtp.submissions],
-  ] as const) {
-    for (const [i, hp] of list.entries()) {
-      const l = new SmtpListener(
-        {
-          hostname: config.hostname,
-          maxMessageSize: config.smtp.maxMessageSize,
-          maxRecipients: config.smtp.maxRecipients,
-          maxConnections: config.smtp.maxConnections,
-          maxPerIp: config.smtp.maxConnectionsPerIp,
-          ...sessionTimeouts(config.smtp),
-          allowPlainWithoutTls: config.smtp.allowPlainAuthWithoutTls,
-          authThrottleOptions: {
-            maxFailures: config.smtp.authMaxFailures,
-            blockMs: config.smtp.authBlockTimeMs,
-            baseDelayMs: config.smtp.authFailureDelayMs,
-            maxDelayMs: config.smtp.authFailureDelayMaxMs,
-          },
-          submission: role !== 'smtp',
-          implicitTls: role === 'submissions',
-          // A cluster counts AUTH failures and blocks per client address over every node.
-          ...(cluster ? { authThrottle: cluster.limits.smtpAuth } : {}),
-          ...(rates.active ? { clientRates: rates } : {}),
-          clock,
-          logger: log.child({ component: 'smtp', role }),
-          ...(tls ? { tls } : {}),
-        },
-        hooks,
-      );
-      undo.push(() => l.stop(0));
-      let addr: Awaited<ReturnType<SmtpListener['listen']>>;
-      try {
-        addr = await l.listen(hp.port, hp.host, deps.listenSockets);
-      } catch (e) {
-        // The key as the configuration names it: smtp.listen, smtp.submission, smtp.submissions.
-        throw listenError(e, formatHostPort(hp), `smtp.${role === 'smtp' ? 'listen' : role}[${i + 1}]`);
-      }
-      listeners.push(l);
-      metrics.addListener(l);
-      self.add(addr.address, addr.port);
-      addresses[role].push(`${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`);
-    }
+  for (const b of await buildListeners({
+    config,
+    hooks,
+    clock,
+    log,
+    ...(cluster ? { cluster } : {}),
+    ...(deps.listenSockets ? { listenSockets: deps.listenSockets } : {}),
+    started: (l) => undo.push(() => l.stop(0)),
+  })) {
+    listeners.push(b.listener);
+    metrics.addListener(b.listener);
+    self.add(b.address, b.port);
+    addresses[b.role].push(shownAddress(b.address, b.port));
   }
   const admin = await startAdmin({
     config: config.admin,

@@ -8,27 +8,43 @@ import type { Config } from '../config/index.js';
 import { cidrListContains } from '../config/index.js';
 import type { Router } from '../delivery/router.js';
 import { addressKey, domainOf, localPartOf } from '../util/domain.js';
+import type { MtaError } from '../errors.js';
 import {
+  type AcceptInput,
   DataSpool,
   type Destination,
   formatId,
   type IdSource,
   parseId,
-  type Queues,
   type RecipientInfo,
 } from '../queue/index.js';
 import { reply } from '../smtp/protocol/reply.js';
-import type { ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
+import type { MessageSink, ReceivedMessage, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import { secretEquals } from '../util/secret-equal.js';
 import { matchesAddress } from './access.js';
 import { type AcceptStage, type DraftMessage, refusal, runStages } from './pipeline.js';
 import { collectData } from '../smtp/server/message-data.js';
 import { hasRoutingTricks, isMailboxName } from '../util/local-part.js';
 
+/**
+ * What the hooks ask of the queue: the daemon's Queues on the main thread; in the SMTP session
+ * thread, its door to them (sessions/thread-queue.ts), which asks the main thread.
+ */
+export interface HookQueue {
+  readonly budget: { readonly over: boolean; add(n: number): void; sub(n: number): void };
+  /** Why new mail is refused now (a full disk, a failed fsync), or undefined. */
+  refusal(): MtaError | undefined;
+  spool(msgId: number): MessageSink;
+  /** Whether `data` is a spool of this queue's, queued as it is (not read back first). */
+  isSpool?(data: MessageSink): boolean;
+  /** Resolves once the message is durable. */
+  accept(input: Omit<AcceptInput, 'data'> & { data: readonly Buffer[] | MessageSink }): Promise<{ id: string }>;
+}
+
 export function makeServerHooks(
   config: Config,
   router: Router,
-  queues: Queues,
+  queues: HookQueue,
   ids: IdSource,
   stages: readonly AcceptStage[] = [],
 ): ServerHooks {
@@ -144,7 +160,9 @@ export function makeServerHooks(
       if (stages.length === 0)
         return queueIt(
           received,
-          received.data instanceof DataSpool ? received.data : await collectData(received.data),
+          received.data instanceof DataSpool || queues.isSpool?.(received.data)
+            ? received.data
+            : await collectData(received.data),
         );
       // The stages (auth checks, milters, DKIM signing) see and edit the whole message in memory:
       // it is read back from where it was spooled (counted in the memory budget meanwhile) and
@@ -189,7 +207,7 @@ export function makeServerHooks(
   /** Hands a message to the queue: resolves once it is durable. */
   async function queueIt(
     m: Omit<DraftMessage, 'data'>,
-    data: readonly Buffer[] | DataSpool,
+    data: readonly Buffer[] | MessageSink,
   ): Promise<{ queueId: string }> {
     const recipients: RecipientInfo[] = [];
     const taken = new Set<string>(); // recipients as the client gave them
@@ -226,7 +244,7 @@ export function makeServerHooks(
     if (m.client.auth) client.auth = m.client.auth;
     if (m.client.tls) client.tls = m.client.tls.protocol;
     if (hold !== undefined) client.quarantine = hold;
-    const input: Parameters<Queues['accept']>[0] = {
+    const input: Parameters<HookQueue['accept']>[0] = {
       // Streamed into a spool of ours as it arrived, or whole (local injection, stages).
       data,
       sender: m.sender,
