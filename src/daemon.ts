@@ -34,6 +34,7 @@ import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
 import { IdSource, lockQueueDirWaiting, MemoryBudget, type QueueLock, Queues } from './queue/index.js';
 import { buildIntake, buildListeners, shownAddress } from './sessions/intake.js';
+import type { SessionThread } from './sessions/thread-host.js';
 import type { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
@@ -101,7 +102,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const clock = deps.clock ?? systemClock;
   const log = deps.logger;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const ids = new IdSource(() => clock.now());
+  // With the SMTP sessions in a thread of their own, ids come from one cell both threads share.
+  const ids = config.smtp.sessionThread ? IdSource.shared(() => clock.now()) : new IdSource(() => clock.now());
   const t0 = Date.now();
   const events = deps.events ?? new EventBus(() => clock.now());
   events.onListenerError = (e) => log.error({ err: e }, 'event listener failed');
@@ -194,7 +196,9 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     },
     // Enough deliveries in flight for a flush to keep every connection to its destination busy.
     flushConcurrency: Math.max(64, 2 * config.delivery.concurrencyPerDestination),
-    budget: new MemoryBudget(config.queue.memoryBudget),
+    budget: config.smtp.sessionThread
+      ? MemoryBudget.shared(config.queue.memoryBudget)
+      : new MemoryBudget(config.queue.memoryBudget),
     sync: deps.sync ?? true,
     hooks: {
       reports: makeReporter(config.hostname, signReport),
@@ -366,7 +370,30 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     submissions: [] as string[],
     odmr: odmr.addresses,
   };
-  for (const b of await buildListeners({
+  // The SMTP sessions: in a worker thread of their own (smtp.session_thread), or here.
+  let sessionThread: SessionThread | undefined;
+  if (config.smtp.sessionThread) {
+    const { SessionThread } = await import('./sessions/thread-host.js');
+    sessionThread = await SessionThread.start({
+      config,
+      queues,
+      ids,
+      budget: queues.budget,
+      hooks,
+      resolver,
+      events,
+      counts: metrics,
+      log,
+    });
+    const t = sessionThread;
+    undo.push(() => t.stop(0));
+    metrics.addListener(t.sessions);
+    for (const b of t.bound) {
+      self.add(b.address, b.port);
+      addresses[b.role].push(shownAddress(b.address, b.port));
+    }
+  }
+  for (const b of config.smtp.sessionThread ? [] : await buildListeners({
     config,
     hooks,
     clock,
@@ -459,7 +486,12 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       // the socket kept across a reload, later ones wait for the next daemon).
       const adminClosed = admin.close(graceMs);
       await cluster?.stop();
-      await Promise.all([adminClosed, ...listeners.map((l) => l.stop(graceMs)), odmr.stop(graceMs)]);
+      await Promise.all([
+        adminClosed,
+        ...listeners.map((l) => l.stop(graceMs)),
+        sessionThread?.stop(graceMs),
+        odmr.stop(graceMs),
+      ]);
       // Crash-only: a delivery still in flight after the grace period is abandoned (recovery
       // redoes it); a peer that stalls must not hold shutdown for its 5-minute timeout.
       await stopQueues(queues, Math.max(0, end - Date.now()));

@@ -17,6 +17,15 @@ export interface ClientFacts {
   auth?: string;
 }
 
+/** What the `received` event tells of the client that sent message `m`. */
+export function clientFacts(m: Pick<ReceivedMessage, 'client'>): ClientFacts {
+  const client: ClientFacts = { ip: m.client.ip };
+  if (m.client.helo !== undefined) client.helo = m.client.helo;
+  if (m.client.tls) client.tls = m.client.tls.protocol;
+  if (m.client.auth !== undefined) client.auth = m.client.auth;
+  return client;
+}
+
 export type MtaEvent =
   | {
       type: 'received';
@@ -205,21 +214,26 @@ export class EventBus {
    * HELO, TLS, AUTH identity). The queue emits `accepted` before accept() resolves, so the facts
    * are parked by queue id for exactly the duration of the call.
    */
+  /**
+   * Runs `accept` with the client's facts noted for message `id`'s `received` event (the queue
+   * emits it, knowing only the envelope): for a session on another thread, whose hooks this bus
+   * cannot wrap.
+   */
+  async withClient<T>(id: string, sender: string, client: ClientFacts, accept: () => Promise<T>): Promise<T> {
+    this.pendingClients.set(id, { sender, client });
+    try {
+      return await accept();
+    } finally {
+      this.pendingClients.delete(id);
+    }
+  }
+
   wrapServerHooks(hooks: ServerHooks): ServerHooks {
     const accept = hooks.accept.bind(hooks);
     return {
       ...hooks,
       accept: async (m: ReceivedMessage, ctx?: SessionContext) => {
-        const client: ClientFacts = { ip: m.client.ip };
-        if (m.client.helo !== undefined) client.helo = m.client.helo;
-        if (m.client.tls) client.tls = m.client.tls.protocol;
-        if (m.client.auth !== undefined) client.auth = m.client.auth;
-        this.pendingClients.set(m.id, { sender: m.sender, client });
-        try {
-          return await accept(m, ctx);
-        } finally {
-          this.pendingClients.delete(m.id);
-        }
+        return this.withClient(m.id, m.sender, clientFacts(m), () => accept(m, ctx));
       },
     };
   }

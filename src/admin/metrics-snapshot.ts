@@ -15,7 +15,7 @@ const OLDEST_LISTED = 10;
 export interface ObservedParts {
   queues: Queues;
   pool: ConnectionPool;
-  listeners: readonly SmtpListener[];
+  listeners: readonly { readonly connections: { readonly size: number } }[];
   now: () => number;
 }
 

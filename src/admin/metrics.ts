@@ -58,10 +58,16 @@ export interface Totals {
   syncMsMax: number;
 }
 
+/** What the metrics read of an SMTP listener (or of the session thread's, thread-host.ts). */
+export interface SessionCounting {
+  readonly connections: { readonly size: number };
+  readonly server: Pick<NodeJS.EventEmitter, 'on' | 'off'>;
+}
+
 export interface MetricsOptions extends Omit<ObservedParts, 'listeners'> {
   bus: EventBus;
   /** SMTP listeners known now; more can be added with addListener(). */
-  listeners?: readonly SmtpListener[];
+  listeners?: readonly SessionCounting[];
   /** Node process metrics (CPU, memory, event loop lag); default true. */
   processMetrics?: boolean;
 }
@@ -87,7 +93,7 @@ export class Metrics {
   private readonly failureLabels = new Set<string>();
   private cached: DaemonSnapshot | undefined;
   private readonly detach: Array<() => void> = [];
-  private readonly listeners: SmtpListener[] = [];
+  private readonly listeners: SessionCounting[] = [];
   private readonly sessionsTotal: Counter;
   private readonly authResults: Counter;
   private readonly dnsblListings: Counter;
@@ -456,7 +462,7 @@ export class Metrics {
     this.dkimSignatures.inc({ algorithm });
   }
 
-  addListener(l: SmtpListener): void {
+  addListener(l: SessionCounting): void {
     this.listeners.push(l);
     const onConn = (): void => this.sessionsTotal.inc();
     l.server.on('connection', onConn);

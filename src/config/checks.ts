@@ -169,6 +169,10 @@ function checkCluster(c: Config, problems: Problems): void {
         ? 'required when smtp.listen is empty (where peers reach this node)'
         : `required when smtp.listen[1] is a wildcard address (${formatHostPort(smtp)})`,
     );
+  // The cluster's hooks (mail for domains homed on other nodes, shared AUTH throttles and
+  // rates) live on the main thread; sessions in a thread of their own cannot reach them yet.
+  if (c.smtp.sessionThread)
+    problems.add('smtp.session_thread', 'cannot be used with [cluster] (the cluster runs the SMTP sessions on the main thread)');
   const odmr = c.odmr.listen[0];
   if (k.odmrAdvertise === undefined && odmr !== undefined && WILDCARDS.has(odmr.host))
     problems.add(

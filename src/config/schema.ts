@@ -84,6 +84,8 @@ export interface SmtpConfig {
   minDataRate: number;
   /** AUTH PLAIN/LOGIN without TLS on non-loopback connections (loopback is always allowed). */
   allowPlainAuthWithoutTls: boolean;
+  /** Run the SMTP listeners' sessions in a worker thread of their own (sessions/thread-host.ts). */
+  sessionThread: boolean;
   /** AUTH failures from one client address (within 30 minutes) before it is blocked. */
   authMaxFailures: number;
   /** How long a blocked client address gets 421 to AUTH. */

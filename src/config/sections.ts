@@ -96,6 +96,7 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
       dataLineTimeoutMs: s.duration('data_line_timeout') ?? parseDuration(d.dataLineTimeout),
       minDataRate: s.size('min_data_rate', 0) ?? d.minDataRate,
       allowPlainAuthWithoutTls: s.bool('allow_plain_auth_without_tls') ?? d.allowPlainAuthWithoutTls,
+      sessionThread: s.bool('session_thread') ?? d.sessionThread,
       authMaxFailures: s.positiveInt('auth_max_failures') ?? d.authMaxFailures,
       authBlockTimeMs: s.duration('auth_block_time') ?? parseDuration(d.authBlockTime),
       authFailureDelayMs,

@@ -1,0 +1,187 @@
+// The main thread's side of the SMTP session thread (thread-main.ts): starts it, answers what
+// it asks (make this message durable, look this name up, answer this ETRN), writes its log lines
+// and counts, tells it when the queue refuses mail, and stops it. A thread that dies while the
+// daemon runs is logged and started again (its listening ports with it); the mail it had handed
+// over is the queue's as usual, a session it had cut sees a closed connection and retries.
+// Invariant: an `accept` is answered with an id only once queues.accept resolved (durable).
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import type { EventBus } from '../admin/events.js';
+import type { Config } from '../config/index.js';
+import type { DnsResolver } from '../dns/types.js';
+import { errorText } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { IdSource, MemoryBudget, Queues } from '../queue/index.js';
+import type { ServerHooks, SessionContext } from '../smtp/server/hooks.js';
+import type { CheckCounts, ListenerRole } from './intake.js';
+import { errorWire, type FromThread, type ThreadData, type ToThread } from './thread-protocol.js';
+
+export interface SessionThreadDeps {
+  config: Config;
+  queues: Queues;
+  ids: IdSource;
+  budget: MemoryBudget;
+  /** The main thread's SMTP hooks: their `etrn` answers the thread's ETRN commands. */
+  hooks: ServerHooks;
+  resolver: DnsResolver;
+  events: EventBus;
+  counts: CheckCounts;
+  log: Logger;
+}
+
+const LEVELS = ['error', 'warn', 'info', 'debug'];
+/** Wait before a dead thread is started again (a thread failing at once must not spin). */
+const RESTART_MS = 1_000;
+
+export class SessionThread {
+  bound: Array<{ role: ListenerRole; address: string; port: number }> = [];
+  /** For the metrics: open sessions, and an event per accepted connection. */
+  readonly sessions = { connections: { size: 0 }, server: new EventEmitter() };
+  private worker: Worker | undefined;
+  private stopping = false;
+  private accepted = 0;
+  private refusalShown: string | undefined;
+  private readonly refusalTimer: NodeJS.Timeout;
+
+  private constructor(private readonly d: SessionThreadDeps) {
+    // The queue's refusal (full disk, failed fsync) as the thread's MAIL must give it.
+    this.refusalTimer = setInterval(() => this.tellRefusal(), 250);
+    this.refusalTimer.unref();
+  }
+
+  static async start(d: SessionThreadDeps): Promise<SessionThread> {
+    const t = new SessionThread(d);
+    try {
+      await t.spawn();
+    } catch (e) {
+      clearInterval(t.refusalTimer);
+      throw e;
+    }
+    return t;
+  }
+
+  private spawn(): Promise<void> {
+    const d = this.d;
+    const data: ThreadData = {
+      config: d.config,
+      ids: d.ids.buffer!,
+      budget: d.budget.buffer!,
+      budgetLimit: d.budget.limit,
+      levels: LEVELS.filter((l) => d.log.isLevelEnabled(l)),
+      etrn: d.config.etrn.length > 0,
+    };
+    const w = new Worker(new URL('./thread-main.js', import.meta.url), { workerData: data });
+    this.worker = w;
+    this.accepted = 0;
+    this.refusalShown = undefined;
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      w.on('message', (m: FromThread) => {
+        if (m.t === 'ready') {
+          started = true;
+          this.bound = m.bound;
+          d.log.info({ thread: w.threadId, listeners: m.bound.length }, 'session thread started');
+          this.tellRefusal();
+          resolve();
+        } else if (m.t === 'failed') {
+          reject(Object.assign(new Error(m.error.message), m.error));
+        } else this.handle(w, m);
+      });
+      w.on('error', (e) => {
+        d.log.error({ err: errorText(e), thread: w.threadId }, 'session thread failed');
+        if (!started) reject(e);
+      });
+      w.on('exit', (code) => {
+        this.sessions.connections.size = 0;
+        if (!started) return reject(new Error(`session thread exited (${code}) before it listened`));
+        if (this.stopping || this.worker !== w) return;
+        d.log.error({ code, thread: w.threadId }, 'session thread exited; starting it again');
+        setTimeout(() => {
+          if (this.stopping) return;
+          this.spawn().catch((e) => d.log.error({ err: errorText(e) }, 'session thread did not start again'));
+        }, RESTART_MS).unref();
+      });
+    });
+  }
+
+  private answer(w: Worker, n: number, p: Promise<unknown>): void {
+    p.then(
+      (value) => w.postMessage({ t: 'answer', n, value } satisfies ToThread),
+      (e: unknown) => w.postMessage({ t: 'answer', n, error: errorWire(e) } satisfies ToThread),
+    );
+  }
+
+  private handle(w: Worker, m: FromThread): void {
+    const d = this.d;
+    switch (m.t) {
+      case 'accept': {
+        const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+        const accept = () => d.queues.accept({ ...m.input, data: [data] }).then((r) => ({ id: r.id }));
+        this.answer(w, m.n, m.facts ? d.events.withClient(m.facts.id, m.facts.sender, m.facts.client, accept) : accept());
+        return;
+      }
+      case 'dns': {
+        const f = (d.resolver as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[m.method];
+        this.answer(w, m.n, f ? f.apply(d.resolver, m.args) : Promise.reject(new Error(`no lookup ${m.method}`)));
+        return;
+      }
+      case 'etrn': {
+        const ctx: SessionContext = {
+          ...m.ctx,
+          sender: undefined,
+          recipientCount: 0,
+          messageId: undefined,
+        };
+        const etrn = d.hooks.etrn;
+        this.answer(
+          w,
+          m.n,
+          etrn ? Promise.resolve(etrn.call(d.hooks, m.node, ctx)) : Promise.reject(new Error('ETRN is not served')),
+        );
+        return;
+      }
+      case 'log':
+        d.log[m.level](m.fields, m.msg);
+        return;
+      case 'count':
+        (d.counts[m.what] as (...a: string[]) => void)(...m.args);
+        return;
+      case 'stats':
+        this.sessions.connections.size = m.open;
+        for (; this.accepted < m.accepted; this.accepted++) this.sessions.server.emit('connection');
+        return;
+      case 'stopped':
+        return;
+    }
+  }
+
+  private tellRefusal(): void {
+    const r = this.d.queues.refusal();
+    const key = r?.smtp ? `${r.code}|${r.message}` : undefined;
+    if (key === this.refusalShown) return;
+    this.refusalShown = key;
+    this.worker?.postMessage({
+      t: 'refusal',
+      smtp: r?.smtp,
+      ...(r ? { message: r.message, code: r.code } : {}),
+    } satisfies ToThread);
+  }
+
+  /** Stops the sessions (the grace as SmtpListener.stop's), then the thread. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.refusalTimer);
+    const w = this.worker;
+    if (!w) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => resolve();
+      w.once('exit', done);
+      w.on('message', (m: FromThread) => {
+        if (m.t === 'stopped') void w.terminate();
+      });
+      w.postMessage({ t: 'stop', graceMs } satisfies ToThread);
+      // Crash-only: a thread that does not stop within the grace (and a moment) is ended.
+      setTimeout(() => void w.terminate(), graceMs + 2_000).unref();
+    });
+  }
+}
