@@ -6,7 +6,6 @@
 // per gauge. Invariant: read-only; it never touches the disk or changes queue state.
 import type { ConnectionPool } from '../delivery/pool.js';
 import type { HeldDomain, LaneDepth, Queues, WriterStats } from '../queue/index.js';
-import type { SmtpListener } from '../smtp/server/listener.js';
 
 export type { HeldDomain, LaneDepth };
 

@@ -9,7 +9,6 @@
 // Size (over 400 lines): the metric definitions are a long flat list, one block per metric, with no
 // logic to split off.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { SmtpListener } from '../smtp/server/listener.js';
 import type { EventBus, MtaEvent } from './events.js';
 import { type DaemonSnapshot, type ObservedParts, takeSnapshot } from './metrics-snapshot.js';
 import type { RouteRegistry } from './routes.js';
