@@ -85,6 +85,18 @@ secret_file = "cluster.key"
     );
   });
 
+  test('the SMTP sessions cannot run in a thread of their own in a cluster (yet)', () => {
+    const list = problems(`
+[smtp]
+session_thread = true
+[cluster]
+node = "mx1"
+redis = "redis://10.0.0.5:6379/2"
+secret_file = "cluster.key"
+advertise = "10.0.0.1:25"
+`);
+    assert.deepEqual(list, ['c.toml: smtp.session_thread: cannot be used with [cluster] (the cluster runs the SMTP sessions on the main thread)']);
+  });
   test('each problem names its key', () => {
     const list = problems(`
 [cluster]
