@@ -34,7 +34,7 @@ import type { Logger } from './log.js';
 import { startEtrnOdmr } from './odmr/index.js';
 import { IdSource, lockQueueDirWaiting, MemoryBudget, type QueueLock, Queues } from './queue/index.js';
 import { buildIntake, buildListeners, shownAddress } from './sessions/intake.js';
-import type { SessionThread } from './sessions/thread-host.js';
+import type { SessionThread, SessionThreadSlot } from './sessions/thread-host.js';
 import type { SmtpListener } from './smtp/server/listener.js';
 import { errorText } from './errors.js';
 import { type Clock, systemClock } from './util/clock.js';
@@ -59,6 +59,8 @@ export interface DaemonDeps {
    * them open when they stop.
    */
   listenSockets?: ListenSockets;
+  /** The SMTP session thread kept across restarts in place (smtp.session_thread), as listenSockets. */
+  sessionThreads?: SessionThreadSlot;
 }
 
 export interface Daemon {
@@ -373,6 +375,9 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   // The SMTP sessions: in a worker thread of their own (smtp.session_thread), or here.
   let sessionThread: SessionThread | undefined;
   if (config.smtp.sessionThread) {
+    // Switched on by a reload: the SMTP ports this process held on the main thread are given up
+    // (the thread binds its own), once.
+    deps.listenSockets?.closeUnattached(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
     const { SessionThread } = await import('./sessions/thread-host.js');
     sessionThread = await SessionThread.start({
       config,
@@ -384,7 +389,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       events,
       counts: metrics,
       log,
-    });
+    }, deps.sessionThreads);
     const t = sessionThread;
     undo.push(() => t.stop(0));
     metrics.addListener(t.sessions);
@@ -393,6 +398,8 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
       addresses[b.role].push(shownAddress(b.address, b.port));
     }
   }
+  // Switched off by a reload: the kept thread ends, and its ports with it, before ours bind.
+  if (!config.smtp.sessionThread) await deps.sessionThreads?.close();
   for (const b of config.smtp.sessionThread ? [] : await buildListeners({
     config,
     hooks,

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { startDaemon } from '../daemon.js';
+import { SessionThreadSlot } from '../sessions/thread-host.js';
 import { errorText } from '../errors.js';
 import { createLogger } from '../log.js';
 import { ListenSockets } from '../util/listen-sockets.js';
@@ -60,11 +61,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const sockets = new ListenSockets((e, key) =>
     logger.error({ socket: key, err: errorText(e) }, 'listening socket error'),
   );
+  // The SMTP session thread (smtp.session_thread) holds its own ports: kept across reloads too.
+  const threads = new SessionThreadSlot();
   const refusal = (c: ReturnType<typeof loadConfig>): string =>
     `421 4.3.2 ${c.hostname} Service shutting down\r\n`;
   const start = async (c: ReturnType<typeof loadConfig>) => {
     try {
-      return await startDaemon(c, { logger, sync: !args.values['unsafe-no-sync'], listenSockets: sockets });
+      return await startDaemon(c, {
+        logger,
+        sync: !args.values['unsafe-no-sync'],
+        listenSockets: sockets,
+        sessionThreads: threads,
+      });
     } finally {
       // A port the configuration no longer names (or that a failed start opened) is closed.
       sockets.closeUnattached(refusal(c));
@@ -76,6 +84,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     // startDaemon has stopped whatever it had started: say why and exit like any failed start.
     for (const [sig, h] of handlers) process.off(sig, h);
+    await threads.close();
     logger.flush?.();
     io.stderr.write(`logmta: cannot start: ${errorText(e)}\n`);
     return 70;
@@ -105,6 +114,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
         logger.info({ signal: sig }, 'stopping');
         sockets.closeAll(refusal(config));
         await daemon.stop(5_000).catch(() => {});
+        await threads.close();
         resolve(0);
       })();
     };
@@ -147,6 +157,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
           logger.error({ err: errorText(e2) }, 'cannot start again');
           logger.flush?.();
           io.stderr.write(`logmta: cannot start: ${errorText(e2)}\n`);
+          await threads.close();
           stopping = true;
           resolve(70);
         }

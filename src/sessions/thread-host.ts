@@ -33,6 +33,21 @@ const LEVELS = ['error', 'warn', 'info', 'debug'];
 /** Wait before a dead thread is started again (a thread failing at once must not spin). */
 const RESTART_MS = 1_000;
 
+/**
+ * Where `logmta serve` keeps its session thread across reloads (as its ListenSockets): the next
+ * daemon restarts the same thread in place, so the SMTP ports it holds are never closed.
+ */
+export class SessionThreadSlot {
+  current: SessionThread | undefined;
+
+  /** The process stops: the thread's sockets close (waiting connections get the 421) and it ends. */
+  async close(): Promise<void> {
+    const t = this.current;
+    this.current = undefined;
+    await t?.end(0);
+  }
+}
+
 export class SessionThread {
   bound: Array<{ role: ListenerRole; address: string; port: number }> = [];
   /** For the metrics: open sessions, and an event per accepted connection. */
@@ -41,28 +56,55 @@ export class SessionThread {
   private stopping = false;
   private accepted = 0;
   private refusalShown: string | undefined;
-  private readonly refusalTimer: NodeJS.Timeout;
 
-  private constructor(private readonly d: SessionThreadDeps) {
+  private refusalTimer: NodeJS.Timeout | undefined;
+  private starting: { resolve: () => void; reject: (e: Error) => void } | undefined;
+
+  private constructor(
+    private d: SessionThreadDeps,
+    private readonly slot: SessionThreadSlot | undefined,
+  ) {}
+
+  /** Starts the sessions: in the slot's thread when it has one (a reload), else in a new thread. */
+  static async start(d: SessionThreadDeps, slot?: SessionThreadSlot): Promise<SessionThread> {
+    const kept = slot?.current;
+    if (kept?.worker) {
+      kept.d = d;
+      kept.stopping = false;
+      await kept.begin(() => kept.worker!.postMessage({ t: 'start', data: kept.threadData() } satisfies ToThread));
+      return kept;
+    }
+    const t = new SessionThread(d, slot);
+    await t.begin(() => t.spawn());
+    if (slot) slot.current = t;
+    return t;
+  }
+
+  /** Runs `go` and waits for the thread's `ready` (its listeners bound) or its failure. */
+  private async begin(go: () => void): Promise<void> {
+    const ready = new Promise<void>((resolve, reject) => {
+      this.starting = { resolve, reject };
+    });
+    go();
+    try {
+      await ready;
+    } catch (e) {
+      // A thread in a slot that failed to start again is ended: the next start makes a new one.
+      if (this.slot?.current === this) this.slot.current = undefined;
+      await this.end(0);
+      throw e;
+    }
     // The queue's refusal (full disk, failed fsync) as the thread's MAIL must give it.
+    clearInterval(this.refusalTimer);
+    this.refusalShown = undefined;
+    this.tellRefusal();
     this.refusalTimer = setInterval(() => this.tellRefusal(), 250);
     this.refusalTimer.unref();
   }
 
-  static async start(d: SessionThreadDeps): Promise<SessionThread> {
-    const t = new SessionThread(d);
-    try {
-      await t.spawn();
-    } catch (e) {
-      clearInterval(t.refusalTimer);
-      throw e;
-    }
-    return t;
-  }
-
-  private spawn(): Promise<void> {
+  private threadData(): ThreadData {
     const d = this.d;
-    const data: ThreadData = {
+    return {
       config: d.config,
       ids: d.ids.buffer!,
       budget: d.budget.buffer!,
@@ -70,37 +112,45 @@ export class SessionThread {
       levels: LEVELS.filter((l) => d.log.isLevelEnabled(l)),
       etrn: d.config.etrn.length > 0,
     };
-    const w = new Worker(new URL('./thread-main.js', import.meta.url), { workerData: data });
+  }
+
+  private spawn(): void {
+    const w = new Worker(new URL('./thread-main.js', import.meta.url), { workerData: this.threadData() });
     this.worker = w;
     this.accepted = 0;
-    this.refusalShown = undefined;
-    return new Promise<void>((resolve, reject) => {
-      let started = false;
-      w.on('message', (m: FromThread) => {
-        if (m.t === 'ready') {
-          started = true;
-          this.bound = m.bound;
-          d.log.info({ thread: w.threadId, listeners: m.bound.length }, 'session thread started');
-          this.tellRefusal();
-          resolve();
-        } else if (m.t === 'failed') {
-          reject(Object.assign(new Error(m.error.message), m.error));
-        } else this.handle(w, m);
-      });
-      w.on('error', (e) => {
-        d.log.error({ err: errorText(e), thread: w.threadId }, 'session thread failed');
-        if (!started) reject(e);
-      });
-      w.on('exit', (code) => {
-        this.sessions.connections.size = 0;
-        if (!started) return reject(new Error(`session thread exited (${code}) before it listened`));
-        if (this.stopping || this.worker !== w) return;
-        d.log.error({ code, thread: w.threadId }, 'session thread exited; starting it again');
-        setTimeout(() => {
-          if (this.stopping) return;
-          this.spawn().catch((e) => d.log.error({ err: errorText(e) }, 'session thread did not start again'));
-        }, RESTART_MS).unref();
-      });
+    w.on('message', (m: FromThread) => {
+      if (m.t === 'ready') {
+        this.bound = m.bound;
+        this.accepted = 0;
+        this.d.log.info({ thread: w.threadId, listeners: m.bound.length }, 'session thread started');
+        this.starting?.resolve();
+        this.starting = undefined;
+      } else if (m.t === 'failed') {
+        this.starting?.reject(Object.assign(new Error(m.error.message), m.error));
+        this.starting = undefined;
+      } else this.handle(w, m);
+    });
+    w.on('error', (e) => {
+      this.d.log.error({ err: errorText(e), thread: w.threadId }, 'session thread failed');
+      this.starting?.reject(e);
+      this.starting = undefined;
+    });
+    w.on('exit', (code) => {
+      this.sessions.connections.size = 0;
+      if (this.worker === w) this.worker = undefined;
+      if (this.starting) {
+        this.starting.reject(new Error(`session thread exited (${code}) before it listened`));
+        this.starting = undefined;
+        return;
+      }
+      if (this.stopping || this.ended) return;
+      this.d.log.error({ code, thread: w.threadId }, 'session thread exited; starting it again');
+      setTimeout(() => {
+        if (this.stopping || this.ended) return;
+        this.begin(() => this.spawn()).catch((e) =>
+          this.d.log.error({ err: errorText(e) }, 'session thread did not start again'),
+        );
+      }, RESTART_MS).unref();
     });
   }
 
@@ -167,19 +217,48 @@ export class SessionThread {
     } satisfies ToThread);
   }
 
-  /** Stops the sessions (the grace as SmtpListener.stop's), then the thread. */
+  private ended = false;
+
+  /**
+   * Stops the sessions (the grace as SmtpListener.stop's). A thread in a slot stays, its ports
+   * bound, for the next daemon's start; any other ends.
+   */
   async stop(graceMs: number): Promise<void> {
+    if (this.slot?.current !== this) return this.end(graceMs);
     this.stopping = true;
     clearInterval(this.refusalTimer);
     const w = this.worker;
     if (!w) return;
     await new Promise<void>((resolve) => {
-      const done = (): void => resolve();
-      w.once('exit', done);
+      const onMessage = (m: FromThread): void => {
+        if (m.t !== 'stopped') return;
+        w.off('message', onMessage);
+        resolve();
+      };
+      w.on('message', onMessage);
+      w.once('exit', () => resolve());
+      w.postMessage({ t: 'stop', graceMs, keep: true } satisfies ToThread);
+      // Crash-only: a thread that does not stop within the grace (and a moment) is ended.
+      setTimeout(() => {
+        w.off('message', onMessage);
+        resolve();
+      }, graceMs + 2_000).unref();
+    });
+  }
+
+  /** Stops the sessions and ends the thread (its sockets close). */
+  async end(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.ended = true;
+    clearInterval(this.refusalTimer);
+    const w = this.worker;
+    if (!w) return;
+    await new Promise<void>((resolve) => {
+      w.once('exit', () => resolve());
       w.on('message', (m: FromThread) => {
         if (m.t === 'stopped') void w.terminate();
       });
-      w.postMessage({ t: 'stop', graceMs } satisfies ToThread);
+      w.postMessage({ t: 'stop', graceMs, keep: false } satisfies ToThread);
       // Crash-only: a thread that does not stop within the grace (and a moment) is ended.
       setTimeout(() => void w.terminate(), graceMs + 2_000).unref();
     });

@@ -21,12 +21,16 @@ import { formatId, IdSource, MemoryBudget } from '../queue/index.js';
 import type { MessageSink, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import type { SmtpListener } from '../smtp/server/listener.js';
 import { systemClock } from '../util/clock.js';
+import { ListenSockets } from '../util/listen-sockets.js';
 import { buildIntake, buildListeners } from './intake.js';
 import { type ErrorWire, errorWire, type FromThread, type ThreadData, type ToThread } from './thread-protocol.js';
 
 const port = parentPort!;
-const wd = workerData as ThreadData;
-const config = wd.config;
+/** What this thread runs with: the start's, replaced by each restart in place (a reload). */
+let wd = workerData as ThreadData;
+/** The listening sockets, kept across restarts in place so that a reload never closes a port. */
+const sockets = new ListenSockets((e, key) => new ForwardLogger().error({ socket: key, err: e.message }, 'listening socket error'));
+const refusalLine = (): string => `421 4.3.2 ${wd.config.hostname} Service shutting down\r\n`;
 
 const waiting = new Map<number, { res: (v: unknown) => void; rej: (e: Error) => void }>();
 let seq = 0;
@@ -85,8 +89,8 @@ const resolver = new Proxy({} as DnsResolver, {
   },
 });
 
-const budget = new MemoryBudget(wd.budgetLimit, wd.budget);
-const ids = new IdSource(() => Date.now(), wd.ids);
+let budget = new MemoryBudget(wd.budgetLimit, wd.budget);
+let ids = new IdSource(() => Date.now(), wd.ids);
 let refusal: MtaError | undefined;
 
 /** A message's data as it arrives, kept here (counted in the shared budget) until it crosses. */
@@ -138,7 +142,9 @@ function oneBuffer(chunks: readonly Buffer[]): Uint8Array {
 const facts = new Map<string, { sender: string; client: ReturnType<typeof clientFacts> }>();
 
 const queue: HookQueue = {
-  budget,
+  get budget() {
+    return budget;
+  },
   refusal: () => refusal,
   spool: () => new ThreadSink(),
   isSpool: (d) => d instanceof ThreadSink,
@@ -171,6 +177,10 @@ function contextFacts(ctx: SessionContext) {
 let listeners: SmtpListener[] = [];
 
 async function start(): Promise<void> {
+  const config = wd.config;
+  budget = new MemoryBudget(wd.budgetLimit, wd.budget);
+  ids = new IdSource(() => Date.now(), wd.ids);
+  refusal = undefined;
   const log = new ForwardLogger();
   const router = new Router(config, resolver, Math.random, 25, () => false);
   const intake = await buildIntake({
@@ -209,13 +219,15 @@ async function start(): Promise<void> {
       hooks,
       clock: systemClock,
       log,
+      listenSockets: sockets,
       started: (l) => started.push(l),
     });
     listeners = bound.map((b) => b.listener);
-    let accepted = 0;
+    accepted = 0;
     for (const l of listeners) l.server.on('connection', () => accepted++);
     let shown = { open: -1, accepted: -1 };
-    setInterval(() => {
+    clearInterval(statsTimer);
+    statsTimer = setInterval(() => {
       let open = 0;
       for (const l of listeners) open += l.connections.size;
       if (open === shown.open && accepted === shown.accepted) return;
@@ -226,8 +238,13 @@ async function start(): Promise<void> {
   } catch (e) {
     await Promise.all(started.map((l) => l.stop(0)));
     post({ t: 'failed', error: errorWire(e) });
+  } finally {
+    // A port the configuration no longer names (or that a failed start opened) is closed.
+    sockets.closeUnattached(refusalLine());
   }
 }
+let accepted = 0;
+let statsTimer: NodeJS.Timeout | undefined;
 
 port.on('message', (m: ToThread) => {
   if (m.t === 'answer') {
@@ -240,10 +257,18 @@ port.on('message', (m: ToThread) => {
       ? new MtaError(m.code ?? 'QUEUE_REFUSING', 'transient', m.message ?? 'refusing mail', { smtp: m.smtp })
       : undefined;
   } else if (m.t === 'stop') {
-    void Promise.all(listeners.map((l) => l.stop(m.graceMs))).then(() => {
+    // Kept: the listeners stop, their sockets stay bound (new connections wait, parked) for
+    // the restart in place that follows; otherwise they close and the thread ends.
+    if (!m.keep) sockets.closeAll(refusalLine());
+    const l = listeners;
+    listeners = [];
+    void Promise.all(l.map((x) => x.stop(m.graceMs))).then(() => {
       post({ t: 'stopped' });
-      port.close();
+      if (!m.keep) port.close();
     });
+  } else if (m.t === 'start') {
+    wd = m.data;
+    void start();
   }
 });
 

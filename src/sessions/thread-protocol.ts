@@ -51,7 +51,8 @@ export type FromThread =
 export type ToThread =
   | { t: 'answer'; n: number; value?: unknown; error?: ErrorWire }
   | { t: 'refusal'; smtp: SmtpStatus | undefined; message?: string; code?: string }
-  | { t: 'stop'; graceMs: number };
+  | { t: 'stop'; graceMs: number; keep: boolean }
+  | { t: 'start'; data: ThreadData };
 
 /** An error as it crosses the thread boundary: message, code, kind and SMTP status kept. */
 export function errorWire(e: unknown): ErrorWire {
