@@ -28,7 +28,7 @@ import { hasRoutingTricks, isMailboxName } from '../util/local-part.js';
 
 /**
  * What the hooks ask of the queue: the daemon's Queues on the main thread; in the SMTP session
- * thread, its door to them (sessions/thread-queue.ts), which asks the main thread.
+ * thread, its door to them (sessions/thread-main.ts), which asks the main thread.
  */
 export interface HookQueue {
   readonly budget: { readonly over: boolean; add(n: number): void; sub(n: number): void };

@@ -19,7 +19,7 @@ export type * from './types.js';
 export type * from './view/types.js';
 export { AGE_BUCKETS_MIN, ageBucket, bucketLabels, summarize } from './view/summary.js';
 export { formatId, parseId } from './record/records.js';
-export { DataSpool } from './data/spool.js';
+export { CHUNK_SIZE, DataSpool, MIN_CHUNK } from './data/spool.js';
 export { DEFAULT_MEMORY_BUDGET, MemoryBudget } from './data/budget.js';
 export { IdSource } from './ids.js';
 export { type LockWait, lockQueueDir, lockQueueDirWaiting, type QueueLock, queueInUse } from './lock.js';

@@ -15,6 +15,7 @@ import type { IdSource, MemoryBudget, Queues } from '../queue/index.js';
 import type { ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import type { CheckCounts, ListenerRole } from './intake.js';
 import { errorWire, type FromThread, type ThreadData, type ToThread } from './thread-protocol.js';
+import { ThreadSpools } from './thread-spools.js';
 
 export interface SessionThreadDeps {
   config: Config;
@@ -56,6 +57,8 @@ export class SessionThread {
   private stopping = false;
   private accepted = 0;
   private refusalShown: string | undefined;
+  /** The messages the thread streams, in spools of the queue's. */
+  private spools: ThreadSpools;
 
   private refusalTimer: NodeJS.Timeout | undefined;
   private starting: { resolve: () => void; reject: (e: Error) => void } | undefined;
@@ -63,15 +66,21 @@ export class SessionThread {
   private constructor(
     private d: SessionThreadDeps,
     private readonly slot: SessionThreadSlot | undefined,
-  ) {}
+  ) {
+    this.spools = new ThreadSpools(d.queues);
+  }
 
   /** Starts the sessions: in the slot's thread when it has one (a reload), else in a new thread. */
   static async start(d: SessionThreadDeps, slot?: SessionThreadSlot): Promise<SessionThread> {
     const kept = slot?.current;
     if (kept?.worker) {
       kept.d = d;
+      kept.spools.dropAll();
+      kept.spools = new ThreadSpools(d.queues);
       kept.stopping = false;
-      await kept.begin(() => kept.worker!.postMessage({ t: 'start', data: kept.threadData() } satisfies ToThread));
+      await kept.begin(() =>
+        kept.worker!.postMessage({ t: 'start', data: kept.threadData() } satisfies ToThread),
+      );
       return kept;
     }
     const t = new SessionThread(d, slot);
@@ -137,6 +146,7 @@ export class SessionThread {
     });
     w.on('exit', (code) => {
       this.sessions.connections.size = 0;
+      this.spools.dropAll();
       if (this.worker === w) this.worker = undefined;
       if (this.starting) {
         this.starting.reject(new Error(`session thread exited (${code}) before it listened`));
@@ -156,7 +166,12 @@ export class SessionThread {
 
   private answer(w: Worker, n: number, p: Promise<unknown>): void {
     p.then(
-      (value) => w.postMessage({ t: 'answer', n, value } satisfies ToThread),
+      // A chunk given back to the thread is transferred, not copied.
+      (value) =>
+        w.postMessage(
+          { t: 'answer', n, value } satisfies ToThread,
+          value instanceof Uint8Array ? [value.buffer as ArrayBuffer] : [],
+        ),
       (e: unknown) => w.postMessage({ t: 'answer', n, error: errorWire(e) } satisfies ToThread),
     );
   }
@@ -166,13 +181,46 @@ export class SessionThread {
     switch (m.t) {
       case 'accept': {
         const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
-        const accept = () => d.queues.accept({ ...m.input, data: [data] }).then((r) => ({ id: r.id }));
-        this.answer(w, m.n, m.facts ? d.events.withClient(m.facts.id, m.facts.sender, m.facts.client, accept) : accept());
+        const accept = () => {
+          if (m.spool === undefined)
+            return d.queues.accept({ ...m.input, data: [data] }).then((r) => ({ id: r.id }));
+          const spool = this.spools.take(m.spool, data);
+          if (!spool) return Promise.reject(new Error('the streamed message is gone'));
+          return d.queues.accept({ ...m.input, data: spool }).then(
+            (r) => ({ id: r.id }),
+            (e: unknown) => {
+              spool.abort();
+              throw e;
+            },
+          );
+        };
+        this.answer(
+          w,
+          m.n,
+          m.facts ? d.events.withClient(m.facts.id, m.facts.sender, m.facts.client, accept) : accept(),
+        );
         return;
       }
+      case 'chunk':
+        this.answer(
+          w,
+          m.n,
+          this.spools.chunk(m.msgId, Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength)),
+        );
+        return;
+      case 'read':
+        this.answer(w, m.n, this.spools.read(m.msgId, m.reader));
+        return;
+      case 'drop':
+        this.spools.drop(m.msgId);
+        return;
       case 'dns': {
         const f = (d.resolver as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[m.method];
-        this.answer(w, m.n, f ? f.apply(d.resolver, m.args) : Promise.reject(new Error(`no lookup ${m.method}`)));
+        this.answer(
+          w,
+          m.n,
+          f ? f.apply(d.resolver, m.args) : Promise.reject(new Error(`no lookup ${m.method}`)),
+        );
         return;
       }
       case 'etrn': {
@@ -186,7 +234,9 @@ export class SessionThread {
         this.answer(
           w,
           m.n,
-          etrn ? Promise.resolve(etrn.call(d.hooks, m.node, ctx)) : Promise.reject(new Error('ETRN is not served')),
+          etrn
+            ? Promise.resolve(etrn.call(d.hooks, m.node, ctx))
+            : Promise.reject(new Error('ETRN is not served')),
         );
         return;
       }

@@ -8,7 +8,7 @@
 // read and counted here without asking.
 // Data: a message is kept here as it arrives (counted in the shared budget; over it, MAIL gets
 // 452 as on the main thread) and crosses to the main thread in one transferred buffer at the end
-// of data.
+// of data; past a chunk it streams into a spool of the main thread's (thread-sink.ts).
 // Fails: a start that cannot bind posts `failed` with the listen error; the thread then exits.
 import { parentPort, workerData } from 'node:worker_threads';
 import { clientFacts } from '../admin/events.js';
@@ -18,18 +18,27 @@ import { MtaError } from '../errors.js';
 import type { Logger, LogFields } from '../log.js';
 import type { HookQueue } from '../policy/hooks.js';
 import { formatId, IdSource, MemoryBudget } from '../queue/index.js';
-import type { MessageSink, ServerHooks, SessionContext } from '../smtp/server/hooks.js';
+import type { ServerHooks, SessionContext } from '../smtp/server/hooks.js';
 import type { SmtpListener } from '../smtp/server/listener.js';
 import { systemClock } from '../util/clock.js';
 import { ListenSockets } from '../util/listen-sockets.js';
 import { buildIntake, buildListeners } from './intake.js';
-import { type ErrorWire, errorWire, type FromThread, type ThreadData, type ToThread } from './thread-protocol.js';
+import { oneBuffer, type SpoolDoor, ThreadSink } from './thread-sink.js';
+import {
+  type ErrorWire,
+  errorWire,
+  type FromThread,
+  type ThreadData,
+  type ToThread,
+} from './thread-protocol.js';
 
 const port = parentPort!;
 /** What this thread runs with: the start's, replaced by each restart in place (a reload). */
 let wd = workerData as ThreadData;
 /** The listening sockets, kept across restarts in place so that a reload never closes a port. */
-const sockets = new ListenSockets((e, key) => new ForwardLogger().error({ socket: key, err: e.message }, 'listening socket error'));
+const sockets = new ListenSockets((e, key) =>
+  new ForwardLogger().error({ socket: key, err: e.message }, 'listening socket error'),
+);
 const refusalLine = (): string => `421 4.3.2 ${wd.config.hostname} Service shutting down\r\n`;
 
 const waiting = new Map<number, { res: (v: unknown) => void; rej: (e: Error) => void }>();
@@ -43,7 +52,13 @@ function ask<T>(m: FromThread & { n: number }, transfer?: ArrayBuffer[]): Promis
 const post = (m: FromThread): void => port.postMessage(m);
 
 function fromWire(w: ErrorWire): Error {
-  if (w.smtp || w.kind) return new MtaError(w.code ?? 'SESSION_THREAD', w.kind ?? 'transient', w.message, w.smtp ? { smtp: w.smtp } : {});
+  if (w.smtp || w.kind)
+    return new MtaError(
+      w.code ?? 'SESSION_THREAD',
+      w.kind ?? 'transient',
+      w.message,
+      w.smtp ? { smtp: w.smtp } : {},
+    );
   return Object.assign(new Error(w.message), w.code ? { code: w.code } : {});
 }
 
@@ -57,7 +72,12 @@ class ForwardLogger implements Logger {
       post({ t: 'log', level, fields: all, msg });
     } catch {
       // A field that cannot be cloned (a socket, a function): its text instead.
-      post({ t: 'log', level, fields: JSON.parse(JSON.stringify(all, (_k, v) => (v instanceof Error ? v.message : v))), msg });
+      post({
+        t: 'log',
+        level,
+        fields: JSON.parse(JSON.stringify(all, (_k, v) => (v instanceof Error ? v.message : v))),
+        msg,
+      });
     }
   }
   error(f: LogFields, m: string): void {
@@ -93,50 +113,15 @@ let budget = new MemoryBudget(wd.budgetLimit, wd.budget);
 let ids = new IdSource(() => Date.now(), wd.ids);
 let refusal: MtaError | undefined;
 
-/** A message's data as it arrives, kept here (counted in the shared budget) until it crosses. */
-class ThreadSink implements MessageSink {
-  size = 0;
-  private chunks: Buffer[] = [];
-  private open = true;
-  write(chunk: Buffer): boolean {
-    if (!this.open) return true;
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-    budget.add(chunk.length);
-    return true;
-  }
-  drained(): Promise<void> {
-    return Promise.resolve();
-  }
-  async *read(): AsyncGenerator<Buffer> {
-    for (const c of this.chunks.slice()) yield c;
-  }
-  /** The data in one buffer of its own (to be transferred); the sink is spent. */
-  take(): Uint8Array {
-    const out = Buffer.allocUnsafeSlow(this.size);
-    let at = 0;
-    for (const c of this.chunks) at += c.copy(out, at);
-    this.release();
-    return out;
-  }
-  abort(): void {
-    this.release();
-  }
-  private release(): void {
-    if (!this.open) return;
-    this.open = false;
-    budget.sub(this.size);
-    this.chunks = [];
-  }
-}
-
-function oneBuffer(chunks: readonly Buffer[]): Uint8Array {
-  const n = chunks.reduce((s, c) => s + c.length, 0);
-  const out = Buffer.allocUnsafeSlow(n);
-  let at = 0;
-  for (const c of chunks) at += c.copy(out, at);
-  return out;
-}
+/** The main thread's spools of streamed messages (thread-spools.ts), through the port. */
+const door: SpoolDoor = {
+  get budget() {
+    return budget;
+  },
+  chunk: (msgId, data) => ask({ t: 'chunk', n: ++seq, msgId, data }, [data.buffer as ArrayBuffer]),
+  read: (msgId, reader) => ask({ t: 'read', n: ++seq, msgId, reader }),
+  drop: (msgId) => post({ t: 'drop', msgId }),
+};
 
 /** Client facts of messages being accepted, by message id (for the `received` event). */
 const facts = new Map<string, { sender: string; client: ReturnType<typeof clientFacts> }>();
@@ -146,11 +131,14 @@ const queue: HookQueue = {
     return budget;
   },
   refusal: () => refusal,
-  spool: () => new ThreadSink(),
+  spool: (msgId) => new ThreadSink(door, msgId),
   isSpool: (d) => d instanceof ThreadSink,
   async accept(input) {
     const { data: raw, ...rest } = input;
-    const data = raw instanceof ThreadSink ? raw.take() : oneBuffer(raw as readonly Buffer[]);
+    const { data, spooled } =
+      raw instanceof ThreadSink
+        ? await raw.take()
+        : { data: oneBuffer(raw as readonly Buffer[]), spooled: false };
     const id = input.msgId !== undefined ? formatId(input.msgId) : undefined;
     const f = id !== undefined ? facts.get(id) : undefined;
     const m: FromThread & { n: number } = {
@@ -158,6 +146,7 @@ const queue: HookQueue = {
       n: ++seq,
       input: rest,
       data,
+      ...(spooled && raw instanceof ThreadSink ? { spool: raw.msgId } : {}),
       ...(f && id !== undefined ? { facts: { id, ...f } } : {}),
     };
     return ask<{ id: string }>(m, [data.buffer as ArrayBuffer]);
@@ -209,7 +198,10 @@ async function start(): Promise<void> {
       }
     },
     ...(wd.etrn
-      ? { etrn: (node: string, ctx: SessionContext) => ask({ t: 'etrn', n: ++seq, node, ctx: contextFacts(ctx) }) }
+      ? {
+          etrn: (node: string, ctx: SessionContext) =>
+            ask({ t: 'etrn', n: ++seq, node, ctx: contextFacts(ctx) }),
+        }
       : {}),
   };
   const started: SmtpListener[] = [];

@@ -1,6 +1,7 @@
 // The messages between the main thread and the SMTP session thread (thread-host.ts ⇄
 // thread-main.ts). Every request from the thread carries a number `n` its answer repeats.
-// Data crosses as one buffer per message, transferred (not copied) by postMessage.
+// Data crosses transferred (not copied) by postMessage: one buffer per message at the end of
+// data, or, for a message over a chunk, a buffer per chunk as it completes (thread-sink.ts).
 import type { ClientFacts } from '../admin/events.js';
 import type { Config } from '../config/index.js';
 import type { SmtpStatus } from '../errors.js';
@@ -22,14 +23,25 @@ export interface ThreadData {
 
 /** A session's facts, enough to rebuild a SessionContext on the main thread (the ETRN hook). */
 export interface ContextFacts {
-  client: { ip: string; port: number; helo?: string; auth?: string; tls?: { protocol: string; cipher: string } };
+  client: {
+    ip: string;
+    port: number;
+    helo?: string;
+    auth?: string;
+    tls?: { protocol: string; cipher: string };
+  };
   localAddress: string;
   localPort: number;
   loopback: boolean;
   submission: boolean;
 }
 
-export type ErrorWire = { message: string; code?: string; kind?: 'transient' | 'permanent'; smtp?: SmtpStatus };
+export type ErrorWire = {
+  message: string;
+  code?: string;
+  kind?: 'transient' | 'permanent';
+  smtp?: SmtpStatus;
+};
 
 export type FromThread =
   | { t: 'ready'; bound: Array<{ role: ListenerRole; address: string; port: number }> }
@@ -38,9 +50,14 @@ export type FromThread =
       t: 'accept';
       n: number;
       input: Omit<AcceptInput, 'data'>;
+      /** The whole message, or the tail of the chunks that crossed before into spool `spool`. */
       data: Uint8Array;
+      spool?: number;
       facts?: { id: string; sender: string; client: ClientFacts };
     }
+  | { t: 'chunk'; n: number; msgId: number; data: Uint8Array }
+  | { t: 'read'; n: number; msgId: number; reader: number }
+  | { t: 'drop'; msgId: number }
   | { t: 'etrn'; n: number; node: string; ctx: ContextFacts }
   | { t: 'dns'; n: number; method: string; args: unknown[] }
   | { t: 'log'; level: 'error' | 'warn' | 'info' | 'debug'; fields: Record<string, unknown>; msg: string }

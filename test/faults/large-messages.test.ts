@@ -22,9 +22,11 @@ import {
 } from '../support/bigmail.js';
 import { runLogmta, type SpawnedDaemon, spawnDaemon, waitFor } from '../support/daemon.js';
 
-const TOML = `
+/** The daemon's settings; `thread`: the SMTP sessions in their own thread (smtp.session_thread). */
+const toml = (thread: boolean) => `
 hostname = "large.test"
 [smtp]
+session_thread = ${thread}
 max_message_size = "120MiB"
 max_connections_per_ip = 100
 [queue]
@@ -104,8 +106,8 @@ function sampler(pid: number | undefined): { stop(): number } {
 }
 
 /** A daemon of its own, warmed up with one small message, and its RSS then. */
-async function fresh(): Promise<{ d: SpawnedDaemon; base: number }> {
-  const d = await spawnDaemon({ toml: TOML, startTimeoutMs: 30_000 });
+async function fresh(thread: boolean): Promise<{ d: SpawnedDaemon; base: number }> {
+  const d = await spawnDaemon({ toml: toml(thread), startTimeoutMs: 30_000 });
   const warm = await sendBig(
     { tag: 'warm', size: 1000 },
     { port: d.port, to: ['w@localhost'], mode: 'data' },
@@ -115,139 +117,158 @@ async function fresh(): Promise<{ d: SpawnedDaemon; base: number }> {
   return { d, base: rssOf(d.child.pid) };
 }
 
-describe('large messages in bounded memory', () => {
-  test('20 concurrent 8 MB messages over DATA and BDAT arrive once each, intact, in bounded memory', async (t) => {
-    const { d, base } = await fresh();
-    try {
-      const msgs: BigMessage[] = Array.from({ length: 20 }, (_, i) => ({ tag: `c${i}`, size: 8 * MiB }));
-      const s = sampler(d.child.pid);
-      const res = await Promise.all(
-        msgs.map((m, i) =>
-          sendBig(m, {
-            port: d.port,
-            to: [`c${i}@localhost`],
-            mode: i % 2 === 0 ? 'data' : 'bdat',
-            chunk: 64 * 1024,
-            timeoutMs: 180_000,
-          }),
-        ),
-      );
-      for (const r of res) assert.match(r.reply, /^250 2\.0\.0 /);
-      await waitFor(() => count(delivered(d)) >= 21, '20 deliveries', 180_000);
-      const peak = s.stop();
-      assertOnce(delivered(d), msgs);
-      const grew = (peak - base) / MiB;
-      t.diagnostic(
-        `RSS ${(base / MiB).toFixed(0)} MiB before, peak ${(peak / MiB).toFixed(0)} MiB (+${grew.toFixed(0)}); 160 MB taken and delivered`,
-      );
-      // Held whole (before streaming), 160 MB of messages took the RSS up by about 480 MiB;
-      // streamed, each connection costs a few MiB.
-      assert.ok(grew < 150, `RSS grew by ${grew.toFixed(0)} MiB`);
-    } finally {
-      await d.stop();
-    }
-  });
+// Each scenario runs with the sessions on the main thread and in their own thread: there a
+// message past its first chunk streams into a spool of the main thread's (sessions/thread-sink.ts).
+for (const thread of [false, true]) {
+  const where = thread ? ' (sessions in their own thread)' : '';
 
-  test('a 100 MB message over DATA is accepted and delivered intact without holding it in memory', async (t) => {
-    const { d, base } = await fresh();
-    try {
-      const m: BigMessage = { tag: 'huge', size: 100 * MiB };
-      const s = sampler(d.child.pid);
-      const r = await sendBig(m, { port: d.port, to: ['huge@localhost'], mode: 'data', timeoutMs: 180_000 });
-      assert.match(r.reply, /^250 2\.0\.0 /);
-      await waitFor(() => (delivered(d).get('huge')?.length ?? 0) >= 1, 'the 100 MB message', 180_000);
-      const peak = s.stop();
-      assertOnce(delivered(d), [m]);
-      const grew = (peak - base) / MiB;
-      t.diagnostic(`RSS peak +${grew.toFixed(0)} MiB for a 100 MB message`);
-      // Held whole it took about 450 MiB.
-      assert.ok(grew < 64, `RSS grew by ${grew.toFixed(0)} MiB`);
-    } finally {
-      await d.stop();
-    }
-  });
-});
-
-describe('large messages against logmta serve', () => {
-  let d: SpawnedDaemon;
-
-  before(async () => {
-    d = (await fresh()).d;
-  });
-  after(async () => {
-    await d.stop();
-  });
-
-  test('BDAT in 30,000 chunks of 100 octets arrives intact', async () => {
-    const m: BigMessage = { tag: 'tiny-chunks', size: 3_000_000 };
-    const r = await sendBig(m, {
-      port: d.port,
-      to: ['tiny@localhost'],
-      mode: 'bdat',
-      chunk: 100,
-      timeoutMs: 180_000,
+  describe(`large messages in bounded memory${where}`, () => {
+    test('20 concurrent 8 MB messages over DATA and BDAT arrive once each, intact, in bounded memory', async (t) => {
+      const { d, base } = await fresh(thread);
+      try {
+        const msgs: BigMessage[] = Array.from({ length: 20 }, (_, i) => ({ tag: `c${i}`, size: 8 * MiB }));
+        const s = sampler(d.child.pid);
+        const res = await Promise.all(
+          msgs.map((m, i) =>
+            sendBig(m, {
+              port: d.port,
+              to: [`c${i}@localhost`],
+              mode: i % 2 === 0 ? 'data' : 'bdat',
+              chunk: 64 * 1024,
+              timeoutMs: 180_000,
+            }),
+          ),
+        );
+        for (const r of res) assert.match(r.reply, /^250 2\.0\.0 /);
+        await waitFor(() => count(delivered(d)) >= 21, '20 deliveries', 180_000);
+        const peak = s.stop();
+        assertOnce(delivered(d), msgs);
+        const grew = (peak - base) / MiB;
+        t.diagnostic(
+          `RSS ${(base / MiB).toFixed(0)} MiB before, peak ${(peak / MiB).toFixed(0)} MiB (+${grew.toFixed(0)}); 160 MB taken and delivered`,
+        );
+        // Held whole (before streaming), 160 MB of messages took the RSS up by about 480 MiB;
+        // streamed, each connection costs a few MiB.
+        assert.ok(grew < 150, `RSS grew by ${grew.toFixed(0)} MiB`);
+      } finally {
+        await d.stop();
+      }
     });
-    assert.match(r.reply, /^250 2\.0\.0 /);
-    await waitFor(() => (delivered(d).get('tiny-chunks')?.length ?? 0) >= 1, 'the chunked message', 60_000);
-    assertOnce(delivered(d), [m]);
+
+    test('a 100 MB message over DATA is accepted and delivered intact without holding it in memory', async (t) => {
+      const { d, base } = await fresh(thread);
+      try {
+        const m: BigMessage = { tag: 'huge', size: 100 * MiB };
+        const s = sampler(d.child.pid);
+        const r = await sendBig(m, {
+          port: d.port,
+          to: ['huge@localhost'],
+          mode: 'data',
+          timeoutMs: 180_000,
+        });
+        assert.match(r.reply, /^250 2\.0\.0 /);
+        await waitFor(() => (delivered(d).get('huge')?.length ?? 0) >= 1, 'the 100 MB message', 180_000);
+        const peak = s.stop();
+        assertOnce(delivered(d), [m]);
+        const grew = (peak - base) / MiB;
+        t.diagnostic(`RSS peak +${grew.toFixed(0)} MiB for a 100 MB message`);
+        // Held whole it took about 450 MiB.
+        assert.ok(grew < 64, `RSS grew by ${grew.toFixed(0)} MiB`);
+      } finally {
+        await d.stop();
+      }
+    });
   });
 
-  test('a client that disconnects mid-DATA leaves no message, and its streamed data is reclaimed', async () => {
-    const floor = dataLaneBytes(d);
-    const before = count(delivered(d));
-    const r = await sendBig(
-      { tag: 'cut', size: 30 * MiB },
-      {
+  describe(`large messages against logmta serve${where}`, () => {
+    let d: SpawnedDaemon;
+
+    before(async () => {
+      d = (await fresh(thread)).d;
+    });
+    after(async () => {
+      await d.stop();
+    });
+
+    test('BDAT in 30,000 chunks of 100 octets arrives intact', async () => {
+      const m: BigMessage = { tag: 'tiny-chunks', size: 3_000_000 };
+      const r = await sendBig(m, {
         port: d.port,
-        to: ['cut@localhost'],
-        mode: 'data',
-        cutAfter: 20 * MiB,
-        // Cut only once the daemon has written much of it to the queue: streamed, not buffered.
-        beforeCut: () => waitFor(() => dataLaneBytes(d) > floor + 12 * MiB, 'chunks on disk', 30_000),
-      },
-    );
-    assert.equal(r.reply, 'cut');
-    // The chunks written before the cut are freed (their segments unlinked) without a restart;
-    // another message makes the batch that lets the reclaimer run.
-    const next = await sendBig(
-      { tag: 'after-cut', size: 2 * MiB },
-      { port: d.port, to: ['a@localhost'], mode: 'data' },
-    );
-    assert.match(next.reply, /^250 /);
-    await waitFor(() => dataLaneBytes(d) < floor + 8 * MiB, `the data lane back near ${floor} bytes`, 30_000);
-    await waitFor(() => count(delivered(d)) >= before + 1, 'the message after the cut', 30_000);
-    assert.equal(delivered(d).get('cut'), undefined, 'nothing of the cut message delivered');
-  });
-});
+        to: ['tiny@localhost'],
+        mode: 'bdat',
+        chunk: 100,
+        timeoutMs: 180_000,
+      });
+      assert.match(r.reply, /^250 2\.0\.0 /);
+      await waitFor(() => (delivered(d).get('tiny-chunks')?.length ?? 0) >= 1, 'the chunked message', 60_000);
+      assertOnce(delivered(d), [m]);
+    });
 
-test('SIGKILL while a large message streams in: after restart only orphan data is left, reclaimed, and mail flows', async () => {
-  let d = await spawnDaemon({ toml: TOML, startTimeoutMs: 30_000 });
-  const dir = d.dir;
-  try {
-    const sending = sendBig(
-      { tag: 'killed', size: 60 * MiB },
-      { port: d.port, to: ['k@localhost'], mode: 'bdat', chunk: 256 * 1024, timeoutMs: 60_000 },
-    ).catch((e: Error) => ({ reply: `error: ${e.message}`, replies: [] }));
-    // Kill once a good part of it is on disk: chunks written, no envelope.
-    await waitFor(() => dataLaneBytes(d) > 20 * MiB, 'chunks on disk', 60_000);
-    d.kill('SIGKILL');
-    await d.exited;
-    const r = await sending;
-    assert.doesNotMatch(r.reply, /^250/, 'the killed message was never acknowledged');
-    // What the kill left is a state recovery knows: no corruption.
-    const v = await runLogmta(['log', 'verify', join(dir, 'data', 'queue')]);
-    assert.ok(v.code === 0 || v.code === 1, `log verify exit ${v.code}: ${v.stdout}`);
-    assert.doesNotMatch(v.stdout, /CORRUPTION|MISSING SEGMENT/);
-    d = await spawnDaemon({ toml: TOML, dir, startTimeoutMs: 30_000 });
-    await waitFor(() => /"orphanData":1/.test(d.stdout()), 'the recovery log line', 10_000);
-    const m: BigMessage = { tag: 'after-kill', size: 3 * MiB };
-    const ok = await sendBig(m, { port: d.port, to: ['k2@localhost'], mode: 'data' });
-    assert.match(ok.reply, /^250 /);
-    await waitFor(() => (delivered(d).get('after-kill')?.length ?? 0) >= 1, 'mail after the restart', 30_000);
-    assertOnce(delivered(d), [m]);
-    assert.equal(delivered(d).get('killed'), undefined);
-    await waitFor(() => dataLaneBytes(d) < 16 * MiB, 'orphan chunks reclaimed', 30_000);
-  } finally {
-    await d.stop();
-  }
-});
+    test('a client that disconnects mid-DATA leaves no message, and its streamed data is reclaimed', async () => {
+      const floor = dataLaneBytes(d);
+      const before = count(delivered(d));
+      const r = await sendBig(
+        { tag: 'cut', size: 30 * MiB },
+        {
+          port: d.port,
+          to: ['cut@localhost'],
+          mode: 'data',
+          cutAfter: 20 * MiB,
+          // Cut only once the daemon has written much of it to the queue: streamed, not buffered.
+          beforeCut: () => waitFor(() => dataLaneBytes(d) > floor + 12 * MiB, 'chunks on disk', 30_000),
+        },
+      );
+      assert.equal(r.reply, 'cut');
+      // The chunks written before the cut are freed (their segments unlinked) without a restart;
+      // another message makes the batch that lets the reclaimer run.
+      const next = await sendBig(
+        { tag: 'after-cut', size: 2 * MiB },
+        { port: d.port, to: ['a@localhost'], mode: 'data' },
+      );
+      assert.match(next.reply, /^250 /);
+      await waitFor(
+        () => dataLaneBytes(d) < floor + 8 * MiB,
+        `the data lane back near ${floor} bytes`,
+        30_000,
+      );
+      await waitFor(() => count(delivered(d)) >= before + 1, 'the message after the cut', 30_000);
+      assert.equal(delivered(d).get('cut'), undefined, 'nothing of the cut message delivered');
+    });
+  });
+
+  test(`SIGKILL while a large message streams in: after restart only orphan data is left, reclaimed, and mail flows${where}`, async () => {
+    let d = await spawnDaemon({ toml: toml(thread), startTimeoutMs: 30_000 });
+    const dir = d.dir;
+    try {
+      const sending = sendBig(
+        { tag: 'killed', size: 60 * MiB },
+        { port: d.port, to: ['k@localhost'], mode: 'bdat', chunk: 256 * 1024, timeoutMs: 60_000 },
+      ).catch((e: Error) => ({ reply: `error: ${e.message}`, replies: [] }));
+      // Kill once a good part of it is on disk: chunks written, no envelope.
+      await waitFor(() => dataLaneBytes(d) > 20 * MiB, 'chunks on disk', 60_000);
+      d.kill('SIGKILL');
+      await d.exited;
+      const r = await sending;
+      assert.doesNotMatch(r.reply, /^250/, 'the killed message was never acknowledged');
+      // What the kill left is a state recovery knows: no corruption.
+      const v = await runLogmta(['log', 'verify', join(dir, 'data', 'queue')]);
+      assert.ok(v.code === 0 || v.code === 1, `log verify exit ${v.code}: ${v.stdout}`);
+      assert.doesNotMatch(v.stdout, /CORRUPTION|MISSING SEGMENT/);
+      d = await spawnDaemon({ toml: toml(thread), dir, startTimeoutMs: 30_000 });
+      await waitFor(() => /"orphanData":1/.test(d.stdout()), 'the recovery log line', 10_000);
+      const m: BigMessage = { tag: 'after-kill', size: 3 * MiB };
+      const ok = await sendBig(m, { port: d.port, to: ['k2@localhost'], mode: 'data' });
+      assert.match(ok.reply, /^250 /);
+      await waitFor(
+        () => (delivered(d).get('after-kill')?.length ?? 0) >= 1,
+        'mail after the restart',
+        30_000,
+      );
+      assertOnce(delivered(d), [m]);
+      assert.equal(delivered(d).get('killed'), undefined);
+      await waitFor(() => dataLaneBytes(d) < 16 * MiB, 'orphan chunks reclaimed', 30_000);
+    } finally {
+      await d.stop();
+    }
+  });
+}

@@ -73,6 +73,11 @@ export class DataSpool {
     return this.host.core === core;
   }
 
+  /** Octets written here and not yet handed to a chunk record (their Buffers still held). */
+  get unflushed(): number {
+    return this.buffered;
+  }
+
   /** True once some data went to chunk records: the message is stored chunked. */
   get chunked(): boolean {
     return this.written > 0;
