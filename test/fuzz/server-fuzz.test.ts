@@ -21,6 +21,16 @@ import {
 } from './harness.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
+/** FUZZ_SEED and FUZZ_PATH replay a counterexample fast-check printed. */
+const REPLAY: fc.Parameters<unknown> =
+  process.env.FUZZ_SEED === undefined
+    ? {}
+    : {
+        seed: Number(process.env.FUZZ_SEED),
+        ...(process.env.FUZZ_PATH === undefined ? {} : { path: process.env.FUZZ_PATH }),
+        endOnFailure: true,
+        verbose: 2,
+      };
 
 let mta: TestMta;
 let sink: SmtpSink;
@@ -177,7 +187,7 @@ describe('SMTP server fuzzing', () => {
           );
         },
       ),
-      { numRuns: RUNS, interruptAfterTimeLimit: 15_000 },
+      { numRuns: RUNS, interruptAfterTimeLimit: 15_000, ...REPLAY },
     );
   });
 

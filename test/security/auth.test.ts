@@ -122,6 +122,34 @@ describe('AUTH brute force is throttled per address', () => {
     assert.ok(Date.now() - t0 >= 900, `535 after ${Date.now() - t0} ms`);
     c.destroy();
   });
+
+  test('a client that pipelines guesses and half-closes is closed during the first delay, unanswered', async () => {
+    // Answering in order after a half-close would hold the connection through every delay
+    // (1 + 2 + 4 + 8 s ...) for a client that has gone; and its buffered guesses must not be tried.
+    // Its own address: no failures recorded before.
+    const c = await RawClient.connect(mta.port, '127.0.0.6');
+    await c.waitFor(/^220 .*\r\n/);
+    await c.command('EHLO brute.example');
+    const before = c.out.length;
+    const t0 = Date.now();
+    c.write(`AUTH PLAIN ${b64('\0alice\0guess-a')}\r\n`.repeat(10));
+    await sleep(100);
+    c.socket.end();
+    assert.ok(await c.waitClosed(3000), 'the server closed the half-closed connection');
+    assert.ok(Date.now() - t0 < 900, `closed after ${Date.now() - t0} ms, inside the first delay`);
+    assert.equal(c.out.slice(before), '', 'no 535 was sent after the client went');
+    c.destroy();
+    // Only the first guess was tried: the next failure from this address is the second (2 s).
+    const next = await RawClient.connect(mta.port, '127.0.0.6');
+    await next.waitFor(/^220 .*\r\n/);
+    await next.command('EHLO brute.example');
+    const t1 = Date.now();
+    assert.match(await next.command(`AUTH PLAIN ${b64('\0alice\0guess-b')}`, 5000), /^535 /);
+    const took = Date.now() - t1;
+    assert.ok(took >= 1900 && took < 3900, `second failure answered after ${took} ms`);
+    assert.match(await next.command(`AUTH PLAIN ${b64(`\0alice\0${PASSWORD}`)}`, 5000), /^235 /);
+    next.destroy();
+  });
 });
 
 describe('credentials never appear in logs', () => {

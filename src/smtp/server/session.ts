@@ -138,6 +138,8 @@ export class SmtpSession implements SessionContext {
   private disconnected = false;
   /** The client half-closed its side: what it sent is still answered, then we close. */
   private inputEnded = false;
+  /** Cancels the tarpit in progress (see tarpit()). */
+  private tarpitCancel: (() => void) | null = null;
 
   private out = '';
   private writeBlocked = false;
@@ -268,10 +270,17 @@ export class SmtpSession implements SessionContext {
    * shutdown(SHUT_WR) after the last command) but may still read. Everything it sent is answered
    * in order — including the 250 for a message whose commit is pending, which would otherwise be
    * delivered although the client never heard of it, and so sent again — then we close. A
-   * transaction left unfinished (the end came mid-DATA) is abandoned as for a disconnect.
+   * transaction left unfinished (the end came mid-DATA) is abandoned as for a disconnect. An end
+   * during a tarpit (a failed AUTH's delay) closes at once.
    */
   onEnd(): void {
     this.inputEnded = true;
+    if (this.tarpitCancel !== null) {
+      // Held in a tarpit (a failed AUTH): nobody waits for that reply, and the commands still
+      // buffered behind it are more guesses. Close without reading them.
+      this.close();
+      return;
+    }
     if (this.mode === 'tls') {
       this.mode = 'closed';
       this.io.close(true);
@@ -289,6 +298,7 @@ export class SmtpSession implements SessionContext {
 
   /** The session is over: the transaction in progress is abandoned, filters are told once. */
   private ended(): void {
+    this.tarpitCancel?.();
     if (this.tx !== null) {
       this.tx.sink?.abort();
       this.tx = null;
@@ -439,6 +449,25 @@ export class SmtpSession implements SessionContext {
     this.mode = 'closed';
     this.ended();
     this.io.close(destroy);
+  }
+
+  /**
+   * Resolves after ms, or at once when the session ends first (it is closed then, so a reply
+   * made afterwards is dropped). For the delay before an AUTH failure's 535: a client that
+   * half-closes meanwhile is closed without that reply instead of being answered in order.
+   */
+  tarpit(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.tarpitCancel = null;
+        resolve();
+      };
+      const cancel = this.opts.clock.setTimer(ms, done);
+      this.tarpitCancel = () => {
+        cancel();
+        done();
+      };
+    });
   }
 
   /** Ends the transaction in progress without a message (filters are told: hooks.abort). */

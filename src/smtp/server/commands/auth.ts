@@ -183,11 +183,6 @@ function failed(s: SmtpSession, username: string): void | Promise<void> {
       if (t.blocked) blocked(s);
     };
     if (t.delayMs <= 0) return answer();
-    return new Promise<void>((resolve) => {
-      s.opts.clock.setTimer(t.delayMs, () => {
-        answer();
-        resolve();
-      });
-    });
+    return s.tarpit(t.delayMs).then(answer);
   });
 }
