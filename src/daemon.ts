@@ -83,6 +83,8 @@ export interface Daemon {
   cluster: Cluster | undefined;
   /** The one source of queue ids of this process: whoever makes ids for the queue uses it. */
   ids: IdSource;
+  /** The SMTP session thread (smtp.session_thread), or undefined when the sessions run here. */
+  sessionThread: SessionThread | undefined;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -477,6 +479,7 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
     metrics,
     cluster,
     ids,
+    sessionThread,
     async stop(graceMs = 5_000) {
       // One grace for the whole stop: sessions finishing their transaction and deliveries in
       // flight share it (they run at the same time), so the stop is over within graceMs.

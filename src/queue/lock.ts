@@ -17,9 +17,16 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { MtaError } from '../errors.js';
 
-const { flockSync } = createRequire(import.meta.url)('fs-ext') as {
-  flockSync(fd: number, flags: 'exnb' | 'shnb' | 'un'): void;
-};
+type Flock = (fd: number, flags: 'exnb' | 'shnb' | 'un') => void;
+let flock: Flock | undefined;
+/**
+ * fs-ext, loaded at the first lock: it is not safe to load in a worker thread (its init fails a
+ * V8 check there), and the SMTP session thread imports the queue's index without ever locking.
+ */
+function flockSync(fd: number, flags: 'exnb' | 'shnb' | 'un'): void {
+  flock ??= (createRequire(import.meta.url)('fs-ext') as { flockSync: Flock }).flockSync;
+  flock(fd, flags);
+}
 
 export interface QueueLock {
   readonly file: string;

@@ -8,7 +8,7 @@
 // Fails: rejects with the daemon's stderr when it does not start; waits reject after a timeout
 // naming what they waited for.
 
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach } from 'node:test';
 import { join } from 'node:path';
@@ -17,34 +17,10 @@ import { cramMd5Response } from '../../src/smtp/client/auth.js';
 import { makeTempDir, SmtpChat, type SpawnedDaemon, spawnDaemon, waitFor } from '../support/daemon.js';
 import { type SinkOptions, type SinkTransaction, SmtpSink } from '../support/sink.js';
 import { sendMail } from '../support/inject.js';
+import { stablePort } from '../support/ports.js';
 
-/**
- * A loopback port nothing listens on now (the customer's host, down), below the kernel's
- * ephemeral range (read from /proc, default 32768-60999): a port from that range could be
- * handed to some outgoing connection while the host is down, and then the host could not
- * come up on it.
- */
-export async function reservePort(): Promise<number> {
-  let low = 32768;
-  try {
-    low =
-      Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
-  } catch {
-    // not Linux: keep the usual range's start
-  }
-  const top = Math.min(low, 32768);
-  for (;;) {
-    const port = 10_000 + Math.floor(Math.random() * (top - 10_000));
-    const s = net.createServer();
-    const ok = await new Promise<boolean>((r) => {
-      s.once('error', () => r(false));
-      s.listen(port, '127.0.0.1', () => r(true));
-    });
-    if (!ok) continue;
-    await new Promise<void>((r) => s.close(() => r()));
-    return port;
-  }
-}
+/** A loopback port nothing listens on now (the customer's host, down) that no client can take. */
+export const reservePort = (): Promise<number> => stablePort();
 
 /** The customer's mail host: down (connection refused) until up(), on the same port each time. */
 export class CustomerHost {

@@ -9,12 +9,11 @@
 // Fails: startDnsServer rejects with unbound's stderr when it cannot start in 10 s.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasTool } from './daemon.js';
+import { stablePort } from './ports.js';
 
 export const UNBOUND = '/usr/sbin/unbound';
 
@@ -110,43 +109,11 @@ function config(dir: string, port: number, z: DnsZones): string {
   return lines.join('\n');
 }
 
-/** The kernel's ephemeral range (source ports of clients and of `listen(0)`), e.g. 32768–60999. */
-function ephemeralLow(): number {
-  try {
-    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    if (Number.isInteger(low) && low > 12_000) return low;
-  } catch {
-    // not Linux: fall back to the IANA dynamic range's start
-  }
-  return 49152;
-}
-
 /**
- * A port free for both UDP and TCP on 127.0.0.1 at the time of asking, chosen below the
- * ephemeral range: a server restarted on it (NSD reloading zones) cannot find it taken by a
- * client's source port or by another test's `listen(0)` in the moment it is down.
+ * A port free for both UDP and TCP on 127.0.0.1, below the ephemeral range (support/ports.ts):
+ * NSD restarted on it to load new zones cannot find it taken in the moment it is down.
  */
-export async function freePort(): Promise<number> {
-  const high = ephemeralLow() - 1;
-  const low = high - 10_000;
-  for (;;) {
-    const port = low + Math.floor(Math.random() * (high - low));
-    const udp = dgram.createSocket('udp4');
-    const udpOk = await new Promise<boolean>((res) => {
-      udp.once('error', () => res(false));
-      udp.bind(port, '127.0.0.1', () => res(true));
-    });
-    const ok =
-      udpOk &&
-      (await new Promise<boolean>((res) => {
-        const srv = net.createServer();
-        srv.once('error', () => res(false));
-        srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
-      }));
-    await new Promise<void>((r) => udp.close(() => r()));
-    if (ok) return port;
-  }
-}
+export const freePort = (): Promise<number> => stablePort({ udp: true });
 
 const live = new Set<ChildProcess>();
 let hooked = false;
