@@ -71,7 +71,23 @@ export interface MetricsOptions extends Omit<ObservedParts, 'listeners'> {
   processMetrics?: boolean;
 }
 
+/**
+ * Node's process metrics (prom-client's defaults), collected once per process and shown by every
+ * Metrics: each collection keeps an event-loop-delay histogram and a GC observer running for the
+ * life of the process, so the daemon a reload starts must not add another set (it leaked about
+ * 0.4 MiB a reload).
+ */
+let processRegistry: Registry | undefined;
+function processMetricsRegistry(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 export class Metrics {
+  /** This daemon's own metrics (the process metrics are added at scrape time). */
   readonly registry = new Registry();
   readonly totals: Totals = {
     received: 0,
@@ -101,7 +117,7 @@ export class Metrics {
   constructor(private readonly o: MetricsOptions) {
     const registers = [this.registry];
     const snap = () => this.snapshot();
-    if (o.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (o.processMetrics !== false) processMetricsRegistry();
 
     // --- counters fed by events
     const received = new Counter({
@@ -476,7 +492,10 @@ export class Metrics {
   /** The text exposition format (what GET /metrics returns). */
   async scrape(): Promise<{ contentType: string; body: string }> {
     this.cached = undefined;
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const own = await this.registry.metrics();
+    const body =
+      this.o.processMetrics === false ? own : `${own}\n${await processMetricsRegistry().metrics()}`;
+    return { contentType: this.registry.contentType, body };
   }
 
   /** Detaches from the writers, listeners and bus (the daemon stops). */

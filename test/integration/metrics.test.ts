@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, afterEach, describe, test } from 'node:test';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { createLogger } from '../../src/log.js';
 import { startTestDaemon, type TestDaemon } from '../support/daemon.js';
 import { SmtpSink } from '../support/sink.js';
@@ -160,6 +161,27 @@ describe('Prometheus metrics at /metrics', () => {
     assert.equal(value(tb, 'logmta_messages_received_total{source="smtp"}'), undefined);
     assert.equal(value(tb, 'logmta_held_messages{domain="odmr.test"}'), undefined);
     assert.equal(value(tb, 'logmta_queue_messages'), 0);
+  });
+
+  test('a daemon started again in the process (as a reload does) adds no process collectors', async () => {
+    // prom-client's process metrics keep a GC observer and an event-loop-delay histogram alive
+    // for good: one set per process, or every reload leaves one more behind.
+    const a = await setup();
+    const observe = PerformanceObserver.prototype.observe;
+    let observers = 0;
+    PerformanceObserver.prototype.observe = function (this: PerformanceObserver, ...args) {
+      observers++;
+      return observe.apply(this, args);
+    } as typeof observe;
+    try {
+      for (let i = 0; i < 3; i++) await setup();
+    } finally {
+      PerformanceObserver.prototype.observe = observe;
+    }
+    assert.equal(observers, 0, 'GC observers added by three more daemons');
+    const text = await scrape(a.d);
+    assert.equal(text.match(/^# TYPE process_cpu_user_seconds_total /gm)?.length, 1, 'process metrics once');
+    assert.ok((value(text, 'nodejs_eventloop_lag_p50_seconds') ?? -1) >= 0, 'event loop lag shown');
   });
 });
 
