@@ -107,7 +107,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const log = deps.logger;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   // With the SMTP sessions in a thread of their own, ids come from one cell both threads share.
-  const ids = config.smtp.sessionThread ? IdSource.shared(() => clock.now()) : new IdSource(() => clock.now());
+  const ids = config.smtp.sessionThread
+    ? IdSource.shared(() => clock.now())
+    : new IdSource(() => clock.now());
   const t0 = Date.now();
   const events = deps.events ?? new EventBus(() => clock.now());
   events.onListenerError = (e) => log.error({ err: e }, 'event listener failed');
@@ -320,7 +322,10 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   queues.start();
 
   for (const k of config.dkim)
-    log.info({ name: `${k.selector}._domainkey.${k.domain}`, algorithm: k.algorithm, record: k.record }, 'dkim key');
+    log.info(
+      { name: `${k.selector}._domainkey.${k.domain}`, algorithm: k.algorithm, record: k.record },
+      'dkim key',
+    );
   // The intake (sessions/intake.ts): the SMTP server's hooks from the configuration. Local
   // submission (sendmail, below) uses them without [[access]] and without the events' client
   // facts, so its mail is counted and logged as source "local".
@@ -378,20 +383,26 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   let sessionThread: SessionThread | undefined;
   if (config.smtp.sessionThread) {
     // Switched on by a reload: the SMTP ports this process held on the main thread are given up
-    // (the thread binds its own), once.
-    deps.listenSockets?.closeUnattached(`421 4.3.2 ${config.hostname} Service shutting down\r\n`);
+    // (the thread binds its own), once. Only those: the control socket, detached between two
+    // daemons, keeps the requests waiting on it for this daemon's admin server.
+    const { smtp } = config;
+    for (const hp of [...smtp.listen, ...smtp.submission, ...smtp.submissions])
+      deps.listenSockets?.release(hp.host, hp.port, `421 4.3.2 ${config.hostname} Service shutting down\r\n`);
     const { SessionThread } = await import('./sessions/thread-host.js');
-    sessionThread = await SessionThread.start({
-      config,
-      queues,
-      ids,
-      budget: queues.budget,
-      hooks,
-      resolver,
-      events,
-      counts: metrics,
-      log,
-    }, deps.sessionThreads);
+    sessionThread = await SessionThread.start(
+      {
+        config,
+        queues,
+        ids,
+        budget: queues.budget,
+        hooks,
+        resolver,
+        events,
+        counts: metrics,
+        log,
+      },
+      deps.sessionThreads,
+    );
     const t = sessionThread;
     undo.push(() => t.stop(0));
     metrics.addListener(t.sessions);
@@ -402,15 +413,17 @@ async function startParts(config: Config, deps: DaemonDeps, cx: StartContext): P
   }
   // Switched off by a reload: the kept thread ends, and its ports with it, before ours bind.
   if (!config.smtp.sessionThread) await deps.sessionThreads?.close();
-  for (const b of config.smtp.sessionThread ? [] : await buildListeners({
-    config,
-    hooks,
-    clock,
-    log,
-    ...(cluster ? { cluster } : {}),
-    ...(deps.listenSockets ? { listenSockets: deps.listenSockets } : {}),
-    started: (l) => undo.push(() => l.stop(0)),
-  })) {
+  for (const b of config.smtp.sessionThread
+    ? []
+    : await buildListeners({
+        config,
+        hooks,
+        clock,
+        log,
+        ...(cluster ? { cluster } : {}),
+        ...(deps.listenSockets ? { listenSockets: deps.listenSockets } : {}),
+        started: (l) => undo.push(() => l.stop(0)),
+      })) {
     listeners.push(b.listener);
     metrics.addListener(b.listener);
     self.add(b.address, b.port);

@@ -80,3 +80,30 @@ test('a UNIX path is kept like a port: opened again it is the same socket; closi
   assert.equal(sockets.holdsPath(path), false);
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('release closes only the unattached sockets of that host:port; a waiting UNIX connection stays', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'listen-sockets-'));
+  const path = join(dir, 'ctl.sock');
+  const sockets = new ListenSockets();
+  const tcp = await sockets.open('127.0.0.1', 0);
+  const port = tcp.address.port;
+  const ctl = await sockets.openPath(path, { refusal: 'bye\n' });
+  // Between two daemons: nothing attached; a control client waits.
+  const c = net.connect(path);
+  let got = '';
+  c.setEncoding('latin1').on('data', (d: string) => (got += d));
+  while (ctl.waiting === 0) await new Promise((r) => setTimeout(r, 2));
+  // (Sockets are kept under the address configured: port 0 here.)
+  sockets.release('127.0.0.1', 0, '421 moved\r\n');
+  await assert.rejects(connect(port), /ECONNREFUSED/, 'the port is free for another thread');
+  assert.equal(ctl.waiting, 1, 'the control client still waits');
+  assert.ok(sockets.holdsPath(path));
+  ctl.attach((s) => s.end('answered\n'));
+  await new Promise<void>((r) => c.once('close', () => r()));
+  assert.equal(got, 'answered\n');
+  sockets.closeAll('');
+  rmSync(dir, { recursive: true, force: true });
+});

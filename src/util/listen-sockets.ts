@@ -171,8 +171,21 @@ export class ListenSockets {
 
   /** Closes every socket no listener is attached to (an address the new configuration dropped). */
   closeUnattached(refusal: string): void {
+    this.closeUnattachedWhere(() => true, refusal);
+  }
+
+  /**
+   * Closes the sockets kept for host:port that no listener is attached to, so that another thread
+   * can bind that address; the others (the control socket, waiting for its next server) stay.
+   */
+  release(host: string, port: number, refusal: string): void {
+    const key = `${host}|${port}`;
+    this.closeUnattachedWhere((k) => k === key || k.startsWith(`${key}#`), refusal);
+  }
+
+  private closeUnattachedWhere(which: (key: string) => boolean, refusal: string): void {
     for (const [key, s] of this.sockets)
-      if (!s.attached) {
+      if (!s.attached && which(key)) {
         this.sockets.delete(key);
         s.close(refusal);
       }

@@ -129,61 +129,66 @@ describe('reload keeps the ODMR port and the control socket bound', () => {
     await s.waitHeld('acme.example', 0);
   });
 
-  test('`logmta queue list` and `logmta sendmail` in loops through 15 SIGHUPs: always answered, mail once', async () => {
-    const s = await scene.stage({ toml: '[[local]]\ndomain = "local.test"\nusers = ["ann"]\n' });
-    const logged = logCounter(s.daemon);
-    const cfg = s.daemon.configFile!;
-    const failures: string[] = [];
-    const ids: string[] = [];
-    let runs = 0;
-    let done = false;
-    const cli = (args: string[], input = '') =>
-      runTool(process.execPath, [LOGMTA_BIN, ...args], { input, timeoutMs: 60_000 });
-    const lister = async (): Promise<void> => {
-      while (!done && failures.length < 10) {
-        const r = await cli(['queue', 'list', '--config', cfg]);
-        runs++;
-        if (r.code !== 0) failures.push(`queue list: exit ${r.code}: ${r.stderr.trim()}`);
+  // Both ways of running the SMTP sessions: with a session thread, every daemon a reload starts
+  // hands the SMTP ports over to the thread — and must leave the control socket alone.
+  for (const thread of [false, true])
+    test(`\`logmta queue list\` and \`logmta sendmail\` in loops through 15 SIGHUPs: always answered, mail once${thread ? ' (session thread)' : ''}`, async () => {
+      const s = await scene.stage({
+        toml: `[smtp]\nsession_thread = ${thread}\n[[local]]\ndomain = "local.test"\nusers = ["ann"]\n`,
+      });
+      const logged = logCounter(s.daemon);
+      const cfg = s.daemon.configFile!;
+      const failures: string[] = [];
+      const ids: string[] = [];
+      let runs = 0;
+      let done = false;
+      const cli = (args: string[], input = '') =>
+        runTool(process.execPath, [LOGMTA_BIN, ...args], { input, timeoutMs: 60_000 });
+      const lister = async (): Promise<void> => {
+        while (!done && failures.length < 10) {
+          const r = await cli(['queue', 'list', '--config', cfg]);
+          runs++;
+          if (r.code !== 0) failures.push(`queue list: exit ${r.code}: ${r.stderr.trim()}`);
+        }
+      };
+      const sender = async (): Promise<void> => {
+        for (let n = 0; !done && failures.length < 10; n++) {
+          const id = `<cli-${n}@sender.test>`;
+          const r = await cli(
+            ['sendmail', '--config', cfg, '-f', 'script@sender.test', 'ann@local.test'],
+            `Message-ID: ${id}\nSubject: run ${n}\n\nbody ${n}\n`,
+          );
+          runs++;
+          if (r.code === 0) ids.push(id);
+          else failures.push(`sendmail: exit ${r.code}: ${r.stderr.trim()}`);
+        }
+      };
+      const loops = [lister(), lister(), sender()];
+      try {
+        for (let i = 1; i <= 15 && failures.length === 0; i++) {
+          // A CLI run ends between any two reloads, so that they meet restarts in every phase.
+          const before = runs;
+          await waitFor(() => runs > before, `a CLI run before reload ${i}`, 60_000);
+          await reload(s, logged);
+        }
+      } finally {
+        done = true;
+        await Promise.all(loops);
       }
-    };
-    const sender = async (): Promise<void> => {
-      for (let n = 0; !done && failures.length < 10; n++) {
-        const id = `<cli-${n}@sender.test>`;
-        const r = await cli(
-          ['sendmail', '--config', cfg, '-f', 'script@sender.test', 'ann@local.test'],
-          `Message-ID: ${id}\nSubject: run ${n}\n\nbody ${n}\n`,
-        );
-        runs++;
-        if (r.code === 0) ids.push(id);
-        else failures.push(`sendmail: exit ${r.code}: ${r.stderr.trim()}`);
-      }
-    };
-    const loops = [lister(), lister(), sender()];
-    try {
-      for (let i = 1; i <= 15 && failures.length === 0; i++) {
-        // A CLI run ends between any two reloads, so that they meet restarts in every phase.
-        const before = runs;
-        await waitFor(() => runs > before, `a CLI run before reload ${i}`, 60_000);
-        await reload(s, logged);
-      }
-    } finally {
-      done = true;
-      await Promise.all(loops);
-    }
-    assert.deepEqual(failures, [], `every CLI run answered (${runs} runs)`);
-    const mail = join(s.dataDir, 'mail');
-    await waitFor(
-      () => ids.every((id) => copiesById(mail, []).has(id)),
-      `${ids.length} messages in the Maildir`,
-    );
-    const copies = copiesById(mail, []);
-    assert.deepEqual(
-      ids.filter((id) => copies.get(id) !== 1),
-      [],
-      'each message sendmail handed over delivered once',
-    );
-    assert.ok(ids.length > 0, 'sendmail ran during the reloads');
-  });
+      assert.deepEqual(failures, [], `every CLI run answered (${runs} runs)`);
+      const mail = join(s.dataDir, 'mail');
+      await waitFor(
+        () => ids.every((id) => copiesById(mail, []).has(id)),
+        `${ids.length} messages in the Maildir`,
+      );
+      const copies = copiesById(mail, []);
+      assert.deepEqual(
+        ids.filter((id) => copies.get(id) !== 1),
+        [],
+        'each message sendmail handed over delivered once',
+      );
+      assert.ok(ids.length > 0, 'sendmail ran during the reloads');
+    });
 
   test('a reload that moves the ODMR port and the control socket closes the old ones and binds the new ones', async () => {
     const [p1, p2] = [await reservePort(), await reservePort()];
