@@ -113,8 +113,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
         await reloading;
         logger.info({ signal: sig }, 'stopping');
         sockets.closeAll(refusal(config));
+        const thread = threads.release();
         await daemon.stop(5_000).catch(() => {});
-        await threads.close();
+        await thread?.end(0);
         resolve(0);
       })();
     };

@@ -41,6 +41,17 @@ const RESTART_MS = 1_000;
 export class SessionThreadSlot {
   current: SessionThread | undefined;
 
+  /**
+   * The process is about to stop: the thread is kept no longer, so the daemon's stop ends it —
+   * its listening sockets closed at once (new clients refused, as by the main thread's), its
+   * sessions given the grace — instead of keeping its ports bound for a restart.
+   */
+  release(): SessionThread | undefined {
+    const t = this.current;
+    this.current = undefined;
+    return t;
+  }
+
   /** The process stops: the thread's sockets close (waiting connections get the 421) and it ends. */
   async close(): Promise<void> {
     const t = this.current;

@@ -228,57 +228,58 @@ describe('logmta serve', () => {
     assert.equal(logLines(c, 'stopping').length, 1);
   });
 
-  test('SIGTERM: the transaction in flight gets its 250, idle clients 421, exit 0 within the grace; the next start recovers', async () => {
-    const dir = tempDir();
-    // Mail for far.example can never be delivered (port 1 refuses), so it stays queued.
-    const toml =
-      '[smtp]\nrelay_networks = ["127.0.0.0/8"]\n[[route]]\ndomain = "*"\nhost = "127.0.0.1:1"\n[queue]\nretry = ["1h"]\n';
-    const c = await spawnDaemon({ dir, toml });
-    children.push(c);
-    const queued = await sendOne(c.port, 'x@far.example', 'queued before the stop');
-    assert.equal(queued.at(-2), '250 2.0.0');
+  // Both ways of running the SMTP sessions: on the main thread, and in the session thread.
+  for (const thread of [false, true])
+    test(`SIGTERM: the transaction in flight gets its 250, idle clients 421, exit 0 within the grace; the next start recovers${thread ? ' (session thread)' : ''}`, async () => {
+      const dir = tempDir();
+      // Mail for far.example can never be delivered (port 1 refuses), so it stays queued.
+      const toml = `[smtp]\nrelay_networks = ["127.0.0.0/8"]\nsession_thread = ${thread}\n[[route]]\ndomain = "*"\nhost = "127.0.0.1:1"\n[queue]\nretry = ["1h"]\n`;
+      const c = await spawnDaemon({ dir, toml });
+      children.push(c);
+      const queued = await sendOne(c.port, 'x@far.example', 'queued before the stop');
+      assert.equal(queued.at(-2), '250 2.0.0');
 
-    // One client in the middle of DATA, one idle after EHLO, one that stalls inside a transaction.
-    const { chat: busy } = await SmtpChat.open(c.port);
-    assert.deepEqual(
-      (await busy.ask('EHLO a\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<y@far.example>\r\nDATA\r\n', 4)).map(
-        codeOf,
-      ),
-      ['250', '250 2.1.0', '250 2.1.5', '354'],
-    );
-    busy.send('Subject: in flight\r\n\r\nfirst half\r\n');
-    const { chat: idle } = await SmtpChat.open(c.port);
-    await idle.ask('EHLO b\r\n');
-    const { chat: stalled } = await SmtpChat.open(c.port);
-    await stalled.ask('EHLO c\r\nMAIL FROM:<s@example.org>\r\n', 2);
+      // One client in the middle of DATA, one idle after EHLO, one that stalls inside a transaction.
+      const { chat: busy } = await SmtpChat.open(c.port);
+      assert.deepEqual(
+        (await busy.ask('EHLO a\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<y@far.example>\r\nDATA\r\n', 4)).map(
+          codeOf,
+        ),
+        ['250', '250 2.1.0', '250 2.1.5', '354'],
+      );
+      busy.send('Subject: in flight\r\n\r\nfirst half\r\n');
+      const { chat: idle } = await SmtpChat.open(c.port);
+      await idle.ask('EHLO b\r\n');
+      const { chat: stalled } = await SmtpChat.open(c.port);
+      await stalled.ask('EHLO c\r\nMAIL FROM:<s@example.org>\r\n', 2);
 
-    const t0 = Date.now();
-    c.kill('SIGTERM');
-    const [bye] = await idle.read(1);
-    assert.equal(codeOf(bye ?? ''), '421 4.3.2');
-    await idle.waitClosed();
-    // New connections are no longer accepted (the listening socket closed before the 421s).
-    await assert.rejects(SmtpChat.connect(c.port), /ECONNREFUSED/);
+      const t0 = Date.now();
+      c.kill('SIGTERM');
+      const [bye] = await idle.read(1);
+      assert.equal(codeOf(bye ?? ''), '421 4.3.2');
+      await idle.waitClosed();
+      // New connections are no longer accepted (the listening socket closed before the 421s).
+      await assert.rejects(SmtpChat.connect(c.port), /ECONNREFUSED/);
 
-    busy.send('second half\r\n.\r\nNOOP\r\n');
-    const r = (await busy.read(2)).map(codeOf);
-    assert.deepEqual(r, ['250 2.0.0', '421 4.3.2'], 'the message is accepted, then the session ends');
-    await busy.waitClosed();
+      busy.send('second half\r\n.\r\nNOOP\r\n');
+      const r = (await busy.read(2)).map(codeOf);
+      assert.deepEqual(r, ['250 2.0.0', '421 4.3.2'], 'the message is accepted, then the session ends');
+      await busy.waitClosed();
 
-    const exit = await c.exited;
-    const took = Date.now() - t0;
-    assert.deepEqual(exit, { code: 0, signal: null }, c.stderr() + c.stdout());
-    // The stalled client holds its transaction open: the daemon waits out the 5 s grace, no more.
-    assert.ok(took < 8_000, `exited ${took} ms after SIGTERM`);
-    await stalled.waitClosed();
-    stalled.close();
+      const exit = await c.exited;
+      const took = Date.now() - t0;
+      assert.deepEqual(exit, { code: 0, signal: null }, c.stderr() + c.stdout());
+      // The stalled client holds its transaction open: the daemon waits out the 5 s grace, no more.
+      assert.ok(took < 8_000, `exited ${took} ms after SIGTERM`);
+      await stalled.waitClosed();
+      stalled.close();
 
-    const again = await spawnDaemon({ dir, toml });
-    children.push(again);
-    await waitFor(() => logLines(again, 'recovered queue').length > 0, 'the recovery log line');
-    const rec = logLines(again, 'recovered queue')[0] ?? {};
-    assert.equal(rec.messages, 2, JSON.stringify(rec));
-    assert.equal(rec.corruptions, 0);
-    assert.deepEqual(await again.stop(), { code: 0, signal: null });
-  });
+      const again = await spawnDaemon({ dir, toml });
+      children.push(again);
+      await waitFor(() => logLines(again, 'recovered queue').length > 0, 'the recovery log line');
+      const rec = logLines(again, 'recovered queue')[0] ?? {};
+      assert.equal(rec.messages, 2, JSON.stringify(rec));
+      assert.equal(rec.corruptions, 0);
+      assert.deepEqual(await again.stop(), { code: 0, signal: null });
+    });
 });
