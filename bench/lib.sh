@@ -15,7 +15,7 @@ data_dir = "$2"
 listen = ["127.0.0.1:$3"]
 relay_networks = ["127.0.0.0/8"]
 max_connections_per_ip = 1000
-session_thread = ${BENCH_SESSION_THREAD:-false}
+session_thread = ${BENCH_SESSION_THREAD:-true}
 CF
 }
 

@@ -2,9 +2,10 @@
 # Where logmta's CPU goes under the relay benchmark's load, in figures that survive a loaded
 # machine: CPU seconds per 1,000 messages (user and system, from /proc), system calls per message
 # (perf trace), and a V8 CPU profile's proportions (node --cpu-prof), for one `logmta serve`.
-#   bench/profile.sh [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--held] [--session-thread] [--keep DIR]
+#   bench/profile.sh [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--held] [--session-thread|--main-thread] [--keep DIR]
 # --no-sync runs the daemon with --unsafe-no-sync (benchmark-only: what fdatasync costs).
-# --session-thread runs the SMTP sessions in their own worker thread (smtp.session_thread).
+# --session-thread runs the SMTP sessions in their own worker thread (smtp.session_thread, the
+# default); --main-thread runs them on the main thread (session_thread = false).
 # --held holds the benchmark's recipient domain for ODMR (bench_config_held in lib.sh): the same
 # durable accept, then nothing is delivered — set beside a relay run, the difference is what
 # relaying a message costs the daemon (no sink is started; the e2e figure is then "-").
@@ -38,8 +39,9 @@ while [ $# -gt 0 ]; do
     --no-sync) NOSYNC=1 ;;
     --held) HELD=1 ;;
     --session-thread) export BENCH_SESSION_THREAD=true ;;
+    --main-thread) export BENCH_SESSION_THREAD=false ;;
     --keep) KEEP=$2; shift ;;
-    *) echo "usage: $0 [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--held] [--session-thread] [--keep DIR]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--size BYTES] [--conc N] [-n N] [--warmup N] [--syscalls] [--no-prof] [--no-sync] [--held] [--session-thread|--main-thread] [--keep DIR]" >&2; exit 64 ;;
   esac
   shift
 done

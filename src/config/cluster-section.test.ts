@@ -95,7 +95,18 @@ redis = "redis://10.0.0.5:6379/2"
 secret_file = "cluster.key"
 advertise = "10.0.0.1:25"
 `);
-    assert.deepEqual(list, ['c.toml: smtp.session_thread: cannot be used with [cluster] (the cluster runs the SMTP sessions on the main thread)']);
+    assert.deepEqual(list, [
+      'c.toml: smtp.session_thread: cannot be used with [cluster] (the cluster runs the SMTP sessions on the main thread)',
+    ]);
+  });
+
+  test('the session thread is on by default, and off by default in a cluster', () => {
+    assert.equal(load('').smtp.sessionThread, true);
+    assert.equal(load('[smtp]\nsession_thread = false').smtp.sessionThread, false);
+    const c = load(
+      '[cluster]\nnode = "mx1"\nredis = "redis://10.0.0.5:6379/2"\nsecret_file = "cluster.key"\nadvertise = "10.0.0.1:25"',
+    );
+    assert.equal(c.smtp.sessionThread, false);
   });
   test('each problem names its key', () => {
     const list = problems(`

@@ -28,7 +28,7 @@ export const DEFAULTS = {
     /** Octets per second (Postfix's smtpd_min_data_rate default). */
     minDataRate: 500,
     allowPlainAuthWithoutTls: false,
-    sessionThread: false,
+    sessionThread: true,
     authMaxFailures: 5,
     authBlockTime: '10m',
     authFailureDelay: '1s',

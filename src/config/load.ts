@@ -135,7 +135,7 @@ function build(root: Section, problems: Problems, opts: TextOptions): Config {
         : resolve(cwd, DEFAULTS.dataDir);
   const paths: Paths = { baseDir, dataDir };
 
-  const smtp = readSmtp(root.table('smtp'), empty('smtp'));
+  const smtp = readSmtp(root.table('smtp'), empty('smtp'), root.has('cluster'));
   if (o.listen !== undefined) {
     const cli = new Problems('command line');
     const listen = o.listen.map((l) => cli.parse('--listen', () => parseListen(l)));

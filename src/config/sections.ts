@@ -63,7 +63,8 @@ function within<T>(sec: Section | undefined, empty: () => Section, fn: (s: Secti
   return r;
 }
 
-export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpConfig {
+/** `clustered`: the file has a [cluster] table, whose SMTP sessions stay on the main thread. */
+export function readSmtp(sec: Section | undefined, empty: () => Section, clustered = false): SmtpConfig {
   const d = DEFAULTS.smtp;
   return within(sec, empty, (s) => {
     const authFailureDelayMs =
@@ -96,7 +97,8 @@ export function readSmtp(sec: Section | undefined, empty: () => Section): SmtpCo
       dataLineTimeoutMs: s.duration('data_line_timeout') ?? parseDuration(d.dataLineTimeout),
       minDataRate: s.size('min_data_rate', 0) ?? d.minDataRate,
       allowPlainAuthWithoutTls: s.bool('allow_plain_auth_without_tls') ?? d.allowPlainAuthWithoutTls,
-      sessionThread: s.bool('session_thread') ?? d.sessionThread,
+      // On by default, except in a cluster (its hooks run on the main thread).
+      sessionThread: s.bool('session_thread') ?? (d.sessionThread && !clustered),
       authMaxFailures: s.positiveInt('auth_max_failures') ?? d.authMaxFailures,
       authBlockTimeMs: s.duration('auth_block_time') ?? parseDuration(d.authBlockTime),
       authFailureDelayMs,

@@ -97,12 +97,13 @@ function table(parent: Table, key: string): Table {
  * The TOML text a test daemon runs with: `toml` plus the test defaults for what it leaves out.
  * Exported so tests can write the same file for a spawned daemon or inspect it.
  */
-export function testToml(toml: string, dataDir: string): string {
+export function testToml(toml: string, dataDir: string, o: { sessionThread?: boolean } = {}): string {
   const doc = parse(toml) as Table;
   doc.hostname ??= 'mx.test';
   doc.data_dir ??= dataDir;
   const smtp = table(doc, 'smtp');
   smtp.listen ??= ['127.0.0.1:0'];
+  if (o.sessionThread !== undefined) smtp.session_thread ??= o.sessionThread;
   const odmr = table(doc, 'odmr');
   odmr.listen ??= ['127.0.0.1:0'];
   return stringify(doc);
@@ -130,7 +131,10 @@ export async function startTestDaemon(opts: TestDaemonOptions = {}): Promise<Tes
   let config: Config;
   try {
     writeFiles(dir, opts.files);
-    const text = testToml(opts.toml ?? '', join(dir, 'data'));
+    // In this process the sessions run on the main thread unless the test asks for the thread:
+    // in-process tests look at the daemon's listeners and hooks, and may give it their clock.
+    // A spawned `logmta serve` (spawnDaemon) runs the default, the session thread.
+    const text = testToml(opts.toml ?? '', join(dir, 'data'), { sessionThread: false });
     config = configFromToml(text, { baseDir: dir, source: 'test config' });
     daemon = await startDaemon(config, { ...opts.deps, logger });
   } catch (e) {
