@@ -79,6 +79,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
   };
   let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  // The session thread loads while the queue recovers.
+  if (config.smtp.sessionThread) threads.prewarm();
   try {
     daemon = await start(config);
   } catch (e) {

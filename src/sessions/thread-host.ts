@@ -31,6 +31,7 @@ export interface SessionThreadDeps {
 }
 
 const LEVELS = ['error', 'warn', 'info', 'debug'];
+const THREAD_MAIN = new URL('./thread-main.js', import.meta.url);
 /** Wait before a dead thread is started again (a thread failing at once must not spin). */
 const RESTART_MS = 1_000;
 
@@ -40,6 +41,30 @@ const RESTART_MS = 1_000;
  */
 export class SessionThreadSlot {
   current: SessionThread | undefined;
+  /** A worker spawned ahead of need, its modules loading, waiting for its first start. */
+  private idle: Worker | undefined;
+
+  /**
+   * Spawns the session thread's worker now, so that it loads its modules on another core while
+   * the queue recovers (start-up is recovery); the daemon's start then only tells it what to
+   * run. Does nothing when a thread is kept or a worker waits already.
+   */
+  prewarm(): void {
+    if (this.current !== undefined || this.idle !== undefined) return;
+    const w = new Worker(THREAD_MAIN, { workerData: null });
+    w.on('error', () => {});
+    w.once('exit', () => {
+      if (this.idle === w) this.idle = undefined;
+    });
+    this.idle = w;
+  }
+
+  /** The worker prewarm() spawned, for the thread that starts now (undefined if none). */
+  takeIdle(): Worker | undefined {
+    const w = this.idle;
+    this.idle = undefined;
+    return w;
+  }
 
   /**
    * The process is about to stop: the thread is kept no longer, so the daemon's stop ends it —
@@ -54,6 +79,7 @@ export class SessionThreadSlot {
 
   /** The process stops: the thread's sockets close (waiting connections get the 421) and it ends. */
   async close(): Promise<void> {
+    void this.takeIdle()?.terminate();
     const t = this.current;
     this.current = undefined;
     await t?.end(0);
@@ -135,7 +161,9 @@ export class SessionThread {
   }
 
   private spawn(): void {
-    const w = new Worker(new URL('./thread-main.js', import.meta.url), { workerData: this.threadData() });
+    const idle = this.slot?.takeIdle();
+    const w = idle ?? new Worker(THREAD_MAIN, { workerData: this.threadData() });
+    if (idle) idle.postMessage({ t: 'start', data: this.threadData() } satisfies ToThread);
     this.worker = w;
     this.accepted = 0;
     w.on('message', (m: FromThread) => {

@@ -33,7 +33,10 @@ import {
 } from './thread-protocol.js';
 
 const port = parentPort!;
-/** What this thread runs with: the start's, replaced by each restart in place (a reload). */
+/**
+ * What this thread runs with: the start's, replaced by each restart in place (a reload). A thread
+ * spawned ahead of need (SessionThreadSlot.prewarm) has none until its first start message.
+ */
 let wd = workerData as ThreadData;
 /** The listening sockets, kept across restarts in place so that a reload never closes a port. */
 const sockets = new ListenSockets((e, key) =>
@@ -109,8 +112,9 @@ const resolver = new Proxy({} as DnsResolver, {
   },
 });
 
-let budget = new MemoryBudget(wd.budgetLimit, wd.budget);
-let ids = new IdSource(() => Date.now(), wd.ids);
+// Made by each start, from its data.
+let budget!: MemoryBudget;
+let ids!: IdSource;
 let refusal: MtaError | undefined;
 
 /** The main thread's spools of streamed messages (thread-spools.ts), through the port. */
@@ -264,4 +268,4 @@ port.on('message', (m: ToThread) => {
   }
 });
 
-await start();
+if (workerData !== null) await start();
