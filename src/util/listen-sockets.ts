@@ -122,12 +122,12 @@ export class ListenSockets {
    * twice gets two sockets, each kept under its own key).
    */
   async open(host: string, port: number): Promise<ListenSocket> {
-    let key = `${host}|${port}`;
+    let key = tcpKey(host, port);
     for (let i = 1; ; i++) {
       const had = this.sockets.get(key);
       if (had === undefined) break;
       if (!had.attached) return had;
-      key = `${host}|${port}#${i}`;
+      key = `${tcpKey(host, port)}#${i}`;
     }
     // allowHalfOpen: see SmtpListener (a client that half-closes still gets every reply).
     const server = net.createServer({ noDelay: true, allowHalfOpen: true });
@@ -179,7 +179,7 @@ export class ListenSockets {
    * can bind that address; the others (the control socket, waiting for its next server) stay.
    */
   release(host: string, port: number, refusal: string): void {
-    const key = `${host}|${port}`;
+    const key = tcpKey(host, port);
     this.closeUnattachedWhere((k) => k === key || k.startsWith(`${key}#`), refusal);
   }
 
@@ -212,3 +212,5 @@ export class ListenSockets {
 }
 
 const pathKey = (path: string): string => `unix:${path}`;
+/** The key of a TCP socket: the address as configured (port 0 included), so that a reload finds it. */
+const tcpKey = (host: string, port: number): string => `${host}|${port}`;
