@@ -19,6 +19,7 @@ import { F_INFLIGHT } from './state/tables.js';
 import type { Deliverer, Destination, RcptOutcome } from './types.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
 import { CrashFs } from '../../test/support/queue.js';
+import { ticks } from '../../test/support/wait.js';
 import { FakeClock } from '../../test/support/clock.js';
 
 type Fate = 'delivered' | 'failed' | 'deferred' | 'hold' | 'record';
@@ -208,13 +209,8 @@ function schedule(seed: number): (scale?: number) => Promise<void> {
           : r < 0.9
             ? Math.floor(next() * 20)
             : Math.floor(next() * 300);
-    return turns(Math.ceil(n * scale));
+    return ticks(Math.ceil(n * scale));
   };
-}
-
-/** Lets `n` turns of the event loop pass. */
-async function turns(n: number): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
 /** Turns of the event loop a step may take to settle before the queue counts as hung. */
@@ -242,7 +238,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
     for (let i = 0, calm = 0; i < HUNG_TURNS; i++) {
       calm = started.n === 0 ? calm + 1 : 0;
       if (calm >= 50) return;
-      await turns(1);
+      await ticks(1);
     }
     assert.fail(`${what}: the queue never settled (${started.n} unsettled)`);
   };
@@ -310,7 +306,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
         (e) => (failed = e),
       );
       started = { n: 0 };
-      for (let i = 0; i < HUNG_TURNS && !opened && !fs.dead && !failed; i++) await turns(1);
+      for (let i = 0; i < HUNG_TURNS && !opened && !fs.dead && !failed; i++) await ticks(1);
       if (failed) throw failed;
       assert.ok(opened || fs.dead, 'recovery never ended');
       if (opened && !fs.dead) {

@@ -14,7 +14,8 @@ import fc from 'fast-check';
 import { makeReporter } from '../delivery/reports.js';
 import { FakeClock } from '../../test/support/clock.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
-import { CrashFs, settle } from '../../test/support/queue.js';
+import { CrashFs } from '../../test/support/queue.js';
+import { ticks } from '../../test/support/wait.js';
 import type { QueueFile, QueueFs } from './log/fs.js';
 import { Queue } from './queue.js';
 import type { DeliveryJob, RcptOutcome } from './types.js';
@@ -70,6 +71,12 @@ class SlowReadsFs implements QueueFs {
   }
 }
 
+/**
+ * Turns of the event loop each wait of a run lets pass: counted turns, not sleeps, so that a
+ * run does the same work between two checks however loaded the machine is.
+ */
+const SETTLE_TICKS = 20;
+
 const seen = { cuts: 0, failuresKept: 0, failuresRetried: 0, reportedAndRetried: 0, early: 0 };
 
 async function run(specs: Fate[][], cutAfter: number, turns: number[]): Promise<void> {
@@ -120,7 +127,7 @@ async function run(specs: Fate[][], cutAfter: number, turns: number[]): Promise<
     (x) => (q2 = x),
     (e) => (failed = e),
   );
-  for (let i = 0; i < 200 && !q2 && !cfs.dead && failed === undefined; i++) await settle(0);
+  for (let i = 0; i < 200 && !q2 && !cfs.dead && failed === undefined; i++) await ticks(SETTLE_TICKS);
   if (failed !== undefined) throw failed;
   let finished = 0;
   q2?.setDeliverer(async (job) => {
@@ -145,8 +152,8 @@ async function run(specs: Fate[][], cutAfter: number, turns: number[]): Promise<
   if (q2 && !cfs.dead) {
     q2.start();
     for (let i = 0; i < 400 && !cfs.dead && (finished < specs.length || q2.pendingBytes > 0); i++)
-      await settle(0);
-    for (let i = 0; i < 20 && !cfs.dead; i++) await settle(0); // reports made at the end go out too
+      await ticks(SETTLE_TICKS);
+    for (let i = 0; i < 20 && !cfs.dead; i++) await ticks(SETTLE_TICKS); // reports made at the end go out too
   }
   if (cfs.dead) seen.cuts++;
   cfs.crash();
@@ -162,7 +169,7 @@ async function run(specs: Fate[][], cutAfter: number, turns: number[]): Promise<
   q3.start();
   let last = -1;
   while (idle < 20) {
-    await settle(0);
+    await ticks(SETTLE_TICKS);
     const now = bounces.size + retried.size;
     idle = now === last && q3.pendingBytes === 0 ? idle + 1 : 0;
     last = now;
