@@ -18,7 +18,8 @@ import { Queue, internals } from './queue.js';
 import { F_INFLIGHT } from './state/tables.js';
 import type { Deliverer, Destination, RcptOutcome } from './types.js';
 import { MemQueueFs } from '../../test/support/memfs.js';
-import { CrashFs } from '../../test/support/queue.js';
+import { CrashFs, quiet } from '../../test/support/queue.js';
+import { prng } from '../../test/support/prng.js';
 import { ticks } from '../../test/support/wait.js';
 import { FakeClock } from '../../test/support/clock.js';
 
@@ -192,13 +193,7 @@ function contentOf(id: number, size: number): Buffer {
  * Mostly none or a few, sometimes many: deliveries and batches stop at every point.
  */
 function schedule(seed: number): (scale?: number) => Promise<void> {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
+  const next = prng(seed);
   return (scale = 1) => {
     const r = next();
     const n =
@@ -219,29 +214,6 @@ const HUNG_TURNS = 200_000;
 async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<void> {
   const crashes = [...crashPlan];
   const pause = schedule(sched);
-  /**
-   * Work the history started on the queue of this process and not yet settled (accepts, actions,
-   * flushes, deliveries). A new object per process: what a crash left hanging never settles.
-   */
-  let started = { n: 0 };
-  const track = <T>(p: Promise<T>): Promise<T> => {
-    const g = started;
-    g.n++;
-    const end = () => {
-      g.n--;
-    };
-    p.then(end, end);
-    return p;
-  };
-  /** Waits until nothing started is left and the loop stayed quiet for a while. */
-  const quiet = async (what: string) => {
-    for (let i = 0, calm = 0; i < HUNG_TURNS; i++) {
-      calm = started.n === 0 ? calm + 1 : 0;
-      if (calm >= 50) return;
-      await ticks(1);
-    }
-    assert.fail(`${what}: the queue never settled (${started.n} unsettled)`);
-  };
   /** The data each message was accepted with, and deliveries that read something else. */
   const contents = new Map<number, Buffer>();
   const badData: string[] = [];
@@ -257,8 +229,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
     if (s === 'maybe' && cur !== 'pending') return;
     m.rcpts.set(addr, s);
   };
-  const deliver: Deliverer = (job) => track(delivery(job));
-  const delivery: Deliverer = async (job) => {
+  const deliver: Deliverer = async (job) => {
     const want = contents.get(job.msgId);
     if (want) {
       const parts: Buffer[] = [];
@@ -305,7 +276,6 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
         (x) => (opened = x),
         (e) => (failed = e),
       );
-      started = { n: 0 };
       for (let i = 0; i < HUNG_TURNS && !opened && !fs.dead && !failed; i++) await ticks(1);
       if (failed) throw failed;
       assert.ok(opened || fs.dead, 'recovery never ended');
@@ -368,7 +338,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
     const destinations: Destination[] = spec.map((r) =>
       r.dom === 'n.test' ? { kind: 'new' } : { kind: 'held', domain: r.dom },
     );
-    track(cur.accept({ data, sender: 's@x.test', recipients: rcpts, destinations, msgId: id })).then(
+    cur.accept({ data, sender: 's@x.test', recipients: rcpts, destinations, msgId: id }).then(
       () => {
         m.acked = true;
         seen.acked++;
@@ -414,7 +384,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
         break;
       }
       case 'compact':
-        void track(cur.compactData(0)).then(
+        void cur.compactData(0).then(
           (n) => (seen.compacted += n),
           () => {},
         );
@@ -422,7 +392,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
       case 'hold':
       case 'release': {
         const id = pick(op.pick);
-        if (id !== undefined) void track(op.t === 'hold' ? cur.hold(id) : cur.release(id)).catch(() => {});
+        if (id !== undefined) void (op.t === 'hold' ? cur.hold(id) : cur.release(id)).catch(() => {});
         break;
       }
       case 'delete': {
@@ -431,7 +401,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
         if (id === undefined || !m) break;
         const before = [...m.rcpts].filter(([, s]) => s === 'pending').map(([a]) => a);
         for (const a of before) mark(id, a, 'maybe');
-        track(cur.remove(id)).then(
+        cur.remove(id).then(
           (r) => {
             // A piece a delivery held past the settle timeout was left alone, or the message was
             // not in the queue yet (its accept still writing): nothing was deleted.
@@ -444,7 +414,7 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
         break;
       }
       case 'flush':
-        void track(cur.flushHeld(op.dom)).catch(() => {});
+        void cur.flushHeld(op.dom).catch(() => {});
         break;
       case 'advance':
         clock.advance(op.ms);
@@ -463,11 +433,11 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
   if (!fs.dead) {
     fs.crashAfter(Number.POSITIVE_INFINITY);
     // Deliveries that chose their fate before it was cleared end first (one may hold a piece).
-    await quiet('before the flushes');
+    await quiet(q!, clock, 'before the flushes');
     fates.clear();
     for (const d of HELD) {
-      await track(q!.flushHeld(d));
-      await quiet(`flush of ${d}`);
+      await q!.flushHeld(d);
+      await quiet(q!, clock, `flush of ${d}`);
       assert.equal(q!.heldCount(d), 0, `${d} delivered by one flush`);
     }
     checkLanes(q!);
@@ -482,18 +452,16 @@ async function run(ops: Op[], crashPlan: readonly number[], sched = 1): Promise<
     for (const d of HELD) await q!.flushHeld(d);
     q!.flushRetries();
     clock.advance(9 * 3_600_000);
-    await quiet('the final deliveries');
+    await quiet(q!, clock, 'the final deliveries');
   }
   assert.equal(internals(q!).core.msgs.count, 0, 'everything delivered');
   assert.deepEqual(badData, [], 'delivered data differs from what was accepted');
   for (const m of model.values()) for (const s of m.rcpts.values()) assert.notEqual(s, 'pending');
   // A further pass that rolls segments over, then only each lane's current segment may remain.
   for (let i = 0; i < 30; i++)
-    await track(
-      q!.accept({ data: [Buffer.alloc(300, 65)], sender: '', recipients: [{ address: `z${i}@n.test` }] }),
-    );
+    await q!.accept({ data: [Buffer.alloc(300, 65)], sender: '', recipients: [{ address: `z${i}@n.test` }] });
   // Their deliveries end, and the reclaim passes their durable batches start.
-  await quiet('the roll-over pass');
+  await quiet(q!, clock, 'the roll-over pass');
   assert.equal(internals(q!).core.msgs.count, 0);
   for (const lane of await mem.readdir('/q/lanes')) {
     const segs = (await mem.readdir(`/q/lanes/${lane}`)).map(parseSegmentName);

@@ -10,6 +10,7 @@ import { ageBucket, bucketLabels, summarize } from './summary.js';
 import type { Filter, MessageView } from './types.js';
 import { FakeClock } from '../../../test/support/clock.js';
 import { MemQueueFs } from '../../../test/support/memfs.js';
+import { prng } from '../../../test/support/prng.js';
 import { quiet } from '../../../test/support/queue.js';
 
 function msg(id: string, ageMin: number, rcpts: string[], now: number): MessageView {
@@ -95,17 +96,6 @@ class CountingFs extends MemQueueFs {
     this.reads++;
     return super.read(path, position, length);
   }
-}
-
-/** Deterministic pseudo-random numbers. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
 }
 
 /**
