@@ -11,7 +11,7 @@
 import type { QueueCore } from './core.js';
 import type { QueueFs } from './log/fs.js';
 import { parseLaneName, parseSegmentName, segmentName } from './log/segment.js';
-import { laneSegments, missingSegments, segmentCut } from './log/lane-scan.js';
+import { laneSegments, missingSegments, PEEK_BYTES, segmentCut } from './log/lane-scan.js';
 import { ReadAhead } from './log/read-ahead.js';
 import { scanSegment } from './log/reader.js';
 import type { GroupWriter } from './log/writer.js';
@@ -104,6 +104,18 @@ async function mapLimited<T, R>(
   return out;
 }
 
+/**
+ * Grows the message rows (and their index) once to what the rest of a lane is likely to need,
+ * at its rate so far of new messages per byte, instead of by half again each time they fill:
+ * each growth copies every column, and a million messages were a dozen copies. Only when the
+ * rows would run out within the estimate; a lane that holds fewer than estimated leaves the
+ * difference unused, up to the half a growth step would have left anyway.
+ */
+function reserveAhead(M: QueueCore['msgs'], estimate: number): void {
+  if (estimate * 1.05 <= M.cap) return;
+  M.reserve(Math.ceil(Math.max(estimate * 1.05, M.cap * 1.5)));
+}
+
 export async function recover(
   q: QueueLike,
   onProgress?: (done: number, total: number) => void,
@@ -158,8 +170,10 @@ export async function recover(
   const superseded = new Map<string, OldVersion>();
   // Highest piece number in any Delta or Done, so a piece number is never used twice.
   const topPiece = new Map<number, number>();
+  // The highest message id seen: ids made after recovery are above it (ids.ts observe).
+  let topId = 0;
   const notePiece = (msgId: number, piece: number) => {
-    q.ids.observe(msgId);
+    if (msgId > topId) topId = msgId;
     if (piece > 0 && piece > (topPiece.get(msgId) ?? 0)) topPiece.set(msgId, piece);
   };
   const corrupt: Array<{ lane: string; seq: number; offset: number }> = [];
@@ -171,15 +185,25 @@ export async function recover(
   );
   let done = 0;
   let lastProgress = 0;
-  for (const { lane: laneName, seqs } of plan) {
+  for (const { lane: laneName, seqs, sizes } of plan) {
     const lane = core.lane(laneName);
     report.lanes++;
     report.missingSegments.push(...missingSegments(laneName, seqs, quarantined));
     let lastSeq = 0;
     let lastEnd = 0;
+    // Every message has a piece, as a rule: the pieces' rows are reserved for those known so
+    // far at once, not grown step by step (each step copies every column).
+    P.reserve(M.count);
+    const laneRows = M.rows;
+    const laneBytes = sizes.reduce((a, b) => a + b, 0);
+    let laneDone = 0;
     const pathOf = (seq: number) => `${q.dir}/lanes/${laneName}/${segmentName(seq)}`;
-    for await (const { seq, buf, newest } of laneSegments(seqs, (seq) => files.get(pathOf(seq)))) {
+    const peek = (seq: number): Promise<Buffer> =>
+      fs.read(pathOf(seq), 0, Math.min(PEEK_BYTES, sizeOf.get(pathOf(seq)) ?? 0));
+    for await (const { seq, buf, newest } of laneSegments(seqs, (seq) => files.get(pathOf(seq)), peek)) {
       const path = pathOf(seq);
+      if (laneDone > 0) reserveAhead(M, M.rows + ((M.rows - laneRows) / laneDone) * (laneBytes - laneDone));
+      laneDone += buf.length;
       report.segments++;
       report.bytes += buf.length;
       lane.seg(seq);
@@ -188,16 +212,14 @@ export async function recover(
         switch (r.type) {
           case RT_DATA: {
             const id = decodeDataId(r.body);
-            let m = M.byId.get(id);
-            if (m === undefined) m = core.newMessage(id, 0);
+            const m = M.slotFor(id, 0);
             core.adoptData(m, lane, seq, r.offset + FRAME_HEADER + DATA_PREFIX, r.body.length - DATA_PREFIX);
-            q.ids.observe(id);
+            if (id > topId) topId = id;
             break;
           }
           case RT_CHUNK: {
             const c = decodeChunkHead(r.body);
-            let m = M.byId.get(c.msgId);
-            if (m === undefined) m = core.newMessage(c.msgId, 0);
+            const m = M.slotFor(c.msgId, 0);
             core.adoptChunk(
               m,
               lane,
@@ -207,15 +229,14 @@ export async function recover(
               c.offset,
               c.last,
             );
-            q.ids.observe(c.msgId);
+            if (c.msgId > topId) topId = c.msgId;
             break;
           }
           case RT_ENVELOPE: {
             const h = decodeEnvelopeHead(r.body);
-            let m = M.byId.get(h.msgId);
-            if (m === undefined) m = core.newMessage(h.msgId, h.arrival);
+            const m = M.slotFor(h.msgId, h.arrival);
             M.arrival[m] = h.arrival;
-            q.ids.observe(h.msgId);
+            if (h.msgId > topId) topId = h.msgId;
             let p = core.pieceOf(m, h.piece);
             if (p === NO_SLOT) p = core.addPiece(m, h.piece);
             else if (P.version[p]! >= h.version) {
@@ -307,6 +328,7 @@ export async function recover(
     if (seqs.length > 0) writer.setTail(laneName, lastSeq, lastEnd, newestCorrupt || lastEnd < 0);
   }
   onProgress?.(total, total);
+  q.ids.observe(topId);
   for (const [id, piece] of topPiece) {
     const m = M.byId.get(id);
     if (m !== undefined && M.nextPieceNo[m]! <= piece) M.nextPieceNo[m] = piece + 1;
@@ -323,7 +345,7 @@ export async function recover(
   const rows = M.rows;
   for (let m = 0; m < rows; m++) {
     const id = M.id[m]!;
-    if (id < 0 || M.byId.get(id) !== m) continue;
+    if (id < 0) continue; // a released row
     let dead = false;
     for (let p = M.head[m]!; p !== NO_SLOT; p = P.next[p]!) if (!core.isLive(p)) dead = true;
     if (dead) for (const p of core.piecesOf(m)) if (!core.isLive(p)) core.releaseDeadPiece(p);

@@ -6,6 +6,8 @@
 // take them from here, so the two can never disagree about a directory.
 // Invariant: reads only, through the `read` callback; the caller does any cutting.
 // Fails: whatever `read` rejects with.
+import { FRAME_RECORD, frameSlot, readFrameAt } from '../record/frame.js';
+import { isRecordType, RT_HEADER } from '../record/records.js';
 import { type SegmentScan, scanSegment } from './reader.js';
 import { segmentName } from './segment.js';
 
@@ -20,21 +22,28 @@ export interface LaneSegment {
   newest: boolean;
 }
 
+/** Bytes of a segment's beginning that `peek` is asked for. */
+export const PEEK_BYTES = 64 * 1024;
+
 /**
  * The segments of one lane in log order (`seqs` ascending), each with its bytes and whether it
- * counts as the newest. Reads each file once.
+ * counts as the newest. Reads each file once, but for `peek`: given, it reads the first bytes
+ * (up to PEEK_BYTES) of the last segments, and a segment whose header and first record are
+ * whole and valid there is known to be the newest without its bytes being held until its turn
+ * (a data lane's newest segment is tens of megabytes).
  */
 export async function* laneSegments(
   seqs: readonly number[],
   read: (seq: number) => Promise<Buffer>,
+  peek?: (seq: number) => Promise<Buffer>,
 ): AsyncGenerator<LaneSegment> {
   const bufs = new Map<number, Buffer>();
   let newestIdx = seqs.length - 1;
   while (newestIdx > 0) {
+    if (peek && startsWithRecord(await peek(seqs[newestIdx]!))) break;
     const b = await read(seqs[newestIdx]!);
     bufs.set(newestIdx, b);
-    const s = scanSegment(b, true, () => {});
-    if (s.records > 0 || s.corruption) break;
+    if (holdsRecordOrDamage(b)) break;
     newestIdx--;
   }
   for (let i = 0; i < seqs.length; i++) {
@@ -42,6 +51,27 @@ export async function* laneSegments(
     bufs.delete(i);
     yield { seq: seqs[i]!, buf, newest: i >= newestIdx };
   }
+}
+
+/** Whether `buf` (a segment, or its first bytes) begins with a header and a valid record after it. */
+function startsWithRecord(buf: Buffer): boolean {
+  const f = frameSlot();
+  return (
+    readFrameAt(buf, 0, isRecordType, false, f) === FRAME_RECORD &&
+    f.type === RT_HEADER &&
+    readFrameAt(buf, f.next, isRecordType, false, f) === FRAME_RECORD
+  );
+}
+
+/**
+ * Whether a scan of `buf` would find a record after the header, or corruption. A header
+ * followed by a valid record answers at once (the usual newest segment, however large);
+ * anything else is scanned whole.
+ */
+function holdsRecordOrDamage(buf: Buffer): boolean {
+  if (startsWithRecord(buf)) return true;
+  const s = scanSegment(buf, true, () => {});
+  return s.records > 0 || s.corruption !== undefined;
 }
 
 /** Where recovery cuts a scanned segment of `length` bytes; undefined when it keeps it whole. */

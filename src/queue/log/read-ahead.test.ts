@@ -91,4 +91,20 @@ describe('recovery read-ahead', () => {
     void ra.get('a');
     assert.deepEqual(r.started, ['a', 'b', 'a']);
   });
+
+  test("a lane's newest segment read first leaves its older ones to be read ahead", () => {
+    // laneSegments asks for the newest segment of a lane before the others (to learn which
+    // segments may end torn): the older ones must still be read ahead, not skipped.
+    const r = reads();
+    const order = ['l/1', 'l/2', 'l/3', 'm/1'];
+    const sizes = new Map(order.map((p) => [p, 100] as [string, number]));
+    const ra = new ReadAhead(order, r.read, { maxFiles: 2, maxBytes: 1000, sizes });
+    void ra.get('l/3');
+    assert.deepEqual(r.started, ['l/3', 'l/1', 'l/2']);
+    void ra.get('l/1');
+    assert.deepEqual(r.started, ['l/3', 'l/1', 'l/2', 'm/1'], 'l/3 is not read again');
+    void ra.get('l/2');
+    void ra.get('m/1');
+    assert.deepEqual(r.started, ['l/3', 'l/1', 'l/2', 'm/1']);
+  });
 });

@@ -20,12 +20,15 @@ export interface ReadAheadLimits {
 }
 
 export class ReadAhead {
-  private readonly index = new Map<string, number>();
   private readonly handedOut = new Set<string>();
   /** Reads started ahead, in the order's order. */
   private readonly ahead: Array<{ path: string; buf: Promise<Buffer> }> = [];
-  /** Index in the order after which the next read ahead is looked for. */
-  private cursor = -1;
+  /**
+   * Every file of the order before this index was read ahead or handed out. A file asked for
+   * out of order (recovery reads a lane's newest segment first) leaves the files before it to
+   * be read ahead still.
+   */
+  private low = 0;
   private readonly maxFiles: number;
   private readonly maxBytes: number;
 
@@ -34,7 +37,6 @@ export class ReadAhead {
     private readonly read: (path: string) => Promise<Buffer>,
     private readonly limits: ReadAheadLimits = {},
   ) {
-    for (let i = 0; i < order.length; i++) this.index.set(order[i]!, i);
     this.maxFiles = Math.max(1, limits.maxFiles ?? 1);
     this.maxBytes = Math.max(0, limits.maxBytes ?? 0);
   }
@@ -50,8 +52,6 @@ export class ReadAhead {
       buf = this.read(path);
     }
     this.handedOut.add(path);
-    const i = this.index.get(path);
-    if (i !== undefined && i > this.cursor) this.cursor = i;
     this.fill();
     return buf;
   }
@@ -63,13 +63,10 @@ export class ReadAhead {
   private fill(): void {
     let bytes = 0;
     for (let n = 1; n < this.ahead.length; n++) bytes += this.sizeOf(this.ahead[n]!.path);
-    for (let j = this.cursor + 1; j < this.order.length && this.ahead.length < this.maxFiles; j++) {
+    let j = this.low;
+    for (; j < this.order.length && this.ahead.length < this.maxFiles; j++) {
       const next = this.order[j]!;
-      if (this.handedOut.has(next)) continue;
-      if (this.ahead.some((a) => a.path === next)) {
-        this.cursor = j;
-        continue;
-      }
+      if (this.handedOut.has(next) || this.ahead.some((a) => a.path === next)) continue;
       if (this.ahead.length > 0) {
         const size = this.sizeOf(next);
         if (bytes + size > this.maxBytes) break;
@@ -78,7 +75,7 @@ export class ReadAhead {
       const p = this.read(next);
       p.catch(() => {});
       this.ahead.push({ path: next, buf: p });
-      this.cursor = j;
     }
+    this.low = j;
   }
 }

@@ -12,7 +12,18 @@
 //   and whose earlier part did not (a hole, then stale record bytes);
 // - anything else invalid (any bad record in an older segment, or a bad record followed by
 //   a valid one): corruption, reported with the byte offset; the caller sets the segment aside.
-import { readFrame, skipZeros, validFrameAfter } from '../record/frame.js';
+// CRCs are checked a span of frames at a time (record/frame.ts checkFrames), frame by frame only
+// in a span that fails, so the outcomes are those of a frame-by-frame read.
+import {
+  checkFrames,
+  FRAME_RECORD,
+  FRAME_SHORT,
+  FRAME_ZERO,
+  frameSlot,
+  readFrameAt,
+  skipZeros,
+  validFrameAfter,
+} from '../record/frame.js';
 import { decodeHeader, isRecordType, RT_HEADER, type SegmentHeader } from '../record/records.js';
 
 export interface ScannedRecord {
@@ -39,15 +50,27 @@ export interface SegmentScan {
 
 /**
  * Scans `buf`, calling `onRecord` for each valid record after the header. `newest` says whether
- * this is the last segment of its lane (the only place a torn tail is legitimate).
+ * this is the last segment of its lane (the only place a torn tail is legitimate). The record
+ * passed to `onRecord` is one object reused for every record: copy what is kept.
  */
 export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedRecord) => void): SegmentScan {
   let off = 0;
   let header: SegmentHeader | undefined;
   let count = 0;
+  const r = frameSlot();
+  const rec: ScannedRecord = { type: 0, body: r.body, offset: 0, length: 0 };
+  // Frames before `checkedTo` passed a span check; before `spanFrom`, a span failed or could
+  // not be formed, and frames are checked one by one.
+  let checkedTo = 0;
+  let spanFrom = 0;
   while (off < buf.length) {
-    const r = readFrame(buf, off, isRecordType);
-    if (r.kind === 'record') {
+    if (off >= checkedTo && off >= spanFrom) {
+      const span = checkFrames(buf, off, isRecordType);
+      if (span.intact) checkedTo = span.end;
+      else spanFrom = Math.max(span.end, off + 1);
+    }
+    const kind = readFrameAt(buf, off, isRecordType, off < checkedTo, r);
+    if (kind === FRAME_RECORD) {
       if (off === 0) {
         if (r.type !== RT_HEADER)
           return { header, end: 0, corruption: { offset: 0, reason: 'missing segment header' }, records: 0 };
@@ -62,7 +85,11 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
           };
         }
       } else {
-        onRecord({ type: r.type, body: r.body, offset: off, length: r.next - off });
+        rec.type = r.type;
+        rec.body = r.body;
+        rec.offset = off;
+        rec.length = r.next - off;
+        onRecord(rec);
         count++;
       }
       off = r.next;
@@ -78,7 +105,7 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
       // segment after recovery, so it need not be the newest).
       return { header, end: 0, tornAt: 0, records: 0 };
     }
-    if (r.kind === 'zero') {
+    if (kind === FRAME_ZERO) {
       // Preallocated or zero-extended space: the end of what was written. Anything valid after
       // it would mean lost records in between.
       const later = validFrameAfter(buf, off + 1, isRecordType);
@@ -97,7 +124,7 @@ export function scanSegment(buf: Buffer, newest: boolean, onRecord: (r: ScannedR
       // wrote (or preallocated space). The log ends at `end`.
       return { header, end: off, zeroTail: true, records: count };
     }
-    const reason = r.kind === 'short' ? 'incomplete record' : r.reason;
+    const reason = kind === FRAME_SHORT ? 'incomplete record' : r.reason;
     const later = validFrameAfter(buf, off + 1, isRecordType);
     if (newest && later < 0) return { header, end: off, tornAt: off, records: count };
     return {

@@ -28,6 +28,12 @@ describe('message id index', () => {
               id: fc.oneof(fc.integer({ min: 1, max: 2 ** 52 }), fc.integer({ min: 1, max: 3000 })),
             }),
             fc.record({ op: fc.constant('del' as const), pick: fc.nat() }),
+            // slotFor: a new id gets a row, a known one its own row back.
+            fc.record({
+              op: fc.constant('slotFor' as const),
+              id: fc.oneof(fc.integer({ min: 1, max: 2 ** 52 }), fc.integer({ min: 1, max: 3000 })),
+            }),
+            fc.record({ op: fc.constant('reserve' as const), n: fc.nat({ max: 5000 }) }),
           ),
           { maxLength: 3000 },
         ),
@@ -38,6 +44,13 @@ describe('message id index', () => {
             if (o.op === 'add') {
               if (model.has(o.id)) continue;
               model.set(o.id, t.alloc(o.id, 0));
+            } else if (o.op === 'slotFor') {
+              const s = t.slotFor(o.id, 0);
+              if (model.has(o.id)) assert.equal(s, model.get(o.id));
+              else model.set(o.id, s);
+            } else if (o.op === 'reserve') {
+              t.reserve(o.n);
+              assert.ok(t.cap >= o.n);
             } else if (model.size > 0) {
               const ids = [...model.keys()];
               const id = ids[o.pick % ids.length]!;

@@ -75,6 +75,39 @@ export class IdIndex {
     }
   }
 
+  /**
+   * The bucket that holds `id`, or the empty one where it would go (the index grows first if
+   * one more entry would make it more than half full): with at() and fill(), one probe serves
+   * both the lookup and the insert (recovery meets a million ids, most of them new).
+   */
+  probe(id: number): number {
+    if ((this.size + 1) * 2 > this.buckets.length) this.rehash(Math.max(1024, this.buckets.length * 2));
+    const b = this.buckets;
+    const ids = this.table.id;
+    for (let i = IdIndex.hash(id) & this.mask; ; i = (i + 1) & this.mask) {
+      const s = b[i]!;
+      if (s === NO_SLOT || ids[s] === id) return i;
+    }
+  }
+
+  /** The slot in bucket `i` of a probe (NO_SLOT: the id is not in the index). */
+  at(i: number): number {
+    return this.buckets[i]!;
+  }
+
+  /** Puts `slot` in the empty bucket `i` that a probe just returned (no other change between). */
+  fill(i: number, slot: number): void {
+    this.buckets[i] = slot;
+    this.size++;
+  }
+
+  /** Makes room for `n` entries without a rehash. */
+  reserve(n: number): void {
+    let want = Math.max(1024, this.buckets.length);
+    while (n * 2 > want) want *= 2;
+    if (want > this.buckets.length) this.rehash(want);
+  }
+
   /** Removes `id` (read before the slot's id column is cleared). */
   delete(id: number): boolean {
     if (this.size === 0) return false;
@@ -165,6 +198,29 @@ export class MessageTable {
   }
 
   alloc(id: number, arrival: number): number {
+    const s = this.take(id, arrival);
+    this.byId.set(id, s);
+    return s;
+  }
+
+  /** The row of message `id`, a new one (with `arrival`) if it has none: one probe of the index. */
+  slotFor(id: number, arrival: number): number {
+    const i = this.byId.probe(id);
+    const found = this.byId.at(i);
+    if (found !== NO_SLOT) return found;
+    const s = this.take(id, arrival);
+    this.byId.fill(i, s);
+    return s;
+  }
+
+  /** Room for `n` rows (and their index entries) without growing. */
+  reserve(n: number): void {
+    if (n > this.cap) this.resize(n);
+    this.byId.reserve(n);
+  }
+
+  /** A fresh row for `id`, not yet in the index. */
+  private take(id: number, arrival: number): number {
     let s = this.free.pop();
     if (s === undefined) {
       if (this.top === this.cap) this.resize(Math.max(1024, Math.ceil(this.cap * 1.5)));
@@ -179,7 +235,6 @@ export class MessageTable {
     this.refs[s] = 0;
     this.head[s] = NO_SLOT;
     this.nextPieceNo[s] = 0;
-    this.byId.set(id, s);
     this.count++;
     return s;
   }
@@ -264,6 +319,11 @@ export class PieceTable {
     this.sender[s] = FACET_UNKNOWN;
     this.count++;
     return s;
+  }
+
+  /** Room for `n` rows without growing. */
+  reserve(n: number): void {
+    if (n > this.cap) this.resize(n);
   }
 
   release(s: number): void {
