@@ -7,9 +7,14 @@
 // application/json (which a page cannot send cross-origin without a preflight we never allow).
 // Failure: bad JSON/arguments → 400, unknown id → 404, anything else a handler throws → 500;
 // bodies over 64 MiB → 413.
+// Reloads: under `logmta serve` the port is a kept socket (util/listen-sockets.ts), so a scrape
+// that connects while the daemon restarts in place waits for the next daemon's answer instead of
+// being refused; closing lets requests in progress finish (up to CLOSE_GRACE_MS) and ends idle
+// keep-alive connections.
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ListenSocket, ListenSockets } from '../util/listen-sockets.js';
 import { MtaError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseDuration } from '../config/index.js';
@@ -19,6 +24,10 @@ import type { OpRunner } from './socket.js';
 import { secretDigest } from '../util/secret-equal.js';
 
 const MAX_BODY = 64 * 1024 * 1024;
+/** How long close() lets requests in progress finish before it cuts their connections. */
+const CLOSE_GRACE_MS = 2_000;
+/** What a connection still waiting for a daemon gets when the kept socket itself closes. */
+const HTTP_REFUSAL = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
 const METHODS: ReadonlySet<string> = new Set(['GET', 'POST', 'PUT', 'DELETE', 'HEAD']);
 
 export interface AdminHttpOptions {
@@ -27,6 +36,8 @@ export interface AdminHttpOptions {
   token: string | undefined;
   routes: RouteTable;
   logger: Logger;
+  /** `logmta serve`'s kept sockets: the port is taken from there and outlives this server. */
+  sockets?: ListenSockets;
 }
 
 function statusOf(e: unknown): number {
@@ -61,12 +72,21 @@ export class AdminHttpServer {
     private readonly server: http.Server,
     /** "host:port" actually bound. */
     readonly address: string,
+    private readonly inFlight: InFlight,
+    private readonly shared?: ListenSocket,
   ) {}
 
   static async listen(opts: AdminHttpOptions): Promise<AdminHttpServer> {
     const want = opts.token === undefined ? undefined : secretDigest(opts.token);
     let self: AdminHttpServer | undefined;
+    const inFlight: InFlight = { requests: 0, closing: false, drained: undefined };
     const server = http.createServer((req, res) => {
+      inFlight.requests++;
+      // Closing: the answer ends its connection, so that no keep-alive outlives the server.
+      if (inFlight.closing) res.shouldKeepAlive = false;
+      res.once('close', () => {
+        if (--inFlight.requests === 0) inFlight.drained?.();
+      });
       void handle(req, res).catch((e) => {
         opts.logger.error({ err: e instanceof Error ? e.message : String(e) }, 'admin http error');
         if (!res.headersSent) res.writeHead(500);
@@ -172,24 +192,59 @@ export class AdminHttpServer {
       send(res, out, head);
     }
 
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port, opts.host, () => {
-        server.off('error', reject);
-        resolve();
+    let shared: ListenSocket | undefined;
+    let a: AddressInfo;
+    if (opts.sockets) {
+      shared = await opts.sockets.open(opts.host, opts.port, HTTP_REFUSAL);
+      a = shared.address;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port, opts.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
-    const a = server.address() as AddressInfo;
-    self = new AdminHttpServer(server, `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
+      a = server.address() as AddressInfo;
+    }
+    const address = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+    self = new AdminHttpServer(server, address, inFlight, shared);
+    // The connections of the kept socket are this server's from now on (first those that waited).
+    shared?.attach((c) => server.emit('connection', c));
     return self;
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    // New connections wait on a kept socket for the next server (or, not kept, are refused by
+    // the kernel); requests in progress finish, within the grace; then every connection ends.
+    this.shared?.detach();
+    this.inFlight.closing = true;
+    // Two turns of the loop, so that a request already sent on a connection just accepted is
+    // read (and so in flight) before idle connections are ended (http's close() ends them).
+    for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    if (this.inFlight.requests > 0) {
+      await new Promise<void>((resolve) => {
+        const cut = setTimeout(resolve, CLOSE_GRACE_MS);
+        cut.unref();
+        this.inFlight.drained = () => {
+          clearTimeout(cut);
+          resolve();
+        };
+      });
+    }
+    this.server.closeAllConnections();
+    await closed;
   }
+}
+
+/** Requests being answered, and who waits for there to be none. */
+interface InFlight {
+  requests: number;
+  /** close() has begun. */
+  closing: boolean;
+  drained: (() => void) | undefined;
 }
 
 function jsonBody(body: Buffer): Record<string, unknown> {

@@ -59,6 +59,7 @@ export async function startAdmin(opts: StartAdminOptions): Promise<AdminServer> 
         token: opts.config.token,
         routes,
         logger: opts.logger,
+        ...(opts.sockets ? { sockets: opts.sockets } : {}),
       }).catch((e: unknown) => {
         throw listenError(e, formatHostPort(hp), 'admin.listen');
       });

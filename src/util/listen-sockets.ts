@@ -4,8 +4,8 @@
 // connections already in the kernel's accept queue are not reset. While no listener is
 // attached, accepted connections wait (parked, unread) and are handed to the next listener that
 // attaches; they see nothing but an answer that comes a little later. Used by every door of the
-// daemon: the SMTP listeners and the ODMR listeners (TCP, open) and the control socket (UNIX,
-// openPath). `logmta serve` owns one set for its whole life; a daemon started without one binds
+// daemon: the SMTP listeners, the ODMR listeners and the HTTP admin (TCP, open) and the control
+// socket (UNIX, openPath). `logmta serve` owns one set for its whole life; a daemon started without one binds
 // its own servers, as before.
 // Invariant: one net.Server per configured host:port or path; a parked connection is either
 // handed to a listener, refused (the socket's refusal line) when its socket is closed, or
@@ -119,9 +119,10 @@ export class ListenSockets {
 
   /**
    * The socket for host:port: one already bound and not attached, or a new one (port 0 named
-   * twice gets two sockets, each kept under its own key).
+   * twice gets two sockets, each kept under its own key). `refusal`: what its waiting
+   * connections get when it closes, when not the closer's line (the HTTP admin's 503).
    */
-  async open(host: string, port: number): Promise<ListenSocket> {
+  async open(host: string, port: number, refusal?: string): Promise<ListenSocket> {
     let key = tcpKey(host, port);
     for (let i = 1; ; i++) {
       const had = this.sockets.get(key);
@@ -131,7 +132,7 @@ export class ListenSockets {
     }
     // allowHalfOpen: see SmtpListener (a client that half-closes still gets every reply).
     const server = net.createServer({ noDelay: true, allowHalfOpen: true });
-    return this.bind(new ListenSocket(key, server), (done) => server.listen(port, host, done));
+    return this.bind(new ListenSocket(key, server, refusal), (done) => server.listen(port, host, done));
   }
 
   /** Whether a socket at the UNIX path `path` is kept here (so it is ours, not a stale file). */

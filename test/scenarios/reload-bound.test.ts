@@ -5,13 +5,15 @@
 // is never refused nor reset — its connection waits through the restart and is greeted by the
 // new daemon; at most a session caught before its ATRN gets the documented 421 4.3.2 — and
 // every held message reaches it exactly once; every CLI run is answered (exit 0, never "no
-// daemon"), and every message sendmail handed over is delivered once. A port or socket path the
+// daemon"), and every message sendmail handed over is delivered once; a monitoring scraper
+// polling the HTTP admin's /metrics is answered 200 every time, never refused. A port or socket path the
 // new file no longer names is closed; a new one is bound.
 // Fails: naming what a client saw (refused, reset, a reply it should not get) or the messages
 // lost or delivered twice.
 
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -44,6 +46,19 @@ async function knock(port: number): Promise<string> {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code ?? String(e);
   }
+}
+
+/** One GET on a new connection (no keep-alive): the status, or the error's code. */
+function scrape(port: number, path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 20_000 }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(String(res.statusCode)));
+      res.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+    req.once('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+    req.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
 }
 
 describe('reload keeps the ODMR port and the control socket bound', () => {
@@ -189,6 +204,44 @@ describe('reload keeps the ODMR port and the control socket bound', () => {
       );
       assert.ok(ids.length > 0, 'sendmail ran during the reloads');
     });
+
+  test('a scraper polling /metrics through 10 SIGHUPs: every request answered 200, never refused', async () => {
+    const port = await reservePort();
+    const s = await scene.stage({ toml: `[admin]\nlisten = "127.0.0.1:${port}"` });
+    const logged = logCounter(s.daemon);
+    const seen = new Map<string, number>();
+    let stop = false;
+    const poller = async (): Promise<void> => {
+      while (!stop) {
+        const r = await scrape(port, '/metrics');
+        seen.set(r, (seen.get(r) ?? 0) + 1);
+      }
+    };
+    const pollers = [poller(), poller(), poller()];
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      await reload(s, logged);
+    }
+    stop = true;
+    await Promise.all(pollers);
+    assert.deepEqual([...seen.keys()], ['200'], `what the scrapes got: ${JSON.stringify([...seen])}`);
+    assert.ok((seen.get('200') ?? 0) >= 30, 'the scrapers ran through the reloads');
+  });
+
+  test('a reload that moves the HTTP admin port closes the old one and binds the new one', async () => {
+    const [p1, p2] = [await reservePort(), await reservePort()];
+    const s = await scene.stage({ toml: `[admin]\nlisten = "127.0.0.1:${p1}"` });
+    const logged = logCounter(s.daemon);
+    const cfg = s.daemon.configFile!;
+    assert.equal(await scrape(p1, '/metrics'), '200');
+    writeFileSync(cfg, testToml(`[admin]\nlisten = "127.0.0.1:${p2}"`, s.dataDir));
+    await reload(s, logged);
+    assert.equal(await scrape(p1, '/metrics'), 'ECONNREFUSED', 'the port the file no longer names is closed');
+    assert.equal(await scrape(p2, '/metrics'), '200', 'the new port is bound');
+    writeFileSync(cfg, testToml('', s.dataDir));
+    await reload(s, logged);
+    assert.equal(await scrape(p2, '/metrics'), 'ECONNREFUSED', 'no HTTP admin once the file names none');
+  });
 
   test('a reload that moves the ODMR port and the control socket closes the old ones and binds the new ones', async () => {
     const [p1, p2] = [await reservePort(), await reservePort()];
